@@ -1,0 +1,84 @@
+//! The command line: one file per subcommand. Errors become exit codes here.
+
+pub mod run;
+pub mod serve;
+pub mod validate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit codes (DESIGN.md): documented in README.md.
+pub mod exit {
+    /// Every threshold passed.
+    pub const PASS: u8 = 0;
+    /// A threshold failed.
+    pub const THRESHOLD_FAILED: u8 = 1;
+    /// Usage or scenario error; nothing was sent.
+    pub const USAGE: u8 = 2;
+    /// Aborted: signal, target unreachable or rejecting every connection, safety limit.
+    pub const ABORTED: u8 = 3;
+}
+
+const AFTER_HELP: &str = "\
+Examples:
+  chatload run scenarios/smoke.toml
+      Runs the smoke scenario against the embedded reference server.
+  chatload run scenarios/release-gate.toml --target wss://staging.example.com/ws --out reports/rc1
+      Runs against a staging target (its host must be in the scenario's target.allow).
+  chatload validate scenarios/release-gate.toml
+      Checks a scenario and prints its load plan; sends nothing.
+  chatload serve --addr 127.0.0.1:8080 --faults close_1011=0.5%
+      Runs the reference server on its own.
+
+Exit codes: 0 pass, 1 a threshold failed, 2 usage or scenario error (nothing was sent),
+3 aborted (signal, target unreachable or rejecting every connection).
+Secrets (the JWT signing key) come from the environment variable the scenario names
+(auth.secret_env, default CHATLOAD_JWT_SECRET), never from a flag.";
+
+#[derive(Parser, Debug)]
+#[command(name = "chatload", version, about = "Load and soak tests for chat platforms whose users talk to AI agents over authenticated WebSockets", after_help = AFTER_HELP)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a scenario and write its reports.
+    #[command(
+        after_help = "Without --target (and without target.url in the file) chatload starts its embedded reference server on 127.0.0.1 and runs against it."
+    )]
+    Run(run::RunArgs),
+    /// Run the reference server.
+    Serve(serve::ServeArgs),
+    /// Check a scenario file and print its load plan; sends nothing.
+    Validate {
+        /// The scenario file.
+        scenario: PathBuf,
+    },
+}
+
+/// Parses the command line and runs it; never panics on bad input.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::ABORTED);
+        }
+    };
+    let code = match cli.command {
+        Command::Run(args) => rt.block_on(run::main(args)),
+        Command::Serve(args) => rt.block_on(serve::main(args)),
+        Command::Validate { scenario } => validate::main(&scenario),
+    };
+    // Users or server tasks still winding down must not hold the exit.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    ExitCode::from(code)
+}

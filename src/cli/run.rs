@@ -1,0 +1,113 @@
+//! `chatload run`: resolve overrides and secrets, run, print the summary, exit.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::auth::{Secret, EMBEDDED_DEV_SECRET};
+use crate::report;
+use crate::runner::{self, RunError, RunRequest};
+use crate::scenario::{doc::parse_duration, Scenario};
+
+use super::exit;
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The scenario file.
+    pub scenario: PathBuf,
+    /// WebSocket URL to load (ws:// or wss://); its host must be in target.allow.
+    /// Without it (and without target.url in the file) the embedded server is started.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Peak users: every ramp stage is scaled to it.
+    #[arg(long)]
+    pub users: Option<u64>,
+    /// Length of the hold stage, e.g. 30s, 10m, 2h.
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Output folder (default: <output.dir>/<run id>, output.dir defaulting to reports/).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Seed for client-side randomness and the embedded server's fault plan.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Print only the verdict line and the report folder.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+pub async fn main(a: RunArgs) -> u8 {
+    let mut sc = match Scenario::load(&a.scenario) {
+        Ok(s) => s,
+        Err(d) => {
+            eprint!("{d}");
+            return exit::USAGE;
+        }
+    };
+    if let Some(u) = a.users {
+        if u == 0 {
+            eprintln!("error: --users must be at least 1");
+            return exit::USAGE;
+        }
+        sc.workload.plan = sc.workload.plan.with_users(u);
+    }
+    if let Some(d) = a.duration {
+        if sc.workload.plan.iterations.is_some() {
+            eprintln!(
+                "error: --duration cannot be used with a scenario that sets workload.iterations"
+            );
+            return exit::USAGE;
+        }
+        if d.subsec_nanos() != 0 {
+            eprintln!("error: --duration must be whole seconds");
+            return exit::USAGE;
+        }
+        sc.workload.plan = sc.workload.plan.with_hold(d);
+    }
+    let external = a.target.is_some() || sc.target.url.is_some();
+    let secret = match std::env::var(&sc.auth.secret_env) {
+        Ok(s) if !s.is_empty() => Secret::new(s),
+        _ if !external => Secret::new(EMBEDDED_DEV_SECRET),
+        _ => {
+            eprintln!(
+                "error: the signing key variable ${} is not set; export it before loading an external target (it is never read from a flag or the file)",
+                sc.auth.secret_env
+            );
+            return exit::USAGE;
+        }
+    };
+    let seed = a.seed.or(sc.seed).unwrap_or(1);
+    let req = RunRequest {
+        scenario: sc,
+        target: a.target,
+        secret,
+        seed,
+        out: a.out,
+        goose_report: true,
+    };
+    let res = match runner::run(req).await {
+        Ok(r) => r,
+        Err(RunError::Usage(m)) => {
+            eprintln!("error: {m}");
+            return exit::USAGE;
+        }
+        Err(RunError::Aborted(m)) => {
+            eprintln!("aborted: {m}");
+            return exit::ABORTED;
+        }
+    };
+    if !a.quiet {
+        let mut out = std::io::stdout().lock();
+        let _ = report::console::render(&res.report, &mut out);
+    }
+    for n in &res.snapshot.notes {
+        eprintln!("{n}");
+    }
+    println!(
+        "{}: reports in {}",
+        res.report.verdict,
+        res.out_dir.display()
+    );
+    res.exit_code()
+}

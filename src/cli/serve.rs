@@ -1,0 +1,68 @@
+//! `chatload serve`: the reference server on its own, until Ctrl-C; prints its
+//! truth counters on exit.
+
+use std::net::SocketAddr;
+
+use clap::Args;
+
+use crate::auth::{Secret, EMBEDDED_DEV_SECRET};
+use crate::server::{self, Envelope, FaultPlan, ServerConfig};
+
+use super::exit;
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+    /// Seed of the fault and latency generators.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Agent-event envelope: payload, data, flat or wrapped.
+    #[arg(long, default_value = "data")]
+    pub envelope: Envelope,
+    /// Fault plan, e.g. "close_1011=0.5%".
+    #[arg(long, default_value = "", value_parser = FaultPlan::parse)]
+    pub faults: FaultPlan,
+    /// Environment variable holding the HS256 key; when unset the embedded dev key is used.
+    #[arg(long, default_value = "CHATLOAD_JWT_SECRET")]
+    pub secret_env: String,
+}
+
+pub async fn main(a: ServeArgs) -> u8 {
+    let secret = match std::env::var(&a.secret_env) {
+        Ok(s) if !s.is_empty() => Secret::new(s),
+        _ => {
+            eprintln!(
+                "note: ${} is unset; using the embedded server's documented dev key",
+                a.secret_env
+            );
+            Secret::new(EMBEDDED_DEV_SECRET)
+        }
+    };
+    let mut cfg = ServerConfig::new(secret);
+    cfg.seed = a.seed;
+    cfg.envelope = a.envelope;
+    cfg.faults = a.faults;
+    let srv = match server::spawn(cfg, a.addr).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: cannot listen on {}: {e}", a.addr);
+            return exit::USAGE;
+        }
+    };
+    eprintln!(
+        "reference server on {} (WebSocket {}; truth at {}/__chatload/truth); Ctrl-C stops it",
+        srv.addr,
+        srv.ws_url(),
+        srv.http_url()
+    );
+    let _ = tokio::signal::ctrl_c().await;
+    let truth = srv.truth();
+    srv.shutdown().await;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&truth).unwrap_or_default()
+    );
+    exit::PASS
+}

@@ -1,0 +1,472 @@
+//! The engine: goose schedules closed-model users; each user holds one socket in
+//! its session data and walks the scenario's journey, emitting observations.
+//!
+//! This is the only module that names goose types. Every journey step is a goose
+//! transaction (so goose's own report lists them) and every WebSocket step is
+//! also recorded into goose with `record_custom_request_duration`; chatload's
+//! HDR recorders, fed through [`ObsSender`], stay the source of truth.
+//!
+//! goose 0.19 facts this relies on: metrics reset after ramp-up only outside a
+//! test plan (we always give it a plan or iterations, and our recorders never reset); users stop only between transactions (every await has a
+//! deadline); its coordinated-omission mitigation mislabels custom requests
+//! (off); one reqwest client per user by default (we share one).
+
+pub mod connect;
+pub mod session;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use futures_util::SinkExt;
+use goose::client::GooseClientBuilder;
+use goose::prelude::*;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tokio::sync::Mutex;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::auth::{Minter, Secret};
+use crate::metrics::{names, ObsSender};
+use crate::protocol::template::{self, Vars};
+use crate::scenario::{Step, StepKind};
+use connect::{ConnectFailure, Ws};
+use session::{PendingRun, ReadyOutcome, RunOutcome};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("goose refused the configuration: {0}")]
+    Goose(String),
+}
+
+impl From<GooseError> for EngineError {
+    fn from(e: GooseError) -> Self {
+        EngineError::Goose(format!("{e:?}"))
+    }
+}
+
+/// Everything the engine needs, resolved from a scenario and the command line.
+#[derive(Clone)]
+pub struct EngineConfig {
+    pub scenario: crate::scenario::Scenario,
+    /// The WebSocket URL to load.
+    pub target_url: String,
+    pub secret: Secret,
+    pub seed: u64,
+    /// Where goose writes its own HTML report (None: no goose report).
+    pub goose_report: Option<PathBuf>,
+}
+
+/// Shared by every user.
+struct Shared {
+    cfg: EngineConfig,
+    minter: Minter,
+    obs: ObsSender,
+}
+
+/// Socket phase names used in `closes_by_phase.<phase>.<code>`.
+const PHASE_BEFORE_READY: &str = "before_ready";
+const PHASE_FIRST_EXCHANGE: &str = "first_exchange";
+const PHASE_DURING_RUN: &str = "during_run";
+
+/// One simulated user's state, kept in goose's session data.
+struct UserSession {
+    user_id: String,
+    ws: Option<Ws>,
+    ever_connected: bool,
+    /// Runs started on the current socket (0 means the next one is its first exchange).
+    runs_on_socket: u64,
+    runs: u64,
+    iteration: u64,
+    thread_id: String,
+    pending: Option<PendingRun>,
+    rng: ChaCha8Rng,
+    tokens: u64,
+}
+
+#[derive(Clone)]
+struct SessionHandle(Arc<Mutex<UserSession>>);
+
+/// goose's session data must be `Clone`; the socket lives behind the handle.
+fn session(user: &GooseUser) -> Option<SessionHandle> {
+    user.get_session_data::<SessionHandle>().cloned()
+}
+
+impl Shared {
+    fn new_session(&self, index: usize) -> UserSession {
+        let user_id = format!("{}{:05}", self.cfg.scenario.auth.user_prefix, index);
+        UserSession {
+            thread_id: format!("thread-{user_id}-1"),
+            user_id,
+            ws: None,
+            ever_connected: false,
+            runs_on_socket: 0,
+            runs: 0,
+            iteration: 0,
+            pending: None,
+            rng: ChaCha8Rng::seed_from_u64(
+                self.cfg.seed ^ (index as u64 + 1).wrapping_mul(0x2545_F491_4F6C_DD1D),
+            ),
+            tokens: 0,
+        }
+    }
+
+    /// Opens the socket and waits for ready. Returns the goose status and error on failure.
+    async fn connect(&self, s: &mut UserSession) -> Result<Duration, (Option<u16>, String)> {
+        let sc = &self.cfg.scenario;
+        self.obs.count(names::CONN_ATTEMPTED);
+        if s.ever_connected {
+            self.obs.count(names::RECONNECTS);
+        }
+        s.tokens += 1;
+        let jti = format!("{}-{}-{:08x}", s.user_id, s.tokens, s.rng.random::<u32>());
+        let token = self
+            .minter
+            .mint(&s.user_id, SystemTime::now(), &jti)
+            .map_err(|e| (None, e.to_string()))?;
+        let started = Instant::now();
+        let (mut ws, took) = match connect::open(
+            &self.cfg.target_url,
+            &token,
+            &sc.auth.present,
+            sc.target.connect_timeout,
+        )
+        .await
+        {
+            Ok(ok) => ok,
+            Err(f) => {
+                let counter = match &f {
+                    ConnectFailure::Rejected(status) => names::conn_rejected(*status),
+                    ConnectFailure::Failed(kind, _) => names::conn_failed(kind),
+                };
+                self.obs.count(counter);
+                let msg = match &f {
+                    ConnectFailure::Rejected(st) => format!("upgrade rejected with HTTP {st}"),
+                    ConnectFailure::Failed(kind, detail) => {
+                        format!("connect failed ({kind}): {detail}")
+                    }
+                };
+                return Err((f.status(), msg));
+            }
+        };
+        self.obs.count(names::CONN_UPGRADED);
+        self.obs.sample(names::WS_CONNECT, took.as_micros() as u64);
+        s.ever_connected = true;
+        let ready_at = Instant::now();
+        match session::await_ready(
+            &mut ws,
+            &sc.profile,
+            ready_at + sc.target.ready_timeout,
+            &self.obs,
+        )
+        .await
+        {
+            ReadyOutcome::Ready => {
+                self.obs.count(names::CONN_READY);
+                self.obs
+                    .sample(names::WS_READY, ready_at.elapsed().as_micros() as u64);
+                s.ws = Some(ws);
+                s.runs_on_socket = 0;
+                Ok(started.elapsed())
+            }
+            ReadyOutcome::Closed { code, server_error } => {
+                self.obs.count(names::close_code(code));
+                self.obs.count(names::close_phase(PHASE_BEFORE_READY, code));
+                let why = server_error
+                    .map(|e| format!(" after `{e}`"))
+                    .unwrap_or_default();
+                Err((Some(code), format!("closed with {code} before ready{why}")))
+            }
+            ReadyOutcome::TimedOut => {
+                self.obs.count(names::CONN_READY_TIMEOUT);
+                let _ = ws.close(None).await;
+                Err((None, "no ready frame before the ready timeout".into()))
+            }
+        }
+    }
+
+    async fn send(
+        &self,
+        s: &mut UserSession,
+        message: &serde_json::Value,
+    ) -> Result<Duration, (Option<u16>, String)> {
+        if s.ws.is_none() {
+            self.connect(s).await?;
+        }
+        s.runs += 1;
+        let run_id = format!("{}-r{}", s.user_id, s.runs);
+        let prompts = &self.cfg.scenario.prompts;
+        let prompt = &prompts[(s.rng.random::<u64>() % prompts.len() as u64) as usize];
+        let vars = Vars {
+            user: &s.user_id,
+            thread: &s.thread_id,
+            run: &run_id,
+            prompt,
+            iteration: s.iteration,
+        };
+        let text = template::render(message, &vars).to_string();
+        let Some(ws) = s.ws.as_mut() else {
+            return Err((None, "no socket".into()));
+        };
+        let t0 = Instant::now();
+        self.obs.count(names::RUNS_STARTED);
+        self.obs.count_n("bytes.sent", text.len() as u64);
+        match ws.send(Message::Text(text.into())).await {
+            Ok(()) => {
+                s.pending = Some(PendingRun {
+                    run_id,
+                    started: t0,
+                });
+                Ok(t0.elapsed())
+            }
+            Err(e) => {
+                // The socket was already gone: the run failed before it began.
+                s.ws = None;
+                self.fail_run("send_error");
+                self.obs.count(names::close_code(session::ABNORMAL_CLOSE));
+                Err((Some(session::ABNORMAL_CLOSE), format!("send failed: {e}")))
+            }
+        }
+    }
+
+    fn fail_run(&self, class: &str) {
+        self.obs.count(names::RUNS_FAILED);
+        self.obs.count(names::run_failed(class));
+    }
+
+    async fn await_run(
+        &self,
+        s: &mut UserSession,
+        timeout: Duration,
+    ) -> Option<(RunOutcome, Duration)> {
+        let run = s.pending.take()?;
+        let Some(ws) = s.ws.as_mut() else {
+            // Cannot happen (a run is only pending on an open socket), but a run
+            // must never be lost: count it.
+            self.fail_run("closed");
+            return Some((RunOutcome::Closed { code: session::ABNORMAL_CLOSE }, run.started.elapsed()));
+        };
+        let deadline = Instant::now() + timeout;
+        let out =
+            session::await_run(ws, &self.cfg.scenario.profile, &run, deadline, &self.obs).await;
+        let took = run.started.elapsed();
+        let phase = if s.runs_on_socket == 0 {
+            PHASE_FIRST_EXCHANGE
+        } else {
+            PHASE_DURING_RUN
+        };
+        s.runs_on_socket += 1;
+        match out.failure_class() {
+            None => self.obs.count(names::RUNS_OK),
+            Some(class) => self.fail_run(class),
+        }
+        if let RunOutcome::Closed { code } = out {
+            self.obs.count(names::close_code(code));
+            self.obs.count(names::close_phase(phase, code));
+            s.ws = None;
+        }
+        Some((out, took))
+    }
+}
+
+fn goose_error(msg: &str) -> String {
+    // goose keys errors by text; keep them short and stable.
+    msg.chars().take(120).collect()
+}
+
+async fn run_step(shared: &Shared, step: &Step, user: &mut GooseUser) -> TransactionResult {
+    let Some(handle) = session(user) else {
+        return Ok(());
+    };
+    let mut s = handle.0.lock().await;
+    match &step.kind {
+        StepKind::Connect => {
+            if s.ws.is_some() {
+                return Ok(());
+            }
+            let r = shared.connect(&mut s).await;
+            drop(s);
+            match r {
+                Ok(took) => {
+                    user.record_custom_request_duration(
+                        "WS",
+                        &step.name,
+                        took,
+                        true,
+                        Some(101),
+                        None,
+                    )
+                    .await
+                }
+                Err((status, msg)) => {
+                    let e = goose_error(&msg);
+                    user.record_custom_request_duration(
+                        "WS",
+                        &step.name,
+                        Duration::ZERO,
+                        false,
+                        status,
+                        Some(&e),
+                    )
+                    .await
+                }
+            }
+        }
+        StepKind::Send { message } => {
+            let r = shared.send(&mut s, message).await;
+            drop(s);
+            match r {
+                Ok(took) => {
+                    user.record_custom_request_duration("WS", &step.name, took, true, None, None)
+                        .await
+                }
+                Err((status, msg)) => {
+                    let e = goose_error(&msg);
+                    user.record_custom_request_duration(
+                        "WS",
+                        &step.name,
+                        Duration::ZERO,
+                        false,
+                        status,
+                        Some(&e),
+                    )
+                    .await
+                }
+            }
+        }
+        StepKind::Await { timeout } => {
+            let r = shared.await_run(&mut s, *timeout).await;
+            drop(s);
+            let Some((out, took)) = r else { return Ok(()) };
+            let status = match out {
+                RunOutcome::Closed { code } => Some(code),
+                _ => None,
+            };
+            let err = out.failure_class();
+            user.record_custom_request_duration("WS", &step.name, took, err.is_none(), status, err)
+                .await
+        }
+        StepKind::Think { duration } => {
+            drop(s);
+            tokio::time::sleep(*duration).await;
+            Ok(())
+        }
+    }
+}
+
+/// Runs the scenario's users on goose until the load plan ends.
+pub async fn execute(cfg: EngineConfig, obs: ObsSender) -> Result<(), EngineError> {
+    let sc = &cfg.scenario;
+    let minter = Minter::new(&cfg.secret, sc.auth.claims.clone(), sc.auth.lifetime);
+    let plan = sc.workload.plan.clone();
+    let journey = sc.journey.clone();
+    let shared = Arc::new(Shared {
+        cfg: cfg.clone(),
+        minter,
+        obs,
+    });
+
+    let start = {
+        let shared = shared.clone();
+        Transaction::new(Arc::new(move |user: &mut GooseUser| {
+            let shared = shared.clone();
+            Box::pin(async move {
+                let s = shared.new_session(user.weighted_users_index);
+                user.set_session_data(SessionHandle(Arc::new(Mutex::new(s))));
+                Ok(())
+            })
+        }))
+        .set_name("start")
+        .set_on_start()
+    };
+    let iteration_mark = {
+        Transaction::new(Arc::new(move |user: &mut GooseUser| {
+            Box::pin(async move {
+                if let Some(h) = session(user) {
+                    h.0.lock().await.iteration += 1;
+                }
+                Ok(())
+            })
+        }))
+        .set_name("iteration")
+    };
+    let stop = {
+        let shared = shared.clone();
+        Transaction::new(Arc::new(move |user: &mut GooseUser| {
+            let shared = shared.clone();
+            Box::pin(async move {
+                if let Some(h) = session(user) {
+                    let mut s = h.0.lock().await;
+                    if let Some(mut ws) = s.ws.take() {
+                        shared.obs.count("connections.closed_by_client");
+                        let frame = CloseFrame {
+                            code: CloseCode::Normal,
+                            reason: "load test done".into(),
+                        };
+                        let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(Some(frame)))
+                            .await;
+                    }
+                }
+                Ok(())
+            })
+        }))
+        .set_name("stop")
+        .set_on_stop()
+    };
+
+    let mut scenario = goose::goose::Scenario::new("journey")
+        .register_transaction(start)
+        .register_transaction(iteration_mark);
+    for step in journey {
+        let shared = shared.clone();
+        let name = step.name.clone();
+        let step = Arc::new(step);
+        let t = Transaction::new(Arc::new(move |user: &mut GooseUser| {
+            let shared = shared.clone();
+            let step = step.clone();
+            Box::pin(async move { run_step(&shared, &step, user).await })
+        }))
+        .set_name(&name);
+        scenario = scenario.register_transaction(t);
+    }
+    scenario = scenario.register_transaction(stop);
+
+    let http_base = cfg.target_url.replacen("ws", "http", 1);
+    let mut attack =
+        GooseAttack::initialize_with_config(goose::config::GooseConfiguration::default())?
+            .set_client_builder_without_cookies(
+                GooseClientBuilder::new()
+                    .without_cookies()
+                    .timeout(Duration::from_secs(30)),
+            )?
+            .register_scenario(scenario);
+    attack = *attack.set_default(GooseDefault::Host, http_base.as_str())?;
+    attack = *attack.set_default(
+        GooseDefault::CoordinatedOmissionMitigation,
+        GooseCoordinatedOmissionMitigation::Disabled,
+    )?;
+    attack = *attack.set_default(GooseDefault::NoPrintMetrics, true)?;
+    attack = *attack.set_default(GooseDefault::Quiet, 1usize)?;
+    attack = *attack.set_default(GooseDefault::NoTelnet, true)?;
+    match plan.iterations {
+        Some(n) => {
+            let users = plan.peak_users() as usize;
+            attack = *attack.set_default(GooseDefault::Users, users)?;
+            attack = *attack.set_default(GooseDefault::IncreaseRate, users.to_string().as_str())?;
+            attack = *attack.set_default(GooseDefault::Iterations, n as usize)?;
+        }
+        None => {
+            attack =
+                *attack.set_default(GooseDefault::TestPlan, plan.goose_test_plan().as_str())?;
+            // goose 0.19 never resets metrics under a test plan (and refuses
+            // `no_reset_metrics` beside one); chatload's own recorders are never reset.
+        }
+    }
+    if let Some(p) = &cfg.goose_report {
+        attack = *attack.set_default(GooseDefault::ReportFile, p.to_string_lossy().as_ref())?;
+    }
+    attack.execute().await?;
+    Ok(())
+}

@@ -1,0 +1,339 @@
+//! Wire shapes of the chat-agent protocol family: profiles, envelope
+//! normalisation and message templates. No I/O here.
+//!
+//! A [`Profile`] says where an event's name and correlation ids live and which
+//! frames mean "ready", "answer me" or "ignore me". The built-in `netra` profile
+//! accepts the four envelope shapes of PROTOCOL.md section 4 at once: nested
+//! `payload`, nested `data`, flat, and wrapped (`system_message` /
+//! `agent_progress` / `agent_response_complete` with the name in `data.event`).
+
+pub mod template;
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// How frames of one protocol generation are read.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Profile {
+    pub base: String,
+    /// Root field holding the frame type.
+    pub type_field: String,
+    /// Frame types whose real event name is at `wrapper_event_field` inside `data`.
+    pub wrapper_types: Vec<String>,
+    pub wrapper_event_field: String,
+    /// Renames applied after the wrapper lookup (`agent_response_complete` -> `agent_completed`).
+    pub aliases: BTreeMap<String, String>,
+    /// Correlation ids: the first of these fields present in the merged view.
+    pub run_id_fields: Vec<String>,
+    pub thread_id_fields: Vec<String>,
+    pub user_id_fields: Vec<String>,
+    /// Frame names that mean the socket is ready for messages.
+    pub ready: Vec<String>,
+    /// Names of agent events: frames that belong to a run.
+    pub agent_events: Vec<String>,
+    /// Events that end a run successfully.
+    pub terminal_ok: Vec<String>,
+    /// Events that end a run as a failure.
+    pub terminal_error: Vec<String>,
+    /// Server frames the client must answer: frame name -> reply message.
+    pub answers: BTreeMap<String, Value>,
+    /// Frame names that are noise.
+    pub ignore: Vec<String>,
+    /// Frames that report a server-side error outside a run (e.g. `AUTH_FAILED`).
+    pub error_frames: Vec<String>,
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+impl Profile {
+    /// The default profile: every variant seen on the real platform.
+    pub fn netra() -> Self {
+        let mut aliases = BTreeMap::new();
+        aliases.insert("agent_response_complete".into(), "agent_completed".into());
+        let mut answers = BTreeMap::new();
+        answers.insert("ping".into(), serde_json::json!({"type": "pong"}));
+        answers.insert(
+            "heartbeat".into(),
+            serde_json::json!({"type": "heartbeat_ack"}),
+        );
+        Profile {
+            base: "netra".into(),
+            type_field: "type".into(),
+            wrapper_types: strings(&[
+                "system_message",
+                "agent_progress",
+                "agent_response_complete",
+            ]),
+            wrapper_event_field: "event".into(),
+            aliases,
+            run_id_fields: strings(&["run_id", "turn_id"]),
+            thread_id_fields: strings(&["thread_id"]),
+            user_id_fields: strings(&["user_id"]),
+            ready: strings(&["connection_established"]),
+            agent_events: strings(&[
+                "agent_started",
+                "agent_thinking",
+                "tool_executing",
+                "tool_completed",
+                "agent_completed",
+                "agent_error",
+                "partial_result",
+                "stream_chunk",
+                "agent_response_chunk",
+                "progress_update",
+                "agent_timeout_warning",
+                "agent_fallback",
+                "tool_error",
+                "final_report",
+            ]),
+            terminal_ok: strings(&["agent_completed"]),
+            terminal_error: strings(&["agent_error"]),
+            answers,
+            ignore: strings(&["ack", "pong", "heartbeat_ack", "connection_recovery"]),
+            error_frames: strings(&["error_message", "error"]),
+        }
+    }
+
+    /// A built-in profile by name.
+    pub fn builtin(name: &str) -> Option<Self> {
+        match name {
+            "netra" => Some(Profile::netra()),
+            _ => None,
+        }
+    }
+
+    fn first_str(&self, view: &Map<String, Value>, fields: &[String]) -> Option<String> {
+        fields.iter().find_map(|f| match view.get(f) {
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            _ => None,
+        })
+    }
+
+    /// Classifies one text frame.
+    pub fn decode(&self, text: &str) -> Frame {
+        let root: Value = match serde_json::from_str(text) {
+            Ok(v) => v,
+            Err(_) => return Frame::Unparseable,
+        };
+        let Value::Object(root) = root else {
+            return Frame::Unparseable;
+        };
+        let Some(raw_type) = root.get(&self.type_field).and_then(Value::as_str) else {
+            return Frame::Unparseable;
+        };
+        let data = root.get("data").and_then(Value::as_object);
+        let mut name = raw_type.to_string();
+        if self.wrapper_types.iter().any(|w| w == raw_type) {
+            match data
+                .and_then(|d| d.get(&self.wrapper_event_field))
+                .and_then(Value::as_str)
+            {
+                Some(ev) => name = ev.to_string(),
+                None if self.aliases.contains_key(raw_type) => {}
+                // A wrapper without an event name carries nothing to act on.
+                None => return Frame::Ignored(name),
+            }
+        }
+        if let Some(a) = self.aliases.get(&name) {
+            name = a.clone();
+        }
+        let view = merged_view(&root);
+        if self.ready.contains(&name) {
+            return Frame::Ready;
+        }
+        if let Some(reply) = self.answers.get(&name) {
+            return Frame::Answer(reply.clone());
+        }
+        if self.agent_events.contains(&name)
+            || self.terminal_ok.contains(&name)
+            || self.terminal_error.contains(&name)
+        {
+            return Frame::Agent(Event {
+                run_id: self.first_str(&view, &self.run_id_fields),
+                thread_id: self.first_str(&view, &self.thread_id_fields),
+                user_id: self.first_str(&view, &self.user_id_fields),
+                name,
+                view,
+            });
+        }
+        if self.error_frames.contains(&name) {
+            let code = ["error_code", "code"]
+                .iter()
+                .find_map(|k| view.get(*k).map(value_text));
+            let message = ["message", "error", "detail"]
+                .iter()
+                .find_map(|k| view.get(*k).map(value_text));
+            return Frame::ServerError { code, message };
+        }
+        if self.ignore.contains(&name) {
+            return Frame::Ignored(name);
+        }
+        Frame::Unknown(name)
+    }
+
+    /// Terminal outcome of an event name, if it ends a run.
+    pub fn terminal(&self, name: &str) -> Option<bool> {
+        if self.terminal_ok.iter().any(|t| t == name) {
+            Some(true)
+        } else if self.terminal_error.iter().any(|t| t == name) {
+            Some(false)
+        } else {
+            None
+        }
+    }
+}
+
+fn value_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Object(o) => o
+            .get("message")
+            .or_else(|| o.get("code"))
+            .map(value_text)
+            .unwrap_or_else(|| v.to_string()),
+        other => other.to_string(),
+    }
+}
+
+/// One view of a frame: root fields, overlaid by `data`, `data.payload` and
+/// `payload` (later wins), so required fields can be looked up in one place
+/// whatever the envelope.
+pub fn merged_view(root: &Map<String, Value>) -> Map<String, Value> {
+    let mut view = Map::new();
+    for (k, v) in root {
+        if k != "data" && k != "payload" {
+            view.insert(k.clone(), v.clone());
+        }
+    }
+    let data = root.get("data").and_then(Value::as_object);
+    if let Some(d) = data {
+        for (k, v) in d {
+            if k != "payload" {
+                view.insert(k.clone(), v.clone());
+            }
+        }
+        if let Some(p) = d.get("payload").and_then(Value::as_object) {
+            view.extend(p.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+    }
+    if let Some(p) = root.get("payload").and_then(Value::as_object) {
+        view.extend(p.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    view
+}
+
+/// A classified server frame.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Frame {
+    /// The socket is ready for messages.
+    Ready,
+    /// An agent event.
+    Agent(Event),
+    /// The client must send this reply.
+    Answer(Value),
+    /// A server error outside a run, such as `AUTH_FAILED`.
+    ServerError {
+        code: Option<String>,
+        message: Option<String>,
+    },
+    /// Known noise.
+    Ignored(String),
+    /// A JSON frame of a type the profile does not know.
+    Unknown(String),
+    /// Not a JSON object with a type.
+    Unparseable,
+}
+
+/// An agent event, normalised.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub name: String,
+    pub run_id: Option<String>,
+    pub thread_id: Option<String>,
+    pub user_id: Option<String>,
+    pub view: Map<String, Value>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agent(f: Frame) -> Event {
+        match f {
+            Frame::Agent(e) => e,
+            other => panic!("expected an agent event, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn netra_reads_all_four_envelopes() {
+        let p = Profile::netra();
+        // 1. nested payload
+        let e = agent(p.decode(r#"{"type":"tool_completed","run_id":"r1","agent_name":"a","timestamp":"2025-01-01T00:00:00Z","payload":{"tool_name":"t","results":{},"duration":1.5}}"#));
+        assert_eq!(
+            (e.name.as_str(), e.run_id.as_deref()),
+            ("tool_completed", Some("r1"))
+        );
+        assert_eq!(e.view["tool_name"], "t");
+        // 2. nested data
+        let e = agent(p.decode(
+            r#"{"type":"agent_started","run_id":"r2","user_id":"u","data":{"thread_id":"th"}}"#,
+        ));
+        assert_eq!(e.thread_id.as_deref(), Some("th"));
+        assert_eq!(e.user_id.as_deref(), Some("u"));
+        // 3. flat
+        let e = agent(p.decode(r#"{"type":"agent_thinking","critical":true,"thread_id":"t","run_id":"r3","reasoning":"x"}"#));
+        assert_eq!(e.view["reasoning"], "x");
+        // 4. wrapped, terminal alias, turn_id as run id
+        let e = agent(p.decode(r#"{"type":"agent_response_complete","data":{"event":"agent_completed","turn_id":"t9","status":"ok"}}"#));
+        assert_eq!(
+            (e.name.as_str(), e.run_id.as_deref()),
+            ("agent_completed", Some("t9"))
+        );
+        let e = agent(p.decode(
+            r#"{"type":"agent_progress","data":{"event":"tool_executing","tool_name":"search"}}"#,
+        ));
+        assert_eq!(e.name, "tool_executing");
+    }
+
+    #[test]
+    fn ready_answers_errors_and_noise() {
+        let p = Profile::netra();
+        assert_eq!(
+            p.decode(r#"{"type":"connection_established","data":{}}"#),
+            Frame::Ready
+        );
+        assert_eq!(
+            p.decode(r#"{"type":"system_message","data":{"event":"connection_established"}}"#),
+            Frame::Ready
+        );
+        assert_eq!(
+            p.decode(r#"{"type":"ping","data":{"timestamp":1}}"#),
+            Frame::Answer(serde_json::json!({"type":"pong"}))
+        );
+        assert_eq!(
+            p.decode(r#"{"type":"error_message","error_code":"AUTH_FAILED","message":"bad"}"#),
+            Frame::ServerError {
+                code: Some("AUTH_FAILED".into()),
+                message: Some("bad".into())
+            }
+        );
+        assert_eq!(
+            p.decode(r#"{"type":"system_message","data":{}}"#),
+            Frame::Ignored("system_message".into())
+        );
+        assert_eq!(p.decode(r#"{"type":"ack"}"#), Frame::Ignored("ack".into()));
+        assert_eq!(
+            p.decode(r#"{"type":"surprise"}"#),
+            Frame::Unknown("surprise".into())
+        );
+        assert_eq!(p.decode("not json"), Frame::Unparseable);
+        assert_eq!(p.decode("[1,2]"), Frame::Unparseable);
+        assert_eq!(p.decode(r#"{"no_type":1}"#), Frame::Unparseable);
+    }
+}

@@ -1,0 +1,69 @@
+//! The end-of-run console summary (plain text, fixed-width tables).
+
+use std::io::{self, Write};
+
+use super::ReportData;
+
+pub fn render(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
+    writeln!(w)?;
+    writeln!(w, "chatload: {} — {}  [{}]", d.title, d.verdict, d.run_id)?;
+    writeln!(
+        w,
+        "  target {}  |  {} users  |  {}",
+        d.target, d.users, d.duration
+    )?;
+    writeln!(w)?;
+    for (k, v) in &d.key_numbers {
+        writeln!(w, "  {:<22} {}", k, v)?;
+    }
+    if !d.latencies.is_empty() {
+        writeln!(w)?;
+        writeln!(
+            w,
+            "  {:<24} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            "latency", "count", "p50", "p90", "p95", "p99", "max"
+        )?;
+        for r in &d.latencies {
+            writeln!(
+                w,
+                "  {:<24} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9}",
+                r.metric, r.count, r.p50, r.p90, r.p95, r.p99, r.max
+            )?;
+        }
+    }
+    let table = |w: &mut dyn Write, title: &str, rows: &[(String, u64)]| -> io::Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        writeln!(w)?;
+        writeln!(w, "  {title}")?;
+        for (k, v) in rows {
+            writeln!(w, "    {:<36} {:>9}", k, v)?;
+        }
+        Ok(())
+    };
+    table(w, "runs", &d.runs)?;
+    table(w, "connections", &d.connections)?;
+    table(w, "closes (code, and phase)", &d.closes)?;
+    table(w, "events", &d.events)?;
+    table(w, "frames and bytes", &d.frames)?;
+    if !d.thresholds.is_empty() {
+        writeln!(w)?;
+        writeln!(w, "  thresholds")?;
+        for v in &d.thresholds {
+            writeln!(
+                w,
+                "    {} {:<40} measured {}",
+                if v.passed { "PASS" } else { "FAIL" },
+                v.threshold,
+                v.observed_text
+            )?;
+        }
+    }
+    for n in &d.notes {
+        writeln!(w)?;
+        writeln!(w, "  note: {n}")?;
+    }
+    writeln!(w)?;
+    Ok(())
+}

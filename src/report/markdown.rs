@@ -1,0 +1,90 @@
+//! `report.md`: verdict, key numbers and tables, short enough for a pull
+//! request comment.
+
+use std::io::{self, Write};
+
+use super::ReportData;
+
+fn esc(s: &str) -> String {
+    s.replace('|', "\\|")
+}
+
+pub fn render(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
+    let mark = if d.verdict == "PASS" { "✅" } else { "❌" };
+    writeln!(w, "# chatload: {} — {mark} {}", esc(&d.title), d.verdict)?;
+    writeln!(w)?;
+    writeln!(
+        w,
+        "Run `{}` started {} for {} against {} with {} users ({}).",
+        d.run_id,
+        d.started_at,
+        d.duration,
+        esc(&d.target),
+        d.users,
+        d.tool_version
+    )?;
+    writeln!(w)?;
+    if !d.thresholds.is_empty() {
+        writeln!(w, "## Thresholds")?;
+        writeln!(w)?;
+        writeln!(w, "| result | threshold | measured |")?;
+        writeln!(w, "|---|---|---|")?;
+        for v in &d.thresholds {
+            writeln!(
+                w,
+                "| {} | `{}` | {} |",
+                if v.passed { "pass" } else { "**FAIL**" },
+                esc(&v.threshold),
+                esc(&v.observed_text)
+            )?;
+        }
+        writeln!(w)?;
+    }
+    writeln!(w, "## Key numbers")?;
+    writeln!(w)?;
+    writeln!(w, "| | |")?;
+    writeln!(w, "|---|---|")?;
+    for (k, v) in &d.key_numbers {
+        writeln!(w, "| {} | {} |", esc(k), esc(v))?;
+    }
+    writeln!(w)?;
+    if !d.latencies.is_empty() {
+        writeln!(w, "## Latency")?;
+        writeln!(w)?;
+        writeln!(w, "| metric | count | p50 | p90 | p95 | p99 | max |")?;
+        writeln!(w, "|---|---:|---:|---:|---:|---:|---:|")?;
+        for r in &d.latencies {
+            writeln!(
+                w,
+                "| `{}` | {} | {} | {} | {} | {} | {} |",
+                r.metric, r.count, r.p50, r.p90, r.p95, r.p99, r.max
+            )?;
+        }
+        writeln!(w)?;
+    }
+    let table = |w: &mut dyn Write, title: &str, rows: &[(String, u64)]| -> io::Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        writeln!(w, "## {title}")?;
+        writeln!(w)?;
+        writeln!(w, "| | count |")?;
+        writeln!(w, "|---|---:|")?;
+        for (k, v) in rows {
+            writeln!(w, "| {} | {} |", esc(k), v)?;
+        }
+        writeln!(w)?;
+        Ok(())
+    };
+    table(w, "Runs", &d.runs)?;
+    table(w, "Connections", &d.connections)?;
+    table(w, "Closes", &d.closes)?;
+    table(w, "Events", &d.events)?;
+    table(w, "Frames and bytes", &d.frames)?;
+    table(w, "Reference server truth", &d.server_truth)?;
+    for n in &d.notes {
+        writeln!(w, "> **Note:** {}", esc(n))?;
+        writeln!(w)?;
+    }
+    Ok(())
+}

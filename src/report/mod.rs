@@ -1,0 +1,230 @@
+//! Reports: one view model ([`ReportData`], built from a snapshot only), one
+//! renderer per format. A report never needs the network or the live run.
+
+pub mod console;
+pub mod markdown;
+
+use crate::metrics::names;
+use crate::metrics::snapshot::{HistogramData, Snapshot};
+use crate::metrics::threshold::{self, format_us, Verdict};
+
+/// One latency metric's row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatencyRow {
+    pub metric: String,
+    pub count: u64,
+    pub p50: String,
+    pub p90: String,
+    pub p95: String,
+    pub p99: String,
+    pub max: String,
+}
+
+/// Everything a renderer shows, already formatted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportData {
+    pub title: String,
+    pub run_id: String,
+    pub verdict: String,
+    pub started_at: String,
+    pub duration: String,
+    pub target: String,
+    pub users: u64,
+    pub tool_version: String,
+    pub key_numbers: Vec<(String, String)>,
+    pub latencies: Vec<LatencyRow>,
+    pub runs: Vec<(String, u64)>,
+    pub connections: Vec<(String, u64)>,
+    pub closes: Vec<(String, u64)>,
+    pub events: Vec<(String, u64)>,
+    pub frames: Vec<(String, u64)>,
+    pub thresholds: Vec<Verdict>,
+    pub notes: Vec<String>,
+    pub server_truth: Vec<(String, u64)>,
+}
+
+/// Order latency metrics the way people read a run: connect, ready, first
+/// event, per-event, completion.
+fn metric_rank(m: &str) -> (u8, String) {
+    let r = match m {
+        names::WS_CONNECT => 0,
+        names::WS_READY => 1,
+        names::TTFE => 2,
+        names::TTC => 4,
+        names::EVENT_GAP_MAX => 5,
+        names::SEND_LAG => 6,
+        _ if m.starts_with("event_") => 3,
+        _ => 7,
+    };
+    (r, m.to_string())
+}
+
+fn row(metric: &str, h: &HistogramData) -> LatencyRow {
+    let f = |v: u64| format_us(v as f64);
+    LatencyRow {
+        metric: metric.to_string(),
+        count: h.count,
+        p50: f(h.p50_us),
+        p90: f(h.p90_us),
+        p95: f(h.p95_us),
+        p99: f(h.p99_us),
+        max: f(h.max_us),
+    }
+}
+
+fn with_prefix(s: &Snapshot, prefix: &str) -> Vec<(String, u64)> {
+    s.counters
+        .iter()
+        .filter_map(|(k, v)| k.strip_prefix(prefix).map(|rest| (rest.to_string(), *v)))
+        .collect()
+}
+
+impl ReportData {
+    pub fn from_snapshot(s: &Snapshot) -> ReportData {
+        let c = |k: &str| s.counters.get(k).copied().unwrap_or(0);
+        let rec_like = crate::metrics::Recorder {
+            histograms: Default::default(),
+            counters: s.counters.clone(),
+        };
+        let rate = |name: &str| {
+            threshold::rate(&rec_like, name).map_or_else(
+                || "n/a".to_string(),
+                |v| threshold::format_value(v, "fraction"),
+            )
+        };
+        let lat = |m: &str, q: fn(&HistogramData) -> u64| {
+            s.histograms
+                .get(m)
+                .map_or_else(|| "n/a".to_string(), |h| format_us(q(h) as f64))
+        };
+        let key_numbers = vec![
+            (
+                "runs started".to_string(),
+                c(names::RUNS_STARTED).to_string(),
+            ),
+            (
+                "runs ok".to_string(),
+                format!("{} ({})", c(names::RUNS_OK), rate("run_ok")),
+            ),
+            ("runs failed".to_string(), c(names::RUNS_FAILED).to_string()),
+            (
+                "connections upgraded".to_string(),
+                format!(
+                    "{} of {} attempted",
+                    c(names::CONN_UPGRADED),
+                    c(names::CONN_ATTEMPTED)
+                ),
+            ),
+            (
+                "close_1011 rate".to_string(),
+                format!("{} ({} closes)", rate("close_1011"), c("closes.1011")),
+            ),
+            (
+                "ttfe p50 / p95 / p99".to_string(),
+                format!(
+                    "{} / {} / {}",
+                    lat(names::TTFE, |h| h.p50_us),
+                    lat(names::TTFE, |h| h.p95_us),
+                    lat(names::TTFE, |h| h.p99_us)
+                ),
+            ),
+            (
+                "ttc p50 / p95 / p99".to_string(),
+                format!(
+                    "{} / {} / {}",
+                    lat(names::TTC, |h| h.p50_us),
+                    lat(names::TTC, |h| h.p95_us),
+                    lat(names::TTC, |h| h.p99_us)
+                ),
+            ),
+        ];
+        let mut metrics: Vec<&String> = s.histograms.keys().collect();
+        metrics.sort_by_key(|m| metric_rank(m));
+        let latencies = metrics.iter().map(|m| row(m, &s.histograms[*m])).collect();
+        let mut runs = vec![
+            ("started".to_string(), c(names::RUNS_STARTED)),
+            ("ok".to_string(), c(names::RUNS_OK)),
+        ];
+        runs.extend(
+            with_prefix(s, "runs.failed.")
+                .into_iter()
+                .map(|(k, v)| (format!("failed: {k}"), v)),
+        );
+        let mut connections = with_prefix(s, "connections.");
+        connections.push(("reconnects".into(), c(names::RECONNECTS)));
+        let mut closes: Vec<(String, u64)> = with_prefix(s, "closes.")
+            .into_iter()
+            .map(|(k, v)| (close_label(&k), v))
+            .collect();
+        closes.extend(
+            with_prefix(s, "closes_by_phase.")
+                .into_iter()
+                .map(|(k, v)| {
+                    let (phase, code) = k.split_once('.').unwrap_or((&k, ""));
+                    (format!("{code} during {}", phase.replace('_', " ")), v)
+                }),
+        );
+        let mut frames = with_prefix(s, "frames.");
+        frames.extend(
+            with_prefix(s, "bytes.")
+                .into_iter()
+                .map(|(k, v)| (format!("bytes {k}"), v)),
+        );
+        ReportData {
+            title: s.scenario_name.clone(),
+            run_id: s.run_id.clone(),
+            verdict: s.verdict.to_uppercase(),
+            started_at: s.started_at.clone(),
+            duration: format_us(s.duration_s * 1e6),
+            target: if s.target.embedded {
+                format!("{} (embedded reference server)", s.target.url)
+            } else {
+                s.target.url.clone()
+            },
+            users: s.users,
+            tool_version: format!("{} {}", s.tool.name, s.tool.version),
+            key_numbers,
+            latencies,
+            runs,
+            connections,
+            closes,
+            events: with_prefix(s, "events."),
+            frames,
+            thresholds: s.thresholds.clone(),
+            notes: s.notes.clone(),
+            server_truth: s
+                .server_truth
+                .as_ref()
+                .and_then(|v| v.as_object())
+                .map(|o| {
+                    o.iter()
+                        .filter_map(|(k, v)| v.as_u64().map(|n| (k.clone(), n)))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// `1011` -> `1011 internal error`.
+pub fn close_label(code: &str) -> String {
+    let name = match code {
+        "1000" => "normal",
+        "1001" => "going away",
+        "1002" => "protocol error",
+        "1003" => "unsupported data",
+        "1005" => "no status",
+        "1006" => "abnormal, no close frame",
+        "1008" => "policy violation (auth)",
+        "1009" => "message too big",
+        "1011" => "internal error",
+        "1012" => "service restart",
+        "1013" => "try again later",
+        _ => "",
+    };
+    if name.is_empty() {
+        code.to_string()
+    } else {
+        format!("{code} {name}")
+    }
+}

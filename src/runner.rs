@@ -1,0 +1,296 @@
+//! One run, end to end: resolve the target, start the embedded server when there
+//! is none, drive the engine, judge thresholds, write the artifacts.
+//!
+//! The CLI's `run` and the integration tests both call [`run`]; nothing here
+//! prints except through the `progress` flag.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use chrono::{SecondsFormat, Utc};
+
+use crate::auth::Secret;
+use crate::engine::{self, EngineConfig};
+use crate::metrics::snapshot::{Snapshot, TargetInfo, ToolInfo, FORMAT_VERSION};
+use crate::metrics::{names, Collector, Recorder};
+use crate::report::{self, ReportData};
+use crate::scenario::Scenario;
+use crate::server::{self, ServerConfig};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Refused before anything was sent (exit 2).
+    #[error("{0}")]
+    Usage(String),
+    /// Could not run at all (exit 3).
+    #[error("{0}")]
+    Aborted(String),
+}
+
+/// A run to perform, fully resolved (the CLI resolves secrets and overrides).
+pub struct RunRequest {
+    pub scenario: Scenario,
+    /// `None`: the scenario's `target.url`, else the embedded server.
+    pub target: Option<String>,
+    pub secret: Secret,
+    pub seed: u64,
+    /// Exact output folder; `None`: `<scenario output dir>/<run id>`.
+    pub out: Option<PathBuf>,
+    /// Write goose's own HTML report too.
+    pub goose_report: bool,
+}
+
+/// What a run produced.
+pub struct RunResult {
+    pub snapshot: Snapshot,
+    pub out_dir: PathBuf,
+    pub report: ReportData,
+}
+
+impl RunResult {
+    /// 0 pass, 1 threshold failed, 3 aborted.
+    pub fn exit_code(&self) -> u8 {
+        match self.snapshot.verdict.as_str() {
+            "pass" => crate::cli::exit::PASS,
+            "fail" => crate::cli::exit::THRESHOLD_FAILED,
+            _ => crate::cli::exit::ABORTED,
+        }
+    }
+}
+
+/// Whether `host` matches an allow-list pattern (`*.example.com`, exact names and addresses).
+pub fn host_allowed(host: &str, allow: &[String]) -> bool {
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase();
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if allow.is_empty() {
+        return loopback;
+    }
+    allow.iter().any(|p| {
+        let p = p.to_ascii_lowercase();
+        match p.strip_prefix("*.") {
+            Some(suffix) => host.ends_with(&format!(".{suffix}")),
+            None => p == host,
+        }
+    })
+}
+
+fn new_run_id(name: &str) -> String {
+    let safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!("{safe}-{}", Utc::now().format("%Y%m%d-%H%M%S"))
+}
+
+fn server_config(sc: &Scenario, secret: &Secret, seed: u64) -> ServerConfig {
+    let mut c = ServerConfig::new(secret.clone());
+    c.seed = sc.server.seed.unwrap_or(seed);
+    c.envelope = sc.server.envelope;
+    c.thinking = sc.server.thinking;
+    c.tools = sc.server.tools;
+    c.event_delay = sc.server.event_delay;
+    c.faults = sc.server.faults.clone();
+    c
+}
+
+/// Explains a run in which no socket ever became ready.
+fn explain_no_ready(rec: &Recorder) -> String {
+    let mut parts = Vec::new();
+    for (k, v) in &rec.counters {
+        if let Some(code) = k.strip_prefix("closes_by_phase.before_ready.") {
+            parts.push(format!(
+                "{v} closed with {} before ready",
+                report::close_label(code)
+            ));
+        } else if let Some(st) = k.strip_prefix("connections.rejected.") {
+            parts.push(format!("{v} upgrades refused with HTTP {st}"));
+        } else if let Some(kind) = k.strip_prefix("connections.failed.") {
+            parts.push(format!("{v} connects failed ({kind})"));
+        } else if let Some(code) = k.strip_prefix("frames.server_error.") {
+            parts.push(format!("{v} server error frames `{code}`"));
+        }
+    }
+    let t = rec.counter(names::CONN_READY_TIMEOUT);
+    if t > 0 {
+        parts.push(format!("{t} ready timeouts"));
+    }
+    let hint = if rec.counter("closes_by_phase.before_ready.1008") > 0 {
+        " — 1008 after an AUTH_FAILED frame means the server rejected the token: check the signing key variable (auth.secret_env) and the claims"
+    } else {
+        ""
+    };
+    format!(
+        "aborted: no connection became ready ({} attempted: {}){hint}",
+        rec.counter(names::CONN_ATTEMPTED),
+        if parts.is_empty() {
+            "no details".to_string()
+        } else {
+            parts.join(", ")
+        }
+    )
+}
+
+/// Performs one run and writes `snapshot.json`, `report.md` (and goose's report).
+pub async fn run(req: RunRequest) -> Result<RunResult, RunError> {
+    let sc = req.scenario;
+    let external = req.target.clone().or_else(|| sc.target.url.clone());
+    if let Some(url) = &external {
+        crate::scenario::check_ws_url(url).map_err(RunError::Usage)?;
+        let host = url::Url::parse(url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_string))
+            .unwrap_or_default();
+        if !host_allowed(&host, &sc.target.allow) {
+            return Err(RunError::Usage(format!(
+                "target host `{host}` is not in the scenario's target.allow list ({}); add it there to load this target",
+                if sc.target.allow.is_empty() { "empty: only loopback is allowed".to_string() } else { sc.target.allow.join(", ") }
+            )));
+        }
+    }
+    let run_id = new_run_id(&sc.name);
+    let out_dir = req
+        .out
+        .clone()
+        .unwrap_or_else(|| sc.output_dir.join(&run_id));
+    // Fail on a bad output path in the first second, not after the run.
+    std::fs::create_dir_all(&out_dir).map_err(|e| {
+        RunError::Usage(format!(
+            "cannot create the output folder {}: {e}",
+            out_dir.display()
+        ))
+    })?;
+    let snapshot_path = out_dir.join("snapshot.json");
+    std::fs::write(&snapshot_path, b"")
+        .map_err(|e| RunError::Usage(format!("cannot write {}: {e}", snapshot_path.display())))?;
+
+    let embedded = match &external {
+        Some(_) => None,
+        None => {
+            let addr: SocketAddr = "127.0.0.1:0".parse().expect("valid address");
+            let srv = server::spawn(server_config(&sc, &req.secret, req.seed), addr)
+                .await
+                .map_err(|e| {
+                    RunError::Aborted(format!("cannot start the embedded reference server: {e}"))
+                })?;
+            Some(srv)
+        }
+    };
+    let target_url = match (&external, &embedded) {
+        (Some(u), _) => u.clone(),
+        (None, Some(s)) => s.ws_url(),
+        (None, None) => unreachable!("either a target or the embedded server"),
+    };
+
+    let started_at = Utc::now();
+    let t0 = Instant::now();
+    let collector = Collector::start();
+    let cfg = EngineConfig {
+        scenario: sc.clone(),
+        target_url: target_url.clone(),
+        secret: req.secret.clone(),
+        seed: req.seed,
+        goose_report: req.goose_report.then(|| out_dir.join("goose-report.html")),
+    };
+    let engine_result = engine::execute(cfg, collector.sender()).await;
+    let rec = collector.finish().await;
+    let elapsed = t0.elapsed();
+    let ended_at = Utc::now();
+
+    let server_truth = match embedded {
+        Some(srv) => {
+            let truth = srv.truth();
+            srv.shutdown().await;
+            serde_json::to_value(truth).ok()
+        }
+        None => None,
+    };
+
+    let mut notes = Vec::new();
+    let mut verdict;
+    let thresholds: Vec<_> = sc.thresholds.iter().map(|t| t.judge(&rec)).collect();
+    verdict = if thresholds.iter().all(|v| v.passed) {
+        "pass"
+    } else {
+        "fail"
+    };
+    if let Err(e) = &engine_result {
+        notes.push(format!("aborted: {e}"));
+        verdict = "aborted";
+    } else if rec.counter(names::CONN_READY) == 0 && rec.counter(names::CONN_ATTEMPTED) > 0 {
+        notes.push(explain_no_ready(&rec));
+        verdict = "aborted";
+    }
+    let snapshot = Snapshot {
+        format_version: FORMAT_VERSION.into(),
+        tool: ToolInfo {
+            name: "chatload".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        },
+        run_id,
+        scenario_name: sc.name.clone(),
+        scenario: sc.echo.clone(),
+        seed: req.seed,
+        target: TargetInfo {
+            url: target_url,
+            embedded: external.is_none(),
+        },
+        started_at: started_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+        ended_at: ended_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+        duration_s: elapsed.as_secs_f64(),
+        users: sc.workload.plan.peak_users(),
+        histograms: Snapshot::histograms_from(&rec),
+        counters: rec.counters.clone(),
+        thresholds,
+        verdict: verdict.into(),
+        notes,
+        server_truth,
+    };
+    let write = |name: &str, bytes: &[u8]| {
+        let p = out_dir.join(name);
+        std::fs::write(&p, bytes)
+            .map_err(|e| RunError::Aborted(format!("cannot write {}: {e}", p.display())))
+    };
+    write("snapshot.json", snapshot.to_json().as_bytes())?;
+    let report = ReportData::from_snapshot(&snapshot);
+    let mut md = Vec::new();
+    report::markdown::render(&report, &mut md).expect("writing to memory cannot fail");
+    write("report.md", &md)?;
+    let _ = Duration::ZERO;
+    Ok(RunResult {
+        snapshot,
+        out_dir,
+        report,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allow_lists() {
+        let none: Vec<String> = vec![];
+        assert!(host_allowed("127.0.0.1", &none));
+        assert!(host_allowed("localhost", &none));
+        assert!(host_allowed("[::1]", &none));
+        assert!(!host_allowed("staging.example.com", &none));
+        let allow = vec!["*.staging.example.com".to_string(), "10.0.0.5".to_string()];
+        assert!(host_allowed("api.staging.example.com", &allow));
+        assert!(!host_allowed("staging.example.com.evil.net", &allow));
+        assert!(!host_allowed("example.com", &allow));
+        assert!(host_allowed("10.0.0.5", &allow));
+    }
+}

@@ -1,0 +1,813 @@
+//! Scenario files (`scenarios/*.toml`, `version = 1`): the file model, its
+//! validation and the load plan.
+//!
+//! Loading walks the TOML document once, collecting every problem with its
+//! file, line, column and key path; a file with any problem yields
+//! [`Diagnostics`] and nothing else, so no socket ever opens on a bad file.
+
+pub mod doc;
+pub mod plan;
+
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use crate::auth::Presentation;
+use crate::metrics::threshold::Threshold;
+use crate::protocol::{template, Profile};
+use crate::server::config::{Envelope, FaultPlan};
+
+use doc::{Ctx, Elem, Node, Obj, Source};
+pub use doc::{Diagnostic, Diagnostics};
+pub use plan::{LoadPlan, RampStep};
+
+/// The scenario file format this chatload reads.
+pub const VERSION: u64 = 1;
+
+/// Default name of the environment variable holding the HS256 signing key.
+pub const DEFAULT_SECRET_ENV: &str = "CHATLOAD_JWT_SECRET";
+
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub file: PathBuf,
+    pub name: String,
+    pub description: Option<String>,
+    pub seed: Option<u64>,
+    pub target: Target,
+    pub auth: Auth,
+    pub profile: Profile,
+    pub server: ServerSettings,
+    pub workload: Workload,
+    pub journey: Vec<Step>,
+    pub thresholds: Vec<Threshold>,
+    pub prompts: Vec<String>,
+    pub output_dir: PathBuf,
+    /// The file's content as JSON, for the snapshot (the file never holds secret values).
+    pub echo: Value,
+}
+
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// `None`: start the embedded reference server.
+    pub url: Option<String>,
+    /// Host patterns a target may have (`*.staging.example.com`, `127.0.0.1`).
+    pub allow: Vec<String>,
+    pub connect_timeout: Duration,
+    pub ready_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Auth {
+    pub secret_env: String,
+    pub lifetime: Duration,
+    pub claims: Map<String, Value>,
+    pub present: Vec<Presentation>,
+    pub user_prefix: String,
+}
+
+/// Settings of the embedded reference server (ignored with an external target).
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub seed: Option<u64>,
+    pub envelope: Envelope,
+    pub thinking: (u32, u32),
+    pub tools: (u32, u32),
+    pub event_delay: (Duration, Duration),
+    pub faults: FaultPlan,
+}
+
+#[derive(Debug, Clone)]
+pub struct Workload {
+    pub plan: LoadPlan,
+}
+
+/// One journey step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    /// Metric and goose transaction name.
+    pub name: String,
+    pub kind: StepKind,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum StepKind {
+    /// Open the socket (if not open) and wait for the ready frame.
+    Connect,
+    /// Send a message built from a template; starts an agent run.
+    Send { message: Value },
+    /// Wait for the current run's terminal event.
+    Await { timeout: Duration },
+    /// Pause.
+    Think { duration: Duration },
+}
+
+impl Scenario {
+    /// Loads and validates a scenario file.
+    pub fn load(path: &Path) -> Result<Scenario, Diagnostics> {
+        let text = std::fs::read_to_string(path).map_err(|e| Diagnostics {
+            file: path.display().to_string(),
+            items: vec![Diagnostic {
+                line: 1,
+                column: 1,
+                path: String::new(),
+                message: format!("cannot read the file: {e}"),
+            }],
+        })?;
+        Scenario::parse(path, text)
+    }
+
+    /// Validates scenario text; `path` is used in messages and to resolve relative paths.
+    pub fn parse(path: &Path, text: String) -> Result<Scenario, Diagnostics> {
+        let file = path.display().to_string();
+        let src = Rc::new(Source::new(text));
+        let doc = match toml_edit::ImDocument::parse(src.text()) {
+            Ok(d) => d,
+            Err(e) => {
+                let (line, column) = src.line_col(e.span().map_or(0, |s| s.start));
+                return Err(Diagnostics {
+                    file,
+                    items: vec![Diagnostic {
+                        line,
+                        column,
+                        path: String::new(),
+                        message: format!("TOML syntax error: {}", e.message().trim()),
+                    }],
+                });
+            }
+        };
+        let ctx = Ctx::new(src.clone());
+        let root_item = doc.as_item();
+        let root = Node {
+            ctx: ctx.clone(),
+            path: String::new(),
+            item: Elem::Item(root_item),
+            span: Some(0..0),
+        };
+        let echo = root.to_json().unwrap_or(Value::Null);
+        let obj = root.as_obj().expect("a document is a table");
+        let s = read_scenario(&obj, path);
+        obj.finish();
+        let items = ctx.take();
+        match s {
+            Some(s) if items.is_empty() => Ok(Scenario { echo, ..s }),
+            _ => Err(Diagnostics { file, items }),
+        }
+    }
+}
+
+fn read_scenario(o: &Obj<'_>, path: &Path) -> Option<Scenario> {
+    let version = o.require("version").and_then(|n| {
+        let v = n.as_u64()?;
+        if v != VERSION {
+            n.error(format!(
+                "this chatload reads scenario version {VERSION}, not {v}"
+            ));
+            return None;
+        }
+        Some(v)
+    });
+    let name = o
+        .require("name")
+        .and_then(|n| n.as_str().map(str::to_string));
+    let description = o.str("description");
+    let seed = o.u64("seed");
+    let target = read_target(o);
+    let auth = read_auth(o);
+    let profile = read_profile(o);
+    let server = read_server(o);
+    let workload = read_workload(o);
+    let journey = read_journey(o);
+    let thresholds = read_thresholds(o);
+    let prompts = o.str_list("prompts").unwrap_or_else(|| {
+        vec!["Summarise the last quarter's cloud spend and suggest three savings.".to_string()]
+    });
+    let output_dir = o
+        .obj("output")
+        .and_then(|out| {
+            let d = out.str("dir").map(PathBuf::from);
+            out.finish();
+            d
+        })
+        .unwrap_or_else(|| PathBuf::from("reports"));
+    let _ = (version, path);
+    Some(Scenario {
+        file: path.to_path_buf(),
+        name: name?,
+        description,
+        seed,
+        target: target?,
+        auth: auth?,
+        profile: profile?,
+        server: server?,
+        workload: workload?,
+        journey: journey?,
+        thresholds: thresholds?,
+        prompts,
+        output_dir,
+        echo: Value::Null,
+    })
+}
+
+fn read_target(o: &Obj<'_>) -> Option<Target> {
+    let mut t = Target {
+        url: None,
+        allow: Vec::new(),
+        connect_timeout: Duration::from_secs(10),
+        ready_timeout: Duration::from_secs(10),
+    };
+    let Some(tbl) = o.obj("target") else {
+        return Some(t);
+    };
+    if let Some(n) = tbl.get("url") {
+        if let Some(u) = n.as_str() {
+            match check_ws_url(u) {
+                Ok(()) => t.url = Some(u.to_string()),
+                Err(e) => n.error(e),
+            }
+        }
+    }
+    if let Some(a) = tbl.str_list("allow") {
+        t.allow = a;
+    }
+    if let Some(d) = tbl.duration("connect_timeout") {
+        t.connect_timeout = d;
+    }
+    if let Some(d) = tbl.duration("ready_timeout") {
+        t.ready_timeout = d;
+    }
+    tbl.finish();
+    Some(t)
+}
+
+/// A target must be a `ws://` or `wss://` URL with a host.
+pub fn check_ws_url(u: &str) -> Result<(), String> {
+    let parsed = url::Url::parse(u).map_err(|e| format!("`{u}` is not a URL: {e}"))?;
+    if !matches!(parsed.scheme(), "ws" | "wss") {
+        return Err(format!("`{u}` must start with ws:// or wss://"));
+    }
+    if parsed.host_str().is_none() {
+        return Err(format!("`{u}` has no host"));
+    }
+    Ok(())
+}
+
+fn read_auth(o: &Obj<'_>) -> Option<Auth> {
+    let mut claims = Map::new();
+    claims.insert("iss".into(), "netra-auth-service".into());
+    claims.insert("aud".into(), "netra-platform".into());
+    claims.insert("token_type".into(), "access".into());
+    claims.insert("email".into(), "{{user}}@loadtest.chatload.invalid".into());
+    let mut a = Auth {
+        secret_env: DEFAULT_SECRET_ENV.into(),
+        lifetime: Duration::from_secs(30 * 60),
+        claims,
+        present: vec![Presentation::SubprotocolJwt],
+        user_prefix: "chatload-user-".into(),
+    };
+    let Some(tbl) = o.obj("auth") else {
+        return Some(a);
+    };
+    let mut ok = true;
+    if let Some(n) = tbl.get("mode") {
+        if let Some(m) = n.as_str() {
+            if m != "mint" {
+                n.error(format!(
+                    "auth mode `{m}` is not supported by scenario version 1 (supported: mint)"
+                ));
+                ok = false;
+            }
+        }
+    }
+    if let Some(n) = tbl.get("algorithm") {
+        if let Some(m) = n.as_str() {
+            if m != "HS256" {
+                n.error(format!(
+                    "algorithm `{m}` is not supported (supported: HS256)"
+                ));
+                ok = false;
+            }
+        }
+    }
+    if let Some(n) = tbl.get("secret_env") {
+        if let Some(s) = n.as_str() {
+            if s.is_empty() || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                n.error("must be the name of an environment variable (letters, digits, _)");
+                ok = false;
+            } else {
+                a.secret_env = s.to_string();
+            }
+        }
+    }
+    if let Some(n) = tbl.get("secret") {
+        n.error("secrets never go in a scenario file: put the key in an environment variable and name it with `secret_env`");
+        ok = false;
+    }
+    if let Some(d) = tbl.duration("lifetime") {
+        a.lifetime = d;
+    }
+    if let Some(n) = tbl.get("claims") {
+        if let Some(c) = n.as_obj() {
+            for (k, v, _) in c.entries() {
+                if ["sub", "iat", "exp", "jti"].contains(&k.as_str()) {
+                    v.error(format!(
+                        "`{k}` is set per token by chatload and cannot be templated"
+                    ));
+                    ok = false;
+                    continue;
+                }
+                if let Some(j) = v.to_json() {
+                    a.claims.insert(k, j);
+                }
+            }
+            c.finish();
+        }
+    }
+    if let Some(n) = tbl.get("present") {
+        if let Some(items) = n.as_array() {
+            let mut v = Vec::new();
+            for item in items {
+                if let Some(s) = item.as_str() {
+                    match s.parse::<Presentation>() {
+                        Ok(p) => v.push(p),
+                        Err(e) => {
+                            item.error(e);
+                            ok = false;
+                        }
+                    }
+                }
+            }
+            if v.is_empty() && ok {
+                n.error("needs at least one presentation");
+                ok = false;
+            }
+            a.present = v;
+        }
+    }
+    if let Some(p) = tbl.str("user_prefix") {
+        a.user_prefix = p;
+    }
+    tbl.finish();
+    ok.then_some(a)
+}
+
+fn read_profile(o: &Obj<'_>) -> Option<Profile> {
+    let Some(tbl) = o.obj("profile") else {
+        return Some(Profile::netra());
+    };
+    let mut p = Profile::netra();
+    if let Some(n) = tbl.get("base") {
+        if let Some(b) = n.as_str() {
+            match Profile::builtin(b) {
+                Some(base) => p = base,
+                None => n.error(format!("unknown profile base `{b}` (built in: netra)")),
+            }
+        }
+    }
+    if let Some(v) = tbl.str_list("ready") {
+        p.ready = v;
+    }
+    if let Some(v) = tbl.str_list("terminal_ok") {
+        p.terminal_ok = v;
+    }
+    if let Some(v) = tbl.str_list("terminal_error") {
+        p.terminal_error = v;
+    }
+    if let Some(v) = tbl.str_list("agent_events") {
+        p.agent_events = v;
+    }
+    tbl.finish();
+    Some(p)
+}
+
+fn read_range_u32(n: &Node<'_>) -> Option<(u32, u32)> {
+    let items = n.as_array()?;
+    if items.len() != 2 {
+        n.error("must be [min, max]");
+        return None;
+    }
+    let a = items[0].as_u64()? as u32;
+    let b = items[1].as_u64()? as u32;
+    if a > b {
+        n.error("min must not exceed max");
+        return None;
+    }
+    Some((a, b))
+}
+
+fn read_server(o: &Obj<'_>) -> Option<ServerSettings> {
+    let mut s = ServerSettings {
+        seed: None,
+        envelope: Envelope::Data,
+        thinking: (1, 2),
+        tools: (0, 2),
+        event_delay: (Duration::from_millis(5), Duration::from_millis(25)),
+        faults: FaultPlan::default(),
+    };
+    let Some(tbl) = o.obj("server") else {
+        return Some(s);
+    };
+    let mut ok = true;
+    s.seed = tbl.u64("seed");
+    if let Some(n) = tbl.get("envelope") {
+        if let Some(e) = n.as_str() {
+            match e.parse() {
+                Ok(e) => s.envelope = e,
+                Err(e) => {
+                    n.error(e);
+                    ok = false;
+                }
+            }
+        }
+    }
+    if let Some(n) = tbl.get("thinking") {
+        match read_range_u32(&n) {
+            Some(r) => s.thinking = r,
+            None => ok = false,
+        }
+    }
+    if let Some(n) = tbl.get("tools") {
+        match read_range_u32(&n) {
+            Some(r) => s.tools = r,
+            None => ok = false,
+        }
+    }
+    if let Some(n) = tbl.get("event_delay") {
+        let pair = n.as_array().and_then(|items| {
+            if items.len() != 2 {
+                n.error("must be [min, max], e.g. [\"5ms\", \"25ms\"]");
+                return None;
+            }
+            let (a, b) = (items[0].as_duration()?, items[1].as_duration()?);
+            if a > b {
+                n.error("min must not exceed max");
+                return None;
+            }
+            Some((a, b))
+        });
+        match pair {
+            Some(p) => s.event_delay = p,
+            None => ok = false,
+        }
+    }
+    if let Some(n) = tbl.get("faults") {
+        if let Some(text) = n.item_str() {
+            match FaultPlan::parse(text) {
+                Ok(f) => s.faults = f,
+                Err(e) => {
+                    n.error(e);
+                    ok = false;
+                }
+            }
+        } else if let Some(f) = n.as_obj() {
+            for (k, v, _) in f.entries() {
+                if let Some(rate) = v.as_fraction() {
+                    if let Err(e) = s.faults.set(&k, rate) {
+                        v.error(e);
+                        ok = false;
+                    }
+                } else {
+                    ok = false;
+                }
+            }
+            f.finish();
+        } else {
+            ok = false;
+        }
+    }
+    tbl.finish();
+    ok.then_some(s)
+}
+
+fn read_workload(o: &Obj<'_>) -> Option<Workload> {
+    let tbl = o.require("workload")?.as_obj()?;
+    let mut ok = true;
+    if let Some(n) = tbl.get("model") {
+        if let Some(m) = n.as_str() {
+            if m != "closed" {
+                n.error(format!(
+                    "workload model `{m}` is not supported yet (supported: closed)"
+                ));
+                ok = false;
+            }
+        }
+    }
+    let users = tbl.require("users").and_then(|n| {
+        let u = n.as_u64()?;
+        if u == 0 {
+            n.error("must be at least 1");
+            return None;
+        }
+        Some(u)
+    });
+    let iterations = tbl.get("iterations").and_then(|n| {
+        let u = n.as_u64()?;
+        if u == 0 {
+            n.error("must be at least 1");
+            return None;
+        }
+        Some(u)
+    });
+    let duration = tbl.get("duration").and_then(|n| {
+        let d = n.as_duration()?;
+        whole_seconds(&n, d)
+    });
+    let mut steps = Vec::new();
+    if let Some(n) = tbl.get("ramp") {
+        if iterations.is_some() {
+            n.error(
+                "`ramp` and `iterations` exclude each other: iterations start every user at once",
+            );
+            ok = false;
+        }
+        for item in n.as_array().unwrap_or_default() {
+            let Some(st) = item.as_obj() else {
+                ok = false;
+                continue;
+            };
+            if let Some(h) = st.get("hold") {
+                if st.get("to").is_some() || st.get("over").is_some() {
+                    st.error("a ramp step is either { to, over } or { hold }");
+                    ok = false;
+                }
+                match h.as_duration().and_then(|d| whole_seconds(&h, d)) {
+                    Some(d) => steps.push(RampStep::Hold(d)),
+                    None => ok = false,
+                }
+            } else {
+                let to = st.require("to").and_then(|n| n.as_u64());
+                let over = st
+                    .require("over")
+                    .and_then(|n| n.as_duration().and_then(|d| whole_seconds(&n, d)));
+                match (to, over) {
+                    (Some(to), Some(over)) => {
+                        if users.is_some_and(|u| to > u) {
+                            st.error(format!("ramps to {to} users, above `workload.users`"));
+                            ok = false;
+                        }
+                        steps.push(RampStep::To { to, over })
+                    }
+                    _ => ok = false,
+                }
+            }
+            st.finish();
+        }
+    }
+    tbl.finish();
+    let users = users?;
+    if !ok {
+        return None;
+    }
+    if steps.is_empty() && iterations.is_none() {
+        // Default shape: everyone at once, then hold for `duration` (default 30 s).
+        steps.push(RampStep::To {
+            to: users,
+            over: Duration::ZERO,
+        });
+        steps.push(RampStep::Hold(duration.unwrap_or(Duration::from_secs(30))));
+    } else if let Some(d) = duration {
+        if iterations.is_none() {
+            steps.push(RampStep::Hold(d));
+        }
+    }
+    if iterations.is_some() {
+        steps = vec![RampStep::To {
+            to: users,
+            over: Duration::ZERO,
+        }];
+    }
+    Some(Workload {
+        plan: LoadPlan::from_ramp(&steps, iterations),
+    })
+}
+
+fn whole_seconds(n: &Node<'_>, d: Duration) -> Option<Duration> {
+    if d.subsec_nanos() != 0 {
+        n.error("workload durations are whole seconds (goose's test plan resolution)");
+        return None;
+    }
+    Some(d)
+}
+
+fn read_journey(o: &Obj<'_>) -> Option<Vec<Step>> {
+    let n = o.require("journey")?;
+    let items = n.as_array()?;
+    let mut steps = Vec::new();
+    let mut ok = true;
+    let mut sends = 0usize;
+    let mut awaits = 0usize;
+    for item in items {
+        let Some(st) = item.as_obj() else {
+            ok = false;
+            continue;
+        };
+        let kind_name = st
+            .require("step")
+            .and_then(|n| n.as_str().map(str::to_string));
+        let name = st.str("name");
+        let kind = match kind_name.as_deref() {
+            Some("connect") => Some(StepKind::Connect),
+            Some("send") => {
+                sends += 1;
+                st.require("message").and_then(|m| {
+                    let v = m.to_json()?;
+                    if !v.is_object() {
+                        m.error("must be a table (the JSON object to send)");
+                        return None;
+                    }
+                    let mut good = true;
+                    for p in template::placeholders(&v) {
+                        if !template::VARIABLES.contains(&p.as_str()) {
+                            m.error(format!(
+                                "unknown placeholder `{{{{{p}}}}}` (known: {})",
+                                template::VARIABLES
+                                    .map(|v| format!("{{{{{v}}}}}"))
+                                    .join(", ")
+                            ));
+                            good = false;
+                        }
+                    }
+                    good.then_some(StepKind::Send { message: v })
+                })
+            }
+            Some("await") => {
+                awaits += 1;
+                let timeout = st.duration("timeout").unwrap_or(Duration::from_secs(30));
+                if timeout.is_zero() {
+                    st.error("`timeout` must be above zero: every await needs a deadline");
+                }
+                Some(StepKind::Await { timeout })
+            }
+            Some("think") => st
+                .require("duration")
+                .and_then(|d| d.as_duration())
+                .map(|duration| StepKind::Think { duration }),
+            Some(other) => {
+                if let Some(n) = st.get("step") {
+                    n.error(format!(
+                        "unknown step `{other}` (scenario version 1 knows: connect, send, await, think)"
+                    ));
+                }
+                st.skip_rest();
+                None
+            }
+            None => None,
+        };
+        st.finish();
+        match kind {
+            Some(kind) => {
+                let name = name.unwrap_or_else(|| kind_name.clone().unwrap_or_default());
+                steps.push(Step { name, kind });
+            }
+            None => ok = false,
+        }
+    }
+    if ok && steps.is_empty() {
+        n.error("needs at least one step");
+        ok = false;
+    }
+    if ok && awaits > 0 && sends == 0 {
+        n.error("has an `await` step but no `send` step: there is no run to wait for");
+        ok = false;
+    }
+    ok.then_some(steps)
+}
+
+fn read_thresholds(o: &Obj<'_>) -> Option<Vec<Threshold>> {
+    let Some(tbl) = o.obj("thresholds") else {
+        return Some(Vec::new());
+    };
+    let mut out = Vec::new();
+    let mut ok = true;
+    for (key, value, key_span) in tbl.entries() {
+        let Some(v) = value.as_str() else {
+            ok = false;
+            continue;
+        };
+        match Threshold::parse(&key, v) {
+            Ok(t) => out.push(t),
+            Err(e) => {
+                value
+                    .ctx
+                    .error(key_span.or(value.span.clone()), &value.path, e);
+                ok = false;
+            }
+        }
+    }
+    tbl.finish();
+    ok.then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Scenario, Diagnostics> {
+        Scenario::parse(Path::new("t.toml"), text.to_string())
+    }
+
+    const GOOD: &str = r#"
+version = 1
+name = "t"
+[workload]
+users = 5
+ramp = [{ to = 5, over = "2s" }, { hold = "10s" }]
+[[journey]]
+step = "connect"
+[[journey]]
+step = "send"
+message = { type = "start_agent", payload = { user_request = "{{prompt}}", thread_id = "{{thread}}", run_id = "{{run}}" } }
+[[journey]]
+step = "await"
+timeout = "5s"
+[[journey]]
+step = "think"
+duration = "100ms"
+[thresholds]
+"ttfe p95" = "< 2s"
+"close_1011 rate" = "< 0.1%"
+"#;
+
+    #[test]
+    fn a_good_file_loads_with_its_plan() {
+        let s = parse(GOOD).unwrap();
+        assert_eq!(s.name, "t");
+        assert_eq!(s.journey.len(), 4);
+        assert_eq!(s.thresholds.len(), 2);
+        assert_eq!(s.workload.plan.goose_test_plan(), "5,2;5,10;0,0");
+        assert!(s.target.url.is_none());
+        assert_eq!(s.echo["workload"]["users"], 5);
+    }
+
+    #[test]
+    fn every_mistake_is_reported_at_once_with_its_position() {
+        let bad = GOOD
+            .replace("users = 5", "users = \"five\"")
+            .replace("timeout = \"5s\"", "timeout = \"soon\"")
+            .replace(
+                "\"ttfe p95\" = \"< 2s\"",
+                "\"ttfe p95\" = \"< 2s\"\nbogus = 3",
+            )
+            .replace("[workload]", "[workload]\ncolour = \"red\"");
+        let err = parse(&bad).unwrap_err();
+        let msgs: Vec<String> = err
+            .items
+            .iter()
+            .map(|d| format!("{}:{} {} {}", d.line, d.column, d.path, d.message))
+            .collect();
+        assert_eq!(err.items.len(), 4, "{msgs:#?}");
+        let find = |p: &str| {
+            err.items
+                .iter()
+                .find(|d| d.path == p)
+                .unwrap_or_else(|| panic!("no error at {p}: {msgs:#?}"))
+        };
+        assert_eq!(find("workload.colour").line, 5);
+        assert_eq!(find("workload.users").line, 6);
+        assert_eq!(find("workload.users").column, 9);
+        assert!(find("journey[2].timeout").message.contains("soon"));
+        assert!(
+            find("thresholds.bogus").message.contains("string"),
+            "{msgs:#?}"
+        );
+    }
+
+    #[test]
+    fn syntax_errors_have_a_position() {
+        let err = parse("version = 1\nname = \n").unwrap_err();
+        assert_eq!(err.items.len(), 1);
+        assert_eq!(err.items[0].line, 2);
+    }
+
+    #[test]
+    fn secrets_in_the_file_are_refused() {
+        let err =
+            parse(&GOOD.replace("[workload]", "[auth]\nsecret = \"abc\"\n[workload]")).unwrap_err();
+        assert!(err.items[0].message.contains("environment variable"));
+    }
+
+    #[test]
+    fn unknown_placeholders_and_steps_are_refused() {
+        let err = parse(
+            &GOOD
+                .replace("{{prompt}}", "{{promt}}")
+                .replace("step = \"think\"", "step = \"nap\""),
+        )
+        .unwrap_err();
+        assert_eq!(err.items.len(), 2, "{err}");
+        assert!(err.to_string().contains("{{promt}}"));
+        assert!(err.to_string().contains("unknown step `nap`"));
+    }
+
+    #[test]
+    fn iterations_start_everyone_at_once() {
+        let s = parse(&GOOD.replace(
+            "ramp = [{ to = 5, over = \"2s\" }, { hold = \"10s\" }]",
+            "iterations = 3",
+        ))
+        .unwrap();
+        assert_eq!(s.workload.plan.iterations, Some(3));
+        assert_eq!(s.workload.plan.peak_users(), 5);
+    }
+}

@@ -1,0 +1,340 @@
+//! The reference server: a real WebSocket + HTTP server (axum) that speaks the
+//! protocol family of PROTOCOL.md, injects faults from a seeded plan and keeps
+//! truth counters of everything it did, readable at `GET /__chatload/truth`.
+//!
+//! It shares only [`crate::protocol`] and [`crate::auth`] with the client side.
+//! Tests mount it with [`spawn`] on `127.0.0.1:0`; `chatload serve` runs it
+//! standalone; `chatload run` starts it in-process when no target is given.
+
+pub mod agent;
+pub mod config;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use base64::Engine as _;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, watch};
+
+use crate::auth::{VerifyPolicy, TOKEN_SUBPROTOCOL_PREFIXES};
+pub use config::{Envelope, FaultPlan, ServerConfig};
+
+/// Counts of everything the server did or injected, by name.
+#[derive(Default)]
+pub struct Truth(Mutex<BTreeMap<String, u64>>);
+
+impl Truth {
+    pub fn add(&self, key: &str, n: u64) {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        *m.entry(key.to_string()).or_insert(0) += n;
+    }
+    pub fn get(&self, key: &str) -> u64 {
+        let m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        m.get(key).copied().unwrap_or(0)
+    }
+    pub fn snapshot(&self) -> BTreeMap<String, u64> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// Truth counter names.
+pub mod truth {
+    pub const CONNECTIONS_UPGRADED: &str = "connections.upgraded";
+    pub const CONNECTIONS_READY: &str = "connections.ready";
+    pub const AUTH_FAILED: &str = "connections.auth_failed";
+    pub const REJECTED_NO_SUBPROTOCOL: &str = "connections.rejected_403";
+    pub const RUNS_STARTED: &str = "runs.started";
+    pub const RUNS_COMPLETED: &str = "runs.completed";
+    pub const FAULT_CLOSE_1011: &str = "faults.close_1011";
+    pub fn events(name: &str) -> String {
+        format!("events.{name}")
+    }
+}
+
+/// Shared state of one server instance.
+pub struct ServerState {
+    pub config: ServerConfig,
+    policy: VerifyPolicy,
+    pub truth: Truth,
+    conn_seq: AtomicU64,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// The router, for mounting in tests or in `serve`.
+pub fn app(state: Arc<ServerState>) -> Router {
+    Router::new()
+        .route("/ws", get(ws_handler))
+        .route("/api/v1/websocket", get(ws_handler))
+        .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
+        .route(
+            "/health/ready",
+            get(|| async { Json(json!({"status": "ready"})) }),
+        )
+        .route("/__chatload/truth", get(truth_handler))
+        .with_state(state)
+}
+
+/// A server running on a background task.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub state: Arc<ServerState>,
+    stop: watch::Sender<bool>,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl RunningServer {
+    /// The WebSocket URL of this server.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+    pub fn truth(&self) -> BTreeMap<String, u64> {
+        self.state.truth.snapshot()
+    }
+    /// Closes every socket (1001 going away) and stops accepting.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.handle.await;
+    }
+}
+
+/// Binds `addr` (use `127.0.0.1:0` in tests) and serves until [`RunningServer::shutdown`].
+pub async fn spawn(config: ServerConfig, addr: SocketAddr) -> std::io::Result<RunningServer> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let (stop, shutdown) = watch::channel(false);
+    let state = Arc::new(ServerState {
+        policy: VerifyPolicy::netra(&config.secret),
+        config,
+        truth: Truth::default(),
+        conn_seq: AtomicU64::new(0),
+        shutdown: shutdown.clone(),
+    });
+    let router = app(state.clone());
+    let mut rx = shutdown;
+    let handle = tokio::spawn(async move {
+        let _ = axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = rx.wait_for(|s| *s).await;
+            })
+            .await;
+    });
+    Ok(RunningServer {
+        addr,
+        state,
+        stop,
+        handle,
+    })
+}
+
+async fn truth_handler(State(st): State<Arc<ServerState>>) -> Json<BTreeMap<String, u64>> {
+    Json(st.truth.snapshot())
+}
+
+/// Where the token came from, and what to echo.
+struct Presented {
+    token: Option<String>,
+    /// The offered subprotocol entry to echo.
+    protocol: Option<String>,
+}
+
+fn decode_token_text(t: &str) -> String {
+    // A raw JWT has two dots; otherwise it may be base64url of one.
+    if t.matches('.').count() == 2 {
+        return t.to_string();
+    }
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(t.trim_end_matches('='))
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .unwrap_or_else(|| t.to_string())
+}
+
+fn presented(headers: &HeaderMap, query: &HashMap<String, String>) -> Result<Presented, ()> {
+    let mut out = Presented {
+        token: None,
+        protocol: None,
+    };
+    if let Some(v) = headers
+        .get("sec-websocket-protocol")
+        .and_then(|v| v.to_str().ok())
+    {
+        let offered: Vec<&str> = v
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
+        for entry in &offered {
+            if let Some(p) = TOKEN_SUBPROTOCOL_PREFIXES
+                .iter()
+                .find(|p| entry.starts_with(**p))
+            {
+                out.token = Some(decode_token_text(&entry[p.len()..]));
+                // The browser client offers `jwt-auth` beside `jwt.<b64>`; the server selects `jwt-auth`.
+                out.protocol = Some(if offered.contains(&"jwt-auth") {
+                    "jwt-auth".to_string()
+                } else {
+                    entry.to_string()
+                });
+                break;
+            }
+        }
+        if out.protocol.is_none() {
+            // Subprotocols offered but none we support: refuse before accepting.
+            return Err(());
+        }
+    }
+    if out.token.is_none() {
+        out.token = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").map(str::to_string));
+    }
+    if out.token.is_none() {
+        out.token = query.get("token").cloned();
+    }
+    Ok(out)
+}
+
+async fn ws_handler(
+    State(st): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let Ok(p) = presented(&headers, &query) else {
+        st.truth.add(truth::REJECTED_NO_SUBPROTOCOL, 1);
+        return (StatusCode::FORBIDDEN, "no supported subprotocol").into_response();
+    };
+    let auth = match &p.token {
+        None => Err("NO_TOKEN: no token presented".to_string()),
+        Some(t) => st
+            .policy
+            .verify(t, SystemTime::now())
+            .map(|c| c.sub)
+            .map_err(|e| format!("AUTH_FAILED: {e}")),
+    };
+    let ws = ws.read_buffer_size(4096).write_buffer_size(4096);
+    let ws = match p.protocol {
+        Some(proto) => ws.protocols([proto]),
+        None => ws,
+    };
+    ws.on_upgrade(move |socket| connection(socket, st, auth))
+}
+
+async fn send_json(socket: &mut WebSocket, v: &Value) -> bool {
+    socket
+        .send(Message::Text(v.to_string().into()))
+        .await
+        .is_ok()
+}
+
+async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        })))
+        .await;
+}
+
+fn is_run_start(t: &str) -> bool {
+    matches!(
+        t,
+        "start_agent" | "user_message" | "chat_message" | "message" | "agent_request"
+    )
+}
+
+async fn connection(mut socket: WebSocket, st: Arc<ServerState>, auth: Result<String, String>) {
+    st.truth.add(truth::CONNECTIONS_UPGRADED, 1);
+    let conn = st.conn_seq.fetch_add(1, Ordering::Relaxed);
+    let user = match auth {
+        Ok(u) => u,
+        Err(why) => {
+            st.truth.add(truth::AUTH_FAILED, 1);
+            let (code, message) = why.split_once(": ").unwrap_or(("AUTH_FAILED", &why));
+            let frame = json!({"type": "error_message", "error_code": code, "message": message});
+            send_json(&mut socket, &frame).await;
+            close(&mut socket, 1008, "authentication failed").await;
+            return;
+        }
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(
+        st.config.seed ^ conn.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+    );
+    let connection_id = format!("conn-{conn}");
+    let hello = json!({
+        "type": "connection_established",
+        "data": {"user_id": user, "connection_id": connection_id},
+        "timestamp": agent::epoch_float(),
+    });
+    if !send_json(&mut socket, &hello).await {
+        return;
+    }
+    st.truth.add(truth::CONNECTIONS_READY, 1);
+    let (out_tx, mut out_rx) = mpsc::channel::<agent::Outgoing>(64);
+    let mut shutdown = st.shutdown.clone();
+    let mut run_seq = 0u64;
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => {
+                close(&mut socket, 1001, "server shutting down").await;
+                return;
+            }
+            out = out_rx.recv() => {
+                // `out_tx` lives in this loop, so the channel never closes here.
+                let Some(out) = out else { return };
+                if !send_json(&mut socket, &out.frame).await {
+                    return;
+                }
+                st.truth.add(&truth::events(&out.name), 1);
+                if out.last {
+                    st.truth.add(truth::RUNS_COMPLETED, 1);
+                }
+            }
+            msg = socket.recv() => {
+                let Some(Ok(msg)) = msg else { return };
+                let text = match msg {
+                    Message::Text(t) => t.to_string(),
+                    Message::Close(_) => return,
+                    _ => continue,
+                };
+                let Ok(Value::Object(m)) = serde_json::from_str::<Value>(&text) else {
+                    send_json(&mut socket, &json!({"type": "error", "error": {"code": "INVALID_JSON"}})).await;
+                    continue;
+                };
+                let t = m.get("type").and_then(Value::as_str).unwrap_or("").to_string();
+                if t == "ping" {
+                    send_json(&mut socket, &json!({"type": "pong", "timestamp": agent::epoch_float()})).await;
+                } else if is_run_start(&t) {
+                    if st.config.faults.close_1011 > 0.0 && rng.random::<f64>() < st.config.faults.close_1011 {
+                        st.truth.add(truth::FAULT_CLOSE_1011, 1);
+                        close(&mut socket, 1011, "internal error").await;
+                        return;
+                    }
+                    let payload = m.get("payload").and_then(Value::as_object).cloned().unwrap_or_else(|| m.clone());
+                    run_seq += 1;
+                    let ids = agent::RunIds::from_request(&payload, &user, &connection_id, run_seq);
+                    st.truth.add(truth::RUNS_STARTED, 1);
+                    let plan = agent::RunPlan::draw(&st.config, &mut rng);
+                    tokio::spawn(agent::run(st.config.envelope, ids, plan, out_tx.clone()));
+                } else {
+                    send_json(&mut socket, &json!({"type": "ack", "received_type": t})).await;
+                }
+            }
+        }
+    }
+}
