@@ -246,7 +246,12 @@ impl Shared {
             // Cannot happen (a run is only pending on an open socket), but a run
             // must never be lost: count it.
             self.fail_run("closed");
-            return Some((RunOutcome::Closed { code: session::ABNORMAL_CLOSE }, run.started.elapsed()));
+            return Some((
+                RunOutcome::Closed {
+                    code: session::ABNORMAL_CLOSE,
+                },
+                run.started.elapsed(),
+            ));
         };
         let deadline = Instant::now() + timeout;
         let out =

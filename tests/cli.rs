@@ -1,0 +1,215 @@
+//! The real binary: exit codes, messages and files, as a user sees them.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn chatload(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_chatload"));
+    c.args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("CHATLOAD_JWT_SECRET");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("the binary runs")
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+const THREE_MISTAKES: &str = r#"version = 1
+name = "broken"
+[workload]
+users = 10
+ramp = [{ to = 10, over = "10 parsecs" }]
+[[journey]]
+step = "send"
+message = { type = "start_agent", payload = { user_request = "{{prompt}}" } }
+[[journey]]
+step = "await"
+timeout = "5s"
+retries = 3
+[thresholds]
+"ttfe p95" = "2s"
+"#;
+
+#[test]
+fn validate_reports_all_three_mistakes_with_positions_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("broken.toml");
+    std::fs::write(&f, THREE_MISTAKES).unwrap();
+    let o = chatload(&["validate", f.to_str().unwrap()], &[]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out}{err}");
+    assert!(err.contains("3 problems found"), "{err}");
+    let file = f.display().to_string();
+    assert!(
+        err.contains(&format!("{file}:5:27: `workload.ramp[0].over`")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{file}:12:1: `journey[1].retries`: unknown key")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{file}:14:1: `thresholds.\"ttfe p95\"`")),
+        "{err}"
+    );
+}
+
+#[test]
+fn validate_prints_the_plan_of_a_good_file() {
+    let o = chatload(&["validate", "scenarios/smoke.toml"], &[]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(out.contains("0m00s      0m05s        0 -> 20"), "{out}");
+    assert!(out.contains("hold 20"), "{out}");
+    assert!(out.contains("ttfe p95 < 1s"), "{out}");
+}
+
+#[test]
+fn every_shipped_scenario_validates() {
+    for entry in std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios")).unwrap()
+    {
+        let p = entry.unwrap().path();
+        if p.extension().is_some_and(|e| e == "toml") {
+            let o = chatload(&["validate", p.to_str().unwrap()], &[]);
+            assert_eq!(o.status.code(), Some(0), "{}: {}", p.display(), text(&o).1);
+        }
+    }
+}
+
+#[test]
+fn a_run_of_the_smoke_scenario_passes_writes_its_files_and_prints_what_the_snapshot_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("run");
+    let secret = "very-distinctive-signing-key-4711";
+    let o = chatload(
+        &[
+            "run",
+            "scenarios/smoke.toml",
+            "--users",
+            "4",
+            "--duration",
+            "2s",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+        &[("CHATLOAD_JWT_SECRET", secret)],
+    );
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{err}");
+    let snap = chatload::metrics::Snapshot::from_json(
+        &std::fs::read_to_string(out_dir.join("snapshot.json")).unwrap(),
+    )
+    .unwrap();
+    let ttfe = &snap.histograms["ttfe"];
+    assert_eq!(ttfe.count, snap.counters["runs.ok"]);
+    // The console line for ttfe carries the snapshot's count and p95.
+    let p95 = chatload::metrics::threshold::format_us(ttfe.p95_us as f64);
+    let line = out
+        .lines()
+        .find(|l| {
+            let mut w = l.split_whitespace();
+            w.next() == Some("ttfe") && w.next().is_some_and(|c| c.parse::<u64>().is_ok())
+        })
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        line.contains(&ttfe.count.to_string()) && line.contains(&p95),
+        "{line} vs {ttfe:?}"
+    );
+    assert!(out_dir.join("report.md").exists());
+    assert!(out_dir.join("goose-report.html").exists());
+    // The signing key appears nowhere.
+    assert!(!out.contains(secret) && !err.contains(secret));
+    for f in std::fs::read_dir(&out_dir).unwrap() {
+        let bytes = std::fs::read(f.unwrap().path()).unwrap();
+        assert!(!String::from_utf8_lossy(&bytes).contains(secret));
+    }
+}
+
+#[test]
+fn a_target_outside_the_allow_list_is_refused_before_any_socket_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("x");
+    let o = chatload(
+        &[
+            "run",
+            "scenarios/smoke.toml",
+            "--target",
+            "wss://prod.example.com/ws",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+        &[("CHATLOAD_JWT_SECRET", "k")],
+    );
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("prod.example.com") && err.contains("target.allow"),
+        "{err}"
+    );
+    assert!(!out_dir.exists(), "nothing is written for a refused run");
+}
+
+#[test]
+fn an_external_target_without_the_signing_key_is_a_usage_error() {
+    let o = chatload(
+        &[
+            "run",
+            "scenarios/smoke.toml",
+            "--target",
+            "ws://127.0.0.1:9/ws",
+        ],
+        &[],
+    );
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("CHATLOAD_JWT_SECRET"), "{err}");
+}
+
+#[test]
+fn an_unreachable_target_aborts_with_exit_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("x");
+    // Port 9 (discard) on loopback: nothing listens there in the test environment.
+    let o = chatload(
+        &[
+            "run",
+            "scenarios/smoke.toml",
+            "--target",
+            "ws://127.0.0.1:9/ws",
+            "--users",
+            "2",
+            "--duration",
+            "1s",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+        &[("CHATLOAD_JWT_SECRET", "k")],
+    );
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(3), "{out}{err}");
+    assert!(
+        err.contains("no connection became ready") && err.contains("refused"),
+        "{err}"
+    );
+    assert!(
+        out_dir.join("snapshot.json").exists(),
+        "an aborted run still keeps what it measured"
+    );
+}
+
+#[test]
+fn help_shows_examples_and_exit_codes() {
+    let o = chatload(&["--help"], &[]);
+    let (out, _) = text(&o);
+    assert!(
+        out.contains("Examples:") && out.contains("Exit codes"),
+        "{out}"
+    );
+}

@@ -1,0 +1,87 @@
+//! Helpers shared by the integration tests: scenario text, a lock that keeps
+//! goose runs in one process from overlapping (goose keeps process-wide state:
+//! its ctrl-c kill switch and logger), and a temporary output folder.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use chatload::auth::Secret;
+use chatload::runner::{RunRequest, RunResult};
+use chatload::scenario::Scenario;
+
+static GOOSE: Mutex<()> = Mutex::new(());
+
+/// Holds the process-wide goose lock for the duration of a test.
+pub fn goose_lock() -> MutexGuard<'static, ()> {
+    GOOSE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub const SECRET: &str = "integration-test-signing-key";
+
+/// A scenario where every user runs the journey `iterations` times.
+pub fn iterations_scenario(users: u64, iterations: u64, extra: &str) -> String {
+    format!(
+        r#"
+version = 1
+name = "it"
+seed = 7
+[workload]
+users = {users}
+iterations = {iterations}
+[[journey]]
+step = "connect"
+[[journey]]
+step = "send"
+message = {{ type = "start_agent", payload = {{ user_request = "{{{{prompt}}}}", thread_id = "{{{{thread}}}}", run_id = "{{{{run}}}}" }} }}
+[[journey]]
+step = "await"
+timeout = "10s"
+{extra}
+"#
+    )
+}
+
+pub fn parse(text: &str) -> Scenario {
+    Scenario::parse(Path::new("test.toml"), text.to_string()).unwrap_or_else(|d| panic!("{d}"))
+}
+
+pub fn out_dir(tag: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let p = dir.path().join(tag);
+    (dir, p)
+}
+
+pub async fn run(
+    scenario: Scenario,
+    target: Option<String>,
+    secret: &str,
+    out: PathBuf,
+) -> RunResult {
+    let req = RunRequest {
+        scenario,
+        target,
+        secret: Secret::new(secret),
+        seed: 7,
+        out: Some(out),
+        goose_report: false,
+    };
+    match chatload::runner::run(req).await {
+        Ok(r) => r,
+        Err(e) => panic!("run failed: {e}"),
+    }
+}
+
+pub fn counter(r: &RunResult, k: &str) -> u64 {
+    r.snapshot.counters.get(k).copied().unwrap_or(0)
+}
+
+pub fn truth(r: &RunResult, k: &str) -> u64 {
+    r.snapshot
+        .server_truth
+        .as_ref()
+        .and_then(|t| t.get(k))
+        .and_then(|v| v.as_u64())
+        .unwrap_or(0)
+}
