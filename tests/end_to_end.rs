@@ -11,7 +11,7 @@ use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn n_users_times_m_runs_complete_exactly() {
-    let _g = goose_lock();
+    let _g = goose_lock().await;
     let (_tmp, out) = out_dir("nm");
     let r = run(
         parse(&iterations_scenario(12, 5, "")),
@@ -54,7 +54,7 @@ async fn n_users_times_m_runs_complete_exactly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn close_1011_detections_equal_the_servers_injections() {
-    let _g = goose_lock();
+    let _g = goose_lock().await;
     let (_tmp, out) = out_dir("1011");
     let text = iterations_scenario(20, 10, "[server]\nseed = 99\nfaults = \"close_1011=8%\"\n");
     let r = run(parse(&text), None, SECRET, out).await;
@@ -86,7 +86,7 @@ async fn close_1011_detections_equal_the_servers_injections() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_signing_key_fails_every_connection_with_1008_and_aborts() {
-    let _g = goose_lock();
+    let _g = goose_lock().await;
     let srv = server::spawn(
         ServerConfig::new(Secret::new("the-servers-key")),
         "127.0.0.1:0".parse::<SocketAddr>().unwrap(),
@@ -126,7 +126,7 @@ async fn a_wrong_signing_key_fails_every_connection_with_1008_and_aborts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_threshold_that_cannot_hold_fails_the_run() {
-    let _g = goose_lock();
+    let _g = goose_lock().await;
     let (_tmp, out) = out_dir("thr");
     // Every run waits for at least two 5 ms event delays, so ttc max < 1ms cannot hold.
     let text = iterations_scenario(
@@ -143,7 +143,7 @@ async fn a_threshold_that_cannot_hold_fails_the_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_token_presentation_is_accepted() {
-    let _g = goose_lock();
+    let _g = goose_lock().await;
     for present in ["\"header\"", "\"query\"", "\"subprotocol:jwt\", \"header\""] {
         let (_tmp, out) = out_dir("present");
         let text = iterations_scenario(3, 2, "").replace(
@@ -163,7 +163,7 @@ async fn every_token_presentation_is_accepted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_end_of_the_plan_stops_in_flight_runs_at_their_await_deadline() {
-    let _g = goose_lock();
+    let _g = goose_lock().await;
     // Agent runs take about 6 x 2 s = 12 s; the plan holds 2 s and the await
     // deadline is 3 s, so the run must end near 2 + 3 s, not when the agents finish.
     let text = r#"

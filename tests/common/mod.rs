@@ -5,17 +5,17 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use tokio::sync::{Mutex, MutexGuard};
 
 use chatload::auth::Secret;
 use chatload::runner::{RunRequest, RunResult};
 use chatload::scenario::Scenario;
 
-static GOOSE: Mutex<()> = Mutex::new(());
+static GOOSE: Mutex<()> = Mutex::const_new(());
 
 /// Holds the process-wide goose lock for the duration of a test.
-pub fn goose_lock() -> MutexGuard<'static, ()> {
-    GOOSE.lock().unwrap_or_else(|e| e.into_inner())
+pub async fn goose_lock() -> MutexGuard<'static, ()> {
+    GOOSE.lock().await
 }
 
 pub const SECRET: &str = "integration-test-signing-key";
