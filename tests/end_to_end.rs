@@ -207,3 +207,30 @@ async fn the_fault_plan_string_matches_the_table_form() {
     ));
     assert_eq!(s.server.faults, a);
 }
+
+/// Regression: goose 0.19 never ended a test plan whose last two steps both had
+/// 0 users, so a scenario ending in a ramp-down hung forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_ending_in_a_ramp_down_ends() {
+    let _g = goose_lock().await;
+    let text = r#"
+version = 1
+name = "ramp-down"
+[workload]
+users = 3
+ramp = [{ to = 3, over = "1s" }, { hold = "1s" }, { to = 0, over = "1s" }]
+[[journey]]
+step = "send"
+message = { type = "start_agent", payload = { run_id = "{{run}}" } }
+[[journey]]
+step = "await"
+timeout = "5s"
+"#;
+    let (_tmp, out) = out_dir("rampdown");
+    // A deadline against a hang, far above the plan's 3 s.
+    let r = tokio::time::timeout(Duration::from_secs(60), run(parse(text), None, SECRET, out))
+        .await
+        .expect("the run ended");
+    assert_eq!(r.snapshot.verdict, "pass");
+    assert!(counter(&r, "runs.ok") > 0);
+}

@@ -134,7 +134,11 @@ impl LoadPlan {
             .iter()
             .map(|s| format!("{},{}", s.to, s.length_s))
             .collect();
-        parts.push("0,0".into());
+        // goose 0.19 never ends a plan whose last two steps both have 0 users,
+        // so the stop step is only added when the plan ends with users running.
+        if self.stages.last().is_none_or(|s| s.to > 0) {
+            parts.push("0,0".into());
+        }
         parts.join(";")
     }
 }
@@ -224,9 +228,20 @@ mod tests {
     #[test]
     fn goose_plan_and_overrides() {
         let p = plan();
-        assert_eq!(p.goose_test_plan(), "20,10;20,30;0,5;0,0");
+        assert_eq!(p.goose_test_plan(), "20,10;20,30;0,5");
         let q = p.with_users(100).with_hold(Duration::from_secs(60));
-        assert_eq!(q.goose_test_plan(), "100,10;100,60;0,5;0,0");
+        assert_eq!(q.goose_test_plan(), "100,10;100,60;0,5");
+        let hold_only = LoadPlan::from_ramp(
+            &[
+                RampStep::To {
+                    to: 3,
+                    over: Duration::ZERO,
+                },
+                RampStep::Hold(Duration::from_secs(2)),
+            ],
+            None,
+        );
+        assert_eq!(hold_only.goose_test_plan(), "3,0;3,2;0,0");
         assert_eq!(q.total(), Duration::from_secs(75));
     }
 }
