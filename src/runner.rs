@@ -256,6 +256,7 @@ pub async fn run(req: RunRequest) -> Result<RunResult, RunError> {
         thresholds,
         verdict: verdict.into(),
         notes,
+        samples: rec.samples.clone(),
         server_truth,
     };
     let write = |name: &str, bytes: &[u8]| {
@@ -264,6 +265,14 @@ pub async fn run(req: RunRequest) -> Result<RunResult, RunError> {
             .map_err(|e| RunError::Aborted(format!("cannot write {}: {e}", p.display())))
     };
     write("snapshot.json", snapshot.to_json().as_bytes())?;
+    if !snapshot.samples.is_empty() {
+        let lines: String = snapshot
+            .samples
+            .iter()
+            .map(|f| serde_json::to_string(f).expect("a sample serializes") + "\n")
+            .collect();
+        write("violations.jsonl", lines.as_bytes())?;
+    }
     let report = ReportData::from_snapshot(&snapshot);
     let mut md = Vec::new();
     report::markdown::render(&report, &mut md).expect("writing to memory cannot fail");

@@ -226,6 +226,38 @@ impl std::str::FromStr for Presentation {
     }
 }
 
+/// Replaces anything that looks like a JWT (`eyJ...` with three base64url
+/// segments) with `<redacted-jwt>`, for frames kept as samples.
+pub fn redact(text: &str) -> String {
+    let b = text.as_bytes();
+    let is_b64 = |c: u8| c.is_ascii_alphanumeric() || c == b'-' || c == b'_' || c == b'=';
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    let mut copied = 0;
+    while i + 3 <= b.len() {
+        if &b[i..i + 3] == b"eyJ" && (i == 0 || !is_b64(b[i - 1])) {
+            let mut j = i;
+            let mut dots = 0;
+            while j < b.len() && (is_b64(b[j]) || (b[j] == b'.' && dots < 2)) {
+                if b[j] == b'.' {
+                    dots += 1;
+                }
+                j += 1;
+            }
+            if dots == 2 {
+                out.push_str(&text[copied..i]);
+                out.push_str("<redacted-jwt>");
+                copied = j;
+                i = j;
+                continue;
+            }
+        }
+        i += 1;
+    }
+    out.push_str(&text[copied..]);
+    out
+}
+
 /// Subprotocol prefixes that carry a token, with whether the token may be base64url.
 pub const TOKEN_SUBPROTOCOL_PREFIXES: [&str; 3] = ["jwt.", "jwt-auth.", "bearer."];
 
@@ -279,6 +311,24 @@ mod tests {
         assert!(VerifyPolicy::netra(&secret)
             .verify(tok.expose(), now)
             .is_err());
+    }
+
+    #[test]
+    fn tokens_in_frames_are_redacted() {
+        let secret = Secret::new("k");
+        let tok = Minter::new(&secret, template(), Duration::from_secs(60))
+            .mint("u", SystemTime::now(), "j")
+            .unwrap();
+        let frame = format!(
+            r#"{{"type":"x","token":"{}","note":"eyJ not a token"}}"#,
+            tok.expose()
+        );
+        let r = redact(&frame);
+        assert!(!r.contains(tok.expose()));
+        assert_eq!(
+            r,
+            r#"{"type":"x","token":"<redacted-jwt>","note":"eyJ not a token"}"#
+        );
     }
 
     #[test]

@@ -33,7 +33,7 @@ use crate::metrics::{names, ObsSender};
 use crate::protocol::template::{self, Vars};
 use crate::scenario::{Step, StepKind};
 use connect::{ConnectFailure, Ws};
-use session::{PendingRun, ReadyOutcome, RunOutcome};
+use session::{PendingRun, ReadyOutcome, RunOutcome, RunReport, Who};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -70,6 +70,9 @@ struct Shared {
 const PHASE_BEFORE_READY: &str = "before_ready";
 const PHASE_FIRST_EXCHANGE: &str = "first_exchange";
 const PHASE_DURING_RUN: &str = "during_run";
+const PHASE_IDLE: &str = "idle";
+/// Runs of the current socket remembered for classifying late events.
+const EARLIER_RUNS_KEPT: usize = 8;
 
 /// One simulated user's state, kept in goose's session data.
 struct UserSession {
@@ -82,6 +85,8 @@ struct UserSession {
     iteration: u64,
     thread_id: String,
     pending: Option<PendingRun>,
+    /// Ids of this socket's finished runs, newest last (bounded).
+    earlier_runs: Vec<String>,
     rng: ChaCha8Rng,
     tokens: u64,
 }
@@ -106,6 +111,7 @@ impl Shared {
             runs: 0,
             iteration: 0,
             pending: None,
+            earlier_runs: Vec::new(),
             rng: ChaCha8Rng::seed_from_u64(
                 self.cfg.seed ^ (index as u64 + 1).wrapping_mul(0x2545_F491_4F6C_DD1D),
             ),
@@ -155,11 +161,28 @@ impl Shared {
         self.obs.sample(names::WS_CONNECT, took.as_micros() as u64);
         s.ever_connected = true;
         let ready_at = Instant::now();
+        let reply = sc.profile.handshake.as_ref().map(|h| {
+            let vars = Vars {
+                user: &s.user_id,
+                thread: &s.thread_id,
+                run: "",
+                prompt: "",
+                iteration: s.iteration,
+            };
+            template::render(&h.reply, &vars).to_string()
+        });
+        let who = Who {
+            user_id: &s.user_id,
+            run_id: None,
+        };
+        let deadline = ready_at + sc.target.ready_timeout;
         match session::await_ready(
             &mut ws,
             &sc.profile,
-            ready_at + sc.target.ready_timeout,
+            deadline,
             &self.obs,
+            reply.as_deref(),
+            &who,
         )
         .await
         {
@@ -169,6 +192,7 @@ impl Shared {
                     .sample(names::WS_READY, ready_at.elapsed().as_micros() as u64);
                 s.ws = Some(ws);
                 s.runs_on_socket = 0;
+                s.earlier_runs.clear();
                 Ok(started.elapsed())
             }
             ReadyOutcome::Closed { code, server_error } => {
@@ -187,11 +211,33 @@ impl Shared {
         }
     }
 
+    /// Reads what arrived while the socket was idle; a close found there is an idle close.
+    async fn drain(&self, s: &mut UserSession) {
+        let Some(ws) = s.ws.as_mut() else { return };
+        let (replies, closed) = session::drain(
+            ws,
+            &self.cfg.scenario.profile,
+            &s.user_id,
+            &s.earlier_runs,
+            &self.obs,
+        );
+        for r in replies {
+            let _ = ws.send(Message::Text(r.into())).await;
+        }
+        if let Some(code) = closed {
+            self.obs.count(names::close_code(code));
+            self.obs.count(names::close_phase(PHASE_IDLE, code));
+            s.ws = None;
+        }
+    }
+
     async fn send(
         &self,
         s: &mut UserSession,
         message: &serde_json::Value,
+        uses: TemplateUse,
     ) -> Result<Duration, (Option<u16>, String)> {
+        self.drain(s).await;
         if s.ws.is_none() {
             self.connect(s).await?;
         }
@@ -216,7 +262,9 @@ impl Shared {
         match ws.send(Message::Text(text.into())).await {
             Ok(()) => {
                 s.pending = Some(PendingRun {
-                    run_id,
+                    run_id: uses.run.then_some(run_id),
+                    thread_id: uses.thread.then(|| s.thread_id.clone()),
+                    user_id: s.user_id.clone(),
                     started: t0,
                 });
                 Ok(t0.elapsed())
@@ -240,22 +288,31 @@ impl Shared {
         &self,
         s: &mut UserSession,
         timeout: Duration,
-    ) -> Option<(RunOutcome, Duration)> {
+    ) -> Option<(RunReport, Duration)> {
         let run = s.pending.take()?;
         let Some(ws) = s.ws.as_mut() else {
             // Cannot happen (a run is only pending on an open socket), but a run
             // must never be lost: count it.
             self.fail_run("closed");
-            return Some((
-                RunOutcome::Closed {
+            let report = RunReport {
+                outcome: RunOutcome::Closed {
                     code: session::ABNORMAL_CLOSE,
                 },
-                run.started.elapsed(),
-            ));
+                violations: Vec::new(),
+                run_id: run.run_id,
+            };
+            return Some((report, run.started.elapsed()));
         };
         let deadline = Instant::now() + timeout;
-        let out =
-            session::await_run(ws, &self.cfg.scenario.profile, &run, deadline, &self.obs).await;
+        let report = session::await_run(
+            ws,
+            &self.cfg.scenario.profile,
+            &run,
+            &s.earlier_runs,
+            deadline,
+            &self.obs,
+        )
+        .await;
         let took = run.started.elapsed();
         let phase = if s.runs_on_socket == 0 {
             PHASE_FIRST_EXCHANGE
@@ -263,16 +320,40 @@ impl Shared {
             PHASE_DURING_RUN
         };
         s.runs_on_socket += 1;
-        match out.failure_class() {
+        if let Some(id) = &report.run_id {
+            if s.earlier_runs.len() == EARLIER_RUNS_KEPT {
+                s.earlier_runs.remove(0);
+            }
+            s.earlier_runs.push(id.clone());
+        }
+        match report.failure_class() {
             None => self.obs.count(names::RUNS_OK),
             Some(class) => self.fail_run(class),
         }
-        if let RunOutcome::Closed { code } = out {
+        if let RunOutcome::Closed { code } = report.outcome {
             self.obs.count(names::close_code(code));
             self.obs.count(names::close_phase(phase, code));
             s.ws = None;
         }
-        Some((out, took))
+        Some((report, took))
+    }
+}
+
+/// Which per-run placeholders a message template uses: the ids the client
+/// chose are checked on every event; ids it did not choose are adopted.
+#[derive(Debug, Clone, Copy, Default)]
+struct TemplateUse {
+    run: bool,
+    thread: bool,
+}
+
+impl TemplateUse {
+    fn of(message: &serde_json::Value) -> Self {
+        let p = template::placeholders(message);
+        TemplateUse {
+            run: p.iter().any(|x| x == "run"),
+            thread: p.iter().any(|x| x == "thread"),
+        }
     }
 }
 
@@ -320,7 +401,7 @@ async fn run_step(shared: &Shared, step: &Step, user: &mut GooseUser) -> Transac
             }
         }
         StepKind::Send { message } => {
-            let r = shared.send(&mut s, message).await;
+            let r = shared.send(&mut s, message, TemplateUse::of(message)).await;
             drop(s);
             match r {
                 Ok(took) => {
@@ -344,12 +425,14 @@ async fn run_step(shared: &Shared, step: &Step, user: &mut GooseUser) -> Transac
         StepKind::Await { timeout } => {
             let r = shared.await_run(&mut s, *timeout).await;
             drop(s);
-            let Some((out, took)) = r else { return Ok(()) };
-            let status = match out {
+            let Some((report, took)) = r else {
+                return Ok(());
+            };
+            let status = match report.outcome {
                 RunOutcome::Closed { code } => Some(code),
                 _ => None,
             };
-            let err = out.failure_class();
+            let err = report.failure_class();
             user.record_custom_request_duration("WS", &step.name, took, err.is_none(), status, err)
                 .await
         }

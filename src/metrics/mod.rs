@@ -35,6 +35,25 @@ pub enum Observation {
     Sample { metric: String, us: u64 },
     /// A counter increment (`runs.ok`, `closes.1011`, ...).
     Count { counter: String, n: u64 },
+    /// A frame that broke a rule, kept as a sample (bounded) for debugging.
+    Offending(Box<OffendingFrame>),
+}
+
+/// Samples kept per violation class, and in all.
+pub const SAMPLES_PER_CLASS: usize = 5;
+pub const SAMPLES_MAX: usize = 200;
+/// Longest frame text kept in a sample.
+pub const SAMPLE_FRAME_BYTES: usize = 2048;
+
+/// One offending frame, secrets redacted, truncated to [`SAMPLE_FRAME_BYTES`].
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct OffendingFrame {
+    pub class: String,
+    pub detail: String,
+    pub message: String,
+    pub user_id: String,
+    pub run_id: Option<String>,
+    pub frame: String,
 }
 
 impl Observation {
@@ -63,6 +82,8 @@ impl Observation {
 pub struct Recorder {
     pub histograms: BTreeMap<String, Histogram<u64>>,
     pub counters: BTreeMap<String, u64>,
+    /// The first offending frames of each class (bounded).
+    pub samples: Vec<OffendingFrame>,
 }
 
 impl Recorder {
@@ -88,6 +109,15 @@ impl Recorder {
         match obs {
             Observation::Sample { metric, us } => self.record(metric, *us),
             Observation::Count { counter, n } => self.count(counter, *n),
+            Observation::Offending(f) => self.keep_sample(f),
+        }
+    }
+
+    /// Keeps a sample if its class and the total are under their bounds.
+    pub fn keep_sample(&mut self, f: &OffendingFrame) {
+        let same = self.samples.iter().filter(|s| s.class == f.class).count();
+        if same < SAMPLES_PER_CLASS && self.samples.len() < SAMPLES_MAX {
+            self.samples.push(f.clone());
         }
     }
 
@@ -102,6 +132,9 @@ impl Recorder {
         }
         for (k, v) in &other.counters {
             *self.counters.entry(k.clone()).or_insert(0) += v;
+        }
+        for f in &other.samples {
+            self.keep_sample(f);
         }
     }
 

@@ -124,6 +124,9 @@ pub struct Snapshot {
     /// Why the run was aborted or anything else a reader must know.
     #[serde(default)]
     pub notes: Vec<String>,
+    /// The first offending frames of each violation class (secrets redacted).
+    #[serde(default)]
+    pub samples: Vec<super::OffendingFrame>,
     /// What the embedded reference server says it did (its truth counters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_truth: Option<Value>,
@@ -144,6 +147,7 @@ impl Snapshot {
             rec.histograms.insert(k.clone(), h.decode(k)?);
         }
         rec.counters = self.counters.clone();
+        rec.samples = self.samples.clone();
         Ok(rec)
     }
 

@@ -7,15 +7,16 @@
 //! `payload`, nested `data`, flat, and wrapped (`system_message` /
 //! `agent_progress` / `agent_response_complete` with the name in `data.event`).
 
+pub mod sequence;
 pub mod template;
+pub mod validate;
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
 use serde_json::{Map, Value};
 
 /// How frames of one protocol generation are read.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Profile {
     pub base: String,
     /// Root field holding the frame type.
@@ -43,6 +44,21 @@ pub struct Profile {
     pub ignore: Vec<String>,
     /// Frames that report a server-side error outside a run (e.g. `AUTH_FAILED`).
     pub error_frames: Vec<String>,
+    /// The newest generation's ready handshake, if the server speaks it.
+    pub handshake: Option<Handshake>,
+    /// What a whole run must look like.
+    pub rules: validate::Rules,
+}
+
+/// `handshake_response` -> client sends `reply` -> server sends a ready frame
+/// (`handshake_complete`). Messages sent before that are lost, so the socket is
+/// only ready after it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Handshake {
+    /// Frame name that asks for the reply.
+    pub on: String,
+    /// Message template to answer with (`{{thread}}` etc. allowed).
+    pub reply: Value,
 }
 
 fn strings(v: &[&str]) -> Vec<String> {
@@ -73,7 +89,7 @@ impl Profile {
             run_id_fields: strings(&["run_id", "turn_id"]),
             thread_id_fields: strings(&["thread_id"]),
             user_id_fields: strings(&["user_id"]),
-            ready: strings(&["connection_established"]),
+            ready: strings(&["connection_established", "handshake_complete"]),
             agent_events: strings(&[
                 "agent_started",
                 "agent_thinking",
@@ -95,6 +111,11 @@ impl Profile {
             answers,
             ignore: strings(&["ack", "pong", "heartbeat_ack", "connection_recovery"]),
             error_frames: strings(&["error_message", "error"]),
+            handshake: Some(Handshake {
+                on: "handshake_response".into(),
+                reply: serde_json::json!({"type": "handshake_acknowledged", "thread_id": "{{thread}}"}),
+            }),
+            rules: validate::Rules::netra(),
         }
     }
 
@@ -145,6 +166,11 @@ impl Profile {
         let view = merged_view(&root);
         if self.ready.contains(&name) {
             return Frame::Ready;
+        }
+        if let Some(h) = &self.handshake {
+            if h.on == name {
+                return Frame::Handshake;
+            }
         }
         if let Some(reply) = self.answers.get(&name) {
             return Frame::Answer(reply.clone());
@@ -236,6 +262,8 @@ pub enum Frame {
     Agent(Event),
     /// The client must send this reply.
     Answer(Value),
+    /// The server started the ready handshake; the client must answer it.
+    Handshake,
     /// A server error outside a run, such as `AUTH_FAILED`.
     ServerError {
         code: Option<String>,

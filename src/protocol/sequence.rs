@@ -78,7 +78,10 @@ fn lex(s: &str) -> Result<Vec<(usize, Tok)>, SequenceError> {
                 continue;
             }
             other => {
-                return Err(SequenceError { position: i, message: format!("unexpected character `{other}`") });
+                return Err(SequenceError {
+                    position: i,
+                    message: format!("unexpected character `{other}`"),
+                });
             }
         };
         out.push((i, tok));
@@ -116,7 +119,10 @@ impl Builder {
         self.toks.get(self.pos).map_or(self.len, |(p, _)| *p)
     }
     fn err(&self, message: impl Into<String>) -> SequenceError {
-        SequenceError { position: self.at(), message: message.into() }
+        SequenceError {
+            position: self.at(),
+            message: message.into(),
+        }
     }
 
     fn expr(&mut self) -> Result<Frag, SequenceError> {
@@ -144,7 +150,10 @@ impl Builder {
                 None => next,
                 Some(f) => {
                     self.eps(f.end, next.start);
-                    Frag { start: f.start, end: next.end }
+                    Frag {
+                        start: f.start,
+                        end: next.end,
+                    }
                 }
             });
         }
@@ -167,7 +176,10 @@ impl Builder {
                     let e = self.state();
                     self.eps(f.end, f.start);
                     self.eps(f.end, e);
-                    f = Frag { start: f.start, end: e };
+                    f = Frag {
+                        start: f.start,
+                        end: e,
+                    };
                 }
                 Some(Tok::Quest) => {
                     let (s, e) = (self.state(), self.state());
@@ -215,12 +227,26 @@ impl Sequence {
     /// Compiles an expression.
     pub fn compile(source: &str) -> Result<Sequence, SequenceError> {
         let toks = lex(source)?;
-        let mut b = Builder { names: Vec::new(), states: Vec::new(), toks, pos: 0, len: source.chars().count() };
+        let mut b = Builder {
+            names: Vec::new(),
+            states: Vec::new(),
+            toks,
+            pos: 0,
+            len: source.chars().count(),
+        };
         let f = b.expr()?;
         if b.pos != b.toks.len() {
-            return Err(b.err("unexpected token (an operator without an operand, or an unmatched `)`)"));
+            return Err(
+                b.err("unexpected token (an operator without an operand, or an unmatched `)`)")
+            );
         }
-        Ok(Sequence { source: source.to_string(), names: b.names, states: b.states, start: f.start, accept: f.end })
+        Ok(Sequence {
+            source: source.to_string(),
+            names: b.names,
+            states: b.states,
+            start: f.start,
+            accept: f.end,
+        })
     }
 
     pub fn source(&self) -> &str {
@@ -247,7 +273,11 @@ impl Sequence {
     pub fn matcher(&self) -> Matcher<'_> {
         let mut current = BTreeSet::from([self.start]);
         self.closure(&mut current);
-        Matcher { seq: self, current, position: 0 }
+        Matcher {
+            seq: self,
+            current,
+            position: 0,
+        }
     }
 }
 
@@ -259,7 +289,10 @@ pub enum Step {
     /// The name is not in the expression (the caller decides).
     NotMentioned,
     /// The event does not fit here; `expected` lists what would have.
-    Violation { position: usize, expected: Vec<String> },
+    Violation {
+        position: usize,
+        expected: Vec<String>,
+    },
 }
 
 /// Follows one stream of events through a [`Sequence`].
@@ -276,7 +309,11 @@ impl Matcher<'_> {
         let mut v: Vec<String> = self
             .current
             .iter()
-            .flat_map(|&s| self.seq.states[s].iter().filter_map(|(sym, _)| sym.map(|i| self.seq.names[i].clone())))
+            .flat_map(|&s| {
+                self.seq.states[s]
+                    .iter()
+                    .filter_map(|(sym, _)| sym.map(|i| self.seq.names[i].clone()))
+            })
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
@@ -303,7 +340,10 @@ impl Matcher<'_> {
             }
         }
         if next.is_empty() {
-            return Step::Violation { position, expected: self.expected() };
+            return Step::Violation {
+                position,
+                expected: self.expected(),
+            };
         }
         self.seq.closure(&mut next);
         self.current = next;
@@ -320,7 +360,8 @@ impl Matcher<'_> {
 mod tests {
     use super::*;
 
-    const NETRA: &str = "agent_started agent_thinking* (tool_executing tool_completed)* agent_completed";
+    const NETRA: &str =
+        "agent_started agent_thinking* (tool_executing tool_completed)* agent_completed";
 
     fn run(expr: &str, events: &str) -> Result<bool, (usize, Vec<String>)> {
         let seq = Sequence::compile(expr).unwrap();
@@ -369,7 +410,15 @@ mod tests {
 
     #[test]
     fn bad_expressions_are_refused_with_a_position() {
-        for (expr, pos) in [("", 0), ("a (b", 4), ("a )", 2), ("* a", 0), ("a | | b", 4), ("a $", 2), ("()", 1)] {
+        for (expr, pos) in [
+            ("", 0),
+            ("a (b", 4),
+            ("a )", 2),
+            ("* a", 0),
+            ("a | | b", 4),
+            ("a $", 2),
+            ("()", 1),
+        ] {
             let e = Sequence::compile(expr).unwrap_err();
             assert_eq!(e.position, pos, "{expr}: {e}");
         }

@@ -85,6 +85,7 @@ impl ReportData {
         let rec_like = crate::metrics::Recorder {
             histograms: Default::default(),
             counters: s.counters.clone(),
+            samples: Vec::new(),
         };
         let rate = |name: &str| {
             threshold::rate(&rec_like, name).map_or_else(
