@@ -462,13 +462,17 @@ fn read_server(o: &Obj<'_>) -> Option<ServerSettings> {
             }
         } else if let Some(f) = n.as_obj() {
             for (k, v, _) in f.entries() {
-                if let Some(rate) = v.as_fraction() {
-                    if let Err(e) = s.faults.set(&k, rate) {
-                        v.error(e);
+                // A value is one setting ("0.5%@idle", "agent_thinking:1%") or a list of them.
+                let texts: Vec<Node<'_>> = if v.item_str().is_some() { vec![v.clone()] } else { v.as_array().unwrap_or_default() };
+                for t in texts {
+                    let Some(text) = t.as_str() else {
+                        ok = false;
+                        continue;
+                    };
+                    if let Err(e) = s.faults.set(&k, text) {
+                        t.error(e);
                         ok = false;
                     }
-                } else {
-                    ok = false;
                 }
             }
             f.finish();

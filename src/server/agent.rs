@@ -10,10 +10,29 @@ use tokio::sync::mpsc;
 
 use super::config::{Envelope, ServerConfig};
 
-/// One frame for the connection task to send.
+/// What the connection task does next for a run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// An agent event frame.
+    Event { name: String, frame: Value },
+    /// Raw text (malformed JSON, oversized frames).
+    Text(String),
+    Binary(Vec<u8>),
+    /// Close the socket with this code.
+    Close(u16),
+    /// Drop the TCP connection without a close frame.
+    Drop,
+    /// Nothing to send; carries a fault count (an event left out at the end).
+    Mark,
+}
+
+/// One step of a run's script: wait, act, and count the fault it injects.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Outgoing {
-    pub name: String,
-    pub frame: Value,
+    pub delay: Duration,
+    pub action: Action,
+    /// Truth counters to add when the action is carried out.
+    pub faults: Vec<String>,
     /// The run's terminal event.
     pub last: bool,
 }
@@ -183,22 +202,194 @@ pub fn frame(envelope: Envelope, name: &str, ids: &RunIds, fields: &Map<String, 
     Value::Object(root)
 }
 
-/// Streams a run's events, each after its delay. Ends early when the connection is gone.
-pub async fn run(envelope: Envelope, ids: RunIds, plan: RunPlan, out: mpsc::Sender<Outgoing>) {
-    let events = plan.events(&ids);
-    let n = events.len();
-    for (i, (name, fields)) in events.into_iter().enumerate() {
-        tokio::time::sleep(plan.delays.get(i).copied().unwrap_or_default()).await;
-        let f = frame(envelope, &name, &ids, &fields);
-        if out
-            .send(Outgoing {
-                name,
-                frame: f,
-                last: i + 1 == n,
-            })
-            .await
-            .is_err()
-        {
+/// Renames fields and events for a server configured to speak another dialect.
+pub fn apply_naming(v: &mut Value, naming: &super::config::Naming) {
+    let Value::Object(root) = v else { return };
+    if naming.type_field != "type" {
+        if let Some(t) = root.remove("type") {
+            root.insert(naming.type_field.clone(), t);
+        }
+    }
+    let key = naming.type_field.clone();
+    if let Some(Value::String(name)) = root.get_mut(&key) {
+        if let Some(new) = naming.events.get(name.as_str()) {
+            *name = new.clone();
+        }
+    }
+    let rename_run = |m: &mut Map<String, Value>| {
+        if naming.run_id_field != "run_id" {
+            if let Some(r) = m.remove("run_id") {
+                m.insert(naming.run_id_field.clone(), r);
+            }
+        }
+    };
+    rename_run(root);
+    for inner in ["data", "payload"] {
+        if let Some(Value::Object(m)) = root.get_mut(inner) {
+            rename_run(m);
+            if let Some(Value::String(ev)) = m.get_mut("event") {
+                if let Some(new) = naming.events.get(ev.as_str()) {
+                    *ev = new.clone();
+                }
+            }
+        }
+    }
+}
+
+fn remove_field(frame: &mut Value, field: &str) -> bool {
+    let mut removed = false;
+    if let Value::Object(root) = frame {
+        removed |= root.remove(field).is_some();
+        for inner in ["data", "payload"] {
+            if let Some(Value::Object(m)) = root.get_mut(inner) {
+                removed |= m.remove(field).is_some();
+                if let Some(Value::Object(p)) = m.get_mut("payload") {
+                    removed |= p.remove(field).is_some();
+                }
+            }
+        }
+    }
+    removed
+}
+
+fn draw(rng: &mut ChaCha8Rng, rate: f64) -> bool {
+    rate > 0.0 && rng.random::<f64>() < rate
+}
+
+/// Builds a run's whole script: its events in the configured envelope, with
+/// the faults drawn for this run applied. `other_user` names a connected user
+/// a leaked event pretends to come from.
+pub fn script(c: &ServerConfig, ids: &RunIds, plan: &RunPlan, rng: &mut ChaCha8Rng, other_user: Option<&str>) -> Vec<Outgoing> {
+    let f = &c.faults;
+    let events = plan.events(ids);
+    let mut out: Vec<Outgoing> = events
+        .iter()
+        .enumerate()
+        .map(|(i, (name, fields))| {
+            let mut frame = frame(c.envelope, name, ids, fields);
+            apply_naming(&mut frame, &c.naming);
+            Outgoing {
+                delay: plan.delays.get(i).copied().unwrap_or_default(),
+                action: Action::Event { name: name.clone(), frame },
+                faults: Vec::new(),
+                last: i + 1 == events.len(),
+            }
+        })
+        .collect();
+    let name_at = |o: &Outgoing| match &o.action {
+        Action::Event { name, .. } => Some(name.clone()),
+        _ => None,
+    };
+    // Faults that cut the run short come first: later ones would never show.
+    if draw(rng, f.stall) {
+        out.truncate(1);
+        out[0].last = false;
+        out[0].faults.push("faults.stall".into());
+        return out;
+    }
+    if draw(rng, *f.close_1011.get(&super::config::Phase::MidRun).unwrap_or(&0.0)) {
+        out.truncate(1);
+        out[0].last = false;
+        out.push(Outgoing {
+            delay: Duration::from_millis(1),
+            action: Action::Close(1011),
+            faults: vec!["faults.close_1011".into(), "faults.close_1011.mid_run".into()],
+            last: false,
+        });
+        return out;
+    }
+    if draw(rng, f.close_1006) {
+        out.truncate(1);
+        out[0].last = false;
+        out.push(Outgoing { delay: Duration::from_millis(1), action: Action::Drop, faults: vec!["faults.close_1006".into()], last: false });
+        return out;
+    }
+    if out.len() >= 2 && draw(rng, f.reorder) {
+        out.swap(0, 1);
+        let d = out[0].delay;
+        out[0].delay = out[1].delay;
+        out[1].delay = d;
+        out[1].faults.push("faults.reorder".into());
+    }
+    for (name, rate) in &f.drop_event {
+        if !draw(rng, *rate) {
+            continue;
+        }
+        if let Some(i) = out.iter().position(|o| name_at(o).as_deref() == Some(name.as_str())) {
+            let gone = out.remove(i);
+            let key = format!("faults.drop_event.{name}");
+            match out.get_mut(i) {
+                Some(next) => next.faults.push(key),
+                None => out.push(Outgoing { delay: gone.delay, action: Action::Mark, faults: vec![key], last: false }),
+            }
+        }
+    }
+    for (name, rate) in &f.duplicate_event {
+        if !draw(rng, *rate) {
+            continue;
+        }
+        if let Some(i) = out.iter().position(|o| name_at(o).as_deref() == Some(name.as_str())) {
+            let mut dup = out[i].clone();
+            dup.delay = Duration::ZERO;
+            dup.faults = vec![format!("faults.duplicate_event.{name}")];
+            out[i].last = false;
+            out.insert(i + 1, dup);
+        }
+    }
+    for (target, rate) in &f.omit_field {
+        if !draw(rng, *rate) {
+            continue;
+        }
+        let (ev, field) = target.split_once('.').unwrap_or((target, ""));
+        if let Some(o) = out.iter_mut().find(|o| matches!(&o.action, Action::Event { name, .. } if name == ev)) {
+            if let Action::Event { frame, .. } = &mut o.action {
+                if remove_field(frame, field) {
+                    o.faults.push(format!("faults.omit_field.{target}"));
+                }
+            }
+        }
+    }
+    let insert_after_first = |out: &mut Vec<Outgoing>, action: Action, fault: &str| {
+        let at = 1.min(out.len());
+        out.insert(at, Outgoing { delay: Duration::ZERO, action, faults: vec![fault.to_string()], last: false });
+    };
+    if draw(rng, f.leak) {
+        let other = other_user.unwrap_or("ghost-user-without-a-socket");
+        let foreign = RunIds { run_id: format!("run-of-{other}"), thread_id: format!("thread-{other}"), user_id: other.to_string() };
+        let fields = serde_json::json!({"reasoning": "meant for someone else"});
+        let mut leaked = frame(c.envelope, "agent_thinking", &foreign, fields.as_object().expect("object"));
+        apply_naming(&mut leaked, &c.naming);
+        insert_after_first(&mut out, Action::Event { name: "agent_thinking".into(), frame: leaked }, "faults.leak");
+    }
+    if draw(rng, f.malformed) {
+        insert_after_first(&mut out, Action::Text(r#"{"type":"agent_thinking","reasoning":"#.into()), "faults.malformed");
+    }
+    if draw(rng, f.binary) {
+        insert_after_first(&mut out, Action::Binary(vec![0x00, 0x9f, 0x92, 0x96]), "faults.binary");
+    }
+    if draw(rng, f.oversized) {
+        let pad = "x".repeat(f.oversized_bytes);
+        let fields = serde_json::json!({"content": pad});
+        let mut big = frame(c.envelope, "partial_result", ids, fields.as_object().expect("object"));
+        apply_naming(&mut big, &c.naming);
+        insert_after_first(&mut out, Action::Text(big.to_string()), "faults.oversized");
+    }
+    if draw(rng, *f.close_1011.get(&super::config::Phase::Idle).unwrap_or(&0.0)) {
+        out.push(Outgoing {
+            delay: Duration::from_millis(20),
+            action: Action::Close(1011),
+            faults: vec!["faults.close_1011".into(), "faults.close_1011.idle".into()],
+            last: false,
+        });
+    }
+    out
+}
+
+/// Plays a run's script into the connection task. Ends early when the connection is gone.
+pub async fn run(script: Vec<Outgoing>, out: mpsc::Sender<Outgoing>) {
+    for step in script {
+        tokio::time::sleep(step.delay).await;
+        if out.send(step).await.is_err() {
             return;
         }
     }

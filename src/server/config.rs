@@ -1,8 +1,10 @@
-//! Settings of the reference server: envelope, agent behaviour and the fault plan.
+//! Settings of the reference server: envelope, handshake, naming, agent
+//! behaviour and the fault plan.
 //!
 //! Pure data plus parsing, shared by `chatload serve` flags and a scenario's
 //! `[server]` table.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -28,46 +30,186 @@ impl std::str::FromStr for Envelope {
             "data" => Ok(Envelope::Data),
             "flat" => Ok(Envelope::Flat),
             "wrapped" => Ok(Envelope::Wrapped),
-            other => Err(format!(
-                "unknown envelope `{other}` (expected payload, data, flat or wrapped)"
-            )),
+            other => Err(format!("unknown envelope `{other}` (expected payload, data, flat or wrapped)")),
+        }
+    }
+}
+
+/// How the server says "ready" (PROTOCOL.md section 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadyStyle {
+    /// `{"type":"connection_established","data":{...}}`
+    Established,
+    /// `{"type":"system_message","data":{"event":"connection_established",...}}`
+    SystemMessage,
+    /// `handshake_response` -> client `handshake_acknowledged` -> `handshake_complete`
+    Handshake,
+}
+
+impl std::str::FromStr for ReadyStyle {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "connection_established" => Ok(ReadyStyle::Established),
+            "system_message" => Ok(ReadyStyle::SystemMessage),
+            "handshake" => Ok(ReadyStyle::Handshake),
+            other => Err(format!("unknown ready style `{other}` (expected connection_established, system_message or handshake)")),
+        }
+    }
+}
+
+/// Where a 1011 close is injected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Right after the upgrade, before the ready frame.
+    Connect,
+    /// At the first message exchange of a connection (instead of its first run).
+    FirstExchange,
+    /// In the middle of a run, after its first event.
+    MidRun,
+    /// Shortly after a run completed, while the socket is idle.
+    Idle,
+}
+
+impl Phase {
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Connect => "connect",
+            Phase::FirstExchange => "first_exchange",
+            Phase::MidRun => "mid_run",
+            Phase::Idle => "idle",
+        }
+    }
+}
+
+impl std::str::FromStr for Phase {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "connect" => Ok(Phase::Connect),
+            "first_exchange" => Ok(Phase::FirstExchange),
+            "mid_run" => Ok(Phase::MidRun),
+            "idle" => Ok(Phase::Idle),
+            other => Err(format!("unknown phase `{other}` (connect, first_exchange, mid_run, idle)")),
         }
     }
 }
 
 /// Faults the server injects, each at a rate, drawn from the seeded generator.
+/// Every injected fault is counted in the truth counters under `faults.<class>`.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct FaultPlan {
-    /// Fraction of agent runs answered with a close 1011 instead of events
-    /// (at the run's first message exchange).
-    pub close_1011: f64,
+    /// Close 1011 at a phase, per connection (connect, first_exchange) or per run (mid_run, idle).
+    pub close_1011: BTreeMap<Phase, f64>,
+    /// Drop the TCP connection mid-run without a close frame (the client sees 1006).
+    pub close_1006: f64,
+    /// Leave one event of this name out of a run.
+    pub drop_event: BTreeMap<String, f64>,
+    /// Send one event of this name twice, byte for byte.
+    pub duplicate_event: BTreeMap<String, f64>,
+    /// Swap a run's first two events.
+    pub reorder: f64,
+    /// Remove a field (`event.field`) from one event of a run.
+    pub omit_field: BTreeMap<String, f64>,
+    /// Insert into a run an event carrying another connected user's ids.
+    pub leak: f64,
+    /// Stop a run after its first event, past any timeout.
+    pub stall: f64,
+    /// Insert a frame that is not JSON.
+    pub malformed: f64,
+    /// Insert a binary frame.
+    pub binary: f64,
+    /// Insert a text frame of `oversized_bytes` bytes.
+    pub oversized: f64,
+    pub oversized_bytes: usize,
+    /// Refuse the upgrade with this HTTP status, per connection attempt.
+    pub refuse_upgrade: BTreeMap<u16, f64>,
+    /// Delay the upgrade response.
+    pub slow_accept: Option<(Duration, f64)>,
+}
+
+fn split_arg<'a>(name: &str, value: &'a str) -> Result<(&'a str, &'a str), String> {
+    value
+        .rsplit_once(':')
+        .ok_or_else(|| format!("fault `{name}` takes ARG:RATE, e.g. {name}=agent_thinking:1%"))
 }
 
 impl FaultPlan {
-    /// Parses `"close_1011=0.5%"` (comma-separated `name=rate` entries).
+    /// Parses comma-separated entries, e.g.
+    /// `close_1011=0.5%@first_exchange,drop_event=agent_thinking:1%,omit_field=tool_completed.results:2%`.
     pub fn parse(s: &str) -> Result<FaultPlan, String> {
         let mut plan = FaultPlan::default();
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (name, rate) = part.split_once('=').ok_or_else(|| {
-                format!("fault `{part}` must be written name=rate, e.g. close_1011=0.5%")
-            })?;
-            let rate = parse_rate(rate.trim())?;
-            plan.set(name.trim(), rate)?;
+            let (name, value) = part
+                .split_once('=')
+                .ok_or_else(|| format!("fault `{part}` must be written name=value, e.g. close_1011=0.5%"))?;
+            plan.set(name.trim(), value.trim())?;
         }
         Ok(plan)
     }
 
-    /// Sets one fault by name.
-    pub fn set(&mut self, name: &str, rate: f64) -> Result<(), String> {
+    /// Sets one fault from its name and value text.
+    pub fn set(&mut self, name: &str, value: &str) -> Result<(), String> {
         match name {
-            "close_1011" => self.close_1011 = rate,
-            other => return Err(format!("unknown fault `{other}` (known: close_1011)")),
+            "close_1011" => {
+                let (rate, phase) = match value.split_once('@') {
+                    Some((r, p)) => (r, p.trim().parse::<Phase>()?),
+                    None => (value, Phase::FirstExchange),
+                };
+                self.close_1011.insert(phase, parse_rate(rate.trim())?);
+            }
+            "close_1006" => self.close_1006 = parse_rate(value)?,
+            "reorder" => self.reorder = parse_rate(value)?,
+            "leak" => self.leak = parse_rate(value)?,
+            "stall" => self.stall = parse_rate(value)?,
+            "malformed" => self.malformed = parse_rate(value)?,
+            "binary" => self.binary = parse_rate(value)?,
+            "oversized" => {
+                let (size, rate) = match value.rsplit_once(':') {
+                    Some((b, r)) => (b.trim().parse::<usize>().map_err(|_| format!("oversized size `{b}` is not a number of bytes"))?, r),
+                    None => (256 * 1024, value),
+                };
+                self.oversized = parse_rate(rate)?;
+                self.oversized_bytes = size;
+            }
+            "drop_event" | "duplicate_event" | "omit_field" => {
+                let (arg, rate) = split_arg(name, value)?;
+                if name == "omit_field" && !arg.contains('.') {
+                    return Err(format!("omit_field takes EVENT.FIELD:RATE, not `{value}`"));
+                }
+                let map = match name {
+                    "drop_event" => &mut self.drop_event,
+                    "duplicate_event" => &mut self.duplicate_event,
+                    _ => &mut self.omit_field,
+                };
+                map.insert(arg.trim().to_string(), parse_rate(rate)?);
+            }
+            "refuse_upgrade" => {
+                let (status, rate) = split_arg(name, value)?;
+                let status: u16 = status.trim().parse().map_err(|_| format!("refuse_upgrade status `{status}` is not an HTTP status"))?;
+                if !(400..600).contains(&status) {
+                    return Err(format!("refuse_upgrade status {status} must be 4xx or 5xx"));
+                }
+                self.refuse_upgrade.insert(status, parse_rate(rate)?);
+            }
+            "slow_accept" => {
+                let (delay, rate) = split_arg(name, value)?;
+                let d = crate::scenario::doc::parse_duration(delay)?;
+                self.slow_accept = Some((d, parse_rate(rate)?));
+            }
+            other => {
+                return Err(format!(
+                    "unknown fault `{other}` (known: close_1011, close_1006, drop_event, duplicate_event, reorder, omit_field, leak, stall, malformed, binary, oversized, refuse_upgrade, slow_accept)"
+                ))
+            }
         }
         Ok(())
     }
 
     pub fn is_empty(&self) -> bool {
-        self.close_1011 == 0.0
+        *self == FaultPlan { oversized_bytes: self.oversized_bytes, ..FaultPlan::default() }
     }
 }
 
@@ -76,11 +218,36 @@ impl fmt::Display for FaultPlan {
         if self.is_empty() {
             return f.write_str("none");
         }
-        write!(f, "close_1011={}%", self.close_1011 * 100.0)
+        let pct = |r: f64| format!("{}%", r * 100.0);
+        let mut parts = Vec::new();
+        for (p, r) in &self.close_1011 {
+            parts.push(format!("close_1011={}@{}", pct(*r), p.name()));
+        }
+        for (name, r) in [("close_1006", self.close_1006), ("reorder", self.reorder), ("leak", self.leak), ("stall", self.stall), ("malformed", self.malformed), ("binary", self.binary)] {
+            if r > 0.0 {
+                parts.push(format!("{name}={}", pct(r)));
+            }
+        }
+        if self.oversized > 0.0 {
+            parts.push(format!("oversized={}:{}", self.oversized_bytes, pct(self.oversized)));
+        }
+        for (name, map) in [("drop_event", &self.drop_event), ("duplicate_event", &self.duplicate_event), ("omit_field", &self.omit_field)] {
+            for (k, r) in map {
+                parts.push(format!("{name}={k}:{}", pct(*r)));
+            }
+        }
+        for (st, r) in &self.refuse_upgrade {
+            parts.push(format!("refuse_upgrade={st}:{}", pct(*r)));
+        }
+        if let Some((d, r)) = self.slow_accept {
+            parts.push(format!("slow_accept={}ms:{}", d.as_millis(), pct(r)));
+        }
+        f.write_str(&parts.join(","))
     }
 }
 
 fn parse_rate(s: &str) -> Result<f64, String> {
+    let s = s.trim();
     let v = if let Some(p) = s.strip_suffix('%') {
         p.trim().parse::<f64>().map(|v| v / 100.0)
     } else {
@@ -93,6 +260,24 @@ fn parse_rate(s: &str) -> Result<f64, String> {
     Ok(v)
 }
 
+/// Field and event names, for a server that speaks a renamed dialect (to test
+/// custom profiles written only in TOML).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Naming {
+    /// Root field holding the frame type.
+    pub type_field: String,
+    /// Field holding the run id.
+    pub run_id_field: String,
+    /// Event renames, e.g. `agent_completed` -> `done`.
+    pub events: BTreeMap<String, String>,
+}
+
+impl Default for Naming {
+    fn default() -> Self {
+        Naming { type_field: "type".into(), run_id_field: "run_id".into(), events: BTreeMap::new() }
+    }
+}
+
 /// Everything that shapes the reference server's behaviour.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ServerConfig {
@@ -102,6 +287,8 @@ pub struct ServerConfig {
     #[serde(skip)]
     pub secret: crate::auth::Secret,
     pub envelope: Envelope,
+    pub ready: ReadyStyle,
+    pub naming: Naming,
     /// Inclusive range of `agent_thinking` events per run.
     pub thinking: (u32, u32),
     /// Inclusive range of tool pairs (`tool_executing` + `tool_completed`) per run.
@@ -118,6 +305,8 @@ impl ServerConfig {
             seed: 1,
             secret,
             envelope: Envelope::Data,
+            ready: ReadyStyle::Established,
+            naming: Naming::default(),
             thinking: (1, 2),
             tools: (0, 2),
             event_delay: (Duration::from_millis(5), Duration::from_millis(25)),
@@ -128,10 +317,7 @@ impl ServerConfig {
 
 mod duration_pair_ms {
     use std::time::Duration;
-    pub fn serialize<S: serde::Serializer>(
-        v: &(Duration, Duration),
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: serde::Serializer>(v: &(Duration, Duration), s: S) -> Result<S::Ok, S::Error> {
         use serde::Serialize;
         (v.0.as_millis() as u64, v.1.as_millis() as u64).serialize(s)
     }
@@ -142,14 +328,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn fault_plan_parses_rates() {
-        let p = FaultPlan::parse("close_1011=0.5%").unwrap();
-        assert!((p.close_1011 - 0.005).abs() < 1e-12);
-        let p = FaultPlan::parse("close_1011=0.25").unwrap();
-        assert!((p.close_1011 - 0.25).abs() < 1e-12);
-        assert!(FaultPlan::parse("close_1011=150%").is_err());
-        assert!(FaultPlan::parse("explode=1%").is_err());
-        assert!(FaultPlan::parse("close_1011").is_err());
+    fn fault_plan_parses_every_class() {
+        let p = FaultPlan::parse(
+            "close_1011=0.5%@first_exchange,close_1011=1%@idle,drop_event=agent_thinking:1%,omit_field=tool_completed.results:2%,\
+             duplicate_event=agent_started:3%,reorder=1%,leak=0.01%,stall=1%,malformed=1%,binary=1%,oversized=100000:1%,\
+             refuse_upgrade=503:5%,slow_accept=300ms:10%,close_1006=2%",
+        )
+        .unwrap();
+        assert!((p.close_1011[&Phase::FirstExchange] - 0.005).abs() < 1e-12);
+        assert!((p.close_1011[&Phase::Idle] - 0.01).abs() < 1e-12);
+        assert!((p.omit_field["tool_completed.results"] - 0.02).abs() < 1e-12);
+        assert_eq!(p.oversized_bytes, 100_000);
+        assert_eq!(p.slow_accept, Some((Duration::from_millis(300), 0.1)));
+        assert!((p.refuse_upgrade[&503] - 0.05).abs() < 1e-12);
+        // Display writes a plan that parses back to itself.
+        assert_eq!(FaultPlan::parse(&p.to_string()).unwrap(), p);
+    }
+
+    #[test]
+    fn bad_fault_plans_are_explained() {
+        for bad in ["close_1011=150%", "explode=1%", "close_1011", "close_1011=1%@later", "omit_field=results:1%", "refuse_upgrade=200:1%", "drop_event=1%"] {
+            assert!(FaultPlan::parse(bad).is_err(), "{bad}");
+        }
         assert!(FaultPlan::parse("").unwrap().is_empty());
+        assert_eq!(FaultPlan::parse("close_1011=0.25").unwrap().close_1011[&Phase::FirstExchange], 0.25);
     }
 }

@@ -28,7 +28,7 @@ use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch};
 
 use crate::auth::{VerifyPolicy, TOKEN_SUBPROTOCOL_PREFIXES};
-pub use config::{Envelope, FaultPlan, ServerConfig};
+pub use config::{Envelope, FaultPlan, Naming, Phase, ReadyStyle, ServerConfig};
 
 /// Counts of everything the server did or injected, by name.
 #[derive(Default)]
@@ -69,6 +69,10 @@ pub struct ServerState {
     pub truth: Truth,
     conn_seq: AtomicU64,
     shutdown: watch::Receiver<bool>,
+    /// Per-attempt faults (refused and slow upgrades) draw from this generator.
+    upgrade_rng: Mutex<ChaCha8Rng>,
+    /// Users with an open socket, by connection number (for leaks).
+    active: Mutex<BTreeMap<u64, String>>,
 }
 
 /// The router, for mounting in tests or in `serve`.
@@ -116,12 +120,15 @@ pub async fn spawn(config: ServerConfig, addr: SocketAddr) -> std::io::Result<Ru
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let (stop, shutdown) = watch::channel(false);
+    let config_seed = config.seed;
     let state = Arc::new(ServerState {
         policy: VerifyPolicy::netra(&config.secret),
         config,
         truth: Truth::default(),
         conn_seq: AtomicU64::new(0),
         shutdown: shutdown.clone(),
+        upgrade_rng: Mutex::new(ChaCha8Rng::seed_from_u64(config_seed ^ 0x5EED_0F_u64)),
+        active: Mutex::new(BTreeMap::new()),
     });
     let router = app(state.clone());
     let mut rx = shutdown;
@@ -215,6 +222,21 @@ async fn ws_handler(
     Query(query): Query<HashMap<String, String>>,
     ws: WebSocketUpgrade,
 ) -> Response {
+    let (refuse, slow) = {
+        let mut rng = st.upgrade_rng.lock().unwrap_or_else(|e| e.into_inner());
+        let refuse = st.config.faults.refuse_upgrade.iter().find(|(_, r)| rng.random::<f64>() < **r).map(|(s, _)| *s);
+        let slow = st.config.faults.slow_accept.filter(|(_, r)| rng.random::<f64>() < *r).map(|(d, _)| d);
+        (refuse, slow)
+    };
+    if let Some(status) = refuse {
+        st.truth.add(&format!("faults.refuse_upgrade.{status}"), 1);
+        let code = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        return (code, "refused by the fault plan").into_response();
+    }
+    if let Some(d) = slow {
+        st.truth.add("faults.slow_accept", 1);
+        tokio::time::sleep(d).await;
+    }
     let Ok(p) = presented(&headers, &query) else {
         st.truth.add(truth::REJECTED_NO_SUBPROTOCOL, 1);
         return (StatusCode::FORBIDDEN, "no supported subprotocol").into_response();
@@ -258,6 +280,77 @@ fn is_run_start(t: &str) -> bool {
     )
 }
 
+/// Removes a connection from the active set when it ends, however it ends.
+struct ActiveGuard {
+    st: Arc<ServerState>,
+    conn: u64,
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.st.active.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.conn);
+    }
+}
+
+fn other_user(st: &ServerState, me: &str, rng: &mut ChaCha8Rng) -> Option<String> {
+    let active = st.active.lock().unwrap_or_else(|e| e.into_inner());
+    let others: Vec<&String> = active.values().filter(|u| u.as_str() != me).collect();
+    if others.is_empty() {
+        return None;
+    }
+    Some(others[rng.random_range(0..others.len())].clone())
+}
+
+/// Sends the ready frame(s) of the configured generation. Returns false when
+/// the connection ended first.
+async fn become_ready(socket: &mut WebSocket, st: &ServerState, user: &str, connection_id: &str) -> bool {
+    match st.config.ready {
+        ReadyStyle::Established => {
+            let hello = json!({
+                "type": "connection_established",
+                "data": {"user_id": user, "connection_id": connection_id},
+                "timestamp": agent::epoch_float(),
+            });
+            send_json(socket, &hello).await
+        }
+        ReadyStyle::SystemMessage => {
+            let hello = json!({
+                "type": "system_message",
+                "data": {"event": "connection_established", "connection_id": connection_id, "user_id": user,
+                          "config": {"heartbeat_interval": 25, "max_message_size": 8192}},
+                "timestamp": agent::epoch_float(),
+                "server_id": null,
+                "correlation_id": null,
+            });
+            send_json(socket, &hello).await
+        }
+        ReadyStyle::Handshake => {
+            let offer = json!({
+                "type": "handshake_response",
+                "thread_id": format!("thread-{user}"),
+                "run_id": format!("run-{connection_id}-0"),
+                "session_token": format!("session-{connection_id}"),
+            });
+            if !send_json(socket, &offer).await {
+                return false;
+            }
+            // Messages before the acknowledgement are lost, as on the platform.
+            loop {
+                let Some(Ok(msg)) = socket.recv().await else { return false };
+                let Message::Text(t) = msg else { continue };
+                let ty = serde_json::from_str::<Value>(&t)
+                    .ok()
+                    .and_then(|v| v.get("type").and_then(Value::as_str).map(str::to_string));
+                if ty.as_deref() == Some("handshake_acknowledged") {
+                    break;
+                }
+                st.truth.add("messages.lost_before_handshake", 1);
+            }
+            send_json(socket, &json!({"type": "handshake_complete", "timestamp": agent::epoch_float()})).await
+        }
+    }
+}
+
 async fn connection(mut socket: WebSocket, st: Arc<ServerState>, auth: Result<String, String>) {
     st.truth.add(truth::CONNECTIONS_UPGRADED, 1);
     let conn = st.conn_seq.fetch_add(1, Ordering::Relaxed);
@@ -272,19 +365,22 @@ async fn connection(mut socket: WebSocket, st: Arc<ServerState>, auth: Result<St
             return;
         }
     };
-    let mut rng = ChaCha8Rng::seed_from_u64(
-        st.config.seed ^ conn.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
-    );
+    let mut rng = ChaCha8Rng::seed_from_u64(st.config.seed ^ conn.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let faults = &st.config.faults;
+    let rate = |p: Phase| faults.close_1011.get(&p).copied().unwrap_or(0.0);
+    if rate(Phase::Connect) > 0.0 && rng.random::<f64>() < rate(Phase::Connect) {
+        st.truth.add(truth::FAULT_CLOSE_1011, 1);
+        st.truth.add("faults.close_1011.connect", 1);
+        close(&mut socket, 1011, "internal error: service not ready").await;
+        return;
+    }
     let connection_id = format!("conn-{conn}");
-    let hello = json!({
-        "type": "connection_established",
-        "data": {"user_id": user, "connection_id": connection_id},
-        "timestamp": agent::epoch_float(),
-    });
-    if !send_json(&mut socket, &hello).await {
+    if !become_ready(&mut socket, &st, &user, &connection_id).await {
         return;
     }
     st.truth.add(truth::CONNECTIONS_READY, 1);
+    st.active.lock().unwrap_or_else(|e| e.into_inner()).insert(conn, user.clone());
+    let _active = ActiveGuard { st: st.clone(), conn };
     let (out_tx, mut out_rx) = mpsc::channel::<agent::Outgoing>(64);
     let mut shutdown = st.shutdown.clone();
     let mut run_seq = 0u64;
@@ -297,10 +393,38 @@ async fn connection(mut socket: WebSocket, st: Arc<ServerState>, auth: Result<St
             out = out_rx.recv() => {
                 // `out_tx` lives in this loop, so the channel never closes here.
                 let Some(out) = out else { return };
-                if !send_json(&mut socket, &out.frame).await {
+                let sent = match out.action {
+                    agent::Action::Event { name, frame } => {
+                        let ok = send_json(&mut socket, &frame).await;
+                        if ok {
+                            st.truth.add(&truth::events(&name), 1);
+                        }
+                        ok
+                    }
+                    agent::Action::Text(t) => socket.send(Message::Text(t.into())).await.is_ok(),
+                    agent::Action::Binary(b) => socket.send(Message::Binary(b.into())).await.is_ok(),
+                    agent::Action::Mark => true,
+                    agent::Action::Close(code) => {
+                        for f in &out.faults {
+                            st.truth.add(f, 1);
+                        }
+                        close(&mut socket, code, "internal error").await;
+                        return;
+                    }
+                    agent::Action::Drop => {
+                        for f in &out.faults {
+                            st.truth.add(f, 1);
+                        }
+                        // Dropping the socket ends TCP without a close frame.
+                        return;
+                    }
+                };
+                if !sent {
                     return;
                 }
-                st.truth.add(&truth::events(&out.name), 1);
+                for f in &out.faults {
+                    st.truth.add(f, 1);
+                }
                 if out.last {
                     st.truth.add(truth::RUNS_COMPLETED, 1);
                 }
@@ -320,8 +444,9 @@ async fn connection(mut socket: WebSocket, st: Arc<ServerState>, auth: Result<St
                 if t == "ping" {
                     send_json(&mut socket, &json!({"type": "pong", "timestamp": agent::epoch_float()})).await;
                 } else if is_run_start(&t) {
-                    if st.config.faults.close_1011 > 0.0 && rng.random::<f64>() < st.config.faults.close_1011 {
+                    if run_seq == 0 && rate(Phase::FirstExchange) > 0.0 && rng.random::<f64>() < rate(Phase::FirstExchange) {
                         st.truth.add(truth::FAULT_CLOSE_1011, 1);
+                        st.truth.add("faults.close_1011.first_exchange", 1);
                         close(&mut socket, 1011, "internal error").await;
                         return;
                     }
@@ -330,7 +455,9 @@ async fn connection(mut socket: WebSocket, st: Arc<ServerState>, auth: Result<St
                     let ids = agent::RunIds::from_request(&payload, &user, &connection_id, run_seq);
                     st.truth.add(truth::RUNS_STARTED, 1);
                     let plan = agent::RunPlan::draw(&st.config, &mut rng);
-                    tokio::spawn(agent::run(st.config.envelope, ids, plan, out_tx.clone()));
+                    let other = if faults.leak > 0.0 { other_user(&st, &user, &mut rng) } else { None };
+                    let script = agent::script(&st.config, &ids, &plan, &mut rng, other.as_deref());
+                    tokio::spawn(agent::run(script, out_tx.clone()));
                 } else {
                     send_json(&mut socket, &json!({"type": "ack", "received_type": t})).await;
                 }
