@@ -99,6 +99,8 @@ fn server_config(sc: &Scenario, secret: &Secret, seed: u64) -> ServerConfig {
     let mut c = ServerConfig::new(secret.clone());
     c.seed = sc.server.seed.unwrap_or(seed);
     c.envelope = sc.server.envelope;
+    c.ready = sc.server.ready;
+    c.naming = sc.server.naming.clone();
     c.thinking = sc.server.thinking;
     c.tools = sc.server.tools;
     c.event_delay = sc.server.event_delay;

@@ -487,6 +487,8 @@ pub async fn execute(cfg: EngineConfig, obs: ObsSender) -> Result<(), EngineErro
             Box::pin(async move {
                 if let Some(h) = session(user) {
                     let mut s = h.0.lock().await;
+                    // What arrived since the last step (an idle close, late events) still counts.
+                    shared.drain(&mut s).await;
                     if let Some(mut ws) = s.ws.take() {
                         shared.obs.count("connections.closed_by_client");
                         let frame = CloseFrame {

@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 use crate::auth::Presentation;
 use crate::metrics::threshold::Threshold;
 use crate::protocol::{template, Profile};
-use crate::server::config::{Envelope, FaultPlan};
+use crate::server::config::{Envelope, FaultPlan, Naming, ReadyStyle};
 
 use doc::{Ctx, Elem, Node, Obj, Source};
 pub use doc::{Diagnostic, Diagnostics};
@@ -72,6 +72,8 @@ pub struct Auth {
 pub struct ServerSettings {
     pub seed: Option<u64>,
     pub envelope: Envelope,
+    pub ready: ReadyStyle,
+    pub naming: Naming,
     pub thinking: (u32, u32),
     pub tools: (u32, u32),
     pub event_delay: (Duration, Duration),
@@ -356,29 +358,156 @@ fn read_profile(o: &Obj<'_>) -> Option<Profile> {
     let Some(tbl) = o.obj("profile") else {
         return Some(Profile::netra());
     };
+    let mut ok = true;
     let mut p = Profile::netra();
     if let Some(n) = tbl.get("base") {
         if let Some(b) = n.as_str() {
             match Profile::builtin(b) {
                 Some(base) => p = base,
-                None => n.error(format!("unknown profile base `{b}` (built in: netra)")),
+                None => {
+                    n.error(format!("unknown profile base `{b}` (built in: netra)"));
+                    ok = false;
+                }
             }
         }
     }
-    if let Some(v) = tbl.str_list("ready") {
-        p.ready = v;
+    if let Some(v) = tbl.str("type_field") {
+        p.type_field = v;
     }
-    if let Some(v) = tbl.str_list("terminal_ok") {
-        p.terminal_ok = v;
+    if let Some(v) = tbl.str_list("wrapper_types") {
+        p.wrapper_types = v;
     }
-    if let Some(v) = tbl.str_list("terminal_error") {
-        p.terminal_error = v;
+    if let Some(v) = tbl.str("wrapper_event_field") {
+        p.wrapper_event_field = v;
     }
-    if let Some(v) = tbl.str_list("agent_events") {
-        p.agent_events = v;
+    if let Some(a) = tbl.obj("aliases") {
+        for (k, v, _) in a.entries() {
+            if let Some(t) = v.as_str() {
+                p.aliases.insert(k, t.to_string());
+            }
+        }
+        a.finish();
+    }
+    for (key, field) in [
+        ("run_id_fields", &mut p.run_id_fields),
+        ("thread_id_fields", &mut p.thread_id_fields),
+        ("user_id_fields", &mut p.user_id_fields),
+        ("ready", &mut p.ready),
+        ("agent_events", &mut p.agent_events),
+        ("terminal_ok", &mut p.terminal_ok),
+        ("terminal_error", &mut p.terminal_error),
+        ("ignore", &mut p.ignore),
+        ("error_frames", &mut p.error_frames),
+    ] {
+        if let Some(v) = tbl.str_list(key) {
+            *field = v;
+        }
+    }
+    if let Some(a) = tbl.obj("answers") {
+        for (k, v, _) in a.entries() {
+            match v.to_json() {
+                Some(j) if j.is_object() => {
+                    p.answers.insert(k, j);
+                }
+                Some(_) => {
+                    v.error("must be a table (the reply message)");
+                    ok = false;
+                }
+                None => ok = false,
+            }
+        }
+        a.finish();
+    }
+    if let Some(n) = tbl.get("handshake") {
+        if n.item_str() == Some("none") {
+            p.handshake = None;
+        } else if let Some(h) = n.as_obj() {
+            let on = h.require("on").and_then(|x| x.as_str().map(str::to_string));
+            let reply = h.require("reply").and_then(|x| x.to_json());
+            h.finish();
+            match (on, reply) {
+                (Some(on), Some(reply)) if reply.is_object() => {
+                    p.handshake = Some(crate::protocol::Handshake { on, reply })
+                }
+                _ => ok = false,
+            }
+        } else {
+            ok = false;
+        }
+    }
+    if let Some(n) = tbl.get("sequence") {
+        if let Some(text) = n.as_str() {
+            match crate::protocol::sequence::Sequence::compile(text) {
+                Ok(seq) => p.rules.sequence = seq,
+                Err(e) => {
+                    n.error(format!("sequence: {e}"));
+                    ok = false;
+                }
+            }
+        }
+    }
+    if let Some(r) = tbl.obj("required") {
+        // A table given here replaces the base's required fields entirely.
+        p.rules.required.clear();
+        for (event, v, _) in r.entries() {
+            let mut rules = Vec::new();
+            for item in v.as_array().unwrap_or_default() {
+                if let Some(text) = item.as_str() {
+                    match crate::protocol::validate::FieldRule::parse(text) {
+                        Ok(rule) => rules.push(rule),
+                        Err(e) => {
+                            item.error(e);
+                            ok = false;
+                        }
+                    }
+                }
+            }
+            p.rules.required.insert(event, rules);
+        }
+        r.finish();
+    }
+    if let Some(n) = tbl.get("pairing") {
+        if n.item_str() == Some("none") {
+            p.rules.pairing = None;
+        } else if let Some(pt) = n.as_obj() {
+            let start = pt
+                .require("start")
+                .and_then(|x| x.as_str().map(str::to_string));
+            let end = pt
+                .require("end")
+                .and_then(|x| x.as_str().map(str::to_string));
+            let keys = pt.str_list("keys").unwrap_or_else(|| {
+                vec!["tool_call_id".into(), "tool_id".into(), "tool_name".into()]
+            });
+            pt.finish();
+            match (start, end) {
+                (Some(start), Some(end)) => {
+                    p.rules.pairing = Some(crate::protocol::validate::Pairing { start, end, keys })
+                }
+                _ => ok = false,
+            }
+        } else {
+            ok = false;
+        }
+    }
+    if let Some(d) = tbl.duration("max_gap") {
+        p.rules.max_gap = Some(d);
+    }
+    if let Some(n) = tbl.u64("max_frame_bytes") {
+        p.rules.max_frame_bytes = n as usize;
+    }
+    // Terminal events must be reachable: each must appear in the sequence or be an error terminal.
+    for t in &p.terminal_ok {
+        if !p.rules.sequence.mentions(t) {
+            tbl.error(format!(
+                "terminal event `{t}` does not appear in the sequence `{}`",
+                p.rules.sequence.source()
+            ));
+            ok = false;
+        }
     }
     tbl.finish();
-    Some(p)
+    ok.then_some(p)
 }
 
 fn read_range_u32(n: &Node<'_>) -> Option<(u32, u32)> {
@@ -400,6 +529,8 @@ fn read_server(o: &Obj<'_>) -> Option<ServerSettings> {
     let mut s = ServerSettings {
         seed: None,
         envelope: Envelope::Data,
+        ready: ReadyStyle::Established,
+        naming: Naming::default(),
         thinking: (1, 2),
         tools: (0, 2),
         event_delay: (Duration::from_millis(5), Duration::from_millis(25)),
@@ -420,6 +551,34 @@ fn read_server(o: &Obj<'_>) -> Option<ServerSettings> {
                 }
             }
         }
+    }
+    if let Some(n) = tbl.get("ready") {
+        if let Some(e) = n.as_str() {
+            match e.parse() {
+                Ok(r) => s.ready = r,
+                Err(e) => {
+                    n.error(e);
+                    ok = false;
+                }
+            }
+        }
+    }
+    if let Some(nm) = tbl.obj("naming") {
+        if let Some(t) = nm.str("type_field") {
+            s.naming.type_field = t;
+        }
+        if let Some(t) = nm.str("run_id_field") {
+            s.naming.run_id_field = t;
+        }
+        if let Some(ev) = nm.obj("events") {
+            for (k, v, _) in ev.entries() {
+                if let Some(t) = v.as_str() {
+                    s.naming.events.insert(k, t.to_string());
+                }
+            }
+            ev.finish();
+        }
+        nm.finish();
     }
     if let Some(n) = tbl.get("thinking") {
         match read_range_u32(&n) {
@@ -463,7 +622,11 @@ fn read_server(o: &Obj<'_>) -> Option<ServerSettings> {
         } else if let Some(f) = n.as_obj() {
             for (k, v, _) in f.entries() {
                 // A value is one setting ("0.5%@idle", "agent_thinking:1%") or a list of them.
-                let texts: Vec<Node<'_>> = if v.item_str().is_some() { vec![v.clone()] } else { v.as_array().unwrap_or_default() };
+                let texts: Vec<Node<'_>> = if v.item_str().is_some() {
+                    vec![v.clone()]
+                } else {
+                    v.as_array().unwrap_or_default()
+                };
                 for t in texts {
                     let Some(text) = t.as_str() else {
                         ok = false;

@@ -14,7 +14,10 @@ use super::config::{Envelope, ServerConfig};
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// An agent event frame.
-    Event { name: String, frame: Value },
+    Event {
+        name: String,
+        frame: Value,
+    },
     /// Raw text (malformed JSON, oversized frames).
     Text(String),
     Binary(Vec<u8>),
@@ -259,7 +262,13 @@ fn draw(rng: &mut ChaCha8Rng, rate: f64) -> bool {
 /// Builds a run's whole script: its events in the configured envelope, with
 /// the faults drawn for this run applied. `other_user` names a connected user
 /// a leaked event pretends to come from.
-pub fn script(c: &ServerConfig, ids: &RunIds, plan: &RunPlan, rng: &mut ChaCha8Rng, other_user: Option<&str>) -> Vec<Outgoing> {
+pub fn script(
+    c: &ServerConfig,
+    ids: &RunIds,
+    plan: &RunPlan,
+    rng: &mut ChaCha8Rng,
+    other_user: Option<&str>,
+) -> Vec<Outgoing> {
     let f = &c.faults;
     let events = plan.events(ids);
     let mut out: Vec<Outgoing> = events
@@ -270,7 +279,10 @@ pub fn script(c: &ServerConfig, ids: &RunIds, plan: &RunPlan, rng: &mut ChaCha8R
             apply_naming(&mut frame, &c.naming);
             Outgoing {
                 delay: plan.delays.get(i).copied().unwrap_or_default(),
-                action: Action::Event { name: name.clone(), frame },
+                action: Action::Event {
+                    name: name.clone(),
+                    frame,
+                },
                 faults: Vec::new(),
                 last: i + 1 == events.len(),
             }
@@ -287,13 +299,21 @@ pub fn script(c: &ServerConfig, ids: &RunIds, plan: &RunPlan, rng: &mut ChaCha8R
         out[0].faults.push("faults.stall".into());
         return out;
     }
-    if draw(rng, *f.close_1011.get(&super::config::Phase::MidRun).unwrap_or(&0.0)) {
+    if draw(
+        rng,
+        *f.close_1011
+            .get(&super::config::Phase::MidRun)
+            .unwrap_or(&0.0),
+    ) {
         out.truncate(1);
         out[0].last = false;
         out.push(Outgoing {
             delay: Duration::from_millis(1),
             action: Action::Close(1011),
-            faults: vec!["faults.close_1011".into(), "faults.close_1011.mid_run".into()],
+            faults: vec![
+                "faults.close_1011".into(),
+                "faults.close_1011.mid_run".into(),
+            ],
             last: false,
         });
         return out;
@@ -301,7 +321,12 @@ pub fn script(c: &ServerConfig, ids: &RunIds, plan: &RunPlan, rng: &mut ChaCha8R
     if draw(rng, f.close_1006) {
         out.truncate(1);
         out[0].last = false;
-        out.push(Outgoing { delay: Duration::from_millis(1), action: Action::Drop, faults: vec!["faults.close_1006".into()], last: false });
+        out.push(Outgoing {
+            delay: Duration::from_millis(1),
+            action: Action::Drop,
+            faults: vec!["faults.close_1006".into()],
+            last: false,
+        });
         return out;
     }
     if out.len() >= 2 && draw(rng, f.reorder) {
@@ -315,12 +340,20 @@ pub fn script(c: &ServerConfig, ids: &RunIds, plan: &RunPlan, rng: &mut ChaCha8R
         if !draw(rng, *rate) {
             continue;
         }
-        if let Some(i) = out.iter().position(|o| name_at(o).as_deref() == Some(name.as_str())) {
+        if let Some(i) = out
+            .iter()
+            .position(|o| name_at(o).as_deref() == Some(name.as_str()))
+        {
             let gone = out.remove(i);
             let key = format!("faults.drop_event.{name}");
             match out.get_mut(i) {
                 Some(next) => next.faults.push(key),
-                None => out.push(Outgoing { delay: gone.delay, action: Action::Mark, faults: vec![key], last: false }),
+                None => out.push(Outgoing {
+                    delay: gone.delay,
+                    action: Action::Mark,
+                    faults: vec![key],
+                    last: false,
+                }),
             }
         }
     }
@@ -328,7 +361,10 @@ pub fn script(c: &ServerConfig, ids: &RunIds, plan: &RunPlan, rng: &mut ChaCha8R
         if !draw(rng, *rate) {
             continue;
         }
-        if let Some(i) = out.iter().position(|o| name_at(o).as_deref() == Some(name.as_str())) {
+        if let Some(i) = out
+            .iter()
+            .position(|o| name_at(o).as_deref() == Some(name.as_str()))
+        {
             let mut dup = out[i].clone();
             dup.delay = Duration::ZERO;
             dup.faults = vec![format!("faults.duplicate_event.{name}")];
@@ -341,7 +377,10 @@ pub fn script(c: &ServerConfig, ids: &RunIds, plan: &RunPlan, rng: &mut ChaCha8R
             continue;
         }
         let (ev, field) = target.split_once('.').unwrap_or((target, ""));
-        if let Some(o) = out.iter_mut().find(|o| matches!(&o.action, Action::Event { name, .. } if name == ev)) {
+        if let Some(o) = out
+            .iter_mut()
+            .find(|o| matches!(&o.action, Action::Event { name, .. } if name == ev))
+        {
             if let Action::Event { frame, .. } = &mut o.action {
                 if remove_field(frame, field) {
                     o.faults.push(format!("faults.omit_field.{target}"));
@@ -351,30 +390,72 @@ pub fn script(c: &ServerConfig, ids: &RunIds, plan: &RunPlan, rng: &mut ChaCha8R
     }
     let insert_after_first = |out: &mut Vec<Outgoing>, action: Action, fault: &str| {
         let at = 1.min(out.len());
-        out.insert(at, Outgoing { delay: Duration::ZERO, action, faults: vec![fault.to_string()], last: false });
+        out.insert(
+            at,
+            Outgoing {
+                delay: Duration::ZERO,
+                action,
+                faults: vec![fault.to_string()],
+                last: false,
+            },
+        );
     };
     if draw(rng, f.leak) {
         let other = other_user.unwrap_or("ghost-user-without-a-socket");
-        let foreign = RunIds { run_id: format!("run-of-{other}"), thread_id: format!("thread-{other}"), user_id: other.to_string() };
+        let foreign = RunIds {
+            run_id: format!("run-of-{other}"),
+            thread_id: format!("thread-{other}"),
+            user_id: other.to_string(),
+        };
         let fields = serde_json::json!({"reasoning": "meant for someone else"});
-        let mut leaked = frame(c.envelope, "agent_thinking", &foreign, fields.as_object().expect("object"));
+        let mut leaked = frame(
+            c.envelope,
+            "agent_thinking",
+            &foreign,
+            fields.as_object().expect("object"),
+        );
         apply_naming(&mut leaked, &c.naming);
-        insert_after_first(&mut out, Action::Event { name: "agent_thinking".into(), frame: leaked }, "faults.leak");
+        insert_after_first(
+            &mut out,
+            Action::Event {
+                name: "agent_thinking".into(),
+                frame: leaked,
+            },
+            "faults.leak",
+        );
     }
     if draw(rng, f.malformed) {
-        insert_after_first(&mut out, Action::Text(r#"{"type":"agent_thinking","reasoning":"#.into()), "faults.malformed");
+        insert_after_first(
+            &mut out,
+            Action::Text(r#"{"type":"agent_thinking","reasoning":"#.into()),
+            "faults.malformed",
+        );
     }
     if draw(rng, f.binary) {
-        insert_after_first(&mut out, Action::Binary(vec![0x00, 0x9f, 0x92, 0x96]), "faults.binary");
+        insert_after_first(
+            &mut out,
+            Action::Binary(vec![0x00, 0x9f, 0x92, 0x96]),
+            "faults.binary",
+        );
     }
     if draw(rng, f.oversized) {
         let pad = "x".repeat(f.oversized_bytes);
         let fields = serde_json::json!({"content": pad});
-        let mut big = frame(c.envelope, "partial_result", ids, fields.as_object().expect("object"));
+        let mut big = frame(
+            c.envelope,
+            "partial_result",
+            ids,
+            fields.as_object().expect("object"),
+        );
         apply_naming(&mut big, &c.naming);
         insert_after_first(&mut out, Action::Text(big.to_string()), "faults.oversized");
     }
-    if draw(rng, *f.close_1011.get(&super::config::Phase::Idle).unwrap_or(&0.0)) {
+    if draw(
+        rng,
+        *f.close_1011
+            .get(&super::config::Phase::Idle)
+            .unwrap_or(&0.0),
+    ) {
         out.push(Outgoing {
             delay: Duration::from_millis(20),
             action: Action::Close(1011),

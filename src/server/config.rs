@@ -30,7 +30,9 @@ impl std::str::FromStr for Envelope {
             "data" => Ok(Envelope::Data),
             "flat" => Ok(Envelope::Flat),
             "wrapped" => Ok(Envelope::Wrapped),
-            other => Err(format!("unknown envelope `{other}` (expected payload, data, flat or wrapped)")),
+            other => Err(format!(
+                "unknown envelope `{other}` (expected payload, data, flat or wrapped)"
+            )),
         }
     }
 }
@@ -92,7 +94,9 @@ impl std::str::FromStr for Phase {
             "first_exchange" => Ok(Phase::FirstExchange),
             "mid_run" => Ok(Phase::MidRun),
             "idle" => Ok(Phase::Idle),
-            other => Err(format!("unknown phase `{other}` (connect, first_exchange, mid_run, idle)")),
+            other => Err(format!(
+                "unknown phase `{other}` (connect, first_exchange, mid_run, idle)"
+            )),
         }
     }
 }
@@ -142,9 +146,9 @@ impl FaultPlan {
     pub fn parse(s: &str) -> Result<FaultPlan, String> {
         let mut plan = FaultPlan::default();
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (name, value) = part
-                .split_once('=')
-                .ok_or_else(|| format!("fault `{part}` must be written name=value, e.g. close_1011=0.5%"))?;
+            let (name, value) = part.split_once('=').ok_or_else(|| {
+                format!("fault `{part}` must be written name=value, e.g. close_1011=0.5%")
+            })?;
             plan.set(name.trim(), value.trim())?;
         }
         Ok(plan)
@@ -209,7 +213,11 @@ impl FaultPlan {
     }
 
     pub fn is_empty(&self) -> bool {
-        *self == FaultPlan { oversized_bytes: self.oversized_bytes, ..FaultPlan::default() }
+        *self
+            == FaultPlan {
+                oversized_bytes: self.oversized_bytes,
+                ..FaultPlan::default()
+            }
     }
 }
 
@@ -223,15 +231,30 @@ impl fmt::Display for FaultPlan {
         for (p, r) in &self.close_1011 {
             parts.push(format!("close_1011={}@{}", pct(*r), p.name()));
         }
-        for (name, r) in [("close_1006", self.close_1006), ("reorder", self.reorder), ("leak", self.leak), ("stall", self.stall), ("malformed", self.malformed), ("binary", self.binary)] {
+        for (name, r) in [
+            ("close_1006", self.close_1006),
+            ("reorder", self.reorder),
+            ("leak", self.leak),
+            ("stall", self.stall),
+            ("malformed", self.malformed),
+            ("binary", self.binary),
+        ] {
             if r > 0.0 {
                 parts.push(format!("{name}={}", pct(r)));
             }
         }
         if self.oversized > 0.0 {
-            parts.push(format!("oversized={}:{}", self.oversized_bytes, pct(self.oversized)));
+            parts.push(format!(
+                "oversized={}:{}",
+                self.oversized_bytes,
+                pct(self.oversized)
+            ));
         }
-        for (name, map) in [("drop_event", &self.drop_event), ("duplicate_event", &self.duplicate_event), ("omit_field", &self.omit_field)] {
+        for (name, map) in [
+            ("drop_event", &self.drop_event),
+            ("duplicate_event", &self.duplicate_event),
+            ("omit_field", &self.omit_field),
+        ] {
             for (k, r) in map {
                 parts.push(format!("{name}={k}:{}", pct(*r)));
             }
@@ -274,7 +297,11 @@ pub struct Naming {
 
 impl Default for Naming {
     fn default() -> Self {
-        Naming { type_field: "type".into(), run_id_field: "run_id".into(), events: BTreeMap::new() }
+        Naming {
+            type_field: "type".into(),
+            run_id_field: "run_id".into(),
+            events: BTreeMap::new(),
+        }
     }
 }
 
@@ -317,7 +344,10 @@ impl ServerConfig {
 
 mod duration_pair_ms {
     use std::time::Duration;
-    pub fn serialize<S: serde::Serializer>(v: &(Duration, Duration), s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: serde::Serializer>(
+        v: &(Duration, Duration),
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         use serde::Serialize;
         (v.0.as_millis() as u64, v.1.as_millis() as u64).serialize(s)
     }
@@ -347,10 +377,21 @@ mod tests {
 
     #[test]
     fn bad_fault_plans_are_explained() {
-        for bad in ["close_1011=150%", "explode=1%", "close_1011", "close_1011=1%@later", "omit_field=results:1%", "refuse_upgrade=200:1%", "drop_event=1%"] {
+        for bad in [
+            "close_1011=150%",
+            "explode=1%",
+            "close_1011",
+            "close_1011=1%@later",
+            "omit_field=results:1%",
+            "refuse_upgrade=200:1%",
+            "drop_event=1%",
+        ] {
             assert!(FaultPlan::parse(bad).is_err(), "{bad}");
         }
         assert!(FaultPlan::parse("").unwrap().is_empty());
-        assert_eq!(FaultPlan::parse("close_1011=0.25").unwrap().close_1011[&Phase::FirstExchange], 0.25);
+        assert_eq!(
+            FaultPlan::parse("close_1011=0.25").unwrap().close_1011[&Phase::FirstExchange],
+            0.25
+        );
     }
 }

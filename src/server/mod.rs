@@ -224,8 +224,19 @@ async fn ws_handler(
 ) -> Response {
     let (refuse, slow) = {
         let mut rng = st.upgrade_rng.lock().unwrap_or_else(|e| e.into_inner());
-        let refuse = st.config.faults.refuse_upgrade.iter().find(|(_, r)| rng.random::<f64>() < **r).map(|(s, _)| *s);
-        let slow = st.config.faults.slow_accept.filter(|(_, r)| rng.random::<f64>() < *r).map(|(d, _)| d);
+        let refuse = st
+            .config
+            .faults
+            .refuse_upgrade
+            .iter()
+            .find(|(_, r)| rng.random::<f64>() < **r)
+            .map(|(s, _)| *s);
+        let slow = st
+            .config
+            .faults
+            .slow_accept
+            .filter(|(_, r)| rng.random::<f64>() < *r)
+            .map(|(d, _)| d);
         (refuse, slow)
     };
     if let Some(status) = refuse {
@@ -288,7 +299,11 @@ struct ActiveGuard {
 
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
-        self.st.active.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.conn);
+        self.st
+            .active
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.conn);
     }
 }
 
@@ -303,7 +318,12 @@ fn other_user(st: &ServerState, me: &str, rng: &mut ChaCha8Rng) -> Option<String
 
 /// Sends the ready frame(s) of the configured generation. Returns false when
 /// the connection ended first.
-async fn become_ready(socket: &mut WebSocket, st: &ServerState, user: &str, connection_id: &str) -> bool {
+async fn become_ready(
+    socket: &mut WebSocket,
+    st: &ServerState,
+    user: &str,
+    connection_id: &str,
+) -> bool {
     match st.config.ready {
         ReadyStyle::Established => {
             let hello = json!({
@@ -336,7 +356,9 @@ async fn become_ready(socket: &mut WebSocket, st: &ServerState, user: &str, conn
             }
             // Messages before the acknowledgement are lost, as on the platform.
             loop {
-                let Some(Ok(msg)) = socket.recv().await else { return false };
+                let Some(Ok(msg)) = socket.recv().await else {
+                    return false;
+                };
                 let Message::Text(t) = msg else { continue };
                 let ty = serde_json::from_str::<Value>(&t)
                     .ok()
@@ -346,7 +368,11 @@ async fn become_ready(socket: &mut WebSocket, st: &ServerState, user: &str, conn
                 }
                 st.truth.add("messages.lost_before_handshake", 1);
             }
-            send_json(socket, &json!({"type": "handshake_complete", "timestamp": agent::epoch_float()})).await
+            send_json(
+                socket,
+                &json!({"type": "handshake_complete", "timestamp": agent::epoch_float()}),
+            )
+            .await
         }
     }
 }
@@ -365,7 +391,9 @@ async fn connection(mut socket: WebSocket, st: Arc<ServerState>, auth: Result<St
             return;
         }
     };
-    let mut rng = ChaCha8Rng::seed_from_u64(st.config.seed ^ conn.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let mut rng = ChaCha8Rng::seed_from_u64(
+        st.config.seed ^ conn.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+    );
     let faults = &st.config.faults;
     let rate = |p: Phase| faults.close_1011.get(&p).copied().unwrap_or(0.0);
     if rate(Phase::Connect) > 0.0 && rng.random::<f64>() < rate(Phase::Connect) {
@@ -379,8 +407,14 @@ async fn connection(mut socket: WebSocket, st: Arc<ServerState>, auth: Result<St
         return;
     }
     st.truth.add(truth::CONNECTIONS_READY, 1);
-    st.active.lock().unwrap_or_else(|e| e.into_inner()).insert(conn, user.clone());
-    let _active = ActiveGuard { st: st.clone(), conn };
+    st.active
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(conn, user.clone());
+    let _active = ActiveGuard {
+        st: st.clone(),
+        conn,
+    };
     let (out_tx, mut out_rx) = mpsc::channel::<agent::Outgoing>(64);
     let mut shutdown = st.shutdown.clone();
     let mut run_seq = 0u64;
