@@ -127,7 +127,7 @@ pub async fn spawn(config: ServerConfig, addr: SocketAddr) -> std::io::Result<Ru
         truth: Truth::default(),
         conn_seq: AtomicU64::new(0),
         shutdown: shutdown.clone(),
-        upgrade_rng: Mutex::new(ChaCha8Rng::seed_from_u64(config_seed ^ 0x5EED_0F_u64)),
+        upgrade_rng: Mutex::new(ChaCha8Rng::seed_from_u64(config_seed ^ 0x005E_ED0F_u64)),
         active: Mutex::new(BTreeMap::new()),
     });
     let router = app(state.clone());
