@@ -349,3 +349,51 @@ async fn slow_accepts_show_in_ws_connect() {
     );
     assert!(violation_totals(&r).is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_leak_in_ten_thousand_events_is_found_and_names_both_users() {
+    let _g = goose_lock().await;
+    // 50 users x 40 runs x 5 events (1 thinking, 1 tool pair) = 10,000 events;
+    // a leak rate of 1 per 2,000 runs injects about one.
+    let extra = "[server]\nseed = 2\nthinking = [1, 1]\ntools = [1, 1]\nevent_delay = [\"1ms\", \"3ms\"]\nfaults = \"leak=0.05%\"\n";
+    let (_tmp, out) = out_dir("leak");
+    let r = run(
+        parse(&iterations_scenario(50, 40, extra)),
+        None,
+        SECRET,
+        out.clone(),
+    )
+    .await;
+    let injected = truth(&r, "faults.leak");
+    assert_eq!(
+        injected, 1,
+        "seed 2 injects exactly one leak: {:?}",
+        r.snapshot.server_truth
+    );
+    assert!(truth(&r, "events.agent_started") + truth(&r, "events.agent_thinking") >= 4000);
+    assert_eq!(counter(&r, "violations.cross_user_leak"), injected);
+    assert_eq!(violation_totals(&r).len(), 1, "{:?}", violation_totals(&r));
+    let sample = r
+        .snapshot
+        .samples
+        .iter()
+        .find(|s| s.class == "cross_user_leak")
+        .expect("the leak is sampled");
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    let line = report
+        .lines()
+        .find(|l| l.starts_with("| cross_user_leak |") && l.contains("reached"))
+        .unwrap_or_else(|| panic!("{report}"));
+    // The line names the receiving user and the user the event belonged to.
+    assert!(line.contains(&sample.user_id), "{line}");
+    let owner = sample
+        .message
+        .split('`')
+        .nth(3)
+        .expect("the owner is named");
+    assert!(
+        owner.starts_with("chatload-user-") && owner != sample.user_id,
+        "{line}"
+    );
+    assert!(line.contains(owner), "{line}");
+}

@@ -43,6 +43,17 @@ pub fn render(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
         Ok(())
     };
     table(w, "runs", &d.runs)?;
+    table(w, "violations", &d.violations)?;
+    if !d.samples.is_empty() {
+        writeln!(w, "    first offending frames (all in violations.jsonl):")?;
+        for smp in d.samples.iter().take(5) {
+            writeln!(
+                w,
+                "      {}: {} (user {}, run {})",
+                smp.class, smp.message, smp.user_id, smp.run_id
+            )?;
+        }
+    }
     table(w, "connections", &d.connections)?;
     table(w, "closes (code, and phase)", &d.closes)?;
     table(w, "events", &d.events)?;

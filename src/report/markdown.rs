@@ -77,6 +77,30 @@ pub fn render(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
         Ok(())
     };
     table(w, "Runs", &d.runs)?;
+    if !d.violations.is_empty() {
+        table(w, "Violations", &d.violations)?;
+        table(w, "Violations by detail", &d.violation_details)?;
+        writeln!(w, "### Sample offending frames")?;
+        writeln!(w)?;
+        writeln!(w, "| class | user | run | what | frame |")?;
+        writeln!(w, "|---|---|---|---|---|")?;
+        for smp in &d.samples {
+            let mut frame: String = smp.frame.chars().take(160).collect();
+            if frame.len() < smp.frame.len() {
+                frame.push('…');
+            }
+            writeln!(
+                w,
+                "| {} | {} | {} | {} | `{}` |",
+                smp.class,
+                esc(&smp.user_id),
+                esc(&smp.run_id),
+                esc(&smp.message),
+                esc(&frame).replace('`', "'")
+            )?;
+        }
+        writeln!(w)?;
+    }
     table(w, "Connections", &d.connections)?;
     table(w, "Closes", &d.closes)?;
     table(w, "Events", &d.events)?;

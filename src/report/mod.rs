@@ -20,6 +20,16 @@ pub struct LatencyRow {
     pub max: String,
 }
 
+/// A kept offending frame, for the violations table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampleLine {
+    pub class: String,
+    pub user_id: String,
+    pub run_id: String,
+    pub message: String,
+    pub frame: String,
+}
+
 /// Everything a renderer shows, already formatted.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReportData {
@@ -39,6 +49,11 @@ pub struct ReportData {
     pub events: Vec<(String, u64)>,
     pub frames: Vec<(String, u64)>,
     pub thresholds: Vec<Verdict>,
+    /// Violations by class (totals), then by class and detail.
+    pub violations: Vec<(String, u64)>,
+    pub violation_details: Vec<(String, u64)>,
+    /// One line per kept offending frame: class, user, run and what was wrong.
+    pub samples: Vec<SampleLine>,
     pub notes: Vec<String>,
     pub server_truth: Vec<(String, u64)>,
 }
@@ -192,6 +207,25 @@ impl ReportData {
             events: with_prefix(s, "events."),
             frames,
             thresholds: s.thresholds.clone(),
+            violations: with_prefix(s, "violations.")
+                .into_iter()
+                .filter(|(k, _)| !k.contains('.'))
+                .collect(),
+            violation_details: with_prefix(s, "violations.")
+                .into_iter()
+                .filter(|(k, _)| k.contains('.'))
+                .collect(),
+            samples: s
+                .samples
+                .iter()
+                .map(|f| SampleLine {
+                    class: f.class.clone(),
+                    user_id: f.user_id.clone(),
+                    run_id: f.run_id.clone().unwrap_or_else(|| "-".into()),
+                    message: f.message.clone(),
+                    frame: f.frame.clone(),
+                })
+                .collect(),
             notes: s.notes.clone(),
             server_truth: s
                 .server_truth

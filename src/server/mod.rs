@@ -268,6 +268,12 @@ async fn ws_handler(
     ws.on_upgrade(move |socket| connection(socket, st, auth))
 }
 
+/// A server frame in the configured dialect (renamed type field and events).
+fn named(st: &ServerState, mut v: Value) -> Value {
+    agent::apply_naming(&mut v, &st.config.naming);
+    v
+}
+
 async fn send_json(socket: &mut WebSocket, v: &Value) -> bool {
     socket
         .send(Message::Text(v.to_string().into()))
@@ -331,7 +337,7 @@ async fn become_ready(
                 "data": {"user_id": user, "connection_id": connection_id},
                 "timestamp": agent::epoch_float(),
             });
-            send_json(socket, &hello).await
+            send_json(socket, &named(st, hello)).await
         }
         ReadyStyle::SystemMessage => {
             let hello = json!({
@@ -342,7 +348,7 @@ async fn become_ready(
                 "server_id": null,
                 "correlation_id": null,
             });
-            send_json(socket, &hello).await
+            send_json(socket, &named(st, hello)).await
         }
         ReadyStyle::Handshake => {
             let offer = json!({
@@ -351,7 +357,7 @@ async fn become_ready(
                 "run_id": format!("run-{connection_id}-0"),
                 "session_token": format!("session-{connection_id}"),
             });
-            if !send_json(socket, &offer).await {
+            if !send_json(socket, &named(st, offer)).await {
                 return false;
             }
             // Messages before the acknowledgement are lost, as on the platform.
@@ -360,9 +366,11 @@ async fn become_ready(
                     return false;
                 };
                 let Message::Text(t) = msg else { continue };
-                let ty = serde_json::from_str::<Value>(&t)
-                    .ok()
-                    .and_then(|v| v.get("type").and_then(Value::as_str).map(str::to_string));
+                let ty = serde_json::from_str::<Value>(&t).ok().and_then(|v| {
+                    v.get(&st.config.naming.type_field)
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                });
                 if ty.as_deref() == Some("handshake_acknowledged") {
                     break;
                 }
@@ -471,12 +479,12 @@ async fn connection(mut socket: WebSocket, st: Arc<ServerState>, auth: Result<St
                     _ => continue,
                 };
                 let Ok(Value::Object(m)) = serde_json::from_str::<Value>(&text) else {
-                    send_json(&mut socket, &json!({"type": "error", "error": {"code": "INVALID_JSON"}})).await;
+                    send_json(&mut socket, &named(&st, json!({"type": "error", "error": {"code": "INVALID_JSON"}}))).await;
                     continue;
                 };
-                let t = m.get("type").and_then(Value::as_str).unwrap_or("").to_string();
+                let t = m.get(&st.config.naming.type_field).and_then(Value::as_str).unwrap_or("").to_string();
                 if t == "ping" {
-                    send_json(&mut socket, &json!({"type": "pong", "timestamp": agent::epoch_float()})).await;
+                    send_json(&mut socket, &named(&st, json!({"type": "pong", "timestamp": agent::epoch_float()}))).await;
                 } else if is_run_start(&t) {
                     if run_seq == 0 && rate(Phase::FirstExchange) > 0.0 && rng.random::<f64>() < rate(Phase::FirstExchange) {
                         st.truth.add(truth::FAULT_CLOSE_1011, 1);
@@ -493,7 +501,7 @@ async fn connection(mut socket: WebSocket, st: Arc<ServerState>, auth: Result<St
                     let script = agent::script(&st.config, &ids, &plan, &mut rng, other.as_deref());
                     tokio::spawn(agent::run(script, out_tx.clone()));
                 } else {
-                    send_json(&mut socket, &json!({"type": "ack", "received_type": t})).await;
+                    send_json(&mut socket, &named(&st, json!({"type": "ack", "received_type": t}))).await;
                 }
             }
         }
