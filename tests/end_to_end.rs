@@ -144,7 +144,15 @@ async fn a_threshold_that_cannot_hold_fails_the_run() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_token_presentation_is_accepted() {
     let _g = goose_lock().await;
-    for present in ["\"header\"", "\"query\"", "\"subprotocol:jwt\", \"header\""] {
+    for present in [
+        "\"header\"",
+        "\"query\"",
+        "\"subprotocol:jwt\", \"header\"",
+        "\"subprotocol:jwt-base64\"",
+        "\"subprotocol:browser\"",
+        "\"subprotocol:bearer\"",
+        "\"ticket\"",
+    ] {
         let (_tmp, out) = out_dir("present");
         let text = iterations_scenario(3, 2, "").replace(
             "[workload]",
@@ -158,6 +166,10 @@ async fn every_token_presentation_is_accepted() {
             r.snapshot.counters
         );
         assert_eq!(truth(&r, "connections.auth_failed"), 0, "{present}");
+        if present.contains("ticket") {
+            assert_eq!(counter(&r, "tickets.issued"), 3);
+            assert_eq!(truth(&r, "tickets.issued"), 3);
+        }
     }
 }
 
@@ -233,4 +245,69 @@ timeout = "5s"
         .expect("the run ended");
     assert_eq!(r.snapshot.verdict, "pass");
     assert!(counter(&r, "runs.ok") > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ticket_is_single_use_and_needs_a_valid_token() {
+    use futures_util::StreamExt;
+    let secret = Secret::new(SECRET);
+    let srv = server::spawn(
+        ServerConfig::new(secret.clone()),
+        "127.0.0.1:0".parse::<SocketAddr>().unwrap(),
+    )
+    .await
+    .unwrap();
+    let http = reqwest::Client::new();
+    let url = format!("{}/api/websocket/ticket", srv.http_url());
+    assert_eq!(http.post(&url).send().await.unwrap().status(), 403);
+    assert_eq!(
+        http.post(&url)
+            .bearer_auth("not-a-jwt")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let minter = chatload::auth::Minter::new(
+        &secret,
+        parse(&iterations_scenario(1, 1, "")).auth.claims,
+        Duration::from_secs(60),
+    );
+    let token = minter
+        .mint("u1", std::time::SystemTime::now(), "j1")
+        .unwrap();
+    let body: serde_json::Value = http
+        .post(&url)
+        .bearer_auth(token.expose())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ws_url = format!(
+        "{}?ticket={}",
+        srv.ws_url(),
+        body["ticket_id"].as_str().unwrap()
+    );
+    assert_eq!(body["single_use"], true);
+    let first_frame = |u: String| async move {
+        let (mut ws, _) = tokio_tungstenite::connect_async(u).await.unwrap();
+        ws.next()
+            .await
+            .unwrap()
+            .unwrap()
+            .into_text()
+            .unwrap()
+            .to_string()
+    };
+    assert!(first_frame(ws_url.clone())
+        .await
+        .contains("connection_established"));
+    assert!(
+        first_frame(ws_url).await.contains("AUTH_FAILED"),
+        "a used ticket is refused"
+    );
+    srv.shutdown().await;
 }

@@ -201,27 +201,66 @@ impl VerifyPolicy {
     }
 }
 
-/// How a client presents its token on the WebSocket upgrade.
+/// How a client presents its token on the WebSocket upgrade (PROTOCOL.md section 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Presentation {
     /// `Sec-WebSocket-Protocol: jwt.<token>`
     SubprotocolJwt,
+    /// `Sec-WebSocket-Protocol: jwt.<base64url(token)>`
+    SubprotocolJwtBase64,
+    /// The browser client: `Sec-WebSocket-Protocol: jwt-auth, jwt.<base64url(token)>`
+    SubprotocolBrowser,
+    /// `Sec-WebSocket-Protocol: bearer.<token>`
+    SubprotocolBearer,
     /// `Authorization: Bearer <token>`
     Header,
     /// `?token=<token>`
     Query,
+    /// `POST /api/websocket/ticket` with the token, then `?ticket=<ticket_id>`
+    Ticket,
 }
+
+/// Names accepted in `auth.present`.
+pub const PRESENTATIONS: [&str; 7] = [
+    "subprotocol:jwt",
+    "subprotocol:jwt-base64",
+    "subprotocol:browser",
+    "subprotocol:bearer",
+    "header",
+    "query",
+    "ticket",
+];
 
 impl std::str::FromStr for Presentation {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "subprotocol:jwt" | "subprotocol" => Ok(Presentation::SubprotocolJwt),
+            "subprotocol:jwt-base64" => Ok(Presentation::SubprotocolJwtBase64),
+            "subprotocol:browser" => Ok(Presentation::SubprotocolBrowser),
+            "subprotocol:bearer" => Ok(Presentation::SubprotocolBearer),
             "header" => Ok(Presentation::Header),
             "query" => Ok(Presentation::Query),
+            "ticket" => Ok(Presentation::Ticket),
             other => Err(format!(
-                "unknown presentation `{other}` (expected subprotocol:jwt, header or query)"
+                "unknown presentation `{other}` (expected {})",
+                PRESENTATIONS.join(", ")
             )),
+        }
+    }
+}
+
+impl Presentation {
+    /// The `Sec-WebSocket-Protocol` value for subprotocol presentations.
+    pub fn subprotocol(self, token: &str) -> Option<String> {
+        use base64::Engine as _;
+        let b64 = || base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token.as_bytes());
+        match self {
+            Presentation::SubprotocolJwt => Some(format!("jwt.{token}")),
+            Presentation::SubprotocolJwtBase64 => Some(format!("jwt.{}", b64())),
+            Presentation::SubprotocolBrowser => Some(format!("jwt-auth, jwt.{}", b64())),
+            Presentation::SubprotocolBearer => Some(format!("bearer.{token}")),
+            _ => None,
         }
     }
 }

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use clap::Args;
 
 use crate::auth::{Secret, EMBEDDED_DEV_SECRET};
-use crate::server::{self, Envelope, FaultPlan, ServerConfig};
+use crate::server::{self, Envelope, FaultPlan, ReadyStyle, ServerConfig};
 
 use super::exit;
 
@@ -21,7 +21,11 @@ pub struct ServeArgs {
     /// Agent-event envelope: payload, data, flat or wrapped.
     #[arg(long, default_value = "data")]
     pub envelope: Envelope,
-    /// Fault plan, e.g. "close_1011=0.5%".
+    /// Ready generation: connection_established, system_message or handshake.
+    #[arg(long, default_value = "connection_established")]
+    pub ready: ReadyStyle,
+    /// Fault plan, e.g. "close_1011=0.5%@first_exchange,drop_event=agent_started:1%"
+    /// (every class is listed in README.md).
     #[arg(long, default_value = "", value_parser = FaultPlan::parse)]
     pub faults: FaultPlan,
     /// Environment variable holding the HS256 key; when unset the embedded dev key is used.
@@ -43,6 +47,7 @@ pub async fn main(a: ServeArgs) -> u8 {
     let mut cfg = ServerConfig::new(secret);
     cfg.seed = a.seed;
     cfg.envelope = a.envelope;
+    cfg.ready = a.ready;
     cfg.faults = a.faults;
     let srv = match server::spawn(cfg, a.addr).await {
         Ok(s) => s,

@@ -70,8 +70,8 @@ pub fn request(
         let v = HeaderValue::from_str(&format!("Bearer {}", token.expose())).map_err(bad)?;
         req.headers_mut().insert("Authorization", v);
     }
-    if present.contains(&Presentation::SubprotocolJwt) {
-        let v = HeaderValue::from_str(&format!("jwt.{}", token.expose())).map_err(bad)?;
+    if let Some(proto) = present.iter().find_map(|p| p.subprotocol(token.expose())) {
+        let v = HeaderValue::from_str(&proto).map_err(bad)?;
         req.headers_mut().insert("Sec-WebSocket-Protocol", v);
     }
     Ok(req)
@@ -91,6 +91,51 @@ fn classify(e: WsError) -> ConnectFailure {
         WsError::Tls(t) => ConnectFailure::Failed("tls", t.to_string()),
         other => ConnectFailure::Failed("protocol", other.to_string()),
     }
+}
+
+/// Exchanges a token for a single-use ticket (`POST /api/websocket/ticket`) and
+/// returns the WebSocket URL carrying it.
+pub async fn ticket_url(
+    http: &reqwest::Client,
+    ws_url: &str,
+    token: &Secret,
+    timeout: Duration,
+) -> Result<String, ConnectFailure> {
+    let mut u =
+        url::Url::parse(ws_url).map_err(|e| ConnectFailure::Failed("protocol", e.to_string()))?;
+    let scheme = if u.scheme() == "wss" { "https" } else { "http" };
+    let mut api = u.clone();
+    api.set_scheme(scheme)
+        .map_err(|_| ConnectFailure::Failed("protocol", "cannot derive the HTTP URL".into()))?;
+    api.set_path("/api/websocket/ticket");
+    api.set_query(None);
+    let resp = http
+        .post(api.as_str())
+        .bearer_auth(token.expose())
+        .timeout(timeout)
+        .send()
+        .await
+        .map_err(|e| {
+            ConnectFailure::Failed(
+                if e.is_timeout() { "timeout" } else { "io" },
+                e.without_url().to_string(),
+            )
+        })?;
+    if !resp.status().is_success() {
+        return Err(ConnectFailure::Rejected(resp.status().as_u16()));
+    }
+    let body: serde_json::Value = resp
+        .json()
+        .await
+        .map_err(|e| ConnectFailure::Failed("protocol", e.without_url().to_string()))?;
+    let id = body
+        .get("ticket_id")
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| {
+            ConnectFailure::Failed("protocol", "the ticket answer has no ticket_id".into())
+        })?;
+    u.query_pairs_mut().append_pair("ticket", id);
+    Ok(u.to_string())
 }
 
 /// Connects and upgrades within `timeout`; returns the socket and the time to the 101.

@@ -64,6 +64,8 @@ struct Shared {
     cfg: EngineConfig,
     minter: Minter,
     obs: ObsSender,
+    /// One HTTP client for every user (tickets, REST): clones share one pool.
+    http: reqwest::Client,
 }
 
 /// Socket phase names used in `closes_by_phase.<phase>.<code>`.
@@ -133,30 +135,44 @@ impl Shared {
             .mint(&s.user_id, SystemTime::now(), &jti)
             .map_err(|e| (None, e.to_string()))?;
         let started = Instant::now();
-        let (mut ws, took) = match connect::open(
-            &self.cfg.target_url,
-            &token,
-            &sc.auth.present,
-            sc.target.connect_timeout,
-        )
-        .await
-        {
-            Ok(ok) => ok,
-            Err(f) => {
-                let counter = match &f {
-                    ConnectFailure::Rejected(status) => names::conn_rejected(*status),
-                    ConnectFailure::Failed(kind, _) => names::conn_failed(kind),
-                };
-                self.obs.count(counter);
-                let msg = match &f {
-                    ConnectFailure::Rejected(st) => format!("upgrade rejected with HTTP {st}"),
-                    ConnectFailure::Failed(kind, detail) => {
-                        format!("connect failed ({kind}): {detail}")
-                    }
-                };
-                return Err((f.status(), msg));
+        let mut url = self.cfg.target_url.clone();
+        if sc.auth.present.contains(&crate::auth::Presentation::Ticket) {
+            let t0 = Instant::now();
+            match connect::ticket_url(&self.http, &url, &token, sc.target.connect_timeout).await {
+                Ok(u) => {
+                    self.obs
+                        .sample("rest_ticket", t0.elapsed().as_micros() as u64);
+                    self.obs.count("tickets.issued");
+                    url = u;
+                }
+                Err(f) => {
+                    let status = f.status();
+                    self.obs.count(match status {
+                        Some(st) => format!("tickets.rejected.{st}"),
+                        None => "tickets.failed".to_string(),
+                    });
+                    return Err((status, format!("ticket request failed: {f:?}")));
+                }
             }
-        };
+        }
+        let (mut ws, took) =
+            match connect::open(&url, &token, &sc.auth.present, sc.target.connect_timeout).await {
+                Ok(ok) => ok,
+                Err(f) => {
+                    let counter = match &f {
+                        ConnectFailure::Rejected(status) => names::conn_rejected(*status),
+                        ConnectFailure::Failed(kind, _) => names::conn_failed(kind),
+                    };
+                    self.obs.count(counter);
+                    let msg = match &f {
+                        ConnectFailure::Rejected(st) => format!("upgrade rejected with HTTP {st}"),
+                        ConnectFailure::Failed(kind, detail) => {
+                            format!("connect failed ({kind}): {detail}")
+                        }
+                    };
+                    return Err((f.status(), msg));
+                }
+            };
         self.obs.count(names::CONN_UPGRADED);
         self.obs.sample(names::WS_CONNECT, took.as_micros() as u64);
         s.ever_connected = true;
@@ -450,10 +466,16 @@ pub async fn execute(cfg: EngineConfig, obs: ObsSender) -> Result<(), EngineErro
     let minter = Minter::new(&cfg.secret, sc.auth.claims.clone(), sc.auth.lifetime);
     let plan = sc.workload.plan.clone();
     let journey = sc.journey.clone();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(64)
+        .build()
+        .map_err(|e| EngineError::Goose(format!("cannot build the HTTP client: {e}")))?;
     let shared = Arc::new(Shared {
         cfg: cfg.clone(),
         minter,
         obs,
+        http,
     });
 
     let start = {

@@ -73,7 +73,12 @@ pub struct ServerState {
     upgrade_rng: Mutex<ChaCha8Rng>,
     /// Users with an open socket, by connection number (for leaks).
     active: Mutex<BTreeMap<u64, String>>,
+    /// Unused tickets: id -> (user, expiry).
+    tickets: Mutex<HashMap<String, (String, std::time::Instant)>>,
 }
+
+/// How long a ticket stays valid.
+pub const TICKET_TTL: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The router, for mounting in tests or in `serve`.
 pub fn app(state: Arc<ServerState>) -> Router {
@@ -86,6 +91,7 @@ pub fn app(state: Arc<ServerState>) -> Router {
             get(|| async { Json(json!({"status": "ready"})) }),
         )
         .route("/__chatload/truth", get(truth_handler))
+        .route("/api/websocket/ticket", axum::routing::post(ticket_handler))
         .with_state(state)
 }
 
@@ -129,6 +135,7 @@ pub async fn spawn(config: ServerConfig, addr: SocketAddr) -> std::io::Result<Ru
         shutdown: shutdown.clone(),
         upgrade_rng: Mutex::new(ChaCha8Rng::seed_from_u64(config_seed ^ 0x005E_ED0F_u64)),
         active: Mutex::new(BTreeMap::new()),
+        tickets: Mutex::new(HashMap::new()),
     });
     let router = app(state.clone());
     let mut rx = shutdown;
@@ -145,6 +152,50 @@ pub async fn spawn(config: ServerConfig, addr: SocketAddr) -> std::io::Result<Ru
         stop,
         handle,
     })
+}
+
+/// `POST /api/websocket/ticket` (Bearer JWT): a single-use ticket for `/ws?ticket=`.
+async fn ticket_handler(State(st): State<Arc<ServerState>>, headers: HeaderMap) -> Response {
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let Some(token) = token else {
+        return (
+            StatusCode::FORBIDDEN,
+            Json(json!({"detail": "Not authenticated"})),
+        )
+            .into_response();
+    };
+    let user = match st.policy.verify(token, SystemTime::now()) {
+        Ok(c) => c.sub,
+        Err(e) => {
+            return (
+                StatusCode::UNAUTHORIZED,
+                Json(json!({"detail": e.to_string()})),
+            )
+                .into_response()
+        }
+    };
+    let n = st.conn_seq.load(Ordering::Relaxed);
+    let id = {
+        let mut tickets = st.tickets.lock().unwrap_or_else(|e| e.into_inner());
+        let now = std::time::Instant::now();
+        tickets.retain(|_, (_, exp)| *exp > now);
+        let id = format!("tkt-{n}-{}", tickets.len() + rand::random::<u32>() as usize);
+        tickets.insert(id.clone(), (user, now + TICKET_TTL));
+        id
+    };
+    st.truth.add("tickets.issued", 1);
+    let expires = chrono::Utc::now() + chrono::Duration::seconds(TICKET_TTL.as_secs() as i64);
+    Json(json!({
+        "ticket_id": id,
+        "expires_at": expires.to_rfc3339(),
+        "ttl_seconds": TICKET_TTL.as_secs(),
+        "single_use": true,
+        "websocket_url": format!("/ws?ticket={id}"),
+    }))
+    .into_response()
 }
 
 async fn truth_handler(State(st): State<Arc<ServerState>>) -> Json<BTreeMap<String, u64>> {
@@ -252,9 +303,18 @@ async fn ws_handler(
         st.truth.add(truth::REJECTED_NO_SUBPROTOCOL, 1);
         return (StatusCode::FORBIDDEN, "no supported subprotocol").into_response();
     };
-    let auth = match &p.token {
-        None => Err("NO_TOKEN: no token presented".to_string()),
-        Some(t) => st
+    let ticket_user = query.get("ticket").map(|t| {
+        let mut tickets = st.tickets.lock().unwrap_or_else(|e| e.into_inner());
+        match tickets.remove(t) {
+            Some((user, exp)) if exp > std::time::Instant::now() => Ok(user),
+            Some(_) => Err("AUTH_FAILED: ticket expired".to_string()),
+            None => Err("AUTH_FAILED: unknown or used ticket".to_string()),
+        }
+    });
+    let auth = match (&p.token, ticket_user) {
+        (_, Some(t)) => t,
+        (None, None) => Err("NO_TOKEN: no token presented".to_string()),
+        (Some(t), None) => st
             .policy
             .verify(t, SystemTime::now())
             .map(|c| c.sub)
