@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""Generator cost benchmarks: CPU time per completed run and RSS per idle user.
+
+The reference server runs as its own process (`chatload serve`), so the
+generator's CPU and memory are measured alone. Each figure is taken at two
+sizes in the same session and reported with the ratio between them, because
+these machines are shared and noisy: compare ratios, not absolute numbers.
+
+Usage (from the repository root):  python3 bench/bench.py [--users 1000]
+"""
+import argparse
+import json
+import os
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "target", "release", "chatload")
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_listening(port, timeout=10.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    sys.exit("the reference server did not start")
+
+
+def proc_cpu(pid):
+    """CPU seconds (user + system) a running process has used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_generator(scenario, users, target, out, server_pid):
+    """Runs one generator process under /usr/bin/time; returns
+    (generator CPU s, generator max RSS KiB, server CPU s during the run, snapshot)."""
+    timing = os.path.join(out + ".time")
+    cmd = ["/usr/bin/time", "-o", timing, "-f", "%U %S %M",
+           BIN, "run", scenario, "--users", str(users), "--target", target, "--out", out, "-q"]
+    server_before = proc_cpu(server_pid)
+    p = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, CHATLOAD_JWT_SECRET="bench-key"))
+    server_cpu = proc_cpu(server_pid) - server_before
+    if p.returncode not in (0, 1):
+        sys.exit(f"generator failed ({p.returncode}): {p.stderr}")
+    with open(timing) as f:
+        user, system, maxrss = f.read().split()[-3:]
+    with open(os.path.join(out, "snapshot.json")) as f:
+        snap = json.load(f)
+    return float(user) + float(system), int(maxrss), server_cpu, snap
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--users", type=int, default=1000)
+    ap.add_argument("--small", type=int, default=10)
+    a = ap.parse_args()
+    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+    port = free_port()
+    env = dict(os.environ, CHATLOAD_JWT_SECRET="bench-key")
+    server = subprocess.Popen([BIN, "serve", "--addr", f"127.0.0.1:{port}"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_listening(port)
+        target = f"ws://127.0.0.1:{port}/ws"
+        rows = {}
+        with tempfile.TemporaryDirectory() as tmp:
+            # ru_maxrss of RUSAGE_CHILDREN is the largest child so far, so run the small size first.
+            for name, scenario in (("idle", "bench/idle.toml"), ("busy", "bench/busy.toml")):
+                for users in (a.small, a.users):
+                    out = os.path.join(tmp, f"{name}-{users}")
+                    rows[(name, users)] = run_generator(os.path.join(ROOT, scenario), users, target, out, server.pid)
+    finally:
+        server.terminate()
+        server.wait()
+
+    _, rss_s, _, _ = rows[("idle", a.small)]
+    _, rss_l, _, snap_l = rows[("idle", a.users)]
+    ready = snap_l["counters"].get("connections.ready", 0)
+    per_user_kib = (rss_l - rss_s) / max(1, a.users - a.small)
+    print(f"idle: {a.small} users max RSS {rss_s} KiB; {a.users} users max RSS {rss_l} KiB "
+          f"({ready} ready); {per_user_kib:.1f} KiB per idle connected user")
+    for users in (a.small, a.users):
+        cpu, rss, server_cpu, snap = rows[("busy", users)]
+        ok = snap["counters"].get("runs.ok", 0)
+        print(f"busy: {users} users, {ok} runs ok, {snap['counters'].get('runs.failed', 0)} failed; "
+              f"generator {cpu:.2f} s CPU = {cpu / max(1, ok) * 1e6:.0f} µs per run, max RSS {rss} KiB; "
+              f"server {server_cpu:.2f} s CPU; generator/server CPU ratio {cpu / max(server_cpu, 1e-9):.2f}; "
+              f"ttc p99 {snap['histograms']['ttc']['p99_us'] / 1000:.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
