@@ -4,6 +4,7 @@
 //! The CLI's `run` and the integration tests both call [`run`]; nothing here
 //! prints except through the `progress` flag.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -12,7 +13,7 @@ use chrono::{SecondsFormat, Utc};
 
 use crate::auth::Secret;
 use crate::engine::{self, EngineConfig};
-use crate::metrics::snapshot::{Snapshot, TargetInfo, ToolInfo, FORMAT_VERSION};
+use crate::metrics::snapshot::{IntervalData, Snapshot, TargetInfo, ToolInfo, FORMAT_VERSION};
 use crate::metrics::{names, Collector, Recorder};
 use crate::report::{self, ReportData};
 use crate::scenario::Scenario;
@@ -39,6 +40,10 @@ pub struct RunRequest {
     pub out: Option<PathBuf>,
     /// Write goose's own HTML report too.
     pub goose_report: bool,
+    /// A previous run to compare with (regressions fail the run).
+    pub baseline: Option<Snapshot>,
+    /// Show a live progress line on stderr (only when it is a terminal).
+    pub progress: bool,
 }
 
 /// What a run produced.
@@ -145,6 +150,80 @@ fn explain_no_ready(rec: &Recorder) -> String {
     )
 }
 
+/// Judges `abort_on_fail` thresholds on the running data once a second; on the
+/// first breach after its grace period, stops the users and says why.
+async fn watch_thresholds(
+    obs: crate::metrics::ObsSender,
+    rules: Vec<crate::metrics::threshold::Threshold>,
+    t0: Instant,
+) -> Option<String> {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let elapsed = t0.elapsed();
+        let rec = obs.peek().await;
+        for t in rules.iter().filter(|t| elapsed >= t.grace) {
+            if let Some(v) = t.breached_while_running(&rec) {
+                let why = format!(
+                    "stopped early at {}s: `{}` failed on the running data (measured {}) and has abort_on_fail",
+                    elapsed.as_secs(),
+                    v.threshold,
+                    v.observed_text
+                );
+                engine::stop_early(&why);
+                return Some(why);
+            }
+        }
+    }
+}
+
+/// A live line on stderr: elapsed/total, users, runs/s, ttfe p95 of the last
+/// interval, 1011 closes and failed runs. Only started on a terminal.
+async fn live_progress(
+    obs: crate::metrics::ObsSender,
+    plan: crate::scenario::LoadPlan,
+    t0: Instant,
+) {
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {msg}").expect("valid template"),
+    );
+    let total = plan.total().as_secs();
+    let mut last_ok = 0u64;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let rec = obs.peek().await;
+        let ttfe = obs
+            .last_interval()
+            .await
+            .and_then(|i| {
+                i.rec
+                    .histograms
+                    .get(names::TTFE)
+                    .map(|h| h.value_at_quantile(0.95))
+            })
+            .map_or_else(
+                || "-".to_string(),
+                |v| crate::metrics::threshold::format_us(v as f64),
+            );
+        let ok = rec.counter(names::RUNS_OK);
+        let elapsed = t0.elapsed();
+        bar.set_message(format!(
+            "{}s/{}s  users {}  runs/s {}  ttfe p95 {}  1011s {}  failed {}",
+            elapsed.as_secs(),
+            total,
+            plan.users_at(elapsed),
+            ok - last_ok,
+            ttfe,
+            rec.counter("closes.1011"),
+            rec.counter(names::RUNS_FAILED)
+        ));
+        bar.tick();
+        last_ok = ok;
+    }
+}
+
 /// Performs one run and writes `snapshot.json`, `report.md` (and goose's report).
 pub async fn run(req: RunRequest) -> Result<RunResult, RunError> {
     let sc = req.scenario;
@@ -198,7 +277,7 @@ pub async fn run(req: RunRequest) -> Result<RunResult, RunError> {
 
     let started_at = Utc::now();
     let t0 = Instant::now();
-    let collector = Collector::start();
+    let collector = Collector::with_interval(sc.interval);
     let cfg = EngineConfig {
         scenario: sc.clone(),
         target_url: target_url.clone(),
@@ -206,8 +285,35 @@ pub async fn run(req: RunRequest) -> Result<RunResult, RunError> {
         seed: req.seed,
         goose_report: req.goose_report.then(|| out_dir.join("goose-report.html")),
     };
+    let progress = (req.progress && std::io::stderr().is_terminal()).then(|| {
+        tokio::spawn(live_progress(
+            collector.sender(),
+            sc.workload.plan.clone(),
+            t0,
+        ))
+    });
+    let aborts: Vec<_> = sc
+        .thresholds
+        .iter()
+        .filter(|t| t.abort_on_fail)
+        .cloned()
+        .collect();
+    let watcher = (!aborts.is_empty())
+        .then(|| tokio::spawn(watch_thresholds(collector.sender(), aborts, t0)));
     let engine_result = engine::execute(cfg, collector.sender()).await;
-    let rec = collector.finish().await;
+    let aborted_by = match watcher {
+        Some(w) => {
+            w.abort();
+            w.await.ok().flatten()
+        }
+        None => None,
+    };
+    if let Some(p) = progress {
+        p.abort();
+        let _ = p.await;
+    }
+    let collected = collector.finish().await;
+    let rec = collected.total;
     let elapsed = t0.elapsed();
     let ended_at = Utc::now();
 
@@ -228,6 +334,9 @@ pub async fn run(req: RunRequest) -> Result<RunResult, RunError> {
     } else {
         "fail"
     };
+    if let Some(why) = aborted_by {
+        notes.push(why);
+    }
     if let Err(e) = &engine_result {
         notes.push(format!("aborted: {e}"));
         verdict = "aborted";
@@ -235,7 +344,7 @@ pub async fn run(req: RunRequest) -> Result<RunResult, RunError> {
         notes.push(explain_no_ready(&rec));
         verdict = "aborted";
     }
-    let snapshot = Snapshot {
+    let mut snapshot = Snapshot {
         format_version: FORMAT_VERSION.into(),
         tool: ToolInfo {
             name: "chatload".into(),
@@ -259,8 +368,37 @@ pub async fn run(req: RunRequest) -> Result<RunResult, RunError> {
         verdict: verdict.into(),
         notes,
         samples: rec.samples.clone(),
+        baseline: None,
+        intervals: collected
+            .intervals
+            .iter()
+            .map(IntervalData::from_interval)
+            .collect(),
         server_truth,
     };
+    if let Some(base) = &req.baseline {
+        let tolerances = if sc.baseline.is_empty() {
+            crate::report::compare::Tolerance::defaults()
+        } else {
+            sc.baseline.clone()
+        };
+        match crate::report::compare::compare(base, &snapshot, &tolerances) {
+            Ok(c) => {
+                if c.regressed && snapshot.verdict == "pass" {
+                    snapshot.verdict = "fail".into();
+                }
+                if c.regressed {
+                    snapshot
+                        .notes
+                        .push(format!("regression against baseline {}", c.base_run));
+                }
+                snapshot.baseline = Some(c);
+            }
+            Err(e) => snapshot
+                .notes
+                .push(format!("the baseline could not be compared: {e}")),
+        }
+    }
     let write = |name: &str, bytes: &[u8]| {
         let p = out_dir.join(name);
         std::fs::write(&p, bytes)
@@ -276,15 +414,52 @@ pub async fn run(req: RunRequest) -> Result<RunResult, RunError> {
         write("violations.jsonl", lines.as_bytes())?;
     }
     let report = ReportData::from_snapshot(&snapshot);
-    let mut md = Vec::new();
-    report::markdown::render(&report, &mut md).expect("writing to memory cannot fail");
-    write("report.md", &md)?;
-    let _ = Duration::ZERO;
+    for format in [Format::Markdown, Format::Html, Format::Junit] {
+        write(format.file_name(), &render(&report, &snapshot, format))?;
+    }
     Ok(RunResult {
         snapshot,
         out_dir,
         report,
     })
+}
+
+/// Report formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    #[value(name = "md")]
+    Markdown,
+    Html,
+    Json,
+    Junit,
+}
+
+impl Format {
+    /// The file a run writes for this format.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Format::Markdown => "report.md",
+            Format::Html => "report.html",
+            Format::Json => "snapshot.json",
+            Format::Junit => "junit.xml",
+        }
+    }
+}
+
+/// Renders one format from a snapshot's view model (the JSON format is the snapshot itself).
+pub fn render(report: &ReportData, snapshot: &Snapshot, format: Format) -> Vec<u8> {
+    let mut out = Vec::new();
+    let r = match format {
+        Format::Markdown => report::markdown::render(report, &mut out),
+        Format::Html => report::html::render(report, &mut out),
+        Format::Junit => report::junit::render(report, &mut out),
+        Format::Json => {
+            out.extend_from_slice(snapshot.to_json().as_bytes());
+            Ok(())
+        }
+    };
+    r.expect("rendering into memory cannot fail");
+    out
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! The command line: one file per subcommand. Errors become exit codes here.
 
+pub mod report;
 pub mod run;
 pub mod serve;
 pub mod validate;
@@ -29,6 +30,10 @@ Examples:
       Runs against a staging target (its host must be in the scenario's target.allow).
   chatload validate scenarios/release-gate.toml
       Checks a scenario and prints its load plan; sends nothing.
+  chatload report reports/<run-id>/snapshot.json --format html --out report.html
+      Re-renders a past run's report offline (md, html, json, junit).
+  chatload compare reports/<last-release>/snapshot.json reports/<this-run>/snapshot.json
+      Compares two runs; exit 1 on a regression beyond the tolerances.
   chatload serve --addr 127.0.0.1:8080 --faults close_1011=0.5%
       Runs the reference server on its own.
 
@@ -53,6 +58,10 @@ pub enum Command {
     Run(run::RunArgs),
     /// Run the reference server.
     Serve(serve::ServeArgs),
+    /// Re-render a run's report from its snapshot.json, offline.
+    Report(report::ReportArgs),
+    /// Compare a run with a baseline run; exit 1 on a regression.
+    Compare(report::CompareArgs),
     /// Check a scenario file and print its load plan; sends nothing.
     Validate {
         /// The scenario file.
@@ -77,6 +86,8 @@ pub fn main() -> ExitCode {
         Command::Run(args) => rt.block_on(run::main(args)),
         Command::Serve(args) => rt.block_on(serve::main(args)),
         Command::Validate { scenario } => validate::main(&scenario),
+        Command::Report(args) => report::report(args),
+        Command::Compare(args) => report::compare_cmd(args),
     };
     // Users or server tasks still winding down must not hold the exit.
     rt.shutdown_timeout(std::time::Duration::from_secs(1));

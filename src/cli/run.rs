@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::auth::{Secret, EMBEDDED_DEV_SECRET};
+use crate::metrics::Snapshot;
 use crate::report;
 use crate::runner::{self, RunError, RunRequest};
 use crate::scenario::{doc::parse_duration, Scenario};
@@ -32,7 +33,11 @@ pub struct RunArgs {
     /// Seed for client-side randomness and the embedded server's fault plan.
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Print only the verdict line and the report folder.
+    /// A previous run's snapshot.json to compare with; a regression beyond the
+    /// scenario's [baseline] tolerances fails the run (exit 1).
+    #[arg(long)]
+    pub baseline: Option<PathBuf>,
+    /// Print only the verdict line and the report folder (no live progress).
     #[arg(long, short)]
     pub quiet: bool,
 }
@@ -78,6 +83,19 @@ pub async fn main(a: RunArgs) -> u8 {
         }
     };
     let seed = a.seed.or(sc.seed).unwrap_or(1);
+    let baseline = match &a.baseline {
+        None => None,
+        Some(p) => match std::fs::read_to_string(p)
+            .map_err(|e| e.to_string())
+            .and_then(|t| Snapshot::from_json(&t).map_err(|e| e.to_string()))
+        {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!("error: cannot read the baseline {}: {e}", p.display());
+                return exit::USAGE;
+            }
+        },
+    };
     let req = RunRequest {
         scenario: sc,
         target: a.target,
@@ -85,6 +103,8 @@ pub async fn main(a: RunArgs) -> u8 {
         seed,
         out: a.out,
         goose_report: true,
+        baseline,
+        progress: !a.quiet,
     };
     let res = match runner::run(req).await {
         Ok(r) => r,

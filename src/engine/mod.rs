@@ -460,6 +460,13 @@ async fn run_step(shared: &Shared, step: &Step, user: &mut GooseUser) -> Transac
     }
 }
 
+/// Asks every user to stop after its current step (goose's kill switch); used
+/// when a threshold with `abort_on_fail` breaks. In-flight awaits end at their
+/// deadline.
+pub fn stop_early(reason: &str) {
+    goose::trigger_killswitch(reason);
+}
+
 /// Runs the scenario's users on goose until the load plan ends.
 pub async fn execute(cfg: EngineConfig, obs: ObsSender) -> Result<(), EngineError> {
     let sc = &cfg.scenario;

@@ -576,7 +576,7 @@ mod tests {
         assert_eq!(classes, vec!["crossed_run", "unparseable_frame"]);
         assert_eq!(r.failure_class(), Some("crossed_run"));
         assert_eq!(ws.sent, vec![Message::Text(r#"{"type":"pong"}"#.into())]);
-        let rec = c.finish().await;
+        let rec = c.finish().await.total;
         assert_eq!(rec.histograms["ttfe"].len(), 1);
         assert_eq!(rec.histograms["ttc"].len(), 1);
         assert_eq!(rec.histograms["event_agent_thinking"].len(), 1);
@@ -728,7 +728,7 @@ mod tests {
         let (replies, closed) = drain(&mut ws, &p, "u", &["r0".to_string()], &c.sender());
         assert_eq!(replies, vec![r#"{"type":"pong"}"#.to_string()]);
         assert_eq!(closed, Some(1011));
-        let rec = c.finish().await;
+        let rec = c.finish().await.total;
         assert_eq!(rec.counter("violations.duplicate_terminal"), 1);
     }
 }

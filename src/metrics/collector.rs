@@ -10,6 +10,8 @@ enum Msg {
     Obs(Observation),
     /// Reply with a copy of everything recorded so far.
     Peek(oneshot::Sender<Recorder>),
+    /// Reply with the last closed interval.
+    Last(oneshot::Sender<Option<Interval>>),
     End,
 }
 
@@ -32,29 +34,95 @@ impl ObsSender {
     pub fn count_n(&self, counter: impl Into<String>, n: u64) {
         self.emit(Observation::count_n(counter, n));
     }
+
+    /// A copy of everything recorded so far (for live progress and running thresholds).
+    pub async fn peek(&self) -> Recorder {
+        let (reply, rx) = oneshot::channel();
+        if self.0.send(Msg::Peek(reply)).is_err() {
+            return Recorder::default();
+        }
+        rx.await.unwrap_or_default()
+    }
+
+    /// The last closed interval, if any.
+    pub async fn last_interval(&self) -> Option<Interval> {
+        let (reply, rx) = oneshot::channel();
+        self.0.send(Msg::Last(reply)).ok()?;
+        rx.await.ok().flatten()
+    }
 }
 
 pub struct Collector {
     tx: mpsc::UnboundedSender<Msg>,
-    handle: JoinHandle<Recorder>,
+    handle: JoinHandle<Collected>,
+}
+
+/// One closed interval: what happened between `start_s` and `start_s + length_s`.
+#[derive(Debug, Clone, Default)]
+pub struct Interval {
+    /// Seconds since the run started.
+    pub start_s: f64,
+    pub length_s: f64,
+    pub rec: Recorder,
+}
+
+/// Everything the collector gathered: the whole run and its intervals.
+#[derive(Debug, Clone, Default)]
+pub struct Collected {
+    pub total: Recorder,
+    pub intervals: Vec<Interval>,
 }
 
 impl Collector {
-    /// Starts the collector task on the current runtime.
+    /// Starts the collector task on the current runtime; every `interval` the
+    /// observations since the last one are closed into an [`Interval`].
     pub fn start() -> Self {
+        Collector::with_interval(std::time::Duration::from_secs(5))
+    }
+
+    pub fn with_interval(every: std::time::Duration) -> Self {
         let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
         let handle = tokio::spawn(async move {
-            let mut rec = Recorder::default();
-            while let Some(msg) = rx.recv().await {
-                match msg {
-                    Msg::Obs(o) => rec.apply(&o),
-                    Msg::Peek(reply) => {
-                        let _ = reply.send(rec.clone());
-                    }
-                    Msg::End => break,
+            let t0 = tokio::time::Instant::now();
+            let mut out = Collected::default();
+            let mut current = Recorder::default();
+            let mut opened = 0.0f64;
+            let mut tick = tokio::time::interval_at(t0 + every, every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let close = |current: &mut Recorder, opened: &mut f64, out: &mut Collected| {
+                let now = t0.elapsed().as_secs_f64();
+                out.intervals.push(Interval {
+                    start_s: *opened,
+                    length_s: now - *opened,
+                    rec: std::mem::take(current),
+                });
+                *opened = now;
+            };
+            loop {
+                tokio::select! {
+                    msg = rx.recv() => match msg {
+                        Some(Msg::Obs(o)) => {
+                            out.total.apply(&o);
+                            if !matches!(o, Observation::Offending(_)) {
+                                current.apply(&o);
+                            }
+                        }
+                        Some(Msg::Peek(reply)) => {
+                            let _ = reply.send(out.total.clone());
+                        }
+                        Some(Msg::Last(reply)) => {
+                            let _ = reply.send(out.intervals.last().cloned());
+                        }
+                        Some(Msg::End) | None => break,
+                    },
+                    _ = tick.tick() => close(&mut current, &mut opened, &mut out),
                 }
             }
-            rec
+            // The last, partial interval.
+            if !current.counters.is_empty() || !current.histograms.is_empty() {
+                close(&mut current, &mut opened, &mut out);
+            }
+            out
         });
         Collector { tx, handle }
     }
@@ -63,17 +131,18 @@ impl Collector {
         ObsSender(self.tx.clone())
     }
 
-    /// A copy of everything recorded so far (for live progress).
+    /// A copy of everything recorded so far.
     pub async fn peek(&self) -> Recorder {
-        let (reply, rx) = oneshot::channel();
-        if self.tx.send(Msg::Peek(reply)).is_err() {
-            return Recorder::default();
-        }
-        rx.await.unwrap_or_default()
+        self.sender().peek().await
+    }
+
+    /// The last closed interval, if any.
+    pub async fn last_interval(&self) -> Option<Interval> {
+        self.sender().last_interval().await
     }
 
     /// Ends collection: every observation emitted before this call is included.
-    pub async fn finish(self) -> Recorder {
+    pub async fn finish(self) -> Collected {
         let _ = self.tx.send(Msg::End);
         self.handle.await.unwrap_or_default()
     }
@@ -101,8 +170,34 @@ mod tests {
         }
         let mid = c.peek().await;
         assert_eq!(mid.counter("runs.ok"), 4000);
-        let rec = c.finish().await;
-        assert_eq!(rec.counter("runs.ok"), 4000);
-        assert_eq!(rec.histograms["ttfe"].len(), 4000);
+        let out = c.finish().await;
+        assert_eq!(out.total.counter("runs.ok"), 4000);
+        assert_eq!(out.total.histograms["ttfe"].len(), 4000);
+        // The intervals add up to the whole.
+        let mut sum = Recorder::default();
+        for i in &out.intervals {
+            sum.merge(&i.rec);
+        }
+        assert_eq!(sum.counter("runs.ok"), 4000);
+        assert_eq!(sum.histograms["ttfe"].len(), 4000);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn observations_fall_into_their_interval() {
+        let c = Collector::with_interval(std::time::Duration::from_secs(1));
+        let s = c.sender();
+        s.count("runs.ok");
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        s.count("runs.ok");
+        s.count("runs.ok");
+        tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+        let out = c.finish().await;
+        let per: Vec<u64> = out
+            .intervals
+            .iter()
+            .map(|i| i.rec.counter("runs.ok"))
+            .collect();
+        assert_eq!(per, vec![1, 2]);
+        assert!((out.intervals[1].start_s - 1.0).abs() < 1e-6);
     }
 }

@@ -99,6 +99,27 @@ impl HistogramData {
     }
 }
 
+/// What happened in one interval of the run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct IntervalData {
+    /// Seconds since the run started.
+    pub start_s: f64,
+    pub length_s: f64,
+    pub counters: BTreeMap<String, u64>,
+    pub histograms: BTreeMap<String, HistogramData>,
+}
+
+impl IntervalData {
+    pub fn from_interval(i: &super::collector::Interval) -> Self {
+        IntervalData {
+            start_s: i.start_s,
+            length_s: i.length_s,
+            counters: i.rec.counters.clone(),
+            histograms: Snapshot::histograms_from(&i.rec),
+        }
+    }
+}
+
 /// The saved result of one run.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Snapshot {
@@ -124,6 +145,12 @@ pub struct Snapshot {
     /// Why the run was aborted or anything else a reader must know.
     #[serde(default)]
     pub notes: Vec<String>,
+    /// The comparison with a baseline run, when one was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<crate::report::compare::Comparison>,
+    /// Interval data, oldest first (counters and histograms of each interval).
+    #[serde(default)]
+    pub intervals: Vec<IntervalData>,
     /// The first offending frames of each violation class (secrets redacted).
     #[serde(default)]
     pub samples: Vec<super::OffendingFrame>,

@@ -16,6 +16,10 @@
 //!
 //! Operators: `<`, `<=`, `>`, `>=`, `==`. A rule with no data (no samples, a
 //! zero denominator) fails: a release gate must not pass on nothing.
+//!
+//! A rule written as a table, `{ rule = "< 2s", abort_on_fail = true, grace = "1m" }`,
+//! also stops the run early once it fails on the running data after the grace
+//! period (k6's `abortOnFail` with `delayAbortEval`).
 
 use std::fmt;
 
@@ -88,6 +92,10 @@ pub struct Threshold {
     pub op: Op,
     /// Microseconds for latencies, a fraction for rates, a number otherwise.
     pub limit: f64,
+    /// Stop the run as soon as the rule fails on the running data (after `grace`).
+    pub abort_on_fail: bool,
+    /// Time from the run's start before `abort_on_fail` may act.
+    pub grace: std::time::Duration,
 }
 
 /// The judgement of one rule.
@@ -200,7 +208,16 @@ impl Threshold {
             subject,
             op,
             limit,
+            abort_on_fail: false,
+            grace: std::time::Duration::ZERO,
         })
+    }
+
+    /// Whether the rule fails on running data in a way that should stop the run:
+    /// it has data, and that data breaks it. (No data yet is not a failure here.)
+    pub fn breached_while_running(&self, rec: &Recorder) -> Option<Verdict> {
+        let v = self.judge(rec);
+        (v.observed.is_some() && !v.passed).then_some(v)
     }
 
     /// Judges the rule on recorded data.

@@ -40,6 +40,39 @@ pub fn render(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
         }
         writeln!(w)?;
     }
+    if let Some(c) = &d.baseline {
+        writeln!(
+            w,
+            "## Against baseline `{}`: {}",
+            c.base_run,
+            if c.regressed {
+                "**REGRESSED**"
+            } else {
+                "within tolerance"
+            }
+        )?;
+        writeln!(w)?;
+        writeln!(
+            w,
+            "| statistic | baseline | this run | change | tolerance | |"
+        )?;
+        writeln!(w, "|---|---:|---:|---:|---|---|")?;
+        for r in c.rows.iter().filter(|r| {
+            r.tolerance.is_some() || r.name.starts_with("ttfe") || r.name.starts_with("ttc")
+        }) {
+            writeln!(
+                w,
+                "| {} | {} | {} | {} | {} | {} |",
+                r.name,
+                r.base_text,
+                r.new_text,
+                r.delta_text,
+                r.tolerance.as_deref().unwrap_or(""),
+                if r.regressed { "**regressed**" } else { "" }
+            )?;
+        }
+        writeln!(w)?;
+    }
     writeln!(w, "## Key numbers")?;
     writeln!(w)?;
     writeln!(w, "| | |")?;

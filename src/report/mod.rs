@@ -1,7 +1,10 @@
 //! Reports: one view model ([`ReportData`], built from a snapshot only), one
 //! renderer per format. A report never needs the network or the live run.
 
+pub mod compare;
 pub mod console;
+pub mod html;
+pub mod junit;
 pub mod markdown;
 
 use crate::metrics::names;
@@ -56,6 +59,81 @@ pub struct ReportData {
     pub samples: Vec<SampleLine>,
     pub notes: Vec<String>,
     pub server_truth: Vec<(String, u64)>,
+    /// Comparison with a baseline run.
+    pub baseline: Option<compare::Comparison>,
+    /// Over-time data, one point per interval (x = seconds since start at the interval's end).
+    pub over_time: OverTime,
+    /// Latency distributions: per metric, (bucket upper bound in µs, count).
+    pub distributions: Vec<(String, Vec<(u64, u64)>)>,
+    /// The scenario as run, pretty JSON (holds no secret values).
+    pub settings_json: String,
+}
+
+/// Series for the over-time charts.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OverTime {
+    /// (t, ttfe p50, p95, p99) in µs.
+    pub ttfe: Vec<(f64, f64, f64, f64)>,
+    /// (t, ttc p50, p95, p99) in µs.
+    pub ttc: Vec<(f64, f64, f64, f64)>,
+    /// (t, ok runs per second, failed runs per second).
+    pub runs: Vec<(f64, f64, f64)>,
+    /// Per close code: (t, closes per second).
+    pub closes: Vec<(String, Vec<(f64, f64)>)>,
+}
+
+fn over_time(s: &Snapshot) -> OverTime {
+    let mut o = OverTime::default();
+    let mut codes: std::collections::BTreeSet<String> = Default::default();
+    for i in &s.intervals {
+        for k in i.counters.keys() {
+            if let Some(c) = k.strip_prefix("closes.") {
+                codes.insert(c.to_string());
+            }
+        }
+    }
+    let mut closes: Vec<(String, Vec<(f64, f64)>)> =
+        codes.into_iter().map(|c| (c, Vec::new())).collect();
+    for i in &s.intervals {
+        let t = i.start_s + i.length_s;
+        let len = i.length_s.max(1e-3);
+        let c = |k: &str| i.counters.get(k).copied().unwrap_or(0) as f64;
+        for (metric, series) in [(names::TTFE, &mut o.ttfe), (names::TTC, &mut o.ttc)] {
+            if let Some(h) = i.histograms.get(metric) {
+                series.push((t, h.p50_us as f64, h.p95_us as f64, h.p99_us as f64));
+            }
+        }
+        o.runs
+            .push((t, c(names::RUNS_OK) / len, c(names::RUNS_FAILED) / len));
+        for (code, series) in &mut closes {
+            series.push((t, c(&format!("closes.{code}")) / len));
+        }
+    }
+    o.closes = closes;
+    o
+}
+
+fn distributions(s: &Snapshot) -> Vec<(String, Vec<(u64, u64)>)> {
+    let mut out = Vec::new();
+    let mut metrics: Vec<&String> = s.histograms.keys().collect();
+    metrics.sort_by_key(|m| metric_rank(m));
+    for m in metrics {
+        let Ok(h) = s.histograms[m].decode(m) else {
+            continue;
+        };
+        if h.is_empty() {
+            continue;
+        }
+        let mut buckets: Vec<(u64, u64)> = h
+            .iter_log(100, 2.0)
+            .map(|v| (v.value_iterated_to(), v.count_since_last_iteration()))
+            .collect();
+        // Leading empty buckets carry no information.
+        let first = buckets.iter().position(|b| b.1 > 0).unwrap_or(0);
+        buckets.drain(..first.saturating_sub(1));
+        out.push((m.clone(), buckets));
+    }
+    out
 }
 
 /// Order latency metrics the way people read a run: connect, ready, first
@@ -237,7 +315,16 @@ impl ReportData {
                         .collect()
                 })
                 .unwrap_or_default(),
+            baseline: s.baseline.clone(),
+            over_time: over_time(s),
+            distributions: distributions(s),
+            settings_json: serde_json::to_string_pretty(&s.scenario).unwrap_or_default(),
         }
+    }
+
+    /// The failed thresholds, as written.
+    pub fn failed_thresholds(&self) -> Vec<&Verdict> {
+        self.thresholds.iter().filter(|v| !v.passed).collect()
     }
 }
 

@@ -333,6 +333,11 @@ impl<'a> Elem<'a> {
     fn as_bool(self) -> Option<bool> {
         self.value()?.as_bool()
     }
+    /// Whether this is a table (inline or not), without recording an error.
+    pub fn as_table_like_pub(self) -> Option<&'a dyn TableLike> {
+        self.as_table_like()
+    }
+
     fn as_table_like(self) -> Option<&'a dyn TableLike> {
         match self {
             Elem::Item(i) => i.as_table_like(),

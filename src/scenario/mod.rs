@@ -44,6 +44,10 @@ pub struct Scenario {
     pub thresholds: Vec<Threshold>,
     pub prompts: Vec<String>,
     pub output_dir: PathBuf,
+    /// Length of the intervals of over-time data.
+    pub interval: Duration,
+    /// Allowed worsening against a baseline, by metric statistic or rate.
+    pub baseline: Vec<crate::report::compare::Tolerance>,
     /// The file's content as JSON, for the snapshot (the file never holds secret values).
     pub echo: Value,
 }
@@ -185,14 +189,23 @@ fn read_scenario(o: &Obj<'_>, path: &Path) -> Option<Scenario> {
     let prompts = o.str_list("prompts").unwrap_or_else(|| {
         vec!["Summarise the last quarter's cloud spend and suggest three savings.".to_string()]
     });
-    let output_dir = o
-        .obj("output")
-        .and_then(|out| {
+    let mut interval = Duration::from_secs(5);
+    let output_dir = match o.obj("output") {
+        Some(out) => {
             let d = out.str("dir").map(PathBuf::from);
+            if let Some(n) = out.get("interval") {
+                match n.as_duration() {
+                    Some(d) if d >= Duration::from_millis(100) => interval = d,
+                    Some(_) => n.error("must be at least 100ms"),
+                    None => {}
+                }
+            }
             out.finish();
-            d
-        })
-        .unwrap_or_else(|| PathBuf::from("reports"));
+            d.unwrap_or_else(|| PathBuf::from("reports"))
+        }
+        None => PathBuf::from("reports"),
+    };
+    let baseline = read_baseline(o);
     let _ = (version, path);
     Some(Scenario {
         file: path.to_path_buf(),
@@ -208,6 +221,8 @@ fn read_scenario(o: &Obj<'_>, path: &Path) -> Option<Scenario> {
         thresholds: thresholds?,
         prompts,
         output_dir,
+        interval,
+        baseline: baseline?,
         echo: Value::Null,
     })
 }
@@ -841,8 +856,8 @@ fn read_journey(o: &Obj<'_>) -> Option<Vec<Step>> {
     ok.then_some(steps)
 }
 
-fn read_thresholds(o: &Obj<'_>) -> Option<Vec<Threshold>> {
-    let Some(tbl) = o.obj("thresholds") else {
+fn read_baseline(o: &Obj<'_>) -> Option<Vec<crate::report::compare::Tolerance>> {
+    let Some(tbl) = o.obj("baseline") else {
         return Some(Vec::new());
     };
     let mut out = Vec::new();
@@ -852,8 +867,54 @@ fn read_thresholds(o: &Obj<'_>) -> Option<Vec<Threshold>> {
             ok = false;
             continue;
         };
-        match Threshold::parse(&key, v) {
+        match crate::report::compare::Tolerance::parse(&key, v) {
             Ok(t) => out.push(t),
+            Err(e) => {
+                value
+                    .ctx
+                    .error(key_span.or(value.span.clone()), &value.path, e);
+                ok = false;
+            }
+        }
+    }
+    tbl.finish();
+    ok.then_some(out)
+}
+
+fn read_thresholds(o: &Obj<'_>) -> Option<Vec<Threshold>> {
+    let Some(tbl) = o.obj("thresholds") else {
+        return Some(Vec::new());
+    };
+    let mut out = Vec::new();
+    let mut ok = true;
+    for (key, value, key_span) in tbl.entries() {
+        // Either "< 2s" or { rule = "< 2s", abort_on_fail = true, grace = "30s" }.
+        let (rule, abort, grace) = if let Some(v) = value.item_str() {
+            (Some(v.to_string()), false, Duration::ZERO)
+        } else if value.item.as_table_like_pub().is_some() {
+            let t = value.as_obj().expect("checked to be a table");
+            let rule = t
+                .require("rule")
+                .and_then(|r| r.as_str().map(str::to_string));
+            let abort = t.bool("abort_on_fail").unwrap_or(false);
+            let grace = t.duration("grace").unwrap_or(Duration::ZERO);
+            t.finish();
+            (rule, abort, grace)
+        } else {
+            value.error("expected a string such as \"< 2s\", or a table { rule = \"< 2s\", abort_on_fail = true, grace = \"30s\" }");
+            ok = false;
+            continue;
+        };
+        let Some(rule) = rule else {
+            ok = false;
+            continue;
+        };
+        match Threshold::parse(&key, &rule) {
+            Ok(mut t) => {
+                t.abort_on_fail = abort;
+                t.grace = grace;
+                out.push(t)
+            }
             Err(e) => {
                 value
                     .ctx

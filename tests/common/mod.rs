@@ -66,11 +66,35 @@ pub async fn run(
         seed: 7,
         out: Some(out),
         goose_report: false,
+        baseline: None,
+        progress: false,
     };
-    match chatload::runner::run(req).await {
+    let r = match chatload::runner::run(req).await {
         Ok(r) => r,
         Err(e) => panic!("run failed: {e}"),
-    }
+    };
+    // Every snapshot the suite writes must satisfy the committed schema.
+    check_schema(
+        &std::fs::read_to_string(r.out_dir.join("snapshot.json")).expect("snapshot written"),
+    );
+    r
+}
+
+/// Validates snapshot text against `schema/snapshot.schema.json`.
+pub fn check_schema(snapshot: &str) {
+    let schema_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("schema/snapshot.schema.json");
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(schema_path).unwrap()).unwrap();
+    let validator = jsonschema::validator_for(&schema).expect("the schema compiles");
+    let doc: serde_json::Value = serde_json::from_str(snapshot).expect("snapshot is JSON");
+    let errors: Vec<String> = validator
+        .iter_errors(&doc)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "snapshot does not match the schema: {errors:#?}"
+    );
 }
 
 pub fn counter(r: &RunResult, k: &str) -> u64 {

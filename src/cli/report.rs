@@ -1,0 +1,127 @@
+//! `chatload report` (re-render a snapshot offline) and `chatload compare`
+//! (a baseline comparison of two snapshots).
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+
+use crate::metrics::Snapshot;
+use crate::report::compare::{compare, Tolerance};
+use crate::report::ReportData;
+use crate::runner::{render, Format};
+
+use super::exit;
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// A snapshot.json written by `chatload run`.
+    pub snapshot: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "md")]
+    pub format: Format,
+    /// Write here instead of standard output.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct CompareArgs {
+    /// The baseline run's snapshot.json.
+    pub base: PathBuf,
+    /// The new run's snapshot.json.
+    pub new: PathBuf,
+    /// A tolerance, e.g. "ttfe p95=+10%", "close_1011 rate=+0.05pp"; repeatable.
+    /// Without any, the defaults are used (see README.md).
+    #[arg(long = "tolerance")]
+    pub tolerances: Vec<String>,
+    /// Output format of the comparison: md or json.
+    #[arg(long, default_value = "md")]
+    pub format: String,
+}
+
+fn load(p: &Path) -> Result<Snapshot, String> {
+    let text =
+        std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+    Snapshot::from_json(&text).map_err(|e| format!("{}: {e}", p.display()))
+}
+
+fn emit(bytes: &[u8], out: Option<&Path>) -> u8 {
+    use std::io::Write;
+    let r = match out {
+        Some(p) => {
+            std::fs::write(p, bytes).map_err(|e| format!("cannot write {}: {e}", p.display()))
+        }
+        None => std::io::stdout()
+            .write_all(bytes)
+            .map_err(|e| e.to_string()),
+    };
+    match r {
+        Ok(()) => exit::PASS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::USAGE
+        }
+    }
+}
+
+pub fn report(a: ReportArgs) -> u8 {
+    let snap = match load(&a.snapshot) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+    let data = ReportData::from_snapshot(&snap);
+    emit(&render(&data, &snap, a.format), a.out.as_deref())
+}
+
+pub fn compare_cmd(a: CompareArgs) -> u8 {
+    let (base, new) = match (load(&a.base), load(&a.new)) {
+        (Ok(b), Ok(n)) => (b, n),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+    let mut tolerances = Vec::new();
+    for t in &a.tolerances {
+        let parsed = t
+            .split_once('=')
+            .ok_or_else(|| format!("--tolerance `{t}` must be KEY=VALUE, e.g. \"ttfe p95=+10%\""))
+            .and_then(|(k, v)| Tolerance::parse(k.trim(), v.trim()));
+        match parsed {
+            Ok(t) => tolerances.push(t),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::USAGE;
+            }
+        }
+    }
+    if tolerances.is_empty() {
+        tolerances = Tolerance::defaults();
+    }
+    let c = match compare(&base, &new, &tolerances) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+    let text = if a.format == "json" {
+        serde_json::to_string_pretty(&c).unwrap_or_default() + "\n"
+    } else {
+        let mut snap = new.clone();
+        snap.baseline = Some(c.clone());
+        let mut out = Vec::new();
+        let _ = crate::report::markdown::render(&ReportData::from_snapshot(&snap), &mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    print!("{text}");
+    if c.regressed {
+        eprintln!("REGRESSED against {}", c.base_run);
+        exit::THRESHOLD_FAILED
+    } else {
+        exit::PASS
+    }
+}

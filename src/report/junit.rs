@@ -1,0 +1,65 @@
+//! `junit.xml`: one test case per threshold (and per baseline tolerance), so a
+//! CI page shows which SLO failed, with the measured value and the limit.
+
+use std::io::{self, Write};
+
+use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+
+use super::ReportData;
+
+pub fn render(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
+    let mut report = Report::new(format!("chatload {}", d.title));
+    let mut suite = TestSuite::new("thresholds");
+    for v in &d.thresholds {
+        let status = if v.passed {
+            TestCaseStatus::success()
+        } else {
+            let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+            s.set_message(format!(
+                "measured {}, limit {}",
+                v.observed_text, v.threshold
+            ));
+            s.set_type("threshold");
+            s.set_description(format!(
+                "{}: measured {} (limit {})",
+                v.threshold, v.observed_text, v.limit_text
+            ));
+            s
+        };
+        let mut case = TestCase::new(v.threshold.clone(), status);
+        case.set_classname(format!("chatload.{}", d.title));
+        suite.add_test_case(case);
+    }
+    if !d.notes.is_empty() && d.verdict == "ABORTED" {
+        let mut s = TestCaseStatus::non_success(NonSuccessKind::Error);
+        s.set_message(d.notes.join("; "));
+        s.set_type("aborted");
+        let mut case = TestCase::new("run completed", s);
+        case.set_classname(format!("chatload.{}", d.title));
+        suite.add_test_case(case);
+    }
+    report.add_test_suite(suite);
+    if let Some(c) = &d.baseline {
+        let mut suite = TestSuite::new(format!("baseline {}", c.base_run));
+        for r in c.rows.iter().filter(|r| r.tolerance.is_some()) {
+            let tol = r.tolerance.clone().unwrap_or_default();
+            let status = if r.regressed {
+                let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                s.set_message(format!(
+                    "{} -> {} ({}), tolerance {tol}",
+                    r.base_text, r.new_text, r.delta_text
+                ));
+                s.set_type("regression");
+                s
+            } else {
+                TestCaseStatus::success()
+            };
+            let mut case = TestCase::new(format!("{} within {tol} of baseline", r.name), status);
+            case.set_classname(format!("chatload.{}.baseline", d.title));
+            suite.add_test_case(case);
+        }
+        report.add_test_suite(suite);
+    }
+    let xml = report.to_string().map_err(io::Error::other)?;
+    w.write_all(xml.as_bytes())
+}
