@@ -355,7 +355,7 @@ async fn one_leak_in_ten_thousand_events_is_found_and_names_both_users() {
     let _g = goose_lock().await;
     // 50 users x 40 runs x 5 events (1 thinking, 1 tool pair) = 10,000 events;
     // a leak rate of 1 per 2,000 runs injects about one.
-    let extra = "[server]\nseed = 2\nthinking = [1, 1]\ntools = [1, 1]\nevent_delay = [\"1ms\", \"3ms\"]\nfaults = \"leak=0.05%\"\n";
+    let extra = "[server]\nseed = 3\nthinking = [1, 1]\ntools = [1, 1]\nevent_delay = [\"1ms\", \"3ms\"]\nfaults = \"leak=0.05%\"\n";
     let (_tmp, out) = out_dir("leak");
     let r = run(
         parse(&iterations_scenario(50, 40, extra)),
@@ -367,7 +367,7 @@ async fn one_leak_in_ten_thousand_events_is_found_and_names_both_users() {
     let injected = truth(&r, "faults.leak");
     assert_eq!(
         injected, 1,
-        "seed 2 injects exactly one leak: {:?}",
+        "seed 3 injects exactly one leak: {:?}",
         r.snapshot.server_truth
     );
     assert!(truth(&r, "events.agent_started") + truth(&r, "events.agent_thinking") >= 4000);

@@ -73,6 +73,8 @@ pub struct ServerState {
     upgrade_rng: Mutex<ChaCha8Rng>,
     /// Users with an open socket, by connection number (for leaks).
     active: Mutex<BTreeMap<u64, String>>,
+    /// Connections opened so far, per user (seeds each connection's generator).
+    user_conns: Mutex<HashMap<String, u64>>,
     /// Unused tickets: id -> (user, expiry).
     tickets: Mutex<HashMap<String, (String, std::time::Instant)>>,
 }
@@ -136,6 +138,7 @@ pub async fn spawn(config: ServerConfig, addr: SocketAddr) -> std::io::Result<Ru
         upgrade_rng: Mutex::new(ChaCha8Rng::seed_from_u64(config_seed ^ 0x005E_ED0F_u64)),
         active: Mutex::new(BTreeMap::new()),
         tickets: Mutex::new(HashMap::new()),
+        user_conns: Mutex::new(HashMap::new()),
     });
     let router = app(state.clone());
     let mut rx = shutdown;
@@ -373,9 +376,23 @@ impl Drop for ActiveGuard {
     }
 }
 
+/// A seed from the plan's seed and some bytes (FNV-1a: stable across builds).
+pub fn stable_seed(seed: u64, parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ seed;
+    for p in parts {
+        for b in p.iter().chain(std::iter::once(&0xffu8)) {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}
+
 fn other_user(st: &ServerState, me: &str, rng: &mut ChaCha8Rng) -> Option<String> {
     let active = st.active.lock().unwrap_or_else(|e| e.into_inner());
-    let others: Vec<&String> = active.values().filter(|u| u.as_str() != me).collect();
+    let mut others: Vec<&String> = active.values().filter(|u| u.as_str() != me).collect();
+    others.sort();
+    others.dedup();
     if others.is_empty() {
         return None;
     }
@@ -459,9 +476,18 @@ async fn connection(mut socket: WebSocket, st: Arc<ServerState>, auth: Result<St
             return;
         }
     };
-    let mut rng = ChaCha8Rng::seed_from_u64(
-        st.config.seed ^ conn.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
-    );
+    // Draws depend on who connects and how often, never on accept order, so the
+    // same seed replays the same behaviour however connections interleave.
+    let user_conn = {
+        let mut m = st.user_conns.lock().unwrap_or_else(|e| e.into_inner());
+        let n = m.entry(user.clone()).or_insert(0);
+        *n += 1;
+        *n
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(stable_seed(
+        st.config.seed,
+        &[user.as_bytes(), &user_conn.to_le_bytes()],
+    ));
     let faults = &st.config.faults;
     let rate = |p: Phase| faults.close_1011.get(&p).copied().unwrap_or(0.0);
     if rate(Phase::Connect) > 0.0 && rng.random::<f64>() < rate(Phase::Connect) {
@@ -556,9 +582,11 @@ async fn connection(mut socket: WebSocket, st: Arc<ServerState>, auth: Result<St
                     run_seq += 1;
                     let ids = agent::RunIds::from_request(&payload, &user, &connection_id, run_seq);
                     st.truth.add(truth::RUNS_STARTED, 1);
-                    let plan = agent::RunPlan::draw(&st.config, &mut rng);
-                    let other = if faults.leak > 0.0 { other_user(&st, &user, &mut rng) } else { None };
-                    let script = agent::script(&st.config, &ids, &plan, &mut rng, other.as_deref());
+                    // A run's shape and faults follow from the seed, the user and the run id alone.
+                    let mut run_rng = ChaCha8Rng::seed_from_u64(stable_seed(st.config.seed, &[user.as_bytes(), ids.run_id.as_bytes()]));
+                    let plan = agent::RunPlan::draw(&st.config, &mut run_rng);
+                    let other = if faults.leak > 0.0 { other_user(&st, &user, &mut run_rng) } else { None };
+                    let script = agent::script(&st.config, &ids, &plan, &mut run_rng, other.as_deref());
                     tokio::spawn(agent::run(script, out_tx.clone()));
                 } else {
                     send_json(&mut socket, &named(&st, json!({"type": "ack", "received_type": t}))).await;
