@@ -44,6 +44,10 @@ pub struct RunRequest {
     pub baseline: Option<Snapshot>,
     /// Show a live progress line on stderr (only when it is a terminal).
     pub progress: bool,
+    /// This process's slice of the users.
+    pub shard: crate::scenario::plan::Shard,
+    /// Wait until this time before starting users (so shards start together).
+    pub start_at: Option<chrono::DateTime<Utc>>,
 }
 
 /// What a run produced.
@@ -148,6 +152,39 @@ fn explain_no_ready(rec: &Recorder) -> String {
             parts.join(", ")
         }
     )
+}
+
+/// CPU seconds (user + system) this process has used, on Linux.
+fn process_cpu_s() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // The kernel reports in USER_HZ, 100 on every Linux this runs on.
+    Some(ticks / 100.0)
+}
+
+fn generator_health(
+    cpu_before: Option<f64>,
+    elapsed: Duration,
+    rec: &Recorder,
+) -> crate::metrics::snapshot::GeneratorHealth {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+    let cpu_s = process_cpu_s().zip(cpu_before).map(|(a, b)| a - b);
+    let send_lag_p99_us = rec
+        .histograms
+        .get(names::SEND_LAG)
+        .filter(|h| !h.is_empty())
+        .map(|h| h.value_at_quantile(0.99));
+    let busy = cpu_s.is_some_and(|c| {
+        elapsed.as_secs_f64() > 5.0 && c > 0.85 * cores as f64 * elapsed.as_secs_f64()
+    });
+    let late = send_lag_p99_us.is_some_and(|l| l > 50_000);
+    crate::metrics::snapshot::GeneratorHealth {
+        cpu_s,
+        cores,
+        send_lag_p99_us,
+        saturated: busy || late,
+    }
 }
 
 /// Judges `abort_on_fail` thresholds on the running data once a second; on the
@@ -275,6 +312,11 @@ pub async fn run(req: RunRequest) -> Result<RunResult, RunError> {
         (None, None) => unreachable!("either a target or the embedded server"),
     };
 
+    if let Some(at) = req.start_at {
+        let wait = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+        tokio::time::sleep(wait).await;
+    }
+    let cpu_before = process_cpu_s();
     let started_at = Utc::now();
     let t0 = Instant::now();
     let collector = Collector::with_interval(sc.interval);
@@ -284,6 +326,7 @@ pub async fn run(req: RunRequest) -> Result<RunResult, RunError> {
         secret: req.secret.clone(),
         seed: req.seed,
         goose_report: req.goose_report.then(|| out_dir.join("goose-report.html")),
+        shard: req.shard,
     };
     let progress = (req.progress && std::io::stderr().is_terminal()).then(|| {
         tokio::spawn(live_progress(
@@ -300,7 +343,12 @@ pub async fn run(req: RunRequest) -> Result<RunResult, RunError> {
         .collect();
     let watcher = (!aborts.is_empty())
         .then(|| tokio::spawn(watch_thresholds(collector.sender(), aborts, t0)));
-    let engine_result = engine::execute(cfg, collector.sender()).await;
+    let shard_users = sc.workload.plan.shard(req.shard).peak_users();
+    let engine_result = if shard_users == 0 {
+        Ok(())
+    } else {
+        engine::execute(cfg, collector.sender()).await
+    };
     let aborted_by = match watcher {
         Some(w) => {
             w.abort();
@@ -327,6 +375,22 @@ pub async fn run(req: RunRequest) -> Result<RunResult, RunError> {
     };
 
     let mut notes = Vec::new();
+    if shard_users == 0 {
+        notes.push(format!(
+            "shard {}/{} has no users: the plan's users are fewer than the shards",
+            req.shard.index, req.shard.count
+        ));
+    }
+    let generator = generator_health(cpu_before, elapsed, &rec);
+    if generator.saturated {
+        notes.push(format!(
+            "the generator may have been the bottleneck (CPU {:.1} s over {:.0} s on {} cores, send lag p99 {}); results may understate the target",
+            generator.cpu_s.unwrap_or(0.0),
+            elapsed.as_secs_f64(),
+            generator.cores,
+            generator.send_lag_p99_us.map_or("n/a".to_string(), |v| crate::metrics::threshold::format_us(v as f64))
+        ));
+    }
     let mut verdict;
     let thresholds: Vec<_> = sc.thresholds.iter().map(|t| t.judge(&rec)).collect();
     verdict = if thresholds.iter().all(|v| v.passed) {
@@ -340,7 +404,10 @@ pub async fn run(req: RunRequest) -> Result<RunResult, RunError> {
     if let Err(e) = &engine_result {
         notes.push(format!("aborted: {e}"));
         verdict = "aborted";
-    } else if rec.counter(names::CONN_READY) == 0 && rec.counter(names::CONN_ATTEMPTED) > 0 {
+    } else if rec.counter(names::CONN_READY) == 0
+        && rec.counter(names::CONN_ATTEMPTED) > 0
+        && shard_users > 0
+    {
         notes.push(explain_no_ready(&rec));
         verdict = "aborted";
     }
@@ -361,7 +428,7 @@ pub async fn run(req: RunRequest) -> Result<RunResult, RunError> {
         started_at: started_at.to_rfc3339_opts(SecondsFormat::Millis, true),
         ended_at: ended_at.to_rfc3339_opts(SecondsFormat::Millis, true),
         duration_s: elapsed.as_secs_f64(),
-        users: sc.workload.plan.peak_users(),
+        users: shard_users,
         histograms: Snapshot::histograms_from(&rec),
         counters: rec.counters.clone(),
         thresholds,
@@ -369,6 +436,9 @@ pub async fn run(req: RunRequest) -> Result<RunResult, RunError> {
         notes,
         samples: rec.samples.clone(),
         baseline: None,
+        shard: (req.shard.count > 1).then_some(req.shard),
+        generator: Some(generator),
+        shards: Vec::new(),
         intervals: collected
             .intervals
             .iter()

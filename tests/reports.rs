@@ -79,6 +79,9 @@ fn fixed_snapshot() -> Snapshot {
         verdict: "fail".into(),
         notes: vec![],
         baseline: None,
+        shard: None,
+        generator: None,
+        shards: vec![],
         intervals: vec![IntervalData {
             start_s: 0.0,
             length_s: 5.0,
@@ -257,6 +260,8 @@ async fn delayed_run(delay: &str, baseline: Option<Snapshot>) -> chatload::runne
         goose_report: false,
         baseline,
         progress: false,
+        shard: Default::default(),
+        start_at: None,
     };
     let r = chatload::runner::run(req).await.unwrap();
     check_schema(&r.snapshot.to_json());

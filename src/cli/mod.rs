@@ -37,8 +37,12 @@ Examples:
   chatload serve --addr 127.0.0.1:8080 --faults close_1011=0.5%
       Runs the reference server on its own.
 
+  chatload run s.toml --shard 0/3 --start-at 2026-11-25T10:00:00Z --out shard-0   (and 1/3, 2/3)
+  chatload merge shard-*/snapshot.json --out merged
+      Runs a scenario as three shards and merges them exactly.
+
 Exit codes: 0 pass, 1 a threshold failed, 2 usage or scenario error (nothing was sent),
-3 aborted (signal, target unreachable or rejecting every connection).
+3 aborted (signal, target unreachable or rejecting every connection) or a partial merge.
 Secrets (the JWT signing key) come from the environment variable the scenario names
 (auth.secret_env, default CHATLOAD_JWT_SECRET), never from a flag.";
 
@@ -62,6 +66,8 @@ pub enum Command {
     Report(report::ReportArgs),
     /// Compare a run with a baseline run; exit 1 on a regression.
     Compare(report::CompareArgs),
+    /// Merge the snapshots of `run --shard I/N` processes exactly and judge the whole.
+    Merge(report::MergeArgs),
     /// Check a scenario file and print its load plan; sends nothing.
     Validate {
         /// The scenario file.
@@ -88,6 +94,7 @@ pub fn main() -> ExitCode {
         Command::Validate { scenario } => validate::main(&scenario),
         Command::Report(args) => report::report(args),
         Command::Compare(args) => report::compare_cmd(args),
+        Command::Merge(args) => report::merge_cmd(args),
     };
     // Users or server tasks still winding down must not hold the exit.
     rt.shutdown_timeout(std::time::Duration::from_secs(1));

@@ -39,6 +39,58 @@ pub struct CompareArgs {
     pub format: String,
 }
 
+#[derive(Args, Debug)]
+pub struct MergeArgs {
+    /// Shard snapshots (snapshot.json of each `run --shard I/N`).
+    #[arg(required = true)]
+    pub snapshots: Vec<PathBuf>,
+    /// Folder for the merged snapshot and reports.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+pub fn merge_cmd(a: MergeArgs) -> u8 {
+    let mut snaps = Vec::new();
+    for p in &a.snapshots {
+        match load(p) {
+            Ok(s) => snaps.push(s),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::USAGE;
+            }
+        }
+    }
+    let merged = match crate::metrics::merge::merge(&snaps) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+    if let Err(e) = std::fs::create_dir_all(&a.out) {
+        eprintln!("error: cannot create {}: {e}", a.out.display());
+        return exit::USAGE;
+    }
+    let data = ReportData::from_snapshot(&merged);
+    for format in [Format::Json, Format::Markdown, Format::Html, Format::Junit] {
+        let p = a.out.join(format.file_name());
+        if let Err(e) = std::fs::write(&p, render(&data, &merged, format)) {
+            eprintln!("error: cannot write {}: {e}", p.display());
+            return exit::ABORTED;
+        }
+    }
+    let _ = crate::report::console::render(&data, &mut std::io::stdout().lock());
+    for n in &merged.notes {
+        eprintln!("{n}");
+    }
+    println!("{}: merged reports in {}", data.verdict, a.out.display());
+    match merged.verdict.as_str() {
+        "pass" => exit::PASS,
+        "fail" => exit::THRESHOLD_FAILED,
+        _ => exit::ABORTED,
+    }
+}
+
 fn load(p: &Path) -> Result<Snapshot, String> {
     let text =
         std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;

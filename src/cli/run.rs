@@ -9,6 +9,7 @@ use crate::auth::{Secret, EMBEDDED_DEV_SECRET};
 use crate::metrics::Snapshot;
 use crate::report;
 use crate::runner::{self, RunError, RunRequest};
+use crate::scenario::plan::Shard;
 use crate::scenario::{doc::parse_duration, Scenario};
 
 use super::exit;
@@ -33,6 +34,18 @@ pub struct RunArgs {
     /// Seed for client-side randomness and the embedded server's fault plan.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Run shard I of N (0-based), e.g. 0/3: its share of the users, with
+    /// disjoint identities. Merge the shards' snapshots with `chatload merge`.
+    #[arg(long, value_parser = Shard::parse)]
+    pub shard: Option<Shard>,
+    /// Number of shards when the index comes from JOB_COMPLETION_INDEX (a
+    /// Kubernetes Indexed Job); ignored with --shard.
+    #[arg(long, env = "CHATLOAD_SHARDS")]
+    pub shards: Option<u32>,
+    /// Start the users at this time (RFC 3339, e.g. 2026-11-25T10:00:00Z), so
+    /// that shards on several machines ramp together.
+    #[arg(long)]
+    pub start_at: Option<chrono::DateTime<chrono::Utc>>,
     /// A previous run's snapshot.json to compare with; a regression beyond the
     /// scenario's [baseline] tolerances fails the run (exit 1).
     #[arg(long)]
@@ -83,6 +96,26 @@ pub async fn main(a: RunArgs) -> u8 {
         }
     };
     let seed = a.seed.or(sc.seed).unwrap_or(1);
+    let shard = match (a.shard, a.shards) {
+        (Some(s), _) => s,
+        (None, Some(n)) => {
+            let index = std::env::var("JOB_COMPLETION_INDEX")
+                .ok()
+                .and_then(|v| v.parse::<u32>().ok());
+            match index.map(|i| Shard::parse(&format!("{i}/{n}"))) {
+                Some(Ok(s)) => s,
+                Some(Err(e)) => {
+                    eprintln!("error: {e}");
+                    return exit::USAGE;
+                }
+                None => {
+                    eprintln!("error: --shards needs the shard index in JOB_COMPLETION_INDEX (or use --shard I/N)");
+                    return exit::USAGE;
+                }
+            }
+        }
+        (None, None) => Shard::default(),
+    };
     let baseline = match &a.baseline {
         None => None,
         Some(p) => match std::fs::read_to_string(p)
@@ -105,6 +138,8 @@ pub async fn main(a: RunArgs) -> u8 {
         goose_report: true,
         baseline,
         progress: !a.quiet,
+        shard,
+        start_at: a.start_at,
     };
     let res = match runner::run(req).await {
         Ok(r) => r,

@@ -57,6 +57,8 @@ pub struct EngineConfig {
     pub seed: u64,
     /// Where goose writes its own HTML report (None: no goose report).
     pub goose_report: Option<PathBuf>,
+    /// This process's slice of the users (`0/1` when not sharded).
+    pub shard: crate::scenario::plan::Shard,
 }
 
 /// Shared by every user.
@@ -102,7 +104,10 @@ fn session(user: &GooseUser) -> Option<SessionHandle> {
 }
 
 impl Shared {
-    fn new_session(&self, index: usize) -> UserSession {
+    fn new_session(&self, local: usize) -> UserSession {
+        // Shard i of n runs global users i, i + n, i + 2n, ...: disjoint identities,
+        // and the same user (id, seed, prompts) as in a single-process run.
+        let index = self.cfg.shard.global_user(local);
         let user_id = format!("{}{:05}", self.cfg.scenario.auth.user_prefix, index);
         UserSession {
             thread_id: format!("thread-{user_id}-1"),
@@ -454,7 +459,12 @@ async fn run_step(shared: &Shared, step: &Step, user: &mut GooseUser) -> Transac
         }
         StepKind::Think { duration } => {
             drop(s);
-            tokio::time::sleep(*duration).await;
+            let intended = Instant::now() + *duration;
+            tokio::time::sleep_until(intended.into()).await;
+            // The generator's own lateness: how far past its intended time the user woke.
+            shared
+                .obs
+                .sample(names::SEND_LAG, intended.elapsed().as_micros() as u64);
             Ok(())
         }
     }
@@ -471,7 +481,7 @@ pub fn stop_early(reason: &str) {
 pub async fn execute(cfg: EngineConfig, obs: ObsSender) -> Result<(), EngineError> {
     let sc = &cfg.scenario;
     let minter = Minter::new(&cfg.secret, sc.auth.claims.clone(), sc.auth.lifetime);
-    let plan = sc.workload.plan.clone();
+    let plan = sc.workload.plan.shard(cfg.shard);
     let journey = sc.journey.clone();
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))

@@ -6,6 +6,7 @@
 //! snapshots merge by addition, so shards and intervals combine exactly.
 
 pub mod collector;
+pub mod merge;
 pub mod names;
 pub mod snapshot;
 pub mod threshold;

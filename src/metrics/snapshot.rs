@@ -120,6 +120,31 @@ impl IntervalData {
     }
 }
 
+/// How hard the generator itself worked: a saturated generator makes the
+/// target look slower than it is.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct GeneratorHealth {
+    /// CPU seconds (user + system) of the generator process, when the OS tells.
+    pub cpu_s: Option<f64>,
+    pub cores: u32,
+    /// p99 of `send_lag` (how late users woke from their think time), µs.
+    pub send_lag_p99_us: Option<u64>,
+    /// The generator was likely the bottleneck (CPU above 85% of its cores, or send lag p99 above 50 ms).
+    pub saturated: bool,
+}
+
+/// One shard's line in a merged snapshot.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ShardSummary {
+    pub index: u32,
+    pub run_id: String,
+    pub users: u64,
+    pub runs_started: u64,
+    pub runs_ok: u64,
+    pub verdict: String,
+    pub generator: Option<GeneratorHealth>,
+}
+
 /// The saved result of one run.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Snapshot {
@@ -145,6 +170,15 @@ pub struct Snapshot {
     /// Why the run was aborted or anything else a reader must know.
     #[serde(default)]
     pub notes: Vec<String>,
+    /// This run's slice of the users, when sharded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<crate::scenario::plan::Shard>,
+    /// How hard the generator worked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator: Option<GeneratorHealth>,
+    /// In a merged snapshot: one line per shard that was merged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<ShardSummary>,
     /// The comparison with a baseline run, when one was given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baseline: Option<crate::report::compare::Comparison>,

@@ -289,7 +289,11 @@ fn table(o: &mut String, title: &str, rows: &[(String, u64)]) {
 
 pub fn render(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
     let mut o = String::with_capacity(64 * 1024);
-    let class = d.verdict.to_lowercase();
+    let class = match d.verdict.as_str() {
+        "PASS" => "pass",
+        "FAIL" => "fail",
+        _ => "aborted",
+    };
     let _ = write!(o, "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>chatload: {} — {}</title><style>{CSS}</style></head><body>", esc(&d.title), esc(&d.verdict));
     let failed = d.failed_thresholds();
     let why = if !failed.is_empty() {
@@ -300,7 +304,7 @@ pub fn render(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
             .join("; ")
     } else if d.baseline.as_ref().is_some_and(|c| c.regressed) {
         "regression against the baseline".to_string()
-    } else if d.verdict == "ABORTED" {
+    } else if d.verdict == "ABORTED" || d.verdict == "PARTIAL" {
         d.notes.join("; ")
     } else {
         format!("{} thresholds passed", d.thresholds.len())
@@ -422,6 +426,17 @@ pub fn render(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
     table(&mut o, "Events", &d.events);
     table(&mut o, "Frames and bytes", &d.frames);
     table(&mut o, "Reference server truth", &d.server_truth);
+    if !d.shards.is_empty() {
+        o.push_str("<h2>Shards</h2><table><tr><th>shard</th><th>run</th><th>users</th><th>runs started</th><th>runs ok</th><th>generator CPU</th><th>send lag p99</th><th>verdict</th></tr>");
+        for r in d.shard_rows() {
+            o.push_str("<tr>");
+            for c in r {
+                let _ = write!(o, "<td>{}</td>", esc(&c));
+            }
+            o.push_str("</tr>");
+        }
+        o.push_str("</table>");
+    }
     for n in &d.notes {
         let _ = write!(o, r#"<p class="bad">Note: {}</p>"#, esc(n));
     }

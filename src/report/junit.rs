@@ -30,11 +30,16 @@ pub fn render(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
         case.set_classname(format!("chatload.{}", d.title));
         suite.add_test_case(case);
     }
-    if !d.notes.is_empty() && d.verdict == "ABORTED" {
+    if !d.notes.is_empty() && (d.verdict == "ABORTED" || d.verdict == "PARTIAL") {
         let mut s = TestCaseStatus::non_success(NonSuccessKind::Error);
         s.set_message(d.notes.join("; "));
-        s.set_type("aborted");
-        let mut case = TestCase::new("run completed", s);
+        s.set_type(d.verdict.to_lowercase());
+        let name = if d.verdict == "PARTIAL" {
+            "all shards present"
+        } else {
+            "run completed"
+        };
+        let mut case = TestCase::new(name, s);
         case.set_classname(format!("chatload.{}", d.title));
         suite.add_test_case(case);
     }

@@ -24,6 +24,10 @@ pub fn render(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
         d.tool_version
     )?;
     writeln!(w)?;
+    for n in &d.notes {
+        writeln!(w, "> **{}**", esc(n))?;
+        writeln!(w)?;
+    }
     if !d.thresholds.is_empty() {
         writeln!(w, "## Thresholds")?;
         writeln!(w)?;
@@ -139,8 +143,18 @@ pub fn render(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
     table(w, "Events", &d.events)?;
     table(w, "Frames and bytes", &d.frames)?;
     table(w, "Reference server truth", &d.server_truth)?;
-    for n in &d.notes {
-        writeln!(w, "> **Note:** {}", esc(n))?;
+    if !d.shards.is_empty() {
+        writeln!(w, "## Shards")?;
+        writeln!(w)?;
+        writeln!(w, "| shard | run | users | runs started | runs ok | generator CPU | send lag p99 | verdict |")?;
+        writeln!(w, "|---:|---|---:|---:|---:|---:|---:|---|")?;
+        for r in d.shard_rows() {
+            writeln!(
+                w,
+                "| {} |",
+                r.iter().map(|c| esc(c)).collect::<Vec<_>>().join(" | ")
+            )?;
+        }
         writeln!(w)?;
     }
     Ok(())

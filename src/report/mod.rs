@@ -67,6 +67,10 @@ pub struct ReportData {
     pub distributions: Vec<(String, Vec<(u64, u64)>)>,
     /// The scenario as run, pretty JSON (holds no secret values).
     pub settings_json: String,
+    /// Merged runs: one line per shard.
+    pub shards: Vec<crate::metrics::snapshot::ShardSummary>,
+    /// How hard the generator worked (single runs).
+    pub generator: Option<crate::metrics::snapshot::GeneratorHealth>,
 }
 
 /// Series for the over-time charts.
@@ -319,7 +323,39 @@ impl ReportData {
             over_time: over_time(s),
             distributions: distributions(s),
             settings_json: serde_json::to_string_pretty(&s.scenario).unwrap_or_default(),
+            shards: s.shards.clone(),
+            generator: s.generator.clone(),
         }
+    }
+
+    /// Shard lines for tables: index, run, users, runs started, ok, CPU, send lag p99, verdict.
+    pub fn shard_rows(&self) -> Vec<[String; 8]> {
+        self.shards
+            .iter()
+            .map(|s| {
+                let g = s.generator.as_ref();
+                [
+                    s.index.to_string(),
+                    s.run_id.clone(),
+                    s.users.to_string(),
+                    s.runs_started.to_string(),
+                    s.runs_ok.to_string(),
+                    g.and_then(|g| g.cpu_s)
+                        .map_or("n/a".into(), |c| format!("{c:.1}s")),
+                    g.and_then(|g| g.send_lag_p99_us)
+                        .map_or("n/a".into(), |v| format_us(v as f64)),
+                    format!(
+                        "{}{}",
+                        s.verdict,
+                        if g.is_some_and(|g| g.saturated) {
+                            " (generator saturated)"
+                        } else {
+                            ""
+                        }
+                    ),
+                ]
+            })
+            .collect()
     }
 
     /// The failed thresholds, as written.

@@ -4,6 +4,54 @@
 use std::fmt;
 use std::time::Duration;
 
+/// A slice of the work: shard `index` of `count` (`0/1` when not sharded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Default for Shard {
+    fn default() -> Self {
+        Shard { index: 0, count: 1 }
+    }
+}
+
+impl Shard {
+    /// Parses `I/N` (0-based index).
+    pub fn parse(s: &str) -> Result<Shard, String> {
+        let (i, n) = s
+            .split_once('/')
+            .ok_or_else(|| format!("`{s}` is not I/N, e.g. 0/3"))?;
+        let index: u32 = i
+            .trim()
+            .parse()
+            .map_err(|_| format!("shard index `{i}` is not a number"))?;
+        let count: u32 = n
+            .trim()
+            .parse()
+            .map_err(|_| format!("shard count `{n}` is not a number"))?;
+        if count == 0 || index >= count {
+            return Err(format!(
+                "shard {index}/{count}: the index must be below the count (0-based)"
+            ));
+        }
+        Ok(Shard { index, count })
+    }
+
+    /// This shard's share of `total`: the remainder goes to the lowest indexes,
+    /// so the shares add up to `total` exactly.
+    pub fn share(&self, total: u64) -> u64 {
+        let n = u64::from(self.count);
+        total / n + u64::from(u64::from(self.index) < total % n)
+    }
+
+    /// The global user index of this shard's `local`-th user.
+    pub fn global_user(&self, local: usize) -> usize {
+        local * self.count as usize + self.index as usize
+    }
+}
+
 /// One stage: the user count moves linearly from `from` to `to` between `start`
 /// and `start + length`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -79,6 +127,23 @@ impl LoadPlan {
             }
         }
         0
+    }
+
+    /// This shard's part of the plan: every stage's user counts are its share.
+    pub fn shard(&self, shard: Shard) -> LoadPlan {
+        let stages = self
+            .stages
+            .iter()
+            .map(|s| Stage {
+                from: shard.share(s.from),
+                to: shard.share(s.to),
+                ..s.clone()
+            })
+            .collect();
+        LoadPlan {
+            stages,
+            iterations: self.iterations,
+        }
     }
 
     /// Replaces the peak with `users`, scaling every stage's user counts.
@@ -223,6 +288,38 @@ mod tests {
         }
         assert_eq!(p.peak_users(), 20);
         assert_eq!(p.total(), Duration::from_secs(45));
+    }
+
+    #[test]
+    fn shard_shares_add_up_exactly() {
+        for total in [0u64, 1, 2, 7, 10, 1000, 1001] {
+            for n in 1..=5u32 {
+                let sum: u64 = (0..n)
+                    .map(|i| Shard { index: i, count: n }.share(total))
+                    .sum();
+                assert_eq!(sum, total, "{total} over {n}");
+            }
+        }
+        let mut seen: Vec<usize> = (0..3u32)
+            .flat_map(|i| {
+                let s = Shard { index: i, count: 3 };
+                (0..s.share(10) as usize).map(move |l| s.global_user(l))
+            })
+            .collect();
+        seen.sort();
+        assert_eq!(
+            seen,
+            (0..10).collect::<Vec<_>>(),
+            "disjoint and complete identities"
+        );
+        assert_eq!(Shard::parse("2/3").unwrap(), Shard { index: 2, count: 3 });
+        assert!(
+            Shard::parse("3/3").is_err()
+                && Shard::parse("1").is_err()
+                && Shard::parse("0/0").is_err()
+        );
+        let p = plan().shard(Shard { index: 1, count: 3 });
+        assert_eq!(p.goose_test_plan(), "7,10;7,30;0,5");
     }
 
     #[test]

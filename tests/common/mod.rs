@@ -68,6 +68,8 @@ pub async fn run(
         goose_report: false,
         baseline: None,
         progress: false,
+        shard: Default::default(),
+        start_at: None,
     };
     let r = match chatload::runner::run(req).await {
         Ok(r) => r,
