@@ -7,6 +7,7 @@
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{SecondsFormat, Utc};
@@ -154,6 +155,90 @@ fn explain_no_ready(rec: &Recorder) -> String {
     )
 }
 
+/// Stop signals (SIGINT, SIGTERM) received by this process; the CLI's handler
+/// counts them, the run in progress drains on the first and flushes and exits
+/// on the second.
+pub static STOP_SIGNALS: AtomicU32 = AtomicU32::new(0);
+
+const CHECKPOINT_NOTE: &str =
+    "incomplete: this is a checkpoint of a run in progress (or of a run that was killed); render it with `chatload report`";
+
+/// Writes a file so that a reader (or a crash) sees either the old or the new
+/// content, never a torn one: temp file, fsync, rename.
+pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("json.tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+/// A snapshot of `template` filled with recorded data.
+fn fill(
+    template: &Snapshot,
+    rec: &Recorder,
+    intervals: &[crate::metrics::collector::Interval],
+    elapsed: Duration,
+) -> Snapshot {
+    let mut s = template.clone();
+    s.histograms = Snapshot::histograms_from(rec);
+    s.counters = rec.counters.clone();
+    s.samples = rec.samples.clone();
+    s.intervals = intervals.iter().map(IntervalData::from_interval).collect();
+    s.duration_s = elapsed.as_secs_f64();
+    s.ended_at = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
+    s
+}
+
+/// Rewrites `snapshot.json` every `period` with everything recorded so far, and
+/// acts on stop signals: the first stops the users (they drain), the second
+/// writes a last checkpoint and exits at once with code 3.
+async fn checkpoint_loop(
+    obs: crate::metrics::ObsSender,
+    template: Snapshot,
+    thresholds: Vec<crate::metrics::threshold::Threshold>,
+    path: std::path::PathBuf,
+    period: Duration,
+    t0: Instant,
+    signals_at_start: u32,
+) {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let mut last = Instant::now();
+    let mut stopping = false;
+    loop {
+        tick.tick().await;
+        let signals = STOP_SIGNALS
+            .load(Ordering::SeqCst)
+            .saturating_sub(signals_at_start);
+        if signals >= 1 && !stopping {
+            stopping = true;
+            eprintln!("stop signal: users stop after their current step; in-flight runs drain (a second signal exits at once)");
+            engine::stop_early("stop signal");
+        }
+        if signals >= 2 || last.elapsed() >= period {
+            let all = obs.peek_all().await;
+            let mut s = fill(&template, &all.total, &all.intervals, t0.elapsed());
+            s.thresholds = thresholds.iter().map(|t| t.judge(&all.total)).collect();
+            if signals >= 2 {
+                s.notes.push(
+                    "aborted: a second stop signal exited at once after this checkpoint".into(),
+                );
+                let _ = write_atomic(&path, s.to_json().as_bytes());
+                eprintln!(
+                    "second stop signal: exited; {} holds everything recorded",
+                    path.display()
+                );
+                std::process::exit(i32::from(crate::cli::exit::ABORTED));
+            }
+            if let Err(e) = write_atomic(&path, s.to_json().as_bytes()) {
+                eprintln!("warning: checkpoint {} failed: {e}", path.display());
+            }
+            last = Instant::now();
+        }
+    }
+}
+
 /// CPU seconds (user + system) this process has used, on Linux.
 fn process_cpu_s() -> Option<f64> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
@@ -291,8 +376,6 @@ pub async fn run(req: RunRequest) -> Result<RunResult, RunError> {
         ))
     })?;
     let snapshot_path = out_dir.join("snapshot.json");
-    std::fs::write(&snapshot_path, b"")
-        .map_err(|e| RunError::Usage(format!("cannot write {}: {e}", snapshot_path.display())))?;
 
     let embedded = match &external {
         Some(_) => None,
@@ -320,6 +403,51 @@ pub async fn run(req: RunRequest) -> Result<RunResult, RunError> {
     let started_at = Utc::now();
     let t0 = Instant::now();
     let collector = Collector::with_interval(sc.interval);
+    let shard_users = sc.workload.plan.shard(req.shard).peak_users();
+    let template = Snapshot {
+        format_version: FORMAT_VERSION.into(),
+        tool: ToolInfo {
+            name: "chatload".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        },
+        run_id: run_id.clone(),
+        scenario_name: sc.name.clone(),
+        scenario: sc.echo.clone(),
+        seed: req.seed,
+        target: TargetInfo {
+            url: target_url.clone(),
+            embedded: external.is_none(),
+        },
+        started_at: started_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+        ended_at: started_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+        duration_s: 0.0,
+        users: shard_users,
+        histograms: Default::default(),
+        counters: Default::default(),
+        thresholds: Vec::new(),
+        verdict: "incomplete".into(),
+        notes: vec![CHECKPOINT_NOTE.into()],
+        samples: Vec::new(),
+        baseline: None,
+        shard: (req.shard.count > 1).then_some(req.shard),
+        generator: None,
+        shards: Vec::new(),
+        intervals: Vec::new(),
+        server_truth: None,
+    };
+    // The first checkpoint doubles as the check that the output folder is writable.
+    write_atomic(&snapshot_path, template.to_json().as_bytes())
+        .map_err(|e| RunError::Usage(format!("cannot write {}: {e}", snapshot_path.display())))?;
+    let signals_at_start = STOP_SIGNALS.load(Ordering::SeqCst);
+    let checkpoints = tokio::spawn(checkpoint_loop(
+        collector.sender(),
+        template.clone(),
+        sc.thresholds.clone(),
+        snapshot_path.clone(),
+        sc.checkpoint,
+        t0,
+        signals_at_start,
+    ));
     let cfg = EngineConfig {
         scenario: sc.clone(),
         target_url: target_url.clone(),
@@ -343,7 +471,6 @@ pub async fn run(req: RunRequest) -> Result<RunResult, RunError> {
         .collect();
     let watcher = (!aborts.is_empty())
         .then(|| tokio::spawn(watch_thresholds(collector.sender(), aborts, t0)));
-    let shard_users = sc.workload.plan.shard(req.shard).peak_users();
     let engine_result = if shard_users == 0 {
         Ok(())
     } else {
@@ -360,6 +487,9 @@ pub async fn run(req: RunRequest) -> Result<RunResult, RunError> {
         p.abort();
         let _ = p.await;
     }
+    checkpoints.abort();
+    let _ = checkpoints.await;
+    let signalled = STOP_SIGNALS.load(Ordering::SeqCst) > signals_at_start;
     let collected = collector.finish().await;
     let rec = collected.total;
     let elapsed = t0.elapsed();
@@ -401,6 +531,14 @@ pub async fn run(req: RunRequest) -> Result<RunResult, RunError> {
     if let Some(why) = aborted_by {
         notes.push(why);
     }
+    if signalled {
+        if sc.workload.on_signal_ends {
+            notes.push("ended early by a stop signal (workload.on_signal = \"end\": judged as a normal end)".into());
+        } else {
+            notes.push("aborted: stopped by a signal (SIGINT or SIGTERM); in-flight runs were drained and every report written".into());
+            verdict = "aborted";
+        }
+    }
     if let Err(e) = &engine_result {
         notes.push(format!("aborted: {e}"));
         verdict = "aborted";
@@ -411,41 +549,13 @@ pub async fn run(req: RunRequest) -> Result<RunResult, RunError> {
         notes.push(explain_no_ready(&rec));
         verdict = "aborted";
     }
-    let mut snapshot = Snapshot {
-        format_version: FORMAT_VERSION.into(),
-        tool: ToolInfo {
-            name: "chatload".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-        },
-        run_id,
-        scenario_name: sc.name.clone(),
-        scenario: sc.echo.clone(),
-        seed: req.seed,
-        target: TargetInfo {
-            url: target_url,
-            embedded: external.is_none(),
-        },
-        started_at: started_at.to_rfc3339_opts(SecondsFormat::Millis, true),
-        ended_at: ended_at.to_rfc3339_opts(SecondsFormat::Millis, true),
-        duration_s: elapsed.as_secs_f64(),
-        users: shard_users,
-        histograms: Snapshot::histograms_from(&rec),
-        counters: rec.counters.clone(),
-        thresholds,
-        verdict: verdict.into(),
-        notes,
-        samples: rec.samples.clone(),
-        baseline: None,
-        shard: (req.shard.count > 1).then_some(req.shard),
-        generator: Some(generator),
-        shards: Vec::new(),
-        intervals: collected
-            .intervals
-            .iter()
-            .map(IntervalData::from_interval)
-            .collect(),
-        server_truth,
-    };
+    let mut snapshot = fill(&template, &rec, &collected.intervals, elapsed);
+    snapshot.thresholds = thresholds;
+    snapshot.verdict = verdict.into();
+    snapshot.notes = notes;
+    snapshot.generator = Some(generator);
+    snapshot.server_truth = server_truth;
+    snapshot.ended_at = ended_at.to_rfc3339_opts(SecondsFormat::Millis, true);
     if let Some(base) = &req.baseline {
         let tolerances = if sc.baseline.is_empty() {
             crate::report::compare::Tolerance::defaults()
@@ -474,7 +584,8 @@ pub async fn run(req: RunRequest) -> Result<RunResult, RunError> {
         std::fs::write(&p, bytes)
             .map_err(|e| RunError::Aborted(format!("cannot write {}: {e}", p.display())))
     };
-    write("snapshot.json", snapshot.to_json().as_bytes())?;
+    write_atomic(&snapshot_path, snapshot.to_json().as_bytes())
+        .map_err(|e| RunError::Aborted(format!("cannot write {}: {e}", snapshot_path.display())))?;
     if !snapshot.samples.is_empty() {
         let lines: String = snapshot
             .samples

@@ -56,7 +56,11 @@ async fn n_users_times_m_runs_complete_exactly() {
 async fn close_1011_detections_equal_the_servers_injections() {
     let _g = goose_lock().await;
     let (_tmp, out) = out_dir("1011");
-    let text = iterations_scenario(20, 10, "[server]\nseed = 99\nfaults = \"close_1011=8%\"\n");
+    let text = iterations_scenario(
+        20,
+        10,
+        "[server]\nseed = 99\nfaults = \"close_1011=20%@first_exchange,close_1011=5%@mid_run\"\n",
+    );
     let r = run(parse(&text), None, SECRET, out).await;
     let injected = truth(&r, "faults.close_1011");
     assert!(

@@ -55,7 +55,26 @@ pub struct RunArgs {
     pub quiet: bool,
 }
 
+/// Counts SIGINT and SIGTERM for the run in progress (see `runner::STOP_SIGNALS`).
+/// Installed before goose starts, so goose's own Ctrl-C handler stands aside.
+fn install_stop_signals() {
+    use std::sync::atomic::Ordering;
+    let r = ctrlc::set_handler(|| {
+        let n = runner::STOP_SIGNALS.fetch_add(1, Ordering::SeqCst) + 1;
+        // The run acts on the first two within 100 ms; a third means it is stuck.
+        if n >= 3 {
+            std::process::exit(i32::from(exit::ABORTED));
+        }
+    });
+    if let Err(e) = r {
+        eprintln!(
+            "warning: cannot handle stop signals ({e}); a killed run keeps its last checkpoint"
+        );
+    }
+}
+
 pub async fn main(a: RunArgs) -> u8 {
+    install_stop_signals();
     let mut sc = match Scenario::load(&a.scenario) {
         Ok(s) => s,
         Err(d) => {

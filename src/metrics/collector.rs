@@ -12,6 +12,8 @@ enum Msg {
     Peek(oneshot::Sender<Recorder>),
     /// Reply with the last closed interval.
     Last(oneshot::Sender<Option<Interval>>),
+    /// Reply with everything: the whole run and the closed intervals.
+    All(oneshot::Sender<Collected>),
     End,
 }
 
@@ -49,6 +51,15 @@ impl ObsSender {
         let (reply, rx) = oneshot::channel();
         self.0.send(Msg::Last(reply)).ok()?;
         rx.await.ok().flatten()
+    }
+
+    /// Everything so far: the whole run and its closed intervals (for checkpoints).
+    pub async fn peek_all(&self) -> Collected {
+        let (reply, rx) = oneshot::channel();
+        if self.0.send(Msg::All(reply)).is_err() {
+            return Collected::default();
+        }
+        rx.await.unwrap_or_default()
     }
 }
 
@@ -112,6 +123,9 @@ impl Collector {
                         }
                         Some(Msg::Last(reply)) => {
                             let _ = reply.send(out.intervals.last().cloned());
+                        }
+                        Some(Msg::All(reply)) => {
+                            let _ = reply.send(out.clone());
                         }
                         Some(Msg::End) | None => break,
                     },

@@ -46,6 +46,8 @@ pub struct Scenario {
     pub output_dir: PathBuf,
     /// Length of the intervals of over-time data.
     pub interval: Duration,
+    /// How often `snapshot.json` is rewritten during the run.
+    pub checkpoint: Duration,
     /// Allowed worsening against a baseline, by metric statistic or rate.
     pub baseline: Vec<crate::report::compare::Tolerance>,
     /// The file's content as JSON, for the snapshot (the file never holds secret values).
@@ -87,6 +89,8 @@ pub struct ServerSettings {
 #[derive(Debug, Clone)]
 pub struct Workload {
     pub plan: LoadPlan,
+    /// A stop signal is a normal end (thresholds judged as usual) rather than an abort.
+    pub on_signal_ends: bool,
 }
 
 /// One journey step.
@@ -190,6 +194,7 @@ fn read_scenario(o: &Obj<'_>, path: &Path) -> Option<Scenario> {
         vec!["Summarise the last quarter's cloud spend and suggest three savings.".to_string()]
     });
     let mut interval = Duration::from_secs(5);
+    let mut checkpoint = Duration::from_secs(60);
     let output_dir = match o.obj("output") {
         Some(out) => {
             let d = out.str("dir").map(PathBuf::from);
@@ -197,6 +202,13 @@ fn read_scenario(o: &Obj<'_>, path: &Path) -> Option<Scenario> {
                 match n.as_duration() {
                     Some(d) if d >= Duration::from_millis(100) => interval = d,
                     Some(_) => n.error("must be at least 100ms"),
+                    None => {}
+                }
+            }
+            if let Some(n) = out.get("checkpoint") {
+                match n.as_duration() {
+                    Some(d) if d >= Duration::from_millis(200) => checkpoint = d,
+                    Some(_) => n.error("must be at least 200ms"),
                     None => {}
                 }
             }
@@ -222,6 +234,7 @@ fn read_scenario(o: &Obj<'_>, path: &Path) -> Option<Scenario> {
         prompts,
         output_dir,
         interval,
+        checkpoint,
         baseline: baseline?,
         echo: Value::Null,
     })
@@ -691,6 +704,22 @@ fn read_workload(o: &Obj<'_>) -> Option<Workload> {
         }
         Some(u)
     });
+    let on_signal_ends = match tbl.get("on_signal") {
+        None => false,
+        Some(n) => match n.as_str() {
+            Some("abort") => false,
+            Some("end") => true,
+            Some(other) => {
+                n.error(format!("`{other}` is not abort or end"));
+                ok = false;
+                false
+            }
+            None => {
+                ok = false;
+                false
+            }
+        },
+    };
     let duration = tbl.get("duration").and_then(|n| {
         let d = n.as_duration()?;
         whole_seconds(&n, d)
@@ -761,6 +790,7 @@ fn read_workload(o: &Obj<'_>) -> Option<Workload> {
     }
     Some(Workload {
         plan: LoadPlan::from_ramp(&steps, iterations),
+        on_signal_ends,
     })
 }
 
