@@ -402,7 +402,20 @@ pub async fn run(req: RunRequest) -> Result<RunResult, RunError> {
     let cpu_before = process_cpu_s();
     let started_at = Utc::now();
     let t0 = Instant::now();
-    let collector = Collector::with_interval(sc.interval);
+    let mut files =
+        crate::metrics::interval_log::IntervalFiles::create(&out_dir, std::time::SystemTime::now())
+            .map_err(|e| {
+                RunError::Usage(format!(
+                    "cannot write the interval files in {}: {e}",
+                    out_dir.display()
+                ))
+            })?;
+    let sink: crate::metrics::collector::IntervalSink = Box::new(move |i| {
+        if let Err(e) = files.append(i) {
+            eprintln!("warning: cannot append to the interval files: {e}");
+        }
+    });
+    let collector = Collector::with_sink(sc.interval, Some(sink));
     let shard_users = sc.workload.plan.shard(req.shard).peak_users();
     let template = Snapshot {
         format_version: FORMAT_VERSION.into(),

@@ -76,7 +76,11 @@ fn signal(child: &Child, sig: &str) {
 }
 
 fn final_snapshot(dir: &Path) -> Snapshot {
-    let text = std::fs::read_to_string(dir.join("out/snapshot.json")).unwrap();
+    final_snapshot_at(&dir.join("out"))
+}
+
+fn final_snapshot_at(out: &Path) -> Snapshot {
+    let text = std::fs::read_to_string(out.join("snapshot.json")).unwrap();
     check_schema(&text);
     Snapshot::from_json(&text).unwrap()
 }
@@ -151,4 +155,108 @@ fn kill_9_keeps_the_last_checkpoint_which_still_renders() {
         md.contains("INCOMPLETE") && md.contains("checkpoint"),
         "{md}"
     );
+    recovered_matches_the_flushed_intervals(dir.path());
+}
+
+fn recovered_matches_the_flushed_intervals(dir: &Path) {
+    // The interval files rebuild the run up to their last flush, exactly.
+    let o = Command::new(env!("CARGO_BIN_EXE_chatload"))
+        .args([
+            "report",
+            "--recover",
+            dir.join("out").to_str().unwrap(),
+            "--format",
+            "md",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let text = std::fs::read_to_string(dir.join("out/recovered/snapshot.json")).unwrap();
+    check_schema(&text);
+    let rec = Snapshot::from_json(&text).unwrap();
+    let mut written: std::collections::BTreeMap<String, u64> = Default::default();
+    let mut lines = 0;
+    for line in std::fs::read_to_string(dir.join("out/intervals.counters.jsonl"))
+        .unwrap()
+        .lines()
+    {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        for (k, n) in v["counters"].as_object().unwrap() {
+            *written.entry(k.clone()).or_insert(0) += n.as_u64().unwrap();
+        }
+        lines += 1;
+    }
+    assert!(lines >= 1);
+    assert_eq!(
+        rec.counters, written,
+        "recovered counters are exactly the flushed ones"
+    );
+    assert_eq!(rec.intervals.len(), lines);
+    assert_eq!(
+        rec.histograms["ttc"].count, rec.counters["runs.ok"],
+        "one ttc sample per completed run"
+    );
+    assert!(dir.join("out/recovered/report.html").exists());
+}
+
+#[test]
+fn the_interval_log_decodes_with_an_independent_hdrhistogram_to_the_snapshot_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let o = Command::new(env!("CARGO_BIN_EXE_chatload"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "run",
+            "scenarios/smoke.toml",
+            "--users",
+            "5",
+            "--duration",
+            "3s",
+            "--out",
+            out.to_str().unwrap(),
+            "-q",
+        ])
+        .env_remove("CHATLOAD_JWT_SECRET")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    let script = r#"
+import sys, json
+from hdrh.histogram import HdrHistogram
+counts = {}
+for line in open(sys.argv[1]):
+    if line.startswith('#') or line.startswith('"'):
+        continue
+    tag, rest = line[4:].split(',', 1)
+    start, length, mx, enc = rest.strip().split(',')
+    counts[tag] = counts.get(tag, 0) + HdrHistogram.decode(enc.encode()).get_total_count()
+print(json.dumps(counts))
+"#;
+    let py = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(out.join("intervals.hlog"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&py.stderr);
+    if !py.status.success() && std::env::var_os("CI").is_none() && err.contains("No module named") {
+        eprintln!(
+            "skipped: the Python hdrhistogram package is not installed here (.ci/run installs it)"
+        );
+        return;
+    }
+    assert!(py.status.success(), "{err}");
+    let counts: std::collections::BTreeMap<String, u64> =
+        serde_json::from_slice(&py.stdout).unwrap();
+    let text = std::fs::read_to_string(out.join("snapshot.json")).unwrap();
+    let snap = Snapshot::from_json(&text).unwrap();
+    assert!(counts.len() >= 5, "{counts:?}");
+    for (metric, h) in &snap.histograms {
+        assert_eq!(counts.get(metric).copied(), Some(h.count), "{metric}");
+    }
 }

@@ -14,8 +14,13 @@ use super::exit;
 
 #[derive(Args, Debug)]
 pub struct ReportArgs {
-    /// A snapshot.json written by `chatload run`.
+    /// A snapshot.json written by `chatload run` (with --recover: the run's folder).
     pub snapshot: PathBuf,
+    /// Rebuild a killed run from its folder's interval files (intervals.hlog and
+    /// intervals.counters.jsonl), write the recovered snapshot and every report
+    /// to <folder>/recovered, then render the chosen format.
+    #[arg(long)]
+    pub recover: bool,
     /// Output format.
     #[arg(long, value_enum, default_value = "md")]
     pub format: Format,
@@ -116,7 +121,57 @@ fn emit(bytes: &[u8], out: Option<&Path>) -> u8 {
     }
 }
 
+fn recover(dir: &Path) -> Result<Snapshot, String> {
+    let (total, intervals) = crate::metrics::interval_log::recover(dir)
+        .map_err(|e| format!("cannot read the interval files in {}: {e}", dir.display()))?;
+    // The first checkpoint is written before any user starts: it holds the run's identity.
+    let mut s = load(&dir.join("snapshot.json"))?;
+    let thresholds = crate::metrics::merge::thresholds_from_echo(&s.scenario)?;
+    s.histograms = Snapshot::histograms_from(&total);
+    s.counters = total.counters.clone();
+    s.intervals = intervals
+        .iter()
+        .map(crate::metrics::snapshot::IntervalData::from_interval)
+        .collect();
+    s.thresholds = thresholds.iter().map(|t| t.judge(&total)).collect();
+    s.duration_s = intervals.last().map_or(0.0, |i| i.start_s + i.length_s);
+    s.verdict = "incomplete".into();
+    s.notes = vec![format!(
+        "incomplete: recovered from the interval files of a run that did not finish ({} intervals, the first {:.1} s); the interval in progress when it stopped is lost",
+        intervals.len(),
+        s.duration_s
+    )];
+    Ok(s)
+}
+
 pub fn report(a: ReportArgs) -> u8 {
+    if a.recover {
+        let snap = match recover(&a.snapshot) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::USAGE;
+            }
+        };
+        let out = a.snapshot.join("recovered");
+        let data = ReportData::from_snapshot(&snap);
+        let written = std::fs::create_dir_all(&out)
+            .map_err(|e| e.to_string())
+            .and_then(|()| {
+                [Format::Json, Format::Markdown, Format::Html, Format::Junit]
+                    .iter()
+                    .try_for_each(|f| {
+                        std::fs::write(out.join(f.file_name()), render(&data, &snap, *f))
+                            .map_err(|e| e.to_string())
+                    })
+            });
+        if let Err(e) = written {
+            eprintln!("error: cannot write {}: {e}", out.display());
+            return exit::USAGE;
+        }
+        eprintln!("recovered snapshot and reports in {}", out.display());
+        return emit(&render(&data, &snap, a.format), a.out.as_deref());
+    }
     let snap = match load(&a.snapshot) {
         Ok(s) => s,
         Err(e) => {

@@ -63,6 +63,9 @@ impl ObsSender {
     }
 }
 
+/// Receives each interval as it closes.
+pub type IntervalSink = Box<dyn FnMut(&Interval) + Send>;
+
 pub struct Collector {
     tx: mpsc::UnboundedSender<Msg>,
     handle: JoinHandle<Collected>,
@@ -92,6 +95,12 @@ impl Collector {
     }
 
     pub fn with_interval(every: std::time::Duration) -> Self {
+        Collector::with_sink(every, None)
+    }
+
+    /// Like [`Collector::with_interval`], also handing every closed interval to
+    /// `sink` as it closes (the interval log writer).
+    pub fn with_sink(every: std::time::Duration, mut sink: Option<IntervalSink>) -> Self {
         let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
         let handle = tokio::spawn(async move {
             let t0 = tokio::time::Instant::now();
@@ -100,13 +109,17 @@ impl Collector {
             let mut opened = 0.0f64;
             let mut tick = tokio::time::interval_at(t0 + every, every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let close = |current: &mut Recorder, opened: &mut f64, out: &mut Collected| {
+            let mut close = |current: &mut Recorder, opened: &mut f64, out: &mut Collected| {
                 let now = t0.elapsed().as_secs_f64();
-                out.intervals.push(Interval {
+                let interval = Interval {
                     start_s: *opened,
                     length_s: now - *opened,
                     rec: std::mem::take(current),
-                });
+                };
+                if let Some(sink) = sink.as_mut() {
+                    sink(&interval);
+                }
+                out.intervals.push(interval);
                 *opened = now;
             };
             loop {
