@@ -49,6 +49,10 @@ pub struct RunRequest {
     pub shard: crate::scenario::plan::Shard,
     /// Wait until this time before starting users (so shards start together).
     pub start_at: Option<chrono::DateTime<Utc>>,
+    /// Serve live metrics in the Prometheus text format at `http://ADDR/metrics`.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Append the finished run to this SQLite history (see `chatload trend`).
+    pub history: Option<PathBuf>,
 }
 
 /// What a run produced.
@@ -102,7 +106,12 @@ fn new_run_id(name: &str) -> String {
             }
         })
         .collect();
-    format!("{safe}-{}", Utc::now().format("%Y%m%d-%H%M%S"))
+    // The time says when; the suffix keeps two runs started in the same second apart.
+    format!(
+        "{safe}-{}-{:04x}",
+        Utc::now().format("%Y%m%d-%H%M%S"),
+        rand::random::<u16>()
+    )
 }
 
 fn server_config(sc: &Scenario, secret: &Secret, seed: u64) -> ServerConfig {
@@ -114,6 +123,7 @@ fn server_config(sc: &Scenario, secret: &Secret, seed: u64) -> ServerConfig {
     c.thinking = sc.server.thinking;
     c.tools = sc.server.tools;
     c.event_delay = sc.server.event_delay;
+    c.slowdown_per_minute = sc.server.slowdown_per_minute;
     c.faults = sc.server.faults.clone();
     c
 }
@@ -178,14 +188,14 @@ pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()>
 fn fill(
     template: &Snapshot,
     rec: &Recorder,
-    intervals: &[crate::metrics::collector::Interval],
+    intervals: &[IntervalData],
     elapsed: Duration,
 ) -> Snapshot {
     let mut s = template.clone();
     s.histograms = Snapshot::histograms_from(rec);
     s.counters = rec.counters.clone();
     s.samples = rec.samples.clone();
-    s.intervals = intervals.iter().map(IntervalData::from_interval).collect();
+    s.intervals = intervals.to_vec();
     s.duration_s = elapsed.as_secs_f64();
     s.ended_at = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
     s
@@ -219,7 +229,8 @@ async fn checkpoint_loop(
         if signals >= 2 || last.elapsed() >= period {
             let all = obs.peek_all().await;
             let mut s = fill(&template, &all.total, &all.intervals, t0.elapsed());
-            s.thresholds = thresholds.iter().map(|t| t.judge(&all.total)).collect();
+            s.thresholds =
+                crate::metrics::threshold::judge_all(&thresholds, &all.total, &all.intervals);
             if signals >= 2 {
                 s.notes.push(
                     "aborted: a second stop signal exited at once after this checkpoint".into(),
@@ -319,12 +330,7 @@ async fn live_progress(
         let ttfe = obs
             .last_interval()
             .await
-            .and_then(|i| {
-                i.rec
-                    .histograms
-                    .get(names::TTFE)
-                    .map(|h| h.value_at_quantile(0.95))
-            })
+            .and_then(|i| i.histograms.get(names::TTFE).map(|h| h.p95_us))
             .map_or_else(
                 || "-".to_string(),
                 |v| crate::metrics::threshold::format_us(v as f64),
@@ -452,6 +458,36 @@ pub async fn run(req: RunRequest) -> Result<RunResult, RunError> {
     write_atomic(&snapshot_path, template.to_json().as_bytes())
         .map_err(|e| RunError::Usage(format!("cannot write {}: {e}", snapshot_path.display())))?;
     let signals_at_start = STOP_SIGNALS.load(Ordering::SeqCst);
+    let metrics_server = match req.metrics_addr {
+        None => None,
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| RunError::Usage(format!("cannot serve metrics on {addr}: {e}")))?;
+            let obs = collector.sender();
+            let plan = sc.workload.plan.shard(req.shard);
+            let app = axum::Router::new().route(
+                "/metrics",
+                axum::routing::get(move || {
+                    let obs = obs.clone();
+                    let users = plan.users_at(t0.elapsed());
+                    async move {
+                        let body = crate::metrics::prometheus::render(&obs.peek().await, users);
+                        (
+                            [(
+                                axum::http::header::CONTENT_TYPE,
+                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                            )],
+                            body,
+                        )
+                    }
+                }),
+            );
+            Some(tokio::spawn(async move {
+                let _ = axum::serve(listener, app).await;
+            }))
+        }
+    };
     let checkpoints = tokio::spawn(checkpoint_loop(
         collector.sender(),
         template.clone(),
@@ -502,9 +538,14 @@ pub async fn run(req: RunRequest) -> Result<RunResult, RunError> {
     }
     checkpoints.abort();
     let _ = checkpoints.await;
+    if let Some(m) = metrics_server {
+        m.abort();
+        let _ = m.await;
+    }
     let signalled = STOP_SIGNALS.load(Ordering::SeqCst) > signals_at_start;
     let collected = collector.finish().await;
     let rec = collected.total;
+    let intervals = collected.intervals;
     let elapsed = t0.elapsed();
     let ended_at = Utc::now();
 
@@ -535,7 +576,7 @@ pub async fn run(req: RunRequest) -> Result<RunResult, RunError> {
         ));
     }
     let mut verdict;
-    let thresholds: Vec<_> = sc.thresholds.iter().map(|t| t.judge(&rec)).collect();
+    let thresholds = crate::metrics::threshold::judge_all(&sc.thresholds, &rec, &intervals);
     verdict = if thresholds.iter().all(|v| v.passed) {
         "pass"
     } else {
@@ -562,7 +603,7 @@ pub async fn run(req: RunRequest) -> Result<RunResult, RunError> {
         notes.push(explain_no_ready(&rec));
         verdict = "aborted";
     }
-    let mut snapshot = fill(&template, &rec, &collected.intervals, elapsed);
+    let mut snapshot = fill(&template, &rec, &intervals, elapsed);
     snapshot.thresholds = thresholds;
     snapshot.verdict = verdict.into();
     snapshot.notes = notes;
@@ -606,6 +647,11 @@ pub async fn run(req: RunRequest) -> Result<RunResult, RunError> {
             .map(|f| serde_json::to_string(f).expect("a sample serializes") + "\n")
             .collect();
         write("violations.jsonl", lines.as_bytes())?;
+    }
+    if let Some(h) = &req.history {
+        if let Err(e) = crate::report::history::append(h, &snapshot) {
+            eprintln!("warning: {e}");
+        }
     }
     let report = ReportData::from_snapshot(&snapshot);
     for format in [Format::Markdown, Format::Html, Format::Junit] {

@@ -262,6 +262,8 @@ async fn delayed_run(delay: &str, baseline: Option<Snapshot>) -> chatload::runne
         progress: false,
         shard: Default::default(),
         start_at: None,
+        metrics_addr: None,
+        history: None,
     };
     let r = chatload::runner::run(req).await.unwrap();
     check_schema(&r.snapshot.to_json());

@@ -68,6 +68,8 @@ pub enum Command {
     Compare(report::CompareArgs),
     /// Merge the snapshots of `run --shard I/N` processes exactly and judge the whole.
     Merge(report::MergeArgs),
+    /// Render the key figures of every run recorded with `run --history`.
+    Trend(report::TrendArgs),
     /// Check a scenario file and print its load plan; sends nothing.
     Validate {
         /// The scenario file.
@@ -95,6 +97,7 @@ pub fn main() -> ExitCode {
         Command::Report(args) => report::report(args),
         Command::Compare(args) => report::compare_cmd(args),
         Command::Merge(args) => report::merge_cmd(args),
+        Command::Trend(args) => report::trend_cmd(args),
     };
     // Users or server tasks still winding down must not hold the exit.
     rt.shutdown_timeout(std::time::Duration::from_secs(1));

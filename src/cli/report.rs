@@ -96,6 +96,40 @@ pub fn merge_cmd(a: MergeArgs) -> u8 {
     }
 }
 
+#[derive(Args, Debug)]
+pub struct TrendArgs {
+    /// A history file written by `run --history`.
+    pub history: PathBuf,
+    /// Only runs of this scenario.
+    #[arg(long)]
+    pub scenario: Option<String>,
+    /// md or html.
+    #[arg(long, default_value = "md")]
+    pub format: String,
+    /// Write here instead of standard output.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+pub fn trend_cmd(a: TrendArgs) -> u8 {
+    let rows = match crate::report::history::load(&a.history, a.scenario.as_deref()) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+    let text = match a.format.as_str() {
+        "md" => crate::report::history::render_md(&rows),
+        "html" => crate::report::history::render_html(&rows),
+        other => {
+            eprintln!("error: unknown format `{other}` (md or html)");
+            return exit::USAGE;
+        }
+    };
+    emit(text.as_bytes(), a.out.as_deref())
+}
+
 fn load(p: &Path) -> Result<Snapshot, String> {
     let text =
         std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
@@ -133,7 +167,7 @@ fn recover(dir: &Path) -> Result<Snapshot, String> {
         .iter()
         .map(crate::metrics::snapshot::IntervalData::from_interval)
         .collect();
-    s.thresholds = thresholds.iter().map(|t| t.judge(&total)).collect();
+    s.thresholds = crate::metrics::threshold::judge_all(&thresholds, &total, &s.intervals);
     s.duration_s = intervals.last().map_or(0.0, |i| i.start_s + i.length_s);
     s.verdict = "incomplete".into();
     s.notes = vec![format!(

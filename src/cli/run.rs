@@ -46,6 +46,14 @@ pub struct RunArgs {
     /// that shards on several machines ramp together.
     #[arg(long)]
     pub start_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Serve live metrics in the Prometheus text format at http://ADDR/metrics
+    /// during the run, e.g. 127.0.0.1:9464.
+    #[arg(long)]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Append the finished run's key figures to this SQLite file (created if
+    /// missing); `chatload trend FILE` renders them across runs.
+    #[arg(long)]
+    pub history: Option<PathBuf>,
     /// A previous run's snapshot.json to compare with; a regression beyond the
     /// scenario's [baseline] tolerances fails the run (exit 1).
     #[arg(long)]
@@ -159,6 +167,8 @@ pub async fn main(a: RunArgs) -> u8 {
         progress: !a.quiet,
         shard,
         start_at: a.start_at,
+        metrics_addr: a.metrics_addr,
+        history: a.history,
     };
     let res = match runner::run(req).await {
         Ok(r) => r,

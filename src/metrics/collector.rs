@@ -4,6 +4,7 @@
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use super::snapshot::IntervalData;
 use super::{Observation, Recorder};
 
 enum Msg {
@@ -11,7 +12,7 @@ enum Msg {
     /// Reply with a copy of everything recorded so far.
     Peek(oneshot::Sender<Recorder>),
     /// Reply with the last closed interval.
-    Last(oneshot::Sender<Option<Interval>>),
+    Last(oneshot::Sender<Option<IntervalData>>),
     /// Reply with everything: the whole run and the closed intervals.
     All(oneshot::Sender<Collected>),
     End,
@@ -47,7 +48,7 @@ impl ObsSender {
     }
 
     /// The last closed interval, if any.
-    pub async fn last_interval(&self) -> Option<Interval> {
+    pub async fn last_interval(&self) -> Option<IntervalData> {
         let (reply, rx) = oneshot::channel();
         self.0.send(Msg::Last(reply)).ok()?;
         rx.await.ok().flatten()
@@ -61,6 +62,38 @@ impl ObsSender {
         }
         rx.await.unwrap_or_default()
     }
+}
+
+/// Most intervals kept in memory (and in the snapshot); beyond it neighbours
+/// are merged pairwise, halving the resolution. intervals.hlog keeps them all.
+pub const MAX_KEPT_INTERVALS: usize = 720;
+
+/// Rolls intervals up pairwise until at most [`MAX_KEPT_INTERVALS`] remain.
+pub fn bounded(mut intervals: Vec<IntervalData>) -> Vec<IntervalData> {
+    while intervals.len() > MAX_KEPT_INTERVALS {
+        intervals = roll_up(&intervals);
+    }
+    intervals
+}
+
+/// Merges neighbouring intervals pairwise (exact: histograms add, counters sum).
+pub fn roll_up(intervals: &[IntervalData]) -> Vec<IntervalData> {
+    intervals
+        .chunks(2)
+        .map(|pair| {
+            let mut rec = Recorder::default();
+            for i in pair {
+                rec.merge(&i.to_recorder());
+            }
+            let last = pair.last().expect("chunks are never empty");
+            IntervalData {
+                start_s: pair[0].start_s,
+                length_s: last.start_s + last.length_s - pair[0].start_s,
+                counters: rec.counters.clone(),
+                histograms: super::snapshot::Snapshot::histograms_from(&rec),
+            }
+        })
+        .collect()
 }
 
 /// Receives each interval as it closes.
@@ -84,7 +117,11 @@ pub struct Interval {
 #[derive(Debug, Clone, Default)]
 pub struct Collected {
     pub total: Recorder,
-    pub intervals: Vec<Interval>,
+    /// Closed intervals, compressed (histograms encoded): memory stays small and,
+    /// past [`MAX_KEPT_INTERVALS`], bounded by merging neighbours pairwise.
+    pub intervals: Vec<IntervalData>,
+    /// The last closed interval.
+    pub last: Option<IntervalData>,
 }
 
 impl Collector {
@@ -111,7 +148,7 @@ impl Collector {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut close = |current: &mut Recorder, opened: &mut f64, out: &mut Collected| {
                 let now = t0.elapsed().as_secs_f64();
-                let interval = Interval {
+                let mut interval = Interval {
                     start_s: *opened,
                     length_s: now - *opened,
                     rec: std::mem::take(current),
@@ -119,7 +156,18 @@ impl Collector {
                 if let Some(sink) = sink.as_mut() {
                     sink(&interval);
                 }
-                out.intervals.push(interval);
+                let data = IntervalData::from_interval(&interval);
+                // Kept compressed (a few KiB each) and rolled up past
+                // MAX_KEPT_INTERVALS, so their memory is bounded.
+                out.intervals.push(data.clone());
+                if out.intervals.len() > MAX_KEPT_INTERVALS {
+                    out.intervals = roll_up(&out.intervals);
+                }
+                out.last = Some(data);
+                // Reuse the histograms' memory for the next interval: allocating
+                // and freeing them every interval fragments the heap over a soak.
+                interval.rec.clear();
+                *current = interval.rec;
                 *opened = now;
             };
             loop {
@@ -135,7 +183,7 @@ impl Collector {
                             let _ = reply.send(out.total.clone());
                         }
                         Some(Msg::Last(reply)) => {
-                            let _ = reply.send(out.intervals.last().cloned());
+                            let _ = reply.send(out.last.clone());
                         }
                         Some(Msg::All(reply)) => {
                             let _ = reply.send(out.clone());
@@ -164,7 +212,7 @@ impl Collector {
     }
 
     /// The last closed interval, if any.
-    pub async fn last_interval(&self) -> Option<Interval> {
+    pub async fn last_interval(&self) -> Option<IntervalData> {
         self.sender().last_interval().await
     }
 
@@ -203,10 +251,32 @@ mod tests {
         // The intervals add up to the whole.
         let mut sum = Recorder::default();
         for i in &out.intervals {
-            sum.merge(&i.rec);
+            sum.merge(&i.to_recorder());
         }
         assert_eq!(sum.counter("runs.ok"), 4000);
         assert_eq!(sum.histograms["ttfe"].len(), 4000);
+    }
+
+    #[test]
+    fn roll_up_halves_the_intervals_exactly() {
+        let ivs: Vec<IntervalData> = (0..5)
+            .map(|k| {
+                let mut r = Recorder::default();
+                r.record("ttfe", 1000 * (k + 1));
+                r.count("runs.ok", k + 1);
+                IntervalData::from_interval(&Interval {
+                    start_s: k as f64,
+                    length_s: 1.0,
+                    rec: r,
+                })
+            })
+            .collect();
+        let up = roll_up(&ivs);
+        assert_eq!(up.len(), 3);
+        assert_eq!((up[0].start_s, up[0].length_s), (0.0, 2.0));
+        assert_eq!(up[0].counters["runs.ok"], 3);
+        assert_eq!(up[0].histograms["ttfe"].count, 2);
+        assert_eq!(up[2].counters["runs.ok"], 5);
     }
 
     #[tokio::test(start_paused = true)]
@@ -222,7 +292,7 @@ mod tests {
         let per: Vec<u64> = out
             .intervals
             .iter()
-            .map(|i| i.rec.counter("runs.ok"))
+            .map(|i| i.counters.get("runs.ok").copied().unwrap_or(0))
             .collect();
         assert_eq!(per, vec![1, 2]);
         assert!((out.intervals[1].start_s - 1.0).abs() < 1e-6);

@@ -52,7 +52,7 @@ impl IntervalFiles {
         let mut ser = V2DeflateSerializer::new();
         {
             let mut w = IntervalLogWriterBuilder::new().begin_log_with(&mut buf, &mut ser)?;
-            for (metric, h) in &i.rec.histograms {
+            for (metric, h) in i.rec.histograms.iter().filter(|(_, h)| !h.is_empty()) {
                 let Some(tag) = Tag::new(metric) else {
                     continue;
                 };

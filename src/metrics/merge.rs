@@ -27,6 +27,17 @@ pub fn thresholds_from_echo(scenario: &Value) -> Result<Vec<Threshold>, String> 
     let Some(t) = scenario.get("thresholds").and_then(Value::as_object) else {
         return Ok(Vec::new());
     };
+    let mut spec = super::threshold::DriftSpec::default();
+    if let Some(d) = scenario.get("drift") {
+        if let Some(w) = d.get("warmup").and_then(Value::as_str) {
+            spec.warmup = crate::scenario::doc::parse_duration(w)?;
+        }
+        match d.get("window") {
+            Some(Value::String(w)) => spec.window = crate::scenario::doc::parse_percent(w)?,
+            Some(Value::Number(n)) => spec.window = n.as_f64().unwrap_or(spec.window),
+            _ => {}
+        }
+    }
     t.iter()
         .map(|(k, v)| {
             let (rule, abort, grace) = match v {
@@ -43,7 +54,11 @@ pub fn thresholds_from_echo(scenario: &Value) -> Result<Vec<Threshold>, String> 
                 ),
                 other => return Err(format!("threshold `{k}` is {other}, not a rule")),
             };
-            let mut th = Threshold::parse(k, &rule)?;
+            let mut th = if k.split_whitespace().nth(2) == Some("drift") {
+                Threshold::parse_drift(k, &rule, spec)?
+            } else {
+                Threshold::parse(k, &rule)?
+            };
             th.abort_on_fail = abort;
             if let Some(g) = grace {
                 th.grace = crate::scenario::doc::parse_duration(&g)?;
@@ -145,7 +160,16 @@ pub fn merge(snaps: &[Snapshot]) -> Result<Snapshot, MergeError> {
         });
     }
     let thresholds = thresholds_from_echo(&first.scenario).map_err(MergeError::Mismatch)?;
-    let verdicts: Vec<_> = thresholds.iter().map(|t| t.judge(&total)).collect();
+    let merged_intervals: Vec<IntervalData> = intervals
+        .into_values()
+        .map(|(start_s, length_s, r)| IntervalData {
+            start_s,
+            length_s,
+            counters: r.counters.clone(),
+            histograms: Snapshot::histograms_from(&r),
+        })
+        .collect();
+    let verdicts = super::threshold::judge_all(&thresholds, &total, &merged_intervals);
     let missing: Vec<u32> = (0..count).filter(|i| !seen.contains_key(i)).collect();
     let mut notes = Vec::new();
     let complete = count as usize - missing.len() - failed.len();
@@ -207,15 +231,7 @@ pub fn merge(snaps: &[Snapshot]) -> Result<Snapshot, MergeError> {
         generator: None,
         shards,
         baseline: None,
-        intervals: intervals
-            .into_values()
-            .map(|(start_s, length_s, r)| IntervalData {
-                start_s,
-                length_s,
-                counters: r.counters.clone(),
-                histograms: Snapshot::histograms_from(&r),
-            })
-            .collect(),
+        intervals: merged_intervals,
         samples: total.samples.clone(),
         server_truth: truth
             .filter(|t| !t.is_empty())

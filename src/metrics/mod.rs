@@ -9,6 +9,7 @@ pub mod collector;
 pub mod interval_log;
 pub mod merge;
 pub mod names;
+pub mod prometheus;
 pub mod snapshot;
 pub mod threshold;
 
@@ -138,6 +139,13 @@ impl Recorder {
         for f in &other.samples {
             self.keep_sample(f);
         }
+    }
+
+    /// Empties the recorder but keeps its histograms' memory for reuse.
+    pub fn clear(&mut self) {
+        self.histograms.values_mut().for_each(|h| h.reset());
+        self.counters.clear();
+        self.samples.clear();
     }
 
     pub fn counter(&self, name: &str) -> u64 {

@@ -110,6 +110,18 @@ pub struct IntervalData {
 }
 
 impl IntervalData {
+    /// The interval's data as a recorder (histograms decoded).
+    pub fn to_recorder(&self) -> Recorder {
+        let mut r = Recorder::default();
+        for (k, h) in &self.histograms {
+            if let Ok(d) = h.decode(k) {
+                r.histograms.insert(k.clone(), d);
+            }
+        }
+        r.counters = self.counters.clone();
+        r
+    }
+
     pub fn from_interval(i: &super::collector::Interval) -> Self {
         IntervalData {
             start_s: i.start_s,
@@ -197,6 +209,7 @@ impl Snapshot {
     pub fn histograms_from(rec: &Recorder) -> BTreeMap<String, HistogramData> {
         rec.histograms
             .iter()
+            .filter(|(_, h)| !h.is_empty())
             .map(|(k, h)| (k.clone(), HistogramData::encode(h)))
             .collect()
     }

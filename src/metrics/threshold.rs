@@ -96,6 +96,60 @@ pub struct Threshold {
     pub abort_on_fail: bool,
     /// Time from the run's start before `abort_on_fail` may act.
     pub grace: std::time::Duration,
+    /// A drift rule: the statistic's change from the first to the last window
+    /// of the steady phase (limit: a relative change for latencies, percentage
+    /// points as a fraction for rates).
+    pub drift: Option<DriftSpec>,
+}
+
+/// Which intervals a drift rule compares.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DriftSpec {
+    /// Intervals starting before this are warm-up, left out.
+    pub warmup: std::time::Duration,
+    /// Share of the remaining intervals in each window (first and last).
+    pub window: f64,
+}
+
+impl Default for DriftSpec {
+    fn default() -> Self {
+        DriftSpec {
+            warmup: std::time::Duration::ZERO,
+            window: 0.1,
+        }
+    }
+}
+
+/// The first and last windows of the steady phase, merged.
+pub fn drift_windows(
+    intervals: &[super::snapshot::IntervalData],
+    spec: DriftSpec,
+) -> Option<(Recorder, Recorder)> {
+    let steady: Vec<&super::snapshot::IntervalData> = intervals
+        .iter()
+        .filter(|i| i.start_s >= spec.warmup.as_secs_f64())
+        .collect();
+    if steady.len() < 2 {
+        return None;
+    }
+    let k = ((steady.len() as f64 * spec.window).ceil() as usize).clamp(1, steady.len() / 2);
+    let merge = |is: &[&super::snapshot::IntervalData]| {
+        let mut r = Recorder::default();
+        for i in is {
+            r.merge(&i.to_recorder());
+        }
+        r
+    };
+    Some((merge(&steady[..k]), merge(&steady[steady.len() - k..])))
+}
+
+/// Judges every rule: drift rules on the intervals, the others on the whole run.
+pub fn judge_all(
+    rules: &[Threshold],
+    rec: &Recorder,
+    intervals: &[super::snapshot::IntervalData],
+) -> Vec<Verdict> {
+    rules.iter().map(|t| t.judge_run(rec, intervals)).collect()
 }
 
 /// The judgement of one rule.
@@ -210,7 +264,112 @@ impl Threshold {
             limit,
             abort_on_fail: false,
             grace: std::time::Duration::ZERO,
+            drift: None,
         })
+    }
+
+    /// Parses a drift rule: key `METRIC pNN drift` or `RATE rate drift`, value
+    /// `< 20%` (relative change of a latency) or `< 0.05pp` (change of a rate).
+    pub fn parse_drift(key: &str, value: &str, spec: DriftSpec) -> Result<Threshold, String> {
+        let base = key
+            .trim()
+            .strip_suffix("drift")
+            .map(str::trim)
+            .ok_or_else(|| format!("`{key}` is not a drift rule"))?;
+        let (op, rest) = parse_op(value.trim())
+            .ok_or_else(|| format!("drift value `{value}` must start with <, <=, >, >= or =="))?;
+        let inner = match base.split_whitespace().nth(1) {
+            Some("rate") => Threshold::parse(base, "< 0")?,
+            _ => Threshold::parse(base, "< 1s")?,
+        };
+        let limit = match &inner.subject {
+            Subject::Latency { .. } => parse_percent_value(rest)?,
+            Subject::Rate { .. } => rest
+                .strip_suffix("pp")
+                .and_then(|p| p.trim().parse::<f64>().ok())
+                .map(|p| p / 100.0)
+                .ok_or_else(|| format!("a rate drift limit is in percentage points, e.g. \"< 0.05pp\", not `{rest}`"))?,
+            _ => return Err(format!("drift applies to latencies (`ttfe p95 drift`) and rates (`close_1011 rate drift`), not `{base}`")),
+        };
+        Ok(Threshold {
+            expr: format!("{key} {} {rest}", op.as_str()),
+            subject: inner.subject,
+            op,
+            limit,
+            abort_on_fail: false,
+            grace: std::time::Duration::ZERO,
+            drift: Some(spec),
+        })
+    }
+
+    /// Judges the rule on a run: drift rules on its intervals, others on the whole.
+    pub fn judge_run(
+        &self,
+        rec: &Recorder,
+        intervals: &[super::snapshot::IntervalData],
+    ) -> Verdict {
+        let Some(spec) = self.drift else {
+            return self.judge(rec);
+        };
+        let value = |r: &Recorder| -> Option<f64> {
+            match &self.subject {
+                Subject::Latency { metric, stat } => r
+                    .histograms
+                    .get(metric)
+                    .filter(|h| !h.is_empty())
+                    .map(|h| match stat {
+                        Stat::Percentile(q) => h.value_at_quantile(q / 100.0) as f64,
+                        Stat::Mean => h.mean(),
+                        Stat::Max => h.max() as f64,
+                        Stat::Min => h.min() as f64,
+                    }),
+                // Sockets open once and stay open in a soak, so a window has few
+                // upgrades: close rates drift per run started in the window.
+                Subject::Rate { name } => match name.strip_prefix("close_") {
+                    Some(code) => {
+                        let runs = r.counter(names::RUNS_STARTED);
+                        (runs > 0)
+                            .then(|| r.counter(&format!("closes.{code}")) as f64 / runs as f64)
+                    }
+                    None => rate(r, name),
+                },
+                _ => None,
+            }
+        };
+        let (observed, unit) = match (&self.subject, drift_windows(intervals, spec)) {
+            (Subject::Latency { .. }, Some((a, b))) => (
+                value(&a)
+                    .zip(value(&b))
+                    .filter(|(f, _)| *f > 0.0)
+                    .map(|(f, l)| (l - f) / f),
+                "fraction",
+            ),
+            (Subject::Rate { .. }, Some((a, b))) => {
+                (value(&a).zip(value(&b)).map(|(f, l)| l - f), "points")
+            }
+            (Subject::Latency { .. }, None) => (None, "fraction"),
+            _ => (None, "points"),
+        };
+        let passed = observed.is_some_and(|o| self.op.holds(o, self.limit));
+        let fmt = |v: f64| {
+            if unit == "points" {
+                format!("{:+.3}pp", v * 100.0)
+            } else {
+                format!("{:+.1}%", v * 100.0)
+            }
+        };
+        Verdict {
+            threshold: self.expr.clone(),
+            passed,
+            observed,
+            limit: self.limit,
+            observed_text: observed.map_or_else(
+                || "no data (too few intervals after warm-up)".to_string(),
+                fmt,
+            ),
+            limit_text: fmt(self.limit),
+            unit: unit.to_string(),
+        }
     }
 
     /// Whether the rule fails on running data in a way that should stop the run:
@@ -321,6 +480,11 @@ pub fn rate(rec: &Recorder, name: &str) -> Option<f64> {
             ratio(rec.counter(&names::run_failed(class)), started)
         }
     }
+}
+
+fn parse_percent_value(s: &str) -> Result<f64, String> {
+    crate::scenario::doc::parse_percent(s)
+        .map_err(|_| format!("a latency drift limit is a percentage, e.g. \"< 20%\", not `{s}`"))
 }
 
 fn parse_fraction(s: &str) -> Result<f64, String> {

@@ -3,6 +3,7 @@
 
 pub mod compare;
 pub mod console;
+pub mod history;
 pub mod html;
 pub mod junit;
 pub mod markdown;

@@ -83,6 +83,7 @@ pub struct ServerSettings {
     pub thinking: (u32, u32),
     pub tools: (u32, u32),
     pub event_delay: (Duration, Duration),
+    pub slowdown_per_minute: f64,
     pub faults: FaultPlan,
 }
 
@@ -562,6 +563,7 @@ fn read_server(o: &Obj<'_>) -> Option<ServerSettings> {
         thinking: (1, 2),
         tools: (0, 2),
         event_delay: (Duration::from_millis(5), Duration::from_millis(25)),
+        slowdown_per_minute: 0.0,
         faults: FaultPlan::default(),
     };
     let Some(tbl) = o.obj("server") else {
@@ -607,6 +609,16 @@ fn read_server(o: &Obj<'_>) -> Option<ServerSettings> {
             ev.finish();
         }
         nm.finish();
+    }
+    if let Some(n) = tbl.get("slowdown_per_minute") {
+        match n.as_f64() {
+            Some(v) if v >= 0.0 => s.slowdown_per_minute = v,
+            Some(_) => {
+                n.error("must not be negative");
+                ok = false;
+            }
+            None => ok = false,
+        }
     }
     if let Some(n) = tbl.get("thinking") {
         match read_range_u32(&n) {
@@ -911,7 +923,29 @@ fn read_baseline(o: &Obj<'_>) -> Option<Vec<crate::report::compare::Tolerance>> 
     ok.then_some(out)
 }
 
+/// `[drift]`: which intervals drift rules compare.
+fn read_drift(o: &Obj<'_>) -> crate::metrics::threshold::DriftSpec {
+    let mut spec = crate::metrics::threshold::DriftSpec::default();
+    if let Some(t) = o.obj("drift") {
+        if let Some(d) = t.duration("warmup") {
+            spec.warmup = d;
+        }
+        if let Some(n) = t.get("window") {
+            if let Some(w) = n.as_fraction() {
+                if w > 0.0 && w <= 0.5 {
+                    spec.window = w;
+                } else {
+                    n.error("must be above 0% and at most 50%");
+                }
+            }
+        }
+        t.finish();
+    }
+    spec
+}
+
 fn read_thresholds(o: &Obj<'_>) -> Option<Vec<Threshold>> {
+    let drift = read_drift(o);
     let Some(tbl) = o.obj("thresholds") else {
         return Some(Vec::new());
     };
@@ -939,7 +973,12 @@ fn read_thresholds(o: &Obj<'_>) -> Option<Vec<Threshold>> {
             ok = false;
             continue;
         };
-        match Threshold::parse(&key, &rule) {
+        let parsed = if key.split_whitespace().nth(2) == Some("drift") {
+            Threshold::parse_drift(&key, &rule, drift)
+        } else {
+            Threshold::parse(&key, &rule)
+        };
+        match parsed {
             Ok(mut t) => {
                 t.abort_on_fail = abort;
                 t.grace = grace;

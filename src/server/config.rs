@@ -323,6 +323,9 @@ pub struct ServerConfig {
     /// Uniform delay before each agent event.
     #[serde(with = "duration_pair_ms")]
     pub event_delay: (Duration, Duration),
+    /// Gradual slowdown: event delays grow by this factor per minute of uptime
+    /// (0.5 = 50% slower after one minute), for drift tests.
+    pub slowdown_per_minute: f64,
     pub faults: FaultPlan,
 }
 
@@ -337,6 +340,7 @@ impl ServerConfig {
             thinking: (1, 2),
             tools: (0, 2),
             event_delay: (Duration::from_millis(5), Duration::from_millis(25)),
+            slowdown_per_minute: 0.0,
             faults: FaultPlan::default(),
         }
     }

@@ -73,6 +73,8 @@ pub struct ServerState {
     upgrade_rng: Mutex<ChaCha8Rng>,
     /// Users with an open socket, by connection number (for leaks).
     active: Mutex<BTreeMap<u64, String>>,
+    /// When the server started (for the gradual slowdown).
+    started: std::time::Instant,
     /// Connections opened so far, per user (seeds each connection's generator).
     user_conns: Mutex<HashMap<String, u64>>,
     /// Unused tickets: id -> (user, expiry).
@@ -139,6 +141,7 @@ pub async fn spawn(config: ServerConfig, addr: SocketAddr) -> std::io::Result<Ru
         active: Mutex::new(BTreeMap::new()),
         tickets: Mutex::new(HashMap::new()),
         user_conns: Mutex::new(HashMap::new()),
+        started: std::time::Instant::now(),
     });
     let router = app(state.clone());
     let mut rx = shutdown;
@@ -584,7 +587,11 @@ async fn connection(mut socket: WebSocket, st: Arc<ServerState>, auth: Result<St
                     st.truth.add(truth::RUNS_STARTED, 1);
                     // A run's shape and faults follow from the seed, the user and the run id alone.
                     let mut run_rng = ChaCha8Rng::seed_from_u64(stable_seed(st.config.seed, &[user.as_bytes(), ids.run_id.as_bytes()]));
-                    let plan = agent::RunPlan::draw(&st.config, &mut run_rng);
+                    let mut plan = agent::RunPlan::draw(&st.config, &mut run_rng);
+                    if st.config.slowdown_per_minute > 0.0 {
+                        let factor = 1.0 + st.config.slowdown_per_minute * st.started.elapsed().as_secs_f64() / 60.0;
+                        plan.delays.iter_mut().for_each(|d| *d = d.mul_f64(factor));
+                    }
                     let other = if faults.leak > 0.0 { other_user(&st, &user, &mut run_rng) } else { None };
                     let script = agent::script(&st.config, &ids, &plan, &mut run_rng, other.as_deref());
                     tokio::spawn(agent::run(script, out_tx.clone()));

@@ -70,6 +70,8 @@ pub async fn run(
         progress: false,
         shard: Default::default(),
         start_at: None,
+        metrics_addr: None,
+        history: None,
     };
     let r = match chatload::runner::run(req).await {
         Ok(r) => r,
