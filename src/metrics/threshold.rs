@@ -336,20 +336,23 @@ impl Threshold {
                 _ => None,
             }
         };
-        let (observed, unit) = match (&self.subject, drift_windows(intervals, spec)) {
-            (Subject::Latency { .. }, Some((a, b))) => (
-                value(&a)
-                    .zip(value(&b))
-                    .filter(|(f, _)| *f > 0.0)
-                    .map(|(f, l)| (l - f) / f),
-                "fraction",
-            ),
-            (Subject::Rate { .. }, Some((a, b))) => {
-                (value(&a).zip(value(&b)).map(|(f, l)| l - f), "points")
-            }
+        let windows = drift_windows(intervals, spec);
+        let ends = windows.as_ref().and_then(|(a, b)| value(a).zip(value(b)));
+        let (observed, unit) = match (&self.subject, ends) {
+            (Subject::Latency { .. }, Some((f, l))) => ((f > 0.0).then(|| (l - f) / f), "fraction"),
+            (Subject::Rate { .. }, Some((f, l))) => (Some(l - f), "points"),
             (Subject::Latency { .. }, None) => (None, "fraction"),
             _ => (None, "points"),
         };
+        // What the two windows measured, for people: "25.1ms -> 98.3ms".
+        let between = ends.map(|(f, l)| match &self.subject {
+            Subject::Latency { .. } => format!(" ({} -> {})", format_us(f), format_us(l)),
+            _ => format!(
+                " ({} -> {})",
+                format_value(f, "fraction"),
+                format_value(l, "fraction")
+            ),
+        });
         let passed = observed.is_some_and(|o| self.op.holds(o, self.limit));
         let fmt = |v: f64| {
             if unit == "points" {
@@ -365,7 +368,7 @@ impl Threshold {
             limit: self.limit,
             observed_text: observed.map_or_else(
                 || "no data (too few intervals after warm-up)".to_string(),
-                fmt,
+                |o| fmt(o) + between.as_deref().unwrap_or(""),
             ),
             limit_text: fmt(self.limit),
             unit: unit.to_string(),
