@@ -75,6 +75,24 @@ impl IntervalFiles {
     }
 }
 
+/// The interval starting at `start_s` (to the millisecond both files write), added if new.
+fn interval_at(intervals: &mut Vec<Interval>, start_s: f64, length_s: f64) -> &mut Interval {
+    match intervals
+        .iter()
+        .position(|i| (i.start_s - start_s).abs() < 6e-4)
+    {
+        Some(i) => &mut intervals[i],
+        None => {
+            intervals.push(Interval {
+                start_s,
+                length_s,
+                rec: Recorder::default(),
+            });
+            intervals.last_mut().expect("just pushed")
+        }
+    }
+}
+
 /// Rebuilds a killed run from its interval files: the whole run and its intervals.
 /// A torn last line (the write in progress when the run died) is skipped.
 pub fn recover(dir: &Path) -> io::Result<(Recorder, Vec<Interval>)> {
@@ -96,20 +114,7 @@ pub fn recover(dir: &Path) -> io::Result<(Recorder, Vec<Interval>)> {
         };
         let start_s = h.start_timestamp().as_secs_f64();
         let length_s = h.duration().as_secs_f64();
-        let slot = match intervals
-            .iter_mut()
-            .find(|i| (i.start_s - start_s).abs() < 6e-4)
-        {
-            Some(i) => i,
-            None => {
-                intervals.push(Interval {
-                    start_s,
-                    length_s,
-                    rec: Recorder::default(),
-                });
-                intervals.last_mut().expect("just pushed")
-            }
-        };
+        let slot = interval_at(&mut intervals, start_s, length_s);
         let mut mine = super::new_histogram();
         if mine.add(&hist).is_err() {
             continue;
@@ -136,20 +141,7 @@ pub fn recover(dir: &Path) -> io::Result<(Recorder, Vec<Interval>)> {
             let Some(counters) = v["counters"].as_object() else {
                 continue;
             };
-            let slot = match intervals
-                .iter_mut()
-                .find(|i| (i.start_s - start_s).abs() < 6e-4)
-            {
-                Some(i) => i,
-                None => {
-                    intervals.push(Interval {
-                        start_s,
-                        length_s,
-                        rec: Recorder::default(),
-                    });
-                    intervals.last_mut().expect("just pushed")
-                }
-            };
+            let slot = interval_at(&mut intervals, start_s, length_s);
             for (k, n) in counters {
                 slot.rec.count(k, n.as_u64().unwrap_or(0));
             }

@@ -120,6 +120,19 @@ impl Default for DriftSpec {
     }
 }
 
+/// A statistic of a recorded latency metric, `None` without samples.
+fn stat_of(rec: &Recorder, metric: &str, stat: Stat) -> Option<f64> {
+    rec.histograms
+        .get(metric)
+        .filter(|h| !h.is_empty())
+        .map(|h| match stat {
+            Stat::Percentile(q) => h.value_at_quantile(q / 100.0) as f64,
+            Stat::Mean => h.mean(),
+            Stat::Max => h.max() as f64,
+            Stat::Min => h.min() as f64,
+        })
+}
+
 /// The first and last windows of the steady phase, merged.
 pub fn drift_windows(
     intervals: &[super::snapshot::IntervalData],
@@ -313,16 +326,7 @@ impl Threshold {
         };
         let value = |r: &Recorder| -> Option<f64> {
             match &self.subject {
-                Subject::Latency { metric, stat } => r
-                    .histograms
-                    .get(metric)
-                    .filter(|h| !h.is_empty())
-                    .map(|h| match stat {
-                        Stat::Percentile(q) => h.value_at_quantile(q / 100.0) as f64,
-                        Stat::Mean => h.mean(),
-                        Stat::Max => h.max() as f64,
-                        Stat::Min => h.min() as f64,
-                    }),
+                Subject::Latency { metric, stat } => stat_of(r, metric, *stat),
                 // Sockets open once and stay open in a soak, so a window has few
                 // upgrades: close rates drift per run started in the window.
                 Subject::Rate { name } => match name.strip_prefix("close_") {
@@ -385,19 +389,7 @@ impl Threshold {
     /// Judges the rule on recorded data.
     pub fn judge(&self, rec: &Recorder) -> Verdict {
         let (observed, unit) = match &self.subject {
-            Subject::Latency { metric, stat } => {
-                let v = rec
-                    .histograms
-                    .get(metric)
-                    .filter(|h| !h.is_empty())
-                    .map(|h| match stat {
-                        Stat::Percentile(q) => h.value_at_quantile(q / 100.0) as f64,
-                        Stat::Mean => h.mean(),
-                        Stat::Max => h.max() as f64,
-                        Stat::Min => h.min() as f64,
-                    });
-                (v, "us")
-            }
+            Subject::Latency { metric, stat } => (stat_of(rec, metric, *stat), "us"),
             Subject::Rate { name } => (rate(rec, name), "fraction"),
             Subject::PerThousandRuns { counter } => {
                 let runs = rec.counter(names::RUNS_STARTED);
