@@ -160,6 +160,23 @@ impl<'a> Node<'a> {
         ));
     }
 
+    /// Parses a string value into `slot`; false (with the error recorded) when it does not parse.
+    pub fn parse_into<T: std::str::FromStr<Err = String>>(&self, slot: &mut T) -> bool {
+        let Some(text) = self.as_str() else {
+            return false;
+        };
+        match text.parse() {
+            Ok(v) => {
+                *slot = v;
+                true
+            }
+            Err(e) => {
+                self.error(e);
+                false
+            }
+        }
+    }
+
     /// The string value, if this is a string (no error otherwise).
     pub fn item_str(&self) -> Option<&'a str> {
         self.item.as_str()

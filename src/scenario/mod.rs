@@ -572,26 +572,10 @@ fn read_server(o: &Obj<'_>) -> Option<ServerSettings> {
     let mut ok = true;
     s.seed = tbl.u64("seed");
     if let Some(n) = tbl.get("envelope") {
-        if let Some(e) = n.as_str() {
-            match e.parse() {
-                Ok(e) => s.envelope = e,
-                Err(e) => {
-                    n.error(e);
-                    ok = false;
-                }
-            }
-        }
+        ok &= n.parse_into(&mut s.envelope);
     }
     if let Some(n) = tbl.get("ready") {
-        if let Some(e) = n.as_str() {
-            match e.parse() {
-                Ok(r) => s.ready = r,
-                Err(e) => {
-                    n.error(e);
-                    ok = false;
-                }
-            }
-        }
+        ok &= n.parse_into(&mut s.ready);
     }
     if let Some(nm) = tbl.obj("naming") {
         if let Some(t) = nm.str("type_field") {
