@@ -190,3 +190,59 @@ duration = "1s"
     );
     assert_eq!(snap.counters.get("runs.failed").copied().unwrap_or(0), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_are_refreshed_before_they_expire_without_a_single_auth_failure() {
+    let _g = goose_lock().await;
+    // Tokens live 3 s and are refreshed 1 s before expiry, over an 8 s hold.
+    let text = r#"
+version = 1
+name = "refresh"
+[auth]
+lifetime = "3s"
+refresh_margin = "1s"
+[workload]
+users = 5
+ramp = [{ to = 5, over = "0s" }, { hold = "8s" }]
+[[journey]]
+step = "connect"
+[[journey]]
+step = "send"
+message = { type = "start_agent", payload = { run_id = "{{run}}" } }
+[[journey]]
+step = "await"
+timeout = "5s"
+[[journey]]
+step = "think"
+duration = "200ms"
+"#;
+    let (_t, out) = out_dir("refresh");
+    let r = run(parse(text), None, SECRET, out).await;
+    let refreshed = counter(&r, "tokens.refreshed");
+    assert!(
+        refreshed >= 5,
+        "every user refreshes at least once: {refreshed}"
+    );
+    assert_eq!(truth(&r, "connections.auth_failed"), 0);
+    assert_eq!(counter(&r, "runs.failed"), 0);
+    assert_eq!(
+        counter(&r, "connections.ready"),
+        counter(&r, "connections.attempted")
+    );
+    assert_eq!(
+        counter(&r, "connections.attempted"),
+        5 + refreshed,
+        "one new socket per refresh"
+    );
+}
+
+#[test]
+fn a_refresh_margin_longer_than_the_token_is_refused() {
+    let text = iterations_scenario(1, 1, "").replace(
+        "[workload]",
+        "[auth]\nlifetime = \"30s\"\nrefresh_margin = \"1m\"\n[workload]",
+    );
+    let err =
+        chatload::scenario::Scenario::parse(std::path::Path::new("r.toml"), text).unwrap_err();
+    assert!(err.to_string().contains("refresh_margin"), "{err}");
+}

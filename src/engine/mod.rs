@@ -93,6 +93,8 @@ struct UserSession {
     earlier_runs: Vec<String>,
     rng: ChaCha8Rng,
     tokens: u64,
+    /// When the current socket's token expires.
+    token_exp: Option<Instant>,
 }
 
 #[derive(Clone)]
@@ -123,6 +125,7 @@ impl Shared {
                 self.cfg.seed ^ (index as u64 + 1).wrapping_mul(0x2545_F491_4F6C_DD1D),
             ),
             tokens: 0,
+            token_exp: None,
         }
     }
 
@@ -134,6 +137,7 @@ impl Shared {
             self.obs.count(names::RECONNECTS);
         }
         s.tokens += 1;
+        s.token_exp = Some(Instant::now() + sc.auth.lifetime);
         let jti = format!("{}-{}-{:08x}", s.user_id, s.tokens, s.rng.random::<u32>());
         let token = self
             .minter
@@ -259,6 +263,23 @@ impl Shared {
         uses: TemplateUse,
     ) -> Result<Duration, (Option<u16>, String)> {
         self.drain(s).await;
+        // A token about to expire is refreshed between runs: the socket closes
+        // normally and reconnects with a fresh token, as the server checks
+        // tokens when a socket connects.
+        let margin = self.cfg.scenario.auth.refresh_margin;
+        if s.ws.is_some()
+            && s.token_exp
+                .is_some_and(|exp| Instant::now() + margin >= exp)
+        {
+            if let Some(mut ws) = s.ws.take() {
+                let frame = CloseFrame {
+                    code: CloseCode::Normal,
+                    reason: "token refresh".into(),
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(Some(frame))).await;
+            }
+            self.obs.count("tokens.refreshed");
+        }
         if s.ws.is_none() {
             self.connect(s).await?;
         }

@@ -22,11 +22,8 @@ pub enum MergeError {
     Snapshot(#[from] SnapshotError),
 }
 
-/// The thresholds of a scenario, read back from its echo in a snapshot.
-pub fn thresholds_from_echo(scenario: &Value) -> Result<Vec<Threshold>, String> {
-    let Some(t) = scenario.get("thresholds").and_then(Value::as_object) else {
-        return Ok(Vec::new());
-    };
+/// The scenario's `[drift]` settings, read back from its echo in a snapshot.
+pub fn drift_spec_from_echo(scenario: &Value) -> Result<super::threshold::DriftSpec, String> {
     let mut spec = super::threshold::DriftSpec::default();
     if let Some(d) = scenario.get("drift") {
         if let Some(w) = d.get("warmup").and_then(Value::as_str) {
@@ -38,6 +35,15 @@ pub fn thresholds_from_echo(scenario: &Value) -> Result<Vec<Threshold>, String> 
             _ => {}
         }
     }
+    Ok(spec)
+}
+
+/// The thresholds of a scenario, read back from its echo in a snapshot.
+pub fn thresholds_from_echo(scenario: &Value) -> Result<Vec<Threshold>, String> {
+    let Some(t) = scenario.get("thresholds").and_then(Value::as_object) else {
+        return Ok(Vec::new());
+    };
+    let spec = drift_spec_from_echo(scenario)?;
     t.iter()
         .map(|(k, v)| {
             let (rule, abort, grace) = match v {

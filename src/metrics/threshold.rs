@@ -133,27 +133,49 @@ fn stat_of(rec: &Recorder, metric: &str, stat: Stat) -> Option<f64> {
         })
 }
 
-/// The first and last windows of the steady phase, merged.
-pub fn drift_windows(
+/// Index ranges of the first and last windows among the steady intervals.
+fn window_ranges(
     intervals: &[super::snapshot::IntervalData],
     spec: DriftSpec,
-) -> Option<(Recorder, Recorder)> {
-    let steady: Vec<&super::snapshot::IntervalData> = intervals
-        .iter()
-        .filter(|i| i.start_s >= spec.warmup.as_secs_f64())
+) -> Option<(Vec<usize>, std::ops::Range<usize>, std::ops::Range<usize>)> {
+    let steady: Vec<usize> = (0..intervals.len())
+        .filter(|&i| intervals[i].start_s >= spec.warmup.as_secs_f64())
         .collect();
     if steady.len() < 2 {
         return None;
     }
     let k = ((steady.len() as f64 * spec.window).ceil() as usize).clamp(1, steady.len() / 2);
-    let merge = |is: &[&super::snapshot::IntervalData]| {
-        let mut r = Recorder::default();
-        for i in is {
-            r.merge(&i.to_recorder());
+    let n = steady.len();
+    Some((steady, 0..k, n - k..n))
+}
+
+/// The first and last windows of the steady phase, merged.
+pub fn drift_windows(
+    intervals: &[super::snapshot::IntervalData],
+    spec: DriftSpec,
+) -> Option<(Recorder, Recorder)> {
+    let (steady, first, last) = window_ranges(intervals, spec)?;
+    let merge = |r: std::ops::Range<usize>| {
+        let mut rec = Recorder::default();
+        for i in &steady[r] {
+            rec.merge(&intervals[*i].to_recorder());
         }
-        r
+        rec
     };
-    Some((merge(&steady[..k]), merge(&steady[steady.len() - k..])))
+    Some((merge(first), merge(last)))
+}
+
+/// The time spans (seconds since the start) of the two drift windows, for charts.
+pub fn drift_spans(
+    intervals: &[super::snapshot::IntervalData],
+    spec: DriftSpec,
+) -> Option<[(f64, f64); 2]> {
+    let (steady, first, last) = window_ranges(intervals, spec)?;
+    let span = |r: std::ops::Range<usize>| {
+        let (a, b) = (&intervals[steady[r.start]], &intervals[steady[r.end - 1]]);
+        (a.start_s, b.start_s + b.length_s)
+    };
+    Some([span(first), span(last)])
 }
 
 /// Judges every rule: drift rules on the intervals, the others on the whole run.

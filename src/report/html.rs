@@ -54,7 +54,12 @@ fn nice_max(v: f64) -> f64 {
 }
 
 /// A line chart as inline SVG: axes with ticks, one polyline per series, a legend.
-fn line_chart(title: &str, series: &[Series<'_>], fmt_y: &dyn Fn(f64) -> String) -> String {
+fn line_chart(
+    title: &str,
+    series: &[Series<'_>],
+    fmt_y: &dyn Fn(f64) -> String,
+    bands: Option<[(f64, f64); 2]>,
+) -> String {
     let (w, h, l, r, t, b) = (540.0, 250.0, 64.0, 12.0, 28.0, 44.0);
     let xs = series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
     let x_max = xs.fold(0.0f64, f64::max).max(1.0);
@@ -77,6 +82,22 @@ fn line_chart(title: &str, series: &[Series<'_>], fmt_y: &dyn Fn(f64) -> String)
         r#"<text x="{l}" y="16" style="font-weight:600;font-size:13px">{}</text>"#,
         esc(title)
     );
+    // The windows a drift rule compares, shaded behind the lines.
+    for ((from, to), label) in bands
+        .into_iter()
+        .flatten()
+        .zip(["first window", "last window"])
+    {
+        let (xa, xb) = (px(from), px(to.min(x_max)));
+        let _ = write!(
+            o,
+            r##"<rect x="{xa:.1}" y="{t}" width="{:.1}" height="{}" fill="#a78bfa" fill-opacity="0.18"/><text x="{:.1}" y="{}" text-anchor="middle" style="fill:#6d28d9">{label}</text>"##,
+            (xb - xa).max(1.0),
+            h - t - b,
+            (xa + xb) / 2.0,
+            t + 12.0
+        );
+    }
     for i in 0..=4 {
         let y = y_max * i as f64 / 4.0;
         let _ = write!(
@@ -230,6 +251,7 @@ fn charts(ot: &OverTime) -> String {
                 },
             ],
             &us,
+            ot.drift_spans,
         )
     };
     if !ot.ttfe.is_empty() {
@@ -254,6 +276,7 @@ fn charts(ot: &OverTime) -> String {
                 },
             ],
             &per_s,
+            None,
         ));
     }
     if !ot.closes.is_empty() {
@@ -267,7 +290,12 @@ fn charts(ot: &OverTime) -> String {
                 points: pts.clone(),
             })
             .collect();
-        o.push_str(&line_chart("closes per second, by code", &series, &per_s));
+        o.push_str(&line_chart(
+            "closes per second, by code",
+            &series,
+            &per_s,
+            None,
+        ));
     }
     o
 }

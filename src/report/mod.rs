@@ -81,6 +81,8 @@ pub struct OverTime {
     pub ttfe: Vec<(f64, f64, f64, f64)>,
     /// (t, ttc p50, p95, p99) in µs.
     pub ttc: Vec<(f64, f64, f64, f64)>,
+    /// The first and last drift windows (seconds), when the run has drift rules.
+    pub drift_spans: Option<[(f64, f64); 2]>,
     /// (t, ok runs per second, failed runs per second).
     pub runs: Vec<(f64, f64, f64)>,
     /// Per close code: (t, closes per second).
@@ -115,6 +117,19 @@ fn over_time(s: &Snapshot) -> OverTime {
         }
     }
     o.closes = closes;
+    let has_drift = s
+        .scenario
+        .get("thresholds")
+        .and_then(|t| t.as_object())
+        .is_some_and(|t| {
+            t.keys()
+                .any(|k| k.split_whitespace().nth(2) == Some("drift"))
+        });
+    if has_drift {
+        if let Ok(spec) = crate::metrics::merge::drift_spec_from_echo(&s.scenario) {
+            o.drift_spans = crate::metrics::threshold::drift_spans(&s.intervals, spec);
+        }
+    }
     o
 }
 

@@ -71,6 +71,8 @@ pub struct Auth {
     pub claims: Map<String, Value>,
     pub present: Vec<Presentation>,
     pub user_prefix: String,
+    /// Reconnect with a fresh token when the current one expires within this.
+    pub refresh_margin: Duration,
 }
 
 /// Settings of the embedded reference server (ignored with an external target).
@@ -296,6 +298,7 @@ fn read_auth(o: &Obj<'_>) -> Option<Auth> {
         claims,
         present: vec![Presentation::SubprotocolJwt],
         user_prefix: "chatload-user-".into(),
+        refresh_margin: Duration::from_secs(60),
     };
     let Some(tbl) = o.obj("auth") else {
         return Some(a);
@@ -378,6 +381,19 @@ fn read_auth(o: &Obj<'_>) -> Option<Auth> {
     }
     if let Some(p) = tbl.str("user_prefix") {
         a.user_prefix = p;
+    }
+    if let Some(n) = tbl.get("refresh_margin") {
+        if let Some(d) = n.as_duration() {
+            a.refresh_margin = d;
+        }
+    }
+    if a.refresh_margin >= a.lifetime {
+        tbl.error(format!(
+            "refresh_margin ({}) must be shorter than the token lifetime ({})",
+            humantime::format_duration(a.refresh_margin),
+            humantime::format_duration(a.lifetime)
+        ));
+        ok = false;
     }
     tbl.finish();
     ok.then_some(a)
