@@ -60,11 +60,7 @@ pub fn thresholds_from_echo(scenario: &Value) -> Result<Vec<Threshold>, String> 
                 ),
                 other => return Err(format!("threshold `{k}` is {other}, not a rule")),
             };
-            let mut th = if k.split_whitespace().nth(2) == Some("drift") {
-                Threshold::parse_drift(k, &rule, spec)?
-            } else {
-                Threshold::parse(k, &rule)?
-            };
+            let mut th = Threshold::parse_with_drift(k, &rule, spec)?;
             th.abort_on_fail = abort;
             if let Some(g) = grace {
                 th.grace = crate::scenario::doc::parse_duration(&g)?;

@@ -303,6 +303,15 @@ impl Threshold {
         })
     }
 
+    /// Parses any rule: a drift rule when the key ends in `drift`, else a plain one.
+    pub fn parse_with_drift(key: &str, value: &str, spec: DriftSpec) -> Result<Threshold, String> {
+        if key.split_whitespace().nth(2) == Some("drift") {
+            Threshold::parse_drift(key, value, spec)
+        } else {
+            Threshold::parse(key, value)
+        }
+    }
+
     /// Parses a drift rule: key `METRIC pNN drift` or `RATE rate drift`, value
     /// `< 20%` (relative change of a latency) or `< 0.05pp` (change of a rate).
     pub fn parse_drift(key: &str, value: &str, spec: DriftSpec) -> Result<Threshold, String> {

@@ -973,12 +973,7 @@ fn read_thresholds(o: &Obj<'_>) -> Option<Vec<Threshold>> {
             ok = false;
             continue;
         };
-        let parsed = if key.split_whitespace().nth(2) == Some("drift") {
-            Threshold::parse_drift(&key, &rule, drift)
-        } else {
-            Threshold::parse(&key, &rule)
-        };
-        match parsed {
+        match Threshold::parse_with_drift(&key, &rule, drift) {
             Ok(mut t) => {
                 t.abort_on_fail = abort;
                 t.grace = grace;
