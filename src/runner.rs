@@ -125,6 +125,8 @@ fn server_config(sc: &Scenario, secret: &Secret, seed: u64) -> ServerConfig {
     c.event_delay = sc.server.event_delay;
     c.slowdown_per_minute = sc.server.slowdown_per_minute;
     c.faults = sc.server.faults.clone();
+    c.capacity = sc.server.capacity;
+    c.stall = sc.server.stall;
     c
 }
 

@@ -28,6 +28,14 @@ pub struct ServeArgs {
     /// (every class is listed in README.md).
     #[arg(long, default_value = "", value_parser = FaultPlan::parse)]
     pub faults: FaultPlan,
+    /// Agent capacity, RUNS or RUNS/QUEUE: at most RUNS agent runs at once,
+    /// QUEUE more wait, and a run finding the queue full is closed with 1011.
+    #[arg(long)]
+    pub capacity: Option<server::Capacity>,
+    /// Periodic stall, EVERY/LENGTH (e.g. 10s/1s): no agent event is sent for
+    /// LENGTH once every EVERY.
+    #[arg(long)]
+    pub stall: Option<server::Stall>,
     /// Environment variable holding the HS256 key; when unset the embedded dev key is used.
     #[arg(long, default_value = "CHATLOAD_JWT_SECRET")]
     pub secret_env: String,
@@ -49,6 +57,8 @@ pub async fn main(a: ServeArgs) -> u8 {
     cfg.envelope = a.envelope;
     cfg.ready = a.ready;
     cfg.faults = a.faults;
+    cfg.capacity = a.capacity;
+    cfg.stall = a.stall;
     let srv = match server::spawn(cfg, a.addr).await {
         Ok(s) => s,
         Err(e) => {

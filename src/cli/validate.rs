@@ -34,9 +34,38 @@ pub fn describe(s: &Scenario) -> String {
             .as_deref()
             .unwrap_or("embedded reference server on 127.0.0.1 (no target given)")
     ));
-    o.push_str("\nload plan (closed model):\n");
-    o.push_str(&s.workload.plan.to_string());
-    o.push_str("\njourney (repeated by every user):\n");
+    let w = &s.workload;
+    match (&w.open, &w.capacity) {
+        (None, None) => {
+            o.push_str(
+                "\nload plan (closed model: each user waits for its answer before asking again):\n",
+            );
+            o.push_str(&w.plan.to_string());
+        }
+        (Some(m), None) => {
+            o.push_str(
+                "\nload plan (open model: arrivals at a rate, whatever the answers take):\n",
+            );
+            o.push_str(&m.to_string());
+        }
+        (None, Some(c)) => {
+            o.push_str("\nload plan (capacity search, closed model: steps of users):\n");
+            o.push_str(&c.to_string());
+            o.push_str("  as goose's user plan:\n");
+            o.push_str(&w.plan.to_string());
+        }
+        (Some(m), Some(c)) => {
+            o.push_str("\nload plan (capacity search, open model: steps of arrival rate):\n");
+            o.push_str(&c.to_string());
+            o.push_str("  as arrival rates:\n");
+            o.push_str(&m.to_string());
+        }
+    }
+    o.push_str(if w.open.is_some() {
+        "\njourney (run once per arrival, by a free session of the pool):\n"
+    } else {
+        "\njourney (repeated by every user):\n"
+    });
     for (i, st) in s.journey.iter().enumerate() {
         let what = match &st.kind {
             StepKind::Connect => "connect and wait for ready".to_string(),

@@ -19,9 +19,10 @@ use crate::metrics::threshold::Threshold;
 use crate::protocol::{template, Profile};
 use crate::server::config::{Envelope, FaultPlan, Naming, ReadyStyle};
 
+use crate::metrics::threshold::DriftSpec;
 use doc::{Ctx, Elem, Node, Obj, Source};
 pub use doc::{Diagnostic, Diagnostics};
-pub use plan::{LoadPlan, RampStep};
+pub use plan::{Arrivals, CapacityPlan, LoadPlan, OpenModel, RampStep, RatePlan, WhenFull};
 
 /// The scenario file format this chatload reads.
 pub const VERSION: u64 = 1;
@@ -87,11 +88,18 @@ pub struct ServerSettings {
     pub event_delay: (Duration, Duration),
     pub slowdown_per_minute: f64,
     pub faults: FaultPlan,
+    pub capacity: Option<crate::server::Capacity>,
+    pub stall: Option<crate::server::Stall>,
 }
 
 #[derive(Debug, Clone)]
 pub struct Workload {
+    /// The goose users: the closed model's users, or the open model's session pool.
     pub plan: LoadPlan,
+    /// The open model (arrival rates), when `model = "open"`.
+    pub open: Option<OpenModel>,
+    /// A capacity search, when the scenario has `[capacity]`.
+    pub capacity: Option<CapacityPlan>,
     /// A stop signal is a normal end (thresholds judged as usual) rather than an abort.
     pub on_signal_ends: bool,
 }
@@ -190,7 +198,22 @@ fn read_scenario(o: &Obj<'_>, path: &Path) -> Option<Scenario> {
     let auth = read_auth(o);
     let profile = read_profile(o);
     let server = read_server(o);
-    let workload = read_workload(o);
+    let mut workload = read_workload(o);
+    let capacity = read_capacity(o, workload.as_ref().and_then(|w| w.open.as_ref()));
+    if let (Some(w), Some(Some(cap))) = (workload.as_mut(), capacity.as_ref()) {
+        match &mut w.open {
+            Some(m) => {
+                m.rate = cap.rate_plan();
+                w.plan = pool_plan(m.max_users, &m.rate);
+            }
+            None => w.plan = cap.closed_plan(),
+        }
+        w.capacity = Some(cap.clone());
+        if let Some(t) = o.obj("thresholds") {
+            t.error("a capacity search is judged step by step by [capacity.slo]; [thresholds] would judge the whole search, including the step meant to break: move these rules to [capacity.slo]");
+            t.skip_rest();
+        }
+    }
     let journey = read_journey(o);
     let thresholds = read_thresholds(o);
     let prompts = o.str_list("prompts").unwrap_or_else(|| {
@@ -231,7 +254,10 @@ fn read_scenario(o: &Obj<'_>, path: &Path) -> Option<Scenario> {
         auth: auth?,
         profile: profile?,
         server: server?,
-        workload: workload?,
+        workload: {
+            capacity?;
+            workload?
+        },
         journey: journey?,
         thresholds: thresholds?,
         prompts,
@@ -581,6 +607,8 @@ fn read_server(o: &Obj<'_>) -> Option<ServerSettings> {
         event_delay: (Duration::from_millis(5), Duration::from_millis(25)),
         slowdown_per_minute: 0.0,
         faults: FaultPlan::default(),
+        capacity: None,
+        stall: None,
     };
     let Some(tbl) = o.obj("server") else {
         return Some(s);
@@ -619,6 +647,37 @@ fn read_server(o: &Obj<'_>) -> Option<ServerSettings> {
             }
             None => ok = false,
         }
+    }
+    if let Some(c) = tbl.obj("capacity") {
+        let runs = c.require("runs").and_then(|n| {
+            let v = n.as_u64()?;
+            if v == 0 {
+                n.error("must be at least 1");
+                return None;
+            }
+            Some(v as usize)
+        });
+        let queue = c.u64("queue").unwrap_or(0) as usize;
+        c.finish();
+        match runs {
+            Some(runs) => s.capacity = Some(crate::server::Capacity { runs, queue }),
+            None => ok = false,
+        }
+    }
+    if let Some(st) = tbl.obj("stall") {
+        let every = st.require("every").and_then(|n| n.as_duration());
+        let length = st.require("for").and_then(|n| n.as_duration());
+        if let (Some(every), Some(length)) = (every, length) {
+            if length >= every {
+                st.error("the stall (`for`) must be shorter than its period (`every`)");
+                ok = false;
+            } else {
+                s.stall = Some(crate::server::Stall { every, length });
+            }
+        } else {
+            ok = false;
+        }
+        st.finish();
     }
     if let Some(n) = tbl.get("thinking") {
         match read_range_u32(&n) {
@@ -687,35 +746,42 @@ fn read_server(o: &Obj<'_>) -> Option<ServerSettings> {
     ok.then_some(s)
 }
 
+fn positive_u64(n: &Node<'_>) -> Option<u64> {
+    let u = n.as_u64()?;
+    if u == 0 {
+        n.error("must be at least 1");
+        return None;
+    }
+    Some(u)
+}
+
+fn non_negative_f64(n: &Node<'_>) -> Option<f64> {
+    let v = n.as_f64()?;
+    if !(v >= 0.0 && v.is_finite()) {
+        n.error("must be a number of at least 0");
+        return None;
+    }
+    Some(v)
+}
+
 fn read_workload(o: &Obj<'_>) -> Option<Workload> {
     let tbl = o.require("workload")?.as_obj()?;
     let mut ok = true;
+    let mut open = false;
     if let Some(n) = tbl.get("model") {
-        if let Some(m) = n.as_str() {
-            if m != "closed" {
+        match n.as_str() {
+            Some("closed") => {}
+            Some("open") => open = true,
+            Some(m) => {
                 n.error(format!(
-                    "workload model `{m}` is not supported yet (supported: closed)"
+                    "unknown workload model `{m}` (expected closed or open)"
                 ));
                 ok = false;
             }
+            None => ok = false,
         }
     }
-    let users = tbl.require("users").and_then(|n| {
-        let u = n.as_u64()?;
-        if u == 0 {
-            n.error("must be at least 1");
-            return None;
-        }
-        Some(u)
-    });
-    let iterations = tbl.get("iterations").and_then(|n| {
-        let u = n.as_u64()?;
-        if u == 0 {
-            n.error("must be at least 1");
-            return None;
-        }
-        Some(u)
-    });
+    let capacity_mode = o.get("capacity").is_some();
     let on_signal_ends = match tbl.get("on_signal") {
         None => false,
         Some(n) => match n.as_str() {
@@ -732,10 +798,143 @@ fn read_workload(o: &Obj<'_>) -> Option<Workload> {
             }
         },
     };
+    // Keys that only one model (or only a fixed plan) reads.
+    let refuse = |key: &str, why: &str| {
+        if let Some(n) = tbl.get(key) {
+            n.error(why.to_string());
+            false
+        } else {
+            true
+        }
+    };
+    if capacity_mode {
+        for key in ["ramp", "duration", "iterations", "rate"] {
+            ok &= refuse(
+                key,
+                "a capacity search takes its steps from [capacity]; remove this key",
+            );
+        }
+    }
+    let time_unit = match tbl.get("time_unit") {
+        None => Duration::from_secs(1),
+        Some(n) => match n.as_duration() {
+            Some(d) if !open => {
+                let _ = d;
+                n.error("time_unit is for the open model's rates (model = \"open\")");
+                ok = false;
+                Duration::from_secs(1)
+            }
+            Some(d) if d.is_zero() => {
+                n.error("must be longer than zero");
+                ok = false;
+                Duration::from_secs(1)
+            }
+            Some(d) => d,
+            None => {
+                ok = false;
+                Duration::from_secs(1)
+            }
+        },
+    };
+    let per_s = |v: f64| v / time_unit.as_secs_f64();
     let duration = tbl.get("duration").and_then(|n| {
         let d = n.as_duration()?;
         whole_seconds(&n, d)
     });
+
+    if open {
+        ok &= refuse(
+            "users",
+            "the open model's pool is `max_users`; its load is `rate` (arrivals per time_unit)",
+        );
+        ok &= refuse(
+            "iterations",
+            "iterations belong to the closed model; the open model runs for its rate plan",
+        );
+        let max_users = tbl.require("max_users").and_then(|n| positive_u64(&n));
+        let mut arrivals = Arrivals::Constant;
+        if let Some(n) = tbl.get("arrivals") {
+            ok &= n.parse_into(&mut arrivals);
+        }
+        let mut when_full = WhenFull::Drop;
+        if let Some(n) = tbl.get("when_full") {
+            ok &= n.parse_into(&mut when_full);
+        }
+        let rate = tbl.get("rate").and_then(|n| non_negative_f64(&n));
+        let mut steps: Vec<plan::RateStep> = Vec::new();
+        if let Some(n) = tbl.get("ramp") {
+            for item in n.as_array().unwrap_or_default() {
+                let Some(st) = item.as_obj() else {
+                    ok = false;
+                    continue;
+                };
+                if let Some(h) = st.get("hold") {
+                    if st.get("to").is_some() || st.get("over").is_some() {
+                        st.error("a ramp step is either { to, over } or { hold }");
+                        ok = false;
+                    }
+                    match h.as_duration().and_then(|d| whole_seconds(&h, d)) {
+                        Some(d) => steps.push((None, d)),
+                        None => ok = false,
+                    }
+                } else {
+                    let to = st.require("to").and_then(|n| non_negative_f64(&n));
+                    let over = st
+                        .require("over")
+                        .and_then(|n| n.as_duration().and_then(|d| whole_seconds(&n, d)));
+                    match (to, over) {
+                        (Some(to), Some(over)) => steps.push((Some(per_s(to)), over)),
+                        _ => ok = false,
+                    }
+                }
+                st.finish();
+            }
+        }
+        if !capacity_mode && steps.is_empty() && rate.is_none() {
+            tbl.error("the open model needs `rate` (arrivals per time_unit), held for `duration`, or a `ramp` of rates");
+            ok = false;
+        }
+        tbl.finish();
+        let max_users = max_users?;
+        if !ok {
+            return None;
+        }
+        if !capacity_mode {
+            if steps.is_empty() {
+                steps.push((None, duration.unwrap_or(Duration::from_secs(30))));
+            } else if let Some(d) = duration {
+                steps.push((None, d));
+            }
+        }
+        let rate_plan = RatePlan::from_steps(per_s(rate.unwrap_or(0.0)), &steps);
+        let model = OpenModel {
+            rate: rate_plan,
+            arrivals,
+            max_users,
+            when_full,
+            time_unit,
+        };
+        return Some(Workload {
+            plan: pool_plan(max_users, &model.rate),
+            open: Some(model),
+            capacity: None,
+            on_signal_ends,
+        });
+    }
+
+    for key in ["max_users", "arrivals", "when_full", "rate"] {
+        ok &= refuse(key, "this key belongs to the open model (model = \"open\")");
+    }
+    let users = if capacity_mode {
+        ok &= refuse(
+            "users",
+            "a capacity search sets the users of each step from [capacity] (start, step, max)",
+        );
+        None
+    } else {
+        tbl.require("users").and_then(|n| positive_u64(&n))
+    };
+    let iterations = tbl.get("iterations").and_then(|n| positive_u64(&n));
     let mut steps = Vec::new();
     if let Some(n) = tbl.get("ramp") {
         if iterations.is_some() {
@@ -778,10 +977,22 @@ fn read_workload(o: &Obj<'_>) -> Option<Workload> {
         }
     }
     tbl.finish();
-    let users = users?;
     if !ok {
         return None;
     }
+    if capacity_mode {
+        // The staircase is filled in from [capacity] by the caller.
+        return Some(Workload {
+            plan: LoadPlan {
+                stages: Vec::new(),
+                iterations: None,
+            },
+            open: None,
+            capacity: None,
+            on_signal_ends,
+        });
+    }
+    let users = users?;
     if steps.is_empty() && iterations.is_none() {
         // Default shape: everyone at once, then hold for `duration` (default 30 s).
         steps.push(RampStep::To {
@@ -802,8 +1013,110 @@ fn read_workload(o: &Obj<'_>) -> Option<Workload> {
     }
     Some(Workload {
         plan: LoadPlan::from_ramp(&steps, iterations),
+        open: None,
+        capacity: None,
         on_signal_ends,
     })
+}
+
+/// The goose users of the open model: the whole pool starts at once and
+/// stays for the rate plan (the engine ends it when the last journey is done).
+pub fn pool_plan(max_users: u64, rate: &RatePlan) -> LoadPlan {
+    LoadPlan::from_ramp(
+        &[
+            RampStep::To {
+                to: max_users,
+                over: Duration::ZERO,
+            },
+            RampStep::Hold(rate.total()),
+        ],
+        None,
+    )
+}
+
+/// `[capacity]`: the steps, the SLOs that define "holds", and the target.
+fn read_capacity(o: &Obj<'_>, open: Option<&OpenModel>) -> Option<Option<CapacityPlan>> {
+    let Some(tbl) = o.obj("capacity") else {
+        return Some(None);
+    };
+    let mut ok = true;
+    let unit = open.map(|m| m.time_unit);
+    let per_s = |v: f64| unit.map_or(v, |u| v / u.as_secs_f64());
+    let load = |key: &str, required: bool| -> Option<f64> {
+        let n = if required {
+            tbl.require(key)?
+        } else {
+            tbl.get(key)?
+        };
+        let v = non_negative_f64(&n)?;
+        if open.is_none() && v.fract() != 0.0 {
+            n.error("the closed model steps whole users");
+            return None;
+        }
+        Some(per_s(v))
+    };
+    let start = load("start", true);
+    let step = load("step", true);
+    let max = load("max", true);
+    let target = load("target", false);
+    let step_duration = tbl
+        .require("step_duration")
+        .and_then(|n| n.as_duration().and_then(|d| whole_seconds(&n, d)));
+    let warmup = match tbl.get("warmup") {
+        None => Some(Duration::ZERO),
+        Some(n) => n.as_duration().and_then(|d| whole_seconds(&n, d)),
+    };
+    let slo = match tbl.obj("slo") {
+        Some(rules) => read_rules(rules, None),
+        None => {
+            tbl.error("required key `slo` is missing: a table of rules such as \"ttc p95\" = \"< 2s\" that define a step that holds");
+            None
+        }
+    };
+    if let (Some(n), Some(s)) = (tbl.get("step"), step) {
+        if s <= 0.0 {
+            n.error("must be above 0");
+            ok = false;
+        }
+    }
+    if let (Some(n), Some(s), Some(m)) = (tbl.get("max"), start, max) {
+        if m < s {
+            n.error("must be at least `start`");
+            ok = false;
+        }
+    }
+    if let (Some(n), Some(d), Some(w)) = (tbl.get("warmup"), step_duration, warmup) {
+        if w >= d {
+            n.error("must be shorter than `step_duration` (the rest of the step is measured)");
+            ok = false;
+        }
+    }
+    if let (Some(n), Some(s), Some(st), Some(m)) = (tbl.get("max"), start, step, max) {
+        if st > 0.0 && (m - s) / st > 1000.0 {
+            n.error("more than 1000 steps: raise `step` or lower `max`");
+            ok = false;
+        }
+    }
+    if let (Some(n), Some(m), Some(s)) = (tbl.get("max"), max, start) {
+        if open.is_none() && m < 1.0 && s < 1.0 {
+            n.error("a closed capacity search needs at least 1 user");
+            ok = false;
+        }
+    }
+    tbl.finish();
+    if !ok {
+        return None;
+    }
+    Some(Some(CapacityPlan {
+        start: start?,
+        step: step?,
+        max: max?,
+        step_duration: step_duration?,
+        warmup: warmup?,
+        slo: slo?,
+        target,
+        rate_unit: unit,
+    }))
 }
 
 fn whole_seconds(n: &Node<'_>, d: Duration) -> Option<Duration> {
@@ -949,6 +1262,12 @@ fn read_thresholds(o: &Obj<'_>) -> Option<Vec<Threshold>> {
     let Some(tbl) = o.obj("thresholds") else {
         return Some(Vec::new());
     };
+    read_rules(tbl, Some(drift))
+}
+
+/// A table of rules: `"ttfe p95" = "< 2s"` or `{ rule, abort_on_fail, grace }`;
+/// `drift` is `None` where drift rules make no sense (capacity SLOs).
+fn read_rules(tbl: Obj<'_>, drift: Option<DriftSpec>) -> Option<Vec<Threshold>> {
     let mut out = Vec::new();
     let mut ok = true;
     for (key, value, key_span) in tbl.entries() {
@@ -973,8 +1292,18 @@ fn read_thresholds(o: &Obj<'_>) -> Option<Vec<Threshold>> {
             ok = false;
             continue;
         };
-        match Threshold::parse_with_drift(&key, &rule, drift) {
+        let parsed = match drift {
+            Some(spec) => Threshold::parse_with_drift(&key, &rule, spec),
+            None => Threshold::parse(&key, &rule),
+        };
+        match parsed {
             Ok(mut t) => {
+                if drift.is_none() && (abort || grace > Duration::ZERO) {
+                    value.error(
+                        "capacity SLOs are judged per step: abort_on_fail and grace do not apply",
+                    );
+                    ok = false;
+                }
                 t.abort_on_fail = abort;
                 t.grace = grace;
                 out.push(t)

@@ -6,7 +6,6 @@ use std::time::Duration;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Map, Value};
-use tokio::sync::mpsc;
 
 use super::config::{Envelope, ServerConfig};
 
@@ -464,16 +463,6 @@ pub fn script(
         });
     }
     out
-}
-
-/// Plays a run's script into the connection task. Ends early when the connection is gone.
-pub async fn run(script: Vec<Outgoing>, out: mpsc::Sender<Outgoing>) {
-    for step in script {
-        tokio::time::sleep(step.delay).await;
-        if out.send(step).await.is_err() {
-            return;
-        }
-    }
 }
 
 #[cfg(test)]

@@ -327,6 +327,95 @@ pub struct ServerConfig {
     /// (0.5 = 50% slower after one minute), for drift tests.
     pub slowdown_per_minute: f64,
     pub faults: FaultPlan,
+    /// How many agent runs the server serves at once (None: unlimited).
+    pub capacity: Option<Capacity>,
+    /// A periodic stall of every agent run (None: never).
+    pub stall: Option<Stall>,
+}
+
+/// The agent's capacity: at most `runs` agent runs are served at once; up to
+/// `queue` more wait for a free slot (their latency grows), and a run that
+/// finds the queue full is refused with a 1011 close, as an overloaded
+/// platform does. Makes the knee of a capacity search a known quantity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Capacity {
+    pub runs: usize,
+    pub queue: usize,
+}
+
+impl std::str::FromStr for Capacity {
+    type Err = String;
+    /// `RUNS` or `RUNS/QUEUE`, e.g. `8/32`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (r, q) = s.split_once('/').unwrap_or((s, "0"));
+        let num = |t: &str, what: &str| {
+            t.trim()
+                .parse::<usize>()
+                .map_err(|_| format!("capacity `{s}`: {what} `{t}` is not a whole number (RUNS or RUNS/QUEUE, e.g. 8/32)"))
+        };
+        let c = Capacity {
+            runs: num(r, "runs")?,
+            queue: num(q, "queue")?,
+        };
+        if c.runs == 0 {
+            return Err(format!("capacity `{s}`: runs must be at least 1"));
+        }
+        Ok(c)
+    }
+}
+
+/// A periodic stall, like a stop-the-world pause: from `every` after the
+/// server started, and again every `every`, no agent event leaves the server
+/// for `length`; events due inside the window wait until it ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Stall {
+    #[serde(serialize_with = "ms")]
+    pub every: Duration,
+    #[serde(serialize_with = "ms")]
+    pub length: Duration,
+}
+
+fn ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_millis() as u64)
+}
+
+impl Stall {
+    /// When `since_start` falls inside a stall window: that window's number
+    /// (1, 2, ...) and the time left in it.
+    pub fn inside(&self, since_start: Duration) -> Option<(u64, Duration)> {
+        let every = self.every.as_nanos();
+        if every == 0 {
+            return None;
+        }
+        let t = since_start.as_nanos();
+        let k = t / every;
+        let into = t - k * every;
+        (k >= 1 && into < self.length.as_nanos())
+            .then(|| (k as u64, self.length - Duration::from_nanos(into as u64)))
+    }
+}
+
+impl std::str::FromStr for Stall {
+    type Err = String;
+    /// `EVERY/LENGTH`, e.g. `10s/1s`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (e, l) = s
+            .split_once('/')
+            .ok_or_else(|| format!("stall `{s}` is not EVERY/LENGTH, e.g. 10s/1s"))?;
+        let dur = |t: &str| {
+            humantime::parse_duration(t.trim()).map_err(|e| format!("stall `{s}`: `{t}`: {e}"))
+        };
+        let st = Stall {
+            every: dur(e)?,
+            length: dur(l)?,
+        };
+        if st.every.is_zero() || st.length >= st.every {
+            return Err(format!(
+                "stall `{s}`: the stall must be shorter than its period"
+            ));
+        }
+        Ok(st)
+    }
 }
 
 impl ServerConfig {
@@ -342,6 +431,8 @@ impl ServerConfig {
             event_delay: (Duration::from_millis(5), Duration::from_millis(25)),
             slowdown_per_minute: 0.0,
             faults: FaultPlan::default(),
+            capacity: None,
+            stall: None,
         }
     }
 }
@@ -360,6 +451,39 @@ mod duration_pair_ms {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stall_windows_and_capacity_parse() {
+        let st: Stall = "10s/1s".parse().unwrap();
+        let s = Duration::from_millis;
+        // (time since start, inside a window: (window, time left))
+        let table = [
+            (s(0), None),
+            (s(500), None),
+            (s(9_999), None),
+            (s(10_000), Some((1, s(1000)))),
+            (s(10_250), Some((1, s(750)))),
+            (s(10_999), Some((1, s(1)))),
+            (s(11_000), None),
+            (s(25_500), None),
+            (s(30_100), Some((3, s(900)))),
+        ];
+        for (t, want) in table {
+            assert_eq!(st.inside(t), want, "at {t:?}");
+        }
+        assert!("1s/1s".parse::<Stall>().is_err());
+        assert!("10s".parse::<Stall>().is_err());
+        assert_eq!(
+            "8/32".parse::<Capacity>().unwrap(),
+            Capacity { runs: 8, queue: 32 }
+        );
+        assert_eq!("4".parse::<Capacity>().unwrap().queue, 0);
+        assert!("0/3".parse::<Capacity>().is_err());
+        assert!("x"
+            .parse::<Capacity>()
+            .unwrap_err()
+            .contains("whole number"));
+    }
 
     #[test]
     fn fault_plan_parses_every_class() {

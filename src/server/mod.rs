@@ -28,7 +28,7 @@ use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch};
 
 use crate::auth::{VerifyPolicy, TOKEN_SUBPROTOCOL_PREFIXES};
-pub use config::{Envelope, FaultPlan, Naming, Phase, ReadyStyle, ServerConfig};
+pub use config::{Capacity, Envelope, FaultPlan, Naming, Phase, ReadyStyle, ServerConfig, Stall};
 
 /// Counts of everything the server did or injected, by name.
 #[derive(Default)]
@@ -57,6 +57,14 @@ pub mod truth {
     pub const RUNS_STARTED: &str = "runs.started";
     pub const RUNS_COMPLETED: &str = "runs.completed";
     pub const FAULT_CLOSE_1011: &str = "faults.close_1011";
+    /// Runs that waited for a free agent slot (capacity model).
+    pub const CAPACITY_QUEUED: &str = "capacity.queued";
+    /// Runs refused with a 1011 close because the queue was full.
+    pub const CAPACITY_REFUSED: &str = "capacity.refused_1011";
+    /// Runs that had at least one event held back by a stall window.
+    pub const STALL_RUNS: &str = "stall.runs_delayed";
+    /// Stall windows that held back at least one event.
+    pub const STALL_WINDOWS: &str = "stall.windows";
     pub fn events(name: &str) -> String {
         format!("events.{name}")
     }
@@ -79,6 +87,10 @@ pub struct ServerState {
     user_conns: Mutex<HashMap<String, u64>>,
     /// Unused tickets: id -> (user, expiry).
     tickets: Mutex<HashMap<String, (String, std::time::Instant)>>,
+    /// Free agent slots and the number of runs waiting for one (capacity model).
+    slots: Option<(Arc<tokio::sync::Semaphore>, AtomicU64)>,
+    /// The highest stall window that delayed an event (counts windows once).
+    stall_window: AtomicU64,
 }
 
 /// How long a ticket stays valid.
@@ -133,7 +145,6 @@ pub async fn spawn(config: ServerConfig, addr: SocketAddr) -> std::io::Result<Ru
     let config_seed = config.seed;
     let state = Arc::new(ServerState {
         policy: VerifyPolicy::netra(&config.secret),
-        config,
         truth: Truth::default(),
         conn_seq: AtomicU64::new(0),
         shutdown: shutdown.clone(),
@@ -142,6 +153,14 @@ pub async fn spawn(config: ServerConfig, addr: SocketAddr) -> std::io::Result<Ru
         tickets: Mutex::new(HashMap::new()),
         user_conns: Mutex::new(HashMap::new()),
         started: std::time::Instant::now(),
+        slots: config.capacity.map(|c| {
+            (
+                Arc::new(tokio::sync::Semaphore::new(c.runs)),
+                AtomicU64::new(0),
+            )
+        }),
+        stall_window: AtomicU64::new(0),
+        config,
     });
     let router = app(state.clone());
     let mut rx = shutdown;
@@ -354,6 +373,60 @@ async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
             reason: reason.into(),
         })))
         .await;
+}
+
+/// Serves one agent run: waits for a free slot when the server has a
+/// capacity (or refuses the run with 1011 when the queue is full), then plays
+/// the run's script into the connection task, holding events back while a
+/// stall window is open. Ends early when the connection is gone.
+async fn serve_run(
+    st: Arc<ServerState>,
+    script: Vec<agent::Outgoing>,
+    out: mpsc::Sender<agent::Outgoing>,
+) {
+    let _slot = match (&st.slots, st.config.capacity) {
+        (Some((sem, waiting)), Some(cap)) => match sem.clone().try_acquire_owned() {
+            Ok(slot) => Some(slot),
+            Err(_) => {
+                if waiting.fetch_add(1, Ordering::SeqCst) >= cap.queue as u64 {
+                    waiting.fetch_sub(1, Ordering::SeqCst);
+                    let _ = out
+                        .send(agent::Outgoing {
+                            delay: std::time::Duration::ZERO,
+                            action: agent::Action::Close(1011),
+                            faults: vec![truth::CAPACITY_REFUSED.into()],
+                            last: false,
+                        })
+                        .await;
+                    return;
+                }
+                st.truth.add(truth::CAPACITY_QUEUED, 1);
+                let slot = sem.clone().acquire_owned().await;
+                waiting.fetch_sub(1, Ordering::SeqCst);
+                slot.ok()
+            }
+        },
+        _ => None,
+    };
+    let mut delayed = false;
+    for step in script {
+        tokio::time::sleep(step.delay).await;
+        if let Some(stall) = st.config.stall {
+            if let Some((window, left)) = stall.inside(st.started.elapsed()) {
+                if !delayed {
+                    delayed = true;
+                    st.truth.add(truth::STALL_RUNS, 1);
+                }
+                if st.stall_window.fetch_max(window, Ordering::SeqCst) < window {
+                    st.truth.add(truth::STALL_WINDOWS, 1);
+                }
+                tokio::time::sleep(left).await;
+            }
+        }
+        if out.send(step).await.is_err() {
+            return;
+        }
+    }
 }
 
 fn is_run_start(t: &str) -> bool {
@@ -594,7 +667,7 @@ async fn connection(mut socket: WebSocket, st: Arc<ServerState>, auth: Result<St
                     }
                     let other = if faults.leak > 0.0 { other_user(&st, &user, &mut run_rng) } else { None };
                     let script = agent::script(&st.config, &ids, &plan, &mut run_rng, other.as_deref());
-                    tokio::spawn(agent::run(script, out_tx.clone()));
+                    tokio::spawn(serve_run(st.clone(), script, out_tx.clone()));
                 } else {
                     send_json(&mut socket, &named(&st, json!({"type": "ack", "received_type": t}))).await;
                 }
