@@ -8,6 +8,7 @@ use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{SecondsFormat, Utc};
@@ -499,6 +500,7 @@ pub async fn run(req: RunRequest) -> Result<RunResult, RunError> {
         t0,
         signals_at_start,
     ));
+    let (started_tx, started_rx) = tokio::sync::watch::channel(None);
     let cfg = EngineConfig {
         scenario: sc.clone(),
         target_url: target_url.clone(),
@@ -506,6 +508,7 @@ pub async fn run(req: RunRequest) -> Result<RunResult, RunError> {
         seed: req.seed,
         goose_report: req.goose_report.then(|| out_dir.join("goose-report.html")),
         shard: req.shard,
+        started: Arc::new(started_tx),
     };
     let progress = (req.progress && std::io::stderr().is_terminal()).then(|| {
         tokio::spawn(live_progress(

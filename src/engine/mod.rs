@@ -12,6 +12,7 @@
 //! (off); one reqwest client per user by default (we share one).
 
 pub mod connect;
+pub mod open;
 pub mod session;
 
 use std::path::PathBuf;
@@ -59,6 +60,9 @@ pub struct EngineConfig {
     pub goose_report: Option<PathBuf>,
     /// This process's slice of the users (`0/1` when not sharded).
     pub shard: crate::scenario::plan::Shard,
+    /// Set to the instant the load plan's clock starts (goose starting the
+    /// closed model's users; the open model's pool ready and pacing).
+    pub started: Arc<tokio::sync::watch::Sender<Option<Instant>>>,
 }
 
 /// Shared by every user.
@@ -68,6 +72,8 @@ struct Shared {
     obs: ObsSender,
     /// One HTTP client for every user (tickets, REST): clones share one pool.
     http: reqwest::Client,
+    /// The open model's session pool (None in the closed model).
+    pool: Option<Arc<open::Pool>>,
 }
 
 /// Socket phase names used in `closes_by_phase.<phase>.<code>`.
@@ -95,6 +101,9 @@ struct UserSession {
     tokens: u64,
     /// When the current socket's token expires.
     token_exp: Option<Instant>,
+    /// Open model: the intended start of the arrival being served; its first
+    /// run's latencies are measured from it.
+    intended: Option<Instant>,
 }
 
 #[derive(Clone)]
@@ -126,6 +135,7 @@ impl Shared {
             ),
             tokens: 0,
             token_exp: None,
+            intended: None,
         }
     }
 
@@ -299,6 +309,9 @@ impl Shared {
             return Err((None, "no socket".into()));
         };
         let t0 = Instant::now();
+        // Open model: the first run of an arrival counts from its intended
+        // start, so time spent waiting (for a session, a socket) is measured.
+        let started = s.intended.take().map_or(t0, |i| i.min(t0));
         self.obs.count(names::RUNS_STARTED);
         self.obs.count_n("bytes.sent", text.len() as u64);
         match ws.send(Message::Text(text.into())).await {
@@ -307,7 +320,7 @@ impl Shared {
                     run_id: uses.run.then_some(run_id),
                     thread_id: uses.thread.then(|| s.thread_id.clone()),
                     user_id: s.user_id.clone(),
-                    started: t0,
+                    started,
                 });
                 Ok(t0.elapsed())
             }
@@ -495,8 +508,23 @@ async fn run_step(shared: &Shared, step: &Step, user: &mut GooseUser) -> Transac
 /// when a threshold with `abort_on_fail` breaks. In-flight awaits end at their
 /// deadline.
 pub fn stop_early(reason: &str) {
+    STOP_REQUESTED.store(true, std::sync::atomic::Ordering::SeqCst);
     goose::trigger_killswitch(reason);
 }
+
+/// Set by [`stop_early`]: the open model's pacer issues no more arrivals.
+static STOP_REQUESTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// How long an idle pool user waits for an arrival before letting goose look
+/// at it (goose stops users only between transactions).
+const ARRIVAL_POLL: Duration = Duration::from_millis(250);
+
+/// Longest wait for the open model's pool to start before pacing begins.
+const POOL_START_LIMIT: Duration = Duration::from_secs(60);
+
+/// The open model's goose plan holds the pool this much past the rate plan;
+/// the engine ends it (goose's kill switch) once the last journey is done.
+const POOL_SLACK: Duration = Duration::from_secs(3600);
 
 /// Runs the scenario's users on goose until the load plan ends.
 pub async fn execute(cfg: EngineConfig, obs: ObsSender) -> Result<(), EngineError> {
@@ -509,11 +537,18 @@ pub async fn execute(cfg: EngineConfig, obs: ObsSender) -> Result<(), EngineErro
         .pool_max_idle_per_host(64)
         .build()
         .map_err(|e| EngineError::Goose(format!("cannot build the HTTP client: {e}")))?;
+    STOP_REQUESTED.store(false, std::sync::atomic::Ordering::SeqCst);
+    let pool = sc
+        .workload
+        .open
+        .as_ref()
+        .map(|m| Arc::new(open::Pool::new(cfg.shard.share(m.max_users) as usize)));
     let shared = Arc::new(Shared {
         cfg: cfg.clone(),
         minter,
         obs,
         http,
+        pool: pool.clone(),
     });
 
     let start = {
@@ -523,6 +558,9 @@ pub async fn execute(cfg: EngineConfig, obs: ObsSender) -> Result<(), EngineErro
             Box::pin(async move {
                 let s = shared.new_session(user.weighted_users_index);
                 user.set_session_data(SessionHandle(Arc::new(Mutex::new(s))));
+                if let Some(pool) = &shared.pool {
+                    open::join(pool);
+                }
                 Ok(())
             })
         }))
@@ -566,10 +604,23 @@ pub async fn execute(cfg: EngineConfig, obs: ObsSender) -> Result<(), EngineErro
         .set_on_stop()
     };
 
-    let mut scenario = goose::goose::Scenario::new("journey")
-        .register_transaction(start)
-        .register_transaction(iteration_mark);
-    for step in journey {
+    let mut scenario = goose::goose::Scenario::new("journey").register_transaction(start);
+    if pool.is_some() {
+        // Open model: one transaction serves one arrival, running every step
+        // (each still recorded under its own name).
+        let shared = shared.clone();
+        let journey = Arc::new(journey.clone());
+        let t = Transaction::new(Arc::new(move |user: &mut GooseUser| {
+            let shared = shared.clone();
+            let journey = journey.clone();
+            Box::pin(async move { serve_arrival(&shared, &journey, user).await })
+        }))
+        .set_name("arrival");
+        scenario = scenario.register_transaction(t);
+    } else {
+        scenario = scenario.register_transaction(iteration_mark);
+    }
+    for step in journey.into_iter().filter(|_| pool.is_none()) {
         let shared = shared.clone();
         let name = step.name.clone();
         let step = Arc::new(step);
@@ -601,6 +652,14 @@ pub async fn execute(cfg: EngineConfig, obs: ObsSender) -> Result<(), EngineErro
     attack = *attack.set_default(GooseDefault::Quiet, 1usize)?;
     attack = *attack.set_default(GooseDefault::NoTelnet, true)?;
     match plan.iterations {
+        _ if pool.is_some() => {
+            let size = pool.as_ref().map_or(0, |p| p.size);
+            let hold = plan.total() + POOL_SLACK;
+            attack = *attack.set_default(
+                GooseDefault::TestPlan,
+                format!("{size},0;{size},{};0,0", hold.as_secs()).as_str(),
+            )?;
+        }
         Some(n) => {
             let users = plan.peak_users() as usize;
             attack = *attack.set_default(GooseDefault::Users, users)?;
@@ -617,6 +676,80 @@ pub async fn execute(cfg: EngineConfig, obs: ObsSender) -> Result<(), EngineErro
     if let Some(p) = &cfg.goose_report {
         attack = *attack.set_default(GooseDefault::ReportFile, p.to_string_lossy().as_ref())?;
     }
-    attack.execute().await?;
+    let pacing = match (&pool, &sc.workload.open) {
+        (Some(pool), Some(model)) => {
+            let pacer = crate::scenario::plan::Pacer::new(
+                model.rate.shard(cfg.shard),
+                model.arrivals,
+                cfg.seed,
+                cfg.shard,
+            );
+            let (pool, obs, started) = (pool.clone(), shared.obs.clone(), cfg.started.clone());
+            let when_full = model.when_full;
+            Some(tokio::spawn(async move {
+                open::wait_for_pool(&pool, POOL_START_LIMIT).await;
+                let epoch = tokio::time::Instant::now();
+                let _ = started.send(Some(epoch.into_std()));
+                open::pace(pacer, when_full, pool.clone(), obs, epoch).await;
+                open::drain(&pool).await;
+                goose::trigger_killswitch(
+                    "open model: the rate plan ended and every journey finished",
+                );
+            }))
+        }
+        _ => {
+            let _ = cfg.started.send(Some(Instant::now()));
+            None
+        }
+    };
+    let result = attack.execute().await;
+    if let Some(p) = pacing {
+        if let Some(pool) = &pool {
+            pool.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        let _ = p.await;
+    }
+    // Arrivals no session took before the users stopped were not started.
+    if let Some(pool) = &pool {
+        let left = pool.rx.drain().count() as u64;
+        if left > 0 {
+            shared.obs.count_n(names::STARTS_DROPPED, left);
+        }
+    }
+    result?;
+    Ok(())
+}
+
+/// Open model: waits briefly for an arrival; when one comes, runs the whole
+/// journey for it and then frees its pool slot.
+async fn serve_arrival(
+    shared: &Shared,
+    journey: &[Step],
+    user: &mut GooseUser,
+) -> TransactionResult {
+    let Some(pool) = &shared.pool else {
+        return Ok(());
+    };
+    let Some(arrival) = pool.next(ARRIVAL_POLL).await else {
+        return Ok(());
+    };
+    let intended = arrival.intended.into_std();
+    shared
+        .obs
+        .sample(names::SEND_LAG, intended.elapsed().as_micros() as u64);
+    if let Some(h) = session(user) {
+        let mut s = h.0.lock().await;
+        s.iteration += 1;
+        s.intended = Some(intended);
+    }
+    for step in journey {
+        // A failed step is recorded by run_step; the journey goes on, as goose
+        // goes on to the next transaction in the closed model.
+        let _ = run_step(shared, step, user).await;
+    }
+    if let Some(h) = session(user) {
+        h.0.lock().await.intended = None;
+    }
+    drop(arrival);
     Ok(())
 }

@@ -13,6 +13,13 @@ pub const EVENT_GAP_MAX: &str = "event_gap_max";
 /// Intended start to actual send.
 pub const SEND_LAG: &str = "send_lag";
 
+/// Open model: arrivals the rate plan called for.
+pub const STARTS_INTENDED: &str = "starts.intended";
+/// Open model: arrivals that found every session busy and were not started.
+pub const STARTS_DROPPED: &str = "starts.dropped";
+/// Open model: arrivals that waited for a free session (`when_full = "queue"`).
+pub const STARTS_LATE: &str = "starts.late";
+
 /// Histogram of the first event of one name, from the run's start.
 pub fn event_metric(name: &str) -> String {
     format!("event_{name}")
