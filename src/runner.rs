@@ -204,18 +204,29 @@ fn fill(
     s
 }
 
+/// What a checkpoint judges: the thresholds, and a capacity search's steps so far.
+struct Judging {
+    thresholds: Vec<crate::metrics::threshold::Threshold>,
+    /// The plan, whether it is the open model, and the steps judged so far.
+    capacity: Option<(crate::scenario::CapacityPlan, bool, StepLog)>,
+}
+
 /// Rewrites `snapshot.json` every `period` with everything recorded so far, and
 /// acts on stop signals: the first stops the users (they drain), the second
 /// writes a last checkpoint and exits at once with code 3.
 async fn checkpoint_loop(
     obs: crate::metrics::ObsSender,
     template: Snapshot,
-    thresholds: Vec<crate::metrics::threshold::Threshold>,
+    judging: Judging,
     path: std::path::PathBuf,
     period: Duration,
     t0: Instant,
     signals_at_start: u32,
 ) {
+    let Judging {
+        thresholds,
+        capacity,
+    } = judging;
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let mut last = Instant::now();
     let mut stopping = false;
@@ -234,6 +245,9 @@ async fn checkpoint_loop(
             let mut s = fill(&template, &all.total, &all.intervals, t0.elapsed());
             s.thresholds =
                 crate::metrics::threshold::judge_all(&thresholds, &all.total, &all.intervals);
+            s.capacity = capacity
+                .as_ref()
+                .map(|(cap, open, log)| capacity_result(cap, *open, log));
             if signals >= 2 {
                 s.notes.push(
                     "aborted: a second stop signal exited at once after this checkpoint".into(),
@@ -313,6 +327,84 @@ async fn watch_thresholds(
     }
 }
 
+/// Completed capacity steps, shared by the controller, checkpoints and the end of the run.
+type StepLog = Arc<std::sync::Mutex<Vec<crate::metrics::capacity::StepResult>>>;
+
+/// A capacity search's clock: marks each step's measured part (after its
+/// warm-up) as a collector phase, judges the step against the SLOs when it
+/// ends, and stops the load at the first step that breaks one. Returns when
+/// every step is judged, or when `done` says the engine has ended (a step
+/// still running then is not judged).
+async fn capacity_controller(
+    obs: crate::metrics::ObsSender,
+    cap: crate::scenario::CapacityPlan,
+    mut started: tokio::sync::watch::Receiver<Option<Instant>>,
+    log: StepLog,
+    mut done: tokio::sync::oneshot::Receiver<()>,
+) {
+    let epoch = loop {
+        if let Some(t) = *started.borrow_and_update() {
+            break t;
+        }
+        tokio::select! {
+            r = started.changed() => if r.is_err() { return },
+            _ = &mut done => return,
+        }
+    };
+    for step in cap.steps() {
+        let at = |s: u64| tokio::time::Instant::from_std(epoch + Duration::from_secs(s));
+        tokio::select! {
+            _ = tokio::time::sleep_until(at(step.measure_s)) => {}
+            _ = &mut done => return,
+        }
+        obs.phase(Some(step.index));
+        tokio::select! {
+            _ = tokio::time::sleep_until(at(step.end_s)) => {}
+            _ = &mut done => {
+                obs.phase(None);
+                return;
+            }
+        }
+        obs.phase(None);
+        let rec = obs.peek_phase(step.index).await;
+        let r =
+            crate::metrics::capacity::judge_step(&step, cap.show_load(step.load), &cap.slo, &rec);
+        let held = r.held;
+        let why = r
+            .slo
+            .iter()
+            .filter(|v| !v.passed)
+            .map(|v| format!("`{}` (measured {})", v.threshold, v.observed_text))
+            .collect::<Vec<_>>()
+            .join(", ");
+        log.lock().unwrap_or_else(|e| e.into_inner()).push(r);
+        if !held {
+            engine::stop_early(&format!(
+                "capacity search: step {} ({}) broke {why}",
+                step.index,
+                cap.show_load(step.load)
+            ));
+            return;
+        }
+    }
+}
+
+/// The capacity section from the steps judged so far.
+fn capacity_result(
+    cap: &crate::scenario::CapacityPlan,
+    open: bool,
+    log: &StepLog,
+) -> crate::metrics::capacity::CapacityResult {
+    let steps = log.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    crate::metrics::capacity::conclude(
+        steps,
+        cap.steps().len(),
+        if open { "arrivals_per_s" } else { "users" },
+        &cap.slo,
+        cap.target.map(|t| (t, cap.show_load(t))),
+    )
+}
+
 /// A live line on stderr: elapsed/total, users, runs/s, ttfe p95 of the last
 /// interval, 1011 closes and failed runs. Only started on a terminal.
 async fn live_progress(
@@ -371,6 +463,11 @@ pub async fn run(req: RunRequest) -> Result<RunResult, RunError> {
                 if sc.target.allow.is_empty() { "empty: only loopback is allowed".to_string() } else { sc.target.allow.join(", ") }
             )));
         }
+    }
+    if sc.workload.capacity.is_some() && req.shard.count > 1 {
+        return Err(RunError::Usage(
+            "a capacity search runs in one process: the decision to stop at a step needs the whole load's data (remove --shard/--shards, or give this machine more of the load)".into(),
+        ));
     }
     let run_id = new_run_id(&sc.name);
     let out_dir = req
@@ -456,6 +553,7 @@ pub async fn run(req: RunRequest) -> Result<RunResult, RunError> {
         shards: Vec::new(),
         intervals: Vec::new(),
         server_truth: None,
+        capacity: None,
     };
     // The first checkpoint doubles as the check that the output folder is writable.
     write_atomic(&snapshot_path, template.to_json().as_bytes())
@@ -491,16 +589,35 @@ pub async fn run(req: RunRequest) -> Result<RunResult, RunError> {
             }))
         }
     };
+    let step_log: StepLog = Arc::default();
+    let (started_tx, started_rx) = tokio::sync::watch::channel(None);
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let capacity = sc
+        .workload
+        .capacity
+        .clone()
+        .map(|cap| (cap, sc.workload.open.is_some(), step_log.clone()));
+    let controller = capacity.as_ref().map(|(cap, _, log)| {
+        tokio::spawn(capacity_controller(
+            collector.sender(),
+            cap.clone(),
+            started_rx.clone(),
+            log.clone(),
+            done_rx,
+        ))
+    });
     let checkpoints = tokio::spawn(checkpoint_loop(
         collector.sender(),
         template.clone(),
-        sc.thresholds.clone(),
+        Judging {
+            thresholds: sc.thresholds.clone(),
+            capacity: capacity.clone(),
+        },
         snapshot_path.clone(),
         sc.checkpoint,
         t0,
         signals_at_start,
     ));
-    let (started_tx, started_rx) = tokio::sync::watch::channel(None);
     let cfg = EngineConfig {
         scenario: sc.clone(),
         target_url: target_url.clone(),
@@ -530,6 +647,11 @@ pub async fn run(req: RunRequest) -> Result<RunResult, RunError> {
     } else {
         engine::execute(cfg, collector.sender()).await
     };
+    let _ = done_tx.send(());
+    if let Some(c) = controller {
+        let _ = c.await;
+    }
+    drop(started_rx);
     let aborted_by = match watcher {
         Some(w) => {
             w.abort();
@@ -608,7 +730,16 @@ pub async fn run(req: RunRequest) -> Result<RunResult, RunError> {
         notes.push(explain_no_ready(&rec));
         verdict = "aborted";
     }
+    let capacity_section = capacity
+        .as_ref()
+        .map(|(cap, open, log)| capacity_result(cap, *open, log));
+    if let Some(c) = &capacity_section {
+        if verdict == "pass" && !c.passed() {
+            verdict = "fail";
+        }
+    }
     let mut snapshot = fill(&template, &rec, &intervals, elapsed);
+    snapshot.capacity = capacity_section;
     snapshot.thresholds = thresholds;
     snapshot.verdict = verdict.into();
     snapshot.notes = notes;

@@ -90,6 +90,15 @@ pub async fn main(a: RunArgs) -> u8 {
             return exit::USAGE;
         }
     };
+    if (a.users.is_some() || a.duration.is_some())
+        && (sc.workload.open.is_some() || sc.workload.capacity.is_some())
+    {
+        eprintln!(
+            "error: --users and --duration reshape a closed-model plan; this scenario's load comes from {} (edit it there)",
+            if sc.workload.capacity.is_some() { "[capacity]" } else { "workload.rate / workload.ramp and workload.max_users" }
+        );
+        return exit::USAGE;
+    }
     if let Some(u) = a.users {
         if u == 0 {
             eprintln!("error: --users must be at least 1");

@@ -15,6 +15,10 @@ enum Msg {
     Last(oneshot::Sender<Option<IntervalData>>),
     /// Reply with everything: the whole run and the closed intervals.
     All(oneshot::Sender<Collected>),
+    /// From now on, observations also go to this phase's recorder (None: to no phase).
+    Phase(Option<u32>),
+    /// Reply with a copy of one phase's recorder.
+    PeekPhase(u32, oneshot::Sender<Recorder>),
     End,
 }
 
@@ -52,6 +56,22 @@ impl ObsSender {
         let (reply, rx) = oneshot::channel();
         self.0.send(Msg::Last(reply)).ok()?;
         rx.await.ok().flatten()
+    }
+
+    /// Starts (or, with `None`, ends) a phase: observations emitted after this
+    /// call, until the next one, are also kept in that phase's recorder (a
+    /// capacity step's measured part).
+    pub fn phase(&self, phase: Option<u32>) {
+        let _ = self.0.send(Msg::Phase(phase));
+    }
+
+    /// Everything one phase recorded so far.
+    pub async fn peek_phase(&self, phase: u32) -> Recorder {
+        let (reply, rx) = oneshot::channel();
+        if self.0.send(Msg::PeekPhase(phase, reply)).is_err() {
+            return Recorder::default();
+        }
+        rx.await.unwrap_or_default()
     }
 
     /// Everything so far: the whole run and its closed intervals (for checkpoints).
@@ -122,6 +142,8 @@ pub struct Collected {
     pub intervals: Vec<IntervalData>,
     /// The last closed interval.
     pub last: Option<IntervalData>,
+    /// Per phase (capacity step), what it recorded.
+    pub phases: std::collections::BTreeMap<u32, Recorder>,
 }
 
 impl Collector {
@@ -144,6 +166,7 @@ impl Collector {
             let mut out = Collected::default();
             let mut current = Recorder::default();
             let mut opened = 0.0f64;
+            let mut phase: Option<u32> = None;
             let mut tick = tokio::time::interval_at(t0 + every, every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut close = |current: &mut Recorder, opened: &mut f64, out: &mut Collected| {
@@ -174,10 +197,22 @@ impl Collector {
                 tokio::select! {
                     msg = rx.recv() => match msg {
                         Some(Msg::Obs(o)) => {
+                            if let Some(p) = phase {
+                                out.phases.entry(p).or_default().apply(&o);
+                            }
                             out.total.apply(&o);
                             if !matches!(o, Observation::Offending(_)) {
                                 current.apply(&o);
                             }
+                        }
+                        Some(Msg::Phase(p)) => {
+                            phase = p;
+                            if let Some(p) = p {
+                                out.phases.entry(p).or_default();
+                            }
+                        }
+                        Some(Msg::PeekPhase(p, reply)) => {
+                            let _ = reply.send(out.phases.get(&p).cloned().unwrap_or_default());
                         }
                         Some(Msg::Peek(reply)) => {
                             let _ = reply.send(out.total.clone());
@@ -255,6 +290,27 @@ mod tests {
         }
         assert_eq!(sum.counter("runs.ok"), 4000);
         assert_eq!(sum.histograms["ttfe"].len(), 4000);
+    }
+
+    #[tokio::test]
+    async fn phases_keep_only_what_was_emitted_inside_them() {
+        let c = Collector::start();
+        let s = c.sender();
+        s.count("runs.ok");
+        s.phase(Some(1));
+        s.count("runs.ok");
+        s.sample("ttc", 5);
+        s.phase(None);
+        s.count("runs.ok");
+        s.phase(Some(2));
+        s.count("runs.ok");
+        s.count("runs.ok");
+        assert_eq!(s.peek_phase(1).await.counter("runs.ok"), 1);
+        assert_eq!(s.peek_phase(2).await.counter("runs.ok"), 2);
+        let out = c.finish().await;
+        assert_eq!(out.total.counter("runs.ok"), 5);
+        assert_eq!(out.phases[&1].histograms["ttc"].len(), 1);
+        assert_eq!(out.phases.len(), 2);
     }
 
     #[test]

@@ -235,6 +235,7 @@ pub fn merge(snaps: &[Snapshot]) -> Result<Snapshot, MergeError> {
         baseline: None,
         intervals: merged_intervals,
         samples: total.samples.clone(),
+        capacity: None,
         server_truth: truth
             .filter(|t| !t.is_empty())
             .and_then(|t| serde_json::to_value(t).ok()),

@@ -5,6 +5,7 @@
 //! name) and everything chatload reports is computed from it. Recorders and
 //! snapshots merge by addition, so shards and intervals combine exactly.
 
+pub mod capacity;
 pub mod collector;
 pub mod interval_log;
 pub mod merge;

@@ -203,6 +203,9 @@ pub struct Snapshot {
     /// What the embedded reference server says it did (its truth counters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_truth: Option<Value>,
+    /// A capacity search: every step's data and verdict, and the knee.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<super::capacity::CapacityResult>,
 }
 
 impl Snapshot {

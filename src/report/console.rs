@@ -71,6 +71,43 @@ pub fn render(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
             )?;
         }
     }
+    if let Some(c) = &d.capacity {
+        writeln!(w)?;
+        writeln!(
+            w,
+            "  capacity search (a step holds when: {})",
+            c.slo.join("; ")
+        )?;
+        writeln!(
+            w,
+            "    {:>4}  {:>12}  {:>7}  {:>9}  {:>9}  {:>9}  {:>8}  {:>8}  result",
+            "step", "load", "runs", "ttc p50", "ttc p95", "ttc p99", "errors", "1011/run"
+        )?;
+        for r in &c.rows {
+            writeln!(
+                w,
+                "    {:>4}  {:>12}  {:>7}  {:>9}  {:>9}  {:>9}  {:>8}  {:>8}  {}",
+                r.index,
+                r.load,
+                r.runs,
+                r.ttc_p50,
+                r.ttc_p95,
+                r.ttc_p99,
+                r.error_rate,
+                r.close_1011,
+                if r.held {
+                    if c.knee_index == Some(r.index) {
+                        "held  <- knee".to_string()
+                    } else {
+                        "held".to_string()
+                    }
+                } else {
+                    format!("BROKE {}", r.broke)
+                }
+            )?;
+        }
+        writeln!(w, "    {}", c.summary)?;
+    }
     for n in &d.notes {
         writeln!(w)?;
         writeln!(w, "  note: {n}")?;

@@ -383,6 +383,34 @@ pub fn render(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
         }
         o.push_str("</table>");
     }
+    if let Some(c) = &d.capacity {
+        let _ = write!(
+            o,
+            r#"<h2>Capacity search</h2><p class="{}"><b>{}</b></p><p>A step holds when: {}.</p><table><tr><th>step</th><th>load</th><th>runs</th><th>ttc p50</th><th>ttc p95</th><th>ttc p99</th><th>errors</th><th>1011 per run</th><th>result</th></tr>"#,
+            if c.passed { "ok" } else { "bad" },
+            esc(&c.summary),
+            c.slo
+                .iter()
+                .map(|r| format!("<code>{}</code>", esc(r)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        for r in &c.rows {
+            let result = if !r.held {
+                format!(r#"<td class="bad">broke: {}</td>"#, esc(&r.broke))
+            } else if c.knee_index == Some(r.index) {
+                r#"<td class="ok"><b>held: knee</b></td>"#.to_string()
+            } else {
+                r#"<td class="ok">held</td>"#.to_string()
+            };
+            let _ = write!(
+                o,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>{result}</tr>",
+                r.index, esc(&r.load), r.runs, esc(&r.ttc_p50), esc(&r.ttc_p95), esc(&r.ttc_p99), esc(&r.error_rate), esc(&r.close_1011)
+            );
+        }
+        o.push_str("</table>");
+    }
     if let Some(c) = &d.baseline {
         let _ = write!(o, "<h2>Against baseline <code>{}</code></h2><table><tr><th>statistic</th><th>baseline</th><th>this run</th><th>change</th><th>tolerance</th><th></th></tr>", esc(&c.base_run));
         for r in &c.rows {

@@ -43,6 +43,22 @@ pub fn render(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
         case.set_classname(format!("chatload.{}", d.title));
         suite.add_test_case(case);
     }
+    if let Some(c) = &d.capacity {
+        // The step that broke is what a capacity search is for: the test case
+        // is the knee against the target, not the steps.
+        let status = if c.passed {
+            TestCaseStatus::success()
+        } else {
+            let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+            s.set_message(c.summary.clone());
+            s.set_type("capacity");
+            s
+        };
+        let mut case = TestCase::new("capacity knee carries the target load", status);
+        case.set_classname(format!("chatload.{}.capacity", d.title));
+        case.set_system_out(c.summary.clone());
+        suite.add_test_case(case);
+    }
     report.add_test_suite(suite);
     if let Some(c) = &d.baseline {
         let mut suite = TestSuite::new(format!("baseline {}", c.base_run));

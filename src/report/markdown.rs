@@ -44,6 +44,50 @@ pub fn render(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
         }
         writeln!(w)?;
     }
+    if let Some(c) = &d.capacity {
+        writeln!(w, "## Capacity search")?;
+        writeln!(w)?;
+        writeln!(w, "**{}**", esc(&c.summary))?;
+        writeln!(w)?;
+        writeln!(
+            w,
+            "A step holds when: {}.",
+            c.slo
+                .iter()
+                .map(|r| format!("`{}`", esc(r)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )?;
+        writeln!(w)?;
+        writeln!(
+            w,
+            "| step | load | runs | ttc p50 | ttc p95 | ttc p99 | errors | 1011 per run | result |"
+        )?;
+        writeln!(w, "|---:|---:|---:|---:|---:|---:|---:|---:|---|")?;
+        for r in &c.rows {
+            let result = if !r.held {
+                format!("**broke**: {}", esc(&r.broke))
+            } else if c.knee_index == Some(r.index) {
+                "held (**knee**)".to_string()
+            } else {
+                "held".to_string()
+            };
+            writeln!(
+                w,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                r.index,
+                esc(&r.load),
+                r.runs,
+                r.ttc_p50,
+                r.ttc_p95,
+                r.ttc_p99,
+                r.error_rate,
+                r.close_1011,
+                result
+            )?;
+        }
+        writeln!(w)?;
+    }
     if let Some(c) = &d.baseline {
         writeln!(
             w,

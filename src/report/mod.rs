@@ -72,6 +72,92 @@ pub struct ReportData {
     pub shards: Vec<crate::metrics::snapshot::ShardSummary>,
     /// How hard the generator worked (single runs).
     pub generator: Option<crate::metrics::snapshot::GeneratorHealth>,
+    /// A capacity search's steps and knee.
+    pub capacity: Option<CapacityView>,
+}
+
+/// A capacity search, formatted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CapacityView {
+    /// The knee, what broke and the headroom, in one line.
+    pub summary: String,
+    pub slo: Vec<String>,
+    pub rows: Vec<CapacityRow>,
+    /// The step that is the knee.
+    pub knee_index: Option<u32>,
+    pub passed: bool,
+}
+
+/// One step of a capacity search.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CapacityRow {
+    pub index: u32,
+    pub load: String,
+    pub runs: u64,
+    pub ttc_p50: String,
+    pub ttc_p95: String,
+    pub ttc_p99: String,
+    /// Failed runs per started run.
+    pub error_rate: String,
+    /// 1011 closes per started run.
+    pub close_1011: String,
+    pub held: bool,
+    /// The SLOs that failed, with what was measured.
+    pub broke: String,
+}
+
+fn capacity_view(c: &crate::metrics::capacity::CapacityResult) -> CapacityView {
+    let rows = c
+        .steps
+        .iter()
+        .map(|st| {
+            let n = |k: &str| st.counters.get(k).copied().unwrap_or(0);
+            let started = n(names::RUNS_STARTED);
+            let per_run = |k: &str| {
+                if started == 0 {
+                    "n/a".to_string()
+                } else {
+                    threshold::format_value(n(k) as f64 / started as f64, "fraction")
+                }
+            };
+            let ttc = |q: fn(&HistogramData) -> u64| {
+                st.histograms
+                    .get(names::TTC)
+                    .map_or_else(|| "n/a".to_string(), |h| format_us(q(h) as f64))
+            };
+            CapacityRow {
+                index: st.index,
+                load: st.load_text.clone(),
+                runs: started,
+                ttc_p50: ttc(|h| h.p50_us),
+                ttc_p95: ttc(|h| h.p95_us),
+                ttc_p99: ttc(|h| h.p99_us),
+                error_rate: per_run(names::RUNS_FAILED),
+                close_1011: per_run("closes.1011"),
+                held: st.held,
+                broke: st
+                    .slo
+                    .iter()
+                    .filter(|v| !v.passed)
+                    .map(|v| format!("{} (measured {})", v.threshold, v.observed_text))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            }
+        })
+        .collect();
+    let knee_index = c
+        .steps
+        .iter()
+        .take_while(|s| s.held)
+        .last()
+        .map(|s| s.index);
+    CapacityView {
+        summary: c.summary(),
+        slo: c.slo.clone(),
+        rows,
+        knee_index,
+        passed: c.passed(),
+    }
 }
 
 /// Series for the over-time charts.
@@ -259,6 +345,33 @@ impl ReportData {
             ("started".to_string(), c(names::RUNS_STARTED)),
             ("ok".to_string(), c(names::RUNS_OK)),
         ];
+        let mut key_numbers = key_numbers;
+        if s.counters.contains_key(names::STARTS_INTENDED) {
+            // Open model: what the rate plan called for, and what the pool could not serve.
+            key_numbers.insert(
+                1,
+                (
+                    "arrivals".to_string(),
+                    format!(
+                        "{} intended, {} dropped (no free session), {} started late",
+                        c(names::STARTS_INTENDED),
+                        c(names::STARTS_DROPPED),
+                        c(names::STARTS_LATE)
+                    ),
+                ),
+            );
+            runs.extend([
+                ("arrivals intended".to_string(), c(names::STARTS_INTENDED)),
+                (
+                    "arrivals dropped (no free session)".to_string(),
+                    c(names::STARTS_DROPPED),
+                ),
+                (
+                    "arrivals started late (queued)".to_string(),
+                    c(names::STARTS_LATE),
+                ),
+            ]);
+        }
         runs.extend(
             with_prefix(s, "runs.failed.")
                 .into_iter()
@@ -341,6 +454,7 @@ impl ReportData {
             settings_json: serde_json::to_string_pretty(&s.scenario).unwrap_or_default(),
             shards: s.shards.clone(),
             generator: s.generator.clone(),
+            capacity: s.capacity.as_ref().map(capacity_view),
         }
     }
 
