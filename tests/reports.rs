@@ -97,6 +97,7 @@ fn fixed_snapshot() -> Snapshot {
             frame: r#"{"type":"tool_completed","tool_name":"tool_1"}"#.into(),
         }],
         server_truth: None,
+        capacity: None,
     }
 }
 
@@ -123,6 +124,60 @@ fn markdown_and_junit_match_their_golden_files() {
     let d = ReportData::from_snapshot(&s);
     golden("report.md", &render(&d, &s, Format::Markdown));
     golden("junit.xml", &render(&d, &s, Format::Junit));
+}
+
+/// The fixed snapshot as a capacity search: three steps of users, the third broke.
+fn capacity_snapshot() -> Snapshot {
+    use chatload::metrics::capacity::{conclude, judge_step};
+    use chatload::scenario::plan::CapacityStep;
+    let slo = vec![
+        Threshold::parse("ttc p95", "< 100ms").unwrap(),
+        Threshold::parse("close_1011 rate", "< 1%").unwrap(),
+    ];
+    let steps = [(4.0, 60_000u64, 0u64), (8.0, 70_000, 0), (12.0, 140_000, 3)]
+        .iter()
+        .enumerate()
+        .map(|(i, &(load, ttc, closes))| {
+            let mut rec = Recorder::default();
+            for k in 0..100u64 {
+                rec.record("ttc", ttc + k * 100);
+            }
+            rec.count("runs.started", 100);
+            rec.count("runs.failed", closes);
+            rec.count("closes.1011", closes);
+            let i = i as u64;
+            let step = CapacityStep {
+                index: i as u32 + 1,
+                load,
+                start_s: i * 10,
+                measure_s: i * 10 + 2,
+                end_s: i * 10 + 10,
+            };
+            judge_step(&step, format!("{load} users"), &slo, &rec)
+        })
+        .collect();
+    let mut s = fixed_snapshot();
+    s.thresholds.clear();
+    s.capacity = Some(conclude(steps, 5, "users", &slo, Some((6.0, "6 users".into()))));
+    s
+}
+
+#[test]
+fn a_capacity_search_reports_its_steps_and_knee() {
+    let s = capacity_snapshot();
+    let c = s.capacity.as_ref().unwrap();
+    assert_eq!(c.knee, Some(8.0));
+    assert_eq!(c.first_failing.as_ref().unwrap().index, 3);
+    let d = ReportData::from_snapshot(&s);
+    golden("capacity.md", &render(&d, &s, Format::Markdown));
+    let json = render(&d, &s, Format::Json);
+    check_schema(std::str::from_utf8(&json).unwrap());
+    assert_eq!(Snapshot::from_json(std::str::from_utf8(&json).unwrap()).unwrap(), s);
+    let html = String::from_utf8(render(&d, &s, Format::Html)).unwrap();
+    assert!(html.contains("<h2>Capacity search</h2>") && html.contains("held: knee"));
+    let xml = String::from_utf8(render(&d, &s, Format::Junit)).unwrap();
+    assert!(xml.contains("capacity knee carries the target load"));
+    assert!(!xml.contains("<failure"), "the knee (8) carries the target (6): {xml}");
 }
 
 #[test]
