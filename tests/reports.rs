@@ -158,7 +158,13 @@ fn capacity_snapshot() -> Snapshot {
         .collect();
     let mut s = fixed_snapshot();
     s.thresholds.clear();
-    s.capacity = Some(conclude(steps, 5, "users", &slo, Some((6.0, "6 users".into()))));
+    s.capacity = Some(conclude(
+        steps,
+        5,
+        "users",
+        &slo,
+        Some((6.0, "6 users".into())),
+    ));
     s
 }
 
@@ -172,12 +178,18 @@ fn a_capacity_search_reports_its_steps_and_knee() {
     golden("capacity.md", &render(&d, &s, Format::Markdown));
     let json = render(&d, &s, Format::Json);
     check_schema(std::str::from_utf8(&json).unwrap());
-    assert_eq!(Snapshot::from_json(std::str::from_utf8(&json).unwrap()).unwrap(), s);
+    assert_eq!(
+        Snapshot::from_json(std::str::from_utf8(&json).unwrap()).unwrap(),
+        s
+    );
     let html = String::from_utf8(render(&d, &s, Format::Html)).unwrap();
     assert!(html.contains("<h2>Capacity search</h2>") && html.contains("held: knee"));
     let xml = String::from_utf8(render(&d, &s, Format::Junit)).unwrap();
     assert!(xml.contains("capacity knee carries the target load"));
-    assert!(!xml.contains("<failure"), "the knee (8) carries the target (6): {xml}");
+    assert!(
+        !xml.contains("<failure"),
+        "the knee (8) carries the target (6): {xml}"
+    );
 }
 
 #[test]

@@ -209,6 +209,8 @@ fn read_scenario(o: &Obj<'_>, path: &Path) -> Option<Scenario> {
             None => w.plan = cap.closed_plan(),
         }
         w.capacity = Some(cap.clone());
+    }
+    if o.get("capacity").is_some() {
         if let Some(t) = o.obj("thresholds") {
             t.error("a capacity search is judged step by step by [capacity.slo]; [thresholds] would judge the whole search, including the step meant to break: move these rules to [capacity.slo]");
             t.skip_rest();

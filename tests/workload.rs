@@ -1,0 +1,277 @@
+//! Workload models against the embedded reference server: the open model
+//! measures a stalling target for every arrival it delayed (no coordinated
+//! omission) where the closed model hides it; the pool's dropped and late
+//! starts add up exactly; a capacity search finds the knee the server's
+//! capacity predicts; `validate` prints every kind of plan.
+
+mod common;
+
+use chatload::metrics::names;
+use common::*;
+
+const JOURNEY: &str = r#"
+[[journey]]
+step = "send"
+message = { type = "start_agent", payload = { user_request = "{{prompt}}", run_id = "{{run}}" } }
+[[journey]]
+step = "await"
+timeout = "10s"
+"#;
+
+/// A quick, fixed agent: two events 2 ms apart, so any latency above a few
+/// milliseconds is the server's stall (or queue), not its work.
+const QUICK_SERVER: &str = r#"
+[server]
+event_delay = ["2ms", "2ms"]
+thinking = [0, 0]
+tools = [0, 0]
+"#;
+
+fn scenario(name: &str, server_extra: &str, workload: &str) -> String {
+    format!("version = 1\nname = \"{name}\"\nseed = 3\n{QUICK_SERVER}{server_extra}\n{workload}\n{JOURNEY}")
+}
+
+fn p(
+    r: &chatload::runner::RunResult,
+    metric: &str,
+    q: fn(&chatload::metrics::snapshot::HistogramData) -> u64,
+) -> f64 {
+    q(&r.snapshot.histograms[metric]) as f64 / 1e6
+}
+
+/// The server stalls every agent event for 1 s once every 10 s. Open model,
+/// evenly spaced arrivals for 25 s: the windows at 10 s and 20 s delay the
+/// arrivals in them by a uniform (0, 1] s, so with a stalled share
+/// f = 2 s / 25 s, p99 ttc = base + (1 - 0.01 / f) x 1 s (0.875 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_open_model_measures_a_stall_for_every_arrival_it_delayed() {
+    let _g = goose_lock().await;
+    let stall = "stall = { every = \"10s\", for = \"1s\" }\n";
+    let open = scenario(
+        "stall-open",
+        stall,
+        "[workload]\nmodel = \"open\"\nrate = 60\nduration = \"25s\"\nmax_users = 150\n",
+    );
+    let (_d, out) = out_dir("open");
+    let r = run(parse(&open), None, SECRET, out).await;
+    let arrivals = counter(&r, names::STARTS_INTENDED);
+    assert_eq!(arrivals, 1500, "60/s for 25 s");
+    // The generator kept up: every arrival found a session at once.
+    assert_eq!(counter(&r, names::STARTS_DROPPED), 0);
+    assert_eq!(counter(&r, names::STARTS_LATE), 0);
+    assert_eq!(counter(&r, names::RUNS_STARTED), arrivals);
+    assert_eq!(counter(&r, names::RUNS_OK), arrivals);
+    let lag_p99 = p(&r, names::SEND_LAG, |h| h.p99_us);
+    assert!(
+        lag_p99 < 0.05,
+        "send lag p99 {lag_p99}s: the generator fell behind"
+    );
+    assert_eq!(truth(&r, "stall.windows"), 2, "windows at 10 s and 20 s");
+    let f = 2.0 / 25.0;
+    let base = p(&r, names::TTC, |h| h.p50_us);
+    let expected = base + (1.0 - 0.01 / f) * 1.0;
+    let p99 = p(&r, names::TTC, |h| h.p99_us);
+    assert!(
+        (p99 - expected).abs() / expected < 0.10,
+        "open p99 ttc {p99:.3}s, analytic {expected:.3}s"
+    );
+
+    // The same stall under the closed model: 10 users who each wait for their
+    // answer meet each stall once, so almost no run shows it.
+    let closed = scenario(
+        "stall-closed",
+        stall,
+        "[workload]\nusers = 10\nduration = \"25s\"\n",
+    );
+    let (_d2, out2) = out_dir("closed");
+    let c = run(parse(&closed), None, SECRET, out2).await;
+    assert!(truth(&c, "stall.windows") >= 2);
+    let closed_p99 = p(&c, names::TTC, |h| h.p99_us);
+    assert!(
+        closed_p99 < p99 / 4.0,
+        "closed p99 {closed_p99:.3}s should hide the stall that the open model shows ({p99:.3}s)"
+    );
+    eprintln!(
+        "stall: open p99 ttc {p99:.3}s (analytic {expected:.3}s), closed p99 ttc {closed_p99:.3}s"
+    );
+    // The closed model's max still saw a stall: it was measured once per user, not per arrival.
+    assert!(p(&c, names::TTC, |h| h.max_us) > 0.5);
+    assert_eq!(
+        counter(&c, names::STARTS_INTENDED),
+        0,
+        "no arrivals in the closed model"
+    );
+}
+
+/// A pool too small for the rate: with `drop` the arrivals that find no free
+/// session are counted, and intended = started + dropped exactly; with `queue`
+/// every arrival is served, late ones counted, latency from the intended start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_pool_drops_or_queues_and_every_arrival_is_accounted_for() {
+    let _g = goose_lock().await;
+    // Each run takes about 100 ms; 2 sessions serve about 20/s of the 50/s asked.
+    let slow = "[server]\nevent_delay = [\"50ms\", \"50ms\"]\nthinking = [0, 0]\ntools = [0, 0]\n";
+    let text = |when: &str| {
+        format!("version = 1\nname = \"pool-{when}\"\nseed = 3\n{slow}\n[workload]\nmodel = \"open\"\nrate = 50\nduration = \"3s\"\nmax_users = 2\nwhen_full = \"{when}\"\n{JOURNEY}")
+    };
+    let (_d, out) = out_dir("drop");
+    let r = run(parse(&text("drop")), None, SECRET, out).await;
+    let (intended, dropped, started) = (
+        counter(&r, names::STARTS_INTENDED),
+        counter(&r, names::STARTS_DROPPED),
+        counter(&r, names::RUNS_STARTED),
+    );
+    assert_eq!(intended, 150);
+    assert!(dropped > 50, "{dropped} dropped of {intended}");
+    assert_eq!(started + dropped, intended);
+    assert_eq!(counter(&r, names::STARTS_LATE), 0);
+    assert_eq!(counter(&r, names::RUNS_OK), started);
+
+    let (_d2, out2) = out_dir("queue");
+    let q = run(parse(&text("queue")), None, SECRET, out2).await;
+    assert_eq!(counter(&q, names::STARTS_INTENDED), 150);
+    assert_eq!(counter(&q, names::STARTS_DROPPED), 0);
+    assert!(counter(&q, names::STARTS_LATE) > 50);
+    assert_eq!(
+        counter(&q, names::RUNS_OK),
+        150,
+        "every queued arrival is served"
+    );
+    // Queued arrivals waited seconds for a session, and their latency says so.
+    assert!(p(&q, names::TTC, |h| h.p99_us) > 2.0);
+}
+
+/// The server serves 8 agent runs at once (2 more may wait; beyond that a run
+/// is refused with 1011). Stepping 4, 8, 12, ... users: up to 8 every run is
+/// served at once (about 4 ms); past 8 runs queue and refusals start. The
+/// knee must be within one step of 8.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capacity_search_finds_the_knee_the_server_capacity_predicts() {
+    let _g = goose_lock().await;
+    let text = scenario(
+        "knee",
+        "capacity = { runs = 8, queue = 2 }\n",
+        r#"[workload]
+model = "closed"
+[capacity]
+start = 4
+step = 4
+max = 24
+step_duration = "4s"
+warmup = "1s"
+target = 6
+[capacity.slo]
+"ttc p95" = "< 50ms"
+"close_1011 rate" = "< 1%"
+"run_failed rate" = "< 1%"
+"#,
+    );
+    let sc = parse(&text);
+    assert_eq!(sc.workload.plan.peak_users(), 24);
+    let (_d, out) = out_dir("knee");
+    let r = run(sc, None, SECRET, out).await;
+    let c = r.snapshot.capacity.as_ref().expect("a capacity section");
+    let knee = c.knee.expect("some step held");
+    assert!(
+        (4.0..=12.0).contains(&knee),
+        "knee {knee}, the server's limit is 8"
+    );
+    let failing = c.first_failing.as_ref().expect("a step broke");
+    eprintln!("capacity: {}", c.summary());
+    assert!(failing.load > knee);
+    assert!(
+        c.steps.len() < 6,
+        "the search stops at the first failing step"
+    );
+    for st in &c.steps {
+        assert!(
+            st.histograms.contains_key(names::TTC),
+            "step {} has its own ttc",
+            st.index
+        );
+        assert!(st.counters.get(names::RUNS_STARTED).copied().unwrap_or(0) > 0);
+    }
+    assert_eq!(
+        r.snapshot.verdict, "pass",
+        "the knee carries the target of 6 users"
+    );
+    // Every refusal the server made is a 1011 chatload counted, exactly.
+    assert_eq!(
+        counter(&r, "closes.1011"),
+        truth(&r, "capacity.refused_1011"),
+        "refusals"
+    );
+    let md = std::fs::read_to_string(r.out_dir.join("report.md")).unwrap();
+    assert!(
+        md.contains("## Capacity search") && md.contains("(**knee**)"),
+        "{md}"
+    );
+    assert!(md.contains("| ttc p50 | ttc p95 | ttc p99 | errors | 1011 per run |"));
+}
+
+#[test]
+fn validate_prints_the_plan_of_every_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "closed",
+            "[workload]\nusers = 5\nramp = [{ to = 5, over = \"5s\" }, { hold = \"10s\" }]\n".to_string(),
+            vec!["closed model", "0 -> 5", "hold 5", "peak 5 users, 15s"],
+        ),
+        (
+            "open",
+            "[workload]\nmodel = \"open\"\nmax_users = 40\narrivals = \"poisson\"\ntime_unit = \"1m\"\nrate = 60\nramp = [{ to = 600, over = \"30s\" }, { hold = \"1m\" }]\n".to_string(),
+            vec!["open model", "Poisson (seeded)", "pool of 40", "60/min -> 600/min", "hold 600/min", "intended start"],
+        ),
+        (
+            "capacity",
+            "[workload]\nmodel = \"open\"\nmax_users = 100\n[capacity]\nstart = 10\nstep = 10\nmax = 30\nstep_duration = \"20s\"\nwarmup = \"5s\"\ntarget = 25\n[capacity.slo]\n\"ttc p95\" = \"< 2s\"\n".to_string(),
+            vec!["capacity search, open model", "10/s", "20/s", "30/s", "0m05s", "ttc p95 < 2s", "target load 25/s"],
+        ),
+    ];
+    for (name, workload, want) in cases {
+        let f = dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &f,
+            format!("version = 1\nname = \"{name}\"\n{workload}{JOURNEY}"),
+        )
+        .unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_chatload"))
+            .arg("validate")
+            .arg(&f)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for w in want {
+            assert!(text.contains(w), "{name}: `{w}` missing from:\n{text}");
+        }
+    }
+}
+
+#[test]
+fn workload_mistakes_are_named_with_their_key() {
+    let text = format!(
+        "version = 1\nname = \"bad\"\n[workload]\nmodel = \"open\"\nusers = 5\narrivals = \"bursty\"\nrate = 5\n[capacity]\nstart = 10\nstep = 0\nmax = 5\nstep_duration = \"10s\"\nwarmup = \"10s\"\n[capacity.slo]\n\"ttc p95\" = \"< 2s\"\n[thresholds]\n\"ttc p99\" = \"< 1s\"\n{JOURNEY}"
+    );
+    let err = chatload::scenario::Scenario::parse(std::path::Path::new("bad.toml"), text)
+        .unwrap_err()
+        .to_string();
+    for want in [
+        "workload.users",
+        "max_users",
+        "workload.arrivals",
+        "bursty",
+        "workload.rate",
+        "capacity.step",
+        "capacity.max",
+        "capacity.warmup",
+        "[capacity.slo]",
+    ] {
+        assert!(err.contains(want), "`{want}` missing from:\n{err}");
+    }
+}
