@@ -254,6 +254,19 @@ fn validate_prints_the_plan_of_every_model() {
 }
 
 #[test]
+fn the_shipped_example_scenarios_load() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let open = chatload::scenario::Scenario::load(&root.join("scenarios/open.toml"))
+        .unwrap_or_else(|d| panic!("{d}"));
+    assert!(open.workload.open.is_some());
+    let cap = chatload::scenario::Scenario::load(&root.join("scenarios/capacity.toml"))
+        .unwrap_or_else(|d| panic!("{d}"));
+    let steps = cap.workload.capacity.as_ref().unwrap().steps();
+    assert_eq!(steps.len(), 10);
+    assert_eq!(cap.server.capacity.unwrap().runs, 16);
+}
+
+#[test]
 fn workload_mistakes_are_named_with_their_key() {
     let text = format!(
         "version = 1\nname = \"bad\"\n[workload]\nmodel = \"open\"\nusers = 5\narrivals = \"bursty\"\nrate = 5\n[capacity]\nstart = 10\nstep = 0\nmax = 5\nstep_duration = \"10s\"\nwarmup = \"10s\"\n[capacity.slo]\n\"ttc p95\" = \"< 2s\"\n[thresholds]\n\"ttc p99\" = \"< 1s\"\n{JOURNEY}"
