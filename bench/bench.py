@@ -6,7 +6,11 @@ generator's CPU and memory are measured alone. Each figure is taken at two
 sizes in the same session and reported with the ratio between them, because
 these machines are shared and noisy: compare ratios, not absolute numbers.
 
-Usage (from the repository root):  python3 bench/bench.py [--users 1000]
+The open model is measured the same way (`--rate`): arrivals per second
+served by a pool, generator CPU per run and the pacer's own lateness
+(`send_lag`), at a small and a large rate.
+
+Usage (from the repository root):  python3 bench/bench.py [--users 1000] [--rate 300]
 """
 import argparse
 import json
@@ -48,12 +52,34 @@ def proc_cpu(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+OPEN = """version = 1
+name = "bench-open"
+[target]
+connect_timeout = "20s"
+ready_timeout = "20s"
+[workload]
+model = "open"
+max_users = {pool}
+arrivals = "poisson"
+rate = {rate}
+ramp = [{{ to = {rate}, over = "1s" }}, {{ hold = "30s" }}]
+[[journey]]
+step = "send"
+message = {{ type = "start_agent", payload = {{ user_request = "{{{{prompt}}}}", run_id = "{{{{run}}}}" }} }}
+[[journey]]
+step = "await"
+timeout = "30s"
+"""
+
+
 def run_generator(scenario, users, target, out, server_pid):
     """Runs one generator process under /usr/bin/time; returns
-    (generator CPU s, generator max RSS KiB, server CPU s during the run, snapshot)."""
+    (generator CPU s, generator max RSS KiB, server CPU s during the run, snapshot).
+    `users` None: the scenario's own load (the open model takes no --users)."""
     timing = os.path.join(out + ".time")
+    load = [] if users is None else ["--users", str(users)]
     cmd = ["/usr/bin/time", "-o", timing, "-f", "%U %S %M",
-           BIN, "run", scenario, "--users", str(users), "--target", target, "--out", out, "-q"]
+           BIN, "run", scenario, *load, "--target", target, "--out", out, "-q"]
     server_before = proc_cpu(server_pid)
     p = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, CHATLOAD_JWT_SECRET="bench-key"))
     server_cpu = proc_cpu(server_pid) - server_before
@@ -70,6 +96,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--users", type=int, default=1000)
     ap.add_argument("--small", type=int, default=10)
+    ap.add_argument("--rate", type=int, default=300, help="open model: arrivals per second (large size)")
+    ap.add_argument("--small-rate", type=int, default=10)
     a = ap.parse_args()
     subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
     port = free_port()
@@ -86,6 +114,12 @@ def main():
                 for users in (a.small, a.users):
                     out = os.path.join(tmp, f"{name}-{users}")
                     rows[(name, users)] = run_generator(os.path.join(ROOT, scenario), users, target, out, server.pid)
+            for rate in (a.small_rate, a.rate):
+                path = os.path.join(tmp, f"open-{rate}.toml")
+                with open(path, "w") as f:
+                    # A pool of twice the arrivals expected in flight (about 0.15 s per run).
+                    f.write(OPEN.format(rate=rate, pool=max(20, rate)))
+                rows[("open", rate)] = run_generator(path, None, target, os.path.join(tmp, f"open-{rate}"), server.pid)
     finally:
         server.terminate()
         server.wait()
@@ -102,6 +136,16 @@ def main():
         print(f"busy: {users} users, {ok} runs ok, {snap['counters'].get('runs.failed', 0)} failed; "
               f"generator {cpu:.2f} s CPU = {cpu / max(1, ok) * 1e6:.0f} µs per run, max RSS {rss} KiB; "
               f"server {server_cpu:.2f} s CPU; generator/server CPU ratio {cpu / max(server_cpu, 1e-9):.2f}; "
+              f"ttc p99 {snap['histograms']['ttc']['p99_us'] / 1000:.1f} ms")
+    for rate in (a.small_rate, a.rate):
+        cpu, rss, server_cpu, snap = rows[("open", rate)]
+        c = snap["counters"]
+        ok = c.get("runs.ok", 0)
+        lag = snap["histograms"]["send_lag"]
+        print(f"open: {rate}/s, {c.get('starts.intended', 0)} arrivals, {c.get('starts.dropped', 0)} dropped, "
+              f"{ok} runs ok; generator {cpu:.2f} s CPU = {cpu / max(1, ok) * 1e6:.0f} µs per run, max RSS {rss} KiB; "
+              f"generator/server CPU ratio {cpu / max(server_cpu, 1e-9):.2f}; "
+              f"send lag p50 {lag['p50_us'] / 1000:.2f} ms p99 {lag['p99_us'] / 1000:.2f} ms; "
               f"ttc p99 {snap['histograms']['ttc']['p99_us'] / 1000:.1f} ms")
 
 

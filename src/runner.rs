@@ -410,6 +410,7 @@ fn capacity_result(
 async fn live_progress(
     obs: crate::metrics::ObsSender,
     plan: crate::scenario::LoadPlan,
+    open: Option<crate::scenario::OpenModel>,
     t0: Instant,
 ) {
     let bar = indicatif::ProgressBar::new_spinner();
@@ -432,11 +433,20 @@ async fn live_progress(
             );
         let ok = rec.counter(names::RUNS_OK);
         let elapsed = t0.elapsed();
+        let load = match &open {
+            // Open model: the rate asked for now, and arrivals the pool could not take.
+            Some(m) => format!(
+                "rate {}  dropped {}  late {}",
+                m.show_rate(m.rate.rate_at(elapsed.as_secs_f64())),
+                rec.counter(names::STARTS_DROPPED),
+                rec.counter(names::STARTS_LATE)
+            ),
+            None => format!("users {}", plan.users_at(elapsed)),
+        };
         bar.set_message(format!(
-            "{}s/{}s  users {}  runs/s {}  ttfe p95 {}  1011s {}  failed {}",
+            "{}s/{}s  {load}  runs/s {}  ttfe p95 {}  1011s {}  failed {}",
             elapsed.as_secs(),
             total,
-            plan.users_at(elapsed),
             ok - last_ok,
             ttfe,
             rec.counter("closes.1011"),
@@ -631,6 +641,7 @@ pub async fn run(req: RunRequest) -> Result<RunResult, RunError> {
         tokio::spawn(live_progress(
             collector.sender(),
             sc.workload.plan.clone(),
+            sc.workload.open.clone(),
             t0,
         ))
     });

@@ -143,8 +143,9 @@ async fn a_full_pool_drops_or_queues_and_every_arrival_is_accounted_for() {
 
 /// The server serves 8 agent runs at once (2 more may wait; beyond that a run
 /// is refused with 1011). Stepping 4, 8, 12, ... users: up to 8 every run is
-/// served at once (about 4 ms); past 8 runs queue and refusals start. The
-/// knee must be within one step of 8.
+/// served at once; past 10 runs in flight refusals start. The knee must be
+/// within one step of 8. (The latency rule is loose on purpose: a debug build
+/// on a busy 2-core machine must not move the knee.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_capacity_search_finds_the_knee_the_server_capacity_predicts() {
     let _g = goose_lock().await;
@@ -161,7 +162,7 @@ step_duration = "4s"
 warmup = "1s"
 target = 6
 [capacity.slo]
-"ttc p95" = "< 50ms"
+"ttc p95" = "< 500ms"
 "close_1011 rate" = "< 1%"
 "run_failed rate" = "< 1%"
 "#,
