@@ -92,6 +92,17 @@ pub fn epoch_secs(t: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
+/// The claims the platform's strict validator wants besides `sub`, `iat`,
+/// `exp` and `jti` (strings may use `{{user}}`).
+pub fn netra_claims() -> Map<String, Value> {
+    let mut claims = Map::new();
+    claims.insert("iss".into(), "netra-auth-service".into());
+    claims.insert("aud".into(), "netra-platform".into());
+    claims.insert("token_type".into(), "access".into());
+    claims.insert("email".into(), "{{user}}@loadtest.chatload.invalid".into());
+    claims
+}
+
 impl Minter {
     pub fn new(secret: &Secret, template: Map<String, Value>, lifetime: Duration) -> Self {
         Minter {

@@ -61,12 +61,40 @@ pub fn describe(s: &Scenario) -> String {
             o.push_str(&m.to_string());
         }
     }
-    o.push_str(if w.open.is_some() {
-        "\njourney (run once per arrival, by a free session of the pool):\n"
+    let total: usize = s.journeys.iter().map(|j| j.weight).sum();
+    for j in &s.journeys {
+        let who = if w.open.is_some() {
+            "run once per arrival, by a free session of the pool"
+        } else {
+            "repeated by every user"
+        };
+        if s.journeys.len() == 1 {
+            o.push_str(&format!("\njourney ({who}):\n"));
+        } else {
+            o.push_str(&format!(
+                "\njourney `{}`: weight {} ({:.0}% of the users; {who}):\n",
+                j.name,
+                j.weight,
+                j.weight as f64 * 100.0 / total.max(1) as f64
+            ));
+        }
+        describe_steps(&mut o, &j.steps, 1);
+    }
+    if s.thresholds.is_empty() {
+        o.push_str("\nthresholds: none (the run passes unless it is aborted)\n");
     } else {
-        "\njourney (repeated by every user):\n"
-    });
-    for (i, st) in s.journey.iter().enumerate() {
+        o.push_str("\nthresholds:\n");
+        for t in &s.thresholds {
+            o.push_str(&format!("  {}\n", t.expr));
+        }
+    }
+    o
+}
+
+fn describe_steps(o: &mut String, steps: &[crate::scenario::Step], depth: usize) {
+    use crate::scenario::Think;
+    let pad = "  ".repeat(depth);
+    for (i, st) in steps.iter().enumerate() {
         let what = match &st.kind {
             StepKind::Connect => "connect and wait for ready".to_string(),
             StepKind::Send { message } => format!(
@@ -80,19 +108,43 @@ pub fn describe(s: &Scenario) -> String {
                 "await the run's terminal event (timeout {})",
                 humantime::format_duration(*timeout)
             ),
-            StepKind::Think { duration } => {
-                format!("think {}", humantime::format_duration(*duration))
+            StepKind::Think { think } => match think {
+                Think::Constant(d) => format!("think {}", humantime::format_duration(*d)),
+                Think::Uniform(a, b) => format!(
+                    "think uniform {} to {}",
+                    humantime::format_duration(*a),
+                    humantime::format_duration(*b)
+                ),
+                Think::Exponential(m) => {
+                    format!("think exponential, mean {}", humantime::format_duration(*m))
+                }
+                Think::LogNormal { median, sigma } => format!(
+                    "think log-normal, median {}, sigma {sigma}",
+                    humantime::format_duration(*median)
+                ),
+            },
+            StepKind::CreateThread { .. } => {
+                "POST /api/threads; the new thread becomes current".into()
             }
+            StepKind::ListThreads => "GET /api/threads".into(),
+            StepKind::History => {
+                "GET the current thread's messages; check persistence and isolation".into()
+            }
+            StepKind::SwitchThread { timeout } => format!(
+                "switch the socket to the next thread and wait for its confirmation (timeout {})",
+                humantime::format_duration(*timeout)
+            ),
+            StepKind::Disconnect => "close the socket normally".into(),
+            StepKind::Reconnect => "close and reopen the socket, wait for ready".into(),
+            StepKind::Repeat { times, for_, .. } => match (times, for_) {
+                (Some(n), _) => format!("repeat {n} times:"),
+                (_, Some(d)) => format!("repeat for {}:", humantime::format_duration(*d)),
+                _ => "repeat:".into(),
+            },
         };
-        o.push_str(&format!("  {:>2}. {:<14} {}\n", i + 1, st.name, what));
-    }
-    if s.thresholds.is_empty() {
-        o.push_str("\nthresholds: none (the run passes unless it is aborted)\n");
-    } else {
-        o.push_str("\nthresholds:\n");
-        for t in &s.thresholds {
-            o.push_str(&format!("  {}\n", t.expr));
+        o.push_str(&format!("{pad}{:>2}. {:<14} {}\n", i + 1, st.name, what));
+        if let StepKind::Repeat { steps, .. } = &st.kind {
+            describe_steps(o, steps, depth + 2);
         }
     }
-    o
 }

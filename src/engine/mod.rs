@@ -74,7 +74,21 @@ struct Shared {
     http: reqwest::Client,
     /// The open model's session pool (None in the closed model).
     pool: Option<Arc<open::Pool>>,
+    /// `http(s)://host:port` of the target, for its REST API.
+    http_base: String,
 }
+
+/// What the user sent in one thread, for the history check.
+#[derive(Debug, Default)]
+struct ThreadLog {
+    /// Contents of the user's messages in runs that completed.
+    sent: Vec<String>,
+    /// Misses already counted (each lost message is counted once).
+    reported_missing: usize,
+}
+
+/// Messages remembered per thread for the history check.
+const SENT_KEPT_PER_THREAD: usize = 500;
 
 /// Socket phase names used in `closes_by_phase.<phase>.<code>`.
 const PHASE_BEFORE_READY: &str = "before_ready";
@@ -104,6 +118,14 @@ struct UserSession {
     /// Open model: the intended start of the arrival being served; its first
     /// run's latencies are measured from it.
     intended: Option<Instant>,
+    /// Threads this user created, oldest first (`switch_thread` cycles through them).
+    threads: Vec<String>,
+    /// What this user sent per thread.
+    logs: std::collections::HashMap<String, ThreadLog>,
+    /// The thread and content of the run in flight (stored once it completes).
+    in_flight: Option<(String, String)>,
+    /// A token for REST calls and when it expires.
+    rest_token: Option<(Secret, Instant)>,
 }
 
 #[derive(Clone)]
@@ -136,6 +158,10 @@ impl Shared {
             tokens: 0,
             token_exp: None,
             intended: None,
+            threads: Vec::new(),
+            logs: Default::default(),
+            in_flight: None,
+            rest_token: None,
         }
     }
 
@@ -304,7 +330,9 @@ impl Shared {
             prompt,
             iteration: s.iteration,
         };
-        let text = template::render(message, &vars).to_string();
+        let rendered = template::render(message, &vars);
+        s.in_flight = message_in_thread(&rendered);
+        let text = rendered.to_string();
         let Some(ws) = s.ws.as_mut() else {
             return Err((None, "no socket".into()));
         };
@@ -381,8 +409,17 @@ impl Shared {
             }
             s.earlier_runs.push(id.clone());
         }
+        let in_flight = s.in_flight.take();
         match report.failure_class() {
-            None => self.obs.count(names::RUNS_OK),
+            None => {
+                self.obs.count(names::RUNS_OK);
+                if let Some((thread, content)) = in_flight {
+                    let log = s.logs.entry(thread).or_default();
+                    if log.sent.len() < SENT_KEPT_PER_THREAD {
+                        log.sent.push(content);
+                    }
+                }
+            }
             Some(class) => self.fail_run(class),
         }
         if let RunOutcome::Closed { code } = report.outcome {
@@ -412,12 +449,279 @@ impl TemplateUse {
     }
 }
 
+/// The thread a sent message names and the text the user typed: the
+/// payload's (or the root's) `thread_id`, and its first of `user_request`,
+/// `content`, `text`, `message` (what the platform stores).
+fn message_in_thread(msg: &serde_json::Value) -> Option<(String, String)> {
+    let payload = msg.get("payload").filter(|p| p.is_object()).unwrap_or(msg);
+    let thread = payload.get("thread_id")?.as_str()?.to_string();
+    let content = ["user_request", "content", "text", "message"]
+        .iter()
+        .find_map(|k| payload.get(*k).and_then(|v| v.as_str()))?
+        .to_string();
+    Some((thread, content))
+}
+
+/// The value at a dotted path (`data.messages`).
+fn at_path<'a>(v: &'a serde_json::Value, path: &str) -> Option<&'a serde_json::Value> {
+    path.split('.')
+        .filter(|p| !p.is_empty())
+        .try_fold(v, |v, k| v.get(k))
+}
+
+/// What a REST step ended with: status and body, or why there was none.
+type RestResult = Result<(u16, serde_json::Value), String>;
+
+impl Shared {
+    /// A valid token for the user's REST calls (minted again near expiry).
+    fn rest_token(&self, s: &mut UserSession) -> Result<Secret, String> {
+        let margin = self.cfg.scenario.auth.refresh_margin;
+        if let Some((t, exp)) = &s.rest_token {
+            if Instant::now() + margin < *exp {
+                return Ok(t.clone());
+            }
+        }
+        s.tokens += 1;
+        let jti = format!(
+            "{}-rest-{}-{:08x}",
+            s.user_id,
+            s.tokens,
+            s.rng.random::<u32>()
+        );
+        let token = self
+            .minter
+            .mint(&s.user_id, SystemTime::now(), &jti)
+            .map_err(|e| e.to_string())?;
+        s.rest_token = Some((
+            token.clone(),
+            Instant::now() + self.cfg.scenario.auth.lifetime,
+        ));
+        Ok(token)
+    }
+
+    /// One REST call with the user's Bearer token; counts its status under
+    /// `rest.<metric>.<status>` and its latency as `<metric>`.
+    async fn rest(
+        &self,
+        s: &mut UserSession,
+        metric: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> RestResult {
+        let token = self.rest_token(s)?;
+        let url = format!("{}{path}", self.http_base);
+        let mut req = self
+            .http
+            .request(method, &url)
+            .bearer_auth(token.expose())
+            .timeout(
+                self.cfg
+                    .scenario
+                    .target
+                    .connect_timeout
+                    .max(Duration::from_secs(10)),
+            );
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let t0 = Instant::now();
+        let resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                self.obs.count(format!("rest.{metric}.failed"));
+                return Err(format!("{metric}: request failed: {e}"));
+            }
+        };
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.unwrap_or_default();
+        self.obs.sample(metric, t0.elapsed().as_micros() as u64);
+        self.obs.count(format!("rest.{metric}.{status}"));
+        self.obs.count_n("bytes.received", bytes.len() as u64);
+        let v = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        Ok((status, v))
+    }
+
+    /// Checks a thread's messages: every message this user sent there (in a
+    /// completed run) must be stored (`persistence_miss` counts each missing
+    /// one once), and none may be another user's (`cross_user_history`).
+    fn check_history(&self, s: &mut UserSession, thread: &str, messages: &[serde_json::Value]) {
+        let mut found: std::collections::HashMap<&str, usize> = Default::default();
+        for m in messages {
+            let owner = m.get("user_id").and_then(|u| u.as_str());
+            if let Some(other) = owner.filter(|o| *o != s.user_id) {
+                let v = crate::protocol::validate::Violation::new(
+                    "cross_user_history",
+                    "history",
+                    format!(
+                        "the history of thread {thread} read by {} holds a message of {other}",
+                        s.user_id
+                    ),
+                );
+                let who = Who {
+                    user_id: &s.user_id,
+                    run_id: None,
+                };
+                session::note_violation(&self.obs, &v, &m.to_string(), &who);
+                continue;
+            }
+            if m.get("role")
+                .and_then(|r| r.as_str())
+                .is_none_or(|r| r == "user")
+            {
+                if let Some(c) = m.get("content").and_then(|c| c.as_str()) {
+                    *found.entry(c).or_default() += 1;
+                }
+            }
+        }
+        let Some(log) = s.logs.get_mut(thread) else {
+            return;
+        };
+        let mut missing = 0usize;
+        let mut want: std::collections::HashMap<&str, usize> = Default::default();
+        for c in &log.sent {
+            *want.entry(c.as_str()).or_default() += 1;
+        }
+        for (c, n) in want {
+            missing += n.saturating_sub(found.get(c).copied().unwrap_or(0));
+        }
+        self.obs
+            .count_n("history.messages_checked", log.sent.len() as u64);
+        if missing > log.reported_missing {
+            self.obs
+                .count_n("persistence_miss", (missing - log.reported_missing) as u64);
+            log.reported_missing = missing;
+        }
+    }
+
+    /// Closes the socket normally (the client's choice).
+    async fn disconnect(&self, s: &mut UserSession, reason: &str) {
+        self.drain(s).await;
+        if let Some(mut ws) = s.ws.take() {
+            self.obs.count("connections.closed_by_client");
+            let frame = CloseFrame {
+                code: CloseCode::Normal,
+                reason: reason.to_string().into(),
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(Some(frame))).await;
+        }
+    }
+
+    /// Switches the socket to the user's next thread and waits for the
+    /// profile's confirmation; checks the messages it carries.
+    async fn switch_thread(
+        &self,
+        s: &mut UserSession,
+        timeout: Duration,
+    ) -> Result<Duration, (Option<u16>, String)> {
+        self.drain(s).await;
+        if s.ws.is_none() {
+            self.connect(s).await?;
+        }
+        let mut pool = s.threads.clone();
+        if !pool.contains(&s.thread_id) {
+            pool.insert(0, s.thread_id.clone());
+        }
+        let at = pool.iter().position(|t| *t == s.thread_id).unwrap_or(0);
+        let target = pool[(at + 1) % pool.len()].clone();
+        let profile = &self.cfg.scenario.profile;
+        let vars = Vars {
+            user: &s.user_id,
+            thread: &target,
+            run: "",
+            prompt: "",
+            iteration: s.iteration,
+        };
+        let text = template::render(&profile.switch_thread.message, &vars).to_string();
+        let t0 = Instant::now();
+        let Some(ws) = s.ws.as_mut() else {
+            return Err((None, "no socket".into()));
+        };
+        self.obs.count_n("bytes.sent", text.len() as u64);
+        if let Err(e) = ws.send(Message::Text(text.into())).await {
+            s.ws = None;
+            self.obs.count(names::close_code(session::ABNORMAL_CLOSE));
+            return Err((Some(session::ABNORMAL_CLOSE), format!("send failed: {e}")));
+        }
+        let Some(reply) = profile.switch_thread.reply.clone() else {
+            s.thread_id = target;
+            self.obs.count("threads.switched");
+            return Ok(t0.elapsed());
+        };
+        let who = Who {
+            user_id: &s.user_id,
+            run_id: None,
+        };
+        let out = session::await_frame(
+            ws,
+            profile,
+            &reply,
+            Instant::now() + timeout,
+            &self.obs,
+            &who,
+        )
+        .await;
+        match out {
+            session::FrameOutcome::Got(v) => {
+                let took = t0.elapsed();
+                self.obs.sample("thread_switch", took.as_micros() as u64);
+                self.obs.count("threads.switched");
+                let path = profile.switch_thread.messages_path.clone();
+                let messages = at_path(&v, &path)
+                    .and_then(|m| m.as_array())
+                    .cloned()
+                    .unwrap_or_default();
+                s.thread_id = target.clone();
+                self.check_history(s, &target, &messages);
+                Ok(took)
+            }
+            session::FrameOutcome::ServerError(code) => {
+                self.obs.count(format!("threads.switch_failed.{code}"));
+                Err((None, format!("switch to {target} refused: {code}")))
+            }
+            session::FrameOutcome::Closed(code) => {
+                s.ws = None;
+                self.obs.count(names::close_code(code));
+                self.obs.count(names::close_phase(PHASE_IDLE, code));
+                Err((
+                    Some(code),
+                    format!("closed with {code} while switching threads"),
+                ))
+            }
+            session::FrameOutcome::TimedOut => {
+                self.obs.count("threads.switch_timeout");
+                Err((
+                    None,
+                    format!(
+                        "no `{reply}` within {}",
+                        humantime::format_duration(timeout)
+                    ),
+                ))
+            }
+        }
+    }
+}
+
 fn goose_error(msg: &str) -> String {
     // goose keys errors by text; keep them short and stable.
     msg.chars().take(120).collect()
 }
 
+/// Runs one step and records its whole duration as `step.<name>` (a repeat
+/// block's own time is left out: its steps are recorded one by one).
 async fn run_step(shared: &Shared, step: &Step, user: &mut GooseUser) -> TransactionResult {
+    let t0 = Instant::now();
+    let r = run_step_inner(shared, step, user).await;
+    if !matches!(step.kind, StepKind::Repeat { .. }) {
+        shared.obs.sample(
+            &format!("step.{}", step.name),
+            t0.elapsed().as_micros() as u64,
+        );
+    }
+    r
+}
+
+async fn run_step_inner(shared: &Shared, step: &Step, user: &mut GooseUser) -> TransactionResult {
     let Some(handle) = session(user) else {
         return Ok(());
     };
@@ -491,15 +795,191 @@ async fn run_step(shared: &Shared, step: &Step, user: &mut GooseUser) -> Transac
             user.record_custom_request_duration("WS", &step.name, took, err.is_none(), status, err)
                 .await
         }
-        StepKind::Think { duration } => {
+        StepKind::Think { think } => {
+            let duration = think.sample(&mut s.rng);
             drop(s);
-            let intended = Instant::now() + *duration;
+            let intended = Instant::now() + duration;
             tokio::time::sleep_until(intended.into()).await;
             // The generator's own lateness: how far past its intended time the user woke.
             shared
                 .obs
                 .sample(names::SEND_LAG, intended.elapsed().as_micros() as u64);
             Ok(())
+        }
+        StepKind::CreateThread { title } => {
+            let body = serde_json::json!({
+                "title": title.clone().unwrap_or_else(|| format!("chatload {}", s.iteration)),
+                "metadata": { "source": "chatload" },
+            });
+            let r = shared
+                .rest(
+                    &mut s,
+                    &step.name,
+                    reqwest::Method::POST,
+                    "/api/threads",
+                    Some(body),
+                )
+                .await;
+            let r = match r {
+                Ok((200..=299, v)) => match v.get("id").and_then(|i| i.as_str()) {
+                    Some(id) => {
+                        s.threads.push(id.to_string());
+                        s.thread_id = id.to_string();
+                        shared.obs.count("threads.created");
+                        Ok(())
+                    }
+                    None => Err((None, "the created thread has no `id`".to_string())),
+                },
+                Ok((st, _)) => Err((Some(st), format!("create_thread: HTTP {st}"))),
+                Err(e) => Err((None, e)),
+            };
+            drop(s);
+            record_rest(user, &step.name, r).await
+        }
+        StepKind::ListThreads => {
+            let r = shared
+                .rest(
+                    &mut s,
+                    &step.name,
+                    reqwest::Method::GET,
+                    "/api/threads?limit=100",
+                    None,
+                )
+                .await;
+            drop(s);
+            let r = match r {
+                Ok((200..=299, v)) if v.is_array() => Ok(()),
+                Ok((200..=299, _)) => Err((None, "list_threads: not a list".to_string())),
+                Ok((st, _)) => Err((Some(st), format!("list_threads: HTTP {st}"))),
+                Err(e) => Err((None, e)),
+            };
+            record_rest(user, &step.name, r).await
+        }
+        StepKind::History => {
+            let thread = s.thread_id.clone();
+            let path = format!("/api/threads/{thread}/messages?limit=1000");
+            let r = shared
+                .rest(&mut s, &step.name, reqwest::Method::GET, &path, None)
+                .await;
+            let r = match r {
+                Ok((200..=299, v)) => {
+                    let messages = v
+                        .get("messages")
+                        .and_then(|m| m.as_array())
+                        .cloned()
+                        .unwrap_or_default();
+                    shared.check_history(&mut s, &thread, &messages);
+                    Ok(())
+                }
+                // A thread the server never stored (all its messages lost) is 404:
+                // every message sent there is missing.
+                Ok((404, _)) => {
+                    shared.check_history(&mut s, &thread, &[]);
+                    Err((Some(404), "history: HTTP 404".to_string()))
+                }
+                Ok((st, _)) => Err((Some(st), format!("history: HTTP {st}"))),
+                Err(e) => Err((None, e)),
+            };
+            drop(s);
+            record_rest(user, &step.name, r).await
+        }
+        StepKind::SwitchThread { timeout } => {
+            let r = shared.switch_thread(&mut s, *timeout).await;
+            drop(s);
+            match r {
+                Ok(took) => {
+                    user.record_custom_request_duration("WS", &step.name, took, true, None, None)
+                        .await
+                }
+                Err((status, msg)) => {
+                    let e = goose_error(&msg);
+                    user.record_custom_request_duration(
+                        "WS",
+                        &step.name,
+                        Duration::ZERO,
+                        false,
+                        status,
+                        Some(&e),
+                    )
+                    .await
+                }
+            }
+        }
+        StepKind::Disconnect => {
+            shared.disconnect(&mut s, "journey disconnect").await;
+            Ok(())
+        }
+        StepKind::Reconnect => {
+            shared.disconnect(&mut s, "journey reconnect").await;
+            let r = shared.connect(&mut s).await;
+            drop(s);
+            match r {
+                Ok(took) => {
+                    user.record_custom_request_duration(
+                        "WS",
+                        &step.name,
+                        took,
+                        true,
+                        Some(101),
+                        None,
+                    )
+                    .await
+                }
+                Err((status, msg)) => {
+                    let e = goose_error(&msg);
+                    user.record_custom_request_duration(
+                        "WS",
+                        &step.name,
+                        Duration::ZERO,
+                        false,
+                        status,
+                        Some(&e),
+                    )
+                    .await
+                }
+            }
+        }
+        StepKind::Repeat { times, for_, steps } => {
+            drop(s);
+            let until = for_.map(|d| Instant::now() + d);
+            let mut round = 0u64;
+            loop {
+                if times.is_some_and(|n| round >= n) || until.is_some_and(|u| Instant::now() >= u) {
+                    break;
+                }
+                for inner in steps {
+                    // A failed inner step is recorded; the block goes on, as a journey does.
+                    let _ = Box::pin(run_step(shared, inner, user)).await;
+                }
+                round += 1;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Records a REST step in goose's report.
+async fn record_rest(
+    user: &mut GooseUser,
+    name: &str,
+    r: Result<(), (Option<u16>, String)>,
+) -> TransactionResult {
+    match r {
+        Ok(()) => {
+            user.record_custom_request_duration("REST", name, Duration::ZERO, true, Some(200), None)
+                .await
+        }
+        Err((status, msg)) => {
+            let e = goose_error(&msg);
+            user.record_custom_request_duration(
+                "REST",
+                name,
+                Duration::ZERO,
+                false,
+                status,
+                Some(&e),
+            )
+            .await
         }
     }
 }
@@ -531,7 +1011,7 @@ pub async fn execute(cfg: EngineConfig, obs: ObsSender) -> Result<(), EngineErro
     let sc = &cfg.scenario;
     let minter = Minter::new(&cfg.secret, sc.auth.claims.clone(), sc.auth.lifetime);
     let plan = sc.workload.plan.shard(cfg.shard);
-    let journey = sc.journey.clone();
+    let journeys = sc.journeys.clone();
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .pool_max_idle_per_host(64)
@@ -543,12 +1023,25 @@ pub async fn execute(cfg: EngineConfig, obs: ObsSender) -> Result<(), EngineErro
         .open
         .as_ref()
         .map(|m| Arc::new(open::Pool::new(cfg.shard.share(m.max_users) as usize)));
+    let http_base = {
+        let mut u = url::Url::parse(&cfg.target_url)
+            .map_err(|e| EngineError::Goose(format!("bad target URL: {e}")))?;
+        let scheme = if u.scheme() == "wss" { "https" } else { "http" };
+        u.set_path("");
+        u.set_query(None);
+        let mut b = u.to_string().replacen(u.scheme(), scheme, 1);
+        while b.ends_with('/') {
+            b.pop();
+        }
+        b
+    };
     let shared = Arc::new(Shared {
         cfg: cfg.clone(),
         minter,
         obs,
         http,
         pool: pool.clone(),
+        http_base,
     });
 
     let start = {
@@ -604,35 +1097,41 @@ pub async fn execute(cfg: EngineConfig, obs: ObsSender) -> Result<(), EngineErro
         .set_on_stop()
     };
 
-    let mut scenario = goose::goose::Scenario::new("journey").register_transaction(start);
-    if pool.is_some() {
-        // Open model: one transaction serves one arrival, running every step
-        // (each still recorded under its own name).
-        let shared = shared.clone();
-        let journey = Arc::new(journey.clone());
-        let t = Transaction::new(Arc::new(move |user: &mut GooseUser| {
+    // One goose scenario per journey, weighted: goose gives each its share of the users.
+    let mut scenarios = Vec::new();
+    for journey in journeys {
+        let mut scenario = goose::goose::Scenario::new(&journey.name)
+            .set_weight(journey.weight)?
+            .register_transaction(start.clone());
+        if pool.is_some() {
+            // Open model: one transaction serves one arrival, running every step
+            // (each still recorded under its own name).
             let shared = shared.clone();
-            let journey = journey.clone();
-            Box::pin(async move { serve_arrival(&shared, &journey, user).await })
-        }))
-        .set_name("arrival");
-        scenario = scenario.register_transaction(t);
-    } else {
-        scenario = scenario.register_transaction(iteration_mark);
+            let steps = Arc::new(journey.steps.clone());
+            let t = Transaction::new(Arc::new(move |user: &mut GooseUser| {
+                let shared = shared.clone();
+                let steps = steps.clone();
+                Box::pin(async move { serve_arrival(&shared, &steps, user).await })
+            }))
+            .set_name("arrival");
+            scenario = scenario.register_transaction(t);
+        } else {
+            scenario = scenario.register_transaction(iteration_mark.clone());
+            for step in journey.steps {
+                let shared = shared.clone();
+                let name = step.name.clone();
+                let step = Arc::new(step);
+                let t = Transaction::new(Arc::new(move |user: &mut GooseUser| {
+                    let shared = shared.clone();
+                    let step = step.clone();
+                    Box::pin(async move { run_step(&shared, &step, user).await })
+                }))
+                .set_name(&name);
+                scenario = scenario.register_transaction(t);
+            }
+        }
+        scenarios.push(scenario.register_transaction(stop.clone()));
     }
-    for step in journey.into_iter().filter(|_| pool.is_none()) {
-        let shared = shared.clone();
-        let name = step.name.clone();
-        let step = Arc::new(step);
-        let t = Transaction::new(Arc::new(move |user: &mut GooseUser| {
-            let shared = shared.clone();
-            let step = step.clone();
-            Box::pin(async move { run_step(&shared, &step, user).await })
-        }))
-        .set_name(&name);
-        scenario = scenario.register_transaction(t);
-    }
-    scenario = scenario.register_transaction(stop);
 
     let http_base = cfg.target_url.replacen("ws", "http", 1);
     let mut attack =
@@ -641,8 +1140,10 @@ pub async fn execute(cfg: EngineConfig, obs: ObsSender) -> Result<(), EngineErro
                 GooseClientBuilder::new()
                     .without_cookies()
                     .timeout(Duration::from_secs(30)),
-            )?
-            .register_scenario(scenario);
+            )?;
+    for scenario in scenarios {
+        attack = attack.register_scenario(scenario);
+    }
     attack = *attack.set_default(GooseDefault::Host, http_base.as_str())?;
     attack = *attack.set_default(
         GooseDefault::CoordinatedOmissionMitigation,

@@ -226,6 +226,72 @@ where
     }
 }
 
+/// What waiting for one named frame ended with.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FrameOutcome {
+    /// The frame arrived (parsed).
+    Got(serde_json::Value),
+    /// The server answered with an error frame instead.
+    ServerError(String),
+    Closed(u16),
+    TimedOut,
+}
+
+/// Reads frames until one of type `want` (the profile's type field), a server
+/// error frame, a close or the deadline; answers what the profile answers and
+/// counts what else arrives.
+pub async fn await_frame<S>(
+    ws: &mut S,
+    profile: &Profile,
+    want: &str,
+    deadline: Instant,
+    obs: &ObsSender,
+    who: &Who<'_>,
+) -> FrameOutcome
+where
+    S: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin,
+{
+    loop {
+        let msg = match tokio::time::timeout_at(deadline.into(), ws.next()).await {
+            Err(_) => return FrameOutcome::TimedOut,
+            Ok(None) | Ok(Some(Err(_))) => return FrameOutcome::Closed(ABNORMAL_CLOSE),
+            Ok(Some(Ok(m))) => m,
+        };
+        match msg {
+            Message::Text(t) => {
+                obs.count_n("bytes.received", t.len() as u64);
+                let frame = profile.decode(&t);
+                if matches!(&frame, Frame::Unknown(name) if name == want) {
+                    if let Ok(v) = serde_json::from_str(&t) {
+                        return FrameOutcome::Got(v);
+                    }
+                }
+                if let Frame::ServerError { code, .. } = &frame {
+                    let code = code.clone().unwrap_or_else(|| "error".into());
+                    count_frame(&frame, obs);
+                    return FrameOutcome::ServerError(code);
+                }
+                for v in frame_violation(&frame, t.len(), profile) {
+                    note_violation(obs, &v, &t, who);
+                }
+                if let Frame::Agent(_) = &frame {
+                    obs.count("frames.between_runs");
+                }
+                if let Some(reply) = count_frame(&frame, obs) {
+                    let _ = ws.send(Message::Text(reply.into())).await;
+                }
+            }
+            Message::Binary(b) => {
+                obs.count_n("bytes.received", b.len() as u64);
+                obs.count("frames.binary");
+                note_violation(obs, &binary_violation(b.len()), "<binary>", who);
+            }
+            Message::Close(f) => return FrameOutcome::Closed(close_code(f)),
+            _ => {}
+        }
+    }
+}
+
 /// What the client knows about the run it started.
 #[derive(Debug, Clone)]
 pub struct PendingRun {

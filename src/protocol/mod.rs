@@ -48,6 +48,21 @@ pub struct Profile {
     pub handshake: Option<Handshake>,
     /// What a whole run must look like.
     pub rules: validate::Rules,
+    /// How the client switches threads over the socket, and what confirms it.
+    pub switch_thread: SwitchThread,
+}
+
+/// `switch_thread`: the message that switches the socket to another thread
+/// (`{{thread}}` is the thread switched to), the frame type that confirms it,
+/// and where that frame carries the thread's messages.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SwitchThread {
+    pub message: Value,
+    /// Frame type of the confirmation (`thread_data`); `None`: the server
+    /// does not confirm, the switch is done once sent.
+    pub reply: Option<String>,
+    /// Path of the messages array in the reply (`data.messages`).
+    pub messages_path: String,
 }
 
 /// `handshake_response` -> client sends `reply` -> server sends a ready frame
@@ -116,6 +131,11 @@ impl Profile {
                 reply: serde_json::json!({"type": "handshake_acknowledged", "thread_id": "{{thread}}"}),
             }),
             rules: validate::Rules::netra(),
+            switch_thread: SwitchThread {
+                message: serde_json::json!({"type": "switch_thread", "payload": {"thread_id": "{{thread}}"}}),
+                reply: Some("thread_data".into()),
+                messages_path: "data.messages".into(),
+            },
         }
     }
 

@@ -41,7 +41,8 @@ pub struct Scenario {
     pub profile: Profile,
     pub server: ServerSettings,
     pub workload: Workload,
-    pub journey: Vec<Step>,
+    /// The journeys users walk: one (`[[journey]]`) or a weighted mix (`[[journeys]]`).
+    pub journeys: Vec<Journey>,
     pub thresholds: Vec<Threshold>,
     pub prompts: Vec<String>,
     pub output_dir: PathBuf,
@@ -104,6 +105,70 @@ pub struct Workload {
     pub on_signal_ends: bool,
 }
 
+/// A named journey: its steps and its share of the users.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Journey {
+    pub name: String,
+    /// Relative weight in the mix (goose scenario weight).
+    pub weight: usize,
+    pub steps: Vec<Step>,
+}
+
+/// How long a `think` step pauses.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Think {
+    Constant(Duration),
+    /// Uniform between the two.
+    Uniform(Duration, Duration),
+    /// Exponential with this mean (memoryless gaps, like Poisson users).
+    Exponential(Duration),
+    /// Log-normal: `median` and the sigma of the underlying normal (long tails
+    /// of people reading an answer).
+    LogNormal {
+        median: Duration,
+        sigma: f64,
+    },
+}
+
+/// Longest pause a distribution may draw, as a multiple of its typical value
+/// (an unbounded draw would park a user for the rest of the run).
+pub const THINK_CAP: f64 = 20.0;
+
+impl Think {
+    /// One pause, drawn from `rng`.
+    pub fn sample(&self, rng: &mut impl rand::Rng) -> Duration {
+        let secs = |d: &Duration| d.as_secs_f64();
+        let v = match self {
+            Think::Constant(d) => return *d,
+            Think::Uniform(a, b) => secs(a) + (secs(b) - secs(a)) * rng.random::<f64>(),
+            Think::Exponential(mean) => {
+                let u: f64 = rng.random();
+                (-(1.0 - u).ln() * secs(mean)).min(THINK_CAP * secs(mean))
+            }
+            Think::LogNormal { median, sigma } => {
+                // Box-Muller: a standard normal from two uniforms.
+                let (u1, u2): (f64, f64) = (rng.random(), rng.random());
+                let z = (-2.0 * (1.0 - u1).ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+                (secs(median) * (sigma * z).exp()).min(THINK_CAP * secs(median))
+            }
+        };
+        Duration::from_secs_f64(v.max(0.0))
+    }
+
+    /// The mean pause (for plans and docs).
+    pub fn mean(&self) -> Duration {
+        let v = match self {
+            Think::Constant(d) => d.as_secs_f64(),
+            Think::Uniform(a, b) => (a.as_secs_f64() + b.as_secs_f64()) / 2.0,
+            Think::Exponential(m) => m.as_secs_f64(),
+            Think::LogNormal { median, sigma } => {
+                median.as_secs_f64() * (sigma * sigma / 2.0).exp()
+            }
+        };
+        Duration::from_secs_f64(v)
+    }
+}
+
 /// One journey step.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Step {
@@ -120,8 +185,29 @@ pub enum StepKind {
     Send { message: Value },
     /// Wait for the current run's terminal event.
     Await { timeout: Duration },
-    /// Pause.
-    Think { duration: Duration },
+    /// Pause for a drawn time.
+    Think { think: Think },
+    /// `POST /api/threads`; the new thread becomes the user's current thread.
+    CreateThread { title: Option<String> },
+    /// `GET /api/threads`.
+    ListThreads,
+    /// `GET /api/threads/{current}/messages`: checks that every message this
+    /// user sent there (in a run that completed) is stored, and that no
+    /// message belongs to another user.
+    History,
+    /// Switch the socket to the user's next thread (round robin over the
+    /// threads it created) and wait for the profile's confirmation.
+    SwitchThread { timeout: Duration },
+    /// Close the socket normally.
+    Disconnect,
+    /// Close the socket (if open) and open it again, waiting for ready.
+    Reconnect,
+    /// Run `steps` `times` times, or until `for` has passed.
+    Repeat {
+        times: Option<u64>,
+        for_: Option<Duration>,
+        steps: Vec<Step>,
+    },
 }
 
 impl Scenario {
@@ -260,7 +346,7 @@ fn read_scenario(o: &Obj<'_>, path: &Path) -> Option<Scenario> {
             capacity?;
             workload?
         },
-        journey: journey?,
+        journeys: journey?,
         thresholds: thresholds?,
         prompts,
         output_dir,
@@ -315,11 +401,7 @@ pub fn check_ws_url(u: &str) -> Result<(), String> {
 }
 
 fn read_auth(o: &Obj<'_>) -> Option<Auth> {
-    let mut claims = Map::new();
-    claims.insert("iss".into(), "netra-auth-service".into());
-    claims.insert("aud".into(), "netra-platform".into());
-    claims.insert("token_type".into(), "access".into());
-    claims.insert("email".into(), "{{user}}@loadtest.chatload.invalid".into());
+    let claims = crate::auth::netra_claims();
     let mut a = Auth {
         secret_env: DEFAULT_SECRET_ENV.into(),
         lifetime: Duration::from_secs(30 * 60),
@@ -507,6 +589,29 @@ fn read_profile(o: &Obj<'_>) -> Option<Profile> {
         } else {
             ok = false;
         }
+    }
+    if let Some(sw) = tbl.obj("switch_thread") {
+        if let Some(m) = sw.get("message") {
+            match m.to_json() {
+                Some(v) if v.is_object() => p.switch_thread.message = v,
+                Some(_) => {
+                    m.error("must be a table (the JSON object to send)");
+                    ok = false;
+                }
+                None => ok = false,
+            }
+        }
+        if let Some(r) = sw.get("reply") {
+            match r.as_str() {
+                Some("none") => p.switch_thread.reply = None,
+                Some(t) => p.switch_thread.reply = Some(t.to_string()),
+                None => ok = false,
+            }
+        }
+        if let Some(path) = sw.str("messages") {
+            p.switch_thread.messages_path = path;
+        }
+        sw.finish();
     }
     if let Some(n) = tbl.get("sequence") {
         if let Some(text) = n.as_str() {
@@ -1129,8 +1234,111 @@ fn whole_seconds(n: &Node<'_>, d: Duration) -> Option<Duration> {
     Some(d)
 }
 
-fn read_journey(o: &Obj<'_>) -> Option<Vec<Step>> {
-    let n = o.require("journey")?;
+/// The journeys: `[[journey]]` (one) or `[[journeys]]` (a weighted mix, each
+/// with `name`, `weight` and `[[journeys.steps]]`).
+fn read_journey(o: &Obj<'_>) -> Option<Vec<Journey>> {
+    match (o.get("journey"), o.get("journeys")) {
+        (Some(_), Some(n)) => {
+            n.error("use either [[journey]] (one journey) or [[journeys]] (a mix), not both");
+            None
+        }
+        (None, None) => {
+            o.require("journey");
+            None
+        }
+        (Some(n), None) => {
+            let steps = read_steps(&n, 0)?;
+            Some(vec![Journey {
+                name: "journey".into(),
+                weight: 1,
+                steps,
+            }])
+        }
+        (None, Some(n)) => {
+            let mut out = Vec::new();
+            let mut ok = true;
+            for item in n.as_array()? {
+                let Some(j) = item.as_obj() else {
+                    ok = false;
+                    continue;
+                };
+                let name = j
+                    .require("name")
+                    .and_then(|x| x.as_str().map(str::to_string));
+                let weight = match j.get("weight") {
+                    None => Some(1),
+                    Some(w) => positive_u64(&w).map(|w| w as usize),
+                };
+                let steps = j.require("steps").and_then(|s| read_steps(&s, 0));
+                if let Some(nm) = &name {
+                    if out.iter().any(|x: &Journey| &x.name == nm) {
+                        j.error(format!("journey name `{nm}` is used twice"));
+                        ok = false;
+                    }
+                }
+                j.finish();
+                match (name, weight, steps) {
+                    (Some(name), Some(weight), Some(steps)) => out.push(Journey {
+                        name,
+                        weight,
+                        steps,
+                    }),
+                    _ => ok = false,
+                }
+            }
+            if ok && out.is_empty() {
+                n.error("needs at least one journey");
+                ok = false;
+            }
+            ok.then_some(out)
+        }
+    }
+}
+
+fn read_think(st: &Obj<'_>) -> Option<Think> {
+    let d = |key: &str| st.get(key).map(|n| n.as_duration());
+    let given: Vec<&str> = ["duration", "uniform", "exponential", "lognormal"]
+        .into_iter()
+        .filter(|k| st.get(k).is_some())
+        .collect();
+    if given.len() != 1 {
+        st.error("a think step has exactly one of: duration = \"2s\" (constant), uniform = [\"1s\", \"5s\"], exponential = \"2s\" (mean), lognormal = { median = \"2s\", sigma = 0.5 }");
+        return None;
+    }
+    match given[0] {
+        "duration" => d("duration")?.map(Think::Constant),
+        "exponential" => d("exponential")?.map(Think::Exponential),
+        "uniform" => {
+            let n = st.get("uniform")?;
+            let items = n.as_array()?;
+            if items.len() != 2 {
+                n.error("must be [min, max], e.g. [\"1s\", \"5s\"]");
+                return None;
+            }
+            let (a, b) = (items[0].as_duration()?, items[1].as_duration()?);
+            if a > b {
+                n.error("min must not exceed max");
+                return None;
+            }
+            Some(Think::Uniform(a, b))
+        }
+        _ => {
+            let l = st.obj("lognormal")?;
+            let median = l.require("median").and_then(|n| n.as_duration());
+            let sigma = l.require("sigma").and_then(|n| non_negative_f64(&n));
+            l.finish();
+            Some(Think::LogNormal {
+                median: median?,
+                sigma: sigma?,
+            })
+        }
+    }
+}
+
+/// Deepest nesting of `repeat` blocks.
+const MAX_REPEAT_DEPTH: usize = 3;
+
+fn read_steps(n: &Node<'_>, depth: usize) -> Option<Vec<Step>> {
     let items = n.as_array()?;
     let mut steps = Vec::new();
     let mut ok = true;
@@ -1178,14 +1386,47 @@ fn read_journey(o: &Obj<'_>) -> Option<Vec<Step>> {
                 }
                 Some(StepKind::Await { timeout })
             }
-            Some("think") => st
-                .require("duration")
-                .and_then(|d| d.as_duration())
-                .map(|duration| StepKind::Think { duration }),
+            Some("think") => read_think(&st).map(|think| StepKind::Think { think }),
+            Some("create_thread") => Some(StepKind::CreateThread {
+                title: st.str("title"),
+            }),
+            Some("list_threads") => Some(StepKind::ListThreads),
+            Some("history") => Some(StepKind::History),
+            Some("switch_thread") => {
+                let timeout = st.duration("timeout").unwrap_or(Duration::from_secs(10));
+                Some(StepKind::SwitchThread { timeout })
+            }
+            Some("disconnect") => Some(StepKind::Disconnect),
+            Some("reconnect") => Some(StepKind::Reconnect),
+            Some("repeat") => {
+                let times = st.get("times").and_then(|n| positive_u64(&n));
+                let for_ = st.duration("for");
+                let inner = st.require("steps");
+                if depth + 1 > MAX_REPEAT_DEPTH {
+                    st.error(format!(
+                        "repeat blocks nest at most {MAX_REPEAT_DEPTH} deep"
+                    ));
+                    st.skip_rest();
+                    None
+                } else if st.get("times").is_some() == st.get("for").is_some() {
+                    st.error("a repeat step has exactly one of `times = N` or `for = \"30s\"`");
+                    st.skip_rest();
+                    None
+                } else {
+                    let inner = inner.and_then(|i| read_steps(&i, depth + 1));
+                    match inner {
+                        Some(steps) if times.is_some() || for_.is_some() => {
+                            sends += count_kind(&steps, |k| matches!(k, StepKind::Send { .. }));
+                            Some(StepKind::Repeat { times, for_, steps })
+                        }
+                        _ => None,
+                    }
+                }
+            }
             Some(other) => {
                 if let Some(n) = st.get("step") {
                     n.error(format!(
-                        "unknown step `{other}` (scenario version 1 knows: connect, send, await, think)"
+                        "unknown step `{other}` (known: connect, send, await, think, create_thread, list_threads, history, switch_thread, disconnect, reconnect, repeat)"
                     ));
                 }
                 st.skip_rest();
@@ -1196,7 +1437,11 @@ fn read_journey(o: &Obj<'_>) -> Option<Vec<Step>> {
         st.finish();
         match kind {
             Some(kind) => {
-                let name = name.unwrap_or_else(|| kind_name.clone().unwrap_or_default());
+                let default = match &kind {
+                    StepKind::SwitchThread { .. } => "thread_switch".to_string(),
+                    _ => kind_name.clone().unwrap_or_default(),
+                };
+                let name = name.unwrap_or(default);
                 steps.push(Step { name, kind });
             }
             None => ok = false,
@@ -1206,11 +1451,22 @@ fn read_journey(o: &Obj<'_>) -> Option<Vec<Step>> {
         n.error("needs at least one step");
         ok = false;
     }
-    if ok && awaits > 0 && sends == 0 {
+    if ok && depth == 0 && awaits > 0 && sends == 0 {
         n.error("has an `await` step but no `send` step: there is no run to wait for");
         ok = false;
     }
     ok.then_some(steps)
+}
+
+/// How many steps (inside repeat blocks too) match.
+fn count_kind(steps: &[Step], f: impl Fn(&StepKind) -> bool + Copy) -> usize {
+    steps
+        .iter()
+        .map(|s| match &s.kind {
+            StepKind::Repeat { steps, .. } => count_kind(steps, f),
+            k => usize::from(f(k)),
+        })
+        .sum()
 }
 
 fn read_baseline(o: &Obj<'_>) -> Option<Vec<crate::report::compare::Tolerance>> {
@@ -1356,7 +1612,7 @@ duration = "100ms"
     fn a_good_file_loads_with_its_plan() {
         let s = parse(GOOD).unwrap();
         assert_eq!(s.name, "t");
-        assert_eq!(s.journey.len(), 4);
+        assert_eq!(s.journeys[0].steps.len(), 4);
         assert_eq!(s.thresholds.len(), 2);
         assert_eq!(s.workload.plan.goose_test_plan(), "5,2;5,10;0,0");
         assert!(s.target.url.is_none());

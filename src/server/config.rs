@@ -132,6 +132,10 @@ pub struct FaultPlan {
     pub refuse_upgrade: BTreeMap<u16, f64>,
     /// Delay the upgrade response.
     pub slow_accept: Option<(Duration, f64)>,
+    /// Do not store a run's user message in its thread (history then misses it).
+    pub lose_message: f64,
+    /// Add another user's message to a history read (`GET .../messages`).
+    pub leak_history: f64,
 }
 
 fn split_arg<'a>(name: &str, value: &'a str) -> Result<(&'a str, &'a str), String> {
@@ -168,6 +172,8 @@ impl FaultPlan {
             "reorder" => self.reorder = parse_rate(value)?,
             "leak" => self.leak = parse_rate(value)?,
             "stall" => self.stall = parse_rate(value)?,
+            "lose_message" => self.lose_message = parse_rate(value)?,
+            "leak_history" => self.leak_history = parse_rate(value)?,
             "malformed" => self.malformed = parse_rate(value)?,
             "binary" => self.binary = parse_rate(value)?,
             "oversized" => {
@@ -205,7 +211,7 @@ impl FaultPlan {
             }
             other => {
                 return Err(format!(
-                    "unknown fault `{other}` (known: close_1011, close_1006, drop_event, duplicate_event, reorder, omit_field, leak, stall, malformed, binary, oversized, refuse_upgrade, slow_accept)"
+                    "unknown fault `{other}` (known: close_1011, close_1006, drop_event, duplicate_event, reorder, omit_field, leak, stall, malformed, binary, oversized, refuse_upgrade, slow_accept, lose_message, leak_history)"
                 ))
             }
         }
@@ -238,6 +244,8 @@ impl fmt::Display for FaultPlan {
             ("stall", self.stall),
             ("malformed", self.malformed),
             ("binary", self.binary),
+            ("lose_message", self.lose_message),
+            ("leak_history", self.leak_history),
         ] {
             if r > 0.0 {
                 parts.push(format!("{name}={}", pct(r)));
@@ -331,6 +339,13 @@ pub struct ServerConfig {
     pub capacity: Option<Capacity>,
     /// A periodic stall of every agent run (None: never).
     pub stall: Option<Stall>,
+    /// Lifetime of tokens from the login endpoint (`POST /auth/dev/login`).
+    #[serde(serialize_with = "ms")]
+    pub login_lifetime: Duration,
+    /// The server's own `ping` frames, every this often (None: never).
+    pub heartbeat: Option<Duration>,
+    /// Close a socket (1008) when the token it connected with expires.
+    pub enforce_expiry: bool,
 }
 
 /// The agent's capacity: at most `runs` agent runs are served at once; up to
@@ -433,6 +448,9 @@ impl ServerConfig {
             faults: FaultPlan::default(),
             capacity: None,
             stall: None,
+            login_lifetime: Duration::from_secs(900),
+            heartbeat: None,
+            enforce_expiry: false,
         }
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod agent;
 pub mod config;
+pub mod threads;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -65,6 +66,16 @@ pub mod truth {
     pub const STALL_RUNS: &str = "stall.runs_delayed";
     /// Stall windows that held back at least one event.
     pub const STALL_WINDOWS: &str = "stall.windows";
+    /// User messages stored in their thread / left out by the lose_message fault.
+    pub const MESSAGES_STORED: &str = "messages.stored";
+    pub const FAULT_LOSE_MESSAGE: &str = "faults.lose_message";
+    /// History reads that carried another user's message (leak_history fault).
+    pub const FAULT_LEAK_HISTORY: &str = "faults.leak_history";
+    /// Thread and history requests refused for isolation (403) or unknown ids (404).
+    pub const THREADS_FORBIDDEN: &str = "threads.forbidden_403";
+    pub const THREADS_NOT_FOUND: &str = "threads.not_found_404";
+    /// Tokens issued by the login endpoint.
+    pub const LOGINS: &str = "auth.logins";
     pub fn events(name: &str) -> String {
         format!("events.{name}")
     }
@@ -91,6 +102,10 @@ pub struct ServerState {
     slots: Option<(Arc<tokio::sync::Semaphore>, AtomicU64)>,
     /// The highest stall window that delayed an event (counts windows once).
     stall_window: AtomicU64,
+    /// Every user's threads and messages.
+    pub threads: threads::Store,
+    /// Draws for REST faults (history leaks), seeded.
+    rest_rng: Mutex<ChaCha8Rng>,
 }
 
 /// How long a ticket stays valid.
@@ -108,6 +123,14 @@ pub fn app(state: Arc<ServerState>) -> Router {
         )
         .route("/__chatload/truth", get(truth_handler))
         .route("/api/websocket/ticket", axum::routing::post(ticket_handler))
+        .route("/api/threads", get(list_threads).post(create_thread))
+        .route("/api/threads/{id}", get(get_thread))
+        .route(
+            "/api/threads/{id}/messages",
+            get(thread_messages).post(post_message),
+        )
+        .route("/auth/dev/login", axum::routing::post(login_handler))
+        .route("/auth/create-token", axum::routing::post(login_handler))
         .with_state(state)
 }
 
@@ -160,6 +183,8 @@ pub async fn spawn(config: ServerConfig, addr: SocketAddr) -> std::io::Result<Ru
             )
         }),
         stall_window: AtomicU64::new(0),
+        threads: threads::Store::default(),
+        rest_rng: Mutex::new(ChaCha8Rng::seed_from_u64(config_seed ^ 0x0457_0000_0001)),
         config,
     });
     let router = app(state.clone());
@@ -221,6 +246,213 @@ async fn ticket_handler(State(st): State<Arc<ServerState>>, headers: HeaderMap) 
         "websocket_url": format!("/ws?ticket={id}"),
     }))
     .into_response()
+}
+
+/// The user a REST request's `Authorization: Bearer` token names, or the
+/// platform's answer to a missing (403) or bad (401) token.
+fn rest_user(st: &ServerState, headers: &HeaderMap) -> Result<String, Box<Response>> {
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let Some(token) = token else {
+        return Err(Box::new(
+            (
+                StatusCode::FORBIDDEN,
+                Json(json!({"detail": "Not authenticated"})),
+            )
+                .into_response(),
+        ));
+    };
+    st.policy
+        .verify(token, SystemTime::now())
+        .map(|c| c.sub)
+        .map_err(|e| {
+            Box::new(
+                (
+                    StatusCode::UNAUTHORIZED,
+                    Json(json!({"detail": e.to_string()})),
+                )
+                    .into_response(),
+            )
+        })
+}
+
+fn denied(st: &ServerState, d: threads::Denied) -> Response {
+    match d {
+        threads::Denied::NotFound => {
+            st.truth.add(truth::THREADS_NOT_FOUND, 1);
+            (
+                StatusCode::NOT_FOUND,
+                Json(json!({"detail": "Thread not found"})),
+            )
+                .into_response()
+        }
+        threads::Denied::Forbidden => {
+            st.truth.add(truth::THREADS_FORBIDDEN, 1);
+            (
+                StatusCode::FORBIDDEN,
+                Json(json!({"detail": "Access denied to this thread"})),
+            )
+                .into_response()
+        }
+    }
+}
+
+fn paging(q: &HashMap<String, String>) -> (usize, usize) {
+    let n = |k: &str, d: usize| q.get(k).and_then(|v| v.parse().ok()).unwrap_or(d);
+    (n("limit", 50).min(1000), n("offset", 0))
+}
+
+/// `GET /api/threads?limit&offset`
+async fn list_threads(
+    State(st): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let user = match rest_user(&st, &headers) {
+        Ok(u) => u,
+        Err(r) => return *r,
+    };
+    let (limit, offset) = paging(&q);
+    Json(st.threads.list(&user, limit, offset)).into_response()
+}
+
+/// `POST /api/threads {title?, metadata?}`
+async fn create_thread(
+    State(st): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    body: Option<Json<Value>>,
+) -> Response {
+    let user = match rest_user(&st, &headers) {
+        Ok(u) => u,
+        Err(r) => return *r,
+    };
+    let body = body.map(|b| b.0).unwrap_or(Value::Null);
+    let title = body.get("title").and_then(Value::as_str);
+    let metadata = body.get("metadata").cloned().unwrap_or_else(|| json!({}));
+    st.truth.add("threads.created", 1);
+    Json(st.threads.create(&user, None, title, metadata)).into_response()
+}
+
+/// `GET /api/threads/{id}`
+async fn get_thread(
+    State(st): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    let user = match rest_user(&st, &headers) {
+        Ok(u) => u,
+        Err(r) => return *r,
+    };
+    match st.threads.get(&user, &id) {
+        Ok(t) => Json(t).into_response(),
+        Err(d) => denied(&st, d),
+    }
+}
+
+/// `GET /api/threads/{id}/messages?limit&offset` -> `{messages, total}`
+async fn thread_messages(
+    State(st): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let user = match rest_user(&st, &headers) {
+        Ok(u) => u,
+        Err(r) => return *r,
+    };
+    let (limit, offset) = paging(&q);
+    let (msgs, total) = match st.threads.messages(&user, &id, limit, offset) {
+        Ok(m) => m,
+        Err(d) => return denied(&st, d),
+    };
+    let mut messages: Vec<Value> = msgs.iter().map(threads::StoredMessage::to_json).collect();
+    let rate = st.config.faults.leak_history;
+    if rate > 0.0 {
+        let (hit, pick) = {
+            let mut rng = st.rest_rng.lock().unwrap_or_else(|e| e.into_inner());
+            (rng.random::<f64>() < rate, rng.random::<u64>())
+        };
+        if hit {
+            if let Some(m) = st.threads.foreign_message(&user, pick) {
+                st.truth.add(truth::FAULT_LEAK_HISTORY, 1);
+                messages.push(m.to_json());
+            }
+        }
+    }
+    Json(json!({"messages": messages, "total": total})).into_response()
+}
+
+/// `POST /api/threads/{id}/messages {message}`
+async fn post_message(
+    State(st): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    Json(body): Json<Value>,
+) -> Response {
+    let user = match rest_user(&st, &headers) {
+        Ok(u) => u,
+        Err(r) => return *r,
+    };
+    let text = body
+        .get("message")
+        .or_else(|| body.get("content"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if st.threads.get(&user, &id).is_err() {
+        // Posting never creates a thread: unknown is 404, another user's 403.
+        return denied(&st, st.threads.get(&user, &id).unwrap_err());
+    }
+    match st.threads.append(&user, &id, "user", text) {
+        Ok(m) => Json(m).into_response(),
+        Err(d) => denied(&st, d),
+    }
+}
+
+/// `POST /auth/dev/login` (alias `/auth/create-token`) `{user_id?, email?}`:
+/// a token for that user, valid for the configured login lifetime, in the
+/// auth service's shape (`access_token`, `token_type`, `expires_in`).
+async fn login_handler(State(st): State<Arc<ServerState>>, body: Option<Json<Value>>) -> Response {
+    let body = body.map(|b| b.0).unwrap_or(Value::Null);
+    let user = body
+        .get("user_id")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .or_else(|| {
+            body.get("email")
+                .and_then(Value::as_str)
+                .and_then(|e| e.split('@').next())
+                .map(str::to_string)
+        });
+    let Some(user) = user.filter(|u| !u.is_empty()) else {
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({"detail": "user_id or email is required"})),
+        )
+            .into_response();
+    };
+    let lifetime = st.config.login_lifetime;
+    let minter = crate::auth::Minter::new(&st.config.secret, crate::auth::netra_claims(), lifetime);
+    let n = st.conn_seq.load(Ordering::Relaxed);
+    let jti = format!("login-{user}-{n}-{:08x}", rand::random::<u32>());
+    match minter.mint(&user, SystemTime::now(), &jti) {
+        Ok(token) => {
+            st.truth.add(truth::LOGINS, 1);
+            Json(json!({
+                "access_token": token.expose(),
+                "refresh_token": format!("refresh-{jti}"),
+                "token_type": "Bearer",
+                "expires_in": lifetime.as_secs(),
+            }))
+            .into_response()
+        }
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({"detail": e.to_string()})),
+        )
+            .into_response(),
+    }
 }
 
 async fn truth_handler(State(st): State<Arc<ServerState>>) -> Json<BTreeMap<String, u64>> {
@@ -331,7 +563,7 @@ async fn ws_handler(
     let ticket_user = query.get("ticket").map(|t| {
         let mut tickets = st.tickets.lock().unwrap_or_else(|e| e.into_inner());
         match tickets.remove(t) {
-            Some((user, exp)) if exp > std::time::Instant::now() => Ok(user),
+            Some((user, exp)) if exp > std::time::Instant::now() => Ok((user, None)),
             Some(_) => Err("AUTH_FAILED: ticket expired".to_string()),
             None => Err("AUTH_FAILED: unknown or used ticket".to_string()),
         }
@@ -342,7 +574,7 @@ async fn ws_handler(
         (Some(t), None) => st
             .policy
             .verify(t, SystemTime::now())
-            .map(|c| c.sub)
+            .map(|c| (c.sub, Some(c.exp)))
             .map_err(|e| format!("AUTH_FAILED: {e}")),
     };
     let ws = ws.read_buffer_size(4096).write_buffer_size(4096);
@@ -379,10 +611,52 @@ async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
 /// capacity (or refuses the run with 1011 when the queue is full), then plays
 /// the run's script into the connection task, holding events back while a
 /// stall window is open. Ends early when the connection is gone.
+/// Stores a run's user message in the thread it names (creating the thread
+/// for this user when new); returns the thread, where the answer goes too.
+/// The lose_message fault leaves the message out (drawn from the user and
+/// run id, so the same seed loses the same messages).
+fn persist_request(
+    st: &ServerState,
+    user: &str,
+    payload: &serde_json::Map<String, Value>,
+    run_id: &str,
+) -> Option<String> {
+    let thread = payload
+        .get("thread_id")
+        .and_then(Value::as_str)?
+        .to_string();
+    let content = ["user_request", "content", "text", "message"]
+        .iter()
+        .find_map(|k| payload.get(*k).and_then(Value::as_str))
+        .unwrap_or("");
+    let rate = st.config.faults.lose_message;
+    if rate > 0.0 {
+        let mut rng = ChaCha8Rng::seed_from_u64(stable_seed(
+            st.config.seed,
+            &[user.as_bytes(), run_id.as_bytes(), b"persist"],
+        ));
+        if rng.random::<f64>() < rate {
+            st.truth.add(truth::FAULT_LOSE_MESSAGE, 1);
+            return Some(thread);
+        }
+    }
+    match st.threads.append(user, &thread, "user", content) {
+        Ok(_) => {
+            st.truth.add(truth::MESSAGES_STORED, 1);
+            Some(thread)
+        }
+        Err(_) => {
+            st.truth.add(truth::THREADS_FORBIDDEN, 1);
+            None
+        }
+    }
+}
+
 async fn serve_run(
     st: Arc<ServerState>,
     script: Vec<agent::Outgoing>,
     out: mpsc::Sender<agent::Outgoing>,
+    thread: Option<(String, String)>,
 ) {
     let _slot = match (&st.slots, st.config.capacity) {
         (Some((sem, waiting)), Some(cap)) => match sem.clone().try_acquire_owned() {
@@ -423,8 +697,16 @@ async fn serve_run(
                 tokio::time::sleep(left).await;
             }
         }
+        let last = step.last;
         if out.send(step).await.is_err() {
             return;
+        }
+        if last {
+            if let Some((user, thread)) = &thread {
+                let _ = st
+                    .threads
+                    .append(user, thread, "assistant", "Here is what I found.");
+            }
         }
     }
 }
@@ -538,10 +820,16 @@ async fn become_ready(
     }
 }
 
-async fn connection(mut socket: WebSocket, st: Arc<ServerState>, auth: Result<String, String>) {
+/// One socket: `auth` is the user and the token's `exp` (epoch seconds; None
+/// for a ticket), or why authentication failed.
+async fn connection(
+    mut socket: WebSocket,
+    st: Arc<ServerState>,
+    auth: Result<(String, Option<u64>), String>,
+) {
     st.truth.add(truth::CONNECTIONS_UPGRADED, 1);
     let conn = st.conn_seq.fetch_add(1, Ordering::Relaxed);
-    let user = match auth {
+    let (user, token_exp) = match auth {
         Ok(u) => u,
         Err(why) => {
             st.truth.add(truth::AUTH_FAILED, 1);
@@ -588,11 +876,34 @@ async fn connection(mut socket: WebSocket, st: Arc<ServerState>, auth: Result<St
     let (out_tx, mut out_rx) = mpsc::channel::<agent::Outgoing>(64);
     let mut shutdown = st.shutdown.clone();
     let mut run_seq = 0u64;
+    // The token's expiry, when the server closes sockets that outlive it.
+    let expires = token_exp.filter(|_| st.config.enforce_expiry).map(|exp| {
+        let left = exp.saturating_sub(crate::auth::epoch_secs(SystemTime::now()));
+        tokio::time::Instant::now() + std::time::Duration::from_secs(left)
+    });
+    let every = st
+        .config
+        .heartbeat
+        .unwrap_or(std::time::Duration::from_secs(3600));
+    let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     loop {
         tokio::select! {
             _ = shutdown.changed() => {
                 close(&mut socket, 1001, "server shutting down").await;
                 return;
+            }
+            _ = tokio::time::sleep_until(expires.unwrap_or_else(tokio::time::Instant::now)), if expires.is_some() => {
+                st.truth.add("connections.closed_token_expired", 1);
+                let frame = json!({"type": "error_message", "error_code": "TOKEN_EXPIRED", "message": "token expired"});
+                send_json(&mut socket, &frame).await;
+                close(&mut socket, 1008, "token expired").await;
+                return;
+            }
+            _ = heartbeat.tick(), if st.config.heartbeat.is_some() => {
+                st.truth.add("heartbeats.sent", 1);
+                if !send_json(&mut socket, &named(&st, json!({"type": "ping", "data": {"timestamp": agent::epoch_float()}}))).await {
+                    return;
+                }
             }
             out = out_rx.recv() => {
                 // `out_tx` lives in this loop, so the channel never closes here.
@@ -647,6 +958,22 @@ async fn connection(mut socket: WebSocket, st: Arc<ServerState>, auth: Result<St
                 let t = m.get(&st.config.naming.type_field).and_then(Value::as_str).unwrap_or("").to_string();
                 if t == "ping" {
                     send_json(&mut socket, &named(&st, json!({"type": "pong", "timestamp": agent::epoch_float()}))).await;
+                } else if t == "pong" || t == "heartbeat_ack" {
+                    st.truth.add("heartbeats.answered", 1);
+                } else if t == "switch_thread" {
+                    let payload = m.get("payload").and_then(Value::as_object).unwrap_or(&m);
+                    let thread = payload.get("thread_id").and_then(Value::as_str).unwrap_or("");
+                    let reply = match st.threads.messages(&user, thread, 1000, 0) {
+                        Ok((msgs, _)) => {
+                            st.truth.add("threads.switched", 1);
+                            json!({"type": "thread_data", "data": {"thread_id": thread, "messages": msgs.iter().map(threads::StoredMessage::to_json).collect::<Vec<_>>()}})
+                        }
+                        Err(d) => {
+                            st.truth.add(match d { threads::Denied::NotFound => truth::THREADS_NOT_FOUND, threads::Denied::Forbidden => truth::THREADS_FORBIDDEN }, 1);
+                            json!({"type": "error", "error": {"code": if d == threads::Denied::NotFound { "THREAD_NOT_FOUND" } else { "THREAD_ACCESS_DENIED" }, "thread_id": thread}})
+                        }
+                    };
+                    send_json(&mut socket, &named(&st, reply)).await;
                 } else if is_run_start(&t) {
                     if run_seq == 0 && rate(Phase::FirstExchange) > 0.0 && rng.random::<f64>() < rate(Phase::FirstExchange) {
                         st.truth.add(truth::FAULT_CLOSE_1011, 1);
@@ -667,7 +994,8 @@ async fn connection(mut socket: WebSocket, st: Arc<ServerState>, auth: Result<St
                     }
                     let other = if faults.leak > 0.0 { other_user(&st, &user, &mut run_rng) } else { None };
                     let script = agent::script(&st.config, &ids, &plan, &mut run_rng, other.as_deref());
-                    tokio::spawn(serve_run(st.clone(), script, out_tx.clone()));
+                    let thread = persist_request(&st, &user, &payload, &ids.run_id);
+                    tokio::spawn(serve_run(st.clone(), script, out_tx.clone(), thread.map(|t| (user.clone(), t))));
                 } else {
                     send_json(&mut socket, &named(&st, json!({"type": "ack", "received_type": t}))).await;
                 }

@@ -1,0 +1,332 @@
+//! Realistic journeys against the embedded reference server: a weighted mix
+//! with threads, history checks, thread switches, think distributions and
+//! repeat blocks; persistence misses counted exactly against the server's
+//! truth; thread isolation on the server; history leaks caught by chatload.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use chatload::auth::{Minter, Secret};
+use chatload::server::{self, ServerConfig};
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+
+fn mix(users: u64, faults: &str) -> String {
+    format!(
+        r#"
+version = 1
+name = "mix"
+seed = 11
+[server]
+event_delay = ["1ms", "4ms"]
+faults = "{faults}"
+[workload]
+users = {users}
+iterations = 1
+
+[[journeys]]
+name = "chatters"
+weight = 7
+[[journeys.steps]]
+step = "create_thread"
+[[journeys.steps]]
+step = "repeat"
+times = 3
+[[journeys.steps.steps]]
+step = "send"
+message = {{ type = "start_agent", payload = {{ user_request = "{{{{prompt}}}} ({{{{run}}}})", thread_id = "{{{{thread}}}}", run_id = "{{{{run}}}}" }} }}
+[[journeys.steps.steps]]
+step = "await"
+timeout = "10s"
+[[journeys.steps.steps]]
+step = "think"
+lognormal = {{ median = "20ms", sigma = 0.5 }}
+[[journeys.steps]]
+step = "history"
+[[journeys.steps]]
+step = "create_thread"
+name = "create_second"
+[[journeys.steps]]
+step = "switch_thread"
+[[journeys.steps]]
+step = "history"
+name = "history_after_switch"
+
+[[journeys]]
+name = "holders"
+weight = 2
+[[journeys.steps]]
+step = "connect"
+[[journeys.steps]]
+step = "think"
+uniform = ["50ms", "150ms"]
+[[journeys.steps]]
+step = "reconnect"
+[[journeys.steps]]
+step = "disconnect"
+
+[[journeys]]
+name = "readers"
+weight = 1
+[[journeys.steps]]
+step = "list_threads"
+[[journeys.steps]]
+step = "think"
+exponential = "30ms"
+"#
+    )
+}
+
+/// 100 users in a 70/20/10 mix: every step has its metric; a clean server
+/// loses nothing; a server told to lose messages loses exactly what its truth
+/// says, and chatload counts exactly that many persistence misses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journey_mix_measures_every_step_and_counts_lost_messages_exactly() {
+    let _g = goose_lock().await;
+    let (_d, out) = out_dir("clean");
+    let r = run(parse(&mix(100, "")), None, SECRET, out).await;
+    assert_eq!(r.snapshot.verdict, "pass", "{:?}", r.snapshot.notes);
+    for step in [
+        "create_thread",
+        "send",
+        "await",
+        "think",
+        "history",
+        "create_second",
+        "thread_switch",
+        "history_after_switch",
+        "connect",
+        "reconnect",
+        "disconnect",
+        "list_threads",
+    ] {
+        let h = r
+            .snapshot
+            .histograms
+            .get(&format!("step.{step}"))
+            .unwrap_or_else(|| panic!("no per-step metric for `{step}`"));
+        assert!(h.count > 0, "{step}");
+    }
+    // 70 chatters x 3 runs, every one stored and found again.
+    assert_eq!(counter(&r, "runs.ok"), 210);
+    assert_eq!(truth(&r, "messages.stored"), 210);
+    assert_eq!(counter(&r, "persistence_miss"), 0);
+    assert_eq!(counter(&r, "threads.created"), 140);
+    assert_eq!(counter(&r, "threads.switched"), 70);
+    assert_eq!(counter(&r, "rest.history.200"), 70);
+    assert_eq!(counter(&r, "rest.list_threads.200"), 10);
+    assert_eq!(counter(&r, "reconnects"), 20);
+    assert_eq!(counter(&r, "violations.cross_user_history"), 0);
+    for metric in ["create_thread", "history", "list_threads", "thread_switch"] {
+        assert!(r.snapshot.histograms.contains_key(metric), "{metric}");
+    }
+
+    let (_d2, out2) = out_dir("lossy");
+    let r = run(parse(&mix(100, "lose_message=5%")), None, SECRET, out2).await;
+    let lost = truth(&r, "faults.lose_message");
+    assert!(lost > 0, "the seed must lose some messages");
+    assert_eq!(
+        counter(&r, "persistence_miss"),
+        lost,
+        "every lost message, counted once"
+    );
+    assert_eq!(truth(&r, "messages.stored") + lost, 210);
+}
+
+fn token(secret: &Secret, user: &str) -> String {
+    Minter::new(
+        secret,
+        chatload::auth::netra_claims(),
+        Duration::from_secs(300),
+    )
+    .mint(user, std::time::SystemTime::now(), &format!("jti-{user}"))
+    .unwrap()
+    .expose()
+    .to_string()
+}
+
+/// The reference server never shows one user another's thread: 403 for
+/// another user's thread (REST and socket), 404 for an unknown one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_can_never_read_another_users_thread() {
+    let secret = Secret::new(SECRET);
+    let srv = server::spawn(
+        ServerConfig::new(secret.clone()),
+        "127.0.0.1:0".parse::<SocketAddr>().unwrap(),
+    )
+    .await
+    .unwrap();
+    let (alice, bob) = (token(&secret, "alice"), token(&secret, "bob"));
+    let http = reqwest::Client::new();
+    let base = srv.http_url();
+    let created: serde_json::Value = http
+        .post(format!("{base}/api/threads"))
+        .bearer_auth(&alice)
+        .json(&serde_json::json!({"title": "private"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap().to_string();
+    let posted = http
+        .post(format!("{base}/api/threads/{id}/messages"))
+        .bearer_auth(&alice)
+        .json(&serde_json::json!({"message": "alice's secret plan"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), 200);
+    let status =
+        |req: reqwest::RequestBuilder| async move { req.send().await.unwrap().status().as_u16() };
+    assert_eq!(
+        status(
+            http.get(format!("{base}/api/threads/{id}"))
+                .bearer_auth(&alice)
+        )
+        .await,
+        200
+    );
+    assert_eq!(
+        status(
+            http.get(format!("{base}/api/threads/{id}"))
+                .bearer_auth(&bob)
+        )
+        .await,
+        403
+    );
+    assert_eq!(
+        status(
+            http.get(format!("{base}/api/threads/{id}/messages"))
+                .bearer_auth(&bob)
+        )
+        .await,
+        403
+    );
+    assert_eq!(
+        status(
+            http.post(format!("{base}/api/threads/{id}/messages"))
+                .bearer_auth(&bob)
+                .json(&serde_json::json!({"message": "x"}))
+        )
+        .await,
+        403
+    );
+    assert_eq!(
+        status(
+            http.get(format!("{base}/api/threads/th-none/messages"))
+                .bearer_auth(&alice)
+        )
+        .await,
+        404
+    );
+    assert_eq!(
+        status(http.get(format!("{base}/api/threads/{id}"))).await,
+        403,
+        "no token"
+    );
+    assert_eq!(
+        status(
+            http.get(format!("{base}/api/threads"))
+                .bearer_auth("not-a-jwt")
+        )
+        .await,
+        401
+    );
+    let bobs: serde_json::Value = http
+        .get(format!("{base}/api/threads"))
+        .bearer_auth(&bob)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        bobs,
+        serde_json::json!([]),
+        "bob lists none of alice's threads"
+    );
+
+    // Over the socket: bob cannot switch to alice's thread; alice can, and sees her message.
+    let switch = |tok: String| {
+        let url = srv.ws_url();
+        let id = id.clone();
+        async move {
+            let mut req =
+                tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url)
+                    .unwrap();
+            req.headers_mut()
+                .insert("authorization", format!("Bearer {tok}").parse().unwrap());
+            let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+            let ready = ws
+                .next()
+                .await
+                .unwrap()
+                .unwrap()
+                .into_text()
+                .unwrap()
+                .to_string();
+            assert!(ready.contains("connection_established"), "{ready}");
+            let msg = serde_json::json!({"type": "switch_thread", "payload": {"thread_id": id}});
+            ws.send(tokio_tungstenite::tungstenite::Message::Text(
+                msg.to_string().into(),
+            ))
+            .await
+            .unwrap();
+            ws.next()
+                .await
+                .unwrap()
+                .unwrap()
+                .into_text()
+                .unwrap()
+                .to_string()
+        }
+    };
+    let bob_sees = switch(bob.clone()).await;
+    assert!(
+        bob_sees.contains("THREAD_ACCESS_DENIED") && !bob_sees.contains("secret plan"),
+        "{bob_sees}"
+    );
+    let alice_sees = switch(alice.clone()).await;
+    assert!(
+        alice_sees.contains("thread_data") && alice_sees.contains("alice's secret plan"),
+        "{alice_sees}"
+    );
+    let t = srv.truth();
+    assert_eq!(t["threads.forbidden_403"], 4);
+    assert_eq!(t["threads.not_found_404"], 1);
+    srv.shutdown().await;
+}
+
+/// A server that leaks another user's message into history reads: chatload
+/// counts each leak (exactly the server's truth) and its sample names both users.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chatload_reports_a_cross_user_history_leak() {
+    let _g = goose_lock().await;
+    let (_d, out) = out_dir("leak");
+    let r = run(parse(&mix(30, "leak_history=20%")), None, SECRET, out).await;
+    let leaked = truth(&r, "faults.leak_history");
+    assert!(leaked > 0, "the seed must leak some history reads");
+    assert_eq!(counter(&r, "violations.cross_user_history"), leaked);
+    let sample = r
+        .snapshot
+        .samples
+        .iter()
+        .find(|s| s.class == "cross_user_history")
+        .expect("a sample of the leak");
+    assert!(
+        sample.message.contains(&sample.user_id),
+        "{}",
+        sample.message
+    );
+    assert!(
+        sample.message.contains("holds a message of chatload-user-"),
+        "{}",
+        sample.message
+    );
+    assert_eq!(counter(&r, "persistence_miss"), 0, "a leak is not a loss");
+}
