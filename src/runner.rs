@@ -128,6 +128,9 @@ fn server_config(sc: &Scenario, secret: &Secret, seed: u64) -> ServerConfig {
     c.faults = sc.server.faults.clone();
     c.capacity = sc.server.capacity;
     c.stall = sc.server.stall;
+    c.login_lifetime = sc.server.login_lifetime;
+    c.heartbeat = sc.server.heartbeat;
+    c.enforce_expiry = sc.server.enforce_token_expiry;
     c
 }
 
@@ -457,6 +460,54 @@ async fn live_progress(
     }
 }
 
+/// Reads `auth.tokens_file` (file source): one token per line, blank lines
+/// and `#` comments skipped. Refused before any socket opens when there are
+/// fewer tokens than users and `reuse_tokens` is off. Tokens are secrets:
+/// messages name the file and counts, never a token.
+fn load_tokens(sc: &Scenario) -> Result<Option<Arc<Vec<Secret>>>, RunError> {
+    let crate::scenario::TokenSource::File { path, reuse } = &sc.auth.source else {
+        return Ok(None);
+    };
+    let path = if path.is_relative() {
+        sc.file
+            .parent()
+            .unwrap_or(std::path::Path::new("."))
+            .join(path)
+    } else {
+        path.clone()
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        RunError::Usage(format!(
+            "cannot read the tokens file {}: {e}",
+            path.display()
+        ))
+    })?;
+    let tokens: Vec<Secret> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(Secret::new)
+        .collect();
+    let users = match &sc.workload.open {
+        Some(m) => m.max_users,
+        None => sc.workload.plan.peak_users(),
+    } as usize;
+    if tokens.is_empty() {
+        return Err(RunError::Usage(format!(
+            "the tokens file {} has no tokens",
+            path.display()
+        )));
+    }
+    if tokens.len() < users && !reuse {
+        return Err(RunError::Usage(format!(
+            "the tokens file {} has {} tokens for {users} users; add tokens, or set auth.reuse_tokens = true to let users share them",
+            path.display(),
+            tokens.len()
+        )));
+    }
+    Ok(Some(Arc::new(tokens)))
+}
+
 /// Performs one run and writes `snapshot.json`, `report.md` (and goose's report).
 pub async fn run(req: RunRequest) -> Result<RunResult, RunError> {
     let sc = req.scenario;
@@ -479,6 +530,7 @@ pub async fn run(req: RunRequest) -> Result<RunResult, RunError> {
             "a capacity search runs in one process: the decision to stop at a step needs the whole load's data (remove --shard/--shards, or give this machine more of the load)".into(),
         ));
     }
+    let tokens = load_tokens(&sc)?;
     let run_id = new_run_id(&sc.name);
     let out_dir = req
         .out
@@ -636,6 +688,7 @@ pub async fn run(req: RunRequest) -> Result<RunResult, RunError> {
         goose_report: req.goose_report.then(|| out_dir.join("goose-report.html")),
         shard: req.shard,
         started: Arc::new(started_tx),
+        tokens,
     };
     let progress = (req.progress && std::io::stderr().is_terminal()).then(|| {
         tokio::spawn(live_progress(

@@ -92,6 +92,22 @@ pub fn epoch_secs(t: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
+/// The `exp` of a JWT, read without verifying it (for tokens chatload did not
+/// mint: a tokens file, a login endpoint). `None` for an opaque token.
+pub fn unverified_exp(token: &str) -> Option<u64> {
+    unverified_claims(token)?.get("exp")?.as_u64()
+}
+
+/// The claims of a JWT, read without verifying it.
+pub fn unverified_claims(token: &str) -> Option<Value> {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
 /// The claims the platform's strict validator wants besides `sub`, `iat`,
 /// `exp` and `jti` (strings may use `{{user}}`).
 pub fn netra_claims() -> Map<String, Value> {

@@ -63,6 +63,8 @@ pub struct EngineConfig {
     /// Set to the instant the load plan's clock starts (goose starting the
     /// closed model's users; the open model's pool ready and pacing).
     pub started: Arc<tokio::sync::watch::Sender<Option<Instant>>>,
+    /// Tokens read from `auth.tokens_file` (file source only).
+    pub tokens: Option<Arc<Vec<Secret>>>,
 }
 
 /// Shared by every user.
@@ -126,6 +128,29 @@ struct UserSession {
     in_flight: Option<(String, String)>,
     /// A token for REST calls and when it expires.
     rest_token: Option<(Secret, Instant)>,
+    /// Global user index (picks the user's line of a tokens file).
+    index: usize,
+    /// The current token (file and login sources) and its expiry.
+    token: Option<(Secret, Option<Instant>)>,
+    /// Failed connects in a row (drives the back-off).
+    failures: u32,
+    /// When the socket dropped unexpectedly (or the first connect failed).
+    dropped_at: Option<Instant>,
+    /// The reconnect policy's attempts ran out.
+    gave_up: bool,
+    /// The socket was lost (not closed by the client) since the last ready.
+    lost: bool,
+}
+
+/// An epoch-seconds expiry as an `Instant` (in the past when already expired).
+fn instant_of(exp_epoch: u64) -> Instant {
+    let now = crate::auth::epoch_secs(SystemTime::now());
+    match exp_epoch.checked_sub(now) {
+        Some(left) => Instant::now() + Duration::from_secs(left),
+        None => Instant::now()
+            .checked_sub(Duration::from_secs(now - exp_epoch))
+            .unwrap_or_else(Instant::now),
+    }
 }
 
 #[derive(Clone)]
@@ -141,7 +166,17 @@ impl Shared {
         // Shard i of n runs global users i, i + n, i + 2n, ...: disjoint identities,
         // and the same user (id, seed, prompts) as in a single-process run.
         let index = self.cfg.shard.global_user(local);
-        let user_id = format!("{}{:05}", self.cfg.scenario.auth.user_prefix, index);
+        // A token from a file names its user (`sub`); otherwise the user is
+        // `<prefix><index>`.
+        let from_file = self.cfg.tokens.as_ref().and_then(|t| {
+            let tok = t.get(index % t.len().max(1))?;
+            crate::auth::unverified_claims(tok.expose())?
+                .get("sub")?
+                .as_str()
+                .map(str::to_string)
+        });
+        let user_id = from_file
+            .unwrap_or_else(|| format!("{}{:05}", self.cfg.scenario.auth.user_prefix, index));
         UserSession {
             thread_id: format!("thread-{user_id}-1"),
             user_id,
@@ -162,23 +197,183 @@ impl Shared {
             logs: Default::default(),
             in_flight: None,
             rest_token: None,
+            index,
+            token: None,
+            failures: 0,
+            dropped_at: None,
+            gave_up: false,
+            lost: false,
         }
     }
 
-    /// Opens the socket and waits for ready. Returns the goose status and error on failure.
+    /// Opens the socket and waits for ready, following the reconnect policy:
+    /// after failed attempts (or an unexpected close) it waits an exponential,
+    /// jittered back-off first, and gives up after `reconnect.attempts`
+    /// failures in a row. Returns the goose status and error on failure.
     async fn connect(&self, s: &mut UserSession) -> Result<Duration, (Option<u16>, String)> {
+        let policy = self.cfg.scenario.reconnect;
+        if s.gave_up {
+            return Err((
+                None,
+                format!(
+                    "gave up reconnecting after {} failed attempts",
+                    policy.attempts
+                ),
+            ));
+        }
+        // The n-th attempt after a drop or failure waits the n-th back-off delay.
+        let attempt = s.failures + u32::from(s.lost);
+        if attempt > 0 {
+            let wait = policy.delay(attempt, s.rng.random());
+            self.obs
+                .sample("reconnect_backoff", wait.as_micros() as u64);
+            tokio::time::sleep(wait).await;
+        }
+        match self.connect_once(s).await {
+            Ok(took) => {
+                s.failures = 0;
+                s.lost = false;
+                if let Some(at) = s.dropped_at.take() {
+                    // From the drop (or first failed attempt) to ready again.
+                    self.obs
+                        .sample("reconnect_time", at.elapsed().as_micros() as u64);
+                }
+                Ok(took)
+            }
+            Err((status, msg)) => {
+                s.failures += 1;
+                s.dropped_at.get_or_insert_with(Instant::now);
+                // A refused token is not tried again: the next attempt gets a fresh one.
+                if matches!(status, Some(401) | Some(403) | Some(1008)) {
+                    self.obs.count("tokens.rejected");
+                    s.token = None;
+                }
+                if s.failures >= policy.attempts {
+                    s.gave_up = true;
+                    self.obs.count("reconnects.gave_up");
+                }
+                Err((status, msg))
+            }
+        }
+    }
+
+    /// The token for the next socket: minted fresh, or the current one from
+    /// the file or the login endpoint while it is not about to expire.
+    async fn socket_token(&self, s: &mut UserSession) -> Result<Secret, (Option<u16>, String)> {
+        let margin = self.cfg.scenario.auth.refresh_margin;
+        let fresh_enough = |exp: &Option<Instant>| exp.is_none_or(|e| Instant::now() + margin < e);
+        if !matches!(
+            self.cfg.scenario.auth.source,
+            crate::scenario::TokenSource::Mint
+        ) {
+            if let Some((t, exp)) = &s.token {
+                if fresh_enough(exp) {
+                    return Ok(t.clone());
+                }
+            }
+        }
+        let (token, exp) = self.acquire_token(s).await?;
+        s.token_exp = exp;
+        s.token = Some((token.clone(), exp));
+        Ok(token)
+    }
+
+    /// A new token from the scenario's source.
+    async fn acquire_token(
+        &self,
+        s: &mut UserSession,
+    ) -> Result<(Secret, Option<Instant>), (Option<u16>, String)> {
+        use crate::scenario::TokenSource;
+        let sc = &self.cfg.scenario;
+        s.tokens += 1;
+        match &sc.auth.source {
+            TokenSource::Mint => {
+                let jti = format!("{}-{}-{:08x}", s.user_id, s.tokens, s.rng.random::<u32>());
+                let token = self
+                    .minter
+                    .mint(&s.user_id, SystemTime::now(), &jti)
+                    .map_err(|e| (None, e.to_string()))?;
+                self.obs.count("tokens.minted");
+                Ok((token, Some(Instant::now() + sc.auth.lifetime)))
+            }
+            TokenSource::File { .. } => {
+                let tokens = self
+                    .cfg
+                    .tokens
+                    .as_ref()
+                    .map(|t| t.as_slice())
+                    .unwrap_or_default();
+                if tokens.is_empty() {
+                    return Err((None, "no tokens loaded".into()));
+                }
+                let t = tokens[s.index % tokens.len()].clone();
+                let exp = crate::auth::unverified_exp(t.expose()).map(instant_of);
+                if exp.is_some_and(|e| e <= Instant::now()) {
+                    // A file token cannot be renewed: counted, and the reconnect
+                    // policy's attempt limit ends the retries.
+                    self.obs.count("tokens.expired");
+                    return Err((None, "the token from the file has expired".into()));
+                }
+                self.obs.count("tokens.from_file");
+                Ok((t, exp))
+            }
+            TokenSource::Login {
+                url,
+                body,
+                token_field,
+            } => {
+                let vars = Vars {
+                    user: &s.user_id,
+                    thread: &s.thread_id,
+                    run: "",
+                    prompt: "",
+                    iteration: s.iteration,
+                };
+                let body = template::render(body, &vars);
+                let url = if url.starts_with('/') {
+                    format!("{}{url}", self.http_base)
+                } else {
+                    url.clone()
+                };
+                let t0 = Instant::now();
+                let resp = self
+                    .http
+                    .post(&url)
+                    .json(&body)
+                    .timeout(sc.target.connect_timeout)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        self.obs.count("tokens.login_failed");
+                        (None, format!("login request failed: {e}"))
+                    })?;
+                let status = resp.status().as_u16();
+                let v: serde_json::Value = resp.json().await.unwrap_or(serde_json::Value::Null);
+                self.obs.sample("login", t0.elapsed().as_micros() as u64);
+                if !(200..300).contains(&status) {
+                    self.obs.count(format!("tokens.login_failed.{status}"));
+                    return Err((Some(status), format!("login answered HTTP {status}")));
+                }
+                let Some(token) = at_path(&v, token_field).and_then(|t| t.as_str()) else {
+                    self.obs.count("tokens.login_failed.no_token");
+                    return Err((None, format!("the login answer has no `{token_field}`")));
+                };
+                self.obs.count("tokens.login");
+                // Trust the token's own `exp`, not `expires_in` (they disagree on the platform).
+                let exp = crate::auth::unverified_exp(token).map(instant_of);
+                Ok((Secret::new(token), exp))
+            }
+        }
+    }
+
+    /// Opens the socket once and waits for ready.
+    async fn connect_once(&self, s: &mut UserSession) -> Result<Duration, (Option<u16>, String)> {
         let sc = &self.cfg.scenario;
         self.obs.count(names::CONN_ATTEMPTED);
         if s.ever_connected {
             self.obs.count(names::RECONNECTS);
         }
-        s.tokens += 1;
-        s.token_exp = Some(Instant::now() + sc.auth.lifetime);
-        let jti = format!("{}-{}-{:08x}", s.user_id, s.tokens, s.rng.random::<u32>());
-        let token = self
-            .minter
-            .mint(&s.user_id, SystemTime::now(), &jti)
-            .map_err(|e| (None, e.to_string()))?;
+        let token = self.socket_token(s).await?;
         let started = Instant::now();
         let mut url = self.cfg.target_url.clone();
         if sc.auth.present.contains(&crate::auth::Presentation::Ticket) {
@@ -288,7 +483,7 @@ impl Shared {
         if let Some(code) = closed {
             self.obs.count(names::close_code(code));
             self.obs.count(names::close_phase(PHASE_IDLE, code));
-            s.ws = None;
+            self.lost_socket(s, code);
         }
     }
 
@@ -354,11 +549,24 @@ impl Shared {
             }
             Err(e) => {
                 // The socket was already gone: the run failed before it began.
-                s.ws = None;
+                self.lost_socket(s, session::ABNORMAL_CLOSE);
                 self.fail_run("send_error");
                 self.obs.count(names::close_code(session::ABNORMAL_CLOSE));
                 Err((Some(session::ABNORMAL_CLOSE), format!("send failed: {e}")))
             }
+        }
+    }
+
+    /// The server (or the network) closed the socket: the next connect is a
+    /// reconnect under the back-off policy, timed from now. A 1008 on an open
+    /// socket means the server stopped accepting its token.
+    fn lost_socket(&self, s: &mut UserSession, code: u16) {
+        s.ws = None;
+        s.lost = true;
+        s.dropped_at.get_or_insert_with(Instant::now);
+        if code == 1008 {
+            self.obs.count("tokens.expired_on_socket");
+            s.token = None;
         }
     }
 
@@ -425,7 +633,7 @@ impl Shared {
         if let RunOutcome::Closed { code } = report.outcome {
             self.obs.count(names::close_code(code));
             self.obs.count(names::close_phase(phase, code));
-            s.ws = None;
+            self.lost_socket(s, code);
         }
         Some((report, took))
     }
@@ -474,7 +682,13 @@ type RestResult = Result<(u16, serde_json::Value), String>;
 
 impl Shared {
     /// A valid token for the user's REST calls (minted again near expiry).
-    fn rest_token(&self, s: &mut UserSession) -> Result<Secret, String> {
+    async fn rest_token(&self, s: &mut UserSession) -> Result<Secret, String> {
+        if !matches!(
+            self.cfg.scenario.auth.source,
+            crate::scenario::TokenSource::Mint
+        ) {
+            return self.socket_token(s).await.map_err(|e| e.1);
+        }
         let margin = self.cfg.scenario.auth.refresh_margin;
         if let Some((t, exp)) = &s.rest_token {
             if Instant::now() + margin < *exp {
@@ -509,7 +723,7 @@ impl Shared {
         path: &str,
         body: Option<serde_json::Value>,
     ) -> RestResult {
-        let token = self.rest_token(s)?;
+        let token = self.rest_token(s).await?;
         let url = format!("{}{path}", self.http_base);
         let mut req = self
             .http
@@ -639,7 +853,7 @@ impl Shared {
         };
         self.obs.count_n("bytes.sent", text.len() as u64);
         if let Err(e) = ws.send(Message::Text(text.into())).await {
-            s.ws = None;
+            self.lost_socket(s, session::ABNORMAL_CLOSE);
             self.obs.count(names::close_code(session::ABNORMAL_CLOSE));
             return Err((Some(session::ABNORMAL_CLOSE), format!("send failed: {e}")));
         }
@@ -680,7 +894,7 @@ impl Shared {
                 Err((None, format!("switch to {target} refused: {code}")))
             }
             session::FrameOutcome::Closed(code) => {
-                s.ws = None;
+                self.lost_socket(s, code);
                 self.obs.count(names::close_code(code));
                 self.obs.count(names::close_phase(PHASE_IDLE, code));
                 Err((

@@ -55,6 +55,8 @@ pub fn render(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
         }
     }
     table(w, "connections", &d.connections)?;
+    table(w, "tokens", &d.tokens)?;
+    table(w, "threads and history", &d.threads)?;
     table(w, "closes (code, and phase)", &d.closes)?;
     table(w, "events", &d.events)?;
     table(w, "frames and bytes", &d.frames)?;

@@ -478,6 +478,8 @@ pub fn render(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
     }
     table(&mut o, "Runs", &d.runs);
     table(&mut o, "Connections", &d.connections);
+    table(&mut o, "Tokens", &d.tokens);
+    table(&mut o, "Threads and history", &d.threads);
     table(&mut o, "Closes", &d.closes);
     table(&mut o, "Events", &d.events);
     table(&mut o, "Frames and bytes", &d.frames);

@@ -183,6 +183,8 @@ pub fn render(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
         writeln!(w)?;
     }
     table(w, "Connections", &d.connections)?;
+    table(w, "Tokens", &d.tokens)?;
+    table(w, "Threads and history", &d.threads)?;
     table(w, "Closes", &d.closes)?;
     table(w, "Events", &d.events)?;
     table(w, "Frames and bytes", &d.frames)?;

@@ -49,6 +49,10 @@ pub struct ReportData {
     pub latencies: Vec<LatencyRow>,
     pub runs: Vec<(String, u64)>,
     pub connections: Vec<(String, u64)>,
+    /// Token sources, refreshes, rejections and expiries.
+    pub tokens: Vec<(String, u64)>,
+    /// Threads, switches, REST statuses, history checks and persistence misses.
+    pub threads: Vec<(String, u64)>,
     pub closes: Vec<(String, u64)>,
     pub events: Vec<(String, u64)>,
     pub frames: Vec<(String, u64)>,
@@ -379,6 +383,26 @@ impl ReportData {
         );
         let mut connections = with_prefix(s, "connections.");
         connections.push(("reconnects".into(), c(names::RECONNECTS)));
+        connections.extend(
+            with_prefix(s, "reconnects.")
+                .into_iter()
+                .map(|(k, v)| (format!("reconnects {k}"), v)),
+        );
+        let tokens = with_prefix(s, "tokens.");
+        let mut threads = with_prefix(s, "threads.");
+        threads.extend(
+            with_prefix(s, "history.")
+                .into_iter()
+                .map(|(k, v)| (format!("history {k}"), v)),
+        );
+        if s.counters.contains_key("history.messages_checked") || c("persistence_miss") > 0 {
+            threads.push(("persistence misses".into(), c("persistence_miss")));
+        }
+        threads.extend(
+            with_prefix(s, "rest.")
+                .into_iter()
+                .map(|(k, v)| (format!("HTTP {k}"), v)),
+        );
         let mut closes: Vec<(String, u64)> = with_prefix(s, "closes.")
             .into_iter()
             .map(|(k, v)| (close_label(&k), v))
@@ -414,6 +438,8 @@ impl ReportData {
             latencies,
             runs,
             connections,
+            tokens,
+            threads,
             closes,
             events: with_prefix(s, "events."),
             frames,

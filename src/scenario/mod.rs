@@ -41,6 +41,8 @@ pub struct Scenario {
     pub profile: Profile,
     pub server: ServerSettings,
     pub workload: Workload,
+    /// Reconnect policy after unexpected closes and failed connects.
+    pub reconnect: Reconnect,
     /// The journeys users walk: one (`[[journey]]`) or a weighted mix (`[[journeys]]`).
     pub journeys: Vec<Journey>,
     pub thresholds: Vec<Threshold>,
@@ -75,6 +77,68 @@ pub struct Auth {
     pub user_prefix: String,
     /// Reconnect with a fresh token when the current one expires within this.
     pub refresh_margin: Duration,
+    /// Where tokens come from.
+    pub source: TokenSource,
+}
+
+/// Where a user's tokens come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TokenSource {
+    /// chatload mints HS256 tokens with the signing key (`secret_env`).
+    Mint,
+    /// One token per line of a file, assigned to users in order; `reuse`
+    /// lets users share them when there are fewer tokens than users.
+    File { path: PathBuf, reuse: bool },
+    /// `POST` a body to a login endpoint and take the token from its JSON.
+    Login {
+        /// A path on the target's host (`/auth/dev/login`) or a full URL.
+        url: String,
+        body: Value,
+        /// Dotted path of the token in the response (`access_token`).
+        token_field: String,
+    },
+}
+
+/// Reconnecting after an unexpected close or a failed connect: exponential
+/// back-off with jitter, up to a number of attempts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Reconnect {
+    pub initial: Duration,
+    pub max: Duration,
+    pub multiplier: f64,
+    /// Each delay is scaled by a random factor in `1 ± jitter`.
+    pub jitter: f64,
+    /// Failed attempts in a row after which the user gives up.
+    pub attempts: u32,
+}
+
+impl Default for Reconnect {
+    fn default() -> Self {
+        Reconnect {
+            initial: Duration::from_millis(500),
+            max: Duration::from_secs(30),
+            multiplier: 2.0,
+            jitter: 0.2,
+            attempts: 10,
+        }
+    }
+}
+
+impl Reconnect {
+    /// The wait before attempt number `failures + 1` (after `failures` failed
+    /// ones in a row); `u` in [0, 1) draws the jitter.
+    pub fn delay(&self, failures: u32, u: f64) -> Duration {
+        if failures == 0 {
+            return Duration::ZERO;
+        }
+        let base = self.initial.as_secs_f64()
+            * self
+                .multiplier
+                .powi(failures.saturating_sub(1).min(60) as i32);
+        let capped = base.min(self.max.as_secs_f64());
+        let factor = 1.0 + self.jitter * (2.0 * u - 1.0);
+        Duration::from_secs_f64((capped * factor).max(0.0))
+    }
 }
 
 /// Settings of the embedded reference server (ignored with an external target).
@@ -91,6 +155,9 @@ pub struct ServerSettings {
     pub faults: FaultPlan,
     pub capacity: Option<crate::server::Capacity>,
     pub stall: Option<crate::server::Stall>,
+    pub login_lifetime: Duration,
+    pub heartbeat: Option<Duration>,
+    pub enforce_token_expiry: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -303,6 +370,7 @@ fn read_scenario(o: &Obj<'_>, path: &Path) -> Option<Scenario> {
         }
     }
     let journey = read_journey(o);
+    let reconnect = read_reconnect(o);
     let thresholds = read_thresholds(o);
     let prompts = o.str_list("prompts").unwrap_or_else(|| {
         vec!["Summarise the last quarter's cloud spend and suggest three savings.".to_string()]
@@ -340,6 +408,7 @@ fn read_scenario(o: &Obj<'_>, path: &Path) -> Option<Scenario> {
         seed,
         target: target?,
         auth: auth?,
+        reconnect: reconnect?,
         profile: profile?,
         server: server?,
         workload: {
@@ -409,20 +478,91 @@ fn read_auth(o: &Obj<'_>) -> Option<Auth> {
         present: vec![Presentation::SubprotocolJwt],
         user_prefix: "chatload-user-".into(),
         refresh_margin: Duration::from_secs(60),
+        source: TokenSource::Mint,
     };
     let Some(tbl) = o.obj("auth") else {
         return Some(a);
     };
     let mut ok = true;
-    if let Some(n) = tbl.get("mode") {
-        if let Some(m) = n.as_str() {
-            if m != "mint" {
+    let mode = match tbl.get("mode") {
+        None => "mint".to_string(),
+        Some(n) => match n.as_str() {
+            Some(m @ ("mint" | "file" | "login")) => m.to_string(),
+            Some(m) => {
                 n.error(format!(
-                    "auth mode `{m}` is not supported by scenario version 1 (supported: mint)"
+                    "unknown auth mode `{m}` (expected mint, file or login)"
                 ));
+                ok = false;
+                String::new()
+            }
+            None => {
+                ok = false;
+                String::new()
+            }
+        },
+    };
+    let tokens_file = tbl.get("tokens_file");
+    let login = tbl.obj("login");
+    let reuse = tbl.bool("reuse_tokens").unwrap_or(false);
+    match mode.as_str() {
+        "file" => match tokens_file.as_ref().and_then(|n| n.as_str()) {
+            Some(f) => {
+                // Relative to the scenario file (resolved when the run starts).
+                a.source = TokenSource::File {
+                    path: PathBuf::from(f),
+                    reuse,
+                };
+            }
+            None => {
+                if tokens_file.is_none() {
+                    tbl.error("auth mode `file` needs `tokens_file` (one token per line)");
+                }
+                ok = false;
+            }
+        },
+        "login" => {
+            match &login {
+                Some(l) => {
+                    let url = l.str("url").unwrap_or_else(|| "/auth/dev/login".into());
+                    let body = l.get("body").and_then(|b| b.to_json()).unwrap_or_else(|| {
+                    serde_json::json!({"user_id": "{{user}}", "email": "{{user}}@loadtest.chatload.invalid"})
+                });
+                    let token_field = l.str("token").unwrap_or_else(|| "access_token".into());
+                    if !(url.starts_with('/')
+                        || url.starts_with("http://")
+                        || url.starts_with("https://"))
+                    {
+                        l.error("`url` is a path on the target's host (/auth/dev/login) or an http(s) URL");
+                        ok = false;
+                    }
+                    a.source = TokenSource::Login {
+                        url,
+                        body,
+                        token_field,
+                    };
+                }
+                None => {
+                    a.source = TokenSource::Login {
+                        url: "/auth/dev/login".into(),
+                        body: serde_json::json!({"user_id": "{{user}}", "email": "{{user}}@loadtest.chatload.invalid"}),
+                        token_field: "access_token".into(),
+                    }
+                }
+            }
+        }
+        _ => {
+            if let Some(n) = &tokens_file {
+                n.error("`tokens_file` needs mode = \"file\"");
                 ok = false;
             }
         }
+    }
+    if let Some(l) = login {
+        if mode != "login" {
+            l.error("[auth.login] needs mode = \"login\"");
+            ok = false;
+        }
+        l.finish();
     }
     if let Some(n) = tbl.get("algorithm") {
         if let Some(m) = n.as_str() {
@@ -507,6 +647,52 @@ fn read_auth(o: &Obj<'_>) -> Option<Auth> {
     }
     tbl.finish();
     ok.then_some(a)
+}
+
+fn read_reconnect(o: &Obj<'_>) -> Option<Reconnect> {
+    let mut r = Reconnect::default();
+    let Some(t) = o.obj("reconnect") else {
+        return Some(r);
+    };
+    let mut ok = true;
+    if let Some(d) = t.duration("initial") {
+        r.initial = d;
+    }
+    if let Some(d) = t.duration("max") {
+        r.max = d;
+    }
+    if let Some(n) = t.get("multiplier") {
+        match n.as_f64() {
+            Some(m) if m >= 1.0 => r.multiplier = m,
+            Some(_) => {
+                n.error("must be at least 1");
+                ok = false;
+            }
+            None => ok = false,
+        }
+    }
+    if let Some(n) = t.get("jitter") {
+        match n.as_f64() {
+            Some(j) if (0.0..=1.0).contains(&j) => r.jitter = j,
+            Some(_) => {
+                n.error("must be between 0 and 1 (a share of the delay)");
+                ok = false;
+            }
+            None => ok = false,
+        }
+    }
+    if let Some(n) = t.get("attempts") {
+        match positive_u64(&n) {
+            Some(a) => r.attempts = a.min(u64::from(u32::MAX)) as u32,
+            None => ok = false,
+        }
+    }
+    if r.initial > r.max {
+        t.error("`initial` must not exceed `max`");
+        ok = false;
+    }
+    t.finish();
+    ok.then_some(r)
 }
 
 fn read_profile(o: &Obj<'_>) -> Option<Profile> {
@@ -716,6 +902,9 @@ fn read_server(o: &Obj<'_>) -> Option<ServerSettings> {
         faults: FaultPlan::default(),
         capacity: None,
         stall: None,
+        login_lifetime: Duration::from_secs(900),
+        heartbeat: None,
+        enforce_token_expiry: false,
     };
     let Some(tbl) = o.obj("server") else {
         return Some(s);
@@ -770,6 +959,29 @@ fn read_server(o: &Obj<'_>) -> Option<ServerSettings> {
             Some(runs) => s.capacity = Some(crate::server::Capacity { runs, queue }),
             None => ok = false,
         }
+    }
+    if let Some(n) = tbl.get("login_lifetime") {
+        match n.as_duration() {
+            Some(d) if d >= Duration::from_secs(1) => s.login_lifetime = d,
+            Some(_) => {
+                n.error("must be at least 1s (tokens carry whole seconds)");
+                ok = false;
+            }
+            None => ok = false,
+        }
+    }
+    if let Some(n) = tbl.get("heartbeat") {
+        match n.as_duration() {
+            Some(d) if !d.is_zero() => s.heartbeat = Some(d),
+            Some(_) => {
+                n.error("must be longer than zero");
+                ok = false;
+            }
+            None => ok = false,
+        }
+    }
+    if let Some(b) = tbl.bool("enforce_token_expiry") {
+        s.enforce_token_expiry = b;
     }
     if let Some(st) = tbl.obj("stall") {
         let every = st.require("every").and_then(|n| n.as_duration());

@@ -1,0 +1,292 @@
+//! Token lifecycles and reconnects against the embedded reference server:
+//! tokens from a login endpoint refreshed before they expire on a server that
+//! closes sockets whose token expired; tokens from a file; a server dropping
+//! sockets mid-run, with every dropped run counted and every user back after
+//! a back-off.
+
+mod common;
+
+use std::time::Duration;
+
+use chatload::auth::{Minter, Secret};
+use chatload::runner::{RunError, RunRequest};
+use chatload::scenario::Reconnect;
+use common::*;
+
+const JOURNEY: &str = r#"
+[[journey]]
+step = "connect"
+[[journey]]
+step = "send"
+message = { type = "start_agent", payload = { user_request = "{{prompt}}", thread_id = "{{thread}}", run_id = "{{run}}" } }
+[[journey]]
+step = "await"
+timeout = "10s"
+"#;
+
+#[test]
+fn the_back_off_grows_exponentially_within_its_jitter_and_cap() {
+    let r = Reconnect {
+        initial: Duration::from_millis(500),
+        max: Duration::from_secs(5),
+        multiplier: 2.0,
+        jitter: 0.2,
+        attempts: 10,
+    };
+    let ms = |d: Duration| d.as_millis();
+    // (failures so far, jitter draw) -> wait
+    let table = [
+        (0, 0.5, 0),
+        (1, 0.5, 500),
+        (2, 0.5, 1000),
+        (3, 0.5, 2000),
+        (4, 0.5, 4000),
+        (5, 0.5, 5000),
+        (30, 0.5, 5000),
+        (1, 0.0, 400),
+        (1, 0.999_999, 599),
+        (5, 0.0, 4000),
+    ];
+    for (failures, u, want) in table {
+        assert_eq!(
+            ms(r.delay(failures, u)),
+            want,
+            "{failures} failures, draw {u}"
+        );
+    }
+}
+
+/// Tokens live 20 s and the server closes a socket whose token expired; over a
+/// 70 s run every user logs in again and reconnects before expiry, and no
+/// socket is ever refused or closed for its token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_tokens_are_refreshed_before_they_expire_over_a_long_run() {
+    let _g = goose_lock().await;
+    let text = format!(
+        r#"
+version = 1
+name = "refresh"
+seed = 5
+[server]
+login_lifetime = "20s"
+enforce_token_expiry = true
+event_delay = ["2ms", "5ms"]
+[auth]
+mode = "login"
+refresh_margin = "5s"
+[auth.login]
+url = "/auth/dev/login"
+body = {{ user_id = "{{{{user}}}}", email = "{{{{user}}}}@loadtest.chatload.invalid" }}
+token = "access_token"
+[workload]
+users = 10
+duration = "70s"
+{JOURNEY}
+[[journey]]
+step = "think"
+duration = "1s"
+"#
+    );
+    let (_d, out) = out_dir("refresh");
+    let r = run(parse(&text), None, SECRET, out).await;
+    let users = 10;
+    // 70 s of 20 s tokens, renewed 5 s early: at least 4 logins per user.
+    assert!(
+        counter(&r, "tokens.login") >= 4 * users,
+        "{}",
+        counter(&r, "tokens.login")
+    );
+    assert!(
+        counter(&r, "tokens.refreshed") >= 3 * users,
+        "{}",
+        counter(&r, "tokens.refreshed")
+    );
+    assert_eq!(truth(&r, "auth.logins"), counter(&r, "tokens.login"));
+    for zero in [
+        "tokens.rejected",
+        "tokens.expired_on_socket",
+        "runs.failed",
+        "closes.1008",
+    ] {
+        assert_eq!(counter(&r, zero), 0, "{zero}");
+    }
+    assert_eq!(truth(&r, "connections.auth_failed"), 0);
+    assert_eq!(truth(&r, "connections.closed_token_expired"), 0);
+    assert_eq!(r.snapshot.verdict, "pass");
+    let md = std::fs::read_to_string(r.out_dir.join("report.md")).unwrap();
+    assert!(
+        md.contains("## Tokens") && md.contains("| refreshed |"),
+        "{md}"
+    );
+}
+
+/// The same server without refresh: sockets outlive their token, the server
+/// closes them (1008) and chatload counts each, then logs in again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_closed_for_its_expired_token_is_counted_and_recovers() {
+    let _g = goose_lock().await;
+    let text = format!(
+        r#"
+version = 1
+name = "expiry"
+seed = 5
+[server]
+login_lifetime = "3s"
+enforce_token_expiry = true
+[auth]
+mode = "login"
+refresh_margin = "0s"
+lifetime = "1m"
+[reconnect]
+initial = "100ms"
+[workload]
+users = 3
+duration = "8s"
+{JOURNEY}
+[[journey]]
+step = "think"
+duration = "500ms"
+"#
+    );
+    let (_d, out) = out_dir("expiry");
+    let r = run(parse(&text), None, SECRET, out).await;
+    let closed = truth(&r, "connections.closed_token_expired");
+    assert!(
+        closed >= 3,
+        "every user's first socket outlives its token ({closed})"
+    );
+    assert_eq!(
+        counter(&r, "tokens.expired_on_socket"),
+        closed,
+        "each expiry close counted"
+    );
+    assert!(
+        counter(&r, "tokens.login") > closed,
+        "users logged in again"
+    );
+    assert!(counter(&r, "runs.ok") > 0);
+}
+
+/// Tokens from a file: each user gets its line and acts as the token's `sub`;
+/// fewer tokens than users is refused before any socket opens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tokens_file_names_the_users_and_too_few_tokens_are_refused() {
+    let _g = goose_lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let minter = Minter::new(
+        &Secret::new(SECRET),
+        chatload::auth::netra_claims(),
+        Duration::from_secs(600),
+    );
+    let lines: Vec<String> = ["ann", "ben", "cat"]
+        .iter()
+        .map(|u| {
+            minter
+                .mint(u, std::time::SystemTime::now(), &format!("j-{u}"))
+                .unwrap()
+                .expose()
+                .to_string()
+        })
+        .collect();
+    std::fs::write(
+        dir.path().join("tokens.txt"),
+        format!("# one per line\n{}\n", lines.join("\n")),
+    )
+    .unwrap();
+    let scenario = |users: u64| {
+        let text = format!(
+            "version = 1\nname = \"file\"\n[auth]\nmode = \"file\"\ntokens_file = \"tokens.txt\"\n[workload]\nusers = {users}\niterations = 2\n{JOURNEY}"
+        );
+        chatload::scenario::Scenario::parse(&dir.path().join("s.toml"), text).unwrap()
+    };
+    let (_d, out) = out_dir("file");
+    let r = run(scenario(3), None, SECRET, out).await;
+    assert_eq!(counter(&r, "runs.ok"), 6);
+    assert_eq!(counter(&r, "tokens.from_file"), 3);
+    assert_eq!(truth(&r, "connections.auth_failed"), 0);
+    // Events carry the users the tokens name: no isolation violation.
+    assert_eq!(counter(&r, "violations.cross_user_leak"), 0);
+    assert_eq!(r.snapshot.verdict, "pass");
+
+    let (_d2, out2) = out_dir("few");
+    let req = RunRequest {
+        scenario: scenario(4),
+        target: None,
+        secret: Secret::new(SECRET),
+        seed: 7,
+        out: Some(out2),
+        goose_report: false,
+        baseline: None,
+        progress: false,
+        shard: Default::default(),
+        start_at: None,
+        metrics_addr: None,
+        history: None,
+    };
+    match chatload::runner::run(req).await {
+        Err(RunError::Usage(msg)) => {
+            assert!(msg.contains("3 tokens for 4 users"), "{msg}");
+            assert!(!msg.contains(&lines[0]), "a token must never be printed");
+        }
+        Err(e) => panic!("expected a usage error, got {e}"),
+        Ok(_) => panic!("4 users with 3 tokens must be refused"),
+    }
+}
+
+/// The server drops 5% of runs' sockets without a close frame: each dropped
+/// run is failed with 1006, exactly as many as the server dropped; users come
+/// back after a back-off and every user still runs every iteration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_sockets_fail_their_runs_and_users_come_back_after_a_back_off() {
+    let _g = goose_lock().await;
+    let text = format!(
+        r#"
+version = 1
+name = "drops"
+seed = 9
+[server]
+faults = "close_1006=5%"
+event_delay = ["1ms", "3ms"]
+[reconnect]
+initial = "200ms"
+max = "2s"
+jitter = 0.25
+[workload]
+users = 40
+iterations = 6
+{JOURNEY}
+"#
+    );
+    let (_d, out) = out_dir("drops");
+    let r = run(parse(&text), None, SECRET, out).await;
+    let dropped = truth(&r, "faults.close_1006");
+    assert!(dropped > 3, "the seed must drop some sockets ({dropped})");
+    assert_eq!(counter(&r, "runs.failed.closed"), dropped);
+    assert_eq!(
+        counter(&r, "closes_by_phase.during_run.1006")
+            + counter(&r, "closes_by_phase.first_exchange.1006"),
+        dropped
+    );
+    // Concurrency kept: no user was lost, every one ran all its iterations.
+    assert_eq!(counter(&r, "runs.started"), 240);
+    assert_eq!(counter(&r, "runs.ok") + dropped, 240);
+    assert_eq!(counter(&r, "reconnects.gave_up"), 0);
+    // A drop in a user's last iteration is not followed by a reconnect.
+    let back = r
+        .snapshot
+        .histograms
+        .get("reconnect_time")
+        .map_or(0, |h| h.count);
+    assert!(
+        back <= dropped && back + 40 >= dropped,
+        "{back} reconnects after {dropped} drops"
+    );
+    assert!(back > 0);
+    let wait = &r.snapshot.histograms["reconnect_backoff"];
+    assert!(
+        wait.min_us >= 150_000,
+        "the first wait is the initial delay less its jitter: {}",
+        wait.min_us
+    );
+    assert!(wait.max_us <= 2_500_000);
+}
