@@ -776,7 +776,16 @@ pub async fn run(req: RunRequest) -> Result<RunResult, RunError> {
     if let Some(why) = aborted_by {
         notes.push(why);
     }
-    if signalled {
+    let signals = STOP_SIGNALS
+        .load(Ordering::SeqCst)
+        .saturating_sub(signals_at_start);
+    if signals >= 2 {
+        // The second signal came while the drain was ending, before the
+        // checkpoint loop could act on it: the drain is done, so the reports
+        // are written now, which is as fast as exiting.
+        notes.push("aborted: a second stop signal arrived as the drain ended; every report holds everything recorded".into());
+        verdict = "aborted";
+    } else if signalled {
         if sc.workload.on_signal_ends {
             notes.push("ended early by a stop signal (workload.on_signal = \"end\": judged as a normal end)".into());
         } else {

@@ -56,31 +56,29 @@ fn the_back_off_grows_exponentially_within_its_jitter_and_cap() {
     }
 }
 
-/// Tokens live 20 s and the server closes a socket whose token expired; over a
-/// 70 s run every user logs in again and reconnects before expiry, and no
+/// Tokens live `lifetime` and the server closes a socket whose token expired;
+/// over `run` every user logs in again and reconnects before expiry, and no
 /// socket is ever refused or closed for its token.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn login_tokens_are_refreshed_before_they_expire_over_a_long_run() {
-    let _g = goose_lock().await;
+async fn refresh_over(lifetime_s: u64, margin_s: u64, run_s: u64) {
     let text = format!(
         r#"
 version = 1
 name = "refresh"
 seed = 5
 [server]
-login_lifetime = "20s"
+login_lifetime = "{lifetime_s}s"
 enforce_token_expiry = true
 event_delay = ["2ms", "5ms"]
 [auth]
 mode = "login"
-refresh_margin = "5s"
+refresh_margin = "{margin_s}s"
 [auth.login]
 url = "/auth/dev/login"
 body = {{ user_id = "{{{{user}}}}", email = "{{{{user}}}}@loadtest.chatload.invalid" }}
 token = "access_token"
 [workload]
 users = 10
-duration = "70s"
+duration = "{run_s}s"
 {JOURNEY}
 [[journey]]
 step = "think"
@@ -90,15 +88,16 @@ duration = "1s"
     let (_d, out) = out_dir("refresh");
     let r = run(parse(&text), None, SECRET, out).await;
     let users = 10;
-    // 70 s of 20 s tokens, renewed 5 s early: at least 4 logins per user.
+    // Each token serves lifetime - margin seconds: at least this many per user.
+    let per_user = run_s / (lifetime_s - margin_s);
     assert!(
-        counter(&r, "tokens.login") >= 4 * users,
-        "{}",
+        counter(&r, "tokens.login") >= per_user * users,
+        "{} logins",
         counter(&r, "tokens.login")
     );
     assert!(
-        counter(&r, "tokens.refreshed") >= 3 * users,
-        "{}",
+        counter(&r, "tokens.refreshed") >= (per_user - 1) * users,
+        "{} refreshes",
         counter(&r, "tokens.refreshed")
     );
     assert_eq!(truth(&r, "auth.logins"), counter(&r, "tokens.login"));
@@ -118,6 +117,21 @@ duration = "1s"
         md.contains("## Tokens") && md.contains("| refreshed |"),
         "{md}"
     );
+}
+
+/// The short version, always run: 6 s tokens over 15 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_tokens_are_refreshed_before_they_expire() {
+    let _g = goose_lock().await;
+    refresh_over(6, 2, 15).await;
+}
+
+/// The acceptance soak: 20 s tokens over 70 s (`cargo test -- --ignored`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "70 s soak; the short version always runs"]
+async fn login_tokens_are_refreshed_before_they_expire_over_a_long_run() {
+    let _g = goose_lock().await;
+    refresh_over(20, 5, 70).await;
 }
 
 /// The same server without refresh: sockets outlive their token, the server
@@ -289,4 +303,64 @@ iterations = 6
         wait.min_us
     );
     assert!(wait.max_us <= 2_500_000);
+}
+
+/// Idle users ping every second and time the answers; the server's own pings
+/// are answered; a target that never answers the client's heartbeat has its
+/// sockets closed and counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_sockets_keep_alive_with_heartbeats_and_a_silent_one_is_closed() {
+    let _g = goose_lock().await;
+    let text = |profile: &str| {
+        format!(
+            r#"
+version = 1
+name = "heartbeats"
+seed = 5
+[server]
+heartbeat = "1s"
+[profile]
+heartbeat = {profile}
+[reconnect]
+attempts = 1
+[workload]
+users = 5
+iterations = 1
+[[journey]]
+step = "connect"
+[[journey]]
+step = "think"
+duration = "4500ms"
+"#
+        )
+    };
+    let (_d, out) = out_dir("alive");
+    let r = run(
+        parse(&text(r#"{ every = "1s", timeout = "3s" }"#)),
+        None,
+        SECRET,
+        out,
+    )
+    .await;
+    let sent = counter(&r, "heartbeats.sent");
+    assert!(sent >= 5 * 3, "pings at 1, 2, 3 and 4 s per user ({sent})");
+    let answered = counter(&r, "heartbeats.answered");
+    assert!(
+        answered + 5 >= sent && answered <= sent,
+        "{answered} of {sent}"
+    );
+    assert_eq!(r.snapshot.histograms["ws_ping"].count, answered);
+    assert!(
+        truth(&r, "heartbeats.answered") > 0,
+        "the server's pings were answered"
+    );
+    assert_eq!(counter(&r, "heartbeats.missed"), 0);
+
+    // `heartbeat` frames get only an `ack` from the reference server: no reply.
+    let (_d2, out2) = out_dir("silent");
+    let silent = r#"{ every = "500ms", timeout = "1s", message = { type = "heartbeat" }, reply = "heartbeat_ack" }"#;
+    let r = run(parse(&text(silent)), None, SECRET, out2).await;
+    assert_eq!(counter(&r, "heartbeats.missed"), 5, "one per user");
+    assert_eq!(counter(&r, "connections.closed_missed_heartbeat"), 5);
+    assert_eq!(counter(&r, "heartbeats.answered"), 0);
 }

@@ -77,15 +77,16 @@ async fn the_open_model_measures_a_stall_for_every_arrival_it_delayed() {
     );
 
     // The same stall under the closed model: 10 users who each wait for their
-    // answer meet each stall once, so almost no run shows it.
+    // answer meet each stall once, so almost no run shows it. (12 s hold one
+    // stall window, at 10 s.)
     let closed = scenario(
         "stall-closed",
         stall,
-        "[workload]\nusers = 10\nduration = \"25s\"\n",
+        "[workload]\nusers = 10\nduration = \"12s\"\n",
     );
     let (_d2, out2) = out_dir("closed");
     let c = run(parse(&closed), None, SECRET, out2).await;
-    assert!(truth(&c, "stall.windows") >= 2);
+    assert!(truth(&c, "stall.windows") >= 1);
     let closed_p99 = p(&c, names::TTC, |h| h.p99_us);
     assert!(
         closed_p99 < p99 / 4.0,

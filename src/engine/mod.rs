@@ -78,6 +78,8 @@ struct Shared {
     pool: Option<Arc<open::Pool>>,
     /// `http(s)://host:port` of the target, for its REST API.
     http_base: String,
+    /// The next data row for `select = "round_robin"` (shared by every user).
+    next_row: std::sync::atomic::AtomicUsize,
 }
 
 /// What the user sent in one thread, for the history check.
@@ -140,6 +142,9 @@ struct UserSession {
     gave_up: bool,
     /// The socket was lost (not closed by the client) since the last ready.
     lost: bool,
+    /// When this socket last sent a heartbeat ping, and the one awaiting its reply.
+    last_ping: Option<Instant>,
+    ping_pending: Option<Instant>,
 }
 
 /// An epoch-seconds expiry as an `Instant` (in the past when already expired).
@@ -203,6 +208,8 @@ impl Shared {
             dropped_at: None,
             gave_up: false,
             lost: false,
+            last_ping: None,
+            ping_pending: None,
         }
     }
 
@@ -328,6 +335,7 @@ impl Shared {
                     run: "",
                     prompt: "",
                     iteration: s.iteration,
+                    extra: None,
                 };
                 let body = template::render(body, &vars);
                 let url = if url.starts_with('/') {
@@ -424,6 +432,7 @@ impl Shared {
                 run: "",
                 prompt: "",
                 iteration: s.iteration,
+                extra: None,
             };
             template::render(&h.reply, &vars).to_string()
         });
@@ -447,6 +456,8 @@ impl Shared {
                 self.obs
                     .sample(names::WS_READY, ready_at.elapsed().as_micros() as u64);
                 s.ws = Some(ws);
+                s.last_ping = Some(Instant::now());
+                s.ping_pending = None;
                 s.runs_on_socket = 0;
                 s.earlier_runs.clear();
                 Ok(started.elapsed())
@@ -517,13 +528,26 @@ impl Shared {
         s.runs += 1;
         let run_id = format!("{}-r{}", s.user_id, s.runs);
         let prompts = &self.cfg.scenario.prompts;
-        let prompt = &prompts[(s.rng.random::<u64>() % prompts.len() as u64) as usize];
+        let drawn = (s.rng.random::<u64>() % prompts.len() as u64) as usize;
+        // A data row (per user, or the next one for every run) fills its
+        // columns' placeholders; its `prompt` column replaces the prompt list.
+        let row = self.cfg.scenario.data.as_ref().map(|d| {
+            let i = match d.select {
+                crate::scenario::DataSelect::PerUser => s.index,
+                crate::scenario::DataSelect::RoundRobin => self
+                    .next_row
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            };
+            &d.rows[i % d.rows.len()]
+        });
+        let prompt = row.and_then(|r| r.get("prompt")).unwrap_or(&prompts[drawn]);
         let vars = Vars {
             user: &s.user_id,
             thread: &s.thread_id,
             run: &run_id,
             prompt,
             iteration: s.iteration,
+            extra: row,
         };
         let rendered = template::render(message, &vars);
         s.in_flight = message_in_thread(&rendered);
@@ -808,6 +832,91 @@ impl Shared {
         }
     }
 
+    /// Idles until `until` on an open socket, keeping it alive: pings every
+    /// `hb.every` (counting `heartbeats.sent`, timing `ws_ping` to the reply),
+    /// answering what the server sends, and closing a socket whose ping went
+    /// unanswered for `hb.timeout` (`heartbeats.missed`).
+    async fn idle_with_heartbeats(
+        &self,
+        s: &mut UserSession,
+        until: Instant,
+        hb: &crate::protocol::Heartbeat,
+    ) {
+        let profile = &self.cfg.scenario.profile;
+        loop {
+            let now = Instant::now();
+            if now >= until || s.ws.is_none() {
+                return;
+            }
+            let last = *s.last_ping.get_or_insert(now);
+            if s.ping_pending.is_none() && now >= last + hb.every {
+                let vars = Vars {
+                    user: &s.user_id,
+                    thread: &s.thread_id,
+                    run: "",
+                    prompt: "",
+                    iteration: s.iteration,
+                    extra: None,
+                };
+                let text = template::render(&hb.message, &vars).to_string();
+                let Some(ws) = s.ws.as_mut() else { return };
+                if ws.send(Message::Text(text.into())).await.is_err() {
+                    self.obs.count(names::close_code(session::ABNORMAL_CLOSE));
+                    self.obs
+                        .count(names::close_phase(PHASE_IDLE, session::ABNORMAL_CLOSE));
+                    self.lost_socket(s, session::ABNORMAL_CLOSE);
+                    return;
+                }
+                self.obs.count("heartbeats.sent");
+                s.last_ping = Some(now);
+                s.ping_pending = Some(now);
+            }
+            if let Some(sent) = s.ping_pending {
+                if now >= sent + hb.timeout {
+                    self.obs.count("heartbeats.missed");
+                    s.ping_pending = None;
+                    if let Some(mut ws) = s.ws.take() {
+                        let frame = CloseFrame {
+                            code: CloseCode::Normal,
+                            reason: "missed heartbeats".into(),
+                        };
+                        let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(Some(frame)))
+                            .await;
+                    }
+                    self.obs.count("connections.closed_missed_heartbeat");
+                    self.lost_socket(s, 1000);
+                    return;
+                }
+            }
+            let next_ping = s.last_ping.map_or(until, |l| l + hb.every);
+            let next_check = s
+                .ping_pending
+                .map_or(next_ping, |p| (p + hb.timeout).min(next_ping));
+            let wake = until.min(next_check.max(now + Duration::from_millis(1)));
+            let who = Who {
+                user_id: &s.user_id,
+                run_id: None,
+            };
+            let Some(ws) = s.ws.as_mut() else { return };
+            match session::await_frame(ws, profile, &hb.reply, wake, &self.obs, &who).await {
+                session::FrameOutcome::Got(_) => {
+                    if let Some(sent) = s.ping_pending.take() {
+                        self.obs
+                            .sample("ws_ping", sent.elapsed().as_micros() as u64);
+                        self.obs.count("heartbeats.answered");
+                    }
+                }
+                session::FrameOutcome::TimedOut | session::FrameOutcome::ServerError(_) => {}
+                session::FrameOutcome::Closed(code) => {
+                    self.obs.count(names::close_code(code));
+                    self.obs.count(names::close_phase(PHASE_IDLE, code));
+                    self.lost_socket(s, code);
+                    return;
+                }
+            }
+        }
+    }
+
     /// Closes the socket normally (the client's choice).
     async fn disconnect(&self, s: &mut UserSession, reason: &str) {
         self.drain(s).await;
@@ -845,6 +954,7 @@ impl Shared {
             run: "",
             prompt: "",
             iteration: s.iteration,
+            extra: None,
         };
         let text = template::render(&profile.switch_thread.message, &vars).to_string();
         let t0 = Instant::now();
@@ -1011,8 +1121,11 @@ async fn run_step_inner(shared: &Shared, step: &Step, user: &mut GooseUser) -> T
         }
         StepKind::Think { think } => {
             let duration = think.sample(&mut s.rng);
-            drop(s);
             let intended = Instant::now() + duration;
+            if let Some(hb) = shared.cfg.scenario.profile.heartbeat.clone() {
+                shared.idle_with_heartbeats(&mut s, intended, &hb).await;
+            }
+            drop(s);
             tokio::time::sleep_until(intended.into()).await;
             // The generator's own lateness: how far past its intended time the user woke.
             shared
@@ -1256,6 +1369,7 @@ pub async fn execute(cfg: EngineConfig, obs: ObsSender) -> Result<(), EngineErro
         http,
         pool: pool.clone(),
         http_base,
+        next_row: std::sync::atomic::AtomicUsize::new(0),
     });
 
     let start = {

@@ -261,7 +261,7 @@ where
             Message::Text(t) => {
                 obs.count_n("bytes.received", t.len() as u64);
                 let frame = profile.decode(&t);
-                if matches!(&frame, Frame::Unknown(name) if name == want) {
+                if matches!(&frame, Frame::Unknown(name) | Frame::Ignored(name) if name == want) {
                     if let Ok(v) = serde_json::from_str(&t) {
                         return FrameOutcome::Got(v);
                     }

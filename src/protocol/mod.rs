@@ -50,6 +50,20 @@ pub struct Profile {
     pub rules: validate::Rules,
     /// How the client switches threads over the socket, and what confirms it.
     pub switch_thread: SwitchThread,
+    /// Client heartbeats while the user is idle (None: the client never pings).
+    pub heartbeat: Option<Heartbeat>,
+}
+
+/// Client heartbeats: while a user is idle (a `think` step) its socket sends
+/// `message` every `every` and expects a `reply` frame; the round trip is the
+/// `ws_ping` metric. A socket with a ping unanswered for `timeout` is closed
+/// and counted (`heartbeats.missed`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Heartbeat {
+    pub every: std::time::Duration,
+    pub message: Value,
+    pub reply: String,
+    pub timeout: std::time::Duration,
 }
 
 /// `switch_thread`: the message that switches the socket to another thread
@@ -131,6 +145,12 @@ impl Profile {
                 reply: serde_json::json!({"type": "handshake_acknowledged", "thread_id": "{{thread}}"}),
             }),
             rules: validate::Rules::netra(),
+            heartbeat: Some(Heartbeat {
+                every: std::time::Duration::from_secs(15),
+                message: serde_json::json!({"type": "ping"}),
+                reply: "pong".into(),
+                timeout: std::time::Duration::from_secs(45),
+            }),
             switch_thread: SwitchThread {
                 message: serde_json::json!({"type": "switch_thread", "payload": {"thread_id": "{{thread}}"}}),
                 reply: Some("thread_data".into()),

@@ -14,6 +14,8 @@ pub struct Vars<'a> {
     pub run: &'a str,
     pub prompt: &'a str,
     pub iteration: u64,
+    /// Columns of the user's data row (`[data]`), by name.
+    pub extra: Option<&'a std::collections::BTreeMap<String, String>>,
 }
 
 /// Every placeholder name used in `v`, in order of appearance.
@@ -79,7 +81,10 @@ fn render_str(s: &str, vars: &Vars<'_>) -> String {
             "run" => out.push_str(vars.run),
             "prompt" => out.push_str(vars.prompt),
             "iteration" => out.push_str(&vars.iteration.to_string()),
-            _ => out.push_str(&rest[start..start + 2 + end + 2]),
+            other => match vars.extra.and_then(|m| m.get(other)) {
+                Some(v) => out.push_str(v),
+                None => out.push_str(&rest[start..start + 2 + end + 2]),
+            },
         }
         rest = &after[end + 2..];
     }
@@ -101,6 +106,7 @@ mod tests {
             run: "r1",
             prompt: "hi",
             iteration: 2,
+            extra: None,
         };
         assert_eq!(
             render(&t, &vars),

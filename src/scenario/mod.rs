@@ -43,6 +43,8 @@ pub struct Scenario {
     pub workload: Workload,
     /// Reconnect policy after unexpected closes and failed connects.
     pub reconnect: Reconnect,
+    /// Rows of variables from `[data] file`.
+    pub data: Option<DataSet>,
     /// The journeys users walk: one (`[[journey]]`) or a weighted mix (`[[journeys]]`).
     pub journeys: Vec<Journey>,
     pub thresholds: Vec<Threshold>,
@@ -97,6 +99,187 @@ pub enum TokenSource {
         /// Dotted path of the token in the response (`access_token`).
         token_field: String,
     },
+}
+
+/// One row of a data file: column name -> value.
+pub type DataRow = std::collections::BTreeMap<String, String>;
+
+/// Variables from a data file: each row maps column names to values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DataSet {
+    pub rows: Vec<DataRow>,
+    pub columns: Vec<String>,
+    pub select: DataSelect,
+}
+
+/// Which row a run uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataSelect {
+    /// User N always uses row N (wrapping around).
+    PerUser,
+    /// Every run takes the next row, across all users.
+    RoundRobin,
+}
+
+/// Most rows a data file may hold (the rows stay in memory).
+pub const MAX_DATA_ROWS: usize = 1_000_000;
+
+/// Reads a `.csv` (a header row names the columns) or `.jsonl` (one object of
+/// scalars per line) file into rows.
+pub fn load_data(path: &Path) -> Result<(Vec<String>, Vec<DataRow>), String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut rows = Vec::new();
+    let mut columns: Vec<String> = Vec::new();
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    match ext {
+        "csv" => {
+            let mut r = csv::ReaderBuilder::new()
+                .flexible(false)
+                .from_reader(text.as_bytes());
+            columns = r
+                .headers()
+                .map_err(|e| format!("{}: {e}", path.display()))?
+                .iter()
+                .map(|h| h.trim().to_string())
+                .collect();
+            for (i, rec) in r.records().enumerate() {
+                let rec = rec.map_err(|e| format!("{}: row {}: {e}", path.display(), i + 2))?;
+                rows.push(
+                    columns
+                        .iter()
+                        .cloned()
+                        .zip(rec.iter().map(str::to_string))
+                        .collect(),
+                );
+                if rows.len() > MAX_DATA_ROWS {
+                    return Err(format!(
+                        "{}: more than {MAX_DATA_ROWS} rows",
+                        path.display()
+                    ));
+                }
+            }
+        }
+        "jsonl" | "ndjson" => {
+            for (i, line) in text
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| !l.trim().is_empty())
+            {
+                let v: Value = serde_json::from_str(line)
+                    .map_err(|e| format!("{}: line {}: {e}", path.display(), i + 1))?;
+                let Value::Object(m) = v else {
+                    return Err(format!(
+                        "{}: line {}: not a JSON object",
+                        path.display(),
+                        i + 1
+                    ));
+                };
+                let mut row = std::collections::BTreeMap::new();
+                for (k, v) in m {
+                    let text = match v {
+                        Value::String(s) => s,
+                        Value::Number(_) | Value::Bool(_) => v.to_string(),
+                        other => {
+                            return Err(format!(
+                                "{}: line {}: `{k}` is {other}, not a string, number or boolean",
+                                path.display(),
+                                i + 1
+                            ))
+                        }
+                    };
+                    if !columns.contains(&k) {
+                        columns.push(k.clone());
+                    }
+                    row.insert(k, text);
+                }
+                rows.push(row);
+                if rows.len() > MAX_DATA_ROWS {
+                    return Err(format!(
+                        "{}: more than {MAX_DATA_ROWS} rows",
+                        path.display()
+                    ));
+                }
+            }
+            // Every row needs every column a template may use.
+            for (i, row) in rows.iter().enumerate() {
+                if let Some(c) = columns.iter().find(|c| !row.contains_key(*c)) {
+                    return Err(format!("{}: row {} has no `{c}`", path.display(), i + 1));
+                }
+            }
+        }
+        _ => {
+            return Err(format!(
+                "{}: a data file ends in .csv or .jsonl",
+                path.display()
+            ))
+        }
+    }
+    if rows.is_empty() {
+        return Err(format!("{} has no rows", path.display()));
+    }
+    if let Some(bad) = columns
+        .iter()
+        .find(|c| c.is_empty() || !c.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_'))
+    {
+        return Err(format!(
+            "{}: column `{bad}` cannot be a placeholder (letters, digits and _ only)",
+            path.display()
+        ));
+    }
+    if let Some(c) = columns
+        .iter()
+        .find(|c| template::VARIABLES.contains(&c.as_str()) && c.as_str() != "prompt")
+    {
+        return Err(format!(
+            "{}: column `{c}` would hide the built-in {{{{{c}}}}}; rename it",
+            path.display()
+        ));
+    }
+    Ok((columns, rows))
+}
+
+fn read_data(o: &Obj<'_>, base: &Path) -> Option<Option<DataSet>> {
+    let Some(t) = o.obj("data") else {
+        return Some(None);
+    };
+    let mut ok = true;
+    let select = match t.get("select") {
+        None => DataSelect::PerUser,
+        Some(n) => match n.as_str() {
+            Some("per_user") => DataSelect::PerUser,
+            Some("round_robin") => DataSelect::RoundRobin,
+            Some(other) => {
+                n.error(format!(
+                    "unknown select `{other}` (expected per_user or round_robin)"
+                ));
+                ok = false;
+                DataSelect::PerUser
+            }
+            None => {
+                ok = false;
+                DataSelect::PerUser
+            }
+        },
+    };
+    let file = t.require("file");
+    let loaded = file.as_ref().and_then(|n| {
+        let f = n.as_str()?;
+        match load_data(&base.join(f)) {
+            Ok(x) => Some(x),
+            Err(e) => {
+                n.error(e);
+                None
+            }
+        }
+    });
+    t.finish();
+    let (columns, rows) = loaded?;
+    ok.then_some(Some(DataSet {
+        rows,
+        columns,
+        select,
+    }))
 }
 
 /// Reconnecting after an unexpected close or a failed connect: exponential
@@ -369,7 +552,14 @@ fn read_scenario(o: &Obj<'_>, path: &Path) -> Option<Scenario> {
             t.skip_rest();
         }
     }
-    let journey = read_journey(o);
+    let base = path.parent().unwrap_or(Path::new("."));
+    let data = read_data(o, base);
+    let columns: Vec<String> = data
+        .as_ref()
+        .and_then(|d| d.as_ref())
+        .map(|d| d.columns.clone())
+        .unwrap_or_default();
+    let journey = read_journey(o, &columns);
     let reconnect = read_reconnect(o);
     let thresholds = read_thresholds(o);
     let prompts = o.str_list("prompts").unwrap_or_else(|| {
@@ -409,6 +599,7 @@ fn read_scenario(o: &Obj<'_>, path: &Path) -> Option<Scenario> {
         target: target?,
         auth: auth?,
         reconnect: reconnect?,
+        data: data?,
         profile: profile?,
         server: server?,
         workload: {
@@ -773,6 +964,49 @@ fn read_profile(o: &Obj<'_>) -> Option<Profile> {
                 _ => ok = false,
             }
         } else {
+            ok = false;
+        }
+    }
+    if let Some(n) = tbl.get("heartbeat") {
+        if n.item_str() == Some("none") {
+            p.heartbeat = None;
+        } else if let Some(h) = n.as_obj() {
+            let mut hb = p.heartbeat.clone().unwrap_or(crate::protocol::Heartbeat {
+                every: Duration::from_secs(15),
+                message: serde_json::json!({"type": "ping"}),
+                reply: "pong".into(),
+                timeout: Duration::from_secs(45),
+            });
+            if let Some(d) = h.duration("every") {
+                hb.every = d;
+            }
+            if let Some(d) = h.duration("timeout") {
+                hb.timeout = d;
+            }
+            if let Some(m) = h.get("message") {
+                match m.to_json() {
+                    Some(v) if v.is_object() => hb.message = v,
+                    _ => {
+                        m.error("must be a table (the JSON object to send)");
+                        ok = false;
+                    }
+                }
+            }
+            if let Some(r) = h.str("reply") {
+                hb.reply = r;
+            }
+            if hb.every < Duration::from_millis(100) {
+                h.error("`every` must be at least 100ms");
+                ok = false;
+            }
+            if hb.timeout < hb.every {
+                h.error("`timeout` must be at least `every` (a ping needs time to be answered)");
+                ok = false;
+            }
+            h.finish();
+            p.heartbeat = Some(hb);
+        } else {
+            n.error("expected a table { every, message, reply, timeout } or \"none\"");
             ok = false;
         }
     }
@@ -1448,7 +1682,7 @@ fn whole_seconds(n: &Node<'_>, d: Duration) -> Option<Duration> {
 
 /// The journeys: `[[journey]]` (one) or `[[journeys]]` (a weighted mix, each
 /// with `name`, `weight` and `[[journeys.steps]]`).
-fn read_journey(o: &Obj<'_>) -> Option<Vec<Journey>> {
+fn read_journey(o: &Obj<'_>, columns: &[String]) -> Option<Vec<Journey>> {
     match (o.get("journey"), o.get("journeys")) {
         (Some(_), Some(n)) => {
             n.error("use either [[journey]] (one journey) or [[journeys]] (a mix), not both");
@@ -1459,7 +1693,7 @@ fn read_journey(o: &Obj<'_>) -> Option<Vec<Journey>> {
             None
         }
         (Some(n), None) => {
-            let steps = read_steps(&n, 0)?;
+            let steps = read_steps(&n, 0, columns)?;
             Some(vec![Journey {
                 name: "journey".into(),
                 weight: 1,
@@ -1481,7 +1715,7 @@ fn read_journey(o: &Obj<'_>) -> Option<Vec<Journey>> {
                     None => Some(1),
                     Some(w) => positive_u64(&w).map(|w| w as usize),
                 };
-                let steps = j.require("steps").and_then(|s| read_steps(&s, 0));
+                let steps = j.require("steps").and_then(|s| read_steps(&s, 0, columns));
                 if let Some(nm) = &name {
                     if out.iter().any(|x: &Journey| &x.name == nm) {
                         j.error(format!("journey name `{nm}` is used twice"));
@@ -1550,7 +1784,7 @@ fn read_think(st: &Obj<'_>) -> Option<Think> {
 /// Deepest nesting of `repeat` blocks.
 const MAX_REPEAT_DEPTH: usize = 3;
 
-fn read_steps(n: &Node<'_>, depth: usize) -> Option<Vec<Step>> {
+fn read_steps(n: &Node<'_>, depth: usize, columns: &[String]) -> Option<Vec<Step>> {
     let items = n.as_array()?;
     let mut steps = Vec::new();
     let mut ok = true;
@@ -1577,12 +1811,16 @@ fn read_steps(n: &Node<'_>, depth: usize) -> Option<Vec<Step>> {
                     }
                     let mut good = true;
                     for p in template::placeholders(&v) {
-                        if !template::VARIABLES.contains(&p.as_str()) {
+                        if !template::VARIABLES.contains(&p.as_str()) && !columns.contains(&p) {
+                            let known: Vec<String> = template::VARIABLES
+                                .iter()
+                                .map(|v| v.to_string())
+                                .chain(columns.iter().cloned())
+                                .map(|v| format!("{{{{{v}}}}}"))
+                                .collect();
                             m.error(format!(
-                                "unknown placeholder `{{{{{p}}}}}` (known: {})",
-                                template::VARIABLES
-                                    .map(|v| format!("{{{{{v}}}}}"))
-                                    .join(", ")
+                                "unknown placeholder `{{{{{p}}}}}` (known: {}; a [data] file adds its columns)",
+                                known.join(", ")
                             ));
                             good = false;
                         }
@@ -1625,7 +1863,7 @@ fn read_steps(n: &Node<'_>, depth: usize) -> Option<Vec<Step>> {
                     st.skip_rest();
                     None
                 } else {
-                    let inner = inner.and_then(|i| read_steps(&i, depth + 1));
+                    let inner = inner.and_then(|i| read_steps(&i, depth + 1, columns));
                     match inner {
                         Some(steps) if times.is_some() || for_.is_some() => {
                             sends += count_kind(&steps, |k| matches!(k, StepKind::Send { .. }));
