@@ -407,3 +407,85 @@ step = "history"
         "{err}"
     );
 }
+
+/// Generic `http` steps: templates in path and body, expected statuses, and a
+/// captured field used by later steps; journeys given exact user counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_steps_capture_fields_for_later_steps_and_journeys_take_exact_counts() {
+    let _g = goose_lock().await;
+    let text = r#"
+version = 1
+name = "http"
+[workload]
+users = 5
+iterations = 1
+
+[[journeys]]
+name = "api"
+users = 3
+[[journeys.steps]]
+step = "http"
+name = "create"
+method = "POST"
+path = "/api/threads"
+body = { title = "made by {{user}}" }
+capture = { tid = "id" }
+[[journeys.steps]]
+step = "http"
+name = "post_message"
+method = "POST"
+path = "/api/threads/{{tid}}/messages"
+body = { message = "hello from {{user}}" }
+[[journeys.steps]]
+step = "http"
+name = "read"
+path = "/api/threads/{{tid}}"
+capture = { count = "message_count" }
+[[journeys.steps]]
+step = "http"
+name = "unknown"
+path = "/api/threads/th-made-up"
+expect = 404
+[[journeys.steps]]
+step = "send"
+message = { type = "start_agent", payload = { user_request = "in thread {{tid}} with {{count}} message", thread_id = "{{tid}}", run_id = "{{run}}" } }
+[[journeys.steps]]
+step = "await"
+timeout = "10s"
+
+[[journeys]]
+name = "idle"
+users = 2
+[[journeys.steps]]
+step = "connect"
+name = "idle_connect"
+"#;
+    let (_d, out) = out_dir("http");
+    let r = run(parse(text), None, SECRET, out).await;
+    assert_eq!(r.snapshot.verdict, "pass", "{:?}", r.snapshot.notes);
+    for (k, n) in [
+        ("rest.create.200", 3),
+        ("rest.post_message.200", 3),
+        ("rest.read.200", 3),
+        ("rest.unknown.404", 3),
+        ("runs.ok", 3),
+    ] {
+        assert_eq!(counter(&r, k), n, "{k}");
+    }
+    assert_eq!(r.snapshot.histograms["step.idle_connect"].count, 2);
+    assert_eq!(truth(&r, "threads.created"), 3);
+    // The run went to the captured thread: 1 posted + 1 run message stored there.
+    assert_eq!(truth(&r, "messages.stored"), 3);
+    let md = std::fs::read_to_string(r.out_dir.join("report.md")).unwrap();
+    assert!(md.contains("HTTP create.200"), "{md}");
+
+    // Counts must add up to workload.users; an unknown placeholder is refused.
+    let bad = text
+        .replace("users = 5", "users = 6")
+        .replace("{{tid}}/messages", "{{tidd}}/messages");
+    let err = chatload::scenario::Scenario::parse(std::path::Path::new("h.toml"), bad)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("add up to 5"), "{err}");
+    assert!(err.contains("{{tidd}}"), "{err}");
+}

@@ -134,6 +134,32 @@ fn describe_steps(o: &mut String, steps: &[crate::scenario::Step], depth: usize)
                 "switch the socket to the next thread and wait for its confirmation (timeout {})",
                 humantime::format_duration(*timeout)
             ),
+            StepKind::Http {
+                method,
+                path,
+                expect,
+                capture,
+                ..
+            } => format!(
+                "{method} {path} (expect {}){}",
+                expect
+                    .iter()
+                    .map(|c| c.to_string())
+                    .collect::<Vec<_>>()
+                    .join("/"),
+                if capture.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; capture {}",
+                        capture
+                            .iter()
+                            .map(|(v, p)| format!("{v} <- {p}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                }
+            ),
             StepKind::Disconnect => "close the socket normally".into(),
             StepKind::Reconnect => "close and reopen the socket, wait for ready".into(),
             StepKind::Repeat { times, for_, .. } => match (times, for_) {

@@ -145,6 +145,8 @@ struct UserSession {
     /// When this socket last sent a heartbeat ping, and the one awaiting its reply.
     last_ping: Option<Instant>,
     ping_pending: Option<Instant>,
+    /// Variables captured by `http` steps, for later templates.
+    captured: std::collections::BTreeMap<String, String>,
 }
 
 /// An epoch-seconds expiry as an `Instant` (in the past when already expired).
@@ -210,6 +212,7 @@ impl Shared {
             lost: false,
             last_ping: None,
             ping_pending: None,
+            captured: Default::default(),
         }
     }
 
@@ -540,14 +543,26 @@ impl Shared {
             };
             &d.rows[i % d.rows.len()]
         });
-        let prompt = row.and_then(|r| r.get("prompt")).unwrap_or(&prompts[drawn]);
+        // Captured variables join (and override) the data row's columns.
+        let merged;
+        let extra = if s.captured.is_empty() {
+            row
+        } else {
+            let mut m = row.cloned().unwrap_or_default();
+            m.extend(s.captured.iter().map(|(k, v)| (k.clone(), v.clone())));
+            merged = m;
+            Some(&merged)
+        };
+        let prompt = extra
+            .and_then(|r| r.get("prompt"))
+            .unwrap_or(&prompts[drawn]);
         let vars = Vars {
             user: &s.user_id,
             thread: &s.thread_id,
             run: &run_id,
             prompt,
             iteration: s.iteration,
-            extra: row,
+            extra,
         };
         let rendered = template::render(message, &vars);
         s.in_flight = message_in_thread(&rendered);
@@ -1265,6 +1280,64 @@ async fn run_step_inner(shared: &Shared, step: &Step, user: &mut GooseUser) -> T
                     .await
                 }
             }
+        }
+        StepKind::Http {
+            method,
+            path,
+            body,
+            expect,
+            capture,
+        } => {
+            let captured = s.captured.clone();
+            let vars = Vars {
+                user: &s.user_id,
+                thread: &s.thread_id,
+                run: "",
+                prompt: "",
+                iteration: s.iteration,
+                extra: Some(&captured),
+            };
+            let path = match template::render(&serde_json::Value::String(path.clone()), &vars) {
+                serde_json::Value::String(p) => p,
+                _ => path.clone(),
+            };
+            let body = body.as_ref().map(|b| template::render(b, &vars));
+            let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap_or(reqwest::Method::GET);
+            let r = shared.rest(&mut s, &step.name, m, &path, body).await;
+            let r = match r {
+                Ok((st, v)) if expect.contains(&st) => {
+                    let mut missing = Vec::new();
+                    for (var, p) in capture {
+                        match at_path(&v, p) {
+                            Some(serde_json::Value::String(x)) => {
+                                s.captured.insert(var.clone(), x.clone());
+                            }
+                            Some(x) if !x.is_null() => {
+                                s.captured.insert(var.clone(), x.to_string());
+                            }
+                            _ => missing.push(p.clone()),
+                        }
+                    }
+                    if missing.is_empty() {
+                        Ok(())
+                    } else {
+                        shared
+                            .obs
+                            .count(format!("rest.{}.capture_missing", step.name));
+                        Err((
+                            Some(st),
+                            format!("{}: no `{}` in the answer", step.name, missing.join("`, `")),
+                        ))
+                    }
+                }
+                Ok((st, _)) => Err((
+                    Some(st),
+                    format!("{}: HTTP {st}, expected {expect:?}", step.name),
+                )),
+                Err(e) => Err((None, e)),
+            };
+            drop(s);
+            record_rest(user, &step.name, r).await
         }
         StepKind::Repeat { times, for_, steps } => {
             drop(s);

@@ -341,8 +341,12 @@ impl<'a> Elem<'a> {
     fn as_str(self) -> Option<&'a str> {
         self.value()?.as_str()
     }
-    fn as_integer(self) -> Option<i64> {
+    pub fn as_integer(self) -> Option<i64> {
         self.value()?.as_integer()
+    }
+    /// This element as JSON, without recording an error.
+    pub fn to_json_quiet(self) -> Option<serde_json::Value> {
+        self.to_json()
     }
     fn as_float(self) -> Option<f64> {
         self.value()?.as_float()

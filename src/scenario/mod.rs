@@ -452,6 +452,17 @@ pub enum StepKind {
     Disconnect,
     /// Close the socket (if open) and open it again, waiting for ready.
     Reconnect,
+    /// A REST call on the target's host with the user's token: `path` and
+    /// `body` are templates; a status outside `expect` fails the step;
+    /// `capture` copies JSON fields of the answer into variables for later
+    /// steps (`{{name}}`).
+    Http {
+        method: String,
+        path: String,
+        body: Option<Value>,
+        expect: Vec<u16>,
+        capture: Vec<(String, String)>,
+    },
     /// Run `steps` `times` times, or until `for` has passed.
     Repeat {
         times: Option<u64>,
@@ -1683,6 +1694,14 @@ fn whole_seconds(n: &Node<'_>, d: Duration) -> Option<Duration> {
 /// The journeys: `[[journey]]` (one) or `[[journeys]]` (a weighted mix, each
 /// with `name`, `weight` and `[[journeys.steps]]`).
 fn read_journey(o: &Obj<'_>, columns: &[String]) -> Option<Vec<Journey>> {
+    // Variables captured by `http` steps may be used by any step's template.
+    let mut names: Vec<String> = columns.to_vec();
+    for key in ["journey", "journeys"] {
+        if let Some(v) = o.get(key).and_then(|n| n.item.to_json_quiet()) {
+            capture_names(&v, &mut names);
+        }
+    }
+    let columns = &names[..];
     match (o.get("journey"), o.get("journeys")) {
         (Some(_), Some(n)) => {
             n.error("use either [[journey]] (one journey) or [[journeys]] (a mix), not both");
@@ -1703,6 +1722,7 @@ fn read_journey(o: &Obj<'_>, columns: &[String]) -> Option<Vec<Journey>> {
         (None, Some(n)) => {
             let mut out = Vec::new();
             let mut ok = true;
+            let mut user_counts: Vec<u64> = Vec::new();
             for item in n.as_array()? {
                 let Some(j) = item.as_obj() else {
                     ok = false;
@@ -1711,9 +1731,36 @@ fn read_journey(o: &Obj<'_>, columns: &[String]) -> Option<Vec<Journey>> {
                 let name = j
                     .require("name")
                     .and_then(|x| x.as_str().map(str::to_string));
-                let weight = match j.get("weight") {
+                let given: Vec<&str> = ["weight", "share", "users"]
+                    .into_iter()
+                    .filter(|k| j.get(k).is_some())
+                    .collect();
+                if given.len() > 1 {
+                    j.error(
+                        "a journey has one of `weight`, `share` (\"70%\") or `users` (a count)",
+                    );
+                    ok = false;
+                }
+                let weight = match given.first().copied() {
                     None => Some(1),
-                    Some(w) => positive_u64(&w).map(|w| w as usize),
+                    Some("share") => j.get("share").and_then(|n| {
+                        let f = n.as_fraction()?;
+                        // Shares in hundredths of a percent, as goose weights.
+                        let w = (f * 10_000.0).round() as usize;
+                        if w == 0 {
+                            n.error("must be above 0%");
+                            return None;
+                        }
+                        Some(w)
+                    }),
+                    Some("users") => j.get("users").and_then(|n| positive_u64(&n)).map(|u| {
+                        user_counts.push(u);
+                        u as usize
+                    }),
+                    Some(_) => j
+                        .get("weight")
+                        .and_then(|w| positive_u64(&w))
+                        .map(|w| w as usize),
                 };
                 let steps = j.require("steps").and_then(|s| read_steps(&s, 0, columns));
                 if let Some(nm) = &name {
@@ -1735,6 +1782,25 @@ fn read_journey(o: &Obj<'_>, columns: &[String]) -> Option<Vec<Journey>> {
             if ok && out.is_empty() {
                 n.error("needs at least one journey");
                 ok = false;
+            }
+            let journeys_given = n.as_array().map_or(0, |a| a.len());
+            if !user_counts.is_empty() && user_counts.len() != journeys_given {
+                n.error("give `users` to every journey or to none (mixing counts with weights or shares is ambiguous)");
+                ok = false;
+            }
+            if !user_counts.is_empty() && user_counts.len() == journeys_given {
+                let total: u64 = user_counts.iter().sum();
+                match o
+                    .obj("workload")
+                    .and_then(|w| w.get("users"))
+                    .and_then(|u| u.item.as_integer())
+                {
+                    Some(u) if u as u64 == total => {}
+                    _ => {
+                        n.error(format!("the journeys' `users` add up to {total}: set workload.users = {total} (closed model) so every journey gets exactly its count"));
+                        ok = false;
+                    }
+                }
             }
             ok.then_some(out)
         }
@@ -1846,6 +1912,96 @@ fn read_steps(n: &Node<'_>, depth: usize, columns: &[String]) -> Option<Vec<Step
                 let timeout = st.duration("timeout").unwrap_or(Duration::from_secs(10));
                 Some(StepKind::SwitchThread { timeout })
             }
+            Some("http") => {
+                let method = st
+                    .str("method")
+                    .unwrap_or_else(|| "GET".into())
+                    .to_ascii_uppercase();
+                if !["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"].contains(&method.as_str()) {
+                    if let Some(n) = st.get("method") {
+                        n.error(format!(
+                            "unknown method `{method}` (GET, POST, PUT, PATCH, DELETE, HEAD)"
+                        ));
+                    }
+                }
+                let path = st.require("path").and_then(|n| {
+                    let p = n.as_str()?.to_string();
+                    if !p.starts_with('/') {
+                        n.error("a path on the target's host, starting with /");
+                        return None;
+                    }
+                    Some(p)
+                });
+                let body = st.get("body").and_then(|b| b.to_json());
+                let expect = match st.get("expect") {
+                    None => Some(vec![200, 201, 204]),
+                    Some(n) => {
+                        let codes: Option<Vec<u16>> = if n.item.as_integer().is_some() {
+                            n.as_u64().map(|c| vec![c as u16])
+                        } else {
+                            n.as_array().map(|items| {
+                                items
+                                    .iter()
+                                    .filter_map(|i| i.as_u64().map(|c| c as u16))
+                                    .collect()
+                            })
+                        };
+                        match codes {
+                            Some(c)
+                                if !c.is_empty() && c.iter().all(|x| (100..600).contains(x)) =>
+                            {
+                                Some(c)
+                            }
+                            _ => {
+                                n.error("expected an HTTP status or a list of them, e.g. 200 or [200, 201]");
+                                None
+                            }
+                        }
+                    }
+                };
+                let mut capture = Vec::new();
+                if let Some(c) = st.obj("capture") {
+                    for (var, v, _) in c.entries() {
+                        if let Some(p) = v.as_str() {
+                            if var.is_empty()
+                                || !var
+                                    .chars()
+                                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+                                || template::VARIABLES.contains(&var.as_str())
+                            {
+                                v.error(format!("`{var}` cannot be a variable name (letters, digits and _; not a built-in)"));
+                            } else {
+                                capture.push((var, p.to_string()));
+                            }
+                        }
+                    }
+                    c.finish();
+                }
+                let mut known = true;
+                let mut used = body
+                    .as_ref()
+                    .map(template::placeholders)
+                    .unwrap_or_default();
+                if let Some(p) = &path {
+                    used.extend(template::placeholders(&Value::String(p.clone())));
+                }
+                for p in used {
+                    if !template::VARIABLES.contains(&p.as_str()) && !columns.contains(&p) {
+                        st.error(format!("unknown placeholder `{{{{{p}}}}}` (built-ins, [data] columns and `capture` names are known)"));
+                        known = false;
+                    }
+                }
+                match (path, expect) {
+                    (Some(path), Some(expect)) if known => Some(StepKind::Http {
+                        method,
+                        path,
+                        body,
+                        expect,
+                        capture,
+                    }),
+                    _ => None,
+                }
+            }
             Some("disconnect") => Some(StepKind::Disconnect),
             Some("reconnect") => Some(StepKind::Reconnect),
             Some("repeat") => {
@@ -1876,7 +2032,7 @@ fn read_steps(n: &Node<'_>, depth: usize, columns: &[String]) -> Option<Vec<Step
             Some(other) => {
                 if let Some(n) = st.get("step") {
                     n.error(format!(
-                        "unknown step `{other}` (known: connect, send, await, think, create_thread, list_threads, history, switch_thread, disconnect, reconnect, repeat)"
+                        "unknown step `{other}` (known: connect, send, await, think, create_thread, list_threads, history, switch_thread, disconnect, reconnect, repeat, http)"
                     ));
                 }
                 st.skip_rest();
@@ -1906,6 +2062,20 @@ fn read_steps(n: &Node<'_>, depth: usize, columns: &[String]) -> Option<Vec<Step
         ok = false;
     }
     ok.then_some(steps)
+}
+
+/// Every key of every `capture` table in a journey (as JSON), recursively.
+fn capture_names(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Array(a) => a.iter().for_each(|x| capture_names(x, out)),
+        Value::Object(m) => {
+            if let Some(Value::Object(c)) = m.get("capture") {
+                out.extend(c.keys().cloned());
+            }
+            m.values().for_each(|x| capture_names(x, out));
+        }
+        _ => {}
+    }
 }
 
 /// How many steps (inside repeat blocks too) match.
