@@ -364,3 +364,38 @@ duration = "4500ms"
     assert_eq!(counter(&r, "connections.closed_missed_heartbeat"), 5);
     assert_eq!(counter(&r, "heartbeats.answered"), 0);
 }
+
+/// An expired token from a file cannot be renewed: each attempt is counted,
+/// and the reconnect policy's limit ends the retries instead of looping.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_file_token_is_counted_and_never_retried_forever() {
+    let _g = goose_lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let minter = Minter::new(
+        &Secret::new(SECRET),
+        chatload::auth::netra_claims(),
+        Duration::from_secs(60),
+    );
+    let old = std::time::SystemTime::now() - Duration::from_secs(600);
+    let token = minter.mint("old-user", old, "j-old").unwrap();
+    std::fs::write(dir.path().join("t.txt"), token.expose()).unwrap();
+    let text = format!(
+        "version = 1\nname = \"expired\"\n[auth]\nmode = \"file\"\ntokens_file = \"t.txt\"\n[reconnect]\ninitial = \"50ms\"\nattempts = 2\n[workload]\nusers = 1\niterations = 3\n{JOURNEY}"
+    );
+    let sc = chatload::scenario::Scenario::parse(&dir.path().join("s.toml"), text).unwrap();
+    let (_d, out) = out_dir("expired");
+    let r = run(sc, None, SECRET, out).await;
+    assert_eq!(
+        counter(&r, "tokens.expired"),
+        2,
+        "one per attempt, up to the limit"
+    );
+    assert_eq!(counter(&r, "reconnects.gave_up"), 1);
+    assert_eq!(
+        truth(&r, "connections.upgraded"),
+        0,
+        "an expired token is never sent"
+    );
+    assert_eq!(r.snapshot.verdict, "aborted", "no socket ever became ready");
+    assert_eq!(counter(&r, "runs.started"), 0);
+}

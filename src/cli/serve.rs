@@ -36,6 +36,15 @@ pub struct ServeArgs {
     /// LENGTH once every EVERY.
     #[arg(long)]
     pub stall: Option<server::Stall>,
+    /// Lifetime of tokens from `POST /auth/dev/login`, e.g. 20s.
+    #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
+    pub login_lifetime: std::time::Duration,
+    /// Send a `ping` frame on every socket this often, e.g. 25s.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub heartbeat: Option<std::time::Duration>,
+    /// Close a socket (1008) when the token it connected with expires.
+    #[arg(long)]
+    pub enforce_token_expiry: bool,
     /// Environment variable holding the HS256 key; when unset the embedded dev key is used.
     #[arg(long, default_value = "CHATLOAD_JWT_SECRET")]
     pub secret_env: String,
@@ -59,6 +68,9 @@ pub async fn main(a: ServeArgs) -> u8 {
     cfg.faults = a.faults;
     cfg.capacity = a.capacity;
     cfg.stall = a.stall;
+    cfg.login_lifetime = a.login_lifetime;
+    cfg.heartbeat = a.heartbeat;
+    cfg.enforce_expiry = a.enforce_token_expiry;
     let srv = match server::spawn(cfg, a.addr).await {
         Ok(s) => s,
         Err(e) => {

@@ -80,15 +80,35 @@ struct Shared {
     http_base: String,
     /// The next data row for `select = "round_robin"` (shared by every user).
     next_row: std::sync::atomic::AtomicUsize,
+    /// Some journey reads thread histories, so sent messages are remembered.
+    checks_history: bool,
 }
 
 /// What the user sent in one thread, for the history check.
 #[derive(Debug, Default)]
 struct ThreadLog {
-    /// Contents of the user's messages in runs that completed.
-    sent: Vec<String>,
+    /// Hashes of the user's messages in runs that completed (8 bytes each,
+    /// so a long soak's memory stays flat).
+    sent: Vec<u64>,
     /// Misses already counted (each lost message is counted once).
     reported_missing: usize,
+}
+
+/// A message's text as a 64-bit hash, for the history check.
+fn content_hash(text: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut h);
+    h.finish()
+}
+
+/// Whether any step (inside repeat blocks too) reads a thread's messages.
+fn reads_history(steps: &[Step]) -> bool {
+    steps.iter().any(|s| match &s.kind {
+        StepKind::History | StepKind::SwitchThread { .. } => true,
+        StepKind::Repeat { steps, .. } => reads_history(steps),
+        _ => false,
+    })
 }
 
 /// Messages remembered per thread for the history check.
@@ -660,10 +680,11 @@ impl Shared {
         match report.failure_class() {
             None => {
                 self.obs.count(names::RUNS_OK);
-                if let Some((thread, content)) = in_flight {
+                // Remembered only when a step will check the history.
+                if let Some((thread, content)) = in_flight.filter(|_| self.checks_history) {
                     let log = s.logs.entry(thread).or_default();
                     if log.sent.len() < SENT_KEPT_PER_THREAD {
-                        log.sent.push(content);
+                        log.sent.push(content_hash(&content));
                     }
                 }
             }
@@ -799,7 +820,7 @@ impl Shared {
     /// completed run) must be stored (`persistence_miss` counts each missing
     /// one once), and none may be another user's (`cross_user_history`).
     fn check_history(&self, s: &mut UserSession, thread: &str, messages: &[serde_json::Value]) {
-        let mut found: std::collections::HashMap<&str, usize> = Default::default();
+        let mut found: std::collections::HashMap<u64, usize> = Default::default();
         for m in messages {
             let owner = m.get("user_id").and_then(|u| u.as_str());
             if let Some(other) = owner.filter(|o| *o != s.user_id) {
@@ -823,7 +844,7 @@ impl Shared {
                 .is_none_or(|r| r == "user")
             {
                 if let Some(c) = m.get("content").and_then(|c| c.as_str()) {
-                    *found.entry(c).or_default() += 1;
+                    *found.entry(content_hash(c)).or_default() += 1;
                 }
             }
         }
@@ -831,12 +852,12 @@ impl Shared {
             return;
         };
         let mut missing = 0usize;
-        let mut want: std::collections::HashMap<&str, usize> = Default::default();
+        let mut want: std::collections::HashMap<u64, usize> = Default::default();
         for c in &log.sent {
-            *want.entry(c.as_str()).or_default() += 1;
+            *want.entry(*c).or_default() += 1;
         }
         for (c, n) in want {
-            missing += n.saturating_sub(found.get(c).copied().unwrap_or(0));
+            missing += n.saturating_sub(found.get(&c).copied().unwrap_or(0));
         }
         self.obs
             .count_n("history.messages_checked", log.sent.len() as u64);
@@ -1443,6 +1464,7 @@ pub async fn execute(cfg: EngineConfig, obs: ObsSender) -> Result<(), EngineErro
         pool: pool.clone(),
         http_base,
         next_row: std::sync::atomic::AtomicUsize::new(0),
+        checks_history: sc.journeys.iter().any(|j| reads_history(&j.steps)),
     });
 
     let start = {
