@@ -585,7 +585,11 @@ impl Shared {
             extra,
         };
         let rendered = template::render(message, &vars);
-        s.in_flight = message_in_thread(&rendered);
+        s.in_flight = if self.checks_history {
+            message_in_thread(&rendered)
+        } else {
+            None
+        };
         let text = rendered.to_string();
         let Some(ws) = s.ws.as_mut() else {
             return Err((None, "no socket".into()));
@@ -680,8 +684,8 @@ impl Shared {
         match report.failure_class() {
             None => {
                 self.obs.count(names::RUNS_OK);
-                // Remembered only when a step will check the history.
-                if let Some((thread, content)) = in_flight.filter(|_| self.checks_history) {
+                // Set only when a step will check the history.
+                if let Some((thread, content)) = in_flight {
                     let log = s.logs.entry(thread).or_default();
                     if log.sent.len() < SENT_KEPT_PER_THREAD {
                         log.sent.push(content_hash(&content));

@@ -334,6 +334,9 @@ pub fn render(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
         "regression against the baseline".to_string()
     } else if d.verdict == "ABORTED" || d.verdict == "PARTIAL" {
         d.notes.join("; ")
+    } else if let Some(c) = &d.capacity {
+        // A capacity search is judged by its knee, not by thresholds.
+        c.summary.clone()
     } else {
         format!("{} thresholds passed", d.thresholds.len())
     };
