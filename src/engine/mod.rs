@@ -1097,53 +1097,12 @@ async fn run_step_inner(shared: &Shared, step: &Step, user: &mut GooseUser) -> T
             }
             let r = shared.connect(&mut s).await;
             drop(s);
-            match r {
-                Ok(took) => {
-                    user.record_custom_request_duration(
-                        "WS",
-                        &step.name,
-                        took,
-                        true,
-                        Some(101),
-                        None,
-                    )
-                    .await
-                }
-                Err((status, msg)) => {
-                    let e = goose_error(&msg);
-                    user.record_custom_request_duration(
-                        "WS",
-                        &step.name,
-                        Duration::ZERO,
-                        false,
-                        status,
-                        Some(&e),
-                    )
-                    .await
-                }
-            }
+            record_ws(user, &step.name, r, Some(101)).await
         }
         StepKind::Send { message } => {
             let r = shared.send(&mut s, message, TemplateUse::of(message)).await;
             drop(s);
-            match r {
-                Ok(took) => {
-                    user.record_custom_request_duration("WS", &step.name, took, true, None, None)
-                        .await
-                }
-                Err((status, msg)) => {
-                    let e = goose_error(&msg);
-                    user.record_custom_request_duration(
-                        "WS",
-                        &step.name,
-                        Duration::ZERO,
-                        false,
-                        status,
-                        Some(&e),
-                    )
-                    .await
-                }
-            }
+            record_ws(user, &step.name, r, None).await
         }
         StepKind::Await { timeout } => {
             let r = shared.await_run(&mut s, *timeout).await;
@@ -1253,24 +1212,7 @@ async fn run_step_inner(shared: &Shared, step: &Step, user: &mut GooseUser) -> T
         StepKind::SwitchThread { timeout } => {
             let r = shared.switch_thread(&mut s, *timeout).await;
             drop(s);
-            match r {
-                Ok(took) => {
-                    user.record_custom_request_duration("WS", &step.name, took, true, None, None)
-                        .await
-                }
-                Err((status, msg)) => {
-                    let e = goose_error(&msg);
-                    user.record_custom_request_duration(
-                        "WS",
-                        &step.name,
-                        Duration::ZERO,
-                        false,
-                        status,
-                        Some(&e),
-                    )
-                    .await
-                }
-            }
+            record_ws(user, &step.name, r, None).await
         }
         StepKind::Disconnect => {
             shared.disconnect(&mut s, "journey disconnect").await;
@@ -1280,31 +1222,7 @@ async fn run_step_inner(shared: &Shared, step: &Step, user: &mut GooseUser) -> T
             shared.disconnect(&mut s, "journey reconnect").await;
             let r = shared.connect(&mut s).await;
             drop(s);
-            match r {
-                Ok(took) => {
-                    user.record_custom_request_duration(
-                        "WS",
-                        &step.name,
-                        took,
-                        true,
-                        Some(101),
-                        None,
-                    )
-                    .await
-                }
-                Err((status, msg)) => {
-                    let e = goose_error(&msg);
-                    user.record_custom_request_duration(
-                        "WS",
-                        &step.name,
-                        Duration::ZERO,
-                        false,
-                        status,
-                        Some(&e),
-                    )
-                    .await
-                }
-            }
+            record_ws(user, &step.name, r, Some(101)).await
         }
         StepKind::Http {
             method,
@@ -1379,6 +1297,27 @@ async fn run_step_inner(shared: &Shared, step: &Step, user: &mut GooseUser) -> T
                 round += 1;
             }
             Ok(())
+        }
+    }
+}
+
+/// Records a WebSocket step in goose's report: its time and `ok_status`, or
+/// its failure's status and message.
+async fn record_ws(
+    user: &mut GooseUser,
+    name: &str,
+    r: Result<Duration, (Option<u16>, String)>,
+    ok_status: Option<u16>,
+) -> TransactionResult {
+    match r {
+        Ok(took) => {
+            user.record_custom_request_duration("WS", name, took, true, ok_status, None)
+                .await
+        }
+        Err((status, msg)) => {
+            let e = goose_error(&msg);
+            user.record_custom_request_duration("WS", name, Duration::ZERO, false, status, Some(&e))
+                .await
         }
     }
 }

@@ -864,22 +864,15 @@ fn read_reconnect(o: &Obj<'_>) -> Option<Reconnect> {
         r.max = d;
     }
     if let Some(n) = t.get("multiplier") {
-        match n.as_f64() {
-            Some(m) if m >= 1.0 => r.multiplier = m,
-            Some(_) => {
-                n.error("must be at least 1");
-                ok = false;
-            }
+        match f64_where(&n, |m| m >= 1.0, "must be at least 1") {
+            Some(m) => r.multiplier = m,
             None => ok = false,
         }
     }
     if let Some(n) = t.get("jitter") {
-        match n.as_f64() {
-            Some(j) if (0.0..=1.0).contains(&j) => r.jitter = j,
-            Some(_) => {
-                n.error("must be between 0 and 1 (a share of the delay)");
-                ok = false;
-            }
+        let share = |j: f64| (0.0..=1.0).contains(&j);
+        match f64_where(&n, share, "must be between 0 and 1 (a share of the delay)") {
+            Some(j) => r.jitter = j,
             None => ok = false,
         }
     }
@@ -1180,12 +1173,8 @@ fn read_server(o: &Obj<'_>) -> Option<ServerSettings> {
         nm.finish();
     }
     if let Some(n) = tbl.get("slowdown_per_minute") {
-        match n.as_f64() {
-            Some(v) if v >= 0.0 => s.slowdown_per_minute = v,
-            Some(_) => {
-                n.error("must not be negative");
-                ok = false;
-            }
+        match f64_where(&n, |v| v >= 0.0, "must not be negative") {
+            Some(v) => s.slowdown_per_minute = v,
             None => ok = false,
         }
     }
@@ -1308,6 +1297,16 @@ fn read_server(o: &Obj<'_>) -> Option<ServerSettings> {
     }
     tbl.finish();
     ok.then_some(s)
+}
+
+/// A number that must satisfy `valid`; otherwise `why` is reported at the key.
+fn f64_where(n: &Node<'_>, valid: impl Fn(f64) -> bool, why: &str) -> Option<f64> {
+    let v = n.as_f64()?;
+    if !valid(v) {
+        n.error(why.to_string());
+        return None;
+    }
+    Some(v)
 }
 
 fn positive_u64(n: &Node<'_>) -> Option<u64> {
