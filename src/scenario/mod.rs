@@ -1426,31 +1426,9 @@ fn read_workload(o: &Obj<'_>) -> Option<Workload> {
         let rate = tbl.get("rate").and_then(|n| non_negative_f64(&n));
         let mut steps: Vec<plan::RateStep> = Vec::new();
         if let Some(n) = tbl.get("ramp") {
-            for item in n.as_array().unwrap_or_default() {
-                let Some(st) = item.as_obj() else {
-                    ok = false;
-                    continue;
-                };
-                if let Some(h) = st.get("hold") {
-                    if st.get("to").is_some() || st.get("over").is_some() {
-                        st.error("a ramp step is either { to, over } or { hold }");
-                        ok = false;
-                    }
-                    match h.as_duration().and_then(|d| whole_seconds(&h, d)) {
-                        Some(d) => steps.push((None, d)),
-                        None => ok = false,
-                    }
-                } else {
-                    let to = st.require("to").and_then(|n| non_negative_f64(&n));
-                    let over = st
-                        .require("over")
-                        .and_then(|n| n.as_duration().and_then(|d| whole_seconds(&n, d)));
-                    match (to, over) {
-                        (Some(to), Some(over)) => steps.push((Some(per_s(to)), over)),
-                        _ => ok = false,
-                    }
-                }
-                st.finish();
+            match read_ramp(&n, non_negative_f64) {
+                Some(r) => steps = r.into_iter().map(|(to, d)| (to.map(per_s), d)).collect(),
+                None => ok = false,
             }
         }
         if !capacity_mode && steps.is_empty() && rate.is_none() {
@@ -1506,37 +1484,20 @@ fn read_workload(o: &Obj<'_>) -> Option<Workload> {
             );
             ok = false;
         }
-        for item in n.as_array().unwrap_or_default() {
-            let Some(st) = item.as_obj() else {
-                ok = false;
-                continue;
-            };
-            if let Some(h) = st.get("hold") {
-                if st.get("to").is_some() || st.get("over").is_some() {
-                    st.error("a ramp step is either { to, over } or { hold }");
-                    ok = false;
-                }
-                match h.as_duration().and_then(|d| whole_seconds(&h, d)) {
-                    Some(d) => steps.push(RampStep::Hold(d)),
-                    None => ok = false,
-                }
-            } else {
-                let to = st.require("to").and_then(|n| n.as_u64());
-                let over = st
-                    .require("over")
-                    .and_then(|n| n.as_duration().and_then(|d| whole_seconds(&n, d)));
-                match (to, over) {
-                    (Some(to), Some(over)) => {
-                        if users.is_some_and(|u| to > u) {
-                            st.error(format!("ramps to {to} users, above `workload.users`"));
-                            ok = false;
-                        }
-                        steps.push(RampStep::To { to, over })
-                    }
-                    _ => ok = false,
-                }
+        let to_users = |n: &Node<'_>| {
+            let to = n.as_u64()?;
+            if users.is_some_and(|u| to > u) {
+                n.error(format!("ramps to {to} users, above `workload.users`"));
+                return None;
             }
-            st.finish();
+            Some(to)
+        };
+        match read_ramp(&n, to_users) {
+            Some(r) => steps.extend(r.into_iter().map(|(to, over)| match to {
+                Some(to) => RampStep::To { to, over },
+                None => RampStep::Hold(over),
+            })),
+            None => ok = false,
         }
     }
     tbl.finish();
@@ -1680,6 +1641,43 @@ fn read_capacity(o: &Obj<'_>, open: Option<&OpenModel>) -> Option<Option<Capacit
         target,
         rate_unit: unit,
     }))
+}
+
+/// A `ramp` list: `{ to, over }` (`to` read by `read_to`) or `{ hold }`, as
+/// `(Some(to), over)` and `(None, hold)`; every mistake is reported.
+fn read_ramp<T>(
+    n: &Node<'_>,
+    read_to: impl Fn(&Node<'_>) -> Option<T>,
+) -> Option<Vec<(Option<T>, Duration)>> {
+    let mut steps = Vec::new();
+    let mut ok = true;
+    for item in n.as_array()? {
+        let Some(st) = item.as_obj() else {
+            ok = false;
+            continue;
+        };
+        if let Some(h) = st.get("hold") {
+            if st.get("to").is_some() || st.get("over").is_some() {
+                st.error("a ramp step is either { to, over } or { hold }");
+                ok = false;
+            }
+            match h.as_duration().and_then(|d| whole_seconds(&h, d)) {
+                Some(d) => steps.push((None, d)),
+                None => ok = false,
+            }
+        } else {
+            let to = st.require("to").and_then(|n| read_to(&n));
+            let over = st
+                .require("over")
+                .and_then(|n| n.as_duration().and_then(|d| whole_seconds(&n, d)));
+            match (to, over) {
+                (Some(to), Some(over)) => steps.push((Some(to), over)),
+                _ => ok = false,
+            }
+        }
+        st.finish();
+    }
+    ok.then_some(steps)
 }
 
 fn whole_seconds(n: &Node<'_>, d: Duration) -> Option<Duration> {
