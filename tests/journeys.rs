@@ -88,25 +88,27 @@ async fn a_journey_mix_measures_every_step_and_counts_lost_messages_exactly() {
     let (_d, out) = out_dir("clean");
     let r = run(parse(&mix(100, "")), None, SECRET, out).await;
     assert_eq!(r.snapshot.verdict, "pass", "{:?}", r.snapshot.notes);
-    for step in [
-        "create_thread",
-        "send",
-        "await",
-        "think",
-        "history",
-        "create_second",
-        "thread_switch",
-        "history_after_switch",
-        "connect",
-        "reconnect",
-        "disconnect",
-        "list_threads",
+    // Every step has a metric: its own (REST steps by name, `thread_switch`,
+    // the socket's `ws_connect`, the run's `ttc`) or `step.<name>`.
+    for (step, metric) in [
+        ("create_thread", "create_thread"),
+        ("send", "step.send"),
+        ("await", "ttc"),
+        ("think", "step.think"),
+        ("history", "history"),
+        ("create_second", "create_second"),
+        ("switch_thread", "thread_switch"),
+        ("history_after_switch", "history_after_switch"),
+        ("connect", "ws_connect"),
+        ("reconnect", "step.reconnect"),
+        ("disconnect", "step.disconnect"),
+        ("list_threads", "list_threads"),
     ] {
         let h = r
             .snapshot
             .histograms
-            .get(&format!("step.{step}"))
-            .unwrap_or_else(|| panic!("no per-step metric for `{step}`"));
+            .get(metric)
+            .unwrap_or_else(|| panic!("no metric `{metric}` for step `{step}`"));
         assert!(h.count > 0, "{step}");
     }
     // 70 chatters x 3 runs, every one stored and found again.
@@ -472,7 +474,8 @@ name = "idle_connect"
     ] {
         assert_eq!(counter(&r, k), n, "{k}");
     }
-    assert_eq!(r.snapshot.histograms["step.idle_connect"].count, 2);
+    // 3 api users connect at their send, 2 idle users at idle_connect.
+    assert_eq!(r.snapshot.histograms["ws_connect"].count, 5);
     assert_eq!(truth(&r, "threads.created"), 3);
     // The run went to the captured thread: 1 posted + 1 run message stored there.
     assert_eq!(truth(&r, "messages.stored"), 3);
