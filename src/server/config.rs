@@ -136,6 +136,9 @@ pub struct FaultPlan {
     pub lose_message: f64,
     /// Add another user's message to a history read (`GET .../messages`).
     pub leak_history: f64,
+    /// Per connection: answer none of the client's `ping`/`heartbeat` frames
+    /// (a hung handler that still holds the socket).
+    pub mute_heartbeat: f64,
 }
 
 fn split_arg<'a>(name: &str, value: &'a str) -> Result<(&'a str, &'a str), String> {
@@ -174,6 +177,7 @@ impl FaultPlan {
             "stall" => self.stall = parse_rate(value)?,
             "lose_message" => self.lose_message = parse_rate(value)?,
             "leak_history" => self.leak_history = parse_rate(value)?,
+            "mute_heartbeat" => self.mute_heartbeat = parse_rate(value)?,
             "malformed" => self.malformed = parse_rate(value)?,
             "binary" => self.binary = parse_rate(value)?,
             "oversized" => {
@@ -211,7 +215,7 @@ impl FaultPlan {
             }
             other => {
                 return Err(format!(
-                    "unknown fault `{other}` (known: close_1011, close_1006, drop_event, duplicate_event, reorder, omit_field, leak, stall, malformed, binary, oversized, refuse_upgrade, slow_accept, lose_message, leak_history)"
+                    "unknown fault `{other}` (known: close_1011, close_1006, drop_event, duplicate_event, reorder, omit_field, leak, stall, malformed, binary, oversized, refuse_upgrade, slow_accept, lose_message, leak_history, mute_heartbeat)"
                 ))
             }
         }
@@ -246,6 +250,7 @@ impl fmt::Display for FaultPlan {
             ("binary", self.binary),
             ("lose_message", self.lose_message),
             ("leak_history", self.leak_history),
+            ("mute_heartbeat", self.mute_heartbeat),
         ] {
             if r > 0.0 {
                 parts.push(format!("{name}={}", pct(r)));

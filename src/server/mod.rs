@@ -124,7 +124,10 @@ pub fn app(state: Arc<ServerState>) -> Router {
         .route("/__chatload/truth", get(truth_handler))
         .route("/api/websocket/ticket", axum::routing::post(ticket_handler))
         .route("/api/threads", get(list_threads).post(create_thread))
-        .route("/api/threads/{id}", get(get_thread))
+        .route(
+            "/api/threads/{id}",
+            get(get_thread).put(update_thread).delete(delete_thread),
+        )
         .route(
             "/api/threads/{id}/messages",
             get(thread_messages).post(post_message),
@@ -189,6 +192,11 @@ pub async fn spawn(config: ServerConfig, addr: SocketAddr) -> std::io::Result<Ru
     });
     let router = app(state.clone());
     let mut rx = shutdown;
+    // Nagle off, as on the client: otherwise events a few milliseconds apart
+    // wait for the previous one's ACK (about 40 ms on loopback).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let handle = tokio::spawn(async move {
         let _ = axum::serve(listener, router)
             .with_graceful_shutdown(async move {
@@ -347,6 +355,47 @@ async fn get_thread(
     };
     match st.threads.get(&user, &id) {
         Ok(t) => Json(t).into_response(),
+        Err(d) => denied(&st, d),
+    }
+}
+
+/// `PUT /api/threads/{id} {title?, metadata?}`
+async fn update_thread(
+    State(st): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    body: Option<Json<Value>>,
+) -> Response {
+    let user = match rest_user(&st, &headers) {
+        Ok(u) => u,
+        Err(r) => return *r,
+    };
+    let body = body.map(|b| b.0).unwrap_or(Value::Null);
+    let title = body.get("title").and_then(Value::as_str);
+    match st
+        .threads
+        .update(&user, &id, title, body.get("metadata").cloned())
+    {
+        Ok(t) => Json(t).into_response(),
+        Err(d) => denied(&st, d),
+    }
+}
+
+/// `DELETE /api/threads/{id}` -> `{"deleted": true, "id"}`
+async fn delete_thread(
+    State(st): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    let user = match rest_user(&st, &headers) {
+        Ok(u) => u,
+        Err(r) => return *r,
+    };
+    match st.threads.delete(&user, &id) {
+        Ok(()) => {
+            st.truth.add("threads.deleted", 1);
+            Json(json!({"deleted": true, "id": id})).into_response()
+        }
         Err(d) => denied(&st, d),
     }
 }
@@ -886,6 +935,10 @@ async fn connection(
         .heartbeat
         .unwrap_or(std::time::Duration::from_secs(3600));
     let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    let muted = faults.mute_heartbeat > 0.0 && rng.random::<f64>() < faults.mute_heartbeat;
+    if muted {
+        st.truth.add("faults.mute_heartbeat", 1);
+    }
     loop {
         tokio::select! {
             _ = shutdown.changed() => {
@@ -956,8 +1009,12 @@ async fn connection(
                     continue;
                 };
                 let t = m.get(&st.config.naming.type_field).and_then(Value::as_str).unwrap_or("").to_string();
-                if t == "ping" {
+                if (t == "ping" || t == "heartbeat") && muted {
+                    st.truth.add("heartbeats.ignored", 1);
+                } else if t == "ping" {
                     send_json(&mut socket, &named(&st, json!({"type": "pong", "timestamp": agent::epoch_float()}))).await;
+                } else if t == "heartbeat" {
+                    send_json(&mut socket, &named(&st, json!({"type": "heartbeat_ack", "timestamp": agent::epoch_float()}))).await;
                 } else if t == "pong" || t == "heartbeat_ack" {
                     st.truth.add("heartbeats.answered", 1);
                 } else if t == "switch_thread" {

@@ -122,6 +122,38 @@ impl Store {
         Store::check(&g, user, id).map(Thread::to_json)
     }
 
+    /// `PUT`: a new title and/or metadata for the user's own thread.
+    pub fn update(
+        &self,
+        user: &str,
+        id: &str,
+        title: Option<&str>,
+        metadata: Option<Value>,
+    ) -> Result<Value, Denied> {
+        let mut g = self.lock();
+        Store::check(&g, user, id)?;
+        let t = g.threads.get_mut(id).expect("checked");
+        if let Some(title) = title {
+            t.title = title.to_string();
+        }
+        if let Some(m) = metadata {
+            t.metadata = m;
+        }
+        t.updated_at = now();
+        Ok(t.to_json())
+    }
+
+    /// `DELETE`: removes the user's own thread and its messages.
+    pub fn delete(&self, user: &str, id: &str) -> Result<(), Denied> {
+        let mut g = self.lock();
+        Store::check(&g, user, id)?;
+        g.threads.remove(id);
+        if let Some(ids) = g.by_user.get_mut(user) {
+            ids.retain(|t| t != id);
+        }
+        Ok(())
+    }
+
     /// The user's threads, newest first, paged.
     pub fn list(&self, user: &str, limit: usize, offset: usize) -> Value {
         let g = self.lock();
