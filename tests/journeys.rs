@@ -184,47 +184,47 @@ async fn a_user_can_never_read_another_users_thread() {
     assert_eq!(posted.status(), 200);
     let status =
         |req: reqwest::RequestBuilder| async move { req.send().await.unwrap().status().as_u16() };
-    assert_eq!(
-        status(
-            http.get(format!("{base}/api/threads/{id}"))
-                .bearer_auth(&alice)
-        )
-        .await,
-        200
-    );
-    assert_eq!(
-        status(
-            http.get(format!("{base}/api/threads/{id}"))
-                .bearer_auth(&bob)
-        )
-        .await,
-        403
-    );
-    assert_eq!(
-        status(
-            http.get(format!("{base}/api/threads/{id}/messages"))
-                .bearer_auth(&bob)
-        )
-        .await,
-        403
-    );
-    assert_eq!(
-        status(
-            http.post(format!("{base}/api/threads/{id}/messages"))
-                .bearer_auth(&bob)
-                .json(&serde_json::json!({"message": "x"}))
-        )
-        .await,
-        403
-    );
-    assert_eq!(
-        status(
-            http.get(format!("{base}/api/threads/th-none/messages"))
-                .bearer_auth(&alice)
-        )
-        .await,
-        404
-    );
+    // (method, path, whose token, body, expected status)
+    let thread = format!("/api/threads/{id}");
+    let messages = format!("/api/threads/{id}/messages");
+    let title = serde_json::json!({"title": "mine now"});
+    let message = serde_json::json!({"message": "x"});
+    let table: [(reqwest::Method, &str, &str, Option<&serde_json::Value>, u16); 7] = [
+        (reqwest::Method::GET, &thread, &alice, None, 200),
+        (reqwest::Method::GET, &thread, &bob, None, 403),
+        (reqwest::Method::GET, &messages, &bob, None, 403),
+        (reqwest::Method::POST, &messages, &bob, Some(&message), 403),
+        (
+            reqwest::Method::GET,
+            "/api/threads/th-none/messages",
+            &alice,
+            None,
+            404,
+        ),
+        // PUT and DELETE follow the same rule: bob can change or remove nothing.
+        (reqwest::Method::PUT, &thread, &bob, Some(&title), 403),
+        (reqwest::Method::DELETE, &thread, &bob, None, 403),
+    ];
+    for (method, path, tok, body, want) in table {
+        let mut req = http
+            .request(method.clone(), format!("{base}{path}"))
+            .bearer_auth(tok);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        assert_eq!(status(req).await, want, "{method} {path}");
+    }
+    let renamed: serde_json::Value = http
+        .put(format!("{base}/api/threads/{id}"))
+        .bearer_auth(&alice)
+        .json(&serde_json::json!({"title": "still private"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(renamed["title"], "still private");
     assert_eq!(
         status(http.get(format!("{base}/api/threads/{id}"))).await,
         403,
@@ -298,9 +298,27 @@ async fn a_user_can_never_read_another_users_thread() {
         alice_sees.contains("thread_data") && alice_sees.contains("alice's secret plan"),
         "{alice_sees}"
     );
+    // Alice deletes her thread: it is gone for her too.
+    assert_eq!(
+        status(
+            http.delete(format!("{base}/api/threads/{id}"))
+                .bearer_auth(&alice)
+        )
+        .await,
+        200
+    );
+    assert_eq!(
+        status(
+            http.get(format!("{base}/api/threads/{id}"))
+                .bearer_auth(&alice)
+        )
+        .await,
+        404
+    );
     let t = srv.truth();
-    assert_eq!(t["threads.forbidden_403"], 4);
-    assert_eq!(t["threads.not_found_404"], 1);
+    assert_eq!(t["threads.forbidden_403"], 6);
+    assert_eq!(t["threads.not_found_404"], 2);
+    assert_eq!(t["threads.deleted"], 1);
     srv.shutdown().await;
 }
 
@@ -408,6 +426,70 @@ step = "history"
         err.contains("data.file") && err.contains("nope.csv"),
         "{err}"
     );
+}
+
+/// Data columns fill `http` steps too, and each user takes its own row: user
+/// N's thread titles come from row N (read back from the server). Regression:
+/// `http` steps rendered captured variables only, leaving `{{topic}}` as
+/// written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_columns_fill_http_steps_with_each_users_own_row() {
+    let _g = goose_lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("rows.csv"),
+        "prompt,topic\nP0,finance\nP1,ops\nP2,eng\n",
+    )
+    .unwrap();
+    let text = r#"
+version = 1
+name = "data-http"
+[data]
+file = "rows.csv"
+select = "per_user"
+[workload]
+users = 3
+iterations = 2
+[[journey]]
+step = "http"
+name = "titled"
+method = "POST"
+path = "/api/threads"
+body = { title = "{{topic}}: {{prompt}}" }
+"#;
+    let sc = chatload::scenario::Scenario::parse(&dir.path().join("s.toml"), text.into())
+        .unwrap_or_else(|d| panic!("{d}"));
+    let secret = Secret::new(SECRET);
+    let srv = server::spawn(
+        ServerConfig::new(secret.clone()),
+        "127.0.0.1:0".parse::<SocketAddr>().unwrap(),
+    )
+    .await
+    .unwrap();
+    let (_d, out) = out_dir("data-http");
+    let r = run(sc, Some(srv.ws_url()), SECRET, out).await;
+    assert_eq!(counter(&r, "rest.titled.200"), 6);
+    let http = reqwest::Client::new();
+    for (n, want) in ["finance: P0", "ops: P1", "eng: P2"].iter().enumerate() {
+        let user = format!("chatload-user-{n:05}");
+        let threads: serde_json::Value = http
+            .get(format!("{}/api/threads", srv.http_url()))
+            .bearer_auth(token(&secret, &user))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let titles: Vec<&str> = threads
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["title"].as_str().unwrap())
+            .collect();
+        assert_eq!(titles, vec![*want, *want], "{user}");
+    }
+    srv.shutdown().await;
 }
 
 /// Generic `http` steps: templates in path and body, expected statuses, and a

@@ -134,8 +134,9 @@ async fn login_tokens_are_refreshed_before_they_expire_over_a_long_run() {
     refresh_over(20, 5, 70).await;
 }
 
-/// The same server without refresh: sockets outlive their token, the server
-/// closes them (1008) and chatload counts each, then logs in again.
+/// The same server without refresh (`refresh_margin = "off"`): sockets
+/// outlive their token, the server closes them (1008) and chatload counts
+/// each, then logs in again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_socket_closed_for_its_expired_token_is_counted_and_recovers() {
     let _g = goose_lock().await;
@@ -149,7 +150,7 @@ login_lifetime = "3s"
 enforce_token_expiry = true
 [auth]
 mode = "login"
-refresh_margin = "0s"
+refresh_margin = "off"
 lifetime = "1m"
 [reconnect]
 initial = "100ms"
@@ -306,12 +307,12 @@ iterations = 6
 }
 
 /// Idle users ping every second and time the answers; the server's own pings
-/// are answered; a target that never answers the client's heartbeat has its
-/// sockets closed and counted.
+/// are answered; a target that stops answering the client's heartbeats has
+/// its sockets closed, counted, and reopened under the back-off policy.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_sockets_keep_alive_with_heartbeats_and_a_silent_one_is_closed() {
     let _g = goose_lock().await;
-    let text = |profile: &str| {
+    let text = |profile: &str, faults: &str| {
         format!(
             r#"
 version = 1
@@ -319,10 +320,12 @@ name = "heartbeats"
 seed = 5
 [server]
 heartbeat = "1s"
+faults = "{faults}"
 [profile]
 heartbeat = {profile}
 [reconnect]
-attempts = 1
+initial = "200ms"
+jitter = 0.0
 [workload]
 users = 5
 iterations = 1
@@ -336,7 +339,7 @@ duration = "4500ms"
     };
     let (_d, out) = out_dir("alive");
     let r = run(
-        parse(&text(r#"{ every = "1s", timeout = "3s" }"#)),
+        parse(&text(r#"{ every = "1s", timeout = "3s" }"#, "")),
         None,
         SECRET,
         out,
@@ -356,13 +359,39 @@ duration = "4500ms"
     );
     assert_eq!(counter(&r, "heartbeats.missed"), 0);
 
-    // `heartbeat` frames get only an `ack` from the reference server: no reply.
+    // The server holds every socket but answers none of its heartbeats: each
+    // unanswered one closes its socket, which comes back after the back-off.
     let (_d2, out2) = out_dir("silent");
     let silent = r#"{ every = "500ms", timeout = "1s", message = { type = "heartbeat" }, reply = "heartbeat_ack" }"#;
-    let r = run(parse(&text(silent)), None, SECRET, out2).await;
-    assert_eq!(counter(&r, "heartbeats.missed"), 5, "one per user");
-    assert_eq!(counter(&r, "connections.closed_missed_heartbeat"), 5);
+    let r = run(
+        parse(&text(silent, "mute_heartbeat=100%")),
+        None,
+        SECRET,
+        out2,
+    )
+    .await;
+    let (sent, missed) = (
+        counter(&r, "heartbeats.sent"),
+        counter(&r, "heartbeats.missed"),
+    );
     assert_eq!(counter(&r, "heartbeats.answered"), 0);
+    assert_eq!(
+        truth(&r, "heartbeats.ignored"),
+        sent,
+        "every heartbeat reached the server"
+    );
+    // Each heartbeat was missed, but for at most one per user still pending
+    // when the think ended.
+    assert!(missed <= sent && missed + 5 >= sent, "{missed} of {sent}");
+    assert!(missed >= 2 * 5, "1.5 s per cycle in 4.5 s: {missed}");
+    assert_eq!(counter(&r, "connections.closed_missed_heartbeat"), missed);
+    // Every closed socket was reopened (every connection was muted).
+    assert_eq!(truth(&r, "faults.mute_heartbeat"), 5 + missed);
+    assert_eq!(counter(&r, "reconnects"), missed);
+    assert_eq!(
+        r.snapshot.histograms["reconnect_time"].count, missed,
+        "time to reconnect after each"
+    );
 }
 
 /// An expired token from a file cannot be renewed: each attempt is counted,
@@ -398,4 +427,201 @@ async fn an_expired_file_token_is_counted_and_never_retried_forever() {
     );
     assert_eq!(r.snapshot.verdict, "aborted", "no socket ever became ready");
     assert_eq!(counter(&r, "runs.started"), 0);
+}
+
+/// A journey's `send` step (a `start_agent` in the user's thread), as TOML.
+macro_rules! send_step {
+    () => {
+        "[[journeys.steps]]\nstep = \"send\"\nmessage = { type = \"start_agent\", payload = { user_request = \"{{prompt}}\", thread_id = \"{{thread}}\", run_id = \"{{run}}\" } }\n"
+    };
+}
+
+/// Three journeys on a server whose login tokens live 4 s and that closes a
+/// socket whose token expired. Regressions: a socket that only idles never
+/// refreshed its token (closed 1008 by the server); a REST step took the
+/// fresh login token for the socket's, so its socket was never refreshed; a
+/// run whose events arrived while the journey thought was dropped as
+/// `frames.between_runs` and failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_and_rest_journeys_refresh_tokens_and_runs_survive_a_think() {
+    let _g = goose_lock().await;
+    let text = concat!(
+        r#"
+version = 1
+name = "lifecycles"
+seed = 5
+[server]
+login_lifetime = "4s"
+enforce_token_expiry = true
+event_delay = ["20ms", "40ms"]
+[auth]
+mode = "login"
+refresh_margin = "1s"
+[workload]
+users = 9
+duration = "11s"
+
+[[journeys]]
+name = "holders"
+users = 3
+[[journeys.steps]]
+step = "connect"
+[[journeys.steps]]
+step = "think"
+duration = "20s"
+
+[[journeys]]
+name = "rest"
+users = 3
+[[journeys.steps]]
+step = "connect"
+[[journeys.steps]]
+step = "list_threads"
+"#,
+        send_step!(),
+        r#"[[journeys.steps]]
+step = "await"
+timeout = "10s"
+[[journeys.steps]]
+step = "think"
+duration = "1s"
+
+[[journeys]]
+name = "thinkers"
+users = 3
+"#,
+        send_step!(),
+        r#"[[journeys.steps]]
+step = "think"
+duration = "300ms"
+[[journeys.steps]]
+step = "await"
+name = "await_after_think"
+timeout = "10s"
+"#
+    );
+    let (_d, out) = out_dir("lifecycles");
+    let r = run(parse(text), None, SECRET, out).await;
+    for zero in [
+        "tokens.expired_on_socket",
+        "closes.1008",
+        "frames.between_runs",
+        "runs.failed",
+    ] {
+        assert_eq!(counter(&r, zero), 0, "{zero}");
+    }
+    assert_eq!(truth(&r, "connections.closed_token_expired"), 0);
+    // 11 s of 4 s tokens refreshed 1 s early: every socket is refreshed at
+    // least twice (at 3 s and 6 s, and 9 s) by every journey.
+    assert!(
+        counter(&r, "tokens.refreshed") >= 9 * 2,
+        "{} refreshes",
+        counter(&r, "tokens.refreshed")
+    );
+    let started = counter(&r, "runs.started");
+    assert!(started > 0);
+    assert_eq!(counter(&r, "runs.ok"), started, "no run lost");
+    // The thinkers' await has a metric of its own (one per ok run of theirs).
+    let own = r.snapshot.histograms["await_after_think"].count;
+    assert!(own > 0 && own < started, "{own} of {started}");
+}
+
+/// The end of a timed plan ends thinks, back-offs and repeat blocks at once,
+/// and a run still in flight is awaited, never lost. Regressions: a 60 s
+/// think held a 3 s plan for 60 s; runs sent just before the end were
+/// neither ok nor failed; a user that gave up reconnecting spun through its
+/// steps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plan_ends_on_time_and_settles_every_run_in_flight() {
+    let _g = goose_lock().await;
+    let text = concat!(
+        r#"
+version = 1
+name = "ends"
+seed = 5
+[server]
+event_delay = ["200ms", "300ms"]
+[workload]
+users = 6
+duration = "3s"
+
+[[journeys]]
+name = "chatters"
+users = 4
+"#,
+        send_step!(),
+        r#"[[journeys.steps]]
+step = "await"
+timeout = "10s"
+[[journeys.steps]]
+step = "disconnect"
+
+[[journeys]]
+name = "sleepers"
+users = 2
+[[journeys.steps]]
+step = "connect"
+[[journeys.steps]]
+step = "repeat"
+for = "60s"
+[[journeys.steps.steps]]
+step = "think"
+duration = "60s"
+"#
+    );
+    let (_d, out) = out_dir("ends");
+    let r = run(parse(text), None, SECRET, out).await;
+    assert!(
+        r.snapshot.duration_s < 30.0,
+        "the 3 s plan ran {}s: a think held it",
+        r.snapshot.duration_s
+    );
+    let started = counter(&r, "runs.started");
+    assert!(started >= 4);
+    assert_eq!(
+        counter(&r, "runs.ok") + counter(&r, "runs.failed"),
+        started,
+        "every run counted"
+    );
+    assert_eq!(counter(&r, "runs.ok"), started, "the server is healthy");
+
+    // Every upgrade refused: each user tries `attempts` times, gives up, and
+    // waits `max` before its next series; no spinning.
+    let refused = r#"
+version = 1
+name = "refused"
+seed = 5
+[server]
+faults = "refuse_upgrade=503:100%"
+[reconnect]
+initial = "100ms"
+max = "1s"
+jitter = 0.0
+attempts = 3
+[workload]
+users = 2
+duration = "4s"
+[[journey]]
+step = "connect"
+[[journey]]
+step = "think"
+duration = "200ms"
+"#;
+    let (_d2, out2) = out_dir("refused");
+    let r = run(parse(refused), None, SECRET, out2).await;
+    let attempts = counter(&r, "connections.attempted");
+    // A series takes 0 + 0.1 + 0.2 s, then 1 s of cool-down: at most 4 series
+    // in 4 s per user.
+    assert!(
+        (2 * 3..=2 * 4 * 3).contains(&attempts),
+        "{attempts} attempts"
+    );
+    assert_eq!(counter(&r, "connections.rejected.503"), attempts);
+    assert!(counter(&r, "reconnects.gave_up") >= 2);
+    assert_eq!(
+        counter(&r, "users.parked"),
+        0,
+        "a 503 is not the token's fault"
+    );
+    assert_eq!(counter(&r, "tokens.rejected"), 0);
 }

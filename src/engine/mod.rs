@@ -7,9 +7,18 @@
 //! HDR recorders, fed through [`ObsSender`], stay the source of truth.
 //!
 //! goose 0.19 facts this relies on: metrics reset after ramp-up only outside a
-//! test plan (we always give it a plan or iterations, and our recorders never reset); users stop only between transactions (every await has a
-//! deadline); its coordinated-omission mitigation mislabels custom requests
-//! (off); one reqwest client per user by default (we share one).
+//! test plan (we always give it a plan or iterations, and our recorders never
+//! reset); users stop only between transactions, so every await has a
+//! deadline and every pause (think, back-off, repeat) also ends on [`STOP`],
+//! which the plan's end, a signal, `abort_on_fail` and a capacity search's
+//! failing step request; its coordinated-omission mitigation mislabels custom
+//! requests (off); one reqwest client per user by default (we share one).
+//!
+//! A run in flight lives in the user's session from its `send` to its
+//! terminal event ([`session::ActiveRun`]); whatever step reads the socket
+//! meanwhile (a think, a thread switch, a REST call, a heartbeat) feeds it,
+//! and the run is counted ok or failed the moment it ends. A run still in
+//! flight when the user stops is awaited to its deadline, never lost.
 
 pub mod connect;
 pub mod open;
@@ -34,7 +43,9 @@ use crate::metrics::{names, ObsSender};
 use crate::protocol::template::{self, Vars};
 use crate::scenario::{Step, StepKind};
 use connect::{ConnectFailure, Ws};
-use session::{PendingRun, ReadyOutcome, RunOutcome, RunReport, Who};
+use session::{
+    ActiveRun, PendingRun, Read, ReadCtx, ReadyOutcome, RunOutcome, RunReport, Want, Who,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -70,6 +81,16 @@ pub struct EngineConfig {
 /// Shared by every user.
 struct Shared {
     cfg: EngineConfig,
+    /// The scenario's profile for the whole process: a run in flight keeps
+    /// its checker (which borrows the rules) across steps. Leaked once per
+    /// `execute`, a few KiB.
+    profile: &'static crate::protocol::Profile,
+    /// How long a run still in flight when its user stops is awaited: the
+    /// longest `await` timeout of the scenario.
+    drain_timeout: Duration,
+    /// The load plan's length (`None`: iterations, or the open model, whose
+    /// pacer ends the plan).
+    plan_total: Option<Duration>,
     minter: Minter,
     obs: ObsSender,
     /// One HTTP client for every user (tickets, REST): clones share one pool.
@@ -87,11 +108,10 @@ struct Shared {
 /// What the user sent in one thread, for the history check.
 #[derive(Debug, Default)]
 struct ThreadLog {
-    /// Hashes of the user's messages in runs that completed (8 bytes each,
-    /// so a long soak's memory stays flat).
-    sent: Vec<u64>,
-    /// Misses already counted (each lost message is counted once).
-    reported_missing: usize,
+    /// Hashes of the user's newest messages in runs that completed (8 bytes
+    /// each, at most [`SENT_KEPT_PER_THREAD`], so a long soak's memory stays
+    /// flat), each with whether its loss was already counted.
+    sent: std::collections::VecDeque<(u64, bool)>,
 }
 
 /// A message's text as a 64-bit hash, for the history check.
@@ -111,16 +131,18 @@ fn reads_history(steps: &[Step]) -> bool {
     })
 }
 
-/// Messages remembered per thread for the history check.
+/// Messages remembered per thread for the history check: each history read
+/// checks the newest this many (older ones were checked by earlier reads).
 const SENT_KEPT_PER_THREAD: usize = 500;
+/// A history read pages through at most this many messages.
+const HISTORY_PAGE: usize = 1000;
+const HISTORY_PAGES_MAX: usize = 100;
 
 /// Socket phase names used in `closes_by_phase.<phase>.<code>`.
 const PHASE_BEFORE_READY: &str = "before_ready";
 const PHASE_FIRST_EXCHANGE: &str = "first_exchange";
 const PHASE_DURING_RUN: &str = "during_run";
 const PHASE_IDLE: &str = "idle";
-/// Runs of the current socket remembered for classifying late events.
-const EARLIER_RUNS_KEPT: usize = 8;
 
 /// One simulated user's state, kept in goose's session data.
 struct UserSession {
@@ -132,7 +154,11 @@ struct UserSession {
     runs: u64,
     iteration: u64,
     thread_id: String,
-    pending: Option<PendingRun>,
+    /// The run in flight, from its `send` to its end.
+    pending: Option<ActiveRun>,
+    /// A run that ended outside its `await` step (already counted), for
+    /// that step's goose record.
+    finished: Option<RunReport>,
     /// Ids of this socket's finished runs, newest last (bounded).
     earlier_runs: Vec<String>,
     rng: ChaCha8Rng,
@@ -158,8 +184,14 @@ struct UserSession {
     failures: u32,
     /// When the socket dropped unexpectedly (or the first connect failed).
     dropped_at: Option<Instant>,
-    /// The reconnect policy's attempts ran out.
-    gave_up: bool,
+    /// The reconnect policy's attempts ran out and no new token can help
+    /// (a tokens file): the user connects no more this run.
+    parked: bool,
+    /// The attempts of a series ran out: the next series waits until then.
+    cooldown_until: Option<Instant>,
+    /// Upgrades refused with 403 in a row (the second renews the token: a
+    /// 403 may be a load balancer's refusal, or the token's).
+    refused_403: u32,
     /// The socket was lost (not closed by the client) since the last ready.
     lost: bool,
     /// When this socket last sent a heartbeat ping, and the one awaiting its reply.
@@ -167,6 +199,8 @@ struct UserSession {
     ping_pending: Option<Instant>,
     /// Variables captured by `http` steps, for later templates.
     captured: std::collections::BTreeMap<String, String>,
+    /// The data row this user took last (`[data]`).
+    row: Option<usize>,
 }
 
 /// An epoch-seconds expiry as an `Instant` (in the past when already expired).
@@ -227,6 +261,7 @@ impl Shared {
             runs: 0,
             iteration: 0,
             pending: None,
+            finished: None,
             earlier_runs: Vec::new(),
             rng: ChaCha8Rng::seed_from_u64(
                 self.cfg.seed ^ (index as u64 + 1).wrapping_mul(0x2545_F491_4F6C_DD1D),
@@ -242,28 +277,43 @@ impl Shared {
             token: None,
             failures: 0,
             dropped_at: None,
-            gave_up: false,
+            parked: false,
+            cooldown_until: None,
+            refused_403: 0,
             lost: false,
             last_ping: None,
             ping_pending: None,
             captured: Default::default(),
+            row: None,
         }
     }
 
     /// Opens the socket and waits for ready, following the reconnect policy:
     /// after failed attempts (or an unexpected close) it waits an exponential,
-    /// jittered back-off first, and gives up after `reconnect.attempts`
-    /// failures in a row. Returns the goose status and error on failure.
+    /// jittered back-off first. After `reconnect.attempts` failures in a row
+    /// the user gives up (`reconnects.gave_up`) and waits the policy's `max`
+    /// before a new series, so a target that refuses upgrades for a while
+    /// gets its users back; a token that cannot be renewed (a tokens file)
+    /// parks the user instead (`users.parked`). Every wait ends on [`STOP`].
+    /// Returns the goose status and error on failure.
     async fn connect(&self, s: &mut UserSession) -> Result<Duration, (Option<u16>, String)> {
         let policy = self.cfg.scenario.reconnect;
-        if s.gave_up {
+        if s.parked {
+            // Nothing this user can do will succeed. In a timed plan it waits
+            // for the end (goose would otherwise spin through its steps); with
+            // `iterations` or in the open model each step fails at once.
+            if self.plan_total.is_some() {
+                STOP.sleep_until(far_future()).await;
+            }
             return Err((
                 None,
-                format!(
-                    "gave up reconnecting after {} failed attempts",
-                    policy.attempts
-                ),
+                "parked: the token cannot be renewed and the server refused it".into(),
             ));
+        }
+        if let Some(until) = s.cooldown_until.take() {
+            if !STOP.sleep_until(until).await {
+                return Err((None, "stopping".into()));
+            }
         }
         // The n-th attempt after a drop or failure waits the n-th back-off delay.
         let attempt = s.failures + u32::from(s.lost);
@@ -271,11 +321,14 @@ impl Shared {
             let wait = policy.delay(attempt, s.rng.random());
             self.obs
                 .sample("reconnect_backoff", wait.as_micros() as u64);
-            tokio::time::sleep(wait).await;
+            if !STOP.sleep_until(Instant::now() + wait).await {
+                return Err((None, "stopping".into()));
+            }
         }
         match self.connect_once(s).await {
             Ok(took) => {
                 s.failures = 0;
+                s.refused_403 = 0;
                 s.lost = false;
                 if let Some(at) = s.dropped_at.take() {
                     // From the drop (or first failed attempt) to ready again.
@@ -287,23 +340,48 @@ impl Shared {
             Err((status, msg)) => {
                 s.failures += 1;
                 s.dropped_at.get_or_insert_with(Instant::now);
-                // A refused token is not tried again: the next attempt gets a fresh one.
-                if matches!(status, Some(401) | Some(403) | Some(1008)) {
+                // A refused token is not tried again: the next attempt gets a
+                // fresh one. 401 and an auth close before ready are the token's;
+                // a 403 may be a load balancer's, so the token goes on the second.
+                let refused_token = match status {
+                    Some(401) | Some(1008) => true,
+                    Some(403) => {
+                        s.refused_403 += 1;
+                        s.refused_403 >= 2
+                    }
+                    _ => false,
+                };
+                if refused_token {
                     self.obs.count("tokens.rejected");
                     s.token = None;
+                    s.refused_403 = 0;
                 }
                 if s.failures >= policy.attempts {
-                    s.gave_up = true;
                     self.obs.count("reconnects.gave_up");
+                    s.failures = 0;
+                    let file = matches!(
+                        self.cfg.scenario.auth.source,
+                        crate::scenario::TokenSource::File { .. }
+                    );
+                    if file && (refused_token || msg.contains("expired")) {
+                        s.parked = true;
+                        self.obs.count("users.parked");
+                    } else {
+                        s.cooldown_until = Some(Instant::now() + policy.max);
+                    }
                 }
                 Err((status, msg))
             }
         }
     }
 
-    /// The token for the next socket: minted fresh, or the current one from
-    /// the file or the login endpoint while it is not about to expire.
-    async fn socket_token(&self, s: &mut UserSession) -> Result<Secret, (Option<u16>, String)> {
+    /// The token for the next socket and its expiry: minted fresh, or the
+    /// current one from the file or the login endpoint while it is not about
+    /// to expire.
+    async fn socket_token(
+        &self,
+        s: &mut UserSession,
+    ) -> Result<(Secret, Option<Instant>), (Option<u16>, String)> {
         let margin = self.cfg.scenario.auth.refresh_margin;
         let fresh_enough = |exp: &Option<Instant>| exp.is_none_or(|e| Instant::now() + margin < e);
         if !matches!(
@@ -312,14 +390,13 @@ impl Shared {
         ) {
             if let Some((t, exp)) = &s.token {
                 if fresh_enough(exp) {
-                    return Ok(t.clone());
+                    return Ok((t.clone(), *exp));
                 }
             }
         }
         let (token, exp) = self.acquire_token(s).await?;
-        s.token_exp = exp;
         s.token = Some((token.clone(), exp));
-        Ok(token)
+        Ok((token, exp))
     }
 
     /// A new token from the scenario's source.
@@ -411,7 +488,7 @@ impl Shared {
         if s.ever_connected {
             self.obs.count(names::RECONNECTS);
         }
-        let token = self.socket_token(s).await?;
+        let (token, token_exp) = self.socket_token(s).await?;
         let started = Instant::now();
         let mut url = self.cfg.target_url.clone();
         if sc.auth.present.contains(&crate::auth::Presentation::Ticket) {
@@ -479,6 +556,9 @@ impl Shared {
                 self.obs
                     .sample(names::WS_READY, ready_at.elapsed().as_micros() as u64);
                 s.ws = Some(ws);
+                // The server checks a token when a socket connects: this
+                // socket lives on this token until it expires.
+                s.token_exp = token_exp;
                 s.last_ping = Some(Instant::now());
                 s.ping_pending = None;
                 s.runs_on_socket = 0;
@@ -501,24 +581,144 @@ impl Shared {
         }
     }
 
-    /// Reads what arrived while the socket was idle; a close found there is an idle close.
-    async fn drain(&self, s: &mut UserSession) {
-        let Some(ws) = s.ws.as_mut() else { return };
-        let (replies, closed) = session::drain(
-            ws,
-            &self.cfg.scenario.profile,
-            &s.user_id,
-            &s.earlier_runs,
-            &self.obs,
-        );
-        for r in replies {
-            let _ = ws.send(Message::Text(r.into())).await;
+    /// Reads the socket until `deadline` (already past: only what has
+    /// arrived), or the wanted frame, or the stop when `stop` is set. A run
+    /// that ends on the way is settled and reading goes on; a close is
+    /// settled too (the run in flight fails with its code). Returns what
+    /// ended the read.
+    async fn read(
+        &self,
+        s: &mut UserSession,
+        want: Want<'_>,
+        deadline: Instant,
+        stop: bool,
+    ) -> Read {
+        loop {
+            let UserSession {
+                ws,
+                user_id,
+                pending,
+                earlier_runs,
+                ..
+            } = s;
+            let Some(ws) = ws.as_mut() else {
+                return Read::Closed(session::ABNORMAL_CLOSE);
+            };
+            let cx = ReadCtx {
+                profile: self.profile,
+                user_id,
+                obs: &self.obs,
+            };
+            let out = session::read(
+                ws,
+                &cx,
+                pending,
+                earlier_runs,
+                want,
+                deadline,
+                stop.then_some(&STOP),
+            )
+            .await;
+            match out {
+                Read::RunEnded(report) => {
+                    let report = self.settle(s, report);
+                    if want == Want::Run {
+                        return Read::RunEnded(report);
+                    }
+                    s.finished = Some(report);
+                }
+                Read::Closed(code) => {
+                    self.closed(s, code);
+                    return Read::Closed(code);
+                }
+                other => return other,
+            }
         }
-        if let Some(code) = closed {
+    }
+
+    /// Reads what arrived while the socket was idle (a close found there is
+    /// an idle close, or ends the run in flight).
+    async fn drain(&self, s: &mut UserSession) {
+        if s.ws.is_some() {
+            self.read(s, Want::Nothing, Instant::now(), false).await;
+        }
+    }
+
+    /// The socket closed under the user: the run in flight (if any) fails
+    /// with the code; otherwise it was an idle close.
+    fn closed(&self, s: &mut UserSession, code: u16) {
+        match s.pending.take() {
+            Some(run) => {
+                let report = run.finish(RunOutcome::Closed { code });
+                let report = self.settle(s, report);
+                s.finished = Some(report);
+            }
+            None => {
+                self.obs.count(names::close_code(code));
+                self.obs.count(names::close_phase(PHASE_IDLE, code));
+                self.lost_socket(s, code);
+            }
+        }
+    }
+
+    /// Counts a run that ended: ok, or failed by class; a close with its code
+    /// and phase; an ok run's message joins the thread's log for the history
+    /// check. Returns the report for the `await` step's goose record.
+    fn settle(&self, s: &mut UserSession, report: RunReport) -> RunReport {
+        let phase = if s.runs_on_socket == 0 {
+            PHASE_FIRST_EXCHANGE
+        } else {
+            PHASE_DURING_RUN
+        };
+        s.runs_on_socket += 1;
+        let in_flight = s.in_flight.take();
+        match report.failure_class() {
+            None => {
+                self.obs.count(names::RUNS_OK);
+                // Set only when a step will check the history.
+                if let Some((thread, content)) = in_flight {
+                    let log = s.logs.entry(thread).or_default();
+                    if log.sent.len() == SENT_KEPT_PER_THREAD {
+                        log.sent.pop_front();
+                    }
+                    log.sent.push_back((content_hash(&content), false));
+                }
+            }
+            Some(class) => self.fail_run(class),
+        }
+        if let RunOutcome::Closed { code } = report.outcome {
             self.obs.count(names::close_code(code));
-            self.obs.count(names::close_phase(PHASE_IDLE, code));
+            self.obs.count(names::close_phase(phase, code));
             self.lost_socket(s, code);
         }
+        report
+    }
+
+    /// Takes the data row for the next template: per user its own row, round
+    /// robin the next one; captured variables join (and override) its columns.
+    fn template_extra(
+        &self,
+        s: &mut UserSession,
+        next_row: bool,
+    ) -> Option<std::collections::BTreeMap<String, String>> {
+        let data = self.cfg.scenario.data.as_ref();
+        if let Some(d) = data {
+            if next_row || s.row.is_none() {
+                s.row = Some(match d.select {
+                    crate::scenario::DataSelect::PerUser => s.index,
+                    crate::scenario::DataSelect::RoundRobin => self
+                        .next_row
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                });
+            }
+        }
+        let row = data.zip(s.row).map(|(d, i)| &d.rows[i % d.rows.len()]);
+        if s.captured.is_empty() {
+            return row.cloned();
+        }
+        let mut m = row.cloned().unwrap_or_default();
+        m.extend(s.captured.iter().map(|(k, v)| (k.clone(), v.clone())));
+        Some(m)
     }
 
     async fn send(
@@ -528,61 +728,38 @@ impl Shared {
         uses: TemplateUse,
     ) -> Result<Duration, (Option<u16>, String)> {
         self.drain(s).await;
+        s.finished = None;
+        // The journey starts a run while the last one is still in flight: that
+        // one is counted failed, never silently replaced.
+        if let Some(run) = s.pending.take() {
+            let report = self.settle(s, run.finish(RunOutcome::NotAwaited));
+            drop(report);
+        }
         // A token about to expire is refreshed between runs: the socket closes
         // normally and reconnects with a fresh token, as the server checks
         // tokens when a socket connects.
-        let margin = self.cfg.scenario.auth.refresh_margin;
-        if s.ws.is_some()
-            && s.token_exp
-                .is_some_and(|exp| Instant::now() + margin >= exp)
-        {
-            if let Some(mut ws) = s.ws.take() {
-                let frame = CloseFrame {
-                    code: CloseCode::Normal,
-                    reason: "token refresh".into(),
-                };
-                let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(Some(frame))).await;
-            }
-            self.obs.count("tokens.refreshed");
-        }
+        self.refresh_if_due(s).await;
         if s.ws.is_none() {
             self.connect(s).await?;
         }
         s.runs += 1;
         let run_id = format!("{}-r{}", s.user_id, s.runs);
+        let extra = self.template_extra(s, true);
         let prompts = &self.cfg.scenario.prompts;
-        let drawn = (s.rng.random::<u64>() % prompts.len() as u64) as usize;
-        // A data row (per user, or the next one for every run) fills its
-        // columns' placeholders; its `prompt` column replaces the prompt list.
-        let row = self.cfg.scenario.data.as_ref().map(|d| {
-            let i = match d.select {
-                crate::scenario::DataSelect::PerUser => s.index,
-                crate::scenario::DataSelect::RoundRobin => self
-                    .next_row
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-            };
-            &d.rows[i % d.rows.len()]
-        });
-        // Captured variables join (and override) the data row's columns.
-        let merged;
-        let extra = if s.captured.is_empty() {
-            row
-        } else {
-            let mut m = row.cloned().unwrap_or_default();
-            m.extend(s.captured.iter().map(|(k, v)| (k.clone(), v.clone())));
-            merged = m;
-            Some(&merged)
+        let drawn = s.rng.random::<u64>();
+        // A data row's `prompt` column replaces the prompt list.
+        let prompt = match extra.as_ref().and_then(|r| r.get("prompt")) {
+            Some(p) => p.as_str(),
+            None if prompts.is_empty() => "",
+            None => prompts[(drawn % prompts.len() as u64) as usize].as_str(),
         };
-        let prompt = extra
-            .and_then(|r| r.get("prompt"))
-            .unwrap_or(&prompts[drawn]);
         let vars = Vars {
             user: &s.user_id,
             thread: &s.thread_id,
             run: &run_id,
             prompt,
             iteration: s.iteration,
-            extra,
+            extra: extra.as_ref(),
         };
         let rendered = template::render(message, &vars);
         s.in_flight = if self.checks_history {
@@ -602,16 +779,19 @@ impl Shared {
         self.obs.count_n("bytes.sent", text.len() as u64);
         match ws.send(Message::Text(text.into())).await {
             Ok(()) => {
-                s.pending = Some(PendingRun {
+                let run = PendingRun {
                     run_id: uses.run.then_some(run_id),
                     thread_id: uses.thread.then(|| s.thread_id.clone()),
                     user_id: s.user_id.clone(),
                     started,
-                });
+                    sent: t0,
+                };
+                s.pending = Some(ActiveRun::new(run, self.profile));
                 Ok(t0.elapsed())
             }
             Err(e) => {
                 // The socket was already gone: the run failed before it began.
+                s.in_flight = None;
                 self.lost_socket(s, session::ABNORMAL_CLOSE);
                 self.fail_run("send_error");
                 self.obs.count(names::close_code(session::ABNORMAL_CLOSE));
@@ -620,11 +800,51 @@ impl Shared {
         }
     }
 
+    /// Closes the socket normally and reconnects with a fresh token when the
+    /// socket's token is within `auth.refresh_margin` of its expiry and no
+    /// run is in flight (`tokens.refreshed`). Returns whether it refreshed.
+    async fn refresh_if_due(&self, s: &mut UserSession) -> bool {
+        if s.pending.is_some() || s.ws.is_none() {
+            return false;
+        }
+        if self.refresh_at(s).is_none_or(|at| Instant::now() < at) {
+            return false;
+        }
+        if let Some(mut ws) = s.ws.take() {
+            self.socket_ended();
+            let frame = CloseFrame {
+                code: CloseCode::Normal,
+                reason: "token refresh".into(),
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(Some(frame))).await;
+        }
+        self.obs.count("tokens.refreshed");
+        true
+    }
+
+    /// When the socket's token is due for a refresh.
+    fn refresh_at(&self, s: &UserSession) -> Option<Instant> {
+        if !self.cfg.scenario.auth.refresh {
+            return None;
+        }
+        let margin = self.cfg.scenario.auth.refresh_margin;
+        s.token_exp
+            .map(|exp| exp.checked_sub(margin).unwrap_or(exp))
+    }
+
+    /// A ready socket ended, for whatever reason (`connections.closed`; open
+    /// sockets = `connections.ready` - `connections.closed`).
+    fn socket_ended(&self) {
+        self.obs.count(names::CONN_CLOSED);
+    }
+
     /// The server (or the network) closed the socket: the next connect is a
     /// reconnect under the back-off policy, timed from now. A 1008 on an open
     /// socket means the server stopped accepting its token.
     fn lost_socket(&self, s: &mut UserSession, code: u16) {
-        s.ws = None;
+        if s.ws.take().is_some() {
+            self.socket_ended();
+        }
         s.lost = true;
         s.dropped_at.get_or_insert_with(Instant::now);
         if code == 1008 {
@@ -638,68 +858,47 @@ impl Shared {
         self.obs.count(names::run_failed(class));
     }
 
-    async fn await_run(
-        &self,
-        s: &mut UserSession,
-        timeout: Duration,
-    ) -> Option<(RunReport, Duration)> {
-        let run = s.pending.take()?;
-        let Some(ws) = s.ws.as_mut() else {
-            // Cannot happen (a run is only pending on an open socket), but a run
-            // must never be lost: count it.
-            self.fail_run("closed");
-            let report = RunReport {
-                outcome: RunOutcome::Closed {
-                    code: session::ABNORMAL_CLOSE,
-                },
-                violations: Vec::new(),
-                run_id: run.run_id,
-            };
-            return Some((report, run.started.elapsed()));
-        };
-        let deadline = Instant::now() + timeout;
-        let report = session::await_run(
-            ws,
-            &self.cfg.scenario.profile,
-            &run,
-            &s.earlier_runs,
-            deadline,
-            &self.obs,
-        )
-        .await;
-        let took = run.started.elapsed();
-        let phase = if s.runs_on_socket == 0 {
-            PHASE_FIRST_EXCHANGE
-        } else {
-            PHASE_DURING_RUN
-        };
-        s.runs_on_socket += 1;
-        if let Some(id) = &report.run_id {
-            if s.earlier_runs.len() == EARLIER_RUNS_KEPT {
-                s.earlier_runs.remove(0);
-            }
-            s.earlier_runs.push(id.clone());
+    /// The `await` step: the run in flight to its end, or until `timeout`
+    /// after it was sent. A run that already ended (during a think, say) is
+    /// returned at once; `None` when no run was started.
+    async fn await_run(&self, s: &mut UserSession, timeout: Duration) -> Option<RunReport> {
+        if let Some(done) = s.finished.take() {
+            return Some(done);
         }
-        let in_flight = s.in_flight.take();
-        match report.failure_class() {
-            None => {
-                self.obs.count(names::RUNS_OK);
-                // Set only when a step will check the history.
-                if let Some((thread, content)) = in_flight {
-                    let log = s.logs.entry(thread).or_default();
-                    if log.sent.len() < SENT_KEPT_PER_THREAD {
-                        log.sent.push(content_hash(&content));
-                    }
+        let sent = s.pending.as_ref()?.run.sent;
+        // A think between send and await may have used the whole timeout:
+        // then only what has arrived is read.
+        let deadline = (sent + timeout).max(Instant::now());
+        match self.read(s, Want::Run, deadline, false).await {
+            Read::RunEnded(report) => Some(report),
+            Read::Closed(_) => s.finished.take(),
+            _ => {
+                let run = s.pending.take()?;
+                let events = run.events();
+                let report = run.finish(RunOutcome::TimedOut { events });
+                Some(self.settle(s, report))
+            }
+        }
+    }
+
+    /// A run still in flight when the user stops (the plan's end, a signal,
+    /// the end of an open-model arrival) is awaited to its deadline (the
+    /// scenario's longest await timeout after it was sent), then counted.
+    async fn finish_pending(&self, s: &mut UserSession) {
+        let Some(sent) = s.pending.as_ref().map(|r| r.run.sent) else {
+            return;
+        };
+        let deadline = (sent + self.drain_timeout).max(Instant::now());
+        match self.read(s, Want::Run, deadline, false).await {
+            Read::RunEnded(_) | Read::Closed(_) => {}
+            _ => {
+                if let Some(run) = s.pending.take() {
+                    let events = run.events();
+                    self.settle(s, run.finish(RunOutcome::TimedOut { events }));
                 }
             }
-            Some(class) => self.fail_run(class),
         }
-        if let RunOutcome::Closed { code } = report.outcome {
-            self.obs.count(names::close_code(code));
-            self.obs.count(names::close_phase(phase, code));
-            self.lost_socket(s, code);
-        }
-        Some((report, took))
+        s.finished = None;
     }
 }
 
@@ -741,8 +940,9 @@ fn at_path<'a>(v: &'a serde_json::Value, path: &str) -> Option<&'a serde_json::V
         .try_fold(v, |v, k| v.get(k))
 }
 
-/// What a REST step ended with: status and body, or why there was none.
-type RestResult = Result<(u16, serde_json::Value), String>;
+/// What a REST step ended with: status, body and how long the call took,
+/// or why there was none.
+type RestResult = Result<(u16, serde_json::Value, Duration), String>;
 
 impl Shared {
     /// A valid token for the user's REST calls (minted again near expiry).
@@ -751,7 +951,7 @@ impl Shared {
             self.cfg.scenario.auth.source,
             crate::scenario::TokenSource::Mint
         ) {
-            return self.socket_token(s).await.map_err(|e| e.1);
+            return self.socket_token(s).await.map(|t| t.0).map_err(|e| e.1);
         }
         let margin = self.cfg.scenario.auth.refresh_margin;
         if let Some((t, exp)) = &s.rest_token {
@@ -804,20 +1004,42 @@ impl Shared {
             req = req.json(&b);
         }
         let t0 = Instant::now();
-        let resp = match req.send().await {
-            Ok(r) => r,
+        let call = async move {
+            let resp = req.send().await?;
+            let status = resp.status().as_u16();
+            let bytes = resp.bytes().await.unwrap_or_default();
+            Ok::<_, reqwest::Error>((status, bytes))
+        };
+        // A run in flight keeps being read (and timed) during the call.
+        let answer = if s.pending.is_some() && s.ws.is_some() {
+            tokio::pin!(call);
+            loop {
+                tokio::select! {
+                    biased;
+                    r = &mut call => break r,
+                    r = self.read(s, Want::Nothing, far_future(), false) => {
+                        if let Read::Closed(_) = r {
+                            break call.await;
+                        }
+                    }
+                }
+            }
+        } else {
+            call.await
+        };
+        let took = t0.elapsed();
+        let (status, bytes) = match answer {
+            Ok(a) => a,
             Err(e) => {
                 self.obs.count(format!("rest.{metric}.failed"));
                 return Err(format!("{metric}: request failed: {e}"));
             }
         };
-        let status = resp.status().as_u16();
-        let bytes = resp.bytes().await.unwrap_or_default();
-        self.obs.sample(metric, t0.elapsed().as_micros() as u64);
+        self.obs.sample(metric, took.as_micros() as u64);
         self.obs.count(format!("rest.{metric}.{status}"));
         self.obs.count_n("bytes.received", bytes.len() as u64);
         let v = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
-        Ok((status, v))
+        Ok((status, v, took))
     }
 
     /// Checks a thread's messages: every message this user sent there (in a
@@ -855,111 +1077,137 @@ impl Shared {
         let Some(log) = s.logs.get_mut(thread) else {
             return;
         };
-        let mut missing = 0usize;
-        let mut want: std::collections::HashMap<u64, usize> = Default::default();
-        for c in &log.sent {
-            *want.entry(*c).or_default() += 1;
-        }
-        for (c, n) in want {
-            missing += n.saturating_sub(found.get(&c).copied().unwrap_or(0));
+        // Each remembered message must be found; one missing is counted the
+        // first time it is found missing.
+        let mut newly_missing = 0u64;
+        for (hash, reported) in log.sent.iter_mut() {
+            match found.get_mut(hash) {
+                Some(n) if *n > 0 => *n -= 1,
+                _ if !*reported => {
+                    *reported = true;
+                    newly_missing += 1;
+                }
+                _ => {}
+            }
         }
         self.obs
             .count_n("history.messages_checked", log.sent.len() as u64);
-        if missing > log.reported_missing {
-            self.obs
-                .count_n("persistence_miss", (missing - log.reported_missing) as u64);
-            log.reported_missing = missing;
+        if newly_missing > 0 {
+            self.obs.count_n("persistence_miss", newly_missing);
         }
     }
 
-    /// Idles until `until` on an open socket, keeping it alive: pings every
-    /// `hb.every` (counting `heartbeats.sent`, timing `ws_ping` to the reply),
-    /// answering what the server sends, and closing a socket whose ping went
-    /// unanswered for `hb.timeout` (`heartbeats.missed`).
-    async fn idle_with_heartbeats(
-        &self,
-        s: &mut UserSession,
-        until: Instant,
-        hb: &crate::protocol::Heartbeat,
-    ) {
-        let profile = &self.cfg.scenario.profile;
+    /// A `think`: idles until `until` (or the stop) while keeping the user's
+    /// socket as a real client would. It reads what arrives (a run in flight
+    /// is timed and judged as its events come; pings are answered); with a
+    /// profile heartbeat it pings every `hb.every` (`heartbeats.sent`, and
+    /// `ws_ping` to the reply) and closes a socket whose ping went unanswered
+    /// for `hb.timeout` (`heartbeats.missed`); a socket whose token is due
+    /// is closed and reopened with a fresh one (`tokens.refreshed`); a socket
+    /// the server dropped is reconnected under the back-off policy.
+    async fn idle(&self, s: &mut UserSession, until: Instant) {
+        let hb = self.profile.heartbeat.as_ref();
         loop {
             let now = Instant::now();
-            if now >= until || s.ws.is_none() {
+            if now >= until || STOP.is_set() {
                 return;
             }
-            let last = *s.last_ping.get_or_insert(now);
-            if s.ping_pending.is_none() && now >= last + hb.every {
-                let vars = s.vars();
-                let text = template::render(&hb.message, &vars).to_string();
-                let Some(ws) = s.ws.as_mut() else { return };
-                if ws.send(Message::Text(text.into())).await.is_err() {
-                    self.obs.count(names::close_code(session::ABNORMAL_CLOSE));
-                    self.obs
-                        .count(names::close_phase(PHASE_IDLE, session::ABNORMAL_CLOSE));
-                    self.lost_socket(s, session::ABNORMAL_CLOSE);
+            if s.ws.is_none() {
+                // Only a socket lost under the user comes back by itself; one
+                // the journey closed (or never opened) waits for its step.
+                if !s.lost || s.parked {
+                    STOP.sleep_until(until).await;
                     return;
                 }
-                self.obs.count("heartbeats.sent");
-                s.last_ping = Some(now);
-                s.ping_pending = Some(now);
+                // A failed attempt was counted; the next waits its back-off.
+                let _ = self.connect(s).await;
+                continue;
             }
-            if let Some(sent) = s.ping_pending {
-                if now >= sent + hb.timeout {
-                    self.obs.count("heartbeats.missed");
-                    s.ping_pending = None;
-                    if let Some(mut ws) = s.ws.take() {
-                        let frame = CloseFrame {
-                            code: CloseCode::Normal,
-                            reason: "missed heartbeats".into(),
-                        };
-                        let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(Some(frame)))
-                            .await;
+            if self.refresh_if_due(s).await {
+                if self.connect(s).await.is_err() {
+                    s.lost = true;
+                }
+                continue;
+            }
+            if let Some(hb) = hb {
+                let last = *s.last_ping.get_or_insert(now);
+                if s.ping_pending.is_none() && now >= last + hb.every {
+                    let vars = s.vars();
+                    let text = template::render(&hb.message, &vars).to_string();
+                    let Some(ws) = s.ws.as_mut() else { continue };
+                    if ws.send(Message::Text(text.into())).await.is_err() {
+                        self.closed(s, session::ABNORMAL_CLOSE);
+                        continue;
                     }
-                    self.obs.count("connections.closed_missed_heartbeat");
-                    self.lost_socket(s, 1000);
-                    return;
+                    self.obs.count("heartbeats.sent");
+                    s.last_ping = Some(now);
+                    s.ping_pending = Some(now);
+                }
+                if let Some(sent) = s.ping_pending {
+                    if now >= sent + hb.timeout {
+                        self.obs.count("heartbeats.missed");
+                        s.ping_pending = None;
+                        self.obs.count("connections.closed_missed_heartbeat");
+                        self.close_socket(s, "missed heartbeats").await;
+                        // The server stopped answering: come back as after a drop.
+                        s.lost = true;
+                        s.dropped_at.get_or_insert_with(Instant::now);
+                        continue;
+                    }
                 }
             }
-            let next_ping = s.last_ping.map_or(until, |l| l + hb.every);
-            let next_check = s
-                .ping_pending
-                .map_or(next_ping, |p| (p + hb.timeout).min(next_ping));
-            let wake = until.min(next_check.max(now + Duration::from_millis(1)));
-            let who = Who {
-                user_id: &s.user_id,
-                run_id: None,
+            let mut wake = until;
+            if let Some(hb) = hb {
+                wake = wake.min(match s.ping_pending {
+                    Some(p) => p + hb.timeout,
+                    None => s.last_ping.map_or(until, |l| l + hb.every),
+                });
+            }
+            if s.pending.is_none() {
+                if let Some(at) = self.refresh_at(s) {
+                    wake = wake.min(at);
+                }
+            }
+            let wake = wake.max(now + Duration::from_millis(1));
+            let want = match (hb, s.ping_pending) {
+                (Some(hb), Some(_)) => Want::Frame(&hb.reply),
+                _ => Want::Nothing,
             };
-            let Some(ws) = s.ws.as_mut() else { return };
-            match session::await_frame(ws, profile, &hb.reply, wake, &self.obs, &who).await {
-                session::FrameOutcome::Got(_) => {
+            match self.read(s, want, wake, true).await {
+                Read::Got(_) => {
                     if let Some(sent) = s.ping_pending.take() {
                         self.obs
                             .sample("ws_ping", sent.elapsed().as_micros() as u64);
                         self.obs.count("heartbeats.answered");
                     }
                 }
-                session::FrameOutcome::TimedOut | session::FrameOutcome::ServerError(_) => {}
-                session::FrameOutcome::Closed(code) => {
-                    self.obs.count(names::close_code(code));
-                    self.obs.count(names::close_phase(PHASE_IDLE, code));
-                    self.lost_socket(s, code);
-                    return;
-                }
+                Read::Stopped => return,
+                // A close was settled by `read`; the loop reconnects.
+                Read::Closed(_) | Read::TimedOut | Read::ServerError(_) | Read::RunEnded(_) => {}
             }
         }
     }
 
-    /// Closes the socket normally (the client's choice).
-    async fn disconnect(&self, s: &mut UserSession, reason: &str) {
-        self.drain(s).await;
+    /// Closes the socket normally (the client's choice), if it is open.
+    async fn close_socket(&self, s: &mut UserSession, reason: &str) {
         if let Some(mut ws) = s.ws.take() {
-            self.obs.count("connections.closed_by_client");
+            self.socket_ended();
             let frame = CloseFrame {
                 code: CloseCode::Normal,
                 reason: reason.to_string().into(),
             };
             let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(Some(frame))).await;
+        }
+    }
+
+    /// The journey closes the socket (`disconnect`, `reconnect`): a run still
+    /// in flight is awaited first, then the socket closes normally.
+    async fn disconnect(&self, s: &mut UserSession, reason: &str) {
+        self.drain(s).await;
+        self.finish_pending(s).await;
+        if s.ws.is_some() {
+            self.obs.count("connections.closed_by_client");
+            self.close_socket(s, reason).await;
         }
     }
 
@@ -980,7 +1228,7 @@ impl Shared {
         }
         let at = pool.iter().position(|t| *t == s.thread_id).unwrap_or(0);
         let target = pool[(at + 1) % pool.len()].clone();
-        let profile = &self.cfg.scenario.profile;
+        let profile = self.profile;
         let vars = Vars {
             user: &s.user_id,
             thread: &target,
@@ -996,8 +1244,7 @@ impl Shared {
         };
         self.obs.count_n("bytes.sent", text.len() as u64);
         if let Err(e) = ws.send(Message::Text(text.into())).await {
-            self.lost_socket(s, session::ABNORMAL_CLOSE);
-            self.obs.count(names::close_code(session::ABNORMAL_CLOSE));
+            self.closed(s, session::ABNORMAL_CLOSE);
             return Err((Some(session::ABNORMAL_CLOSE), format!("send failed: {e}")));
         }
         let Some(reply) = profile.switch_thread.reply.clone() else {
@@ -1005,21 +1252,11 @@ impl Shared {
             self.obs.count("threads.switched");
             return Ok(t0.elapsed());
         };
-        let who = Who {
-            user_id: &s.user_id,
-            run_id: None,
-        };
-        let out = session::await_frame(
-            ws,
-            profile,
-            &reply,
-            Instant::now() + timeout,
-            &self.obs,
-            &who,
-        )
-        .await;
+        let out = self
+            .read(s, Want::Frame(&reply), Instant::now() + timeout, false)
+            .await;
         match out {
-            session::FrameOutcome::Got(v) => {
+            Read::Got(v) => {
                 let took = t0.elapsed();
                 self.obs.sample("thread_switch", took.as_micros() as u64);
                 self.obs.count("threads.switched");
@@ -1032,20 +1269,15 @@ impl Shared {
                 self.check_history(s, &target, &messages);
                 Ok(took)
             }
-            session::FrameOutcome::ServerError(code) => {
+            Read::ServerError(code) => {
                 self.obs.count(format!("threads.switch_failed.{code}"));
                 Err((None, format!("switch to {target} refused: {code}")))
             }
-            session::FrameOutcome::Closed(code) => {
-                self.lost_socket(s, code);
-                self.obs.count(names::close_code(code));
-                self.obs.count(names::close_phase(PHASE_IDLE, code));
-                Err((
-                    Some(code),
-                    format!("closed with {code} while switching threads"),
-                ))
-            }
-            session::FrameOutcome::TimedOut => {
+            Read::Closed(code) => Err((
+                Some(code),
+                format!("closed with {code} while switching threads"),
+            )),
+            Read::TimedOut | Read::Stopped | Read::RunEnded(_) => {
                 self.obs.count("threads.switch_timeout");
                 Err((
                     None,
@@ -1059,18 +1291,47 @@ impl Shared {
     }
 }
 
+/// Far enough ahead to mean "until stopped".
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(365 * 86_400)
+}
+
 fn goose_error(msg: &str) -> String {
     // goose keys errors by text; keep them short and stable.
     msg.chars().take(120).collect()
 }
 
+/// The default name of a step's kind: a step named otherwise has a metric of
+/// its own besides the shared one.
+fn default_name(kind: &StepKind) -> &'static str {
+    match kind {
+        StepKind::Connect => "connect",
+        StepKind::Await { .. } => "await",
+        StepKind::SwitchThread { .. } => "thread_switch",
+        StepKind::Reconnect => "reconnect",
+        _ => "",
+    }
+}
+
 /// Runs one step. A step without a latency metric of its own (`send`,
-/// `think`, `disconnect`, `reconnect`) has its whole duration recorded as `step.<name>`;
-/// the others already have theirs (`ws_connect`/`ws_ready`, `ttfe`/`ttc`,
-/// the REST step's name, `thread_switch`), and a repeat block's steps are
-/// recorded one by one. (Every step also shows in goose's report.) A second,
-/// duplicate histogram per step cost a 2-minute soak about 4% of RSS growth.
+/// `think`, `disconnect`, `reconnect`) has its whole duration recorded as
+/// `step.<name>`; the others already have theirs (`ws_connect`/`ws_ready`,
+/// `ttfe`/`ttc`, the REST step's name, `thread_switch`), and a `connect`,
+/// `await` or `switch_thread` step given a name of its own also records that
+/// latency under its name (so two awaits can be told apart). A repeat block's
+/// steps are recorded one by one. (Every step also shows in goose's report.)
+/// A second histogram for every step cost a 2-minute soak about 4% of RSS
+/// growth, hence only for steps named on purpose. Once the user is asked to
+/// stop, steps do nothing: a run in flight is awaited when the user stops.
 async fn run_step(shared: &Shared, step: &Step, user: &mut GooseUser) -> TransactionResult {
+    if STOP.is_set() {
+        // goose stops users between transactions, once its controller runs: a
+        // step that returned at once would spin the user through no-op
+        // transactions without yielding, starving that controller (and
+        // flooding goose's metrics). Regression: a capacity stop grew to 9 GB.
+        tokio::time::sleep(STOPPING_PAUSE).await;
+        return Ok(());
+    }
     let t0 = Instant::now();
     let r = run_step_inner(shared, step, user).await;
     if matches!(
@@ -1085,6 +1346,14 @@ async fn run_step(shared: &Shared, step: &Step, user: &mut GooseUser) -> Transac
     r
 }
 
+/// Records `took` under the step's own name when it has one (see [`run_step`]).
+fn own_metric(shared: &Shared, step: &Step, took: Duration) {
+    let default = default_name(&step.kind);
+    if !default.is_empty() && step.name != default && !matches!(step.kind, StepKind::Reconnect) {
+        shared.obs.sample(&step.name, took.as_micros() as u64);
+    }
+}
+
 async fn run_step_inner(shared: &Shared, step: &Step, user: &mut GooseUser) -> TransactionResult {
     let Some(handle) = session(user) else {
         return Ok(());
@@ -1097,6 +1366,9 @@ async fn run_step_inner(shared: &Shared, step: &Step, user: &mut GooseUser) -> T
             }
             let r = shared.connect(&mut s).await;
             drop(s);
+            if let Ok(took) = &r {
+                own_metric(shared, step, *took);
+            }
             record_ws(user, &step.name, r, Some(101)).await
         }
         StepKind::Send { message } => {
@@ -1107,7 +1379,7 @@ async fn run_step_inner(shared: &Shared, step: &Step, user: &mut GooseUser) -> T
         StepKind::Await { timeout } => {
             let r = shared.await_run(&mut s, *timeout).await;
             drop(s);
-            let Some((report, took)) = r else {
+            let Some(report) = r else {
                 return Ok(());
             };
             let status = match report.outcome {
@@ -1115,21 +1387,35 @@ async fn run_step_inner(shared: &Shared, step: &Step, user: &mut GooseUser) -> T
                 _ => None,
             };
             let err = report.failure_class();
-            user.record_custom_request_duration("WS", &step.name, took, err.is_none(), status, err)
-                .await
+            if err.is_none() {
+                own_metric(shared, step, report.took);
+            }
+            user.record_custom_request_duration(
+                "WS",
+                &step.name,
+                report.took,
+                err.is_none(),
+                status,
+                err,
+            )
+            .await
         }
         StepKind::Think { think } => {
             let duration = think.sample(&mut s.rng);
             let intended = Instant::now() + duration;
-            if let Some(hb) = shared.cfg.scenario.profile.heartbeat.clone() {
-                shared.idle_with_heartbeats(&mut s, intended, &hb).await;
-            }
+            shared.idle(&mut s, intended).await;
             drop(s);
-            tokio::time::sleep_until(intended.into()).await;
-            // The generator's own lateness: how far past its intended time the user woke.
-            shared
-                .obs
-                .sample(names::SEND_LAG, intended.elapsed().as_micros() as u64);
+            // The generator's own lateness: how far past its intended time the
+            // user woke (not when the think was cut short by a stop).
+            if !STOP.is_set() {
+                let now = Instant::now();
+                if now < intended {
+                    STOP.sleep_until(intended).await;
+                }
+                shared
+                    .obs
+                    .sample(names::SEND_LAG, intended.elapsed().as_micros() as u64);
+            }
             Ok(())
         }
         StepKind::CreateThread { title } => {
@@ -1147,16 +1433,16 @@ async fn run_step_inner(shared: &Shared, step: &Step, user: &mut GooseUser) -> T
                 )
                 .await;
             let r = match r {
-                Ok((200..=299, v)) => match v.get("id").and_then(|i| i.as_str()) {
+                Ok((200..=299, v, took)) => match v.get("id").and_then(|i| i.as_str()) {
                     Some(id) => {
                         s.threads.push(id.to_string());
                         s.thread_id = id.to_string();
                         shared.obs.count("threads.created");
-                        Ok(())
+                        Ok(took)
                     }
                     None => Err((None, "the created thread has no `id`".to_string())),
                 },
-                Ok((st, _)) => Err((Some(st), format!("create_thread: HTTP {st}"))),
+                Ok((st, _, _)) => Err((Some(st), format!("create_thread: HTTP {st}"))),
                 Err(e) => Err((None, e)),
             };
             drop(s);
@@ -1174,44 +1460,24 @@ async fn run_step_inner(shared: &Shared, step: &Step, user: &mut GooseUser) -> T
                 .await;
             drop(s);
             let r = match r {
-                Ok((200..=299, v)) if v.is_array() => Ok(()),
-                Ok((200..=299, _)) => Err((None, "list_threads: not a list".to_string())),
-                Ok((st, _)) => Err((Some(st), format!("list_threads: HTTP {st}"))),
+                Ok((200..=299, v, took)) if v.is_array() => Ok(took),
+                Ok((200..=299, _, _)) => Err((None, "list_threads: not a list".to_string())),
+                Ok((st, _, _)) => Err((Some(st), format!("list_threads: HTTP {st}"))),
                 Err(e) => Err((None, e)),
             };
             record_rest(user, &step.name, r).await
         }
         StepKind::History => {
-            let thread = s.thread_id.clone();
-            let path = format!("/api/threads/{thread}/messages?limit=1000");
-            let r = shared
-                .rest(&mut s, &step.name, reqwest::Method::GET, &path, None)
-                .await;
-            let r = match r {
-                Ok((200..=299, v)) => {
-                    let messages = v
-                        .get("messages")
-                        .and_then(|m| m.as_array())
-                        .cloned()
-                        .unwrap_or_default();
-                    shared.check_history(&mut s, &thread, &messages);
-                    Ok(())
-                }
-                // A thread the server never stored (all its messages lost) is 404:
-                // every message sent there is missing.
-                Ok((404, _)) => {
-                    shared.check_history(&mut s, &thread, &[]);
-                    Err((Some(404), "history: HTTP 404".to_string()))
-                }
-                Ok((st, _)) => Err((Some(st), format!("history: HTTP {st}"))),
-                Err(e) => Err((None, e)),
-            };
+            let r = history(shared, &mut s, &step.name).await;
             drop(s);
             record_rest(user, &step.name, r).await
         }
         StepKind::SwitchThread { timeout } => {
             let r = shared.switch_thread(&mut s, *timeout).await;
             drop(s);
+            if let Ok(took) = &r {
+                own_metric(shared, step, *took);
+            }
             record_ws(user, &step.name, r, None).await
         }
         StepKind::Disconnect => {
@@ -1231,14 +1497,19 @@ async fn run_step_inner(shared: &Shared, step: &Step, user: &mut GooseUser) -> T
             expect,
             capture,
         } => {
-            let captured = s.captured.clone();
+            // The same variables as a `send`: the user's data row (the one its
+            // last run took), captured fields, the user, thread and iteration.
+            let extra = shared.template_extra(&mut s, false);
             let vars = Vars {
                 user: &s.user_id,
                 thread: &s.thread_id,
                 run: "",
-                prompt: "",
+                prompt: extra
+                    .as_ref()
+                    .and_then(|r| r.get("prompt"))
+                    .map_or("", String::as_str),
                 iteration: s.iteration,
-                extra: Some(&captured),
+                extra: extra.as_ref(),
             };
             let path = match template::render(&serde_json::Value::String(path.clone()), &vars) {
                 serde_json::Value::String(p) => p,
@@ -1248,7 +1519,7 @@ async fn run_step_inner(shared: &Shared, step: &Step, user: &mut GooseUser) -> T
             let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap_or(reqwest::Method::GET);
             let r = shared.rest(&mut s, &step.name, m, &path, body).await;
             let r = match r {
-                Ok((st, v)) if expect.contains(&st) => {
+                Ok((st, v, took)) if expect.contains(&st) => {
                     let mut missing = Vec::new();
                     for (var, p) in capture {
                         match at_path(&v, p) {
@@ -1262,7 +1533,7 @@ async fn run_step_inner(shared: &Shared, step: &Step, user: &mut GooseUser) -> T
                         }
                     }
                     if missing.is_empty() {
-                        Ok(())
+                        Ok(took)
                     } else {
                         shared
                             .obs
@@ -1273,7 +1544,7 @@ async fn run_step_inner(shared: &Shared, step: &Step, user: &mut GooseUser) -> T
                         ))
                     }
                 }
-                Ok((st, _)) => Err((
+                Ok((st, _, _)) => Err((
                     Some(st),
                     format!("{}: HTTP {st}, expected {expect:?}", step.name),
                 )),
@@ -1287,7 +1558,10 @@ async fn run_step_inner(shared: &Shared, step: &Step, user: &mut GooseUser) -> T
             let until = for_.map(|d| Instant::now() + d);
             let mut round = 0u64;
             loop {
-                if times.is_some_and(|n| round >= n) || until.is_some_and(|u| Instant::now() >= u) {
+                if STOP.is_set()
+                    || times.is_some_and(|n| round >= n)
+                    || until.is_some_and(|u| Instant::now() >= u)
+                {
                     break;
                 }
                 for inner in steps {
@@ -1299,6 +1573,54 @@ async fn run_step_inner(shared: &Shared, step: &Step, user: &mut GooseUser) -> T
             Ok(())
         }
     }
+}
+
+/// The `history` step: pages through the current thread's messages and
+/// checks them against what this user sent there.
+async fn history(
+    shared: &Shared,
+    s: &mut UserSession,
+    metric: &str,
+) -> Result<Duration, (Option<u16>, String)> {
+    let thread = s.thread_id.clone();
+    let mut messages = Vec::new();
+    let mut took = Duration::ZERO;
+    for page in 0..HISTORY_PAGES_MAX {
+        let path = format!(
+            "/api/threads/{thread}/messages?limit={HISTORY_PAGE}&offset={}",
+            page * HISTORY_PAGE
+        );
+        match shared
+            .rest(s, metric, reqwest::Method::GET, &path, None)
+            .await
+        {
+            Ok((200..=299, v, t)) => {
+                took += t;
+                let got = v
+                    .get("messages")
+                    .and_then(|m| m.as_array())
+                    .cloned()
+                    .unwrap_or_default();
+                let total = v.get("total").and_then(|t| t.as_u64());
+                let n = got.len();
+                messages.extend(got);
+                let more = total.map_or(n == HISTORY_PAGE, |t| (messages.len() as u64) < t);
+                if n == 0 || !more {
+                    break;
+                }
+            }
+            // A thread the server never stored (all its messages lost) is 404:
+            // every message sent there is missing.
+            Ok((404, _, _)) if page == 0 => {
+                shared.check_history(s, &thread, &[]);
+                return Err((Some(404), "history: HTTP 404".to_string()));
+            }
+            Ok((st, _, _)) => return Err((Some(st), format!("history: HTTP {st}"))),
+            Err(e) => return Err((None, e)),
+        }
+    }
+    shared.check_history(s, &thread, &messages);
+    Ok(took)
 }
 
 /// Records a WebSocket step in goose's report: its time and `ok_status`, or
@@ -1322,15 +1644,15 @@ async fn record_ws(
     }
 }
 
-/// Records a REST step in goose's report.
+/// Records a REST step in goose's report with the call's real time.
 async fn record_rest(
     user: &mut GooseUser,
     name: &str,
-    r: Result<(), (Option<u16>, String)>,
+    r: Result<Duration, (Option<u16>, String)>,
 ) -> TransactionResult {
     match r {
-        Ok(()) => {
-            user.record_custom_request_duration("REST", name, Duration::ZERO, true, Some(200), None)
+        Ok(took) => {
+            user.record_custom_request_duration("REST", name, took, true, Some(200), None)
                 .await
         }
         Err((status, msg)) => {
@@ -1348,23 +1670,30 @@ async fn record_rest(
     }
 }
 
-/// Asks every user to stop after its current step (goose's kill switch); used
-/// when a threshold with `abort_on_fail` breaks. In-flight awaits end at their
-/// deadline.
+/// Asks every user to stop after its current step (goose's kill switch):
+/// thinks, back-offs and repeat blocks end, later steps do nothing, and runs
+/// in flight are awaited to their deadline. Used by stop signals,
+/// `abort_on_fail` and a capacity search's failing step.
 pub fn stop_early(reason: &str) {
-    STOP_REQUESTED.store(true, std::sync::atomic::Ordering::SeqCst);
+    STOP.request();
     goose::trigger_killswitch(reason);
 }
 
-/// Set by [`stop_early`]: the open model's pacer issues no more arrivals.
-static STOP_REQUESTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// How long a step waits, once the users are asked to stop, for goose to stop
+/// its user (see [`run_step`]).
+const STOPPING_PAUSE: Duration = Duration::from_millis(50);
 
-/// How long an idle pool user waits for an arrival before letting goose look
-/// at it (goose stops users only between transactions).
-const ARRIVAL_POLL: Duration = Duration::from_millis(250);
+/// Set by [`stop_early`] and when the load plan's time is up: the open
+/// model's pacer issues no more arrivals, and every pause ends.
+static STOP: session::StopSignal = session::StopSignal::new();
 
 /// Longest wait for the open model's pool to start before pacing begins.
 const POOL_START_LIMIT: Duration = Duration::from_secs(60);
+
+/// Open model: after the rate plan ends, journeys in flight get the longest
+/// await timeout plus this to finish before they are stopped (k6's
+/// `gracefulStop`).
+const OPEN_GRACE: Duration = Duration::from_secs(30);
 
 /// The open model's goose plan holds the pool this much past the rate plan;
 /// the engine ends it (goose's kill switch) once the last journey is done.
@@ -1381,7 +1710,7 @@ pub async fn execute(cfg: EngineConfig, obs: ObsSender) -> Result<(), EngineErro
         .pool_max_idle_per_host(64)
         .build()
         .map_err(|e| EngineError::Goose(format!("cannot build the HTTP client: {e}")))?;
-    STOP_REQUESTED.store(false, std::sync::atomic::Ordering::SeqCst);
+    STOP.reset();
     let pool = sc
         .workload
         .open
@@ -1399,7 +1728,16 @@ pub async fn execute(cfg: EngineConfig, obs: ObsSender) -> Result<(), EngineErro
         }
         b
     };
+    let drain_timeout = journeys
+        .iter()
+        .flat_map(|j| await_timeouts(&j.steps))
+        .max()
+        .unwrap_or(Duration::from_secs(30));
+    let plan_total = (pool.is_none() && plan.iterations.is_none()).then(|| plan.total());
     let shared = Arc::new(Shared {
+        profile: Box::leak(Box::new(sc.profile.clone())),
+        drain_timeout,
+        plan_total,
         cfg: cfg.clone(),
         minter,
         obs,
@@ -1410,15 +1748,26 @@ pub async fn execute(cfg: EngineConfig, obs: ObsSender) -> Result<(), EngineErro
         checks_history: sc.journeys.iter().any(|j| reads_history(&j.steps)),
     });
 
-    let start = {
+    // A journey's `start` makes the user's session (and in the open model
+    // opens the socket when that journey uses one).
+    let start = |uses_socket: bool| {
         let shared = shared.clone();
         Transaction::new(Arc::new(move |user: &mut GooseUser| {
             let shared = shared.clone();
             Box::pin(async move {
-                let s = shared.new_session(user.weighted_users_index);
-                user.set_session_data(SessionHandle(Arc::new(Mutex::new(s))));
+                let mut s = shared.new_session(user.weighted_users_index);
                 if let Some(pool) = &shared.pool {
+                    // Pre-allocated sessions: a pool user whose journey uses
+                    // the socket opens it before pacing starts, so no
+                    // arrival's latency holds a connect it did not ask for.
+                    // (A failure is counted; its first arrival tries again.)
+                    if uses_socket {
+                        let _ = shared.connect(&mut s).await;
+                    }
+                    user.set_session_data(SessionHandle(Arc::new(Mutex::new(s))));
                     open::join(pool);
+                } else {
+                    user.set_session_data(SessionHandle(Arc::new(Mutex::new(s))));
                 }
                 Ok(())
             })
@@ -1444,16 +1793,13 @@ pub async fn execute(cfg: EngineConfig, obs: ObsSender) -> Result<(), EngineErro
             Box::pin(async move {
                 if let Some(h) = session(user) {
                     let mut s = h.0.lock().await;
-                    // What arrived since the last step (an idle close, late events) still counts.
+                    // What arrived since the last step (an idle close, late
+                    // events) still counts, and a run in flight is awaited.
                     shared.drain(&mut s).await;
-                    if let Some(mut ws) = s.ws.take() {
+                    shared.finish_pending(&mut s).await;
+                    if s.ws.is_some() {
                         shared.obs.count("connections.closed_by_client");
-                        let frame = CloseFrame {
-                            code: CloseCode::Normal,
-                            reason: "load test done".into(),
-                        };
-                        let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(Some(frame)))
-                            .await;
+                        shared.close_socket(&mut s, "load test done").await;
                     }
                 }
                 Ok(())
@@ -1468,7 +1814,7 @@ pub async fn execute(cfg: EngineConfig, obs: ObsSender) -> Result<(), EngineErro
     for journey in journeys {
         let mut scenario = goose::goose::Scenario::new(&journey.name)
             .set_weight(journey.weight)?
-            .register_transaction(start.clone());
+            .register_transaction(start(uses_socket(&journey.steps)));
         if pool.is_some() {
             // Open model: one transaction serves one arrival, running every step
             // (each still recorded under its own name).
@@ -1553,28 +1899,57 @@ pub async fn execute(cfg: EngineConfig, obs: ObsSender) -> Result<(), EngineErro
             );
             let (pool, obs, started) = (pool.clone(), shared.obs.clone(), cfg.started.clone());
             let when_full = model.when_full;
+            let total = model.rate.total();
+            let grace = drain_timeout + OPEN_GRACE;
             Some(tokio::spawn(async move {
                 open::wait_for_pool(&pool, POOL_START_LIMIT).await;
                 let epoch = tokio::time::Instant::now();
                 let _ = started.send(Some(epoch.into_std()));
-                open::pace(pacer, when_full, pool.clone(), obs, epoch).await;
-                open::drain(&pool).await;
+                open::pace(pacer, when_full, pool.clone(), obs.clone(), epoch).await;
+                // The plan's clock runs out before the end (a capacity search
+                // judges its last step on a whole window); then, as k6's
+                // gracefulStop, every arrival already issued (a `queue`
+                // backlog too) gets `grace` to finish its journey.
+                if STOP.sleep_until((epoch + total).into_std()).await {
+                    open::drain(&pool, grace).await;
+                }
+                // Past the grace (or on a stop): journeys stop after their
+                // current step, their runs in flight are awaited, and arrivals
+                // no session took never started.
+                STOP.request();
+                let left = pool.rx.drain().count() as u64;
+                if left > 0 {
+                    obs.count_n(names::STARTS_DROPPED, left);
+                }
+                open::drain(&pool, drain_timeout + Duration::from_secs(5)).await;
                 goose::trigger_killswitch(
                     "open model: the rate plan ended and every journey finished",
                 );
             }))
         }
         _ => {
-            let _ = cfg.started.send(Some(Instant::now()));
-            None
+            let now = Instant::now();
+            let _ = cfg.started.send(Some(now));
+            // A timed plan ends on time: users in a long think or repeat block
+            // stop with it instead of holding goose's end.
+            plan_total.map(|total| {
+                tokio::spawn(async move {
+                    if STOP.sleep_until(now + total).await {
+                        stop_early("the load plan ended");
+                    }
+                })
+            })
         }
     };
     let result = attack.execute().await;
     if let Some(p) = pacing {
         if let Some(pool) = &pool {
             pool.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            let _ = p.await;
+        } else {
+            // The plan timer of a run that ended first (iterations, a stop).
+            p.abort();
         }
-        let _ = p.await;
     }
     // Arrivals no session took before the users stopped were not started.
     if let Some(pool) = &pool {
@@ -1587,8 +1962,10 @@ pub async fn execute(cfg: EngineConfig, obs: ObsSender) -> Result<(), EngineErro
     Ok(())
 }
 
-/// Open model: waits briefly for an arrival; when one comes, runs the whole
-/// journey for it and then frees its pool slot.
+/// Open model: waits for an arrival (or the stop); runs the whole journey
+/// for it, step by step until the stop, awaits a run left in flight, and
+/// then frees its pool slot. One goose transaction is one arrival, so
+/// goose's report counts arrivals, not idle polls.
 async fn serve_arrival(
     shared: &Shared,
     journey: &[Step],
@@ -1597,7 +1974,10 @@ async fn serve_arrival(
     let Some(pool) = &shared.pool else {
         return Ok(());
     };
-    let Some(arrival) = pool.next(ARRIVAL_POLL).await else {
+    let Some(arrival) = pool.next(&STOP).await else {
+        // Stopping: let goose stop this user without spinning through
+        // transactions until its kill switch lands.
+        tokio::time::sleep(STOPPING_PAUSE).await;
         return Ok(());
     };
     let intended = arrival.intended.into_std();
@@ -1612,11 +1992,40 @@ async fn serve_arrival(
     for step in journey {
         // A failed step is recorded by run_step; the journey goes on, as goose
         // goes on to the next transaction in the closed model.
+        if STOP.is_set() {
+            break;
+        }
         let _ = run_step(shared, step, user).await;
     }
     if let Some(h) = session(user) {
-        h.0.lock().await.intended = None;
+        let mut s = h.0.lock().await;
+        s.intended = None;
+        shared.finish_pending(&mut s).await;
     }
     drop(arrival);
     Ok(())
+}
+
+/// Every `await` timeout in the steps (inside repeat blocks too).
+fn await_timeouts(steps: &[Step]) -> Vec<Duration> {
+    steps
+        .iter()
+        .flat_map(|s| match &s.kind {
+            StepKind::Await { timeout } => vec![*timeout],
+            StepKind::Repeat { steps, .. } => await_timeouts(steps),
+            _ => Vec::new(),
+        })
+        .collect()
+}
+
+/// Whether any step (inside repeat blocks too) uses the socket.
+fn uses_socket(steps: &[Step]) -> bool {
+    steps.iter().any(|s| match &s.kind {
+        StepKind::Connect
+        | StepKind::Send { .. }
+        | StepKind::SwitchThread { .. }
+        | StepKind::Reconnect => true,
+        StepKind::Repeat { steps, .. } => uses_socket(steps),
+        _ => false,
+    })
 }

@@ -8,7 +8,10 @@
 //! due, takes a free-session slot (a semaphore of `max_users` permits) and
 //! hands the arrival, with its intended start, to whichever pool user is idle
 //! (a multi-consumer channel). An arrival that finds no free slot is dropped
-//! (`starts.dropped`) or waits for one (`starts.late`), never silently delayed.
+//! (`starts.dropped`) or waits for one (`starts.late`, as is every arrival
+//! that fell due while the pool was full), never silently delayed; so
+//! `starts.intended` = `runs`' arrivals started + `starts.dropped`. Pool users
+//! whose journey uses the socket open it before pacing starts.
 //! Run latencies are measured from the intended start, so a stall in the
 //! target is measured for every arrival it delayed (no coordinated omission);
 //! `send_lag` is intended start -> the session picking the arrival up, the
@@ -60,16 +63,22 @@ impl Pool {
 
     /// Whether the run was asked to stop (or the engine ended).
     pub fn stopped(&self) -> bool {
-        self.stop.load(Ordering::SeqCst) || super::STOP_REQUESTED.load(Ordering::SeqCst)
+        self.stop.load(Ordering::SeqCst) || super::STOP.is_set()
     }
 
-    /// The next arrival for an idle session, or `None` after `wait` (so goose
-    /// can stop the user between transactions).
-    pub async fn next(&self, wait: Duration) -> Option<Arrival> {
-        tokio::time::timeout(wait, self.rx.recv_async())
-            .await
-            .ok()?
-            .ok()
+    /// The next arrival for an idle session, or `None` once `stop` is
+    /// requested (so goose can stop the user between transactions).
+    pub async fn next(&self, stop: &super::session::StopSignal) -> Option<Arrival> {
+        loop {
+            if stop.is_set() {
+                return None;
+            }
+            // The stop wakes sleepers; a short tick bounds a missed wake-up.
+            tokio::select! {
+                r = self.rx.recv_async() => return r.ok(),
+                _ = stop.sleep_until(std::time::Instant::now() + TICK) => {}
+            }
+        }
     }
 }
 
@@ -85,6 +94,8 @@ pub async fn pace(
     epoch: Instant,
 ) -> u64 {
     let mut count = 0u64;
+    // Arrivals due before this instant fell due while the pool was full.
+    let mut backlog_until: Option<Instant> = None;
     while !pool.stopped() {
         match pacer.next(epoch.elapsed(), count) {
             Pace::Stop => break,
@@ -96,19 +107,28 @@ pub async fn pace(
                 obs.count(names::STARTS_INTENDED);
                 let intended = epoch + intended;
                 let slot = match pool.slots.clone().try_acquire_owned() {
-                    Ok(slot) => slot,
+                    Ok(slot) => {
+                        if backlog_until.is_some_and(|b| intended < b) {
+                            obs.count(names::STARTS_LATE);
+                        }
+                        slot
+                    }
                     Err(_) => match when_full {
                         WhenFull::Drop => {
                             obs.count(names::STARTS_DROPPED);
                             continue;
                         }
                         WhenFull::Queue => {
-                            obs.count(names::STARTS_LATE);
                             // Later arrivals are due meanwhile; they are issued
-                            // at once (past due) when a slot frees up.
+                            // at once (past due) when a slot frees up, and are
+                            // late too.
                             let Some(slot) = wait_for_slot(&pool).await else {
+                                // Stopped while waiting: this one never started.
+                                obs.count(names::STARTS_DROPPED);
                                 break;
                             };
+                            obs.count(names::STARTS_LATE);
+                            backlog_until = Some(Instant::now());
                             slot
                         }
                     },
@@ -152,15 +172,12 @@ pub fn join(pool: &Pool) {
     pool.joined_notify.notify_waiters();
 }
 
-/// Waits until every slot is free again (every journey in flight has ended),
-/// or the run is asked to stop.
-pub async fn drain(pool: &Pool) {
-    while !pool.stopped() {
-        if let Ok(Ok(all)) =
-            tokio::time::timeout(TICK, pool.slots.acquire_many(pool.size as u32)).await
-        {
-            drop(all);
-            return;
-        }
+/// Waits until every slot is free again (every journey in flight has ended:
+/// after the stop they only await their runs in flight), at most `limit`.
+pub async fn drain(pool: &Pool, limit: Duration) {
+    if let Ok(Ok(all)) =
+        tokio::time::timeout(limit, pool.slots.acquire_many(pool.size as u32)).await
+    {
+        drop(all);
     }
 }

@@ -1,11 +1,16 @@
-//! One socket's protocol logic: becoming ready and following an agent run to its
-//! terminal event. Written against generic `Sink`/`Stream` halves so unit tests
-//! drive it with channels; every wait has a deadline.
+//! One socket's protocol logic: becoming ready, and reading frames whatever
+//! the journey is doing. A run in flight is an [`ActiveRun`] that lives from
+//! its `send` until its terminal event, so events that arrive while the user
+//! thinks, switches threads or waits for a heartbeat reply are judged and
+//! timed when they arrive, not when an `await` step gets round to them.
+//! Written against generic `Sink`/`Stream` halves so unit tests drive it with
+//! scripted sockets; every wait has a deadline or a stop signal.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use futures_util::{FutureExt, Sink, SinkExt, Stream, StreamExt};
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use crate::metrics::{names, ObsSender, Observation, OffendingFrame, SAMPLE_FRAME_BYTES};
@@ -43,6 +48,8 @@ pub enum RunOutcome {
     Closed {
         code: u16,
     },
+    /// The journey started another run (or ended) before awaiting this one.
+    NotAwaited,
 }
 
 impl RunOutcome {
@@ -54,6 +61,7 @@ impl RunOutcome {
             RunOutcome::TimedOut { events: 0 } => Some("no_response"),
             RunOutcome::TimedOut { .. } => Some("timeout"),
             RunOutcome::Closed { .. } => Some("closed"),
+            RunOutcome::NotAwaited => Some("not_awaited"),
         }
     }
 }
@@ -226,68 +234,52 @@ where
     }
 }
 
-/// What waiting for one named frame ended with.
-#[derive(Debug, Clone, PartialEq)]
-pub enum FrameOutcome {
-    /// The frame arrived (parsed).
-    Got(serde_json::Value),
-    /// The server answered with an error frame instead.
-    ServerError(String),
-    Closed(u16),
-    TimedOut,
+/// A stop request that waiting code can both poll and await: set by a
+/// signal, an `abort_on_fail` breach, a capacity search's failing step or the
+/// load plan's end.
+pub struct StopSignal {
+    flag: AtomicBool,
+    notify: tokio::sync::Notify,
 }
 
-/// Reads frames until one of type `want` (the profile's type field), a server
-/// error frame, a close or the deadline; answers what the profile answers and
-/// counts what else arrives.
-pub async fn await_frame<S>(
-    ws: &mut S,
-    profile: &Profile,
-    want: &str,
-    deadline: Instant,
-    obs: &ObsSender,
-    who: &Who<'_>,
-) -> FrameOutcome
-where
-    S: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin,
-{
-    loop {
-        let msg = match tokio::time::timeout_at(deadline.into(), ws.next()).await {
-            Err(_) => return FrameOutcome::TimedOut,
-            Ok(None) | Ok(Some(Err(_))) => return FrameOutcome::Closed(ABNORMAL_CLOSE),
-            Ok(Some(Ok(m))) => m,
-        };
-        match msg {
-            Message::Text(t) => {
-                obs.count_n("bytes.received", t.len() as u64);
-                let frame = profile.decode(&t);
-                if matches!(&frame, Frame::Unknown(name) | Frame::Ignored(name) if name == want) {
-                    if let Ok(v) = serde_json::from_str(&t) {
-                        return FrameOutcome::Got(v);
-                    }
-                }
-                if let Frame::ServerError { code, .. } = &frame {
-                    let code = code.clone().unwrap_or_else(|| "error".into());
-                    count_frame(&frame, obs);
-                    return FrameOutcome::ServerError(code);
-                }
-                for v in frame_violation(&frame, t.len(), profile) {
-                    note_violation(obs, &v, &t, who);
-                }
-                if let Frame::Agent(_) = &frame {
-                    obs.count("frames.between_runs");
-                }
-                if let Some(reply) = count_frame(&frame, obs) {
-                    let _ = ws.send(Message::Text(reply.into())).await;
-                }
-            }
-            Message::Binary(b) => {
-                obs.count_n("bytes.received", b.len() as u64);
-                obs.count("frames.binary");
-                note_violation(obs, &binary_violation(b.len()), "<binary>", who);
-            }
-            Message::Close(f) => return FrameOutcome::Closed(close_code(f)),
-            _ => {}
+impl Default for StopSignal {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl StopSignal {
+    pub const fn new() -> StopSignal {
+        StopSignal {
+            flag: AtomicBool::new(false),
+            notify: tokio::sync::Notify::const_new(),
+        }
+    }
+
+    pub fn request(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    pub fn reset(&self) {
+        self.flag.store(false, Ordering::SeqCst);
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+    }
+
+    /// Sleeps until `until`; `false` when the stop came first.
+    pub async fn sleep_until(&self, until: Instant) -> bool {
+        let notified = self.notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if self.is_set() {
+            return false;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until(until.into()) => !self.is_set(),
+            _ = notified => false,
         }
     }
 }
@@ -300,8 +292,11 @@ pub struct PendingRun {
     /// The thread the client put in the message (`None`: not checked).
     pub thread_id: Option<String>,
     pub user_id: String,
-    /// When the run started (send time in the closed model).
+    /// When the run started: the send in the closed model, the arrival's
+    /// intended start in the open model. Every run latency counts from it.
     pub started: Instant,
+    /// When the message went out (an `await` timeout counts from it).
+    pub sent: Instant,
 }
 
 /// How a run ended and what was wrong with it.
@@ -311,6 +306,8 @@ pub struct RunReport {
     pub violations: Vec<Violation>,
     /// The run id the run ended with (chosen or adopted).
     pub run_id: Option<String>,
+    /// From the run's start to its end.
+    pub took: Duration,
 }
 
 impl RunReport {
@@ -323,7 +320,7 @@ impl RunReport {
     }
 }
 
-/// Per-run timings, recorded when the run ends.
+/// Per-run timings, recorded as the events arrive.
 #[derive(Debug, Default)]
 struct RunTimes {
     events: u64,
@@ -333,89 +330,73 @@ struct RunTimes {
     seen: BTreeSet<String>,
 }
 
-/// Follows one run to its terminal event, a close or the deadline, recording
-/// `ttfe`, `event_<name>`, `ttc`, `event_gap_max`, event counts and every
-/// violation of the profile's rules.
-pub async fn await_run<S>(
-    ws: &mut S,
-    profile: &Profile,
-    run: &PendingRun,
-    earlier_runs: &[String],
-    deadline: Instant,
-    obs: &ObsSender,
-) -> RunReport
-where
-    S: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin,
-{
-    let mut t = RunTimes::default();
-    let mut check = RunCheck::new(&profile.rules);
-    let mut me = Identity {
-        user_id: run.user_id.clone(),
-        thread_id: run.thread_id.clone(),
-        run_id: run.run_id.clone(),
-    };
-    let mut violations = Vec::new();
-    macro_rules! violated {
-        ($v:expr, $raw:expr) => {{
-            let v = $v;
-            note_violation(
-                obs,
-                &v,
-                $raw,
-                &Who {
-                    user_id: &me.user_id,
-                    run_id: me.run_id.as_deref(),
-                },
-            );
-            violations.push(v);
-        }};
+/// A run in flight: what the client sent and what its events showed so far.
+/// Records `ttfe`, `event_<name>`, `ttc`, `event_gap_max` and event counts as
+/// the events arrive, and every violation of the profile's rules.
+pub struct ActiveRun {
+    pub run: PendingRun,
+    times: RunTimes,
+    check: RunCheck<'static>,
+    me: Identity,
+    violations: Vec<Violation>,
+}
+
+impl ActiveRun {
+    pub fn new(run: PendingRun, profile: &'static Profile) -> ActiveRun {
+        ActiveRun {
+            me: Identity {
+                user_id: run.user_id.clone(),
+                thread_id: run.thread_id.clone(),
+                run_id: run.run_id.clone(),
+            },
+            run,
+            times: RunTimes::default(),
+            check: RunCheck::new(&profile.rules),
+            violations: Vec::new(),
+        }
     }
-    let outcome = loop {
-        let next = tokio::time::timeout_at(deadline.into(), ws.next()).await;
-        let msg = match next {
-            Err(_) => break RunOutcome::TimedOut { events: t.events },
-            Ok(None) | Ok(Some(Err(_))) => {
-                break RunOutcome::Closed {
-                    code: ABNORMAL_CLOSE,
-                }
-            }
-            Ok(Some(Ok(m))) => m,
-        };
-        let text = match msg {
-            Message::Text(text) => text,
-            Message::Binary(b) => {
-                obs.count_n("bytes.received", b.len() as u64);
-                obs.count("frames.binary");
-                violated!(binary_violation(b.len()), "<binary>");
-                continue;
-            }
-            Message::Close(f) => {
-                break RunOutcome::Closed {
-                    code: close_code(f),
-                }
-            }
-            _ => continue,
-        };
-        obs.count_n("bytes.received", text.len() as u64);
-        let frame = profile.decode(&text);
-        for v in frame_violation(&frame, text.len(), profile) {
-            violated!(v, &text);
+
+    /// Events of this run so far.
+    pub fn events(&self) -> u64 {
+        self.times.events
+    }
+
+    /// Ends the run with `outcome`.
+    pub fn finish(self, outcome: RunOutcome) -> RunReport {
+        RunReport {
+            outcome,
+            violations: self.violations,
+            run_id: self.me.run_id,
+            took: self.run.started.elapsed(),
         }
-        let Frame::Agent(ev) = frame else {
-            if let Some(reply) = count_frame(&frame, obs) {
-                let _ = ws.send(Message::Text(reply.into())).await;
-            }
-            continue;
-        };
-        if let Belongs::Foreign(v) = check_isolation(&ev, &me, earlier_runs) {
-            obs.count("frames.foreign");
-            violated!(v, &text);
-            continue;
+    }
+
+    fn violated(&mut self, obs: &ObsSender, v: Violation, raw: &str) {
+        note_violation(
+            obs,
+            &v,
+            raw,
+            &Who {
+                user_id: &self.me.user_id,
+                run_id: self.me.run_id.as_deref(),
+            },
+        );
+        self.violations.push(v);
+    }
+
+    /// Judges one of this run's events; the outcome when it was terminal.
+    fn on_event(
+        &mut self,
+        ev: &crate::protocol::Event,
+        text: &str,
+        profile: &Profile,
+        obs: &ObsSender,
+    ) -> Option<RunOutcome> {
+        if self.me.run_id.is_none() {
+            self.me.run_id = ev.run_id.clone();
         }
-        if me.run_id.is_none() {
-            me.run_id = ev.run_id.clone();
-        }
-        let at = run.started.elapsed();
+        let at = self.run.started.elapsed();
+        let t = &mut self.times;
         obs.count(names::events(&ev.name));
         t.events += 1;
         if t.first.is_none() {
@@ -429,100 +410,215 @@ where
         if t.seen.insert(ev.name.clone()) {
             obs.sample(&names::event_metric(&ev.name), at.as_micros() as u64);
         }
-        for v in check.on_event(&ev, &text, at) {
-            violated!(v, &text);
+        for v in self.check.on_event(ev, text, at) {
+            self.violated(obs, v, text);
         }
-        if let Some(ok) = profile.terminal(&ev.name) {
-            obs.sample(names::TTC, at.as_micros() as u64);
-            obs.sample(names::EVENT_GAP_MAX, t.gap_max.as_micros() as u64);
-            if ok {
-                for v in check.on_end() {
-                    violated!(v, &text);
-                }
-                break RunOutcome::Ok;
-            }
-            break RunOutcome::AgentError;
+        let ok = profile.terminal(&ev.name)?;
+        obs.sample(names::TTC, at.as_micros() as u64);
+        obs.sample(names::EVENT_GAP_MAX, self.times.gap_max.as_micros() as u64);
+        if !ok {
+            return Some(RunOutcome::AgentError);
         }
-    };
-    RunReport {
-        outcome,
-        violations,
-        run_id: me.run_id,
+        for v in self.check.on_end() {
+            self.violated(obs, v, text);
+        }
+        Some(RunOutcome::Ok)
     }
 }
 
-/// Reads whatever already arrived on an idle socket (between runs) without
-/// waiting: answers pings, counts late or foreign events, and reports a close.
-pub fn drain<S>(
+/// Runs of the current socket remembered for classifying late events.
+pub const EARLIER_RUNS_KEPT: usize = 8;
+
+/// Remembers a finished run's id (bounded, newest last).
+pub fn remember_run(earlier_runs: &mut Vec<String>, run_id: Option<&str>) {
+    if let Some(id) = run_id {
+        if earlier_runs.len() == EARLIER_RUNS_KEPT {
+            earlier_runs.remove(0);
+        }
+        earlier_runs.push(id.to_string());
+    }
+}
+
+/// What a read waits for besides the active run's end.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Want<'a> {
+    /// Nothing: read until the deadline (or the stop), answering and judging.
+    Nothing,
+    /// The active run's end (the `await` step).
+    Run,
+    /// A frame of this type (a thread switch's confirmation, a heartbeat's reply).
+    Frame(&'a str),
+}
+
+/// Why a read returned.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Read {
+    /// The active run ended (it is no longer active); settle it.
+    RunEnded(RunReport),
+    /// The wanted frame arrived (parsed).
+    Got(serde_json::Value),
+    /// The server answered a wanted frame with an error frame instead.
+    ServerError(String),
+    /// The socket closed (the active run, if any, is still active: the caller
+    /// ends it with this code).
+    Closed(u16),
+    TimedOut,
+    Stopped,
+}
+
+/// The parts of a read that stay the same for a whole session.
+pub struct ReadCtx<'a> {
+    pub profile: &'static Profile,
+    pub user_id: &'a str,
+    pub obs: &'a ObsSender,
+}
+
+/// Reads frames until the active run ends, the wanted frame arrives, the
+/// socket closes, `deadline` passes or `stop` is requested, whichever is
+/// first. Every frame on the way is judged: an agent event is the active
+/// run's (timed now) or, with no run active, a late, crossed or foreign one;
+/// pings are answered; server errors, unknown and malformed frames counted.
+/// A deadline already past reads only what has arrived.
+pub async fn read<S>(
     ws: &mut S,
-    profile: &Profile,
-    user_id: &str,
-    earlier_runs: &[String],
-    obs: &ObsSender,
-) -> (Vec<String>, Option<u16>)
+    cx: &ReadCtx<'_>,
+    active: &mut Option<ActiveRun>,
+    earlier_runs: &mut Vec<String>,
+    want: Want<'_>,
+    deadline: Instant,
+    stop: Option<&StopSignal>,
+) -> Read
 where
     S: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin,
 {
-    let mut replies = Vec::new();
+    let profile = cx.profile;
     let who = Who {
-        user_id,
+        user_id: cx.user_id,
         run_id: None,
     };
+    loop {
+        // `next()` is the only await raced against the stop: it is cancel-safe.
+        let next = match stop {
+            Some(st) => {
+                let notified = st.notify.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if st.is_set() {
+                    return Read::Stopped;
+                }
+                tokio::select! {
+                    biased;
+                    r = tokio::time::timeout_at(deadline.into(), ws.next()) => r,
+                    _ = notified => return Read::Stopped,
+                }
+            }
+            None => tokio::time::timeout_at(deadline.into(), ws.next()).await,
+        };
+        let msg = match next {
+            Err(_) => return Read::TimedOut,
+            Ok(None) | Ok(Some(Err(_))) => return Read::Closed(ABNORMAL_CLOSE),
+            Ok(Some(Ok(m))) => m,
+        };
+        let text = match msg {
+            Message::Text(t) => t,
+            Message::Binary(b) => {
+                cx.obs.count_n("bytes.received", b.len() as u64);
+                cx.obs.count("frames.binary");
+                let v = binary_violation(b.len());
+                match active.as_mut() {
+                    Some(run) => run.violated(cx.obs, v, "<binary>"),
+                    None => note_violation(cx.obs, &v, "<binary>", &who),
+                }
+                continue;
+            }
+            Message::Close(f) => return Read::Closed(close_code(f)),
+            _ => continue,
+        };
+        cx.obs.count_n("bytes.received", text.len() as u64);
+        let frame = profile.decode(&text);
+        if let Want::Frame(w) = want {
+            if matches!(&frame, Frame::Unknown(name) | Frame::Ignored(name) if name == w) {
+                if let Ok(v) = serde_json::from_str(&text) {
+                    return Read::Got(v);
+                }
+            }
+            if let Frame::ServerError { code, .. } = &frame {
+                let code = code.clone().unwrap_or_else(|| "error".into());
+                count_frame(&frame, cx.obs);
+                return Read::ServerError(code);
+            }
+        }
+        for v in frame_violation(&frame, text.len(), profile) {
+            match active.as_mut() {
+                Some(run) => run.violated(cx.obs, v, &text),
+                None => note_violation(cx.obs, &v, &text, &who),
+            }
+        }
+        let Frame::Agent(ev) = frame else {
+            if let Some(reply) = count_frame(&frame, cx.obs) {
+                let _ = ws.send(Message::Text(reply.into())).await;
+            }
+            continue;
+        };
+        let Some(run) = active.as_mut() else {
+            between_runs(&ev, &text, profile, cx, earlier_runs);
+            continue;
+        };
+        if let Belongs::Foreign(v) = check_isolation(&ev, &run.me, earlier_runs) {
+            cx.obs.count("frames.foreign");
+            run.violated(cx.obs, v, &text);
+            continue;
+        }
+        if let Some(outcome) = run.on_event(&ev, &text, profile, cx.obs) {
+            let report = active.take().expect("a run is active").finish(outcome);
+            remember_run(earlier_runs, report.run_id.as_deref());
+            return Read::RunEnded(report);
+        }
+    }
+}
+
+/// An agent event with no run active: late (a finished run's), a second
+/// terminal, foreign, or one that names no run at all.
+fn between_runs(
+    ev: &crate::protocol::Event,
+    text: &str,
+    profile: &Profile,
+    cx: &ReadCtx<'_>,
+    earlier_runs: &[String],
+) {
+    cx.obs.count("frames.between_runs");
     let me = Identity {
-        user_id: user_id.to_string(),
+        user_id: cx.user_id.to_string(),
         thread_id: None,
         run_id: Some(String::new()),
     };
-    loop {
-        let Some(next) = ws.next().now_or_never() else {
-            return (replies, None);
-        };
-        let msg = match next {
-            None | Some(Err(_)) => return (replies, Some(ABNORMAL_CLOSE)),
-            Some(Ok(m)) => m,
-        };
-        match msg {
-            Message::Text(text) => {
-                obs.count_n("bytes.received", text.len() as u64);
-                let frame = profile.decode(&text);
-                for v in frame_violation(&frame, text.len(), profile) {
-                    note_violation(obs, &v, &text, &who);
-                }
-                if let Frame::Agent(ev) = &frame {
-                    obs.count("frames.between_runs");
-                    let v = match check_isolation(ev, &me, earlier_runs) {
-                        Belongs::Foreign(v)
-                            if v.class == "late_event" && profile.terminal(&ev.name).is_some() =>
-                        {
-                            Violation::new(
-                                "duplicate_terminal",
-                                ev.name.clone(),
-                                format!("a second `{}` after the run ended", ev.name),
-                            )
-                        }
-                        Belongs::Foreign(v) => v,
-                        Belongs::Mine => Violation::new(
-                            "crossed_run",
-                            ev.name.clone(),
-                            format!(
-                                "`{}` without a run id arrived while no run was active",
-                                ev.name
-                            ),
-                        ),
-                    };
-                    note_violation(obs, &v, &text, &who);
-                } else if let Some(reply) = count_frame(&frame, obs) {
-                    replies.push(reply);
-                }
-            }
-            Message::Binary(b) => {
-                obs.count("frames.binary");
-                note_violation(obs, &binary_violation(b.len()), "<binary>", &who);
-            }
-            Message::Close(f) => return (replies, Some(close_code(f))),
-            _ => {}
+    let v = match check_isolation(ev, &me, earlier_runs) {
+        Belongs::Foreign(v) if v.class == "late_event" && profile.terminal(&ev.name).is_some() => {
+            Violation::new(
+                "duplicate_terminal",
+                ev.name.clone(),
+                format!("a second `{}` after the run ended", ev.name),
+            )
         }
-    }
+        Belongs::Foreign(v) => v,
+        Belongs::Mine => Violation::new(
+            "crossed_run",
+            ev.name.clone(),
+            format!(
+                "`{}` without a run id arrived while no run was active",
+                ev.name
+            ),
+        ),
+    };
+    note_violation(
+        cx.obs,
+        &v,
+        text,
+        &Who {
+            user_id: cx.user_id,
+            run_id: None,
+        },
+    );
 }
 
 #[cfg(test)]
@@ -595,17 +691,60 @@ mod tests {
         }
     }
 
+    fn netra() -> &'static Profile {
+        static P: std::sync::OnceLock<Profile> = std::sync::OnceLock::new();
+        P.get_or_init(Profile::netra)
+    }
+
     fn run() -> PendingRun {
         PendingRun {
             run_id: Some("r1".into()),
             thread_id: None,
             user_id: "u".into(),
             started: Instant::now(),
+            sent: Instant::now(),
+        }
+    }
+
+    /// Reads until the run ends, as the `await` step does, and ends it the
+    /// way the engine does on a close or a timeout.
+    async fn follow(
+        ws: &mut Scripted,
+        pending: PendingRun,
+        deadline: Instant,
+        obs: &ObsSender,
+    ) -> RunReport {
+        let cx = ReadCtx {
+            profile: netra(),
+            user_id: "u",
+            obs,
+        };
+        let mut active = Some(ActiveRun::new(pending, netra()));
+        let mut earlier = Vec::new();
+        match read(
+            ws,
+            &cx,
+            &mut active,
+            &mut earlier,
+            Want::Run,
+            deadline,
+            None,
+        )
+        .await
+        {
+            Read::RunEnded(r) => r,
+            Read::Closed(code) => active.take().unwrap().finish(RunOutcome::Closed { code }),
+            Read::TimedOut => {
+                let a = active.take().unwrap();
+                let events = a.events();
+                a.finish(RunOutcome::TimedOut { events })
+            }
+            other => panic!("unexpected {other:?}"),
         }
     }
 
     async fn report(ws: &mut Scripted, deadline: Instant, obs: &ObsSender) -> RunReport {
-        await_run(ws, &Profile::netra(), &run(), &[], deadline, obs).await
+        follow(ws, run(), deadline, obs).await
     }
 
     fn who() -> Who<'static> {
@@ -702,11 +841,9 @@ mod tests {
         );
         let mut pending = run();
         pending.run_id = None;
-        let r = await_run(
+        let r = follow(
             &mut ws,
-            &Profile::netra(),
-            &pending,
-            &[],
+            pending,
             Instant::now() + Duration::from_secs(1),
             &c.sender(),
         )
@@ -777,9 +914,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn drain_reads_only_what_already_arrived() {
+    async fn a_past_deadline_reads_only_what_already_arrived() {
         let c = Collector::start();
-        let p = Profile::netra();
+        let obs = c.sender();
+        let cx = ReadCtx {
+            profile: netra(),
+            user_id: "u",
+            obs: &obs,
+        };
         let mut ws = script(
             &[
                 r#"{"type":"ping"}"#,
@@ -791,10 +933,109 @@ mod tests {
             }))),
             true,
         );
-        let (replies, closed) = drain(&mut ws, &p, "u", &["r0".to_string()], &c.sender());
-        assert_eq!(replies, vec![r#"{"type":"pong"}"#.to_string()]);
-        assert_eq!(closed, Some(1011));
+        let mut earlier = vec!["r0".to_string()];
+        async fn read_now(ws: &mut Scripted, cx: &ReadCtx<'_>, earlier: &mut Vec<String>) -> Read {
+            read(
+                ws,
+                cx,
+                &mut None,
+                earlier,
+                Want::Nothing,
+                Instant::now(),
+                None,
+            )
+            .await
+        }
+        let out = read_now(&mut ws, &cx, &mut earlier).await;
+        assert_eq!(out, Read::Closed(1011));
+        assert_eq!(ws.sent, vec![Message::Text(r#"{"type":"pong"}"#.into())]);
+        // Nothing more had arrived: a second read times out at once.
+        let mut ws = script(&[], None, true);
+        let out = read_now(&mut ws, &cx, &mut earlier).await;
+        assert_eq!(out, Read::TimedOut);
+        drop(obs);
         let rec = c.finish().await.total;
         assert_eq!(rec.counter("violations.duplicate_terminal"), 1);
+    }
+
+    /// A run's events that arrive while the journey does something else (a
+    /// think) are timed when they arrive and end the run there; the `await`
+    /// step then finds it finished. Regression: events read outside `await`
+    /// were dropped as `frames.between_runs`, failing every such run.
+    #[tokio::test(start_paused = true)]
+    async fn events_read_while_thinking_belong_to_the_active_run() {
+        let c = Collector::start();
+        let obs = c.sender();
+        let cx = ReadCtx {
+            profile: netra(),
+            user_id: "u",
+            obs: &obs,
+        };
+        let mut ws = script(
+            &[
+                r#"{"type":"agent_started","run_id":"r1","user_id":"u","thread_id":"t"}"#,
+                r#"{"type":"agent_completed","run_id":"r1","status":"ok","final_response":"x"}"#,
+            ],
+            None,
+            true,
+        );
+        let mut active = Some(ActiveRun::new(run(), netra()));
+        let mut earlier = Vec::new();
+        let think_until = Instant::now() + Duration::from_secs(5);
+        let out = read(
+            &mut ws,
+            &cx,
+            &mut active,
+            &mut earlier,
+            Want::Nothing,
+            think_until,
+            None,
+        )
+        .await;
+        let Read::RunEnded(r) = out else {
+            panic!("{out:?}")
+        };
+        assert_eq!((r.outcome, r.violations.len()), (RunOutcome::Ok, 0));
+        assert!(active.is_none());
+        assert_eq!(earlier, vec!["r1".to_string()]);
+        drop(obs);
+        let rec = c.finish().await.total;
+        assert_eq!(rec.counter("frames.between_runs"), 0);
+        assert_eq!(rec.histograms["ttc"].len(), 1);
+        // Timed at arrival (the paused clock did not move), not after the think.
+        assert!(rec.histograms["ttc"].max() < 1_000_000);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stop_ends_an_idle_read_and_a_sleep() {
+        let c = Collector::start();
+        let obs = c.sender();
+        let cx = ReadCtx {
+            profile: netra(),
+            user_id: "u",
+            obs: &obs,
+        };
+        let stop = StopSignal::new();
+        let mut ws = script(&[], None, true);
+        let far = Instant::now() + Duration::from_secs(3600);
+        let mut earlier = Vec::new();
+        let mut idle = None;
+        let reading = read(
+            &mut ws,
+            &cx,
+            &mut idle,
+            &mut earlier,
+            Want::Nothing,
+            far,
+            Some(&stop),
+        );
+        let (out, ()) = tokio::join!(reading, async { stop.request() });
+        assert_eq!(out, Read::Stopped);
+        assert!(!stop.sleep_until(far).await, "already stopped");
+        stop.reset();
+        assert!(
+            stop.sleep_until(Instant::now() + Duration::from_millis(5))
+                .await
+        );
     }
 }

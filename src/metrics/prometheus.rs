@@ -52,7 +52,9 @@ pub fn render(rec: &Recorder, users: u64) -> String {
     g_users.set(users as i64);
     reg.register("chatload_users", "Users the load plan wants now", g_users);
     let ready = rec.counter(names::CONN_READY);
-    let closed = rec.counter_prefix_sum("closes.") + rec.counter("connections.closed_by_client");
+    // Every ready socket that ended, whoever ended it (closes before ready,
+    // which `closes.*` also counts, never were open).
+    let closed = rec.counter(names::CONN_CLOSED);
     let open = Gauge::<i64>::default();
     open.set(ready.saturating_sub(closed) as i64);
     reg.register(
@@ -147,6 +149,9 @@ mod tests {
         r.count("runs.failed.timeout", 1);
         r.count("closes.1011", 1);
         r.count("connections.ready", 3);
+        r.count("connections.closed", 1);
+        // A close before ready never was an open socket.
+        r.count("closes.1008", 1);
         let text = render(&r, 3);
         for want in [
             "chatload_users 3",

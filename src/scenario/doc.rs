@@ -338,7 +338,7 @@ impl<'a> Elem<'a> {
             _ => None,
         }
     }
-    fn as_str(self) -> Option<&'a str> {
+    pub(crate) fn as_str(self) -> Option<&'a str> {
         self.value()?.as_str()
     }
     pub fn as_integer(self) -> Option<i64> {

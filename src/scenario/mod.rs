@@ -79,6 +79,9 @@ pub struct Auth {
     pub user_prefix: String,
     /// Reconnect with a fresh token when the current one expires within this.
     pub refresh_margin: Duration,
+    /// `refresh_margin = "off"`: tokens are used until the server refuses
+    /// them (to test how a target treats sockets that outlive their token).
+    pub refresh: bool,
     /// Where tokens come from.
     pub source: TokenSource,
 }
@@ -680,6 +683,7 @@ fn read_auth(o: &Obj<'_>) -> Option<Auth> {
         present: vec![Presentation::SubprotocolJwt],
         user_prefix: "chatload-user-".into(),
         refresh_margin: Duration::from_secs(60),
+        refresh: true,
         source: TokenSource::Mint,
     };
     let Some(tbl) = o.obj("auth") else {
@@ -835,7 +839,10 @@ fn read_auth(o: &Obj<'_>) -> Option<Auth> {
         a.user_prefix = p;
     }
     if let Some(n) = tbl.get("refresh_margin") {
-        if let Some(d) = n.as_duration() {
+        if n.item.as_str() == Some("off") {
+            a.refresh = false;
+            a.refresh_margin = Duration::ZERO;
+        } else if let Some(d) = n.as_duration() {
             a.refresh_margin = d;
         }
     }
