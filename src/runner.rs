@@ -337,10 +337,12 @@ type StepLog = Arc<std::sync::Mutex<Vec<crate::metrics::capacity::StepResult>>>;
 /// warm-up) as a collector phase, judges the step against the SLOs when it
 /// ends, and stops the load at the first step that breaks one. Returns when
 /// every step is judged, or when `done` says the engine has ended (a step
-/// still running then is not judged).
+/// whose measured window was cut short by a stop is not judged; one that
+/// ended as the engine did is).
 async fn capacity_controller(
     obs: crate::metrics::ObsSender,
     cap: crate::scenario::CapacityPlan,
+    open_model: bool,
     mut started: tokio::sync::watch::Receiver<Option<Instant>>,
     log: StepLog,
     mut done: tokio::sync::oneshot::Receiver<()>,
@@ -354,24 +356,48 @@ async fn capacity_controller(
             _ = &mut done => return,
         }
     };
+    // The engine ends a plan on its clock, so its end and the last step's may
+    // land together: a step that was that close to its end is judged.
+    const END_SLACK: Duration = Duration::from_millis(250);
+    let mut engine_done = false;
     for step in cap.steps() {
         let at = |s: u64| tokio::time::Instant::from_std(epoch + Duration::from_secs(s));
+        if engine_done {
+            return;
+        }
         tokio::select! {
+            biased;
             _ = tokio::time::sleep_until(at(step.measure_s)) => {}
             _ = &mut done => return,
         }
+        let total = obs.peek().await;
+        let sockets_at_start = total
+            .counter(names::CONN_READY)
+            .saturating_sub(total.counter(names::CONN_CLOSED));
         obs.phase(Some(step.index));
         tokio::select! {
+            biased;
             _ = tokio::time::sleep_until(at(step.end_s)) => {}
             _ = &mut done => {
-                obs.phase(None);
-                return;
+                engine_done = true;
+                if tokio::time::Instant::now() + END_SLACK < at(step.end_s) {
+                    obs.phase(None);
+                    return;
+                }
             }
         }
         obs.phase(None);
         let rec = obs.peek_phase(step.index).await;
-        let r =
-            crate::metrics::capacity::judge_step(&step, cap.show_load(step.load), &cap.slo, &rec);
+        let r = crate::metrics::capacity::judge_step(
+            &step,
+            cap.show_load(step.load),
+            &cap.slo,
+            &rec,
+            crate::metrics::capacity::StepContext {
+                sockets_at_start,
+                open_model,
+            },
+        );
         let held = r.held;
         let why = r
             .slo
@@ -659,10 +685,11 @@ pub async fn run(req: RunRequest) -> Result<RunResult, RunError> {
         .capacity
         .clone()
         .map(|cap| (cap, sc.workload.open.is_some(), step_log.clone()));
-    let controller = capacity.as_ref().map(|(cap, _, log)| {
+    let controller = capacity.as_ref().map(|(cap, open, log)| {
         tokio::spawn(capacity_controller(
             collector.sender(),
             cap.clone(),
+            *open,
             started_rx.clone(),
             log.clone(),
             done_rx,

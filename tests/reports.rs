@@ -153,7 +153,12 @@ fn capacity_snapshot() -> Snapshot {
                 measure_s: i * 10 + 2,
                 end_s: i * 10 + 10,
             };
-            judge_step(&step, format!("{load} users"), &slo, &rec)
+            // Every user holds one socket through the step.
+            let cx = chatload::metrics::capacity::StepContext {
+                sockets_at_start: load as u64,
+                open_model: false,
+            };
+            judge_step(&step, format!("{load} users"), &slo, &rec, cx)
         })
         .collect();
     let mut s = fixed_snapshot();

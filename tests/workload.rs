@@ -211,6 +211,105 @@ target = 6
     assert!(md.contains("| ttc p50 | ttc p95 | ttc p99 | errors | 1011 per run |"));
 }
 
+/// The open model's capacity search: steps of arrival rates against a server
+/// that serves 4 agent runs at once (none may wait; one more is refused with
+/// 1011). Runs take about 100 ms, so by Little's law (runs in flight = rate x
+/// run time) the server holds up to about 40/s: stepping 10, 25, 40, 55/s the
+/// knee is within one step of 40/s, and every refusal is a 1011 counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_capacity_search_finds_the_knee_littles_law_predicts() {
+    let _g = goose_lock().await;
+    let text = format!(
+        "version = 1\nname = \"open-knee\"\nseed = 3\n[server]\nevent_delay = [\"50ms\", \"50ms\"]\nthinking = [0, 0]\ntools = [0, 0]\ncapacity = {{ runs = 4, queue = 0 }}\n[workload]\nmodel = \"open\"\nmax_users = 20\n[capacity]\nstart = 10\nstep = 15\nmax = 55\nstep_duration = \"3s\"\nwarmup = \"1s\"\ntarget = 20\n[capacity.slo]\n\"close_1011 rate\" = \"< 1%\"\n\"run_failed rate\" = \"< 1%\"\n{JOURNEY}"
+    );
+    let (_d, out) = out_dir("open-knee");
+    let r = run(parse(&text), None, SECRET, out).await;
+    let c = r.snapshot.capacity.as_ref().expect("a capacity section");
+    eprintln!("open capacity: {}", c.summary());
+    assert_eq!(c.unit, "arrivals_per_s");
+    let knee = c.knee.expect("10/s holds");
+    let failing = c.first_failing.as_ref().expect("55/s cannot hold");
+    assert!(
+        (25.0..=40.0).contains(&knee),
+        "knee {knee}/s, the limit is about 40/s"
+    );
+    assert!(failing.load > knee && failing.load <= 55.0);
+    assert!(failing
+        .failed
+        .iter()
+        .any(|v| v.threshold.starts_with("close_1011 rate")
+            || v.threshold.starts_with("run_failed rate")));
+    for st in &c.steps {
+        assert!(st.counters.get("starts.intended").copied().unwrap_or(0) > 0);
+        assert!(st.histograms.contains_key(names::TTC), "step {}", st.index);
+    }
+    assert_eq!(
+        counter(&r, "closes.1011"),
+        truth(&r, "capacity.refused_1011"),
+        "refusals"
+    );
+    assert_eq!(r.snapshot.verdict, "pass", "the knee carries 20/s");
+}
+
+/// Two open-model searches that must judge every step they ran: one where
+/// every step holds (regression: the pacer ended the engine as the last step
+/// ended, and that step went unjudged), one whose session pool is too small
+/// for its second step (regression: a step held while its pool dropped most
+/// of its arrivals).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_capacity_search_judges_its_last_step_and_the_load_it_offered() {
+    let _g = goose_lock().await;
+    let search = |server: &str, max_users: u64, steps: &str| {
+        format!(
+            "version = 1\nname = \"open-steps\"\nseed = 3\n[server]\n{server}\nthinking = [0, 0]\ntools = [0, 0]\n[workload]\nmodel = \"open\"\nmax_users = {max_users}\n[capacity]\n{steps}\nstep_duration = \"3s\"\nwarmup = \"1s\"\n[capacity.slo]\n\"run_failed rate\" = \"< 1%\"\n{JOURNEY}"
+        )
+    };
+    let (_d, out) = out_dir("all-hold");
+    let quick = "event_delay = [\"2ms\", \"2ms\"]";
+    let r = run(
+        parse(&search(quick, 20, "start = 5\nstep = 5\nmax = 10")),
+        None,
+        SECRET,
+        out,
+    )
+    .await;
+    let c = r.snapshot.capacity.as_ref().unwrap();
+    assert_eq!(c.steps.len(), 2, "{}", c.summary());
+    assert!(
+        c.reached_max && c.first_failing.is_none(),
+        "{}",
+        c.summary()
+    );
+    assert_eq!(c.knee, Some(10.0));
+    assert_eq!(r.snapshot.verdict, "pass");
+
+    // Runs of about 100 ms and a pool of 2 sessions carry about 20/s: 30/s
+    // drops a third of its arrivals, and that step did not hold.
+    let (_d2, out2) = out_dir("small-pool");
+    let slow = "event_delay = [\"50ms\", \"50ms\"]";
+    let r = run(
+        parse(&search(slow, 2, "start = 5\nstep = 25\nmax = 30")),
+        None,
+        SECRET,
+        out2,
+    )
+    .await;
+    let c = r.snapshot.capacity.as_ref().unwrap();
+    assert_eq!(c.knee, Some(5.0), "{}", c.summary());
+    let f = c.first_failing.as_ref().expect("30/s broke");
+    assert_eq!(f.load, 30.0);
+    assert_eq!(
+        f.failed
+            .iter()
+            .map(|v| v.threshold.as_str())
+            .collect::<Vec<_>>(),
+        vec![chatload::metrics::capacity::OFFERED_RULE],
+        "only the pool failed: the runs it did start were fine"
+    );
+    let step2 = &c.steps[1];
+    assert!(step2.counters.get("starts.dropped").copied().unwrap_or(0) > 0);
+}
+
 #[test]
 fn validate_prints_the_plan_of_every_model() {
     let dir = tempfile::tempdir().unwrap();

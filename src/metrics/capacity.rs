@@ -62,14 +62,35 @@ pub struct CapacityResult {
     pub headroom: Option<f64>,
 }
 
-/// Judges one step's data against the SLOs.
+/// What judging a step needs besides its own data.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StepContext {
+    /// Ready sockets open when the step's measurement began (they carry the
+    /// step's runs as much as the sockets it opens).
+    pub sockets_at_start: u64,
+    /// An open-model search: the step must also have offered its load.
+    pub open_model: bool,
+}
+
+/// Judges one step's data against the SLOs. In the open model a step also
+/// holds only if every arrival started on time: one the pool could not
+/// serve (dropped, or late in `queue` mode) means the step's load was not
+/// offered, whether the target's latency filled the pool (Little's law) or
+/// the pool is too small for it (`workload.max_users`).
 pub fn judge_step(
     step: &CapacityStep,
     load_text: String,
     slo: &[Threshold],
     rec: &Recorder,
+    cx: StepContext,
 ) -> StepResult {
-    let verdicts: Vec<Verdict> = slo.iter().map(|t| judge_in_step(t, rec)).collect();
+    let mut verdicts: Vec<Verdict> = slo
+        .iter()
+        .map(|t| judge_in_step(t, rec, cx.sockets_at_start))
+        .collect();
+    if cx.open_model {
+        verdicts.push(offered(rec));
+    }
     StepResult {
         index: step.index,
         load: step.load,
@@ -84,28 +105,49 @@ pub fn judge_step(
     }
 }
 
-/// Judges a rule on a step's data. A close-code rate is per new connection,
-/// and a step of the closed model may open none (sockets outlive steps): with
-/// no new connection and no such close, the rate is 0, not "no data".
-fn judge_in_step(t: &Threshold, rec: &Recorder) -> Verdict {
-    let v = t.judge(rec);
-    if v.observed.is_some() {
-        return v;
+/// The rule every open-model step carries: its arrivals all started on time.
+pub const OFFERED_RULE: &str = "every arrival started on time (starts.dropped + starts.late == 0)";
+
+fn offered(rec: &Recorder) -> Verdict {
+    let dropped = rec.counter(super::names::STARTS_DROPPED);
+    let late = rec.counter(super::names::STARTS_LATE);
+    let intended = rec.counter(super::names::STARTS_INTENDED);
+    let missed = dropped + late;
+    Verdict {
+        threshold: OFFERED_RULE.to_string(),
+        passed: missed == 0,
+        observed: Some(missed as f64),
+        limit: 0.0,
+        observed_text: format!(
+            "{dropped} dropped and {late} late of {intended} arrivals: the session pool was full"
+        ),
+        limit_text: "0".to_string(),
+        unit: "count".to_string(),
     }
+}
+
+/// Judges a rule on a step's data. A close-code rate is per socket in use in
+/// the step (open when it began, or opened in it): sockets outlive steps, so
+/// per new connection a step with one new socket and one close would read
+/// 100%. With no socket in use and no such close, the rate is 0.
+fn judge_in_step(t: &Threshold, rec: &Recorder, sockets_at_start: u64) -> Verdict {
     if let super::threshold::Subject::Rate { name } = &t.subject {
         if let Some(code) = name.strip_prefix("close_") {
             let closes = rec.counter(&format!("closes.{code}"));
-            if closes == 0 && rec.counter(super::names::RUNS_STARTED) > 0 {
-                let mut zero = Recorder::default();
-                zero.count(super::names::CONN_UPGRADED, 1);
-                return t.judge(&zero);
+            let in_use = rec.counter(super::names::CONN_UPGRADED) + sockets_at_start;
+            let mut r = Recorder::default();
+            r.count(&format!("closes.{code}"), closes);
+            r.count(super::names::CONN_UPGRADED, in_use.max(1));
+            let mut v = t.judge(&r);
+            if in_use == 0 && closes > 0 {
+                v.observed_text = format!("{closes} closes and no socket in use");
+            } else {
+                v.observed_text = format!("{} ({closes} of {in_use} sockets)", v.observed_text);
             }
-            let mut v = v;
-            v.observed_text = format!("{closes} closes and no new connection");
             return v;
         }
     }
-    v
+    t.judge(rec)
 }
 
 /// Names the knee from the measured steps.
@@ -211,7 +253,13 @@ mod tests {
             measure_s: 0,
             end_s: 1,
         };
-        judge_step(&s, format!("{load} users"), &slo, &rec)
+        judge_step(
+            &s,
+            format!("{load} users"),
+            &slo,
+            &rec,
+            StepContext::default(),
+        )
     }
 
     #[test]
@@ -246,7 +294,8 @@ mod tests {
         assert_eq!(none.knee, None);
         assert!(!none.passed());
         assert!(none.summary().starts_with("no step held"));
-        // A close rate with no new connection in the step: 0 when nothing closed.
+        // A close rate counts every socket in use in the step: the ones open
+        // at its start too (sockets outlive steps).
         let rate = vec![Threshold::parse("close_1011 rate", "< 1%").unwrap()];
         let mut rec = Recorder::default();
         rec.count("runs.started", 10);
@@ -257,11 +306,48 @@ mod tests {
             measure_s: 0,
             end_s: 1,
         };
-        assert!(judge_step(&s, "1".into(), &rate, &rec).held);
+        let cx = |sockets| StepContext {
+            sockets_at_start: sockets,
+            open_model: false,
+        };
+        assert!(judge_step(&s, "1".into(), &rate, &rec, cx(0)).held);
         rec.count("closes.1011", 2);
-        let broke = judge_step(&s, "1".into(), &rate, &rec);
+        let broke = judge_step(&s, "1".into(), &rate, &rec, cx(0));
         assert!(!broke.held);
-        assert_eq!(broke.slo[0].observed_text, "2 closes and no new connection");
+        assert_eq!(broke.slo[0].observed_text, "2 closes and no socket in use");
+        rec.count("connections.upgraded", 1);
+        let per_socket = judge_step(&s, "1".into(), &rate, &rec, cx(399));
+        assert_eq!(per_socket.slo[0].observed, Some(2.0 / 400.0));
+        assert!(per_socket.held, "2 of 400 sockets is 0.5%");
+        assert!(
+            per_socket.slo[0]
+                .observed_text
+                .contains("(2 of 400 sockets)"),
+            "{}",
+            per_socket.slo[0].observed_text
+        );
+        // The open model: a step whose pool dropped or delayed arrivals did
+        // not offer its load, whatever the SLOs say.
+        let mut open = Recorder::default();
+        open.count("starts.intended", 100);
+        open.count("runs.started", 97);
+        open.count("starts.dropped", 3);
+        let o = judge_step(
+            &s,
+            "10/s".into(),
+            &[],
+            &open,
+            StepContext {
+                sockets_at_start: 0,
+                open_model: true,
+            },
+        );
+        assert!(!o.held);
+        assert_eq!(o.slo.len(), 1);
+        assert_eq!(o.slo[0].threshold, OFFERED_RULE);
+        assert!(o.slo[0]
+            .observed_text
+            .starts_with("3 dropped and 0 late of 100"));
         // Every step held.
         let all = conclude(
             vec![step(1, 4.0, 10), step(2, 8.0, 10)],

@@ -6,6 +6,31 @@ use std::io::{self, Write};
 
 use html_escape::encode_text as esc;
 
+/// Escapes text written for Markdown, turning its `code` spans into
+/// `<code>` (verdict summaries are shared by every format).
+fn code_spans(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 16);
+    for (i, part) in text.split('`').enumerate() {
+        if i % 2 == 1 {
+            out.push_str("<code>");
+            out.push_str(&esc(part));
+            out.push_str("</code>");
+        } else {
+            out.push_str(&esc(part));
+        }
+    }
+    // An odd number of backticks: the last one had no partner; keep it.
+    if text.matches('`').count() % 2 == 1 {
+        if let Some(at) = out.rfind("<code>") {
+            out.replace_range(at..at + "<code>".len(), "`");
+            if out.ends_with("</code>") {
+                out.truncate(out.len() - "</code>".len());
+            }
+        }
+    }
+    out
+}
+
 use super::{OverTime, ReportData};
 use crate::metrics::threshold::format_us;
 
@@ -345,7 +370,7 @@ pub fn render(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
         r#"<div class="banner {class}">{} — {}<small>{}</small></div><main>"#,
         esc(&d.verdict),
         esc(&d.title),
-        esc(&why)
+        code_spans(&why)
     );
     let _ = write!(
         o,
@@ -389,26 +414,36 @@ pub fn render(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
     if let Some(c) = &d.capacity {
         let _ = write!(
             o,
-            r#"<h2>Capacity search</h2><p class="{}"><b>{}</b></p><p>A step holds when: {}.</p><table><tr><th>step</th><th>load</th><th>runs</th><th>ttc p50</th><th>ttc p95</th><th>ttc p99</th><th>errors</th><th>1011 per run</th><th>result</th></tr>"#,
+            r#"<h2>Capacity search</h2><p class="{}"><b>{}</b></p><p>A step holds when: {}.</p><table><tr><th>step</th><th>load</th><th>runs</th><th>ttc p50</th><th>ttc p95</th><th>ttc p99</th><th>errors</th><th>1011 per run</th>{}<th>result</th></tr>"#,
             if c.passed { "ok" } else { "bad" },
-            esc(&c.summary),
+            code_spans(&c.summary),
             c.slo
                 .iter()
                 .map(|r| format!("<code>{}</code>", esc(r)))
                 .collect::<Vec<_>>()
-                .join(", ")
+                .join(", "),
+            if c.rows.iter().any(|r| r.not_on_time.is_some()) {
+                "<th>not on time</th>"
+            } else {
+                ""
+            }
         );
         for r in &c.rows {
             let result = if !r.held {
-                format!(r#"<td class="bad">broke: {}</td>"#, esc(&r.broke))
+                format!(r#"<td class="bad">broke: {}</td>"#, code_spans(&r.broke))
             } else if c.knee_index == Some(r.index) {
                 r#"<td class="ok"><b>held: knee</b></td>"#.to_string()
             } else {
                 r#"<td class="ok">held</td>"#.to_string()
             };
+            let late = r
+                .not_on_time
+                .as_ref()
+                .map(|t| format!("<td>{}</td>", esc(t)))
+                .unwrap_or_default();
             let _ = write!(
                 o,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>{result}</tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>{late}{result}</tr>",
                 r.index, esc(&r.load), r.runs, esc(&r.ttc_p50), esc(&r.ttc_p95), esc(&r.ttc_p99), esc(&r.error_rate), esc(&r.close_1011)
             );
         }
@@ -507,4 +542,19 @@ pub fn render(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
         esc(&d.settings_json)
     );
     w.write_all(o.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn code_spans_become_code_elements_and_the_rest_is_escaped() {
+        assert_eq!(
+            code_spans("broke `ttc p95 < 2s` (measured <3s>)"),
+            "broke <code>ttc p95 &lt; 2s</code> (measured &lt;3s&gt;)"
+        );
+        assert_eq!(code_spans("no spans"), "no spans");
+        assert_eq!(code_spans("one ` alone"), "one ` alone");
+    }
 }

@@ -59,11 +59,18 @@ pub fn render(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
                 .join(", ")
         )?;
         writeln!(w)?;
+        // The open model's steps also say which arrivals did not start on time.
+        let open = c.rows.iter().any(|r| r.not_on_time.is_some());
+        let (col, rule) = if open {
+            (" not on time |", "---:|")
+        } else {
+            ("", "")
+        };
         writeln!(
             w,
-            "| step | load | runs | ttc p50 | ttc p95 | ttc p99 | errors | 1011 per run | result |"
+            "| step | load | runs | ttc p50 | ttc p95 | ttc p99 | errors | 1011 per run |{col} result |"
         )?;
-        writeln!(w, "|---:|---:|---:|---:|---:|---:|---:|---:|---|")?;
+        writeln!(w, "|---:|---:|---:|---:|---:|---:|---:|---:|{rule}---|")?;
         for r in &c.rows {
             let result = if !r.held {
                 format!("**broke**: {}", esc(&r.broke))
@@ -72,9 +79,14 @@ pub fn render(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
             } else {
                 "held".to_string()
             };
+            let late = match (&r.not_on_time, open) {
+                (Some(t), _) => format!(" {t} |"),
+                (None, true) => " |".to_string(),
+                (None, false) => String::new(),
+            };
             writeln!(
                 w,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} |{late} {} |",
                 r.index,
                 esc(&r.load),
                 r.runs,

@@ -105,6 +105,9 @@ pub struct CapacityRow {
     pub error_rate: String,
     /// 1011 closes per started run.
     pub close_1011: String,
+    /// Open model: arrivals of the step that did not start on time
+    /// (`dropped D, late L`); `None` in the closed model.
+    pub not_on_time: Option<String>,
     pub held: bool,
     /// The SLOs that failed, with what was measured.
     pub broke: String,
@@ -138,6 +141,13 @@ fn capacity_view(c: &crate::metrics::capacity::CapacityResult) -> CapacityView {
                 ttc_p99: ttc(|h| h.p99_us),
                 error_rate: per_run(names::RUNS_FAILED),
                 close_1011: per_run("closes.1011"),
+                not_on_time: st.counters.contains_key(names::STARTS_INTENDED).then(|| {
+                    format!(
+                        "{} dropped, {} late",
+                        n(names::STARTS_DROPPED),
+                        n(names::STARTS_LATE)
+                    )
+                }),
                 held: st.held,
                 broke: st
                     .slo
@@ -412,7 +422,11 @@ impl ReportData {
                 .into_iter()
                 .map(|(k, v)| {
                     let (phase, code) = k.split_once('.').unwrap_or((&k, ""));
-                    (format!("{code} during {}", phase.replace('_', " ")), v)
+                    // `during_run` reads "1011 during run", `idle` "1011 while idle".
+                    let phase = phase.replace('_', " ");
+                    let phase = phase.strip_prefix("during ").unwrap_or(&phase);
+                    let when = if phase == "idle" { "while" } else { "during" };
+                    (format!("{code} {when} {phase}"), v)
                 }),
         );
         let mut frames = with_prefix(s, "frames.");
