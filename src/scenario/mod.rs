@@ -513,7 +513,9 @@ impl Scenario {
             item: Elem::Item(root_item),
             span: Some(0..0),
         };
-        let echo = root.to_json().unwrap_or(Value::Null);
+        doc::refuse_non_finite(&ctx, "", root.item, root.span.clone());
+        let mut echo = root.to_json_lossy();
+        redact_echo(&mut echo);
         let obj = root.as_obj().expect("a document is a table");
         let s = read_scenario(&obj, path);
         obj.finish();
@@ -522,6 +524,47 @@ impl Scenario {
             Some(s) if items.is_empty() => Ok(Scenario { echo, ..s }),
             _ => Err(Diagnostics { file, items }),
         }
+    }
+}
+
+/// What replaces a secret-bearing value in the scenario's echo.
+pub const REDACTED: &str = "<redacted>";
+
+/// The echo goes into `snapshot.json` and every report: the login body (and
+/// its headers, should it ever have some) may hold a password, so each string
+/// under them is replaced.
+fn redact_echo(echo: &mut Value) {
+    fn strings(v: &mut Value) {
+        match v {
+            Value::String(s) => *s = REDACTED.to_string(),
+            Value::Array(a) => a.iter_mut().for_each(strings),
+            Value::Object(m) => m.values_mut().for_each(strings),
+            _ => {}
+        }
+    }
+    if let Some(login) = echo
+        .pointer_mut("/auth/login")
+        .and_then(Value::as_object_mut)
+    {
+        for key in ["body", "headers"] {
+            if let Some(v) = login.get_mut(key) {
+                strings(v);
+            }
+        }
+    }
+}
+
+impl Scenario {
+    /// Every environment variable the scenario's templates read
+    /// (`{{env.NAME}}` in `[auth.login] body`), sorted, each once.
+    pub fn env_placeholders(&self) -> Vec<String> {
+        let mut names = match &self.auth.source {
+            TokenSource::Login { body, .. } => template::env_names(body),
+            _ => Vec::new(),
+        };
+        names.sort();
+        names.dedup();
+        names
     }
 }
 
@@ -2294,6 +2337,33 @@ duration = "100ms"
         assert_eq!(err.items.len(), 2, "{err}");
         assert!(err.to_string().contains("{{promt}}"));
         assert!(err.to_string().contains("unknown step `nap`"));
+    }
+
+    /// A password in the login body never reaches the echo (snapshot.json and
+    /// every report show it); `{{env.NAME}}` placeholders are listed for `run`.
+    #[test]
+    fn the_login_body_is_redacted_in_the_echo_and_its_env_names_are_listed() {
+        let s = parse(&GOOD.replace(
+            "[workload]",
+            "[auth]\nmode = \"login\"\n[auth.login]\nbody = { user = \"{{user}}\", password = \"hunter2\", key = \"{{env.LOGIN_KEY}}\", nested = { list = [\"x\", 3], pin = \"{{env.LOGIN_PIN}}\" }, again = \"{{env.LOGIN_KEY}}\" }\n[workload]",
+        ))
+        .unwrap();
+        let body = &s.echo["auth"]["login"]["body"];
+        assert_eq!(
+            body,
+            &serde_json::json!({"user": REDACTED, "password": REDACTED, "key": REDACTED, "nested": {"list": [REDACTED, 3], "pin": REDACTED}, "again": REDACTED})
+        );
+        assert!(!s.echo.to_string().contains("hunter2"));
+        // What is sent keeps the values.
+        let TokenSource::Login { body, .. } = &s.auth.source else {
+            panic!("a login source")
+        };
+        assert_eq!(body["password"], "hunter2");
+        assert_eq!(s.env_placeholders(), ["LOGIN_KEY", "LOGIN_PIN"]);
+        // Only the login body is redacted, and a scenario without one reads no env.
+        let plain = parse(GOOD).unwrap();
+        assert_eq!(plain.echo["journey"][1]["message"]["type"], "start_agent");
+        assert!(plain.env_placeholders().is_empty());
     }
 
     #[test]
