@@ -522,6 +522,11 @@ fn every_template_is_checked_where_it_is_rendered() {
             ],
         ),
         (
+            "login-url-template",
+            format!("{HEAD}[auth]\nmode = \"login\"\n[auth.login]\nurl = \"/login/{{{{user}}}}\"\n{CLOSED}{SEND}{AWAIT}"),
+            vec![want("auth.login.url", "the login url is sent as written", "url = ^\"/login/{{user}}\"")],
+        ),
+        (
             "login-body-not-a-table",
             format!("{HEAD}[auth]\nmode = \"login\"\n[auth.login]\nurl = \"ftp://x/login\"\nbody = \"not-a-table\"\n{CLOSED}{SEND}{AWAIT}"),
             vec![

@@ -1219,6 +1219,7 @@ fn read_login(tbl: &Obj<'_>) -> Option<TokenSource> {
             Some(u)
                 if u.starts_with('/') || u.starts_with("http://") || u.starts_with("https://") =>
             {
+                ok &= refuse_placeholders(&n, "the login url");
                 *url = u.to_string()
             }
             Some(_) => {
