@@ -183,7 +183,9 @@ duration = "500ms"
 }
 
 /// Tokens from a file: each user gets its line and acts as the token's `sub`;
-/// fewer tokens than users is refused before any socket opens.
+/// fewer tokens than users is refused before any socket opens: by the loader
+/// (naming `auth.tokens_file` with its position), and by `run` when `--users`
+/// raises the users above the tokens after loading.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tokens_file_names_the_users_and_too_few_tokens_are_refused() {
     let _g = goose_lock().await;
@@ -208,11 +210,13 @@ async fn a_tokens_file_names_the_users_and_too_few_tokens_are_refused() {
         format!("# one per line\n{}\n", lines.join("\n")),
     )
     .unwrap();
-    let scenario = |users: u64| {
-        let text = format!(
+    let text = |users: u64| {
+        format!(
             "version = 1\nname = \"file\"\n[auth]\nmode = \"file\"\ntokens_file = \"tokens.txt\"\n[workload]\nusers = {users}\niterations = 2\n{JOURNEY}"
-        );
-        chatload::scenario::Scenario::parse(&dir.path().join("s.toml"), text).unwrap()
+        )
+    };
+    let scenario = |users: u64| {
+        chatload::scenario::Scenario::parse(&dir.path().join("s.toml"), text(users)).unwrap()
     };
     let (_d, out) = out_dir("file");
     let r = run(scenario(3), None, SECRET, out).await;
@@ -223,9 +227,24 @@ async fn a_tokens_file_names_the_users_and_too_few_tokens_are_refused() {
     assert_eq!(counter(&r, "violations.cross_user_leak"), 0);
     assert_eq!(r.snapshot.verdict, "pass");
 
+    // 4 users for 3 tokens: refused when the scenario loads.
+    let err = chatload::scenario::Scenario::parse(&dir.path().join("s.toml"), text(4))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(
+            "s.toml:5:15: `auth.tokens_file`: the tokens file tokens.txt has 3 tokens for 4 users"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains(&lines[0]), "a token must never be printed");
+
+    // `--users 4` on a scenario loaded with 3: refused by `run`.
+    let mut raised = scenario(3);
+    raised.workload.plan = raised.workload.plan.with_users(4);
     let (_d2, out2) = out_dir("few");
     let req = RunRequest {
-        scenario: scenario(4),
+        scenario: raised,
         target: None,
         secret: Secret::new(SECRET),
         seed: 7,

@@ -80,7 +80,22 @@ pub fn describe(s: &Scenario) -> String {
         }
         describe_steps(&mut o, &j.steps, 1);
     }
-    if s.thresholds.is_empty() {
+    if let Some(c) = &w.capacity {
+        // A capacity search has no [thresholds]: its SLOs judge each step.
+        o.push_str(
+            "\nverdict: by the knee of the search, judged step by step on [capacity.slo]:\n",
+        );
+        for t in &c.slo {
+            o.push_str(&format!("  {}\n", t.expr));
+        }
+        o.push_str(&match c.target {
+            Some(t) => format!(
+                "  the run passes when some step held and the knee reaches the target {}\n",
+                c.show_load(t)
+            ),
+            None => "  the run passes when some step held\n".to_string(),
+        });
+    } else if s.thresholds.is_empty() {
         o.push_str("\nthresholds: none (the run passes unless it is aborted)\n");
     } else {
         o.push_str("\nthresholds:\n");

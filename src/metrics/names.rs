@@ -1,4 +1,12 @@
-//! Names of metrics and counters every report uses (DESIGN.md "Metrics").
+//! Names of metrics and counters every report uses (DESIGN.md "Metrics"),
+//! and the one place that knows which names chatload can emit for a
+//! scenario ([`check_histogram`], [`check_counter`]): a threshold on a name
+//! that is never recorded would judge "no data" (a latency) or 0 (a counter,
+//! so `runs.faild count == 0` would pass every gate), so the loader refuses it.
+//!
+//! A new counter gets a constant here and an entry in [`COUNTERS`] (or a
+//! family in [`check_counter`]); a unit test reads the engine's sources and
+//! fails on a literal counter or histogram name this module does not know.
 
 /// TCP + TLS + HTTP upgrade, until the 101 response.
 pub const WS_CONNECT: &str = "ws_connect";
@@ -12,6 +20,34 @@ pub const TTC: &str = "ttc";
 pub const EVENT_GAP_MAX: &str = "event_gap_max";
 /// Intended start to actual send.
 pub const SEND_LAG: &str = "send_lag";
+/// A heartbeat ping to its reply.
+pub const WS_PING: &str = "ws_ping";
+/// A dropped socket (or a first failed connect) to ready again.
+pub const RECONNECT_TIME: &str = "reconnect_time";
+/// The wait before a reconnect attempt.
+pub const RECONNECT_BACKOFF: &str = "reconnect_backoff";
+/// The login request of the login token source.
+pub const LOGIN: &str = "login";
+/// `POST /api/websocket/ticket` of the ticket presentation.
+pub const REST_TICKET: &str = "rest_ticket";
+/// `switch_thread` sent to its confirmation.
+pub const THREAD_SWITCH: &str = "thread_switch";
+
+/// Histograms recorded whatever the journey (some only with a setting:
+/// heartbeats, a login source, tickets, the open model, reconnects).
+pub const HISTOGRAMS: &[&str] = &[
+    WS_CONNECT,
+    WS_READY,
+    TTFE,
+    TTC,
+    EVENT_GAP_MAX,
+    SEND_LAG,
+    WS_PING,
+    RECONNECT_TIME,
+    RECONNECT_BACKOFF,
+    LOGIN,
+    REST_TICKET,
+];
 
 /// Open model: arrivals the rate plan called for.
 pub const STARTS_INTENDED: &str = "starts.intended";
@@ -31,10 +67,307 @@ pub const CONN_READY: &str = "connections.ready";
 pub const CONN_READY_TIMEOUT: &str = "connections.ready_timeout";
 /// A ready socket that ended, for whatever reason (open = ready - closed).
 pub const CONN_CLOSED: &str = "connections.closed";
+pub const CONN_CLOSED_MISSED_HEARTBEAT: &str = "connections.closed_missed_heartbeat";
+pub const CONN_CLOSED_BY_CLIENT: &str = "connections.closed_by_client";
 pub const RECONNECTS: &str = "reconnects";
+pub const RECONNECTS_GAVE_UP: &str = "reconnects.gave_up";
 pub const RUNS_STARTED: &str = "runs.started";
 pub const RUNS_OK: &str = "runs.ok";
 pub const RUNS_FAILED: &str = "runs.failed";
+pub const TOKENS_MINTED: &str = "tokens.minted";
+pub const TOKENS_FROM_FILE: &str = "tokens.from_file";
+pub const TOKENS_LOGIN: &str = "tokens.login";
+pub const TOKENS_LOGIN_FAILED: &str = "tokens.login_failed";
+pub const TOKENS_LOGIN_NO_TOKEN: &str = "tokens.login_failed.no_token";
+pub const TOKENS_REFRESHED: &str = "tokens.refreshed";
+pub const TOKENS_REJECTED: &str = "tokens.rejected";
+pub const TOKENS_EXPIRED: &str = "tokens.expired";
+pub const TOKENS_EXPIRED_ON_SOCKET: &str = "tokens.expired_on_socket";
+/// Users whose token cannot be renewed (a tokens file) and that the server
+/// refused: they connect no more this run.
+pub const USERS_PARKED: &str = "users.parked";
+pub const TICKETS_ISSUED: &str = "tickets.issued";
+pub const TICKETS_FAILED: &str = "tickets.failed";
+pub const HEARTBEATS_SENT: &str = "heartbeats.sent";
+pub const HEARTBEATS_ANSWERED: &str = "heartbeats.answered";
+pub const HEARTBEATS_MISSED: &str = "heartbeats.missed";
+pub const THREADS_CREATED: &str = "threads.created";
+pub const THREADS_SWITCHED: &str = "threads.switched";
+pub const THREADS_SWITCH_TIMEOUT: &str = "threads.switch_timeout";
+pub const FRAMES_UNKNOWN: &str = "frames.unknown";
+pub const FRAMES_UNPARSEABLE: &str = "frames.unparseable";
+pub const FRAMES_BINARY: &str = "frames.binary";
+pub const FRAMES_BETWEEN_RUNS: &str = "frames.between_runs";
+pub const FRAMES_FOREIGN: &str = "frames.foreign";
+pub const HANDSHAKES_ANSWERED: &str = "handshakes.answered";
+pub const BYTES_SENT: &str = "bytes.sent";
+pub const BYTES_RECEIVED: &str = "bytes.received";
+pub const HISTORY_MESSAGES_CHECKED: &str = "history.messages_checked";
+pub const PERSISTENCE_MISS: &str = "persistence_miss";
+pub const HISTOGRAM_CLAMPED: &str = "histogram.clamped";
+
+/// Every counter with a fixed name. (Families such as `closes.<code>` are
+/// in [`check_counter`].)
+pub const COUNTERS: &[&str] = &[
+    CONN_ATTEMPTED,
+    CONN_UPGRADED,
+    CONN_READY,
+    CONN_READY_TIMEOUT,
+    CONN_CLOSED,
+    CONN_CLOSED_MISSED_HEARTBEAT,
+    CONN_CLOSED_BY_CLIENT,
+    RECONNECTS,
+    RECONNECTS_GAVE_UP,
+    RUNS_STARTED,
+    RUNS_OK,
+    RUNS_FAILED,
+    STARTS_INTENDED,
+    STARTS_DROPPED,
+    STARTS_LATE,
+    TOKENS_MINTED,
+    TOKENS_FROM_FILE,
+    TOKENS_LOGIN,
+    TOKENS_LOGIN_FAILED,
+    TOKENS_LOGIN_NO_TOKEN,
+    TOKENS_REFRESHED,
+    TOKENS_REJECTED,
+    TOKENS_EXPIRED,
+    TOKENS_EXPIRED_ON_SOCKET,
+    USERS_PARKED,
+    TICKETS_ISSUED,
+    TICKETS_FAILED,
+    HEARTBEATS_SENT,
+    HEARTBEATS_ANSWERED,
+    HEARTBEATS_MISSED,
+    THREADS_CREATED,
+    THREADS_SWITCHED,
+    THREADS_SWITCH_TIMEOUT,
+    FRAMES_UNKNOWN,
+    FRAMES_UNPARSEABLE,
+    FRAMES_BINARY,
+    FRAMES_BETWEEN_RUNS,
+    FRAMES_FOREIGN,
+    HANDSHAKES_ANSWERED,
+    BYTES_SENT,
+    BYTES_RECEIVED,
+    HISTORY_MESSAGES_CHECKED,
+    PERSISTENCE_MISS,
+    HISTOGRAM_CLAMPED,
+];
+
+/// Phases of `closes_by_phase.<phase>.<code>`.
+pub const CLOSE_PHASES: &[&str] = &["before_ready", "first_exchange", "during_run", "idle"];
+
+/// Kinds of `connections.failed.<kind>` (a connect that failed below HTTP).
+pub const CONNECT_FAILURES: &[&str] = &["refused", "io", "tls", "timeout", "protocol"];
+
+/// Classes of `violations.<class>` (protocol/validate.rs, engine/session.rs,
+/// the history check).
+pub const VIOLATIONS: &[&str] = &[
+    "order",
+    "unpaired_tool",
+    "missing_field",
+    "field_type",
+    "duplicate_event",
+    "duplicate_terminal",
+    "late_event",
+    "cross_user_leak",
+    "cross_user_history",
+    "crossed_run",
+    "gap_exceeded",
+    "unexpected_event",
+    "unparseable_frame",
+    "binary_frame",
+    "oversized_frame",
+];
+
+/// Classes of `runs.failed.<class>` besides the violation classes (a run
+/// with a violation fails by the first one's class).
+pub const RUN_FAILURES: &[&str] = &[
+    "timeout",
+    "no_response",
+    "closed",
+    "agent_error",
+    "send_error",
+    "not_awaited",
+];
+
+/// What a scenario records beyond the fixed names: its steps and its
+/// profile's events. `None` when that part of the file did not load: names
+/// that depend on it are then accepted, so a broken journey does not add a
+/// follow-on error to every threshold.
+#[derive(Debug, Clone, Default)]
+pub struct Vocabulary {
+    /// REST steps (`create_thread`, `list_threads`, `history`, `http`): a
+    /// histogram `<name>` and counters `rest.<name>.<status|failed|capture_missing>`.
+    pub rest_steps: Option<Vec<String>>,
+    /// Steps timed as `step.<name>` (`send`, `think`, `disconnect`, `reconnect`).
+    pub timed_steps: Option<Vec<String>>,
+    /// Whether a journey has a `switch_thread` step (`thread_switch`).
+    pub switches_threads: Option<bool>,
+    /// Agent events of the profile (`events.<name>`, `event_<name>`).
+    pub events: Option<Vec<String>>,
+}
+
+impl Vocabulary {
+    /// Accepts every name that depends on the scenario.
+    pub fn unknown() -> Self {
+        Vocabulary::default()
+    }
+
+    fn known(list: &Option<Vec<String>>, name: &str) -> bool {
+        list.as_ref().is_none_or(|l| l.iter().any(|x| x == name))
+    }
+
+    /// Every histogram name this scenario can record (for suggestions).
+    fn histograms(&self) -> Vec<String> {
+        let mut v: Vec<String> = HISTOGRAMS.iter().map(|s| s.to_string()).collect();
+        v.extend(self.rest_steps.iter().flatten().cloned());
+        v.extend(
+            self.timed_steps
+                .iter()
+                .flatten()
+                .map(|s| format!("step.{s}")),
+        );
+        if self.switches_threads != Some(false) {
+            v.push(THREAD_SWITCH.into());
+        }
+        v.extend(self.events.iter().flatten().map(|e| event_metric(e)));
+        v
+    }
+
+    /// Fixed and scenario counters (for suggestions).
+    fn counters(&self) -> Vec<String> {
+        let mut v: Vec<String> = COUNTERS.iter().map(|s| s.to_string()).collect();
+        v.extend(RUN_FAILURES.iter().chain(VIOLATIONS).map(|c| run_failed(c)));
+        v.extend(VIOLATIONS.iter().map(|c| format!("violations.{c}")));
+        v.extend(self.events.iter().flatten().map(|e| events(e)));
+        v.extend(CONNECT_FAILURES.iter().map(|k| conn_failed(k)));
+        v
+    }
+}
+
+/// Whether chatload records the histogram `name` for a scenario with `v`.
+pub fn check_histogram(name: &str, v: &Vocabulary) -> Result<(), String> {
+    let known = HISTOGRAMS.contains(&name)
+        || (name == THREAD_SWITCH && v.switches_threads != Some(false))
+        || name
+            .strip_prefix("event_")
+            .is_some_and(|e| Vocabulary::known(&v.events, e))
+        || name
+            .strip_prefix("step.")
+            .is_some_and(|s| Vocabulary::known(&v.timed_steps, s))
+        // A REST step's name (any plain name while the journey is unknown).
+        || v
+            .rest_steps
+            .as_ref()
+            .map_or(!name.contains('.'), |l| l.iter().any(|x| x == name));
+    if known {
+        return Ok(());
+    }
+    let why = if name == THREAD_SWITCH {
+        " (no journey has a `switch_thread` step)".to_string()
+    } else if name.starts_with("event_") {
+        " (not an agent event of the profile)".to_string()
+    } else if name.starts_with("step.") {
+        " (`step.<name>` times the `send`, `think`, `disconnect` and `reconnect` steps by their names)".to_string()
+    } else {
+        String::new()
+    };
+    Err(format!(
+        "unknown latency metric `{name}`{why}: chatload never records it, so the rule could only judge \"no data\"{}",
+        suggest(name, &v.histograms())
+    ))
+}
+
+/// Whether chatload counts `name` for a scenario with `v`.
+pub fn check_counter(name: &str, v: &Vocabulary) -> Result<(), String> {
+    if counter_known(name, v) {
+        return Ok(());
+    }
+    Err(format!(
+        "unknown counter `{name}`: chatload never counts it, so the rule would judge 0{}",
+        suggest(name, &v.counters())
+    ))
+}
+
+/// Whether `class` is counted in `runs.failed.<class>`.
+pub fn is_run_failure(class: &str) -> bool {
+    RUN_FAILURES.contains(&class) || VIOLATIONS.contains(&class)
+}
+
+fn is_status(s: &str) -> bool {
+    s.len() == 3 && s.parse::<u16>().is_ok_and(|c| (100..=599).contains(&c))
+}
+
+fn is_close_code(s: &str) -> bool {
+    !s.is_empty() && !s.starts_with('+') && s.parse::<u16>().is_ok()
+}
+
+fn counter_known(name: &str, v: &Vocabulary) -> bool {
+    if COUNTERS.contains(&name) {
+        return true;
+    }
+    let Some((head, rest)) = name.split_once('.') else {
+        return false;
+    };
+    let free = |s: &str| !s.is_empty();
+    match head {
+        "closes" => is_close_code(rest),
+        "closes_by_phase" => rest
+            .split_once('.')
+            .is_some_and(|(phase, code)| CLOSE_PHASES.contains(&phase) && is_close_code(code)),
+        "connections" => match rest.split_once('.') {
+            Some(("rejected", st)) => is_status(st),
+            Some(("failed", kind)) => CONNECT_FAILURES.contains(&kind),
+            _ => false,
+        },
+        "runs" => rest.strip_prefix("failed.").is_some_and(is_run_failure),
+        "events" => Vocabulary::known(&v.events, rest),
+        "violations" => {
+            let (class, detail) = rest.split_once('.').unwrap_or((rest, "x"));
+            VIOLATIONS.contains(&class) && free(detail)
+        }
+        "frames" => rest.strip_prefix("server_error.").is_some_and(free),
+        "tickets" => rest.strip_prefix("rejected.").is_some_and(is_status),
+        "tokens" => rest.strip_prefix("login_failed.").is_some_and(is_status),
+        "threads" => rest.strip_prefix("switch_failed.").is_some_and(free),
+        "rest" => rest.rsplit_once('.').is_some_and(|(step, what)| {
+            Vocabulary::known(&v.rest_steps, step)
+                && (is_status(what) || what == "failed" || what == "capture_missing")
+        }),
+        _ => false,
+    }
+}
+
+/// ` (did you mean `x`?)` for the closest known name, if one is close.
+fn suggest(name: &str, known: &[String]) -> String {
+    let best = known
+        .iter()
+        .map(|k| (edit_distance(name, k), k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 5))
+        .min_by_key(|(d, _)| *d);
+    match best {
+        Some((_, k)) => format!(" (did you mean `{k}`?)"),
+        None => String::new(),
+    }
+}
+
+/// Levenshtein distance, for suggestions.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
 
 /// HTTP status that refused an upgrade.
 pub fn conn_rejected(status: u16) -> String {
@@ -63,4 +396,178 @@ pub fn run_failed(class: &str) -> String {
 
 pub fn events(name: &str) -> String {
     format!("events.{name}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn journey_vocabulary() -> Vocabulary {
+        let s = |v: &[&str]| Some(v.iter().map(|x| x.to_string()).collect());
+        Vocabulary {
+            rest_steps: s(&["create_thread", "get_thread"]),
+            timed_steps: s(&["send", "nap"]),
+            switches_threads: Some(false),
+            events: s(&["agent_started", "agent_completed", "tool_executing"]),
+        }
+    }
+
+    #[test]
+    fn histogram_names_table() {
+        let v = journey_vocabulary();
+        let cases = [
+            ("ttfe", true),
+            ("ttc", true),
+            ("ws_connect", true),
+            ("ws_ready", true),
+            ("ws_ping", true),
+            ("send_lag", true),
+            ("event_gap_max", true),
+            ("reconnect_time", true),
+            ("reconnect_backoff", true),
+            ("login", true),
+            ("rest_ticket", true),
+            ("event_agent_started", true),
+            ("event_tool_executing", true),
+            ("event_bogus", false),
+            ("create_thread", true),
+            ("get_thread", true),
+            ("list_threads", false),
+            ("step.send", true),
+            ("step.nap", true),
+            ("step.await", false),
+            ("thread_switch", false),
+            ("ttcc", false),
+            ("bogus_metric", false),
+            ("runs.ok", false),
+        ];
+        for (name, want) in cases {
+            assert_eq!(check_histogram(name, &v).is_ok(), want, "{name}");
+        }
+        let with_switch = Vocabulary {
+            switches_threads: Some(true),
+            ..journey_vocabulary()
+        };
+        assert!(check_histogram("thread_switch", &with_switch).is_ok());
+        // Without a loaded journey or profile, names depending on them pass.
+        let unknown = Vocabulary::unknown();
+        for name in ["thread_switch", "event_whatever", "step.x", "my_step"] {
+            assert!(check_histogram(name, &unknown).is_ok(), "{name}");
+        }
+        assert!(check_histogram("a.b", &unknown).is_err());
+    }
+
+    #[test]
+    fn counter_names_table() {
+        let v = journey_vocabulary();
+        let cases = [
+            ("runs.started", true),
+            ("runs.failed", true),
+            ("runs.failed.timeout", true),
+            ("runs.failed.no_response", true),
+            ("runs.failed.order", true),
+            ("runs.failed.cross_user_leak", true),
+            ("runs.faild.timeout", false),
+            ("runs.failed.timeuot", false),
+            ("runs.cut_off", false),
+            ("starts.dropped", true),
+            ("starts.cancelled", false),
+            ("users.parked", true),
+            ("users.parkd", false),
+            ("tokens.refreshed", true),
+            ("tokens.refreshed_idle", false),
+            ("tokens.login_failed.401", true),
+            ("tokens.login_failed.no_token", true),
+            ("tokens.login_failed.x", false),
+            ("reconnects", true),
+            ("reconnects.gave_up", true),
+            ("reconnects.series", false),
+            ("closes.1011", true),
+            ("closes.1006", true),
+            ("closes.abc", false),
+            ("closes.70000", false),
+            ("closes_by_phase.first_exchange.1011", true),
+            ("closes_by_phase.lunch.1011", false),
+            ("connections.rejected.503", true),
+            ("connections.rejected.5", false),
+            ("connections.failed.refused", true),
+            ("connections.failed.dns", false),
+            ("connections.closed_by_client", true),
+            ("events.agent_started", true),
+            ("events.agent_finished", false),
+            ("violations.order", true),
+            ("violations.missing_field.tool_completed.tool_name", true),
+            ("violations.orderr", false),
+            ("frames.server_error.RATE_LIMITED", true),
+            ("frames.binary", true),
+            ("frames.bogus", false),
+            ("tickets.rejected.403", true),
+            ("tickets.failed", true),
+            ("threads.switch_failed.NOT_FOUND", true),
+            ("rest.create_thread.201", true),
+            ("rest.get_thread.failed", true),
+            ("rest.get_thread.capture_missing", true),
+            ("rest.list_threads.200", false),
+            ("rest.create_thread.ok", false),
+            ("persistence_miss", true),
+            ("history.messages_checked", true),
+            ("histogram.clamped", true),
+            ("bytes.sent", true),
+            ("heartbeats.missed", true),
+            ("nonsense", false),
+        ];
+        for (name, want) in cases {
+            assert_eq!(check_counter(name, &v).is_ok(), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn unknown_names_come_with_the_closest_known_one() {
+        let v = journey_vocabulary();
+        let e = check_counter("runs.faild.timeout", &v).unwrap_err();
+        assert!(e.contains("did you mean `runs.failed.timeout`"), "{e}");
+        let e = check_histogram("ttcc", &v).unwrap_err();
+        assert!(e.contains("did you mean `ttc`"), "{e}");
+        let e = check_histogram("bogus_metric", &v).unwrap_err();
+        assert!(!e.contains("did you mean"), "{e}");
+    }
+
+    /// The literal names the engine records must all be known here: a counter
+    /// added to the engine without a constant in this module fails this test
+    /// (otherwise a threshold on it would be refused at load).
+    #[test]
+    fn every_literal_name_the_engine_records_is_known() {
+        let sources = [
+            include_str!("../engine/mod.rs"),
+            include_str!("../engine/session.rs"),
+            include_str!("../engine/open.rs"),
+            include_str!("../engine/connect.rs"),
+            include_str!("../runner.rs"),
+        ];
+        let v = Vocabulary::unknown();
+        let mut seen = 0;
+        for src in sources {
+            for (call, is_counter) in [
+                (".count(\"", true),
+                (".count_n(\"", true),
+                (".sample(\"", false),
+                (".record(\"", false),
+            ] {
+                let mut rest = src;
+                while let Some(i) = rest.find(call) {
+                    let after = &rest[i + call.len()..];
+                    let name = &after[..after.find('"').unwrap()];
+                    rest = after;
+                    seen += 1;
+                    let known = if is_counter {
+                        check_counter(name, &v)
+                    } else {
+                        check_histogram(name, &v)
+                    };
+                    assert!(known.is_ok(), "`{name}` is recorded but not known here");
+                }
+            }
+        }
+        assert!(seen > 20, "the scan found only {seen} names");
+    }
 }

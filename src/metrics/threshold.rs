@@ -303,6 +303,31 @@ impl Threshold {
         })
     }
 
+    /// Whether the rule names a metric or counter chatload records for a
+    /// scenario with `v` (see [`names::check_histogram`]): a rule on a name
+    /// never recorded would judge "no data", or 0 for a counter, and so pass
+    /// `== 0` whatever happened.
+    pub fn check_names(&self, v: &names::Vocabulary) -> Result<(), String> {
+        match &self.subject {
+            Subject::Latency { metric, .. } => names::check_histogram(metric, v),
+            Subject::Count { counter } | Subject::PerThousandRuns { counter } => {
+                names::check_counter(counter, v)
+            }
+            Subject::Rate { name } => match name.strip_prefix("run_failed_") {
+                Some(class) if !names::is_run_failure(class) => Err(format!(
+                    "unknown failure class `{class}` (runs fail as {})",
+                    names::RUN_FAILURES
+                        .iter()
+                        .chain(names::VIOLATIONS)
+                        .copied()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+                _ => Ok(()),
+            },
+        }
+    }
+
     /// Parses any rule: a drift rule when the key ends in `drift`, else a plain one.
     pub fn parse_with_drift(key: &str, value: &str, spec: DriftSpec) -> Result<Threshold, String> {
         if key.split_whitespace().nth(2) == Some("drift") {

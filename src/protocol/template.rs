@@ -18,24 +18,73 @@ pub struct Vars<'a> {
     pub extra: Option<&'a std::collections::BTreeMap<String, String>>,
 }
 
-/// Every placeholder name used in `v`, in order of appearance.
+/// One `{{...}}` of a template string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Token {
+    /// `{{name}}`, the name trimmed.
+    Var(String),
+    /// `{{env.NAME}}`: the environment variable NAME (as written; see [`is_env_name`]).
+    Env(String),
+    /// A `{{` without its `}}`: the text after it.
+    Unterminated(String),
+}
+
+/// The placeholders of one string, in order.
+pub fn tokens(s: &str) -> Vec<Token> {
+    let mut out = Vec::new();
+    let mut rest = s;
+    while let Some(start) = rest.find("{{") {
+        let after = &rest[start + 2..];
+        match after.find("}}") {
+            Some(end) => {
+                let name = after[..end].trim();
+                out.push(match name.strip_prefix(ENV_PREFIX) {
+                    Some(var) => Token::Env(var.to_string()),
+                    None => Token::Var(name.to_string()),
+                });
+                rest = &after[end + 2..];
+            }
+            None => {
+                out.push(Token::Unterminated(after.to_string()));
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// `{{env.NAME}}` renders the environment variable NAME.
+pub const ENV_PREFIX: &str = "env.";
+
+/// Whether NAME of `{{env.NAME}}` is a valid name: `[A-Z0-9_]+`.
+pub fn is_env_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// Every variable placeholder (`{{name}}`, not `{{env.NAME}}`) used in `v`,
+/// in order of appearance; an unterminated `{{` is none.
 pub fn placeholders(v: &Value) -> Vec<String> {
     let mut out = Vec::new();
     walk_strings(v, &mut |s| {
-        let mut rest = s;
-        while let Some(start) = rest.find("{{") {
-            let after = &rest[start + 2..];
-            match after.find("}}") {
-                Some(end) => {
-                    out.push(after[..end].trim().to_string());
-                    rest = &after[end + 2..];
-                }
-                None => {
-                    out.push(after.to_string());
-                    break;
-                }
-            }
-        }
+        out.extend(tokens(s).into_iter().filter_map(|t| match t {
+            Token::Var(name) => Some(name),
+            _ => None,
+        }))
+    });
+    out
+}
+
+/// Every NAME of an `{{env.NAME}}` placeholder in `v`, in order of appearance.
+pub fn env_names(v: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    walk_strings(v, &mut |s| {
+        out.extend(tokens(s).into_iter().filter_map(|t| match t {
+            Token::Env(name) => Some(name),
+            _ => None,
+        }))
     });
     out
 }
@@ -49,8 +98,9 @@ fn walk_strings(v: &Value, f: &mut impl FnMut(&str)) {
     }
 }
 
-/// Fills every placeholder. Unknown placeholders were refused when the scenario
-/// was loaded, so they are left as written here.
+/// Fills every placeholder; `{{env.NAME}}` becomes the environment variable
+/// NAME (empty when unset: `run` refuses to start then). Unknown placeholders
+/// were refused when the scenario was loaded, so they are left as written here.
 pub fn render(v: &Value, vars: &Vars<'_>) -> Value {
     match v {
         Value::String(s) if s.contains("{{") => Value::String(render_str(s, vars)),
@@ -81,6 +131,9 @@ fn render_str(s: &str, vars: &Vars<'_>) -> String {
             "run" => out.push_str(vars.run),
             "prompt" => out.push_str(vars.prompt),
             "iteration" => out.push_str(&vars.iteration.to_string()),
+            env if env.starts_with(ENV_PREFIX) => {
+                out.push_str(&std::env::var(&env[ENV_PREFIX.len()..]).unwrap_or_default())
+            }
             other => match vars.extra.and_then(|m| m.get(other)) {
                 Some(v) => out.push_str(v),
                 None => out.push_str(&rest[start..start + 2 + end + 2]),
@@ -117,10 +170,58 @@ mod tests {
         assert_eq!(found, vec!["iteration", "prompt", "thread", "user"]);
     }
 
+    /// An unterminated `{{user` is not a use of `user` (the loader refuses it
+    /// as unterminated; it used to pass as `{{user}}`).
     #[test]
-    fn unterminated_placeholders_are_kept() {
+    fn unterminated_placeholders_are_kept_and_are_not_placeholders() {
         let vars = Vars::default();
         assert_eq!(render(&json!("a {{user"), &vars), json!("a {{user"));
-        assert_eq!(placeholders(&json!("a {{user")), vec!["user"]);
+        assert!(placeholders(&json!("a {{user")).is_empty());
+        assert_eq!(tokens("a {{user"), vec![Token::Unterminated("user".into())]);
+    }
+
+    #[test]
+    fn tokens_table() {
+        let cases: [(&str, &[Token]); 6] = [
+            ("plain", &[]),
+            (
+                "{{ user }}-{{run}}",
+                &[Token::Var("user".into()), Token::Var("run".into())],
+            ),
+            ("{{env.API_KEY}}", &[Token::Env("API_KEY".into())]),
+            ("{{ env.lower }}", &[Token::Env("lower".into())]),
+            (
+                "x {{thread}} {{oops",
+                &[
+                    Token::Var("thread".into()),
+                    Token::Unterminated("oops".into()),
+                ],
+            ),
+            ("}} {{}}", &[Token::Var(String::new())]),
+        ];
+        for (text, want) in cases {
+            assert_eq!(tokens(text), want, "{text}");
+        }
+        assert!(is_env_name("API_KEY_2") && !is_env_name("lower") && !is_env_name(""));
+    }
+
+    #[test]
+    fn env_placeholders_render_the_environment() {
+        // PATH is set wherever tests run (no set_var: tests share the process
+        // environment); a variable nobody sets renders empty.
+        let path = std::env::var("PATH").expect("PATH is set");
+        let t = json!({"password": "{{env.PATH}}", "other": "<{{env.CHATLOAD_TEMPLATE_TEST_UNSET}}>", "user": "{{user}}"});
+        let vars = Vars {
+            user: "u1",
+            ..Vars::default()
+        };
+        assert_eq!(
+            render(&t, &vars),
+            json!({"password": path, "other": "<>", "user": "u1"})
+        );
+        let mut envs = env_names(&t);
+        envs.sort();
+        assert_eq!(envs, ["CHATLOAD_TEMPLATE_TEST_UNSET", "PATH"]);
+        assert_eq!(placeholders(&t), ["user"]);
     }
 }

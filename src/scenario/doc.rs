@@ -206,12 +206,16 @@ impl<'a> Node<'a> {
         }
     }
 
+    /// A finite number. `inf` and `nan` were already reported at their own
+    /// position by [`refuse_non_finite`] when the document was opened, so they
+    /// give `None` here without a second error.
     pub fn as_f64(&self) -> Option<f64> {
         if let Some(i) = self.item.as_integer() {
             return Some(i as f64);
         }
         match self.item.as_float() {
-            Some(f) => Some(f),
+            Some(f) if f.is_finite() => Some(f),
+            Some(_) => None,
             None => {
                 self.wrong_type("a number");
                 None
@@ -319,6 +323,117 @@ impl<'a> Node<'a> {
             None
         })
     }
+
+    /// The value as JSON for the scenario echo: never fails and records
+    /// nothing (a datetime becomes its text, `inf`/`nan` null). Only a file
+    /// without errors is echoed, and such a file holds neither.
+    pub fn to_json_lossy(&self) -> serde_json::Value {
+        self.item.to_json_lossy()
+    }
+}
+
+/// Joins a key to a dotted path, quoting keys that are not bare words:
+/// `thresholds."ttfe p95"`.
+pub fn join_path(parent: &str, key: &str) -> String {
+    let key = if !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        key.to_string()
+    } else {
+        format!("\"{key}\"")
+    };
+    if parent.is_empty() {
+        key
+    } else {
+        format!("{parent}.{key}")
+    }
+}
+
+/// Calls `f` with every string inside `n` (tables and arrays walked), each as
+/// a node of its own, so a problem in one names its key path and position.
+pub fn for_each_string<'a>(n: &Node<'a>, f: &mut dyn FnMut(&Node<'a>, &'a str)) {
+    let child = |path: String, item: Elem<'a>, span: Option<Range<usize>>| Node {
+        ctx: n.ctx.clone(),
+        path,
+        item,
+        span,
+    };
+    match n.item {
+        Elem::Item(Item::Value(v)) | Elem::Value(v) => match v {
+            Value::String(s) => f(n, s.value()),
+            Value::Array(a) => {
+                for (i, x) in a.iter().enumerate() {
+                    for_each_string(
+                        &child(format!("{}[{i}]", n.path), Elem::Value(x), x.span()),
+                        f,
+                    );
+                }
+            }
+            Value::InlineTable(t) => {
+                for (k, x) in t.iter() {
+                    for_each_string(&child(join_path(&n.path, k), Elem::Value(x), x.span()), f);
+                }
+            }
+            _ => {}
+        },
+        Elem::Item(Item::Table(t)) | Elem::Table(t) => {
+            for (k, x) in t.iter() {
+                let span = x.span().or_else(|| t.key(k).and_then(|key| key.span()));
+                for_each_string(&child(join_path(&n.path, k), Elem::Item(x), span), f);
+            }
+        }
+        Elem::Item(Item::ArrayOfTables(a)) => {
+            for (i, t) in a.iter().enumerate() {
+                for_each_string(
+                    &child(format!("{}[{i}]", n.path), Elem::Table(t), t.span()),
+                    f,
+                );
+            }
+        }
+        Elem::Item(Item::None) => {}
+    }
+}
+
+/// Reports every `inf` and `nan` in the document, each at its own position
+/// with its key path: no key of a scenario takes a non-finite number, and JSON
+/// (the snapshot's echo, message templates) cannot carry one.
+pub fn refuse_non_finite(ctx: &Ctx, path: &str, item: Elem<'_>, span: Option<Range<usize>>) {
+    match item {
+        Elem::Item(Item::Value(v)) | Elem::Value(v) => match v {
+            Value::Float(f) if !f.value().is_finite() => ctx.error(
+                v.span().or(span),
+                path,
+                format!(
+                    "`{}` is not a finite number (inf and nan are not allowed)",
+                    f.value()
+                ),
+            ),
+            Value::Array(a) => {
+                for (i, x) in a.iter().enumerate() {
+                    refuse_non_finite(ctx, &format!("{path}[{i}]"), Elem::Value(x), x.span());
+                }
+            }
+            Value::InlineTable(t) => {
+                for (k, x) in t.iter() {
+                    refuse_non_finite(ctx, &join_path(path, k), Elem::Value(x), x.span());
+                }
+            }
+            _ => {}
+        },
+        Elem::Item(Item::Table(t)) | Elem::Table(t) => {
+            for (k, x) in t.iter() {
+                refuse_non_finite(ctx, &join_path(path, k), Elem::Item(x), x.span());
+            }
+        }
+        Elem::Item(Item::ArrayOfTables(a)) => {
+            for (i, t) in a.iter().enumerate() {
+                refuse_non_finite(ctx, &format!("{path}[{i}]"), Elem::Table(t), t.span());
+            }
+        }
+        Elem::Item(Item::None) => {}
+    }
 }
 
 /// A borrowed element of the document: toml_edit keeps array elements as
@@ -366,6 +481,15 @@ impl<'a> Elem<'a> {
             Elem::Table(t) => Some(t as &dyn TableLike),
         }
     }
+    /// Whether this is an array (of values or of tables).
+    pub fn value_is_array(self) -> bool {
+        matches!(self, Elem::Item(Item::ArrayOfTables(_)))
+            || self.value().is_some_and(Value::is_array)
+    }
+    /// The kind of value, for messages ("string", "integer", ...).
+    pub fn type_name_pub(self) -> &'static str {
+        self.type_name()
+    }
     fn type_name(self) -> &'static str {
         match self {
             Elem::Item(i) => type_name(i),
@@ -378,6 +502,35 @@ impl<'a> Elem<'a> {
             Elem::Item(i) => item_to_json(i),
             Elem::Value(v) => value_to_json(v),
             Elem::Table(t) => table_to_json(t),
+        }
+    }
+    fn to_json_lossy(self) -> serde_json::Value {
+        use serde_json::Value as J;
+        match self {
+            Elem::Item(Item::None) => J::Null,
+            Elem::Item(Item::Value(v)) | Elem::Value(v) => match v {
+                Value::Float(f) => {
+                    serde_json::Number::from_f64(*f.value()).map_or(J::Null, J::Number)
+                }
+                Value::Datetime(d) => J::String(d.value().to_string()),
+                Value::Array(a) => {
+                    J::Array(a.iter().map(|x| Elem::Value(x).to_json_lossy()).collect())
+                }
+                Value::InlineTable(t) => J::Object(
+                    t.iter()
+                        .map(|(k, x)| (k.to_string(), Elem::Value(x).to_json_lossy()))
+                        .collect(),
+                ),
+                other => value_to_json(other).unwrap_or(J::Null),
+            },
+            Elem::Item(Item::Table(t)) | Elem::Table(t) => J::Object(
+                t.iter()
+                    .map(|(k, x)| (k.to_string(), Elem::Item(x).to_json_lossy()))
+                    .collect(),
+            ),
+            Elem::Item(Item::ArrayOfTables(a)) => {
+                J::Array(a.iter().map(|t| Elem::Table(t).to_json_lossy()).collect())
+            }
         }
     }
 }
@@ -419,7 +572,9 @@ fn value_to_json(v: &Value) -> Option<serde_json::Value> {
     Some(match v {
         Value::String(s) => J::String(s.value().clone()),
         Value::Integer(i) => J::from(*i.value()),
-        Value::Float(f) => serde_json::Number::from_f64(*f.value()).map(J::Number)?,
+        // inf and nan were reported by `refuse_non_finite`; null keeps them
+        // from adding a second, vaguer error here.
+        Value::Float(f) => serde_json::Number::from_f64(*f.value()).map_or(J::Null, J::Number),
         Value::Boolean(b) => J::Bool(*b.value()),
         Value::Datetime(_) => return None,
         Value::Array(a) => J::Array(a.iter().map(value_to_json).collect::<Option<Vec<_>>>()?),
@@ -450,20 +605,8 @@ impl<'a> Obj<'a> {
         self.node.error(message)
     }
 
-    fn child_path(&self, key: &str) -> String {
-        let key = if key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        {
-            key.to_string()
-        } else {
-            format!("\"{key}\"")
-        };
-        if self.node.path.is_empty() {
-            key
-        } else {
-            format!("{}.{}", self.node.path, key)
-        }
+    pub fn child_path(&self, key: &str) -> String {
+        join_path(&self.node.path, key)
     }
 
     /// The value at `key`, if present.

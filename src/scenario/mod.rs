@@ -146,6 +146,16 @@ pub fn load_data(path: &Path) -> Result<(Vec<String>, Vec<DataRow>), String> {
                 .iter()
                 .map(|h| h.trim().to_string())
                 .collect();
+            if let Some(c) = columns
+                .iter()
+                .enumerate()
+                .find_map(|(i, c)| columns[..i].contains(c).then_some(c))
+            {
+                return Err(format!(
+                    "{}: column `{c}` appears twice in the header row",
+                    path.display()
+                ));
+            }
             for (i, rec) in r.records().enumerate() {
                 let rec = rec.map_err(|e| format!("{}: row {}: {e}", path.display(), i + 2))?;
                 rows.push(
@@ -169,17 +179,17 @@ pub fn load_data(path: &Path) -> Result<(Vec<String>, Vec<DataRow>), String> {
                 .enumerate()
                 .filter(|(_, l)| !l.trim().is_empty())
             {
-                let v: Value = serde_json::from_str(line)
+                let JsonRow(m) = serde_json::from_str(line)
                     .map_err(|e| format!("{}: line {}: {e}", path.display(), i + 1))?;
-                let Value::Object(m) = v else {
-                    return Err(format!(
-                        "{}: line {}: not a JSON object",
-                        path.display(),
-                        i + 1
-                    ));
-                };
                 let mut row = std::collections::BTreeMap::new();
                 for (k, v) in m {
+                    if row.contains_key(&k) {
+                        return Err(format!(
+                            "{}: line {}: `{k}` appears twice",
+                            path.display(),
+                            i + 1
+                        ));
+                    }
                     let text = match v {
                         Value::String(s) => s,
                         Value::Number(_) | Value::Bool(_) => v.to_string(),
@@ -242,9 +252,41 @@ pub fn load_data(path: &Path) -> Result<(Vec<String>, Vec<DataRow>), String> {
     Ok((columns, rows))
 }
 
-fn read_data(o: &Obj<'_>, base: &Path) -> Option<Option<DataSet>> {
-    let Some(t) = o.obj("data") else {
-        return Some(None);
+/// One JSON-lines object with its keys in order, duplicates kept (a JSON map
+/// would keep only the last of two equal keys).
+struct JsonRow(Vec<(String, Value)>);
+
+impl<'de> serde::Deserialize<'de> for JsonRow {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Entries;
+        impl<'de> serde::de::Visitor<'de> for Entries {
+            type Value = JsonRow;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<JsonRow, A::Error> {
+                let mut v = Vec::new();
+                while let Some(entry) = m.next_entry::<String, Value>()? {
+                    v.push(entry);
+                }
+                Ok(JsonRow(v))
+            }
+        }
+        d.deserialize_map(Entries)
+    }
+}
+
+/// `[data]`: the rows, and the columns templates may use (unknown when the
+/// file did not load, so its placeholders add no follow-on errors).
+fn read_data(o: &Obj<'_>, base: &Path) -> (Option<Option<DataSet>>, Columns) {
+    let Some(n) = o.get("data") else {
+        return (Some(None), Columns::Known(Vec::new()));
+    };
+    let Some(t) = n.as_obj() else {
+        return (None, Columns::Unknown);
     };
     let mut ok = true;
     let select = match t.get("select") {
@@ -277,12 +319,16 @@ fn read_data(o: &Obj<'_>, base: &Path) -> Option<Option<DataSet>> {
         }
     });
     t.finish();
-    let (columns, rows) = loaded?;
-    ok.then_some(Some(DataSet {
+    let Some((columns, rows)) = loaded else {
+        return (None, Columns::Unknown);
+    };
+    let known = Columns::Known(columns.clone());
+    let set = ok.then_some(Some(DataSet {
         rows,
         columns,
         select,
-    }))
+    }));
+    (set, known)
 }
 
 /// Reconnecting after an unexpected close or a failed connect: exponential
@@ -364,6 +410,8 @@ pub struct Journey {
     pub name: String,
     /// Relative weight in the mix (goose scenario weight).
     pub weight: usize,
+    /// Exactly this many users walk the journey (`users = N` in the mix).
+    pub users: Option<u64>,
     pub steps: Vec<Step>,
 }
 
@@ -516,7 +564,9 @@ impl Scenario {
             item: Elem::Item(root_item),
             span: Some(0..0),
         };
-        let echo = root.to_json().unwrap_or(Value::Null);
+        doc::refuse_non_finite(&ctx, "", root.item, root.span.clone());
+        let mut echo = root.to_json_lossy();
+        redact_echo(&mut echo);
         let obj = root.as_obj().expect("a document is a table");
         let s = read_scenario(&obj, path);
         obj.finish();
@@ -525,6 +575,47 @@ impl Scenario {
             Some(s) if items.is_empty() => Ok(Scenario { echo, ..s }),
             _ => Err(Diagnostics { file, items }),
         }
+    }
+}
+
+/// What replaces a secret-bearing value in the scenario's echo.
+pub const REDACTED: &str = "<redacted>";
+
+/// The echo goes into `snapshot.json` and every report: the login body (and
+/// its headers, should it ever have some) may hold a password, so each string
+/// under them is replaced.
+fn redact_echo(echo: &mut Value) {
+    fn strings(v: &mut Value) {
+        match v {
+            Value::String(s) => *s = REDACTED.to_string(),
+            Value::Array(a) => a.iter_mut().for_each(strings),
+            Value::Object(m) => m.values_mut().for_each(strings),
+            _ => {}
+        }
+    }
+    if let Some(login) = echo
+        .pointer_mut("/auth/login")
+        .and_then(Value::as_object_mut)
+    {
+        for key in ["body", "headers"] {
+            if let Some(v) = login.get_mut(key) {
+                strings(v);
+            }
+        }
+    }
+}
+
+impl Scenario {
+    /// Every environment variable the scenario's templates read
+    /// (`{{env.NAME}}` in `[auth.login] body`), sorted, each once.
+    pub fn env_placeholders(&self) -> Vec<String> {
+        let mut names = match &self.auth.source {
+            TokenSource::Login { body, .. } => template::env_names(body),
+            _ => Vec::new(),
+        };
+        names.sort();
+        names.dedup();
+        names
     }
 }
 
@@ -544,12 +635,22 @@ fn read_scenario(o: &Obj<'_>, path: &Path) -> Option<Scenario> {
         .and_then(|n| n.as_str().map(str::to_string));
     let description = o.str("description");
     let seed = o.u64("seed");
+    // Files named by the scenario are relative to it.
+    let base = path.parent().unwrap_or(Path::new("."));
     let target = read_target(o);
-    let auth = read_auth(o);
     let profile = read_profile(o);
     let server = read_server(o);
     let mut workload = read_workload(o);
-    let capacity = read_capacity(o, workload.as_ref().and_then(|w| w.open.as_ref()));
+    let (data, columns) = read_data(o, base);
+    let journey = read_journey(o, &columns, workload.as_ref());
+    // Which metric and counter names thresholds may use: the fixed ones and
+    // those of this scenario's steps and profile.
+    let vocabulary = vocabulary(journey.as_deref(), profile.as_ref());
+    let capacity = read_capacity(
+        o,
+        workload.as_ref().and_then(|w| w.open.as_ref()),
+        &vocabulary,
+    );
     if let (Some(w), Some(Some(cap))) = (workload.as_mut(), capacity.as_ref()) {
         match &mut w.open {
             Some(m) => {
@@ -566,19 +667,19 @@ fn read_scenario(o: &Obj<'_>, path: &Path) -> Option<Scenario> {
             t.skip_rest();
         }
     }
-    let base = path.parent().unwrap_or(Path::new("."));
-    let data = read_data(o, base);
-    let columns: Vec<String> = data
-        .as_ref()
-        .and_then(|d| d.as_ref())
-        .map(|d| d.columns.clone())
-        .unwrap_or_default();
-    let journey = read_journey(o, &columns);
+    // The users the tokens of a tokens file must cover (unknown while the
+    // workload has errors).
+    let peak_users = match (&workload, &capacity) {
+        (Some(w), Some(_)) => Some(match &w.open {
+            Some(m) => m.max_users,
+            None => w.plan.peak_users(),
+        }),
+        _ => None,
+    };
+    let auth = read_auth(o, base, peak_users);
     let reconnect = read_reconnect(o);
-    let thresholds = read_thresholds(o);
-    let prompts = o.str_list("prompts").unwrap_or_else(|| {
-        vec!["Summarise the last quarter's cloud spend and suggest three savings.".to_string()]
-    });
+    let thresholds = read_thresholds(o, &vocabulary);
+    let prompts = read_prompts(o);
     let mut interval = Duration::from_secs(5);
     let mut checkpoint = Duration::from_secs(60);
     let output_dir = match o.obj("output") {
@@ -622,13 +723,206 @@ fn read_scenario(o: &Obj<'_>, path: &Path) -> Option<Scenario> {
         },
         journeys: journey?,
         thresholds: thresholds?,
-        prompts,
+        prompts: prompts?,
         output_dir,
         interval,
         checkpoint,
         baseline: baseline?,
         echo: Value::Null,
     })
+}
+
+/// `prompts`: at least one (a run draws one; an empty list has nothing to draw).
+fn read_prompts(o: &Obj<'_>) -> Option<Vec<String>> {
+    let Some(n) = o.get("prompts") else {
+        return Some(vec![
+            "Summarise the last quarter's cloud spend and suggest three savings.".to_string(),
+        ]);
+    };
+    let items = n.as_array()?;
+    if items.is_empty() {
+        n.error("needs at least one prompt: each run draws one for `{{prompt}}`");
+        return None;
+    }
+    let prompts: Vec<String> = items
+        .iter()
+        .filter_map(|i| i.as_str().map(str::to_string))
+        .collect();
+    (prompts.len() == items.len()).then_some(prompts)
+}
+
+/// What the scenario records besides the fixed names (see
+/// [`crate::metrics::names::Vocabulary`]); a part that did not load is unknown.
+fn vocabulary(
+    journeys: Option<&[Journey]>,
+    profile: Option<&Profile>,
+) -> crate::metrics::names::Vocabulary {
+    fn walk(steps: &[Step], v: &mut crate::metrics::names::Vocabulary) {
+        for s in steps {
+            let list = match &s.kind {
+                StepKind::CreateThread { .. }
+                | StepKind::ListThreads
+                | StepKind::History
+                | StepKind::Http { .. } => v.rest_steps.as_mut(),
+                StepKind::Send { .. }
+                | StepKind::Think { .. }
+                | StepKind::Disconnect
+                | StepKind::Reconnect => v.timed_steps.as_mut(),
+                StepKind::SwitchThread { .. } => {
+                    v.switches_threads = Some(true);
+                    None
+                }
+                StepKind::Repeat { steps, .. } => {
+                    walk(steps, v);
+                    None
+                }
+                StepKind::Connect | StepKind::Await { .. } => None,
+            };
+            if let Some(l) = list {
+                l.push(s.name.clone());
+            }
+        }
+    }
+    let mut v = crate::metrics::names::Vocabulary::unknown();
+    if let Some(journeys) = journeys {
+        v.rest_steps = Some(Vec::new());
+        v.timed_steps = Some(Vec::new());
+        v.switches_threads = Some(false);
+        for j in journeys {
+            walk(&j.steps, &mut v);
+        }
+    }
+    if let Some(p) = profile {
+        v.events = Some(
+            p.agent_events
+                .iter()
+                .chain(&p.terminal_ok)
+                .chain(&p.terminal_error)
+                .cloned()
+                .collect(),
+        );
+    }
+    v
+}
+
+/// The columns of `[data]`, for placeholders.
+#[derive(Debug, Clone, PartialEq)]
+enum Columns {
+    /// No `[data]`, or its file loaded with these columns.
+    Known(Vec<String>),
+    /// `[data]` is given but its file did not load (already reported): a
+    /// name that may be one of its columns is not reported as unknown.
+    Unknown,
+}
+
+/// Where [data] columns do not apply.
+static NO_COLUMNS: Columns = Columns::Known(Vec::new());
+
+/// Built-in variables filled outside a run (login, heartbeats, handshake,
+/// thread switches, http steps): `{{run}}` and `{{prompt}}` are empty there.
+const SESSION_VARIABLES: [&str; 3] = ["user", "thread", "iteration"];
+
+/// Where a template is rendered, and what is filled there.
+struct Fills<'a> {
+    /// For messages: "a `send` message", "an `http` step".
+    place: &'a str,
+    /// The built-in variables filled here.
+    builtins: &'a [&'a str],
+    /// Other names filled here: captured variables (and, where `columns`
+    /// apply, the [data] columns, passed in `columns`).
+    names: &'a [String],
+    columns: &'a Columns,
+    /// Whether [data] columns are filled here.
+    columns_apply: bool,
+    /// Whether `{{env.NAME}}` is filled here.
+    env: bool,
+}
+
+impl Fills<'_> {
+    fn known(&self) -> String {
+        let mut v: Vec<String> = self
+            .builtins
+            .iter()
+            .map(|b| format!("{{{{{b}}}}}"))
+            .collect();
+        v.extend(self.names.iter().map(|b| format!("{{{{{b}}}}}")));
+        if self.columns_apply {
+            if let Columns::Known(c) = self.columns {
+                v.extend(c.iter().map(|b| format!("{{{{{b}}}}}")));
+            }
+        }
+        v.join(", ")
+    }
+
+    /// What is wrong with one placeholder here, if anything.
+    fn problem(&self, t: &template::Token) -> Option<String> {
+        use template::Token;
+        let place = self.place;
+        match t {
+            Token::Unterminated(rest) => Some(format!(
+                "unterminated placeholder `{{{{{rest}`: close it with `}}}}`"
+            )),
+            Token::Env(name) if !self.env => Some(format!(
+                "`{{{{env.{name}}}}}` is not filled in {place}: environment placeholders are read in [auth.login] body only"
+            )),
+            Token::Env(name) if !template::is_env_name(name) => Some(format!(
+                "`{{{{env.{name}}}}}`: an environment variable name is A-Z, 0-9 and _"
+            )),
+            Token::Env(_) => None,
+            Token::Var(v) => {
+                let column = matches!(self.columns, Columns::Known(c) if c.contains(v));
+                if self.builtins.contains(&v.as_str())
+                    || self.names.contains(v)
+                    || (self.columns_apply && column)
+                {
+                    return None;
+                }
+                if self.columns_apply && *self.columns == Columns::Unknown {
+                    // Perhaps a column of the data file that did not load.
+                    return None;
+                }
+                let known = self.known();
+                Some(if template::VARIABLES.contains(&v.as_str()) {
+                    format!("`{{{{{v}}}}}` is empty in {place}, which fills {known}")
+                } else if column {
+                    format!("`{{{{{v}}}}}` is a [data] column; {place} does not fill those (it fills {known})")
+                } else if self.columns_apply {
+                    format!("unknown placeholder `{{{{{v}}}}}` (known: {known}; a [data] file adds its columns)")
+                } else {
+                    format!("unknown placeholder `{{{{{v}}}}}` ({place} fills {known})")
+                })
+            }
+        }
+    }
+}
+
+/// Checks every placeholder of every string in `n`, each problem reported at
+/// its string's own key path.
+fn check_template(n: &Node<'_>, fills: &Fills<'_>) -> bool {
+    let mut ok = true;
+    doc::for_each_string(n, &mut |node, text| {
+        for t in template::tokens(text) {
+            if let Some(why) = fills.problem(&t) {
+                node.error(why);
+                ok = false;
+            }
+        }
+    });
+    ok
+}
+
+/// Values sent as written: a placeholder there would go out verbatim.
+fn refuse_placeholders(n: &Node<'_>, what: &str) -> bool {
+    let mut ok = true;
+    doc::for_each_string(n, &mut |node, text| {
+        if text.contains("{{") {
+            node.error(format!(
+                "{what} is sent as written: placeholders are not filled here"
+            ));
+            ok = false;
+        }
+    });
+    ok
 }
 
 fn read_target(o: &Obj<'_>) -> Option<Target> {
@@ -674,7 +968,7 @@ pub fn check_ws_url(u: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn read_auth(o: &Obj<'_>) -> Option<Auth> {
+fn read_auth(o: &Obj<'_>, base: &Path, peak_users: Option<u64>) -> Option<Auth> {
     let claims = crate::auth::netra_claims();
     let mut a = Auth {
         secret_env: DEFAULT_SECRET_ENV.into(),
@@ -690,85 +984,85 @@ fn read_auth(o: &Obj<'_>) -> Option<Auth> {
         return Some(a);
     };
     let mut ok = true;
-    let mode = match tbl.get("mode") {
-        None => "mint".to_string(),
+    // `None`: an unknown mode (reported); the keys of a mode are then not judged.
+    let mode: Option<&str> = match tbl.get("mode") {
+        None => Some("mint"),
         Some(n) => match n.as_str() {
-            Some(m @ ("mint" | "file" | "login")) => m.to_string(),
+            Some(m @ ("mint" | "file" | "login")) => Some(m),
             Some(m) => {
                 n.error(format!(
                     "unknown auth mode `{m}` (expected mint, file or login)"
                 ));
-                ok = false;
-                String::new()
+                None
             }
-            None => {
-                ok = false;
-                String::new()
-            }
+            None => None,
         },
     };
+    ok &= mode.is_some();
     let tokens_file = tbl.get("tokens_file");
-    let login = tbl.obj("login");
-    let reuse = tbl.bool("reuse_tokens").unwrap_or(false);
-    match mode.as_str() {
-        "file" => match tokens_file.as_ref().and_then(|n| n.as_str()) {
-            Some(f) => {
-                // Relative to the scenario file (resolved when the run starts).
-                a.source = TokenSource::File {
-                    path: PathBuf::from(f),
-                    reuse,
-                };
-            }
-            None => {
-                if tokens_file.is_none() {
-                    tbl.error("auth mode `file` needs `tokens_file` (one token per line)");
+    let reuse_node = tbl.get("reuse_tokens");
+    let reuse = match &reuse_node {
+        None => Some(false),
+        Some(n) => n.as_bool(),
+    };
+    ok &= reuse.is_some();
+    match mode {
+        Some("file") => match tokens_file.as_ref() {
+            Some(n) => match n.as_str() {
+                Some(f) => {
+                    let count = read_tokens_count(n, &base.join(f));
+                    match (count, reuse, peak_users) {
+                        (None, ..) => ok = false,
+                        (Some(have), Some(false), Some(users)) if (have as u64) < users => {
+                            n.error(format!(
+                                "the tokens file {f} has {have} tokens for {users} users; add tokens, or set auth.reuse_tokens = true to let users share them"
+                            ));
+                            ok = false;
+                        }
+                        _ => {}
+                    }
+                    // Kept as written: `run` reads it again relative to the scenario.
+                    a.source = TokenSource::File {
+                        path: PathBuf::from(f),
+                        reuse: reuse.unwrap_or(false),
+                    };
                 }
+                None => ok = false,
+            },
+            None => {
+                tbl.ctx().error(
+                    tbl.node.span.clone(),
+                    &tbl.child_path("tokens_file"),
+                    "required with mode = \"file\": a file with one token per line",
+                );
                 ok = false;
             }
         },
-        "login" => {
-            match &login {
-                Some(l) => {
-                    let url = l.str("url").unwrap_or_else(|| "/auth/dev/login".into());
-                    let body = l.get("body").and_then(|b| b.to_json()).unwrap_or_else(|| {
-                    serde_json::json!({"user_id": "{{user}}", "email": "{{user}}@loadtest.chatload.invalid"})
-                });
-                    let token_field = l.str("token").unwrap_or_else(|| "access_token".into());
-                    if !(url.starts_with('/')
-                        || url.starts_with("http://")
-                        || url.starts_with("https://"))
-                    {
-                        l.error("`url` is a path on the target's host (/auth/dev/login) or an http(s) URL");
-                        ok = false;
-                    }
-                    a.source = TokenSource::Login {
-                        url,
-                        body,
-                        token_field,
-                    };
-                }
-                None => {
-                    a.source = TokenSource::Login {
-                        url: "/auth/dev/login".into(),
-                        body: serde_json::json!({"user_id": "{{user}}", "email": "{{user}}@loadtest.chatload.invalid"}),
-                        token_field: "access_token".into(),
-                    }
-                }
-            }
-        }
-        _ => {
+        Some(m) => {
             if let Some(n) = &tokens_file {
-                n.error("`tokens_file` needs mode = \"file\"");
+                n.error("`tokens_file` is only read with mode = \"file\"");
                 ok = false;
             }
+            if let Some(n) = &reuse_node {
+                n.error("`reuse_tokens` is only read with mode = \"file\"");
+                ok = false;
+            }
+            if m == "login" {
+                match read_login(&tbl) {
+                    Some(source) => a.source = source,
+                    None => ok = false,
+                }
+            }
         }
+        None => {}
     }
-    if let Some(l) = login {
-        if mode != "login" {
-            l.error("[auth.login] needs mode = \"login\"");
+    // One error for a login table another mode never reads (its keys are not
+    // reported one by one).
+    if let Some(l) = tbl.get("login") {
+        if mode.is_some_and(|m| m != "login") {
+            l.error("[auth.login] is only read with mode = \"login\"");
             ok = false;
         }
-        l.finish();
     }
     if let Some(n) = tbl.get("algorithm") {
         if let Some(m) = n.as_str() {
@@ -794,8 +1088,13 @@ fn read_auth(o: &Obj<'_>) -> Option<Auth> {
         n.error("secrets never go in a scenario file: put the key in an environment variable and name it with `secret_env`");
         ok = false;
     }
-    if let Some(d) = tbl.duration("lifetime") {
-        a.lifetime = d;
+    let lifetime = tbl.get("lifetime");
+    let mut times_ok = true;
+    if let Some(n) = &lifetime {
+        match n.as_duration() {
+            Some(d) => a.lifetime = d,
+            None => times_ok = false,
+        }
     }
     if let Some(n) = tbl.get("claims") {
         if let Some(c) = n.as_obj() {
@@ -807,6 +1106,13 @@ fn read_auth(o: &Obj<'_>) -> Option<Auth> {
                     ok = false;
                     continue;
                 }
+                // The minter replaces the exact text `{{user}}`, nothing else.
+                doc::for_each_string(&v, &mut |node, text| {
+                    if text.replace("{{user}}", "").contains("{{") {
+                        node.error("claims fill only `{{user}}`, written exactly so");
+                        ok = false;
+                    }
+                });
                 if let Some(j) = v.to_json() {
                     a.claims.insert(k, j);
                 }
@@ -817,45 +1123,155 @@ fn read_auth(o: &Obj<'_>) -> Option<Auth> {
     if let Some(n) = tbl.get("present") {
         if let Some(items) = n.as_array() {
             let mut v = Vec::new();
-            for item in items {
+            let mut good = true;
+            for item in &items {
                 if let Some(s) = item.as_str() {
                     match s.parse::<Presentation>() {
                         Ok(p) => v.push(p),
                         Err(e) => {
                             item.error(e);
-                            ok = false;
+                            good = false;
                         }
                     }
+                } else {
+                    good = false;
                 }
             }
-            if v.is_empty() && ok {
+            if items.is_empty() {
                 n.error("needs at least one presentation");
-                ok = false;
+                good = false;
             }
+            ok &= good;
             a.present = v;
         }
     }
     if let Some(p) = tbl.str("user_prefix") {
         a.user_prefix = p;
     }
-    if let Some(n) = tbl.get("refresh_margin") {
+    let margin = tbl.get("refresh_margin");
+    if let Some(n) = &margin {
         if n.item.as_str() == Some("off") {
             a.refresh = false;
             a.refresh_margin = Duration::ZERO;
-        } else if let Some(d) = n.as_duration() {
-            a.refresh_margin = d;
+        } else {
+            match n.as_duration() {
+                Some(d) => a.refresh_margin = d,
+                None => times_ok = false,
+            }
         }
     }
-    if a.refresh_margin >= a.lifetime {
-        tbl.error(format!(
+    if times_ok && a.refresh_margin >= a.lifetime {
+        let why = format!(
             "refresh_margin ({}) must be shorter than the token lifetime ({})",
             humantime::format_duration(a.refresh_margin),
             humantime::format_duration(a.lifetime)
-        ));
+        );
+        match margin.as_ref().or(lifetime.as_ref()) {
+            Some(n) => n.error(why),
+            None => tbl.error(why),
+        }
         ok = false;
     }
     tbl.finish();
     ok.then_some(a)
+}
+
+/// Counts the tokens of a tokens file (one per line; blank lines and `#`
+/// comments skipped, as `run` reads it). Never shows a token.
+fn read_tokens_count(n: &Node<'_>, path: &Path) -> Option<usize> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            n.error(format!(
+                "cannot read the tokens file {}: {e}",
+                path.display()
+            ));
+            return None;
+        }
+    };
+    let count = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .count();
+    if count == 0 {
+        n.error(format!(
+            "the tokens file {} has no tokens (one per line; blank lines and # comments are skipped)",
+            path.display()
+        ));
+        return None;
+    }
+    Some(count)
+}
+
+/// `[auth.login]` of mode = "login" (every key has a default).
+fn read_login(tbl: &Obj<'_>) -> Option<TokenSource> {
+    let default_body = || serde_json::json!({"user_id": "{{user}}", "email": "{{user}}@loadtest.chatload.invalid"});
+    let mut source = TokenSource::Login {
+        url: "/auth/dev/login".into(),
+        body: default_body(),
+        token_field: "access_token".into(),
+    };
+    let Some(n) = tbl.get("login") else {
+        return Some(source);
+    };
+    let l = n.as_obj()?;
+    let mut ok = true;
+    let TokenSource::Login {
+        url,
+        body,
+        token_field,
+    } = &mut source
+    else {
+        unreachable!("built as a login source above")
+    };
+    if let Some(n) = l.get("url") {
+        match n.as_str() {
+            Some(u)
+                if u.starts_with('/') || u.starts_with("http://") || u.starts_with("https://") =>
+            {
+                ok &= refuse_placeholders(&n, "the login url");
+                *url = u.to_string()
+            }
+            Some(_) => {
+                n.error("a path on the target's host (/auth/dev/login) or an http(s) URL");
+                ok = false;
+            }
+            None => ok = false,
+        }
+    }
+    if let Some(n) = l.get("body") {
+        if n.item.as_table_like_pub().is_none() {
+            n.error("must be a table (the JSON object to POST)");
+            ok = false;
+        } else {
+            let fills = Fills {
+                place: "[auth.login] body",
+                builtins: &SESSION_VARIABLES,
+                names: &[],
+                columns: &NO_COLUMNS,
+                columns_apply: false,
+                env: true,
+            };
+            ok &= check_template(&n, &fills);
+            match n.to_json() {
+                Some(v) => *body = v,
+                None => ok = false,
+            }
+        }
+    }
+    if let Some(t) = l.get("token") {
+        match t.as_str() {
+            Some(f) if !f.is_empty() => *token_field = f.to_string(),
+            Some(_) => {
+                t.error("a dotted path of the token in the login answer, e.g. \"access_token\"");
+                ok = false;
+            }
+            None => ok = false,
+        }
+    }
+    l.finish();
+    ok.then_some(source)
 }
 
 fn read_reconnect(o: &Obj<'_>) -> Option<Reconnect> {
@@ -864,12 +1280,23 @@ fn read_reconnect(o: &Obj<'_>) -> Option<Reconnect> {
         return Some(r);
     };
     let mut ok = true;
-    if let Some(d) = t.duration("initial") {
-        r.initial = d;
+    let initial = t.get("initial");
+    let max = t.get("max");
+    // Compared only when both read (a bad one would compare its default).
+    let mut compare = true;
+    if let Some(n) = &initial {
+        match n.as_duration() {
+            Some(d) => r.initial = d,
+            None => compare = false,
+        }
     }
-    if let Some(d) = t.duration("max") {
-        r.max = d;
+    if let Some(n) = &max {
+        match n.as_duration() {
+            Some(d) => r.max = d,
+            None => compare = false,
+        }
     }
+    ok &= compare;
     if let Some(n) = t.get("multiplier") {
         match f64_where(&n, |m| m >= 1.0, "must be at least 1") {
             Some(m) => r.multiplier = m,
@@ -889,8 +1316,18 @@ fn read_reconnect(o: &Obj<'_>) -> Option<Reconnect> {
             None => ok = false,
         }
     }
-    if r.initial > r.max {
-        t.error("`initial` must not exceed `max`");
+    if compare && r.initial > r.max {
+        let (i, m) = (
+            humantime::format_duration(r.initial),
+            humantime::format_duration(r.max),
+        );
+        match (&initial, &max) {
+            (Some(n), _) => n.error(format!("`initial` ({i}) must not exceed `max` ({m})")),
+            (None, Some(n)) => n.error(format!(
+                "`max` ({m}) must be at least `initial` ({i} unless set)"
+            )),
+            (None, None) => unreachable!("the defaults are ordered"),
+        }
         ok = false;
     }
     t.finish();
@@ -950,6 +1387,7 @@ fn read_profile(o: &Obj<'_>) -> Option<Profile> {
         for (k, v, _) in a.entries() {
             match v.to_json() {
                 Some(j) if j.is_object() => {
+                    ok &= refuse_placeholders(&v, "an answer");
                     p.answers.insert(k, j);
                 }
                 Some(_) => {
@@ -961,57 +1399,97 @@ fn read_profile(o: &Obj<'_>) -> Option<Profile> {
         }
         a.finish();
     }
+    // Templates sent outside a run: the user, its thread and iteration are filled.
+    let session_fills = |place| Fills {
+        place,
+        builtins: &SESSION_VARIABLES,
+        names: &[],
+        columns: &NO_COLUMNS,
+        columns_apply: false,
+        env: false,
+    };
     if let Some(n) = tbl.get("handshake") {
         if n.item_str() == Some("none") {
             p.handshake = None;
-        } else if let Some(h) = n.as_obj() {
+        } else if n.item.as_table_like_pub().is_some() {
+            let h = n.as_obj().expect("checked to be a table");
             let on = h.require("on").and_then(|x| x.as_str().map(str::to_string));
-            let reply = h.require("reply").and_then(|x| x.to_json());
+            let reply = h.require("reply").and_then(|x| {
+                if x.item.as_table_like_pub().is_none() {
+                    x.error("must be a table (the JSON object to send)");
+                    return None;
+                }
+                let good = check_template(&x, &session_fills("the handshake reply"));
+                x.to_json().filter(|_| good)
+            });
             h.finish();
             match (on, reply) {
-                (Some(on), Some(reply)) if reply.is_object() => {
+                (Some(on), Some(reply)) => {
                     p.handshake = Some(crate::protocol::Handshake { on, reply })
                 }
                 _ => ok = false,
             }
         } else {
+            n.error("expected a table { on, reply } or \"none\"");
             ok = false;
         }
     }
     if let Some(n) = tbl.get("heartbeat") {
         if n.item_str() == Some("none") {
             p.heartbeat = None;
-        } else if let Some(h) = n.as_obj() {
+        } else if n.item.as_table_like_pub().is_some() {
+            let h = n.as_obj().expect("checked to be a table");
             let mut hb = p.heartbeat.clone().unwrap_or(crate::protocol::Heartbeat {
                 every: Duration::from_secs(15),
                 message: serde_json::json!({"type": "ping"}),
                 reply: "pong".into(),
                 timeout: Duration::from_secs(45),
             });
-            if let Some(d) = h.duration("every") {
-                hb.every = d;
-            }
-            if let Some(d) = h.duration("timeout") {
-                hb.timeout = d;
-            }
-            if let Some(m) = h.get("message") {
-                match m.to_json() {
-                    Some(v) if v.is_object() => hb.message = v,
-                    _ => {
-                        m.error("must be a table (the JSON object to send)");
-                        ok = false;
+            let every = h.get("every");
+            let timeout = h.get("timeout");
+            let mut times_ok = true;
+            if let Some(e) = &every {
+                match e.as_duration() {
+                    Some(d) if d < Duration::from_millis(100) => {
+                        e.error("must be at least 100ms");
+                        times_ok = false;
                     }
+                    Some(d) => hb.every = d,
+                    None => times_ok = false,
+                }
+            }
+            if let Some(t) = &timeout {
+                match t.as_duration() {
+                    Some(d) => hb.timeout = d,
+                    None => times_ok = false,
+                }
+            }
+            ok &= times_ok;
+            if let Some(m) = h.get("message") {
+                if m.item.as_table_like_pub().is_some() {
+                    ok &= check_template(&m, &session_fills("a heartbeat message"));
+                    match m.to_json() {
+                        Some(v) => hb.message = v,
+                        None => ok = false,
+                    }
+                } else {
+                    m.error("must be a table (the JSON object to send)");
+                    ok = false;
                 }
             }
             if let Some(r) = h.str("reply") {
                 hb.reply = r;
             }
-            if hb.every < Duration::from_millis(100) {
-                h.error("`every` must be at least 100ms");
-                ok = false;
-            }
-            if hb.timeout < hb.every {
-                h.error("`timeout` must be at least `every` (a ping needs time to be answered)");
+            if times_ok && hb.timeout < hb.every {
+                let why = format!(
+                    "`timeout` ({}) must be at least `every` ({}): a ping needs time to be answered",
+                    humantime::format_duration(hb.timeout),
+                    humantime::format_duration(hb.every)
+                );
+                match timeout.as_ref().or(every.as_ref()) {
+                    Some(n) => n.error(why),
+                    None => h.error(why),
+                }
                 ok = false;
             }
             h.finish();
@@ -1023,13 +1501,15 @@ fn read_profile(o: &Obj<'_>) -> Option<Profile> {
     }
     if let Some(sw) = tbl.obj("switch_thread") {
         if let Some(m) = sw.get("message") {
-            match m.to_json() {
-                Some(v) if v.is_object() => p.switch_thread.message = v,
-                Some(_) => {
-                    m.error("must be a table (the JSON object to send)");
-                    ok = false;
+            if m.item.as_table_like_pub().is_some() {
+                ok &= check_template(&m, &session_fills("the switch_thread message"));
+                match m.to_json() {
+                    Some(v) => p.switch_thread.message = v,
+                    None => ok = false,
                 }
-                None => ok = false,
+            } else {
+                m.error("must be a table (the JSON object to send)");
+                ok = false;
             }
         }
         if let Some(r) = sw.get("reply") {
@@ -1044,17 +1524,21 @@ fn read_profile(o: &Obj<'_>) -> Option<Profile> {
         }
         sw.finish();
     }
-    if let Some(n) = tbl.get("sequence") {
-        if let Some(text) = n.as_str() {
-            match crate::protocol::sequence::Sequence::compile(text) {
+    let sequence = tbl.get("sequence");
+    let mut sequence_ok = true;
+    if let Some(n) = &sequence {
+        match n.as_str() {
+            Some(text) => match crate::protocol::sequence::Sequence::compile(text) {
                 Ok(seq) => p.rules.sequence = seq,
                 Err(e) => {
                     n.error(format!("sequence: {e}"));
-                    ok = false;
+                    sequence_ok = false;
                 }
-            }
+            },
+            None => sequence_ok = false,
         }
     }
+    ok &= sequence_ok;
     if let Some(r) = tbl.obj("required") {
         // A table given here replaces the base's required fields entirely.
         p.rules.required.clear();
@@ -1105,13 +1589,29 @@ fn read_profile(o: &Obj<'_>) -> Option<Profile> {
     if let Some(n) = tbl.u64("max_frame_bytes") {
         p.rules.max_frame_bytes = n as usize;
     }
-    // Terminal events must be reachable: each must appear in the sequence or be an error terminal.
+    // Terminal events must be reachable: each must appear in the sequence
+    // (for a sequence that did not compile, in its text as written: the base's
+    // sequence, still in place, is not the one meant).
+    let written = sequence
+        .as_ref()
+        .and_then(|n| n.item_str())
+        .filter(|_| !sequence_ok);
     for t in &p.terminal_ok {
-        if !p.rules.sequence.mentions(t) {
-            tbl.error(format!(
+        let mentioned = match written {
+            Some(text) => text
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .any(|w| w == t),
+            None => p.rules.sequence.mentions(t),
+        };
+        if !mentioned {
+            let why = format!(
                 "terminal event `{t}` does not appear in the sequence `{}`",
-                p.rules.sequence.source()
-            ));
+                written.unwrap_or(p.rules.sequence.source())
+            );
+            match tbl.get("terminal_ok").or_else(|| sequence.clone()) {
+                Some(n) => n.error(why),
+                None => tbl.error(why),
+            }
             ok = false;
         }
     }
@@ -1226,16 +1726,21 @@ fn read_server(o: &Obj<'_>) -> Option<ServerSettings> {
     }
     if let Some(st) = tbl.obj("stall") {
         let every = st.require("every").and_then(|n| n.as_duration());
-        let length = st.require("for").and_then(|n| n.as_duration());
-        if let (Some(every), Some(length)) = (every, length) {
-            if length >= every {
-                st.error("the stall (`for`) must be shorter than its period (`every`)");
+        let for_node = st.require("for");
+        let length = for_node.as_ref().and_then(|n| n.as_duration());
+        match (every, length, &for_node) {
+            (Some(every), Some(length), Some(n)) if length >= every || length.is_zero() => {
+                n.error(if length.is_zero() {
+                    "must be longer than zero (a stall of 0s stalls nothing)"
+                } else {
+                    "the stall must be shorter than its period (`every`)"
+                });
                 ok = false;
-            } else {
-                s.stall = Some(crate::server::Stall { every, length });
             }
-        } else {
-            ok = false;
+            (Some(every), Some(length), _) => {
+                s.stall = Some(crate::server::Stall { every, length })
+            }
+            _ => ok = false,
         }
         st.finish();
     }
@@ -1336,6 +1841,8 @@ fn non_negative_f64(n: &Node<'_>) -> Option<f64> {
 
 fn read_workload(o: &Obj<'_>) -> Option<Workload> {
     let tbl = o.require("workload")?.as_obj()?;
+    // For errors about the whole plan, judged after the table is finished.
+    let table = tbl.node.clone();
     let mut ok = true;
     let mut open = false;
     if let Some(n) = tbl.get("model") {
@@ -1407,10 +1914,24 @@ fn read_workload(o: &Obj<'_>) -> Option<Workload> {
         },
     };
     let per_s = |v: f64| v / time_unit.as_secs_f64();
-    let duration = tbl.get("duration").and_then(|n| {
-        let d = n.as_duration()?;
-        whole_seconds(&n, d)
-    });
+    let duration_node = tbl.get("duration").filter(|_| !capacity_mode);
+    let duration = match &duration_node {
+        None => None,
+        Some(n) => match n.as_duration().and_then(|d| whole_seconds(n, d)) {
+            // A hold of 0 s holds nothing (and a plan of 0 s never ends).
+            Some(d) if d.is_zero() => {
+                n.error("must be longer than zero");
+                ok = false;
+                None
+            }
+            Some(d) => Some(d),
+            None => {
+                ok = false;
+                None
+            }
+        },
+    };
+    let ramp_node = tbl.get("ramp").filter(|_| !capacity_mode);
 
     if open {
         ok &= refuse(
@@ -1430,15 +1951,24 @@ fn read_workload(o: &Obj<'_>) -> Option<Workload> {
         if let Some(n) = tbl.get("when_full") {
             ok &= n.parse_into(&mut when_full);
         }
-        let rate = tbl.get("rate").and_then(|n| non_negative_f64(&n));
+        let rate_node = tbl.get("rate").filter(|_| !capacity_mode);
+        let rate = match &rate_node {
+            None => None,
+            Some(n) => {
+                let r = non_negative_f64(n);
+                ok &= r.is_some();
+                r
+            }
+        };
         let mut steps: Vec<plan::RateStep> = Vec::new();
-        if let Some(n) = tbl.get("ramp") {
-            match read_ramp(&n, non_negative_f64) {
+        if let Some(n) = &ramp_node {
+            match read_ramp(n, non_negative_f64) {
                 Some(r) => steps = r.into_iter().map(|(to, d)| (to.map(per_s), d)).collect(),
                 None => ok = false,
             }
         }
-        if !capacity_mode && steps.is_empty() && rate.is_none() {
+        // Only when neither is written: a bad `rate` was reported as such.
+        if !capacity_mode && rate_node.is_none() && ramp_node.is_none() {
             tbl.error("the open model needs `rate` (arrivals per time_unit), held for `duration`, or a `ramp` of rates");
             ok = false;
         }
@@ -1455,6 +1985,25 @@ fn read_workload(o: &Obj<'_>) -> Option<Workload> {
             }
         }
         let rate_plan = RatePlan::from_steps(per_s(rate.unwrap_or(0.0)), &steps);
+        if !capacity_mode {
+            // Where the plan is written: the ramp, else the rate.
+            let at = ramp_node.as_ref().or(rate_node.as_ref());
+            let total = rate_plan.total();
+            let why = if total.is_zero() {
+                Some("the rate plan lasts 0 s: give the ramp a `{ hold = \"1m\" }` step or set `duration`")
+            } else if rate_plan.expected(total.as_secs_f64()) <= 0.0 {
+                Some("every stage has rate 0: the plan has no arrivals, so the run would measure nothing")
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                match at {
+                    Some(n) => n.error(why),
+                    None => table.error(why),
+                }
+                return None;
+            }
+        }
         let model = OpenModel {
             rate: rate_plan,
             arrivals,
@@ -1484,7 +2033,7 @@ fn read_workload(o: &Obj<'_>) -> Option<Workload> {
     };
     let iterations = tbl.get("iterations").and_then(|n| positive_u64(&n));
     let mut steps = Vec::new();
-    if let Some(n) = tbl.get("ramp") {
+    if let Some(n) = &ramp_node {
         if iterations.is_some() {
             n.error(
                 "`ramp` and `iterations` exclude each other: iterations start every user at once",
@@ -1499,7 +2048,7 @@ fn read_workload(o: &Obj<'_>) -> Option<Workload> {
             }
             Some(to)
         };
-        match read_ramp(&n, to_users) {
+        match read_ramp(n, to_users) {
             Some(r) => steps.extend(r.into_iter().map(|(to, over)| match to {
                 Some(to) => RampStep::To { to, over },
                 None => RampStep::Hold(over),
@@ -1542,8 +2091,26 @@ fn read_workload(o: &Obj<'_>) -> Option<Workload> {
             over: Duration::ZERO,
         }];
     }
+    let plan = LoadPlan::from_ramp(&steps, iterations);
+    if iterations.is_none() {
+        // goose 0.19 never ends a plan of 0 s, and a plan of 0 users runs nothing.
+        let why = if plan.total().is_zero() {
+            Some("the plan lasts 0 s (goose would never end it): give the ramp a `{ hold = \"1m\" }` step or set `duration`")
+        } else if plan.peak_users() == 0 {
+            Some("the plan never starts a user: every stage has 0 users")
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            match &ramp_node {
+                Some(n) => n.error(why),
+                None => table.error(why),
+            }
+            return None;
+        }
+    }
     Some(Workload {
-        plan: LoadPlan::from_ramp(&steps, iterations),
+        plan,
         open: None,
         capacity: None,
         on_signal_ends,
@@ -1566,12 +2133,18 @@ pub fn pool_plan(max_users: u64, rate: &RatePlan) -> LoadPlan {
 }
 
 /// `[capacity]`: the steps, the SLOs that define "holds", and the target.
-fn read_capacity(o: &Obj<'_>, open: Option<&OpenModel>) -> Option<Option<CapacityPlan>> {
+fn read_capacity(
+    o: &Obj<'_>,
+    open: Option<&OpenModel>,
+    vocabulary: &crate::metrics::names::Vocabulary,
+) -> Option<Option<CapacityPlan>> {
     let Some(tbl) = o.obj("capacity") else {
         return Some(None);
     };
     let mut ok = true;
     let unit = open.map(|m| m.time_unit);
+    // Whole users unless the model is open (also when the workload has errors).
+    let open_model = open.is_some() || workload_model(o) == Some("open");
     let per_s = |v: f64| unit.map_or(v, |u| v / u.as_secs_f64());
     let load = |key: &str, required: bool| -> Option<f64> {
         let n = if required {
@@ -1580,7 +2153,7 @@ fn read_capacity(o: &Obj<'_>, open: Option<&OpenModel>) -> Option<Option<Capacit
             tbl.get(key)?
         };
         let v = non_negative_f64(&n)?;
-        if open.is_none() && v.fract() != 0.0 {
+        if !open_model && v.fract() != 0.0 {
             n.error("the closed model steps whole users");
             return None;
         }
@@ -1590,20 +2163,45 @@ fn read_capacity(o: &Obj<'_>, open: Option<&OpenModel>) -> Option<Option<Capacit
     let step = load("step", true);
     let max = load("max", true);
     let target = load("target", false);
-    let step_duration = tbl
-        .require("step_duration")
-        .and_then(|n| n.as_duration().and_then(|d| whole_seconds(&n, d)));
+    let step_duration = tbl.require("step_duration").and_then(|n| {
+        let d = n.as_duration().and_then(|d| whole_seconds(&n, d))?;
+        if d.is_zero() {
+            n.error("must be longer than zero: a step of 0 s measures nothing and the search never ends");
+            return None;
+        }
+        Some(d)
+    });
     let warmup = match tbl.get("warmup") {
         None => Some(Duration::ZERO),
         Some(n) => n.as_duration().and_then(|d| whole_seconds(&n, d)),
     };
-    let slo = match tbl.obj("slo") {
-        Some(rules) => read_rules(rules, None),
+    let slo = match tbl.get("slo") {
+        Some(n) => n.as_obj().and_then(|rules| {
+            if rules.entries().is_empty() {
+                rules.error("needs at least one rule, such as \"ttc p95\" = \"< 2s\": the rules define a step that holds");
+                return None;
+            }
+            read_rules(rules, None, vocabulary)
+        }),
         None => {
-            tbl.error("required key `slo` is missing: a table of rules such as \"ttc p95\" = \"< 2s\" that define a step that holds");
+            tbl.ctx().error(
+                tbl.node.span.clone(),
+                &tbl.child_path("slo"),
+                "required key is missing: a table of rules such as \"ttc p95\" = \"< 2s\" that define a step that holds",
+            );
             None
         }
     };
+    if let (Some(n), Some(s)) = (tbl.get("start"), start) {
+        if s <= 0.0 {
+            n.error(if open_model {
+                "must be above 0: a step at rate 0 has no runs, so it measures no data"
+            } else {
+                "must be at least 1: a step of 0 users has no runs, so it measures no data"
+            });
+            ok = false;
+        }
+    }
     if let (Some(n), Some(s)) = (tbl.get("step"), step) {
         if s <= 0.0 {
             n.error("must be above 0");
@@ -1628,12 +2226,6 @@ fn read_capacity(o: &Obj<'_>, open: Option<&OpenModel>) -> Option<Option<Capacit
             ok = false;
         }
     }
-    if let (Some(n), Some(m), Some(s)) = (tbl.get("max"), max, start) {
-        if open.is_none() && m < 1.0 && s < 1.0 {
-            n.error("a closed capacity search needs at least 1 user");
-            ok = false;
-        }
-    }
     tbl.finish();
     if !ok {
         return None;
@@ -1648,6 +2240,16 @@ fn read_capacity(o: &Obj<'_>, open: Option<&OpenModel>) -> Option<Option<Capacit
         target,
         rate_unit: unit,
     }))
+}
+
+/// `workload.model` as written, read without reporting anything (the
+/// workload reader reports its problems).
+fn workload_model<'a>(o: &Obj<'a>) -> Option<&'a str> {
+    o.get("workload")?
+        .item
+        .as_table_like_pub()?
+        .get("model")?
+        .as_str()
 }
 
 /// A `ramp` list: `{ to, over }` (`to` read by `read_to`) or `{ hold }`, as
@@ -1669,6 +2271,10 @@ fn read_ramp<T>(
                 ok = false;
             }
             match h.as_duration().and_then(|d| whole_seconds(&h, d)) {
+                Some(d) if d.is_zero() => {
+                    h.error("must be longer than zero (a hold of 0 s holds nothing)");
+                    ok = false;
+                }
                 Some(d) => steps.push((None, d)),
                 None => ok = false,
             }
@@ -1697,15 +2303,26 @@ fn whole_seconds(n: &Node<'_>, d: Duration) -> Option<Duration> {
 
 /// The journeys: `[[journey]]` (one) or `[[journeys]]` (a weighted mix, each
 /// with `name`, `weight` and `[[journeys.steps]]`).
-fn read_journey(o: &Obj<'_>, columns: &[String]) -> Option<Vec<Journey>> {
+fn read_journey(
+    o: &Obj<'_>,
+    columns: &Columns,
+    workload: Option<&Workload>,
+) -> Option<Vec<Journey>> {
     // Variables captured by `http` steps may be used by any step's template.
-    let mut names: Vec<String> = columns.to_vec();
+    let mut captures: Vec<String> = Vec::new();
     for key in ["journey", "journeys"] {
         if let Some(v) = o.get(key).and_then(|n| n.item.to_json_quiet()) {
-            capture_names(&v, &mut names);
+            capture_names(&v, &mut captures);
         }
     }
-    let columns = &names[..];
+    let fills = StepFills {
+        columns,
+        captures: &captures,
+    };
+    // A closed-model user repeats its journey (unless it runs it once), so an
+    // await early in a journey can wait for the run of a later send.
+    let repeats = workload.is_none_or(|w| w.open.is_none() && w.plan.iterations != Some(1));
+    let capacity_mode = o.get("capacity").is_some();
     match (o.get("journey"), o.get("journeys")) {
         (Some(_), Some(n)) => {
             n.error("use either [[journey]] (one journey) or [[journeys]] (a mix), not both");
@@ -1716,98 +2333,227 @@ fn read_journey(o: &Obj<'_>, columns: &[String]) -> Option<Vec<Journey>> {
             None
         }
         (Some(n), None) => {
-            let steps = read_steps(&n, 0, columns)?;
+            let steps = read_steps(&n, 0, &fills)?;
+            if !check_awaits(&n, repeats) {
+                return None;
+            }
             Some(vec![Journey {
                 name: "journey".into(),
                 weight: 1,
+                users: None,
                 steps,
             }])
         }
-        (None, Some(n)) => {
-            let mut out = Vec::new();
-            let mut ok = true;
-            let mut user_counts: Vec<u64> = Vec::new();
-            for item in n.as_array()? {
-                let Some(j) = item.as_obj() else {
-                    ok = false;
-                    continue;
-                };
-                let name = j
-                    .require("name")
-                    .and_then(|x| x.as_str().map(str::to_string));
-                let given: Vec<&str> = ["weight", "share", "users"]
-                    .into_iter()
-                    .filter(|k| j.get(k).is_some())
-                    .collect();
-                if given.len() > 1 {
-                    j.error(
-                        "a journey has one of `weight`, `share` (\"70%\") or `users` (a count)",
-                    );
-                    ok = false;
-                }
-                let weight = match given.first().copied() {
-                    None => Some(1),
-                    Some("share") => j.get("share").and_then(|n| {
-                        let f = n.as_fraction()?;
-                        // Shares in hundredths of a percent, as goose weights.
-                        let w = (f * 10_000.0).round() as usize;
-                        if w == 0 {
-                            n.error("must be above 0%");
-                            return None;
-                        }
-                        Some(w)
-                    }),
-                    Some("users") => j.get("users").and_then(|n| positive_u64(&n)).map(|u| {
-                        user_counts.push(u);
-                        u as usize
-                    }),
-                    Some(_) => j
-                        .get("weight")
-                        .and_then(|w| positive_u64(&w))
-                        .map(|w| w as usize),
-                };
-                let steps = j.require("steps").and_then(|s| read_steps(&s, 0, columns));
-                if let Some(nm) = &name {
-                    if out.iter().any(|x: &Journey| &x.name == nm) {
-                        j.error(format!("journey name `{nm}` is used twice"));
-                        ok = false;
-                    }
-                }
-                j.finish();
-                match (name, weight, steps) {
-                    (Some(name), Some(weight), Some(steps)) => out.push(Journey {
-                        name,
-                        weight,
-                        steps,
-                    }),
-                    _ => ok = false,
-                }
+        (None, Some(n)) => read_mix(
+            &n,
+            &fills,
+            workload.filter(|_| !capacity_mode),
+            capacity_mode,
+            repeats,
+        ),
+    }
+}
+
+/// `[[journeys]]`: each journey's share of the users is a `weight`, a `share`
+/// (the shares add up to 100%) or an exact count of `users` (adding up to the
+/// users); one kind for every journey.
+fn read_mix(
+    n: &Node<'_>,
+    fills: &StepFills<'_>,
+    workload: Option<&Workload>,
+    capacity_mode: bool,
+    repeats: bool,
+) -> Option<Vec<Journey>> {
+    let mut out = Vec::new();
+    let mut ok = true;
+    let items = n.as_array()?;
+    // Per journey: which of weight/share/users it gives (`None`: the default
+    // weight), and its weight when it parsed.
+    let mut kinds: Vec<Option<&'static str>> = Vec::new();
+    let mut weights: Vec<Option<usize>> = Vec::new();
+    for item in &items {
+        let Some(j) = item.as_obj() else {
+            ok = false;
+            continue;
+        };
+        let name = j
+            .require("name")
+            .and_then(|x| x.as_str().map(str::to_string));
+        let given: Vec<&'static str> = ["weight", "share", "users"]
+            .into_iter()
+            .filter(|k| j.get(k).is_some())
+            .collect();
+        if let [first, second, ..] = given[..] {
+            if let Some(extra) = j.get(second) {
+                extra.error(format!(
+                    "a journey has one of `weight`, `share` (\"70%\") or `users` (a count), not both `{first}` and `{second}`"
+                ));
             }
-            if ok && out.is_empty() {
-                n.error("needs at least one journey");
-                ok = false;
-            }
-            let journeys_given = n.as_array().map_or(0, |a| a.len());
-            if !user_counts.is_empty() && user_counts.len() != journeys_given {
-                n.error("give `users` to every journey or to none (mixing counts with weights or shares is ambiguous)");
-                ok = false;
-            }
-            if !user_counts.is_empty() && user_counts.len() == journeys_given {
-                let total: u64 = user_counts.iter().sum();
-                match o
-                    .obj("workload")
-                    .and_then(|w| w.get("users"))
-                    .and_then(|u| u.item.as_integer())
-                {
-                    Some(u) if u as u64 == total => {}
-                    _ => {
-                        n.error(format!("the journeys' `users` add up to {total}: set workload.users = {total} (closed model) so every journey gets exactly its count"));
-                        ok = false;
-                    }
-                }
-            }
-            ok.then_some(out)
+            ok = false;
         }
+        let kind = given.first().copied();
+        let weight = match kind {
+            None => Some(1),
+            Some("share") => j.get("share").and_then(|n| {
+                let f = n.as_fraction()?;
+                // Shares in hundredths of a percent, as goose weights.
+                let w = (f * 10_000.0).round() as usize;
+                if w == 0 {
+                    n.error("must be above 0%");
+                    return None;
+                }
+                Some(w)
+            }),
+            Some("users") => j
+                .get("users")
+                .and_then(|n| positive_u64(&n))
+                .map(|u| u as usize),
+            Some(_) => j
+                .get("weight")
+                .and_then(|w| positive_u64(&w))
+                .map(|w| w as usize),
+        };
+        kinds.push(kind);
+        weights.push(weight);
+        let steps = j.require("steps").and_then(|s| {
+            let steps = read_steps(&s, 0, fills)?;
+            check_awaits(&s, repeats).then_some(steps)
+        });
+        if let Some(nm) = &name {
+            if out.iter().any(|x: &Journey| &x.name == nm) {
+                if let Some(n) = j.get("name") {
+                    n.error(format!("journey name `{nm}` is used twice"));
+                }
+                ok = false;
+            }
+        }
+        j.finish();
+        match (name, weight, steps) {
+            (Some(name), Some(weight), Some(steps)) => out.push(Journey {
+                name,
+                weight,
+                users: (kind == Some("users")).then_some(weight as u64),
+                steps,
+            }),
+            _ => ok = false,
+        }
+    }
+    if items.is_empty() {
+        n.error("needs at least one journey");
+        return None;
+    }
+    if kinds.len() != items.len() {
+        return None;
+    }
+    // The mix is judged only when every journey gave its part.
+    let all_parsed = weights.iter().all(Option::is_some);
+    let count = |k: &str| kinds.iter().filter(|x| **x == Some(k)).count();
+    let (shares, counts) = (count("share"), count("users"));
+    if counts > 0 && counts != kinds.len() {
+        n.error("give `users` to every journey or to none (mixing counts with weights or shares is ambiguous)");
+        ok = false;
+    } else if shares > 0 && shares != kinds.len() {
+        n.error("give `share` to every journey or to none (a share beside a weight is ambiguous)");
+        ok = false;
+    } else if shares > 0 && all_parsed {
+        let total: usize = weights.iter().flatten().sum();
+        if total != 10_000 {
+            n.error(format!(
+                "the journeys' shares add up to {}%, not 100%",
+                total as f64 / 100.0
+            ));
+            ok = false;
+        }
+    } else if counts > 0 && all_parsed {
+        let total: usize = weights.iter().flatten().sum();
+        let total = total as u64;
+        // `None`: the workload's problems are reported by its reader.
+        let why = match workload {
+            _ if capacity_mode => Some("a capacity search changes the users at every step: give the journeys `weight` or `share`, not `users`".to_string()),
+            Some(Workload { open: Some(m), .. }) if m.max_users != total => Some(format!("the journeys' `users` add up to {total}: set workload.max_users = {total} (the open model's session pool) so every journey gets exactly its count")),
+            Some(w) if w.open.is_none() && w.plan.peak_users() != total => Some(format!("the journeys' `users` add up to {total}: set workload.users = {total} so every journey gets exactly its count")),
+            _ => None,
+        };
+        if let Some(why) = why {
+            n.error(why);
+            ok = false;
+        }
+    }
+    ok.then_some(out)
+}
+
+/// What step templates may use: the [data] columns and captured variables.
+struct StepFills<'a> {
+    columns: &'a Columns,
+    captures: &'a [String],
+}
+
+/// Every `await` must have a `send` before it on some path, or it has no run
+/// to wait for (and, waiting for nothing, the user would spin through its
+/// journey). A repeat block that runs more than once, and the journey itself
+/// when `repeats`, lets a send later in the block come before an await
+/// earlier in it. Each such await is reported at its step.
+fn check_awaits(steps: &Node<'_>, repeats: bool) -> bool {
+    fn kind<'a>(n: &Node<'a>) -> Option<&'a str> {
+        n.item.as_table_like_pub()?.get("step")?.as_str()
+    }
+    fn inner<'a>(n: &Node<'a>) -> Vec<Node<'a>> {
+        let Some(t) = n.item.as_table_like_pub() else {
+            return Vec::new();
+        };
+        let Some((k, item)) = t.get_key_value("steps") else {
+            return Vec::new();
+        };
+        let node = Node {
+            ctx: n.ctx.clone(),
+            path: doc::join_path(&n.path, "steps"),
+            item: Elem::Item(item),
+            span: item.span().or_else(|| k.span()),
+        };
+        quiet_array(&node)
+    }
+    fn has_send(items: &[Node<'_>]) -> bool {
+        items.iter().any(|n| match kind(n) {
+            Some("send") => true,
+            Some("repeat") => has_send(&inner(n)),
+            _ => false,
+        })
+    }
+    /// Whether a repeat block may run its steps more than once.
+    fn loops(n: &Node<'_>) -> bool {
+        let t = n.item.as_table_like_pub();
+        let times = t.and_then(|t| t.get("times")).and_then(|i| i.as_integer());
+        let for_ = t.and_then(|t| t.get("for")).is_some();
+        for_ || times.is_none_or(|k| k > 1)
+    }
+    fn walk(items: &[Node<'_>], looping: bool, mut sent: bool, ok: &mut bool) -> bool {
+        if looping && has_send(items) {
+            sent = true;
+        }
+        for n in items {
+            match kind(n) {
+                Some("send") => sent = true,
+                Some("await") if !sent => {
+                    n.error("this `await` has no `send` before it (in its journey, or in a repeat block around it): there is no run to wait for");
+                    *ok = false;
+                }
+                Some("repeat") => sent |= walk(&inner(n), loops(n), sent, ok),
+                _ => {}
+            }
+        }
+        sent
+    }
+    let mut ok = true;
+    walk(&quiet_array(steps), repeats, false, &mut ok);
+    ok
+}
+
+/// The elements of an array (of tables), read without reporting anything.
+fn quiet_array<'a>(n: &Node<'a>) -> Vec<Node<'a>> {
+    if n.item.value_is_array() {
+        n.as_array().unwrap_or_default()
+    } else {
+        Vec::new()
     }
 }
 
@@ -1854,12 +2600,10 @@ fn read_think(st: &Obj<'_>) -> Option<Think> {
 /// Deepest nesting of `repeat` blocks.
 const MAX_REPEAT_DEPTH: usize = 3;
 
-fn read_steps(n: &Node<'_>, depth: usize, columns: &[String]) -> Option<Vec<Step>> {
+fn read_steps(n: &Node<'_>, depth: usize, fills: &StepFills<'_>) -> Option<Vec<Step>> {
     let items = n.as_array()?;
     let mut steps = Vec::new();
     let mut ok = true;
-    let mut sends = 0usize;
-    let mut awaits = 0usize;
     for item in items {
         let Some(st) = item.as_obj() else {
             ok = false;
@@ -1871,166 +2615,93 @@ fn read_steps(n: &Node<'_>, depth: usize, columns: &[String]) -> Option<Vec<Step
         let name = st.str("name");
         let kind = match kind_name.as_deref() {
             Some("connect") => Some(StepKind::Connect),
-            Some("send") => {
-                sends += 1;
-                st.require("message").and_then(|m| {
-                    let v = m.to_json()?;
-                    if !v.is_object() {
-                        m.error("must be a table (the JSON object to send)");
-                        return None;
-                    }
-                    let mut good = true;
-                    for p in template::placeholders(&v) {
-                        if !template::VARIABLES.contains(&p.as_str()) && !columns.contains(&p) {
-                            let known: Vec<String> = template::VARIABLES
-                                .iter()
-                                .map(|v| v.to_string())
-                                .chain(columns.iter().cloned())
-                                .map(|v| format!("{{{{{v}}}}}"))
-                                .collect();
-                            m.error(format!(
-                                "unknown placeholder `{{{{{p}}}}}` (known: {}; a [data] file adds its columns)",
-                                known.join(", ")
-                            ));
-                            good = false;
-                        }
-                    }
-                    good.then_some(StepKind::Send { message: v })
-                })
-            }
-            Some("await") => {
-                awaits += 1;
-                let timeout = st.duration("timeout").unwrap_or(Duration::from_secs(30));
-                if timeout.is_zero() {
-                    st.error("`timeout` must be above zero: every await needs a deadline");
+            Some("send") => st.require("message").and_then(|m| {
+                if m.item.as_table_like_pub().is_none() {
+                    m.error("must be a table (the JSON object to send)");
+                    return None;
                 }
-                Some(StepKind::Await { timeout })
-            }
-            Some("think") => read_think(&st).map(|think| StepKind::Think { think }),
-            Some("create_thread") => Some(StepKind::CreateThread {
-                title: st.str("title"),
+                let send = Fills {
+                    place: "a `send` message",
+                    builtins: &template::VARIABLES,
+                    names: fills.captures,
+                    columns: fills.columns,
+                    columns_apply: true,
+                    env: false,
+                };
+                let good = check_template(&m, &send);
+                let v = m.to_json()?;
+                good.then_some(StepKind::Send { message: v })
             }),
+            Some("await") => positive_duration(
+                &st,
+                "timeout",
+                Duration::from_secs(30),
+                "every await needs a deadline",
+            )
+            .map(|timeout| StepKind::Await { timeout }),
+            Some("think") => read_think(&st).map(|think| StepKind::Think { think }),
+            Some("create_thread") => {
+                let title = st.get("title");
+                let good = title
+                    .as_ref()
+                    .is_none_or(|t| refuse_placeholders(t, "a thread title"));
+                let title = title.and_then(|t| t.as_str().map(str::to_string));
+                good.then_some(StepKind::CreateThread { title })
+            }
             Some("list_threads") => Some(StepKind::ListThreads),
             Some("history") => Some(StepKind::History),
-            Some("switch_thread") => {
-                let timeout = st.duration("timeout").unwrap_or(Duration::from_secs(10));
-                Some(StepKind::SwitchThread { timeout })
-            }
-            Some("http") => {
-                let method = st
-                    .str("method")
-                    .unwrap_or_else(|| "GET".into())
-                    .to_ascii_uppercase();
-                if !["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"].contains(&method.as_str()) {
-                    if let Some(n) = st.get("method") {
-                        n.error(format!(
-                            "unknown method `{method}` (GET, POST, PUT, PATCH, DELETE, HEAD)"
-                        ));
-                    }
-                }
-                let path = st.require("path").and_then(|n| {
-                    let p = n.as_str()?.to_string();
-                    if !p.starts_with('/') {
-                        n.error("a path on the target's host, starting with /");
-                        return None;
-                    }
-                    Some(p)
-                });
-                let body = st.get("body").and_then(|b| b.to_json());
-                let expect = match st.get("expect") {
-                    None => Some(vec![200, 201, 204]),
-                    Some(n) => {
-                        let codes: Option<Vec<u16>> = if n.item.as_integer().is_some() {
-                            n.as_u64().map(|c| vec![c as u16])
-                        } else {
-                            n.as_array().map(|items| {
-                                items
-                                    .iter()
-                                    .filter_map(|i| i.as_u64().map(|c| c as u16))
-                                    .collect()
-                            })
-                        };
-                        match codes {
-                            Some(c)
-                                if !c.is_empty() && c.iter().all(|x| (100..600).contains(x)) =>
-                            {
-                                Some(c)
-                            }
-                            _ => {
-                                n.error("expected an HTTP status or a list of them, e.g. 200 or [200, 201]");
-                                None
-                            }
-                        }
-                    }
-                };
-                let mut capture = Vec::new();
-                if let Some(c) = st.obj("capture") {
-                    for (var, v, _) in c.entries() {
-                        if let Some(p) = v.as_str() {
-                            if var.is_empty()
-                                || !var
-                                    .chars()
-                                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
-                                || template::VARIABLES.contains(&var.as_str())
-                            {
-                                v.error(format!("`{var}` cannot be a variable name (letters, digits and _; not a built-in)"));
-                            } else {
-                                capture.push((var, p.to_string()));
-                            }
-                        }
-                    }
-                    c.finish();
-                }
-                let mut known = true;
-                let mut used = body
-                    .as_ref()
-                    .map(template::placeholders)
-                    .unwrap_or_default();
-                if let Some(p) = &path {
-                    used.extend(template::placeholders(&Value::String(p.clone())));
-                }
-                for p in used {
-                    if !template::VARIABLES.contains(&p.as_str()) && !columns.contains(&p) {
-                        st.error(format!("unknown placeholder `{{{{{p}}}}}` (built-ins, [data] columns and `capture` names are known)"));
-                        known = false;
-                    }
-                }
-                match (path, expect) {
-                    (Some(path), Some(expect)) if known => Some(StepKind::Http {
-                        method,
-                        path,
-                        body,
-                        expect,
-                        capture,
-                    }),
-                    _ => None,
-                }
-            }
+            Some("switch_thread") => positive_duration(
+                &st,
+                "timeout",
+                Duration::from_secs(10),
+                "the switch needs a deadline",
+            )
+            .map(|timeout| StepKind::SwitchThread { timeout }),
+            Some("http") => read_http(&st, fills),
             Some("disconnect") => Some(StepKind::Disconnect),
             Some("reconnect") => Some(StepKind::Reconnect),
             Some("repeat") => {
-                let times = st.get("times").and_then(|n| positive_u64(&n));
-                let for_ = st.duration("for");
-                let inner = st.require("steps");
-                if depth + 1 > MAX_REPEAT_DEPTH {
+                let times_node = st.get("times");
+                let for_node = st.get("for");
+                let times = times_node.as_ref().and_then(positive_u64);
+                let for_ = for_node.as_ref().and_then(|n| {
+                    let d = n.as_duration()?;
+                    if d.is_zero() {
+                        n.error("must be longer than zero");
+                        return None;
+                    }
+                    Some(d)
+                });
+                let mut good = times.is_some() || for_.is_some();
+                match (&times_node, &for_node) {
+                    (Some(_), Some(f)) => {
+                        f.error("a repeat step has exactly one of `times = N` or `for = \"30s\"`, not both");
+                        good = false;
+                    }
+                    (None, None) => {
+                        st.ctx().error(
+                            st.node.span.clone(),
+                            &st.child_path("times"),
+                            "a repeat step needs `times = N` or `for = \"30s\"`",
+                        );
+                    }
+                    _ => {}
+                }
+                // Reported once, at the first block too deep; the steps
+                // inside are still checked.
+                if depth == MAX_REPEAT_DEPTH {
                     st.error(format!(
                         "repeat blocks nest at most {MAX_REPEAT_DEPTH} deep"
                     ));
-                    st.skip_rest();
-                    None
-                } else if st.get("times").is_some() == st.get("for").is_some() {
-                    st.error("a repeat step has exactly one of `times = N` or `for = \"30s\"`");
-                    st.skip_rest();
-                    None
-                } else {
-                    let inner = inner.and_then(|i| read_steps(&i, depth + 1, columns));
-                    match inner {
-                        Some(steps) if times.is_some() || for_.is_some() => {
-                            sends += count_kind(&steps, |k| matches!(k, StepKind::Send { .. }));
-                            Some(StepKind::Repeat { times, for_, steps })
-                        }
-                        _ => None,
+                }
+                let inner = st
+                    .require("steps")
+                    .and_then(|i| read_steps(&i, depth + 1, fills));
+                match inner {
+                    Some(steps) if good && depth < MAX_REPEAT_DEPTH => {
+                        Some(StepKind::Repeat { times, for_, steps })
                     }
+                    _ => None,
                 }
             }
             Some(other) => {
@@ -2061,11 +2732,144 @@ fn read_steps(n: &Node<'_>, depth: usize, columns: &[String]) -> Option<Vec<Step
         n.error("needs at least one step");
         ok = false;
     }
-    if ok && depth == 0 && awaits > 0 && sends == 0 {
-        n.error("has an `await` step but no `send` step: there is no run to wait for");
-        ok = false;
-    }
     ok.then_some(steps)
+}
+
+/// A deadline `key` of a step, `default` when not written; zero is refused.
+fn positive_duration(st: &Obj<'_>, key: &str, default: Duration, why: &str) -> Option<Duration> {
+    let Some(n) = st.get(key) else {
+        return Some(default);
+    };
+    let d = n.as_duration()?;
+    if d.is_zero() {
+        n.error(format!("must be above zero: {why}"));
+        return None;
+    }
+    Some(d)
+}
+
+/// HTTP methods an `http` step may use.
+const HTTP_METHODS: [&str; 6] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"];
+
+/// A generic `http` step.
+fn read_http(st: &Obj<'_>, fills: &StepFills<'_>) -> Option<StepKind> {
+    let mut ok = true;
+    let method = match st.get("method") {
+        None => Some("GET".to_string()),
+        Some(n) => n.as_str().and_then(|m| {
+            let m = m.to_ascii_uppercase();
+            if HTTP_METHODS.contains(&m.as_str()) {
+                Some(m)
+            } else {
+                n.error(format!(
+                    "unknown method `{m}` ({})",
+                    HTTP_METHODS.join(", ")
+                ));
+                None
+            }
+        }),
+    };
+    // Filled in an http step: the session's variables, the [data] row the
+    // user's last run took (or its own row), and captured ones (not the
+    // run's own id).
+    let http = Fills {
+        place: "an `http` step",
+        builtins: &SESSION_VARIABLES,
+        names: fills.captures,
+        columns: fills.columns,
+        columns_apply: true,
+        env: false,
+    };
+    let path = st.require("path").and_then(|n| {
+        let p = n.as_str()?.to_string();
+        if !p.starts_with('/') {
+            n.error("a path on the target's host, starting with /");
+            return None;
+        }
+        check_template(&n, &http).then_some(p)
+    });
+    let body = match st.get("body") {
+        None => Some(None),
+        Some(b) => {
+            let good = check_template(&b, &http);
+            b.to_json().filter(|_| good).map(Some)
+        }
+    };
+    let expect = match st.get("expect") {
+        None => Some(vec![200, 201, 204]),
+        Some(n) if n.item.as_integer().is_some() => http_status(&n).map(|c| vec![c]),
+        Some(n) => match n.item.value_is_array() {
+            true => {
+                let items = n.as_array().unwrap_or_default();
+                if items.is_empty() {
+                    n.error("needs at least one HTTP status, e.g. [200, 201]");
+                    None
+                } else {
+                    let codes: Vec<Option<u16>> = items.iter().map(http_status).collect();
+                    codes.into_iter().collect()
+                }
+            }
+            false => {
+                n.error("expected an HTTP status or a list of them, e.g. 200 or [200, 201]");
+                None
+            }
+        },
+    };
+    let mut capture = Vec::new();
+    if let Some(c) = st.obj("capture") {
+        for (var, v, _) in c.entries() {
+            if let Some(p) = v.as_str() {
+                if !is_capture_name(&var) {
+                    v.error(format!(
+                        "`{var}` cannot be a variable name (letters, digits and _; not a built-in)"
+                    ));
+                    ok = false;
+                } else {
+                    capture.push((var, p.to_string()));
+                }
+            } else {
+                ok = false;
+            }
+        }
+        c.finish();
+    }
+    match (method, path, body, expect) {
+        (Some(method), Some(path), Some(body), Some(expect)) if ok => Some(StepKind::Http {
+            method,
+            path,
+            body,
+            expect,
+            capture,
+        }),
+        _ => None,
+    }
+}
+
+/// A name an `http` step may capture into: letters, digits and _, not a built-in.
+fn is_capture_name(var: &str) -> bool {
+    !var.is_empty()
+        && var
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+        && !template::VARIABLES.contains(&var)
+}
+
+/// One HTTP status (100 to 599), checked before it is narrowed to 16 bits.
+fn http_status(n: &Node<'_>) -> Option<u16> {
+    match n.item.as_integer() {
+        Some(c) if (100..=599).contains(&c) => Some(c as u16),
+        Some(c) => {
+            n.error(format!("`{c}` is not an HTTP status (100 to 599)"));
+            None
+        }
+        None => {
+            n.error(format!(
+                "expected an HTTP status (an integer), found {}",
+                n.item.type_name_pub()
+            ));
+            None
+        }
+    }
 }
 
 /// Every key of every `capture` table in a journey (as JSON), recursively.
@@ -2074,23 +2878,17 @@ fn capture_names(v: &Value, out: &mut Vec<String>) {
         Value::Array(a) => a.iter().for_each(|x| capture_names(x, out)),
         Value::Object(m) => {
             if let Some(Value::Object(c)) = m.get("capture") {
-                out.extend(c.keys().cloned());
+                // Only names a capture may take (the others are refused there).
+                for k in c.keys() {
+                    if is_capture_name(k) && !out.contains(k) {
+                        out.push(k.clone());
+                    }
+                }
             }
             m.values().for_each(|x| capture_names(x, out));
         }
         _ => {}
     }
-}
-
-/// How many steps (inside repeat blocks too) match.
-fn count_kind(steps: &[Step], f: impl Fn(&StepKind) -> bool + Copy) -> usize {
-    steps
-        .iter()
-        .map(|s| match &s.kind {
-            StepKind::Repeat { steps, .. } => count_kind(steps, f),
-            k => usize::from(f(k)),
-        })
-        .sum()
 }
 
 fn read_baseline(o: &Obj<'_>) -> Option<Vec<crate::report::compare::Tolerance>> {
@@ -2139,17 +2937,26 @@ fn read_drift(o: &Obj<'_>) -> crate::metrics::threshold::DriftSpec {
     spec
 }
 
-fn read_thresholds(o: &Obj<'_>) -> Option<Vec<Threshold>> {
+fn read_thresholds(
+    o: &Obj<'_>,
+    vocabulary: &crate::metrics::names::Vocabulary,
+) -> Option<Vec<Threshold>> {
     let drift = read_drift(o);
     let Some(tbl) = o.obj("thresholds") else {
         return Some(Vec::new());
     };
-    read_rules(tbl, Some(drift))
+    read_rules(tbl, Some(drift), vocabulary)
 }
 
 /// A table of rules: `"ttfe p95" = "< 2s"` or `{ rule, abort_on_fail, grace }`;
-/// `drift` is `None` where drift rules make no sense (capacity SLOs).
-fn read_rules(tbl: Obj<'_>, drift: Option<DriftSpec>) -> Option<Vec<Threshold>> {
+/// `drift` is `None` where drift rules make no sense (capacity SLOs). A rule
+/// on a name the scenario never records is refused (see
+/// [`crate::metrics::names`]).
+fn read_rules(
+    tbl: Obj<'_>,
+    drift: Option<DriftSpec>,
+    vocabulary: &crate::metrics::names::Vocabulary,
+) -> Option<Vec<Threshold>> {
     let mut out = Vec::new();
     let mut ok = true;
     for (key, value, key_span) in tbl.entries() {
@@ -2176,8 +2983,12 @@ fn read_rules(tbl: Obj<'_>, drift: Option<DriftSpec>) -> Option<Vec<Threshold>> 
         };
         let parsed = match drift {
             Some(spec) => Threshold::parse_with_drift(&key, &rule, spec),
+            None if key.split_whitespace().nth(2) == Some("drift") => Err(
+                "a capacity step is judged on its own data: drift rules (start against end of a run) do not apply; remove `drift`".to_string(),
+            ),
             None => Threshold::parse(&key, &rule),
-        };
+        }
+        .and_then(|t| t.check_names(vocabulary).map(|()| t));
         match parsed {
             Ok(mut t) => {
                 if drift.is_none() && (abort || grace > Duration::ZERO) {
@@ -2301,6 +3112,33 @@ duration = "100ms"
         assert_eq!(err.items.len(), 2, "{err}");
         assert!(err.to_string().contains("{{promt}}"));
         assert!(err.to_string().contains("unknown step `nap`"));
+    }
+
+    /// A password in the login body never reaches the echo (snapshot.json and
+    /// every report show it); `{{env.NAME}}` placeholders are listed for `run`.
+    #[test]
+    fn the_login_body_is_redacted_in_the_echo_and_its_env_names_are_listed() {
+        let s = parse(&GOOD.replace(
+            "[workload]",
+            "[auth]\nmode = \"login\"\n[auth.login]\nbody = { user = \"{{user}}\", password = \"hunter2\", key = \"{{env.LOGIN_KEY}}\", nested = { list = [\"x\", 3], pin = \"{{env.LOGIN_PIN}}\" }, again = \"{{env.LOGIN_KEY}}\" }\n[workload]",
+        ))
+        .unwrap();
+        let body = &s.echo["auth"]["login"]["body"];
+        assert_eq!(
+            body,
+            &serde_json::json!({"user": REDACTED, "password": REDACTED, "key": REDACTED, "nested": {"list": [REDACTED, 3], "pin": REDACTED}, "again": REDACTED})
+        );
+        assert!(!s.echo.to_string().contains("hunter2"));
+        // What is sent keeps the values.
+        let TokenSource::Login { body, .. } = &s.auth.source else {
+            panic!("a login source")
+        };
+        assert_eq!(body["password"], "hunter2");
+        assert_eq!(s.env_placeholders(), ["LOGIN_KEY", "LOGIN_PIN"]);
+        // Only the login body is redacted, and a scenario without one reads no env.
+        let plain = parse(GOOD).unwrap();
+        assert_eq!(plain.echo["journey"][1]["message"]["type"], "start_agent");
+        assert!(plain.env_placeholders().is_empty());
     }
 
     #[test]

@@ -513,6 +513,28 @@ impl OpenModel {
     pub fn show_rate(&self, per_second: f64) -> String {
         show_rate(per_second, self.time_unit)
     }
+
+    /// Arrivals in each stage of the plan, adding up to the plan's total.
+    /// Evenly spaced arrivals are exact: arrival k (from 0) is due when the
+    /// expected count reaches k, so a plan expecting E arrivals by its end
+    /// starts ceil(E) and a stage gets those with k in [E_before, E_after).
+    /// Poisson arrivals get the same counts as the expected value (their
+    /// real number varies with the seed).
+    pub fn arrival_counts(&self) -> Vec<u64> {
+        // ceil, forgiving float noise: 10/s for 2 s is 20, not 21.
+        let due = |e: f64| (e - 1e-9).ceil().max(0.0) as u64;
+        let mut before = 0.0;
+        self.rate
+            .stages
+            .iter()
+            .map(|s| {
+                let after = before + (s.from + s.to) * s.length_s as f64 / 2.0;
+                let n = due(after) - due(before);
+                before = after;
+                n
+            })
+            .collect()
+    }
 }
 
 /// A rate per second in `unit`: `12/s`, `600/min`, `2.5/10s`.
@@ -552,17 +574,17 @@ impl fmt::Display for OpenModel {
             "  {:>3}  {:>9}  {:>9}  {:>21}  {:>9}",
             "#", "start", "end", "rate", "arrivals"
         )?;
-        for (i, s) in self.rate.stages.iter().enumerate() {
+        let counts = self.arrival_counts();
+        for (i, (s, n)) in self.rate.stages.iter().zip(&counts).enumerate() {
             let span = |secs: u64| format!("{}m{:02}s", secs / 60, secs % 60);
             let rate = if s.from == s.to {
                 format!("hold {}", self.show_rate(s.to))
             } else {
                 format!("{} -> {}", self.show_rate(s.from), self.show_rate(s.to))
             };
-            let n = (s.from + s.to) * s.length_s as f64 / 2.0;
             writeln!(
                 f,
-                "  {:>3}  {:>9}  {:>9}  {:>21}  {:>9.0}",
+                "  {:>3}  {:>9}  {:>9}  {:>21}  {:>9}",
                 i + 1,
                 span(s.start_s),
                 span(s.start_s + s.length_s),
@@ -572,9 +594,13 @@ impl fmt::Display for OpenModel {
         }
         writeln!(
             f,
-            "  peak {}, about {:.0} arrivals in {}s; run latencies are measured from each arrival's intended start",
+            "  peak {}, {}{} arrivals in {}s; run latencies are measured from each arrival's intended start",
             self.show_rate(self.rate.peak_rate()),
-            self.rate.expected(self.rate.total().as_secs_f64()),
+            match self.arrivals {
+                Arrivals::Constant => "",
+                Arrivals::Poisson => "about ",
+            },
+            counts.iter().sum::<u64>(),
             self.rate.total().as_secs()
         )
     }
@@ -959,6 +985,47 @@ mod tests {
             .collect();
         assert_eq!(a, t);
         assert_ne!(a, b);
+    }
+
+    /// The plan printout's stage counts add up to its total, and match what
+    /// the pacer starts (4.5 expected arrivals are 5 starts: at 0, 1, 2, 3, 4).
+    #[test]
+    fn arrival_counts_add_up_and_match_the_pacer() {
+        let open = |stages: &[RateStep]| OpenModel {
+            rate: RatePlan::from_steps(1.5, stages),
+            arrivals: Arrivals::Constant,
+            max_users: 1,
+            when_full: WhenFull::Drop,
+            time_unit: Duration::from_secs(1),
+        };
+        let s = Duration::from_secs;
+        // 1.5/s for 1 s three times: 1.5 expected per stage, 4.5 in all.
+        let cases: [(&[RateStep], &[u64]); 4] = [
+            (&[(None, s(1)), (None, s(1)), (None, s(1))], &[2, 1, 2]),
+            (&[(None, s(2))], &[3]),
+            (&[(Some(10.0), s(2))], &[12]),
+            (&[(None, s(2)), (Some(0.0), s(0)), (None, s(5))], &[3, 0, 0]),
+        ];
+        for (stages, want) in cases {
+            let m = open(stages);
+            assert_eq!(m.arrival_counts(), want, "{stages:?}");
+            let mut pacer = Pacer::new(m.rate.clone(), Arrivals::Constant, 1, Shard::default());
+            let mut started = 0;
+            while pacer.intended(started).is_some() {
+                started += 1;
+            }
+            assert_eq!(started, want.iter().sum::<u64>(), "{stages:?}");
+        }
+        let text = open(&[(None, s(1)), (None, s(1)), (None, s(1))]).to_string();
+        assert!(text.contains(", 5 arrivals in 3s"), "{text}");
+        let poisson = OpenModel {
+            arrivals: Arrivals::Poisson,
+            ..open(&[(None, s(3))])
+        };
+        assert!(
+            poisson.to_string().contains("about 5 arrivals"),
+            "{poisson}"
+        );
     }
 
     #[test]
