@@ -303,6 +303,25 @@ fn generator_health(
     }
 }
 
+/// The open model's arrivals that did not start on time: the target was
+/// offered less load than the plan, which no latency figure shows.
+fn not_offered_note(rec: &Recorder, open: Option<&crate::scenario::OpenModel>) -> Option<String> {
+    let open = open?;
+    let intended = rec.counter(names::STARTS_INTENDED);
+    let dropped = rec.counter(names::STARTS_DROPPED);
+    let late = rec.counter(names::STARTS_LATE);
+    if intended == 0 || dropped + late == 0 {
+        return None;
+    }
+    let pct = |n: u64| n as f64 * 100.0 / intended as f64;
+    Some(format!(
+        "the session pool ({} sessions) was full: {dropped} of {intended} arrivals dropped ({:.1}%) and {late} late ({:.1}%), so the target was offered less than the plan; raise workload.max_users, or gate on \"starts.dropped count\" = \"== 0\"",
+        open.max_users,
+        pct(dropped),
+        pct(late)
+    ))
+}
+
 /// Judges `abort_on_fail` thresholds on the running data once a second; on the
 /// first breach after its grace period, stops the users and says why.
 async fn watch_thresholds(
@@ -551,6 +570,34 @@ pub async fn run(req: RunRequest) -> Result<RunResult, RunError> {
             )));
         }
     }
+    // A login endpoint given as a full address is loaded too: the same
+    // allow list guards it.
+    if let crate::scenario::TokenSource::Login { url, .. } = &sc.auth.source {
+        if !url.starts_with('/') {
+            let host = url::Url::parse(url)
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_string))
+                .unwrap_or_default();
+            if !host_allowed(&host, &sc.target.allow) {
+                return Err(RunError::Usage(format!(
+                    "the login endpoint's host `{host}` is not in the scenario's target.allow list; add it there to log users in at it"
+                )));
+            }
+        }
+    }
+    // `{{env.NAME}}` in the login body: a variable that is not set would log
+    // every user in with an empty value. (Its value is never printed.)
+    let unset: Vec<String> = sc
+        .env_placeholders()
+        .into_iter()
+        .filter(|n| std::env::var_os(n).is_none())
+        .collect();
+    if !unset.is_empty() {
+        return Err(RunError::Usage(format!(
+            "the scenario reads ${} from the environment ({{{{env.NAME}}}} in [auth.login] body), and it is not set; export it before the run",
+            unset.join(", $")
+        )));
+    }
     if sc.workload.capacity.is_some() && req.shard.count > 1 {
         return Err(RunError::Usage(
             "a capacity search runs in one process: the decision to stop at a step needs the whole load's data (remove --shard/--shards, or give this machine more of the load)".into(),
@@ -792,6 +839,9 @@ pub async fn run(req: RunRequest) -> Result<RunResult, RunError> {
             generator.cores,
             generator.send_lag_p99_us.map_or("n/a".to_string(), |v| crate::metrics::threshold::format_us(v as f64))
         ));
+    }
+    if let Some(note) = not_offered_note(&rec, sc.workload.open.as_ref()) {
+        notes.push(note);
     }
     let mut verdict;
     let thresholds = crate::metrics::threshold::judge_all(&sc.thresholds, &rec, &intervals);

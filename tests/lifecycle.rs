@@ -644,3 +644,47 @@ duration = "200ms"
     );
     assert_eq!(counter(&r, "tokens.rejected"), 0);
 }
+
+/// A login body that reads a secret from the environment is refused before
+/// any socket opens when the variable is not set (it would log every user in
+/// with an empty password), and the refusal names the variable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unset_environment_secret_is_refused_before_the_run() {
+    let _g = goose_lock().await;
+    let text = format!(
+        r#"
+version = 1
+name = "env-secret"
+[auth]
+mode = "login"
+[auth.login]
+body = {{ user_id = "{{{{user}}}}", password = "{{{{env.CHATLOAD_TEST_UNSET_PASSWORD}}}}" }}
+[workload]
+users = 1
+iterations = 1
+{JOURNEY}"#
+    );
+    let (_d, out) = out_dir("env");
+    let req = RunRequest {
+        scenario: parse(&text),
+        target: None,
+        secret: Secret::new(SECRET),
+        seed: 7,
+        out: Some(out.clone()),
+        goose_report: false,
+        baseline: None,
+        progress: false,
+        shard: Default::default(),
+        start_at: None,
+        metrics_addr: None,
+        history: None,
+    };
+    match chatload::runner::run(req).await {
+        Err(RunError::Usage(msg)) => {
+            assert!(msg.contains("$CHATLOAD_TEST_UNSET_PASSWORD"), "{msg}")
+        }
+        Err(e) => panic!("expected a usage error, got {e}"),
+        Ok(_) => panic!("an unset secret must stop the run"),
+    }
+    assert!(!out.join("snapshot.json").exists(), "nothing was run");
+}

@@ -282,3 +282,56 @@ async fn snapshots_of_different_scenarios_or_seeds_are_refused() {
     ]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("is of scenario `other`"));
 }
+
+/// Journeys with exact user counts keep them across shards: 3 + 1 users over
+/// two shards run journey `a` for 3 users and `b` for 1 in all. Regression:
+/// every shard weighted 3:1 over its own 2 users, so the whole ran 2 and 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exact_journey_counts_add_up_across_shards() {
+    let _g = goose_lock().await;
+    let text = r#"
+version = 1
+name = "counted"
+[workload]
+users = 4
+iterations = 2
+[[journeys]]
+name = "a"
+users = 3
+[[journeys.steps]]
+step = "http"
+name = "a"
+path = "/health"
+[[journeys]]
+name = "b"
+users = 1
+[[journeys.steps]]
+step = "http"
+name = "b"
+path = "/health"
+"#;
+    let srv = server().await;
+    let mut totals = (0, 0);
+    for index in 0..2 {
+        let (_d, out) = out_dir(&format!("counted-{index}"));
+        let req = chatload::runner::RunRequest {
+            scenario: parse(text),
+            target: Some(srv.ws_url()),
+            secret: Secret::new(SECRET),
+            seed: 7,
+            out: Some(out),
+            goose_report: false,
+            baseline: None,
+            progress: false,
+            shard: chatload::scenario::plan::Shard { index, count: 2 },
+            start_at: None,
+            metrics_addr: None,
+            history: None,
+        };
+        let r = chatload::runner::run(req).await.expect("the shard runs");
+        totals.0 += counter(&r, "rest.a.200");
+        totals.1 += counter(&r, "rest.b.200");
+    }
+    assert_eq!(totals, (3 * 2, 2), "journey calls over both shards");
+    srv.shutdown().await;
+}

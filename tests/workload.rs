@@ -67,6 +67,11 @@ async fn the_open_model_measures_a_stall_for_every_arrival_it_delayed() {
         "send lag p99 {lag_p99}s: the generator fell behind"
     );
     assert_eq!(truth(&r, "stall.windows"), 2, "windows at 10 s and 20 s");
+    assert!(
+        !r.snapshot.notes.iter().any(|n| n.contains("session pool")),
+        "every arrival started: {:?}",
+        r.snapshot.notes
+    );
     let f = 2.0 / 25.0;
     let base = p(&r, names::TTC, |h| h.p50_us);
     let expected = base + (1.0 - 0.01 / f) * 1.0;
@@ -127,6 +132,13 @@ async fn a_full_pool_drops_or_queues_and_every_arrival_is_accounted_for() {
     assert_eq!(started + dropped, intended);
     assert_eq!(counter(&r, names::STARTS_LATE), 0);
     assert_eq!(counter(&r, names::RUNS_OK), started);
+    // The report says the target got less than the plan asked for.
+    let note = format!("{dropped} of 150 arrivals dropped");
+    assert!(
+        r.snapshot.notes.iter().any(|n| n.contains(&note)),
+        "{:?}",
+        r.snapshot.notes
+    );
 
     let (_d2, out2) = out_dir("queue");
     let q = run(parse(&text("queue")), None, SECRET, out2).await;

@@ -104,6 +104,13 @@ pub async fn main(a: RunArgs) -> u8 {
             eprintln!("error: --users must be at least 1");
             return exit::USAGE;
         }
+        let counts: Option<u64> = sc.journeys.iter().map(|j| j.users).sum();
+        if let Some(total) = counts.filter(|t| *t != u) {
+            eprintln!(
+                "error: --users {u}: the journeys give exact user counts that add up to {total}; change them in the scenario (or give the journeys `share`s)"
+            );
+            return exit::USAGE;
+        }
         sc.workload.plan = sc.workload.plan.with_users(u);
     }
     if let Some(d) = a.duration {
@@ -113,8 +120,8 @@ pub async fn main(a: RunArgs) -> u8 {
             );
             return exit::USAGE;
         }
-        if d.subsec_nanos() != 0 {
-            eprintln!("error: --duration must be whole seconds");
+        if d.subsec_nanos() != 0 || d.is_zero() {
+            eprintln!("error: --duration must be whole seconds, at least 1s (a plan of 0 s would never end)");
             return exit::USAGE;
         }
         sc.workload.plan = sc.workload.plan.with_hold(d);

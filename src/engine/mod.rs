@@ -365,7 +365,7 @@ impl Shared {
                     );
                     if file && (refused_token || msg.contains("expired")) {
                         s.parked = true;
-                        self.obs.count("users.parked");
+                        self.obs.count(names::USERS_PARKED);
                     } else {
                         s.cooldown_until = Some(Instant::now() + policy.max);
                     }
@@ -1809,11 +1809,26 @@ pub async fn execute(cfg: EngineConfig, obs: ObsSender) -> Result<(), EngineErro
         .set_on_stop()
     };
 
-    // One goose scenario per journey, weighted: goose gives each its share of the users.
+    // One goose scenario per journey, weighted: goose gives each its share of
+    // the users. Exact counts are split across shards so that every shard's
+    // parts add up to each count (goose gives weights equal to counts exactly).
+    let weights: Vec<usize> = match journeys.iter().map(|j| j.users).collect::<Option<Vec<_>>>() {
+        Some(counts) => cfg
+            .shard
+            .journey_counts(&counts)
+            .into_iter()
+            .map(|c| c as usize)
+            .collect(),
+        None => journeys.iter().map(|j| j.weight).collect(),
+    };
     let mut scenarios = Vec::new();
-    for journey in journeys {
+    for (journey, weight) in journeys.into_iter().zip(weights) {
+        if weight == 0 {
+            // No user of this shard walks it (goose refuses a weight of 0).
+            continue;
+        }
         let mut scenario = goose::goose::Scenario::new(&journey.name)
-            .set_weight(journey.weight)?
+            .set_weight(weight)?
             .register_transaction(start(uses_socket(&journey.steps)));
         if pool.is_some() {
             // Open model: one transaction serves one arrival, running every step

@@ -50,6 +50,27 @@ impl Shard {
     pub fn global_user(&self, local: usize) -> usize {
         local * self.count as usize + self.index as usize
     }
+
+    /// This shard's part of exact journey counts: global users are given to
+    /// the journeys in order (the first `counts[0]` to the first, ...), and
+    /// this shard runs global users `index`, `index + count`, ...; so the
+    /// parts of every shard add up to each journey's count exactly, and to
+    /// this shard's [`share`](Self::share) of the users.
+    pub fn journey_counts(&self, counts: &[u64]) -> Vec<u64> {
+        let n = u64::from(self.count);
+        let i = u64::from(self.index);
+        // Global users below `g` that are this shard's: g = i, i + n, ...
+        let mine_below = |g: u64| if g <= i { 0 } else { (g - i).div_ceil(n) };
+        let mut start = 0u64;
+        counts
+            .iter()
+            .map(|&c| {
+                let part = mine_below(start + c) - mine_below(start);
+                start += c;
+                part
+            })
+            .collect()
+    }
 }
 
 /// One stage: the user count moves linearly from `from` to `to` between `start`
@@ -774,6 +795,35 @@ mod tests {
         }
         assert_eq!(p.peak_users(), 20);
         assert_eq!(p.total(), Duration::from_secs(45));
+    }
+
+    #[test]
+    fn journey_counts_split_exactly_across_shards() {
+        // (counts, shards) -> each shard's parts
+        type Case = (&'static [u64], u32, &'static [&'static [u64]]);
+        let table: [Case; 4] = [
+            (&[6, 3, 1], 1, &[&[6, 3, 1]]),
+            (&[4, 4, 2], 2, &[&[2, 2, 1], &[2, 2, 1]]),
+            (&[6, 3, 1], 2, &[&[3, 2, 0], &[3, 1, 1]]),
+            (&[7, 2, 1], 3, &[&[3, 0, 1], &[2, 1, 0], &[2, 1, 0]]),
+        ];
+        for (counts, n, want) in table {
+            let total: u64 = counts.iter().sum();
+            let mut sums = vec![0u64; counts.len()];
+            for (index, w) in want.iter().enumerate() {
+                let shard = Shard {
+                    index: index as u32,
+                    count: n,
+                };
+                let parts = shard.journey_counts(counts);
+                assert_eq!(parts, w.to_vec(), "{counts:?} shard {index}/{n}");
+                assert_eq!(parts.iter().sum::<u64>(), shard.share(total));
+                for (s, p) in sums.iter_mut().zip(&parts) {
+                    *s += p;
+                }
+            }
+            assert_eq!(sums, counts.to_vec());
+        }
     }
 
     #[test]
