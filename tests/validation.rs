@@ -181,11 +181,11 @@ fn threshold_names_that_are_never_recorded_are_refused() {
         ),
         (
             "slo-names",
-            format!("{HEAD}{CAPACITY}[capacity.slo]\n\"ttcc p95\" = \"< 2s\"\n\"bogus_metric p95\" = \"< 1s\"\n\"users.parked count\" = \"== 0\"\n{SEND}{AWAIT}"),
+            format!("{HEAD}{CAPACITY}[capacity.slo]\n\"ttcc p95\" = \"< 2s\"\n\"bogus_metric p95\" = \"< 1s\"\n\"users.parkd count\" = \"== 0\"\n{SEND}{AWAIT}"),
             vec![
                 want("capacity.slo.\"ttcc p95\"", "unknown latency metric `ttcc`", "^\"ttcc p95\""),
                 want("capacity.slo.\"bogus_metric p95\"", "unknown latency metric `bogus_metric`", "^\"bogus_metric p95\""),
-                want("capacity.slo.\"users.parked count\"", "unknown counter `users.parked`", "^\"users.parked count\""),
+                want("capacity.slo.\"users.parkd count\"", "unknown counter `users.parkd`", "^\"users.parkd count\""),
             ],
         ),
     ]);
