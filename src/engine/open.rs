@@ -69,15 +69,10 @@ impl Pool {
     /// The next arrival for an idle session, or `None` once `stop` is
     /// requested (so goose can stop the user between transactions).
     pub async fn next(&self, stop: &super::session::StopSignal) -> Option<Arrival> {
-        loop {
-            if stop.is_set() {
-                return None;
-            }
-            // The stop wakes sleepers; a short tick bounds a missed wake-up.
-            tokio::select! {
-                r = self.rx.recv_async() => return r.ok(),
-                _ = stop.sleep_until(std::time::Instant::now() + TICK) => {}
-            }
+        tokio::select! {
+            biased;
+            _ = stop.wait() => None,
+            r = self.rx.recv_async() => r.ok(),
         }
     }
 }

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use futures_util::{FutureExt, Sink, SinkExt, Stream, StreamExt};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use crate::metrics::{names, ObsSender, Observation, OffendingFrame, SAMPLE_FRAME_BYTES};
@@ -269,6 +269,19 @@ impl StopSignal {
         self.flag.load(Ordering::SeqCst)
     }
 
+    /// Waits until the stop is requested.
+    pub async fn wait(&self) {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_set() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
     /// Sleeps until `until`; `false` when the stop came first.
     pub async fn sleep_until(&self, until: Instant) -> bool {
         let notified = self.notify.notified();
@@ -496,28 +509,40 @@ where
         user_id: cx.user_id,
         run_id: None,
     };
+    // One timer and one stop registration for the whole read, not one per
+    // frame; a deadline already past only polls (no timer at all).
+    let polling = deadline <= Instant::now();
+    let sleep = tokio::time::sleep_until(deadline.into());
+    tokio::pin!(sleep);
+    let stopped = async {
+        match stop {
+            Some(st) => st.wait().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(stopped);
     loop {
-        // `next()` is the only await raced against the stop: it is cancel-safe.
-        let next = match stop {
-            Some(st) => {
-                let notified = st.notify.notified();
-                tokio::pin!(notified);
-                notified.as_mut().enable();
-                if st.is_set() {
-                    return Read::Stopped;
-                }
-                tokio::select! {
-                    biased;
-                    r = tokio::time::timeout_at(deadline.into(), ws.next()) => r,
-                    _ = notified => return Read::Stopped,
-                }
+        // `next()` is the only await raced against the deadline and the
+        // stop: it is cancel-safe. A frame that has arrived wins over both.
+        let next = if polling {
+            if stop.is_some_and(StopSignal::is_set) {
+                return Read::Stopped;
             }
-            None => tokio::time::timeout_at(deadline.into(), ws.next()).await,
+            match ws.next().now_or_never() {
+                Some(m) => m,
+                None => return Read::TimedOut,
+            }
+        } else {
+            tokio::select! {
+                biased;
+                m = ws.next() => m,
+                _ = &mut sleep => return Read::TimedOut,
+                _ = &mut stopped => return Read::Stopped,
+            }
         };
         let msg = match next {
-            Err(_) => return Read::TimedOut,
-            Ok(None) | Ok(Some(Err(_))) => return Read::Closed(ABNORMAL_CLOSE),
-            Ok(Some(Ok(m))) => m,
+            None | Some(Err(_)) => return Read::Closed(ABNORMAL_CLOSE),
+            Some(Ok(m)) => m,
         };
         let text = match msg {
             Message::Text(t) => t,
