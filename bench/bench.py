@@ -11,6 +11,12 @@ served by a pool, generator CPU per run and the pacer's own lateness
 (`send_lag`), at a small and a large rate.
 
 Usage (from the repository root):  python3 bench/bench.py [--users 1000] [--rate 300]
+    [--idle-rounds 3] [--bin OTHER/target/release/chatload]
+
+`--bin` measures another build (an earlier commit's, say) against this
+repository's scenarios, for an A/B in one session; `--idle-rounds` repeats the
+idle measurement and reports the median (one difference of two max-RSS
+readings varies by about 5 KiB per user from run to run).
 """
 import argparse
 import json
@@ -98,8 +104,14 @@ def main():
     ap.add_argument("--small", type=int, default=10)
     ap.add_argument("--rate", type=int, default=300, help="open model: arrivals per second (large size)")
     ap.add_argument("--small-rate", type=int, default=10)
+    ap.add_argument("--idle-rounds", type=int, default=1, help="repeat the idle pair, report the median")
+    ap.add_argument("--bin", help="the chatload binary to measure (default: this repository's release build)")
     a = ap.parse_args()
-    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+    global BIN
+    if a.bin:
+        BIN = os.path.abspath(a.bin)
+    else:
+        subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
     port = free_port()
     env = dict(os.environ, CHATLOAD_JWT_SECRET="bench-key")
     server = subprocess.Popen([BIN, "serve", "--addr", f"127.0.0.1:{port}"], env=env,
@@ -109,11 +121,16 @@ def main():
         target = f"ws://127.0.0.1:{port}/ws"
         rows = {}
         with tempfile.TemporaryDirectory() as tmp:
-            # ru_maxrss of RUSAGE_CHILDREN is the largest child so far, so run the small size first.
-            for name, scenario in (("idle", "bench/idle.toml"), ("busy", "bench/busy.toml")):
+            idle_pairs = []
+            for r in range(a.idle_rounds):
+                pair = {}
                 for users in (a.small, a.users):
-                    out = os.path.join(tmp, f"{name}-{users}")
-                    rows[(name, users)] = run_generator(os.path.join(ROOT, scenario), users, target, out, server.pid)
+                    out = os.path.join(tmp, f"idle-{r}-{users}")
+                    pair[users] = run_generator(os.path.join(ROOT, "bench/idle.toml"), users, target, out, server.pid)
+                idle_pairs.append(pair)
+            for users in (a.small, a.users):
+                out = os.path.join(tmp, f"busy-{users}")
+                rows[("busy", users)] = run_generator(os.path.join(ROOT, "bench/busy.toml"), users, target, out, server.pid)
             for rate in (a.small_rate, a.rate):
                 path = os.path.join(tmp, f"open-{rate}.toml")
                 with open(path, "w") as f:
@@ -124,12 +141,17 @@ def main():
         server.terminate()
         server.wait()
 
-    _, rss_s, _, _ = rows[("idle", a.small)]
-    _, rss_l, _, snap_l = rows[("idle", a.users)]
-    ready = snap_l["counters"].get("connections.ready", 0)
-    per_user_kib = (rss_l - rss_s) / max(1, a.users - a.small)
-    print(f"idle: {a.small} users max RSS {rss_s} KiB; {a.users} users max RSS {rss_l} KiB "
-          f"({ready} ready); {per_user_kib:.1f} KiB per idle connected user")
+    per_user = []
+    for pair in idle_pairs:
+        _, rss_s, _, _ = pair[a.small]
+        _, rss_l, _, snap_l = pair[a.users]
+        ready = snap_l["counters"].get("connections.ready", 0)
+        per_user_kib = (rss_l - rss_s) / max(1, a.users - a.small)
+        per_user.append(per_user_kib)
+        print(f"idle: {a.small} users max RSS {rss_s} KiB; {a.users} users max RSS {rss_l} KiB "
+              f"({ready} ready); {per_user_kib:.1f} KiB per idle connected user")
+    if len(per_user) > 1:
+        print(f"idle: median of {len(per_user)}: {sorted(per_user)[len(per_user) // 2]:.1f} KiB per idle connected user")
     for users in (a.small, a.users):
         cpu, rss, server_cpu, snap = rows[("busy", users)]
         ok = snap["counters"].get("runs.ok", 0)
