@@ -88,6 +88,13 @@ duration = "1s"
     let (_d, out) = out_dir("refresh");
     let r = run(parse(&text), None, SECRET, out).await;
     let users = 10;
+    eprintln!(
+        "{lifetime_s} s tokens over {run_s} s: {} logins, {} refreshes, {} runs ok, {} failed",
+        counter(&r, "tokens.login"),
+        counter(&r, "tokens.refreshed"),
+        counter(&r, "runs.ok"),
+        counter(&r, "runs.failed")
+    );
     // Each token serves lifetime - margin seconds: at least this many per user.
     let per_user = run_s / (lifetime_s - margin_s);
     assert!(
