@@ -8,6 +8,40 @@
 //!                                           reference server (separate; shares protocol and auth)
 //! ```
 
+/// `eprintln!` that does not panic when stderr is closed (its reader went
+/// away: `2>&1 | head`, a CI log that stopped reading): a run still writes
+/// every report, and a second stop signal still exits.
+macro_rules! say_err {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+
+/// `eprint!` that does not panic when stderr is closed.
+macro_rules! say_err_raw {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr(), $($t)*);
+    }};
+}
+
+/// `println!` that does not panic when stdout is closed (`| head`).
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
+/// `print!` that does not panic when stdout is closed.
+macro_rules! say_raw {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($t)*);
+    }};
+}
+
 pub mod auth;
 pub mod cli;
 pub mod engine;

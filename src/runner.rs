@@ -240,7 +240,7 @@ async fn checkpoint_loop(
             .saturating_sub(signals_at_start);
         if signals >= 1 && !stopping {
             stopping = true;
-            eprintln!("stop signal: users stop after their current step; in-flight runs drain (a second signal exits at once)");
+            say_err!("stop signal: users stop after their current step; in-flight runs drain (a second signal exits at once)");
             engine::stop_early("stop signal");
         }
         if signals >= 2 || last.elapsed() >= period {
@@ -256,14 +256,14 @@ async fn checkpoint_loop(
                     "aborted: a second stop signal exited at once after this checkpoint".into(),
                 );
                 let _ = write_atomic(&path, s.to_json().as_bytes());
-                eprintln!(
+                say_err!(
                     "second stop signal: exited; {} holds everything recorded",
                     path.display()
                 );
                 std::process::exit(i32::from(crate::cli::exit::ABORTED));
             }
             if let Err(e) = write_atomic(&path, s.to_json().as_bytes()) {
-                eprintln!("warning: checkpoint {} failed: {e}", path.display());
+                say_err!("warning: checkpoint {} failed: {e}", path.display());
             }
             last = Instant::now();
         }
@@ -653,7 +653,7 @@ pub async fn run(req: RunRequest) -> Result<RunResult, RunError> {
             })?;
     let sink: crate::metrics::collector::IntervalSink = Box::new(move |i| {
         if let Err(e) = files.append(i) {
-            eprintln!("warning: cannot append to the interval files: {e}");
+            say_err!("warning: cannot append to the interval files: {e}");
         }
     });
     let collector = Collector::with_sink(sc.interval, Some(sink));
@@ -936,7 +936,7 @@ pub async fn run(req: RunRequest) -> Result<RunResult, RunError> {
     }
     if let Some(h) = &req.history {
         if let Err(e) = crate::report::history::append(h, &snapshot) {
-            eprintln!("warning: {e}");
+            say_err!("warning: {e}");
         }
     }
     let report = ReportData::from_snapshot(&snapshot);

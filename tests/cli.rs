@@ -213,3 +213,54 @@ fn help_shows_examples_and_exit_codes() {
         "{out}"
     );
 }
+
+/// A run whose stderr reader went away (`2>&1 | head`, a CI log that stopped
+/// reading) still writes every report and exits with its documented code.
+/// Regression: a message on a closed stderr panicked the run (exit 101); here
+/// the run aborts (nothing listens on the target), so it has one to write.
+#[test]
+fn a_run_with_a_closed_stderr_still_writes_its_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("tiny.toml");
+    std::fs::write(
+        &f,
+        r#"version = 1
+name = "tiny"
+[workload]
+users = 2
+iterations = 2
+[[journey]]
+step = "send"
+message = { type = "start_agent", payload = { user_request = "{{prompt}}", run_id = "{{run}}" } }
+[[journey]]
+step = "await"
+timeout = "10s"
+"#,
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chatload"))
+        .args([
+            "run",
+            f.to_str().unwrap(),
+            "--target",
+            "ws://127.0.0.1:9/ws",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .env("CHATLOAD_JWT_SECRET", "a-test-key")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close the reading end at once: every write to stderr now fails.
+    drop(child.stderr.take());
+    assert_eq!(
+        child.wait().unwrap().code(),
+        Some(3),
+        "aborted, not a panic"
+    );
+    for f in ["snapshot.json", "report.md", "report.html", "junit.xml"] {
+        assert!(out.join(f).exists(), "{f} written");
+    }
+}

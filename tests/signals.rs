@@ -31,8 +31,12 @@ timeout = "10s"
 "#;
 
 fn start(dir: &Path) -> Child {
+    start_with(dir, LONG, Stdio::null())
+}
+
+fn start_with(dir: &Path, scenario: &str, stderr: Stdio) -> Child {
     let f = dir.join("long.toml");
-    std::fs::write(&f, LONG).unwrap();
+    std::fs::write(&f, scenario).unwrap();
     Command::new(env!("CARGO_BIN_EXE_chatload"))
         .args([
             "run",
@@ -42,7 +46,7 @@ fn start(dir: &Path) -> Child {
             "-q",
         ])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .unwrap()
 }
@@ -112,14 +116,36 @@ fn sigterm_drains_writes_every_report_and_exits_3() {
     );
 }
 
+/// The second signal is sent once the run has taken the first (two signals
+/// sent back to back can merge into one before the process runs: POSIX keeps
+/// one pending signal of a kind), while the drain waits for a stalled run.
 #[test]
 fn a_second_signal_exits_at_once_after_a_last_checkpoint() {
+    use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
-    let mut child = start(dir.path());
+    // A third of the runs stall until their 10 s deadline: when the first
+    // signal lands, some user's run is almost surely in flight, so the drain
+    // lasts long enough for the second to find it.
+    let stalling = LONG.replace("[server]\n", "[server]\nfaults = \"stall=30%\"\n");
+    let mut child = start_with(dir.path(), &stalling, Stdio::piped());
     wait_for_checkpoint(dir.path());
     signal(&child, "-TERM");
+    // Read stderr to its end on a thread, handing each line over.
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let acknowledged = rx.iter().any(|l| l.starts_with("stop signal:"));
+    assert!(acknowledged, "the run says it is stopping");
     signal(&child, "-TERM");
     assert_eq!(child.wait().unwrap().code(), Some(3));
+    reader.join().unwrap();
     let s = final_snapshot(dir.path());
     assert!(
         s.notes.iter().any(|n| n.contains("second stop signal")),

@@ -60,7 +60,7 @@ pub fn merge_cmd(a: MergeArgs) -> u8 {
         match load(p) {
             Ok(s) => snaps.push(s),
             Err(e) => {
-                eprintln!("error: {e}");
+                say_err!("error: {e}");
                 return exit::USAGE;
             }
         }
@@ -68,27 +68,27 @@ pub fn merge_cmd(a: MergeArgs) -> u8 {
     let merged = match crate::metrics::merge::merge(&snaps) {
         Ok(m) => m,
         Err(e) => {
-            eprintln!("error: {e}");
+            say_err!("error: {e}");
             return exit::USAGE;
         }
     };
     if let Err(e) = std::fs::create_dir_all(&a.out) {
-        eprintln!("error: cannot create {}: {e}", a.out.display());
+        say_err!("error: cannot create {}: {e}", a.out.display());
         return exit::USAGE;
     }
     let data = ReportData::from_snapshot(&merged);
     for format in [Format::Json, Format::Markdown, Format::Html, Format::Junit] {
         let p = a.out.join(format.file_name());
         if let Err(e) = std::fs::write(&p, render(&data, &merged, format)) {
-            eprintln!("error: cannot write {}: {e}", p.display());
+            say_err!("error: cannot write {}: {e}", p.display());
             return exit::ABORTED;
         }
     }
     let _ = crate::report::console::render(&data, &mut std::io::stdout().lock());
     for n in &merged.notes {
-        eprintln!("{n}");
+        say_err!("{n}");
     }
-    println!("{}: merged reports in {}", data.verdict, a.out.display());
+    say!("{}: merged reports in {}", data.verdict, a.out.display());
     match merged.verdict.as_str() {
         "pass" => exit::PASS,
         "fail" => exit::THRESHOLD_FAILED,
@@ -115,7 +115,7 @@ pub fn trend_cmd(a: TrendArgs) -> u8 {
     let rows = match crate::report::history::load(&a.history, a.scenario.as_deref()) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: {e}");
+            say_err!("error: {e}");
             return exit::USAGE;
         }
     };
@@ -123,7 +123,7 @@ pub fn trend_cmd(a: TrendArgs) -> u8 {
         "md" => crate::report::history::render_md(&rows),
         "html" => crate::report::history::render_html(&rows),
         other => {
-            eprintln!("error: unknown format `{other}` (md or html)");
+            say_err!("error: unknown format `{other}` (md or html)");
             return exit::USAGE;
         }
     };
@@ -149,7 +149,7 @@ fn emit(bytes: &[u8], out: Option<&Path>) -> u8 {
     match r {
         Ok(()) => exit::PASS,
         Err(e) => {
-            eprintln!("error: {e}");
+            say_err!("error: {e}");
             exit::USAGE
         }
     }
@@ -183,7 +183,7 @@ pub fn report(a: ReportArgs) -> u8 {
         let snap = match recover(&a.snapshot) {
             Ok(s) => s,
             Err(e) => {
-                eprintln!("error: {e}");
+                say_err!("error: {e}");
                 return exit::USAGE;
             }
         };
@@ -200,16 +200,16 @@ pub fn report(a: ReportArgs) -> u8 {
                     })
             });
         if let Err(e) = written {
-            eprintln!("error: cannot write {}: {e}", out.display());
+            say_err!("error: cannot write {}: {e}", out.display());
             return exit::USAGE;
         }
-        eprintln!("recovered snapshot and reports in {}", out.display());
+        say_err!("recovered snapshot and reports in {}", out.display());
         return emit(&render(&data, &snap, a.format), a.out.as_deref());
     }
     let snap = match load(&a.snapshot) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: {e}");
+            say_err!("error: {e}");
             return exit::USAGE;
         }
     };
@@ -221,7 +221,7 @@ pub fn compare_cmd(a: CompareArgs) -> u8 {
     let (base, new) = match (load(&a.base), load(&a.new)) {
         (Ok(b), Ok(n)) => (b, n),
         (Err(e), _) | (_, Err(e)) => {
-            eprintln!("error: {e}");
+            say_err!("error: {e}");
             return exit::USAGE;
         }
     };
@@ -234,7 +234,7 @@ pub fn compare_cmd(a: CompareArgs) -> u8 {
         match parsed {
             Ok(t) => tolerances.push(t),
             Err(e) => {
-                eprintln!("error: {e}");
+                say_err!("error: {e}");
                 return exit::USAGE;
             }
         }
@@ -245,7 +245,7 @@ pub fn compare_cmd(a: CompareArgs) -> u8 {
     let c = match compare(&base, &new, &tolerances) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("error: {e}");
+            say_err!("error: {e}");
             return exit::USAGE;
         }
     };
@@ -258,9 +258,9 @@ pub fn compare_cmd(a: CompareArgs) -> u8 {
         let _ = crate::report::markdown::render(&ReportData::from_snapshot(&snap), &mut out);
         String::from_utf8_lossy(&out).into_owned()
     };
-    print!("{text}");
+    say_raw!("{text}");
     if c.regressed {
-        eprintln!("REGRESSED against {}", c.base_run);
+        say_err!("REGRESSED against {}", c.base_run);
         exit::THRESHOLD_FAILED
     } else {
         exit::PASS

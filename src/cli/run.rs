@@ -75,7 +75,7 @@ fn install_stop_signals() {
         }
     });
     if let Err(e) = r {
-        eprintln!(
+        say_err!(
             "warning: cannot handle stop signals ({e}); a killed run keeps its last checkpoint"
         );
     }
@@ -86,14 +86,14 @@ pub async fn main(a: RunArgs) -> u8 {
     let mut sc = match Scenario::load(&a.scenario) {
         Ok(s) => s,
         Err(d) => {
-            eprint!("{d}");
+            say_err_raw!("{d}");
             return exit::USAGE;
         }
     };
     if (a.users.is_some() || a.duration.is_some())
         && (sc.workload.open.is_some() || sc.workload.capacity.is_some())
     {
-        eprintln!(
+        say_err!(
             "error: --users and --duration reshape a closed-model plan; this scenario's load comes from {} (edit it there)",
             if sc.workload.capacity.is_some() { "[capacity]" } else { "workload.rate / workload.ramp and workload.max_users" }
         );
@@ -101,12 +101,12 @@ pub async fn main(a: RunArgs) -> u8 {
     }
     if let Some(u) = a.users {
         if u == 0 {
-            eprintln!("error: --users must be at least 1");
+            say_err!("error: --users must be at least 1");
             return exit::USAGE;
         }
         let counts: Option<u64> = sc.journeys.iter().map(|j| j.users).sum();
         if let Some(total) = counts.filter(|t| *t != u) {
-            eprintln!(
+            say_err!(
                 "error: --users {u}: the journeys give exact user counts that add up to {total}; change them in the scenario (or give the journeys `share`s)"
             );
             return exit::USAGE;
@@ -115,13 +115,13 @@ pub async fn main(a: RunArgs) -> u8 {
     }
     if let Some(d) = a.duration {
         if sc.workload.plan.iterations.is_some() {
-            eprintln!(
+            say_err!(
                 "error: --duration cannot be used with a scenario that sets workload.iterations"
             );
             return exit::USAGE;
         }
         if d.subsec_nanos() != 0 || d.is_zero() {
-            eprintln!("error: --duration must be whole seconds, at least 1s (a plan of 0 s would never end)");
+            say_err!("error: --duration must be whole seconds, at least 1s (a plan of 0 s would never end)");
             return exit::USAGE;
         }
         sc.workload.plan = sc.workload.plan.with_hold(d);
@@ -131,7 +131,7 @@ pub async fn main(a: RunArgs) -> u8 {
         Ok(s) if !s.is_empty() => Secret::new(s),
         _ if !external => Secret::new(EMBEDDED_DEV_SECRET),
         _ => {
-            eprintln!(
+            say_err!(
                 "error: the signing key variable ${} is not set; export it before loading an external target (it is never read from a flag or the file)",
                 sc.auth.secret_env
             );
@@ -148,11 +148,11 @@ pub async fn main(a: RunArgs) -> u8 {
             match index.map(|i| Shard::parse(&format!("{i}/{n}"))) {
                 Some(Ok(s)) => s,
                 Some(Err(e)) => {
-                    eprintln!("error: {e}");
+                    say_err!("error: {e}");
                     return exit::USAGE;
                 }
                 None => {
-                    eprintln!("error: --shards needs the shard index in JOB_COMPLETION_INDEX (or use --shard I/N)");
+                    say_err!("error: --shards needs the shard index in JOB_COMPLETION_INDEX (or use --shard I/N)");
                     return exit::USAGE;
                 }
             }
@@ -167,7 +167,7 @@ pub async fn main(a: RunArgs) -> u8 {
         {
             Ok(s) => Some(s),
             Err(e) => {
-                eprintln!("error: cannot read the baseline {}: {e}", p.display());
+                say_err!("error: cannot read the baseline {}: {e}", p.display());
                 return exit::USAGE;
             }
         },
@@ -189,11 +189,11 @@ pub async fn main(a: RunArgs) -> u8 {
     let res = match runner::run(req).await {
         Ok(r) => r,
         Err(RunError::Usage(m)) => {
-            eprintln!("error: {m}");
+            say_err!("error: {m}");
             return exit::USAGE;
         }
         Err(RunError::Aborted(m)) => {
-            eprintln!("aborted: {m}");
+            say_err!("aborted: {m}");
             return exit::ABORTED;
         }
     };
@@ -202,9 +202,9 @@ pub async fn main(a: RunArgs) -> u8 {
         let _ = report::console::render(&res.report, &mut out);
     }
     for n in &res.snapshot.notes {
-        eprintln!("{n}");
+        say_err!("{n}");
     }
-    println!(
+    say!(
         "{}: reports in {}",
         res.report.verdict,
         res.out_dir.display()

@@ -54,7 +54,7 @@ pub async fn main(a: ServeArgs) -> u8 {
     let secret = match std::env::var(&a.secret_env) {
         Ok(s) if !s.is_empty() => Secret::new(s),
         _ => {
-            eprintln!(
+            say_err!(
                 "note: ${} is unset; using the embedded server's documented dev key",
                 a.secret_env
             );
@@ -74,11 +74,11 @@ pub async fn main(a: ServeArgs) -> u8 {
     let srv = match server::spawn(cfg, a.addr).await {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: cannot listen on {}: {e}", a.addr);
+            say_err!("error: cannot listen on {}: {e}", a.addr);
             return exit::USAGE;
         }
     };
-    eprintln!(
+    say_err!(
         "reference server on {} (WebSocket {}; truth at {}/__chatload/truth); Ctrl-C stops it",
         srv.addr,
         srv.ws_url(),
@@ -87,7 +87,7 @@ pub async fn main(a: ServeArgs) -> u8 {
     let _ = tokio::signal::ctrl_c().await;
     let truth = srv.truth();
     srv.shutdown().await;
-    println!(
+    say!(
         "{}",
         serde_json::to_string_pretty(&truth).unwrap_or_default()
     );

@@ -9,11 +9,11 @@ use super::exit;
 pub fn main(path: &Path) -> u8 {
     match Scenario::load(path) {
         Err(d) => {
-            eprint!("{d}");
+            say_err_raw!("{d}");
             exit::USAGE
         }
         Ok(s) => {
-            print!("{}", describe(&s));
+            say_raw!("{}", describe(&s));
             exit::PASS
         }
     }
