@@ -74,6 +74,14 @@ impl RunResult {
     }
 }
 
+/// The host of a URL (empty when it has none).
+fn host_of(url: &str) -> String {
+    url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
 /// Whether `host` matches an allow-list pattern (`*.example.com`, exact names and addresses).
 pub fn host_allowed(host: &str, allow: &[String]) -> bool {
     let host = host
@@ -559,10 +567,7 @@ pub async fn run(req: RunRequest) -> Result<RunResult, RunError> {
     let external = req.target.clone().or_else(|| sc.target.url.clone());
     if let Some(url) = &external {
         crate::scenario::check_ws_url(url).map_err(RunError::Usage)?;
-        let host = url::Url::parse(url)
-            .ok()
-            .and_then(|u| u.host_str().map(str::to_string))
-            .unwrap_or_default();
+        let host = host_of(url);
         if !host_allowed(&host, &sc.target.allow) {
             return Err(RunError::Usage(format!(
                 "target host `{host}` is not in the scenario's target.allow list ({}); add it there to load this target",
@@ -574,10 +579,7 @@ pub async fn run(req: RunRequest) -> Result<RunResult, RunError> {
     // allow list guards it.
     if let crate::scenario::TokenSource::Login { url, .. } = &sc.auth.source {
         if !url.starts_with('/') {
-            let host = url::Url::parse(url)
-                .ok()
-                .and_then(|u| u.host_str().map(str::to_string))
-                .unwrap_or_default();
+            let host = host_of(url);
             if !host_allowed(&host, &sc.target.allow) {
                 return Err(RunError::Usage(format!(
                     "the login endpoint's host `{host}` is not in the scenario's target.allow list; add it there to log users in at it"

@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use chatload::auth::{Minter, Secret};
-use chatload::runner::{RunError, RunRequest};
+use chatload::runner::RunError;
 use chatload::scenario::Reconnect;
 use common::*;
 
@@ -250,20 +250,7 @@ async fn a_tokens_file_names_the_users_and_too_few_tokens_are_refused() {
     let mut raised = scenario(3);
     raised.workload.plan = raised.workload.plan.with_users(4);
     let (_d2, out2) = out_dir("few");
-    let req = RunRequest {
-        scenario: raised,
-        target: None,
-        secret: Secret::new(SECRET),
-        seed: 7,
-        out: Some(out2),
-        goose_report: false,
-        baseline: None,
-        progress: false,
-        shard: Default::default(),
-        start_at: None,
-        metrics_addr: None,
-        history: None,
-    };
+    let req = request(raised, None, SECRET, out2);
     match chatload::runner::run(req).await {
         Err(RunError::Usage(msg)) => {
             assert!(msg.contains("3 tokens for 4 users"), "{msg}");
@@ -672,20 +659,7 @@ iterations = 1
 {JOURNEY}"#
     );
     let (_d, out) = out_dir("env");
-    let req = RunRequest {
-        scenario: parse(&text),
-        target: None,
-        secret: Secret::new(SECRET),
-        seed: 7,
-        out: Some(out.clone()),
-        goose_report: false,
-        baseline: None,
-        progress: false,
-        shard: Default::default(),
-        start_at: None,
-        metrics_addr: None,
-        history: None,
-    };
+    let req = request(parse(&text), None, SECRET, out.clone());
     match chatload::runner::run(req).await {
         Err(RunError::Usage(msg)) => {
             assert!(msg.contains("$CHATLOAD_TEST_UNSET_PASSWORD"), "{msg}")

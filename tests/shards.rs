@@ -314,20 +314,8 @@ path = "/health"
     let mut totals = (0, 0);
     for index in 0..2 {
         let (_d, out) = out_dir(&format!("counted-{index}"));
-        let req = chatload::runner::RunRequest {
-            scenario: parse(text),
-            target: Some(srv.ws_url()),
-            secret: Secret::new(SECRET),
-            seed: 7,
-            out: Some(out),
-            goose_report: false,
-            baseline: None,
-            progress: false,
-            shard: chatload::scenario::plan::Shard { index, count: 2 },
-            start_at: None,
-            metrics_addr: None,
-            history: None,
-        };
+        let mut req = request(parse(text), Some(srv.ws_url()), SECRET, out);
+        req.shard = chatload::scenario::plan::Shard { index, count: 2 };
         let r = chatload::runner::run(req).await.expect("the shard runs");
         totals.0 += counter(&r, "rest.a.200");
         totals.1 += counter(&r, "rest.b.200");

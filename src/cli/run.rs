@@ -104,7 +104,7 @@ pub async fn main(a: RunArgs) -> u8 {
             say_err!("error: --users must be at least 1");
             return exit::USAGE;
         }
-        let counts: Option<u64> = sc.journeys.iter().map(|j| j.users).sum();
+        let counts: Option<u64> = sc.journeys.iter().map(|j| j.count()).sum();
         if let Some(total) = counts.filter(|t| *t != u) {
             say_err!(
                 "error: --users {u}: the journeys give exact user counts that add up to {total}; change them in the scenario (or give the journeys `share`s)"

@@ -696,11 +696,12 @@ impl Shared {
 
     /// Takes the data row for the next template: per user its own row, round
     /// robin the next one; captured variables join (and override) its columns.
+    /// Borrowed when nothing was captured (no copy per run).
     fn template_extra(
         &self,
         s: &mut UserSession,
         next_row: bool,
-    ) -> Option<std::collections::BTreeMap<String, String>> {
+    ) -> Option<std::borrow::Cow<'_, std::collections::BTreeMap<String, String>>> {
         let data = self.cfg.scenario.data.as_ref();
         if let Some(d) = data {
             if next_row || s.row.is_none() {
@@ -714,11 +715,11 @@ impl Shared {
         }
         let row = data.zip(s.row).map(|(d, i)| &d.rows[i % d.rows.len()]);
         if s.captured.is_empty() {
-            return row.cloned();
+            return row.map(std::borrow::Cow::Borrowed);
         }
         let mut m = row.cloned().unwrap_or_default();
         m.extend(s.captured.iter().map(|(k, v)| (k.clone(), v.clone())));
-        Some(m)
+        Some(std::borrow::Cow::Owned(m))
     }
 
     async fn send(
@@ -732,8 +733,7 @@ impl Shared {
         // The journey starts a run while the last one is still in flight: that
         // one is counted failed, never silently replaced.
         if let Some(run) = s.pending.take() {
-            let report = self.settle(s, run.finish(RunOutcome::NotAwaited));
-            drop(report);
+            self.settle(s, run.finish(RunOutcome::NotAwaited));
         }
         // A token about to expire is refreshed between runs: the socket closes
         // normally and reconnects with a fresh token, as the server checks
@@ -759,7 +759,7 @@ impl Shared {
             run: &run_id,
             prompt,
             iteration: s.iteration,
-            extra: extra.as_ref(),
+            extra: extra.as_deref(),
         };
         let rendered = template::render(message, &vars);
         s.in_flight = if self.checks_history {
@@ -810,14 +810,7 @@ impl Shared {
         if self.refresh_at(s).is_none_or(|at| Instant::now() < at) {
             return false;
         }
-        if let Some(mut ws) = s.ws.take() {
-            self.socket_ended();
-            let frame = CloseFrame {
-                code: CloseCode::Normal,
-                reason: "token refresh".into(),
-            };
-            let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(Some(frame))).await;
-        }
+        self.close_socket(s, "token refresh").await;
         self.obs.count("tokens.refreshed");
         true
     }
@@ -865,9 +858,23 @@ impl Shared {
         if let Some(done) = s.finished.take() {
             return Some(done);
         }
+        self.follow_run(s, timeout).await
+    }
+
+    /// A run still in flight when the user stops (the plan's end, a signal,
+    /// the end of an open-model arrival) is awaited to its deadline (the
+    /// scenario's longest await timeout after it was sent), then counted.
+    async fn finish_pending(&self, s: &mut UserSession) {
+        self.follow_run(s, self.drain_timeout).await;
+        s.finished = None;
+    }
+
+    /// Reads the run in flight to its end, or until `timeout` after it was
+    /// sent (a think between send and await may have used all of it: then
+    /// only what has arrived is read); a run still going then timed out.
+    /// Returns the settled report (`None`: no run in flight).
+    async fn follow_run(&self, s: &mut UserSession, timeout: Duration) -> Option<RunReport> {
         let sent = s.pending.as_ref()?.run.sent;
-        // A think between send and await may have used the whole timeout:
-        // then only what has arrived is read.
         let deadline = (sent + timeout).max(Instant::now());
         match self.read(s, Want::Run, deadline, false).await {
             Read::RunEnded(report) => Some(report),
@@ -875,30 +882,9 @@ impl Shared {
             _ => {
                 let run = s.pending.take()?;
                 let events = run.events();
-                let report = run.finish(RunOutcome::TimedOut { events });
-                Some(self.settle(s, report))
+                Some(self.settle(s, run.finish(RunOutcome::TimedOut { events })))
             }
         }
-    }
-
-    /// A run still in flight when the user stops (the plan's end, a signal,
-    /// the end of an open-model arrival) is awaited to its deadline (the
-    /// scenario's longest await timeout after it was sent), then counted.
-    async fn finish_pending(&self, s: &mut UserSession) {
-        let Some(sent) = s.pending.as_ref().map(|r| r.run.sent) else {
-            return;
-        };
-        let deadline = (sent + self.drain_timeout).max(Instant::now());
-        match self.read(s, Want::Run, deadline, false).await {
-            Read::RunEnded(_) | Read::Closed(_) => {}
-            _ => {
-                if let Some(run) = s.pending.take() {
-                    let events = run.events();
-                    self.settle(s, run.finish(RunOutcome::TimedOut { events }));
-                }
-            }
-        }
-        s.finished = None;
     }
 }
 
@@ -1308,7 +1294,6 @@ fn default_name(kind: &StepKind) -> &'static str {
         StepKind::Connect => "connect",
         StepKind::Await { .. } => "await",
         StepKind::SwitchThread { .. } => "thread_switch",
-        StepKind::Reconnect => "reconnect",
         _ => "",
     }
 }
@@ -1349,7 +1334,7 @@ async fn run_step(shared: &Shared, step: &Step, user: &mut GooseUser) -> Transac
 /// Records `took` under the step's own name when it has one (see [`run_step`]).
 fn own_metric(shared: &Shared, step: &Step, took: Duration) {
     let default = default_name(&step.kind);
-    if !default.is_empty() && step.name != default && !matches!(step.kind, StepKind::Reconnect) {
+    if !default.is_empty() && step.name != default {
         shared.obs.sample(&step.name, took.as_micros() as u64);
     }
 }
@@ -1406,12 +1391,8 @@ async fn run_step_inner(shared: &Shared, step: &Step, user: &mut GooseUser) -> T
             shared.idle(&mut s, intended).await;
             drop(s);
             // The generator's own lateness: how far past its intended time the
-            // user woke (not when the think was cut short by a stop).
+            // user woke (`idle` returns at that time, or on a stop).
             if !STOP.is_set() {
-                let now = Instant::now();
-                if now < intended {
-                    STOP.sleep_until(intended).await;
-                }
                 shared
                     .obs
                     .sample(names::SEND_LAG, intended.elapsed().as_micros() as u64);
@@ -1509,7 +1490,7 @@ async fn run_step_inner(shared: &Shared, step: &Step, user: &mut GooseUser) -> T
                     .and_then(|r| r.get("prompt"))
                     .map_or("", String::as_str),
                 iteration: s.iteration,
-                extra: extra.as_ref(),
+                extra: extra.as_deref(),
             };
             let path = match template::render(&serde_json::Value::String(path.clone()), &vars) {
                 serde_json::Value::String(p) => p,
@@ -1812,7 +1793,11 @@ pub async fn execute(cfg: EngineConfig, obs: ObsSender) -> Result<(), EngineErro
     // One goose scenario per journey, weighted: goose gives each its share of
     // the users. Exact counts are split across shards so that every shard's
     // parts add up to each count (goose gives weights equal to counts exactly).
-    let weights: Vec<usize> = match journeys.iter().map(|j| j.users).collect::<Option<Vec<_>>>() {
+    let weights: Vec<usize> = match journeys
+        .iter()
+        .map(|j| j.count())
+        .collect::<Option<Vec<_>>>()
+    {
         Some(counts) => cfg
             .shard
             .journey_counts(&counts)

@@ -410,9 +410,16 @@ pub struct Journey {
     pub name: String,
     /// Relative weight in the mix (goose scenario weight).
     pub weight: usize,
-    /// Exactly this many users walk the journey (`users = N` in the mix).
-    pub users: Option<u64>,
+    /// The weight is an exact user count (`users = N` in the mix).
+    pub exact: bool,
     pub steps: Vec<Step>,
+}
+
+impl Journey {
+    /// How many users walk it, when the mix gives exact counts.
+    pub fn count(&self) -> Option<u64> {
+        self.exact.then_some(self.weight as u64)
+    }
 }
 
 /// How long a `think` step pauses.
@@ -2340,7 +2347,7 @@ fn read_journey(
             Some(vec![Journey {
                 name: "journey".into(),
                 weight: 1,
-                users: None,
+                exact: false,
                 steps,
             }])
         }
@@ -2432,7 +2439,7 @@ fn read_mix(
             (Some(name), Some(weight), Some(steps)) => out.push(Journey {
                 name,
                 weight,
-                users: (kind == Some("users")).then_some(weight as u64),
+                exact: kind == Some("users"),
                 steps,
             }),
             _ => ok = false,

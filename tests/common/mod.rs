@@ -53,13 +53,15 @@ pub fn out_dir(tag: &str) -> (tempfile::TempDir, PathBuf) {
     (dir, p)
 }
 
-pub async fn run(
+/// A request for one run of `scenario` into `out` (seed 7, no goose report,
+/// no progress line, one process); tests change the fields they need.
+pub fn request(
     scenario: Scenario,
     target: Option<String>,
     secret: &str,
     out: PathBuf,
-) -> RunResult {
-    let req = RunRequest {
+) -> RunRequest {
+    RunRequest {
         scenario,
         target,
         secret: Secret::new(secret),
@@ -72,7 +74,16 @@ pub async fn run(
         start_at: None,
         metrics_addr: None,
         history: None,
-    };
+    }
+}
+
+pub async fn run(
+    scenario: Scenario,
+    target: Option<String>,
+    secret: &str,
+    out: PathBuf,
+) -> RunResult {
+    let req = request(scenario, target, secret, out);
     let r = match chatload::runner::run(req).await {
         Ok(r) => r,
         Err(e) => panic!("run failed: {e}"),
