@@ -1,5 +1,5 @@
 // mimalloc returns freed memory to the OS and fragments less than the system
-// allocator under many threads, so a soak's RSS stays flat (tests/soak.rs).
+// allocator under many threads, so a soak's RSS stays flat (bench/soak_rss.py).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -11,11 +11,7 @@ use common::*;
 #[test]
 fn metrics_endpoint_serves_parseable_openmetrics_during_the_run() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_chatload"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .args([

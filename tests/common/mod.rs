@@ -43,6 +43,15 @@ timeout = "10s"
     )
 }
 
+/// A port that was free a moment ago, for a process this test starts.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub fn parse(text: &str) -> Scenario {
     Scenario::parse(Path::new("test.toml"), text.to_string()).unwrap_or_else(|d| panic!("{d}"))
 }
