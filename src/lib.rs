@@ -51,3 +51,4 @@ pub mod report;
 pub mod runner;
 pub mod scenario;
 pub mod server;
+pub mod stdout_guard;

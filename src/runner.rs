@@ -268,6 +268,7 @@ async fn checkpoint_loop(
                     "second stop signal: exited; {} holds everything recorded",
                     path.display()
                 );
+                crate::stdout_guard::finish();
                 std::process::exit(i32::from(crate::cli::exit::ABORTED));
             }
             if let Err(e) = write_atomic(&path, s.to_json().as_bytes()) {

@@ -122,6 +122,12 @@ fn a_run_of_the_smoke_scenario_passes_writes_its_files_and_prints_what_the_snaps
         line.contains(&ttfe.count.to_string()) && line.contains(&p95),
         "{line} vs {ttfe:?}"
     );
+    // stdout is a pipe here, so it passed through `stdout_guard`: goose's
+    // own line and chatload's summary both arrive, in the order written.
+    let launched = out
+        .find("users launched.")
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(launched < out.find(line).unwrap(), "{out}");
     assert!(out_dir.join("report.md").exists());
     assert!(out_dir.join("goose-report.html").exists());
     // The signing key appears nowhere.
@@ -263,4 +269,46 @@ timeout = "10s"
     for f in ["snapshot.json", "report.md", "report.html", "junit.xml"] {
         assert!(out.join(f).exists(), "{f} written");
     }
+}
+
+/// A run whose stdout reader went away (`chatload run … | head -1`) still
+/// writes every report and exits with its verdict. Regression: goose prints
+/// "N users launched." with `println!`, which panicked on the closed pipe
+/// (exit 101, no reports); `stdout_guard` now stands between them.
+#[test]
+fn a_run_with_a_closed_stdout_still_writes_its_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("tiny.toml");
+    std::fs::write(
+        &f,
+        r#"version = 1
+name = "tiny"
+[workload]
+users = 2
+iterations = 2
+[[journey]]
+step = "send"
+message = { type = "start_agent", payload = { user_request = "{{prompt}}", run_id = "{{run}}" } }
+[[journey]]
+step = "await"
+timeout = "10s"
+"#,
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chatload"))
+        .args(["run", f.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .env("CHATLOAD_JWT_SECRET", "a-test-key")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Close the reading end at once: every write to stdout now fails.
+    drop(child.stdout.take());
+    assert_eq!(child.wait().unwrap().code(), Some(0), "passed, not a panic");
+    for f in ["snapshot.json", "report.md", "report.html", "junit.xml"] {
+        assert!(out.join(f).exists(), "{f} written");
+    }
+    let snap = std::fs::read_to_string(out.join("snapshot.json")).unwrap();
+    assert!(snap.contains("\"runs.ok\": 4"), "{snap}");
 }

@@ -91,7 +91,10 @@ pub fn main() -> ExitCode {
         }
     };
     let code = match cli.command {
-        Command::Run(args) => rt.block_on(run::main(args)),
+        Command::Run(args) => {
+            crate::stdout_guard::install();
+            rt.block_on(run::main(args))
+        }
         Command::Serve(args) => rt.block_on(serve::main(args)),
         Command::Validate { scenario } => validate::main(&scenario),
         Command::Report(args) => report::report(args),
@@ -101,5 +104,6 @@ pub fn main() -> ExitCode {
     };
     // Users or server tasks still winding down must not hold the exit.
     rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    crate::stdout_guard::finish();
     ExitCode::from(code)
 }
