@@ -319,6 +319,55 @@ iterations = 6
     assert!(wait.max_us <= 2_500_000);
 }
 
+/// A server that closes every socket on its first exchange (accepted, ready,
+/// then 1011 instead of the run) gets a growing back-off, as refused upgrades
+/// do: such a socket never proved itself. Regression: ready reset the count
+/// of failures, so users reconnected every `reconnect.initial` (here 50 ms)
+/// for the whole run, about 30 times in 3 s; with the back-off at 100, 200,
+/// 400, 400 ms and so on, each user opens at most 10 sockets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sockets_lost_before_they_served_a_run_grow_the_back_off() {
+    let _g = goose_lock().await;
+    let text = format!(
+        r#"
+version = 1
+name = "storm"
+seed = 3
+[server]
+faults = "close_1011=100%@first_exchange"
+[reconnect]
+initial = "50ms"
+max = "400ms"
+multiplier = 2
+jitter = 0.0
+attempts = 100
+[workload]
+users = 2
+duration = "3s"
+{JOURNEY}
+"#
+    );
+    let (_d, out) = out_dir("storm");
+    let r = run(parse(&text), None, SECRET, out).await;
+    let opened = counter(&r, "connections.ready");
+    assert_eq!(counter(&r, "runs.ok"), 0);
+    assert_eq!(
+        counter(&r, "closes_by_phase.first_exchange.1011"),
+        truth(&r, "faults.close_1011")
+    );
+    assert!(
+        (4..=20).contains(&opened),
+        "{opened} sockets for 2 users in 3 s"
+    );
+    let wait = &r.snapshot.histograms["reconnect_backoff"];
+    // Jitter 0: the waits are 100, 200 and then 400 ms (the cap), within
+    // the histogram's precision (0.1%).
+    assert!((99_800..=100_200).contains(&wait.min_us), "{wait:?}");
+    assert!((399_500..=400_500).contains(&wait.max_us), "{wait:?}");
+    assert!(wait.p50_us >= 399_500, "most waits at the cap: {wait:?}");
+    assert_eq!(counter(&r, "reconnects.gave_up"), 0);
+}
+
 /// Idle users ping every second and time the answers; the server's own pings
 /// are answered; a target that stops answering the client's heartbeats has
 /// its sockets closed, counted, and reopened under the back-off policy.

@@ -180,8 +180,12 @@ struct UserSession {
     index: usize,
     /// The current token (file and login sources) and its expiry.
     token: Option<(Secret, Option<Instant>)>,
-    /// Failed connects in a row (drives the back-off).
+    /// Failed connects in a row (drives the back-off). A socket that is lost
+    /// before it proved itself counts as one more; see [`Engine::lost_socket`].
     failures: u32,
+    /// When the current socket became ready, while it has not yet proved
+    /// itself (no run ended ok on it); `None` once it has.
+    unproven_since: Option<Instant>,
     /// When the socket dropped unexpectedly (or the first connect failed).
     dropped_at: Option<Instant>,
     /// The reconnect policy's attempts ran out and no new token can help
@@ -276,6 +280,7 @@ impl Shared {
             index,
             token: None,
             failures: 0,
+            unproven_since: None,
             dropped_at: None,
             parked: false,
             cooldown_until: None,
@@ -327,7 +332,10 @@ impl Shared {
         }
         match self.connect_once(s).await {
             Ok(took) => {
-                s.failures = 0;
+                // `failures` stays until the socket proves itself: a server
+                // that accepts and drops at once must not be retried at the
+                // initial back-off forever.
+                s.unproven_since = Some(Instant::now());
                 s.refused_403 = 0;
                 s.lost = false;
                 if let Some(at) = s.dropped_at.take() {
@@ -338,7 +346,6 @@ impl Shared {
                 Ok(took)
             }
             Err((status, msg)) => {
-                s.failures += 1;
                 s.dropped_at.get_or_insert_with(Instant::now);
                 // A refused token is not tried again: the next attempt gets a
                 // fresh one. 401 and an auth close before ready are the token's;
@@ -356,21 +363,31 @@ impl Shared {
                     s.token = None;
                     s.refused_403 = 0;
                 }
-                if s.failures >= policy.attempts {
-                    self.obs.count("reconnects.gave_up");
-                    s.failures = 0;
-                    let file = matches!(
-                        self.cfg.scenario.auth.source,
-                        crate::scenario::TokenSource::File { .. }
-                    );
-                    if file && (refused_token || msg.contains("expired")) {
-                        s.parked = true;
-                        self.obs.count(names::USERS_PARKED);
-                    } else {
-                        s.cooldown_until = Some(Instant::now() + policy.max);
-                    }
-                }
+                self.failed_attempt(s, refused_token || msg.contains("expired"));
                 Err((status, msg))
+            }
+        }
+    }
+
+    /// One more failed attempt in a row. After `reconnect.attempts` the user
+    /// gives up (`reconnects.gave_up`) and waits the policy's `max` before a
+    /// new series, or, when its token is the problem and cannot be renewed (a
+    /// tokens file), parks.
+    fn failed_attempt(&self, s: &mut UserSession, token_refused: bool) {
+        s.failures += 1;
+        let policy = self.cfg.scenario.reconnect;
+        if s.failures >= policy.attempts {
+            self.obs.count("reconnects.gave_up");
+            s.failures = 0;
+            let file = matches!(
+                self.cfg.scenario.auth.source,
+                crate::scenario::TokenSource::File { .. }
+            );
+            if file && token_refused {
+                s.parked = true;
+                self.obs.count(names::USERS_PARKED);
+            } else {
+                s.cooldown_until = Some(Instant::now() + policy.max);
             }
         }
     }
@@ -675,6 +692,9 @@ impl Shared {
         match report.failure_class() {
             None => {
                 self.obs.count(names::RUNS_OK);
+                // The server served a run on this socket: it proved itself.
+                s.failures = 0;
+                s.unproven_since = None;
                 // Set only when a step will check the history.
                 if let Some((thread, content)) = in_flight {
                     let log = s.logs.entry(thread).or_default();
@@ -834,6 +854,13 @@ impl Shared {
     /// The server (or the network) closed the socket: the next connect is a
     /// reconnect under the back-off policy, timed from now. A 1008 on an open
     /// socket means the server stopped accepting its token.
+    ///
+    /// A socket lost before it proved itself (no run ended ok on it, and it
+    /// was up for less than `reconnect.max`) counts as a failed attempt, so
+    /// a server that closes sockets right after ready, or on every first
+    /// exchange, sees the back-off grow as for refused upgrades (and users
+    /// give up after `reconnect.attempts`) instead of a reconnect every
+    /// `reconnect.initial`.
     fn lost_socket(&self, s: &mut UserSession, code: u16) {
         if s.ws.take().is_some() {
             self.socket_ended();
@@ -843,6 +870,12 @@ impl Shared {
         if code == 1008 {
             self.obs.count("tokens.expired_on_socket");
             s.token = None;
+        }
+        match s.unproven_since.take() {
+            Some(at) if at.elapsed() < self.cfg.scenario.reconnect.max => {
+                self.failed_attempt(s, code == 1008);
+            }
+            _ => s.failures = 0,
         }
     }
 
@@ -1176,6 +1209,9 @@ impl Shared {
 
     /// Closes the socket normally (the client's choice), if it is open.
     async fn close_socket(&self, s: &mut UserSession, reason: &str) {
+        // Closed by this side: not a failure of the socket.
+        s.failures = 0;
+        s.unproven_since = None;
         if let Some(mut ws) = s.ws.take() {
             self.socket_ended();
             let frame = CloseFrame {
