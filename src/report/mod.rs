@@ -201,7 +201,7 @@ fn over_time(s: &Snapshot) -> OverTime {
     }
     let mut closes: Vec<(String, Vec<(f64, f64)>)> =
         codes.into_iter().map(|c| (c, Vec::new())).collect();
-    for i in &s.intervals {
+    for i in chart_intervals(&s.intervals).iter() {
         let t = i.start_s + i.length_s;
         let len = i.length_s.max(1e-3);
         let c = |k: &str| i.counters.get(k).copied().unwrap_or(0) as f64;
@@ -231,6 +231,24 @@ fn over_time(s: &Snapshot) -> OverTime {
         }
     }
     o
+}
+
+/// The intervals the charts plot: a last interval shorter than half the one
+/// before it (the run ended a moment after an interval closed) is merged into
+/// that one, exactly (counters add, histograms merge). Plotted alone, a few
+/// runs over a few milliseconds read as a spike in the per-second rates.
+fn chart_intervals(
+    intervals: &[crate::metrics::snapshot::IntervalData],
+) -> std::borrow::Cow<'_, [crate::metrics::snapshot::IntervalData]> {
+    match intervals {
+        [.., prev, last] if last.length_s < prev.length_s / 2.0 => {
+            let n = intervals.len();
+            let mut v = intervals[..n - 2].to_vec();
+            v.extend(crate::metrics::collector::roll_up(&intervals[n - 2..]));
+            std::borrow::Cow::Owned(v)
+        }
+        _ => std::borrow::Cow::Borrowed(intervals),
+    }
 }
 
 fn distributions(s: &Snapshot) -> Vec<(String, Vec<(u64, u64)>)> {
@@ -554,5 +572,50 @@ pub fn close_label(code: &str) -> String {
         code.to_string()
     } else {
         format!("{code} {name}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::collector::Interval;
+    use crate::metrics::snapshot::IntervalData;
+    use crate::metrics::Recorder;
+
+    fn interval(start_s: f64, length_s: f64, ok: u64) -> IntervalData {
+        let mut rec = Recorder::default();
+        rec.count(names::RUNS_OK, ok);
+        rec.record(names::TTC, 1000 * ok);
+        IntervalData::from_interval(&Interval {
+            start_s,
+            length_s,
+            rec,
+        })
+    }
+
+    #[test]
+    fn a_short_last_interval_joins_the_one_before_it_on_the_charts() {
+        // 10 runs/s, then 3 runs in the 0.1 s before the end: 30/s alone.
+        let ivs = vec![
+            interval(0.0, 2.0, 20),
+            interval(2.0, 2.0, 20),
+            interval(4.0, 0.1, 3),
+        ];
+        let chart = chart_intervals(&ivs);
+        assert_eq!(chart.len(), 2);
+        assert_eq!(chart[0], ivs[0]);
+        let last = &chart[1];
+        assert_eq!(last.start_s, 2.0);
+        assert!((last.length_s - 2.1).abs() < 1e-9, "{}", last.length_s);
+        assert_eq!(last.counters[names::RUNS_OK], 23);
+        assert_eq!(last.histograms[names::TTC].count, 2);
+        // Its rate is the two intervals' together, not a spike.
+        let rate = last.counters[names::RUNS_OK] as f64 / last.length_s;
+        assert!((rate - 23.0 / 2.1).abs() < 1e-6, "{rate}");
+        // An ordinary last interval, or a lone one, is plotted as it is.
+        let even = vec![interval(0.0, 2.0, 20), interval(2.0, 1.5, 15)];
+        assert_eq!(chart_intervals(&even).len(), 2);
+        assert_eq!(chart_intervals(&even[..1]).len(), 1);
+        assert!(chart_intervals(&[]).is_empty());
     }
 }
