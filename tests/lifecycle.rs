@@ -454,6 +454,12 @@ duration = "4500ms"
         r.snapshot.histograms["reconnect_time"].count, missed,
         "time to reconnect after each"
     );
+    // No socket served a run, so each loss counts as a failed attempt and
+    // the waits grow (jitter 0): 400 ms after the first, 800 ms after the
+    // second, rather than 200 ms every time.
+    let wait = &r.snapshot.histograms["reconnect_backoff"];
+    assert!((399_000..=401_000).contains(&wait.min_us), "{wait:?}");
+    assert!((799_000..=801_000).contains(&wait.max_us), "{wait:?}");
 }
 
 /// An expired token from a file cannot be renewed: each attempt is counted,

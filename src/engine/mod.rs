@@ -830,6 +830,7 @@ impl Shared {
         if self.refresh_at(s).is_none_or(|at| Instant::now() < at) {
             return false;
         }
+        Self::closing_by_choice(s);
         self.close_socket(s, "token refresh").await;
         self.obs.count("tokens.refreshed");
         true
@@ -871,12 +872,26 @@ impl Shared {
             self.obs.count("tokens.expired_on_socket");
             s.token = None;
         }
+        self.judge_loss(s, code == 1008);
+    }
+
+    /// A socket was lost: one that had not proved itself counts as a failed
+    /// attempt (see [`Engine::lost_socket`]); one that had starts the
+    /// back-off afresh.
+    fn judge_loss(&self, s: &mut UserSession, token_refused: bool) {
         match s.unproven_since.take() {
             Some(at) if at.elapsed() < self.cfg.scenario.reconnect.max => {
-                self.failed_attempt(s, code == 1008);
+                self.failed_attempt(s, token_refused);
             }
             _ => s.failures = 0,
         }
+    }
+
+    /// The socket is closed by the journey's or the token's choice, not the
+    /// server's: whatever failed before it, the next connect starts afresh.
+    fn closing_by_choice(s: &mut UserSession) {
+        s.failures = 0;
+        s.unproven_since = None;
     }
 
     fn fail_run(&self, class: &str) {
@@ -1171,6 +1186,7 @@ impl Shared {
                         // The server stopped answering: come back as after a drop.
                         s.lost = true;
                         s.dropped_at.get_or_insert_with(Instant::now);
+                        self.judge_loss(s, false);
                         continue;
                     }
                 }
@@ -1209,9 +1225,6 @@ impl Shared {
 
     /// Closes the socket normally (the client's choice), if it is open.
     async fn close_socket(&self, s: &mut UserSession, reason: &str) {
-        // Closed by this side: not a failure of the socket.
-        s.failures = 0;
-        s.unproven_since = None;
         if let Some(mut ws) = s.ws.take() {
             self.socket_ended();
             let frame = CloseFrame {
@@ -1229,6 +1242,7 @@ impl Shared {
         self.finish_pending(s).await;
         if s.ws.is_some() {
             self.obs.count("connections.closed_by_client");
+            Self::closing_by_choice(s);
             self.close_socket(s, reason).await;
         }
     }
