@@ -268,7 +268,8 @@ async fn checkpoint_loop(
                     "second stop signal: exited; {} holds everything recorded",
                     path.display()
                 );
-                crate::stdout_guard::finish();
+                // No stdout_guard::finish: exiting at once must not wait on
+                // a stdout reader that stopped reading.
                 std::process::exit(i32::from(crate::cli::exit::ABORTED));
             }
             if let Err(e) = write_atomic(&path, s.to_json().as_bytes()) {

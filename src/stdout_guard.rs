@@ -62,7 +62,7 @@ fn shield() -> std::io::Result<Option<Guard>> {
                 match reader.read(&mut buf) {
                     Ok(0) => break,
                     Ok(n) => {
-                        if open && sink.write_all(&buf[..n]).is_err() {
+                        if open && !forward(&mut sink, &buf[..n]) {
                             // The reader went away: drop the rest.
                             open = false;
                         }
@@ -79,8 +79,30 @@ fn shield() -> std::io::Result<Option<Guard>> {
     Ok(Some(Guard { real, done }))
 }
 
+/// Writes all of `bytes` to the real stdout; false once it failed for good.
+/// A stdout a parent left non-blocking refuses writes for a moment when its
+/// reader is slow: that is waited out, not taken for a reader gone.
+#[cfg(unix)]
+fn forward(sink: &mut std::fs::File, mut bytes: &[u8]) -> bool {
+    use std::io::{ErrorKind, Write};
+    while !bytes.is_empty() {
+        match sink.write(bytes) {
+            Ok(0) => return false,
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
 /// Puts the real stdout back and forwards what the shield still holds
-/// (waiting at most a second for it). Call before the process exits.
+/// (waiting at most a second for it). Call before the process exits
+/// normally; an immediate exit (a second stop signal) skips it, since it
+/// flushes stdout and could wait on a reader that stopped reading.
 pub fn finish() {
     #[cfg(unix)]
     {

@@ -71,7 +71,8 @@ fn install_stop_signals() {
         let n = runner::STOP_SIGNALS.fetch_add(1, Ordering::SeqCst) + 1;
         // The run acts on the first two within 100 ms; a third means it is stuck.
         if n >= 3 {
-            crate::stdout_guard::finish();
+            // No stdout_guard::finish: exiting at once must not wait on a
+            // stdout reader that stopped reading.
             std::process::exit(i32::from(exit::ABORTED));
         }
     });
