@@ -11,7 +11,7 @@
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::{GlobalAlloc, Layout};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
 use std::sync::Arc;
@@ -19,37 +19,37 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// The system allocator, counting the bytes it has handed out and not yet
-/// been given back.
+/// The binary's allocator (mimalloc, see `src/main.rs`), counting the bytes
+/// it has handed out and not yet been given back.
 struct Counting;
 
 static LIVE: AtomicIsize = AtomicIsize::new(0);
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded unchanged to the system allocator.
-        let p = unsafe { System.alloc(layout) };
+        // SAFETY: forwarded unchanged to mimalloc.
+        let p = unsafe { mimalloc::MiMalloc.alloc(layout) };
         if !p.is_null() {
             LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
         }
         p
     }
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded unchanged to the system allocator.
-        let p = unsafe { System.alloc_zeroed(layout) };
+        // SAFETY: forwarded unchanged to mimalloc.
+        let p = unsafe { mimalloc::MiMalloc.alloc_zeroed(layout) };
         if !p.is_null() {
             LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
         }
         p
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from this allocator (so from System) with `layout`.
-        unsafe { System.dealloc(ptr, layout) };
+        // SAFETY: `ptr` came from this allocator (so from mimalloc) with `layout`.
+        unsafe { mimalloc::MiMalloc.dealloc(ptr, layout) };
         LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: forwarded unchanged to the system allocator.
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        // SAFETY: forwarded unchanged to mimalloc.
+        let p = unsafe { mimalloc::MiMalloc.realloc(ptr, layout, new_size) };
         if !p.is_null() {
             LIVE.fetch_add(
                 new_size as isize - layout.size() as isize,
@@ -62,6 +62,22 @@ unsafe impl GlobalAlloc for Counting {
 
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
+
+/// The server process, killed however the test ends.
+struct KillOnDrop(std::process::Child);
+
+impl KillOnDrop {
+    fn stop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
 
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -99,13 +115,14 @@ fn quarter_floors(v: &[f64]) -> (f64, f64) {
 async fn generator_memory_stays_flat_over_a_compressed_soak() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_chatload"))
+    let server = Command::new(env!("CARGO_BIN_EXE_chatload"))
         .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
         .env("CHATLOAD_JWT_SECRET", SECRET)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let mut server = KillOnDrop(server);
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "the server did not start");
@@ -160,8 +177,7 @@ duration = "1s"
     let result = chatload::runner::run(req).await;
     done.store(true, Ordering::Relaxed);
     let samples = sampler.join().unwrap();
-    let _ = server.kill();
-    let _ = server.wait();
+    server.stop();
     let r = result.unwrap_or_else(|e| panic!("the soak failed: {e}"));
     assert!(
         r.snapshot.counters["runs.ok"] > 10_000,
