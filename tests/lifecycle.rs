@@ -32,6 +32,7 @@ fn the_back_off_grows_exponentially_within_its_jitter_and_cap() {
         multiplier: 2.0,
         jitter: 0.2,
         attempts: 10,
+        ..Reconnect::default()
     };
     let ms = |d: Duration| d.as_millis();
     // (failures so far, jitter draw) -> wait
@@ -319,17 +320,121 @@ iterations = 6
     assert!(wait.max_us <= 2_500_000);
 }
 
+/// A refresh that cannot get a later token is not repeated. Regression: a
+/// token from a file within `refresh_margin` of its expiry was refreshed,
+/// the same token came back, and the user reopened its socket in a loop
+/// (850 sockets in a 2 s think); a login endpoint issuing tokens shorter than
+/// the margin did the same with a login per loop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_that_cannot_renew_the_token_is_not_repeated() {
+    let _g = goose_lock().await;
+    let journey = format!("{JOURNEY}[[journey]]\nstep = \"think\"\nduration = \"2s\"\n");
+
+    // A file token that expires in 40 s, inside the default 1 min margin.
+    let dir = tempfile::tempdir().unwrap();
+    let minter = Minter::new(
+        &Secret::new(SECRET),
+        chatload::auth::netra_claims(),
+        Duration::from_secs(40),
+    );
+    let token = minter
+        .mint("ann", std::time::SystemTime::now(), "j-ann")
+        .unwrap();
+    std::fs::write(dir.path().join("tokens.txt"), token.expose()).unwrap();
+    let text = format!(
+        "version = 1\nname = \"file\"\n[auth]\nmode = \"file\"\ntokens_file = \"tokens.txt\"\n[workload]\nusers = 1\niterations = 2\n{journey}"
+    );
+    let scenario = chatload::scenario::Scenario::parse(&dir.path().join("s.toml"), text).unwrap();
+    let (_d, out) = out_dir("file-refresh");
+    let r = run(scenario, None, SECRET, out).await;
+    assert_eq!(counter(&r, "runs.ok"), 2);
+    assert_eq!(counter(&r, "tokens.refreshed"), 0);
+    assert_eq!(counter(&r, "connections.ready"), 1);
+
+    // Login tokens that live 2 s against a 5 s margin: each user refreshes
+    // once (the token it had was due), gets another token that was due at
+    // once, and keeps it.
+    let text = format!(
+        r#"
+version = 1
+name = "short-login"
+[server]
+login_lifetime = "2s"
+[auth]
+mode = "login"
+refresh_margin = "5s"
+[auth.login]
+url = "/auth/dev/login"
+body = {{ user_id = "{{{{user}}}}", email = "{{{{user}}}}@loadtest.chatload.invalid" }}
+token = "access_token"
+[workload]
+users = 2
+iterations = 2
+{journey}"#
+    );
+    let (_d2, out2) = out_dir("login-refresh");
+    let r = run(parse(&text), None, SECRET, out2).await;
+    assert_eq!(counter(&r, "runs.ok"), 4);
+    assert_eq!(counter(&r, "tokens.refreshed"), 2);
+    assert_eq!(counter(&r, "connections.ready"), 4);
+    assert_eq!(truth(&r, "auth.logins"), 4);
+}
+
+/// A socket the server closes while its user thinks is reopened within the
+/// think only when its back-off fits; otherwise the next step waits the rest,
+/// so the think keeps its length and `send_lag` (the generator's own
+/// lateness) stays clean. Regression: the think waited the whole 1 s
+/// back-off, ran 0.8 s late, and `send_lag` said the generator fell behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_back_off_longer_than_the_think_is_left_to_the_next_step() {
+    let _g = goose_lock().await;
+    let text = format!(
+        r#"
+version = 1
+name = "idle-close"
+seed = 4
+[server]
+faults = "close_1011=100%@idle"
+[reconnect]
+initial = "1s"
+jitter = 0.0
+[workload]
+users = 2
+iterations = 3
+{JOURNEY}
+[[journey]]
+step = "think"
+duration = "200ms"
+"#
+    );
+    let (_d, out) = out_dir("idle-close");
+    let r = run(parse(&text), None, SECRET, out).await;
+    assert_eq!(counter(&r, "runs.ok"), 6);
+    let closed = counter(&r, "closes_by_phase.idle.1011");
+    assert_eq!(closed, truth(&r, "faults.close_1011"));
+    assert!(closed >= 4, "{closed}");
+    // Each socket served a run, so every wait is the initial 1 s, drawn once
+    // per reconnect even when a think and then a send shared it.
+    let wait = &r.snapshot.histograms["reconnect_backoff"];
+    assert_eq!(wait.count, counter(&r, "reconnects"), "{wait:?}");
+    assert!((999_000..=1_001_000).contains(&wait.max_us), "{wait:?}");
+    let lag = &r.snapshot.histograms["send_lag"];
+    assert!(lag.count > 0);
+    assert!(lag.max_us < 500_000, "thinks ended on time: {lag:?}");
+}
+
 /// A server that closes every socket on its first exchange (accepted, ready,
 /// then 1011 instead of the run) gets a growing back-off, as refused upgrades
 /// do: such a socket never proved itself. Regression: ready reset the count
 /// of failures, so users reconnected every `reconnect.initial` (here 50 ms)
-/// for the whole run, about 30 times in 3 s; with the back-off at 100, 200,
-/// 400, 400 ms and so on, each user opens at most 10 sockets.
+/// for the whole run, 50 times in 3 s; with the back-off at 50, 100, 200,
+/// then 400 ms, each user opens at most 10 sockets.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sockets_lost_before_they_served_a_run_grow_the_back_off() {
     let _g = goose_lock().await;
-    let text = format!(
-        r#"
+    let text = |min_uptime: &str| {
+        format!(
+            r#"
 version = 1
 name = "storm"
 seed = 3
@@ -341,14 +446,16 @@ max = "400ms"
 multiplier = 2
 jitter = 0.0
 attempts = 100
+min_uptime = "{min_uptime}"
 [workload]
 users = 2
 duration = "3s"
 {JOURNEY}
 "#
-    );
+        )
+    };
     let (_d, out) = out_dir("storm");
-    let r = run(parse(&text), None, SECRET, out).await;
+    let r = run(parse(&text("5s")), None, SECRET, out).await;
     let opened = counter(&r, "connections.ready");
     assert_eq!(counter(&r, "runs.ok"), 0);
     assert_eq!(
@@ -356,16 +463,28 @@ duration = "3s"
         truth(&r, "faults.close_1011")
     );
     assert!(
-        (4..=20).contains(&opened),
+        (4..=22).contains(&opened),
         "{opened} sockets for 2 users in 3 s"
     );
     let wait = &r.snapshot.histograms["reconnect_backoff"];
-    // Jitter 0: the waits are 100, 200 and then 400 ms (the cap), within
-    // the histogram's precision (0.1%).
-    assert!((99_800..=100_200).contains(&wait.min_us), "{wait:?}");
+    // Jitter 0: the waits are 50, 100, 200 and then 400 ms (the cap),
+    // within the histogram's precision (0.1%).
+    assert!((49_900..=50_100).contains(&wait.min_us), "{wait:?}");
     assert!((399_500..=400_500).contains(&wait.max_us), "{wait:?}");
     assert!(wait.p50_us >= 399_500, "most waits at the cap: {wait:?}");
     assert_eq!(counter(&r, "reconnects.gave_up"), 0);
+
+    // `min_uptime = "0s"`: every ready socket proved itself, so each loss
+    // waits the initial 50 ms again (the storm, when asked for).
+    let (_d2, out2) = out_dir("storm-0s");
+    let r = run(parse(&text("0s")), None, SECRET, out2).await;
+    let wait = &r.snapshot.histograms["reconnect_backoff"];
+    assert!((49_900..=50_100).contains(&wait.max_us), "{wait:?}");
+    assert!(
+        counter(&r, "connections.ready") > 22,
+        "{}",
+        counter(&r, "connections.ready")
+    );
 }
 
 /// Idle users ping every second and time the answers; the server's own pings
@@ -454,12 +573,12 @@ duration = "4500ms"
         r.snapshot.histograms["reconnect_time"].count, missed,
         "time to reconnect after each"
     );
-    // No socket served a run, so each loss counts as a failed attempt and
-    // the waits grow (jitter 0): 400 ms after the first, 800 ms after the
-    // second, rather than 200 ms every time.
+    // No socket served a run or answered a heartbeat, so each loss counts as
+    // a failed attempt and the waits grow (jitter 0): 200 ms after the first,
+    // 400 ms after the second, rather than 200 ms every time.
     let wait = &r.snapshot.histograms["reconnect_backoff"];
-    assert!((399_000..=401_000).contains(&wait.min_us), "{wait:?}");
-    assert!((799_000..=801_000).contains(&wait.max_us), "{wait:?}");
+    assert!((199_500..=200_500).contains(&wait.min_us), "{wait:?}");
+    assert!((399_000..=401_000).contains(&wait.max_us), "{wait:?}");
 }
 
 /// An expired token from a file cannot be renewed: each attempt is counted,

@@ -184,8 +184,16 @@ struct UserSession {
     /// before it proved itself counts as one more; see [`Engine::lost_socket`].
     failures: u32,
     /// When the current socket became ready, while it has not yet proved
-    /// itself (no run ended ok on it); `None` once it has.
+    /// itself (see [`Engine::proved`]); `None` once it has.
     unproven_since: Option<Instant>,
+    /// The loss of the socket was already counted in `failures` (it had not
+    /// proved itself), so `lost` adds no attempt of its own.
+    loss_counted: bool,
+    /// When the next connect attempt may go, and its back-off (drawn once).
+    retry_at: Option<(Instant, Duration)>,
+    /// When the socket last closed for a token refresh: a token that was due
+    /// for one already then (it lives less than the margin) gets none.
+    refreshed_at: Option<Instant>,
     /// When the socket dropped unexpectedly (or the first connect failed).
     dropped_at: Option<Instant>,
     /// The reconnect policy's attempts ran out and no new token can help
@@ -281,6 +289,9 @@ impl Shared {
             token: None,
             failures: 0,
             unproven_since: None,
+            loss_counted: false,
+            retry_at: None,
+            refreshed_at: None,
             dropped_at: None,
             parked: false,
             cooldown_until: None,
@@ -302,7 +313,6 @@ impl Shared {
     /// parks the user instead (`users.parked`). Every wait ends on [`STOP`].
     /// Returns the goose status and error on failure.
     async fn connect(&self, s: &mut UserSession) -> Result<Duration, (Option<u16>, String)> {
-        let policy = self.cfg.scenario.reconnect;
         if s.parked {
             // Nothing this user can do will succeed. In a timed plan it waits
             // for the end (goose would otherwise spin through its steps); with
@@ -320,15 +330,16 @@ impl Shared {
                 return Err((None, "stopping".into()));
             }
         }
-        // The n-th attempt after a drop or failure waits the n-th back-off delay.
-        let attempt = s.failures + u32::from(s.lost);
-        if attempt > 0 {
-            let wait = policy.delay(attempt, s.rng.random());
-            self.obs
-                .sample("reconnect_backoff", wait.as_micros() as u64);
-            if !STOP.sleep_until(Instant::now() + wait).await {
+        if let Some(at) = self.retry_at(s) {
+            if !STOP.sleep_until(at).await {
                 return Err((None, "stopping".into()));
             }
+        }
+        if let Some((_, wait)) = s.retry_at.take() {
+            // Recorded once waited: a back-off drawn in a user's last think
+            // and never used is not one.
+            self.obs
+                .sample("reconnect_backoff", wait.as_micros() as u64);
         }
         match self.connect_once(s).await {
             Ok(took) => {
@@ -338,6 +349,7 @@ impl Shared {
                 s.unproven_since = Some(Instant::now());
                 s.refused_403 = 0;
                 s.lost = false;
+                s.loss_counted = false;
                 if let Some(at) = s.dropped_at.take() {
                     // From the drop (or first failed attempt) to ready again.
                     self.obs
@@ -367,6 +379,29 @@ impl Shared {
                 Err((status, msg))
             }
         }
+    }
+
+    /// When the next attempt may go: the n-th attempt after a drop or a
+    /// failure waits the n-th back-off delay, drawn once per attempt (so a
+    /// `think` that cannot wait it out leaves the rest to the next step).
+    /// `None`: at once.
+    fn retry_at(&self, s: &mut UserSession) -> Option<Instant> {
+        if s.retry_at.is_none() {
+            let attempt = s.failures + u32::from(s.lost && !s.loss_counted);
+            if attempt > 0 {
+                let wait = self.cfg.scenario.reconnect.delay(attempt, s.rng.random());
+                s.retry_at = Some((Instant::now() + wait, wait));
+            }
+        }
+        s.retry_at.map(|(at, _)| at)
+    }
+
+    /// The socket proved itself (a run ended ok on it, it answered a
+    /// heartbeat or confirmed a thread switch): losing it starts the
+    /// back-off afresh.
+    fn proved(s: &mut UserSession) {
+        s.failures = 0;
+        s.unproven_since = None;
     }
 
     /// One more failed attempt in a row. After `reconnect.attempts` the user
@@ -692,9 +727,7 @@ impl Shared {
         match report.failure_class() {
             None => {
                 self.obs.count(names::RUNS_OK);
-                // The server served a run on this socket: it proved itself.
-                s.failures = 0;
-                s.unproven_since = None;
+                Self::proved(s);
                 // Set only when a step will check the history.
                 if let Some((thread, content)) = in_flight {
                     let log = s.logs.entry(thread).or_default();
@@ -831,19 +864,35 @@ impl Shared {
             return false;
         }
         Self::closing_by_choice(s);
+        s.refreshed_at = Some(Instant::now());
         self.close_socket(s, "token refresh").await;
         self.obs.count("tokens.refreshed");
         true
     }
 
     /// When the socket's token is due for a refresh.
+    /// `None` when refreshing cannot help: it is off, the token comes from a
+    /// tokens file (the same token would come back), or the token was due
+    /// already when the last refresh got it (a login endpoint issuing tokens
+    /// that live less than the margin): reopening again would only loop. Such
+    /// a token is used until the server refuses it.
     fn refresh_at(&self, s: &UserSession) -> Option<Instant> {
-        if !self.cfg.scenario.auth.refresh {
+        if !self.cfg.scenario.auth.refresh
+            || matches!(
+                self.cfg.scenario.auth.source,
+                crate::scenario::TokenSource::File { .. }
+            )
+        {
             return None;
         }
         let margin = self.cfg.scenario.auth.refresh_margin;
-        s.token_exp
-            .map(|exp| exp.checked_sub(margin).unwrap_or(exp))
+        let due = s
+            .token_exp
+            .map(|exp| exp.checked_sub(margin).unwrap_or(exp))?;
+        match s.refreshed_at {
+            Some(at) if due <= at => None,
+            _ => Some(due),
+        }
     }
 
     /// A ready socket ended, for whatever reason (`connections.closed`; open
@@ -856,8 +905,8 @@ impl Shared {
     /// reconnect under the back-off policy, timed from now. A 1008 on an open
     /// socket means the server stopped accepting its token.
     ///
-    /// A socket lost before it proved itself (no run ended ok on it, and it
-    /// was up for less than `reconnect.max`) counts as a failed attempt, so
+    /// A socket lost before it proved itself (see [`Engine::proved`]; or up
+    /// for `reconnect.min_uptime`) counts as a failed attempt, so
     /// a server that closes sockets right after ready, or on every first
     /// exchange, sees the back-off grow as for refused upgrades (and users
     /// give up after `reconnect.attempts`) instead of a reconnect every
@@ -872,16 +921,19 @@ impl Shared {
             self.obs.count("tokens.expired_on_socket");
             s.token = None;
         }
-        self.judge_loss(s, code == 1008);
+        self.judge_loss(s);
     }
 
     /// A socket was lost: one that had not proved itself counts as a failed
     /// attempt (see [`Engine::lost_socket`]); one that had starts the
-    /// back-off afresh.
-    fn judge_loss(&self, s: &mut UserSession, token_refused: bool) {
+    /// back-off afresh. Never parks the user: the upgrade accepted its
+    /// token, and a 1008 on an open socket may be a policy's (a rate limit),
+    /// so only a refused upgrade can tell that the token is the problem.
+    fn judge_loss(&self, s: &mut UserSession) {
         match s.unproven_since.take() {
-            Some(at) if at.elapsed() < self.cfg.scenario.reconnect.max => {
-                self.failed_attempt(s, token_refused);
+            Some(at) if at.elapsed() < self.cfg.scenario.reconnect.min_uptime => {
+                self.failed_attempt(s, false);
+                s.loss_counted = true;
             }
             _ => s.failures = 0,
         }
@@ -1139,25 +1191,33 @@ impl Shared {
     /// for `hb.timeout` (`heartbeats.missed`); a socket whose token is due
     /// is closed and reopened with a fresh one (`tokens.refreshed`); a socket
     /// the server dropped is reconnected under the back-off policy.
-    async fn idle(&self, s: &mut UserSession, until: Instant) {
+    async fn idle(&self, s: &mut UserSession, until: Instant) -> bool {
         let hb = self.profile.heartbeat.as_ref();
+        let mut reconnected = false;
         loop {
             let now = Instant::now();
             if now >= until || STOP.is_set() {
-                return;
+                return reconnected;
             }
             if s.ws.is_none() {
                 // Only a socket lost under the user comes back by itself; one
                 // the journey closed (or never opened) waits for its step.
-                if !s.lost || s.parked {
+                // A back-off or cooldown that outlasts the think is left to
+                // the next step, so the think keeps its length.
+                let later = match s.cooldown_until {
+                    Some(c) => c > until,
+                    None => self.retry_at(s).is_some_and(|at| at > until),
+                };
+                if !s.lost || s.parked || later {
                     STOP.sleep_until(until).await;
-                    return;
+                    return reconnected;
                 }
-                // A failed attempt was counted; the next waits its back-off.
+                reconnected = true;
                 let _ = self.connect(s).await;
                 continue;
             }
             if self.refresh_if_due(s).await {
+                reconnected = true;
                 if self.connect(s).await.is_err() {
                     s.lost = true;
                 }
@@ -1186,7 +1246,7 @@ impl Shared {
                         // The server stopped answering: come back as after a drop.
                         s.lost = true;
                         s.dropped_at.get_or_insert_with(Instant::now);
-                        self.judge_loss(s, false);
+                        self.judge_loss(s);
                         continue;
                     }
                 }
@@ -1214,9 +1274,10 @@ impl Shared {
                         self.obs
                             .sample("ws_ping", sent.elapsed().as_micros() as u64);
                         self.obs.count("heartbeats.answered");
+                        Self::proved(s);
                     }
                 }
-                Read::Stopped => return,
+                Read::Stopped => return reconnected,
                 // A close was settled by `read`; the loop reconnects.
                 Read::Closed(_) | Read::TimedOut | Read::ServerError(_) | Read::RunEnded(_) => {}
             }
@@ -1296,6 +1357,7 @@ impl Shared {
                 let took = t0.elapsed();
                 self.obs.sample("thread_switch", took.as_micros() as u64);
                 self.obs.count("threads.switched");
+                Self::proved(s);
                 let path = profile.switch_thread.messages_path.clone();
                 let messages = at_path(&v, &path)
                     .and_then(|m| m.as_array())
@@ -1438,11 +1500,13 @@ async fn run_step_inner(shared: &Shared, step: &Step, user: &mut GooseUser) -> T
         StepKind::Think { think } => {
             let duration = think.sample(&mut s.rng);
             let intended = Instant::now() + duration;
-            shared.idle(&mut s, intended).await;
+            let reconnected = shared.idle(&mut s, intended).await;
             drop(s);
             // The generator's own lateness: how far past its intended time the
-            // user woke (`idle` returns at that time, or on a stop).
-            if !STOP.is_set() {
+            // user woke (`idle` returns at that time, or on a stop). A think
+            // that reopened the socket may end late by the handshake: the
+            // target's time, not the generator's.
+            if !STOP.is_set() && !reconnected {
                 shared
                     .obs
                     .sample(names::SEND_LAG, intended.elapsed().as_micros() as u64);

@@ -342,6 +342,10 @@ pub struct Reconnect {
     pub jitter: f64,
     /// Failed attempts in a row after which the user gives up.
     pub attempts: u32,
+    /// A socket up this long (or one that served a run or answered a
+    /// heartbeat) proved itself: losing it later starts the back-off afresh,
+    /// losing it sooner counts as a failed attempt.
+    pub min_uptime: Duration,
 }
 
 impl Default for Reconnect {
@@ -352,6 +356,7 @@ impl Default for Reconnect {
             multiplier: 2.0,
             jitter: 0.2,
             attempts: 10,
+            min_uptime: Duration::from_secs(5),
         }
     }
 }
@@ -1320,6 +1325,12 @@ fn read_reconnect(o: &Obj<'_>) -> Option<Reconnect> {
     if let Some(n) = t.get("attempts") {
         match positive_u64(&n) {
             Some(a) => r.attempts = a.min(u64::from(u32::MAX)) as u32,
+            None => ok = false,
+        }
+    }
+    if let Some(n) = t.get("min_uptime") {
+        match n.as_duration() {
+            Some(d) => r.min_uptime = d,
             None => ok = false,
         }
     }
