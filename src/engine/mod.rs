@@ -1204,10 +1204,12 @@ impl Shared {
                 // the journey closed (or never opened) waits for its step.
                 // A back-off or cooldown that outlasts the think is left to
                 // the next step, so the think keeps its length.
-                let later = match s.cooldown_until {
-                    Some(c) => c > until,
-                    None => self.retry_at(s).is_some_and(|at| at > until),
-                };
+                let later = s.lost
+                    && !s.parked
+                    && match s.cooldown_until {
+                        Some(c) => c > until,
+                        None => self.retry_at(s).is_some_and(|at| at > until),
+                    };
                 if !s.lost || s.parked || later {
                     STOP.sleep_until(until).await;
                     return reconnected;
