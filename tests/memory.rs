@@ -96,11 +96,14 @@ fn rss_kib() -> u64 {
 /// One sample: seconds since the run started, live heap bytes, RSS in KiB.
 type Sample = (f64, i64, u64);
 
-/// The lowest value of each of the first and last quarters of `v`.
-fn quarter_floors(v: &[f64]) -> (f64, f64) {
+/// The lowest value of quarter `from` (0-based) and of the last quarter of `v`.
+fn quarter_floors(v: &[f64], from: usize) -> (f64, f64) {
     let q = v.len() / 4;
     let floor = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
-    (floor(&v[..q]), floor(&v[v.len() - q..]))
+    (
+        floor(&v[from * q..(from + 1) * q]),
+        floor(&v[v.len() - q..]),
+    )
 }
 
 /// A compressed soak: 200 users for two minutes (about 180 runs a second)
@@ -113,6 +116,31 @@ fn quarter_floors(v: &[f64]) -> (f64, f64) {
 /// kept lifts the floor.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generator_memory_stays_flat_over_a_compressed_soak() {
+    soak(115, "10s", 0).await;
+}
+
+/// The same for 10 minutes (about 110,000 runs), with 5-minute intervals so
+/// that kept intervals (about 13 KiB each) do not count as growth, to tell a
+/// leak too slow for the 2-minute test from the allocator's own growth:
+/// `cargo test --test memory -- --ignored --nocapture` (alone: the counter
+/// sees the whole process). It compares the third quarter with the last:
+/// its first run, judged on the first quarter, failed at 7.7% on one step of
+/// 0.76 MiB at 220 s (the live heap was flat at 11.26 MiB before it, and grew
+/// by 0.11 MiB in the 370 s after it, 70 KiB of that the 5-minute interval
+/// closing). That is most likely a metric recorded for the first time: its
+/// histograms (about 184 KiB each at 1 µs to 1 h, 3 digits) are allocated
+/// whole, in the run's and the interval's recorders. A leak grows in every
+/// quarter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "10 minutes"]
+async fn generator_memory_stays_flat_over_a_long_soak() {
+    soak(600, "5m", 2).await;
+}
+
+/// Ramps 200 users over 10 s, holds them `hold_s` seconds with intervals of
+/// `interval`, and judges the steady part, from 20 s to 5 s before the end:
+/// the floor of quarter `from` against that of the last.
+async fn soak(hold_s: u64, interval: &str, from: usize) {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let server = Command::new(env!("CARGO_BIN_EXE_chatload"))
@@ -128,29 +156,29 @@ async fn generator_memory_stays_flat_over_a_compressed_soak() {
         assert!(Instant::now() < deadline, "the server did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let scenario = parse(
+    let scenario = parse(&format!(
         r#"
 version = 1
 name = "soak"
 [output]
-interval = "10s"
+interval = "{interval}"
 checkpoint = "10s"
 [workload]
 users = 200
-ramp = [{ to = 200, over = "10s" }, { hold = "115s" }]
+ramp = [{{ to = 200, over = "10s" }}, {{ hold = "{hold_s}s" }}]
 [[journey]]
 step = "connect"
 [[journey]]
 step = "send"
-message = { type = "start_agent", payload = { user_request = "{{prompt}}", thread_id = "{{thread}}", run_id = "{{run}}" } }
+message = {{ type = "start_agent", payload = {{ user_request = "{{{{prompt}}}}", thread_id = "{{{{thread}}}}", run_id = "{{{{run}}}}" }} }}
 [[journey]]
 step = "await"
 timeout = "10s"
 [[journey]]
 step = "think"
 duration = "1s"
-"#,
-    );
+"#
+    ));
     let done = Arc::new(AtomicBool::new(false));
     let sampler = {
         let done = done.clone();
@@ -194,13 +222,13 @@ duration = "1s"
     // growth by design, which 10 s intervals keep to about 1% over the test.
     let steady: Vec<&Sample> = samples
         .iter()
-        .filter(|(t, _, _)| *t >= 20.0 && *t <= 120.0)
+        .filter(|(t, _, _)| *t >= 20.0 && *t <= (hold_s + 5) as f64)
         .collect();
     assert!(steady.len() >= 150, "too few samples: {samples:?}");
     let heap: Vec<f64> = steady.iter().map(|s| s.1 as f64).collect();
     let rss: Vec<f64> = steady.iter().map(|s| s.2 as f64).collect();
-    let (h0, h1) = quarter_floors(&heap);
-    let (r0, r1) = quarter_floors(&rss);
+    let (h0, h1) = quarter_floors(&heap, from);
+    let (r0, r1) = quarter_floors(&rss, from);
     let (heap_growth, rss_growth) = ((h1 - h0) / h0, (r1 - r0) / r0);
     eprintln!(
         "live heap floor: first quarter {:.0} KiB, last quarter {:.0} KiB, growth {:.2}%; \
