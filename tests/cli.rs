@@ -220,14 +220,9 @@ fn help_shows_examples_and_exit_codes() {
     );
 }
 
-/// A run whose stderr reader went away (`2>&1 | head`, a CI log that stopped
-/// reading) still writes every report and exits with its documented code.
-/// Regression: a message on a closed stderr panicked the run (exit 101); here
-/// the run aborts (nothing listens on the target), so it has one to write.
-#[test]
-fn a_run_with_a_closed_stderr_still_writes_its_reports() {
-    let dir = tempfile::tempdir().unwrap();
-    let f = dir.path().join("tiny.toml");
+/// Two users, two runs each: the smallest scenario a run writes reports for.
+fn tiny_scenario(dir: &std::path::Path) -> std::path::PathBuf {
+    let f = dir.join("tiny.toml");
     std::fs::write(
         &f,
         r#"version = 1
@@ -244,6 +239,17 @@ timeout = "10s"
 "#,
     )
     .unwrap();
+    f
+}
+
+/// A run whose stderr reader went away (`2>&1 | head`, a CI log that stopped
+/// reading) still writes every report and exits with its documented code.
+/// Regression: a message on a closed stderr panicked the run (exit 101); here
+/// the run aborts (nothing listens on the target), so it has one to write.
+#[test]
+fn a_run_with_a_closed_stderr_still_writes_its_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = tiny_scenario(dir.path());
     let out = dir.path().join("out");
     let mut child = Command::new(env!("CARGO_BIN_EXE_chatload"))
         .args([
@@ -278,23 +284,7 @@ timeout = "10s"
 #[test]
 fn a_run_with_a_closed_stdout_still_writes_its_reports() {
     let dir = tempfile::tempdir().unwrap();
-    let f = dir.path().join("tiny.toml");
-    std::fs::write(
-        &f,
-        r#"version = 1
-name = "tiny"
-[workload]
-users = 2
-iterations = 2
-[[journey]]
-step = "send"
-message = { type = "start_agent", payload = { user_request = "{{prompt}}", run_id = "{{run}}" } }
-[[journey]]
-step = "await"
-timeout = "10s"
-"#,
-    )
-    .unwrap();
+    let f = tiny_scenario(dir.path());
     let out = dir.path().join("out");
     let mut child = Command::new(env!("CARGO_BIN_EXE_chatload"))
         .args(["run", f.to_str().unwrap(), "--out", out.to_str().unwrap()])
