@@ -17,6 +17,7 @@ use crate::auth::Secret;
 use crate::engine::{self, EngineConfig};
 use crate::metrics::snapshot::{IntervalData, Snapshot, TargetInfo, ToolInfo, FORMAT_VERSION};
 use crate::metrics::{names, Collector, Recorder};
+use crate::outcome::Verdict;
 use crate::report::{self, ReportData};
 use crate::scenario::Scenario;
 use crate::server::{self, ServerConfig};
@@ -64,13 +65,9 @@ pub struct RunResult {
 }
 
 impl RunResult {
-    /// 0 pass, 1 threshold failed, 3 aborted.
+    /// The verdict's exit code (`outcome.rs`).
     pub fn exit_code(&self) -> u8 {
-        match self.snapshot.verdict.as_str() {
-            "pass" => crate::cli::exit::PASS,
-            "fail" => crate::cli::exit::THRESHOLD_FAILED,
-            _ => crate::cli::exit::ABORTED,
-        }
+        self.snapshot.verdict.exit_code()
     }
 }
 
@@ -270,7 +267,7 @@ async fn checkpoint_loop(
                 );
                 // No stdout_guard::finish: exiting at once must not wait on
                 // a stdout reader that stopped reading.
-                std::process::exit(i32::from(crate::cli::exit::ABORTED));
+                std::process::exit(i32::from(crate::outcome::exit::ABORTED));
             }
             if let Err(e) = write_atomic(&path, s.to_json().as_bytes()) {
                 say_err!("warning: checkpoint {} failed: {e}", path.display());
@@ -487,7 +484,7 @@ async fn live_progress(
             .and_then(|i| i.histograms.get(names::TTFE).map(|h| h.p95_us))
             .map_or_else(
                 || "-".to_string(),
-                |v| crate::metrics::threshold::format_us(v as f64),
+                |v| crate::units::format_us(v as f64),
             );
         let ok = rec.counter(names::RUNS_OK);
         let elapsed = t0.elapsed();
@@ -683,7 +680,7 @@ pub async fn run(req: RunRequest) -> Result<RunResult, RunError> {
         histograms: Default::default(),
         counters: Default::default(),
         thresholds: Vec::new(),
-        verdict: "incomplete".into(),
+        verdict: Verdict::Incomplete,
         notes: vec![CHECKPOINT_NOTE.into()],
         samples: Vec::new(),
         baseline: None,
@@ -841,7 +838,7 @@ pub async fn run(req: RunRequest) -> Result<RunResult, RunError> {
             generator.cpu_s.unwrap_or(0.0),
             elapsed.as_secs_f64(),
             generator.cores,
-            generator.send_lag_p99_us.map_or("n/a".to_string(), |v| crate::metrics::threshold::format_us(v as f64))
+            generator.send_lag_p99_us.map_or("n/a".to_string(), |v| crate::units::format_us(v as f64))
         ));
     }
     if let Some(note) = not_offered_note(&rec, sc.workload.open.as_ref()) {
@@ -849,11 +846,7 @@ pub async fn run(req: RunRequest) -> Result<RunResult, RunError> {
     }
     let mut verdict;
     let thresholds = crate::metrics::threshold::judge_all(&sc.thresholds, &rec, &intervals);
-    verdict = if thresholds.iter().all(|v| v.passed) {
-        "pass"
-    } else {
-        "fail"
-    };
+    verdict = Verdict::Pass.fail_if(!thresholds.iter().all(|v| v.passed));
     if let Some(why) = aborted_by {
         notes.push(why);
     }
@@ -865,37 +858,35 @@ pub async fn run(req: RunRequest) -> Result<RunResult, RunError> {
         // checkpoint loop could act on it: the drain is done, so the reports
         // are written now, which is as fast as exiting.
         notes.push("aborted: a second stop signal arrived as the drain ended; every report holds everything recorded".into());
-        verdict = "aborted";
+        verdict = Verdict::Aborted;
     } else if signalled {
         if sc.workload.on_signal_ends {
             notes.push("ended early by a stop signal (workload.on_signal = \"end\": judged as a normal end)".into());
         } else {
             notes.push("aborted: stopped by a signal (SIGINT or SIGTERM); in-flight runs were drained and every report written".into());
-            verdict = "aborted";
+            verdict = Verdict::Aborted;
         }
     }
     if let Err(e) = &engine_result {
         notes.push(format!("aborted: {e}"));
-        verdict = "aborted";
+        verdict = Verdict::Aborted;
     } else if rec.counter(names::CONN_READY) == 0
         && rec.counter(names::CONN_ATTEMPTED) > 0
         && shard_users > 0
     {
         notes.push(explain_no_ready(&rec));
-        verdict = "aborted";
+        verdict = Verdict::Aborted;
     }
     let capacity_section = capacity
         .as_ref()
         .map(|(cap, open, log)| capacity_result(cap, *open, log));
     if let Some(c) = &capacity_section {
-        if verdict == "pass" && !c.passed() {
-            verdict = "fail";
-        }
+        verdict = verdict.fail_if(!c.passed());
     }
     let mut snapshot = fill(&template, &rec, &intervals, elapsed);
     snapshot.capacity = capacity_section;
     snapshot.thresholds = thresholds;
-    snapshot.verdict = verdict.into();
+    snapshot.verdict = verdict;
     snapshot.notes = notes;
     snapshot.generator = Some(generator);
     snapshot.server_truth = server_truth;
@@ -908,9 +899,7 @@ pub async fn run(req: RunRequest) -> Result<RunResult, RunError> {
         };
         match crate::report::compare::compare(base, &snapshot, &tolerances) {
             Ok(c) => {
-                if c.regressed && snapshot.verdict == "pass" {
-                    snapshot.verdict = "fail".into();
-                }
+                snapshot.verdict = snapshot.verdict.fail_if(c.regressed);
                 if c.regressed {
                     snapshot
                         .notes

@@ -110,7 +110,7 @@ fn a_run_of_the_smoke_scenario_passes_writes_its_files_and_prints_what_the_snaps
     let ttfe = &snap.histograms["ttfe"];
     assert_eq!(ttfe.count, snap.counters["runs.ok"]);
     // The console line for ttfe carries the snapshot's count and p95.
-    let p95 = chatload::metrics::threshold::format_us(ttfe.p95_us as f64);
+    let p95 = chatload::units::format_us(ttfe.p95_us as f64);
     let line = out
         .lines()
         .find(|l| {

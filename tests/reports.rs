@@ -76,7 +76,7 @@ fn fixed_snapshot() -> Snapshot {
         histograms: Snapshot::histograms_from(&rec),
         counters: rec.counters.clone(),
         thresholds,
-        verdict: "fail".into(),
+        verdict: chatload::outcome::Verdict::Fail,
         notes: vec![],
         baseline: None,
         shard: None,

@@ -10,17 +10,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// Exit codes (DESIGN.md): documented in README.md.
-pub mod exit {
-    /// Every threshold passed.
-    pub const PASS: u8 = 0;
-    /// A threshold failed.
-    pub const THRESHOLD_FAILED: u8 = 1;
-    /// Usage or scenario error; nothing was sent.
-    pub const USAGE: u8 = 2;
-    /// Aborted: signal, target unreachable or rejecting every connection, safety limit.
-    pub const ABORTED: u8 = 3;
-}
+/// Exit codes live in the `outcome` leaf; the subcommands use them from here.
+pub use crate::outcome::exit;
 
 const AFTER_HELP: &str = "\
 Examples:

@@ -89,11 +89,7 @@ pub fn merge_cmd(a: MergeArgs) -> u8 {
         say_err!("{n}");
     }
     say!("{}: merged reports in {}", data.verdict, a.out.display());
-    match merged.verdict.as_str() {
-        "pass" => exit::PASS,
-        "fail" => exit::THRESHOLD_FAILED,
-        _ => exit::ABORTED,
-    }
+    merged.verdict.exit_code()
 }
 
 #[derive(Args, Debug)]
@@ -169,7 +165,7 @@ fn recover(dir: &Path) -> Result<Snapshot, String> {
         .collect();
     s.thresholds = crate::metrics::threshold::judge_all(&thresholds, &total, &s.intervals);
     s.duration_s = intervals.last().map_or(0.0, |i| i.start_s + i.length_s);
-    s.verdict = "incomplete".into();
+    s.verdict = crate::outcome::Verdict::Incomplete;
     s.notes = vec![format!(
         "incomplete: recovered from the interval files of a run that did not finish ({} intervals, the first {:.1} s); the interval in progress when it stopped is lost",
         intervals.len(),

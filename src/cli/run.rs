@@ -10,7 +10,8 @@ use crate::metrics::Snapshot;
 use crate::report;
 use crate::runner::{self, RunError, RunRequest};
 use crate::scenario::plan::Shard;
-use crate::scenario::{doc::parse_duration, Scenario};
+use crate::scenario::Scenario;
+use crate::units::parse_duration;
 
 use super::exit;
 

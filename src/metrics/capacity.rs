@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::snapshot::{HistogramData, Snapshot};
-use super::threshold::{Threshold, Verdict};
+use super::threshold::{Threshold, RuleResult};
 use super::Recorder;
 use crate::scenario::plan::CapacityStep;
 
@@ -25,7 +25,7 @@ pub struct StepResult {
     pub end_s: u64,
     /// Every SLO held on this step's data.
     pub held: bool,
-    pub slo: Vec<Verdict>,
+    pub slo: Vec<RuleResult>,
     pub counters: BTreeMap<String, u64>,
     pub histograms: BTreeMap<String, HistogramData>,
 }
@@ -37,7 +37,7 @@ pub struct FirstFailing {
     pub load: f64,
     pub load_text: String,
     /// The SLOs that failed on it.
-    pub failed: Vec<Verdict>,
+    pub failed: Vec<RuleResult>,
 }
 
 /// `snapshot.capacity`.
@@ -84,7 +84,7 @@ pub fn judge_step(
     rec: &Recorder,
     cx: StepContext,
 ) -> StepResult {
-    let mut verdicts: Vec<Verdict> = slo
+    let mut verdicts: Vec<RuleResult> = slo
         .iter()
         .map(|t| judge_in_step(t, rec, cx.sockets_at_start))
         .collect();
@@ -108,12 +108,12 @@ pub fn judge_step(
 /// The rule every open-model step carries: its arrivals all started on time.
 pub const OFFERED_RULE: &str = "every arrival started on time (starts.dropped + starts.late == 0)";
 
-fn offered(rec: &Recorder) -> Verdict {
+fn offered(rec: &Recorder) -> RuleResult {
     let dropped = rec.counter(super::names::STARTS_DROPPED);
     let late = rec.counter(super::names::STARTS_LATE);
     let intended = rec.counter(super::names::STARTS_INTENDED);
     let missed = dropped + late;
-    Verdict {
+    RuleResult {
         threshold: OFFERED_RULE.to_string(),
         passed: missed == 0,
         observed: Some(missed as f64),
@@ -130,7 +130,7 @@ fn offered(rec: &Recorder) -> Verdict {
 /// the step (open when it began, or opened in it): sockets outlive steps, so
 /// per new connection a step with one new socket and one close would read
 /// 100%. With no socket in use and no such close, the rate is 0.
-fn judge_in_step(t: &Threshold, rec: &Recorder, sockets_at_start: u64) -> Verdict {
+fn judge_in_step(t: &Threshold, rec: &Recorder, sockets_at_start: u64) -> RuleResult {
     if let super::threshold::Subject::Rate { name } = &t.subject {
         if let Some(code) = name.strip_prefix("close_") {
             let closes = rec.counter(&format!("closes.{code}"));

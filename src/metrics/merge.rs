@@ -11,6 +11,7 @@ use serde_json::Value;
 use super::snapshot::{IntervalData, ShardSummary, Snapshot, SnapshotError};
 use super::threshold::Threshold;
 use super::{names, Recorder};
+use crate::outcome::Verdict;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MergeError {
@@ -27,10 +28,10 @@ pub fn drift_spec_from_echo(scenario: &Value) -> Result<super::threshold::DriftS
     let mut spec = super::threshold::DriftSpec::default();
     if let Some(d) = scenario.get("drift") {
         if let Some(w) = d.get("warmup").and_then(Value::as_str) {
-            spec.warmup = crate::scenario::doc::parse_duration(w)?;
+            spec.warmup = crate::units::parse_duration(w)?;
         }
         match d.get("window") {
-            Some(Value::String(w)) => spec.window = crate::scenario::doc::parse_percent(w)?,
+            Some(Value::String(w)) => spec.window = crate::units::parse_percent(w)?,
             Some(Value::Number(n)) => spec.window = n.as_f64().unwrap_or(spec.window),
             _ => {}
         }
@@ -63,7 +64,7 @@ pub fn thresholds_from_echo(scenario: &Value) -> Result<Vec<Threshold>, String> 
             let mut th = Threshold::parse_with_drift(k, &rule, spec)?;
             th.abort_on_fail = abort;
             if let Some(g) = grace {
-                th.grace = crate::scenario::doc::parse_duration(&g)?;
+                th.grace = crate::units::parse_duration(&g)?;
             }
             Ok(th)
         })
@@ -148,7 +149,7 @@ pub fn merge(snaps: &[Snapshot]) -> Result<Snapshot, MergeError> {
             }
             _ => truth = None,
         }
-        if s.verdict == "aborted" {
+        if s.verdict == Verdict::Aborted {
             failed.push(*index);
         }
         shards.push(ShardSummary {
@@ -195,11 +196,9 @@ pub fn merge(snaps: &[Snapshot]) -> Result<Snapshot, MergeError> {
         }
     }
     let verdict = if partial {
-        "partial"
-    } else if verdicts.iter().all(|v| v.passed) {
-        "pass"
+        Verdict::Partial
     } else {
-        "fail"
+        Verdict::Pass.fail_if(!verdicts.iter().all(|v| v.passed))
     };
     let started = seen
         .values()
@@ -227,7 +226,7 @@ pub fn merge(snaps: &[Snapshot]) -> Result<Snapshot, MergeError> {
         histograms: Snapshot::histograms_from(&total),
         counters: total.counters.clone(),
         thresholds: verdicts,
-        verdict: verdict.into(),
+        verdict,
         notes,
         shard: None,
         generator: None,

@@ -11,7 +11,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::threshold::Verdict;
+use super::threshold::RuleResult;
 use super::Recorder;
 
 /// Major.minor of the snapshot format. A reader refuses another major version.
@@ -153,7 +153,7 @@ pub struct ShardSummary {
     pub users: u64,
     pub runs_started: u64,
     pub runs_ok: u64,
-    pub verdict: String,
+    pub verdict: crate::outcome::Verdict,
     pub generator: Option<GeneratorHealth>,
 }
 
@@ -176,9 +176,9 @@ pub struct Snapshot {
     pub users: u64,
     pub histograms: BTreeMap<String, HistogramData>,
     pub counters: BTreeMap<String, u64>,
-    pub thresholds: Vec<Verdict>,
-    /// `pass`, `fail` or `aborted`.
-    pub verdict: String,
+    pub thresholds: Vec<RuleResult>,
+    /// The run's verdict (`pass`, `fail`, `aborted`, ...).
+    pub verdict: crate::outcome::Verdict,
     /// Why the run was aborted or anything else a reader must know.
     #[serde(default)]
     pub notes: Vec<String>,

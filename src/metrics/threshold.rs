@@ -26,6 +26,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::names;
+use crate::units::{format_us, format_value};
 use super::Recorder;
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -183,13 +184,13 @@ pub fn judge_all(
     rules: &[Threshold],
     rec: &Recorder,
     intervals: &[super::snapshot::IntervalData],
-) -> Vec<Verdict> {
+) -> Vec<RuleResult> {
     rules.iter().map(|t| t.judge_run(rec, intervals)).collect()
 }
 
 /// The judgement of one rule.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Verdict {
+pub struct RuleResult {
     pub threshold: String,
     pub passed: bool,
     /// Measured value in the rule's unit (µs, fraction or count); `None` when there was no data.
@@ -282,7 +283,7 @@ impl Threshold {
                     }
                     _ => return Err(bad_stat(s)),
                 };
-                let d = crate::scenario::doc::parse_duration(rest)?;
+                let d = crate::units::parse_duration(rest)?;
                 (
                     Subject::Latency {
                         metric: metric.to_string(),
@@ -376,7 +377,7 @@ impl Threshold {
         &self,
         rec: &Recorder,
         intervals: &[super::snapshot::IntervalData],
-    ) -> Verdict {
+    ) -> RuleResult {
         let Some(spec) = self.drift else {
             return self.judge(rec);
         };
@@ -421,7 +422,7 @@ impl Threshold {
                 format!("{:+.1}%", v * 100.0)
             }
         };
-        Verdict {
+        RuleResult {
             threshold: self.expr.clone(),
             passed,
             observed,
@@ -437,13 +438,13 @@ impl Threshold {
 
     /// Whether the rule fails on running data in a way that should stop the run:
     /// it has data, and that data breaks it. (No data yet is not a failure here.)
-    pub fn breached_while_running(&self, rec: &Recorder) -> Option<Verdict> {
+    pub fn breached_while_running(&self, rec: &Recorder) -> Option<RuleResult> {
         let v = self.judge(rec);
         (v.observed.is_some() && !v.passed).then_some(v)
     }
 
     /// Judges the rule on recorded data.
-    pub fn judge(&self, rec: &Recorder) -> Verdict {
+    pub fn judge(&self, rec: &Recorder) -> RuleResult {
         let (observed, unit) = match &self.subject {
             Subject::Latency { metric, stat } => (stat_of(rec, metric, *stat), "us"),
             Subject::Rate { name } => (rate(rec, name), "fraction"),
@@ -455,7 +456,7 @@ impl Threshold {
             Subject::Count { counter } => (Some(rec.counter(counter) as f64), "count"),
         };
         let passed = observed.is_some_and(|o| self.op.holds(o, self.limit));
-        Verdict {
+        RuleResult {
             threshold: self.expr.clone(),
             passed,
             observed,
@@ -534,52 +535,20 @@ pub fn rate(rec: &Recorder, name: &str) -> Option<f64> {
 }
 
 fn parse_percent_value(s: &str) -> Result<f64, String> {
-    crate::scenario::doc::parse_percent(s)
+    crate::units::parse_percent(s)
         .map_err(|_| format!("a latency drift limit is a percentage, e.g. \"< 20%\", not `{s}`"))
 }
 
 fn parse_fraction(s: &str) -> Result<f64, String> {
     if s.ends_with('%') {
-        crate::scenario::doc::parse_percent(s)
+        crate::units::parse_percent(s)
     } else {
         s.parse::<f64>()
             .map_err(|_| format!("`{s}` is not a rate; write e.g. \"0.1%\""))
     }
 }
 
-/// Formats a value of a unit for people: `1.84s`, `312ms`, `0.12%`, `17`.
-pub fn format_value(v: f64, unit: &str) -> String {
-    match unit {
-        "us" => format_us(v),
-        "fraction" => format!("{}%", trim_float(v * 100.0, 3)),
-        _ => trim_float(v, 2),
-    }
-}
-
-/// Formats microseconds: `850µs`, `12.3ms`, `1.84s`, `2m03s`.
-pub fn format_us(us: f64) -> String {
-    if us < 1000.0 {
-        format!("{}µs", us.round())
-    } else if us < 1_000_000.0 {
-        format!("{}ms", trim_float(us / 1000.0, 1))
-    } else if us < 60_000_000.0 {
-        format!("{}s", trim_float(us / 1_000_000.0, 2))
-    } else {
-        let s = (us / 1_000_000.0).round() as u64;
-        format!("{}m{:02}s", s / 60, s % 60)
-    }
-}
-
-fn trim_float(v: f64, decimals: usize) -> String {
-    let s = format!("{v:.decimals$}");
-    if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        s
-    }
-}
-
-impl fmt::Display for Verdict {
+impl fmt::Display for RuleResult {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,

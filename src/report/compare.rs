@@ -13,7 +13,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::snapshot::Snapshot;
-use crate::metrics::threshold::{format_us, format_value, rate};
+use crate::metrics::threshold::rate;
+use crate::units::{format_us, format_value};
 use crate::metrics::Recorder;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -75,7 +76,7 @@ impl Tolerance {
                     Allowed::Relative(p.trim().parse::<f64>().map_err(|_| bad())? / 100.0)
                 } else {
                     Allowed::AbsoluteUs(
-                        crate::scenario::doc::parse_duration(rest)
+                        crate::units::parse_duration(rest)
                             .map_err(|_| bad())?
                             .as_micros() as f64,
                     )

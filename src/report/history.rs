@@ -9,7 +9,8 @@ use rusqlite::{params, Connection};
 
 use crate::metrics::names;
 use crate::metrics::snapshot::Snapshot;
-use crate::metrics::threshold::{format_us, format_value, rate};
+use crate::metrics::threshold::rate;
+use crate::units::{format_us, format_value};
 
 /// One run in the history.
 #[derive(Debug, Clone, PartialEq)]
@@ -63,7 +64,7 @@ pub fn append(path: &Path, s: &Snapshot) -> Result<(), String> {
                 s.run_id,
                 s.scenario_name,
                 s.started_at,
-                s.verdict,
+                s.verdict.as_str(),
                 s.users as i64,
                 rec.counter(names::RUNS_STARTED) as i64,
                 rate(&rec, "run_ok"),

@@ -32,7 +32,8 @@ fn code_spans(text: &str) -> String {
 }
 
 use super::{OverTime, ReportData};
-use crate::metrics::threshold::format_us;
+use crate::outcome::Verdict;
+use crate::units::format_us;
 
 const CSS: &str = r#"
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1d2330;background:#f5f6f8}
@@ -342,12 +343,12 @@ fn table(o: &mut String, title: &str, rows: &[(String, u64)]) {
 
 pub fn render(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
     let mut o = String::with_capacity(64 * 1024);
-    let class = match d.verdict.as_str() {
-        "PASS" => "pass",
-        "FAIL" => "fail",
-        _ => "aborted",
+    let class = match d.verdict {
+        Verdict::Pass => "pass",
+        Verdict::Fail => "fail",
+        Verdict::Invalid | Verdict::Aborted | Verdict::Incomplete | Verdict::Partial => "aborted",
     };
-    let _ = write!(o, "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>chatload: {} — {}</title><style>{CSS}</style></head><body>", esc(&d.title), esc(&d.verdict));
+    let _ = write!(o, "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>chatload: {} — {}</title><style>{CSS}</style></head><body>", esc(&d.title), d.verdict.title());
     let failed = d.failed_thresholds();
     let why = if !failed.is_empty() {
         failed
@@ -357,7 +358,7 @@ pub fn render(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
             .join("; ")
     } else if d.baseline.as_ref().is_some_and(|c| c.regressed) {
         "regression against the baseline".to_string()
-    } else if d.verdict == "ABORTED" || d.verdict == "PARTIAL" {
+    } else if matches!(d.verdict, Verdict::Aborted | Verdict::Partial) {
         d.notes.join("; ")
     } else if let Some(c) = &d.capacity {
         // A capacity search is judged by its knee, not by thresholds.
@@ -368,7 +369,7 @@ pub fn render(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
     let _ = write!(
         o,
         r#"<div class="banner {class}">{} — {}<small>{}</small></div><main>"#,
-        esc(&d.verdict),
+        d.verdict.title(),
         esc(&d.title),
         code_spans(&why)
     );

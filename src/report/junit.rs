@@ -6,6 +6,7 @@ use std::io::{self, Write};
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
 use super::ReportData;
+use crate::outcome::Verdict;
 
 pub fn render(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
     let mut report = Report::new(format!("chatload {}", d.title));
@@ -30,11 +31,11 @@ pub fn render(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
         case.set_classname(format!("chatload.{}", d.title));
         suite.add_test_case(case);
     }
-    if !d.notes.is_empty() && (d.verdict == "ABORTED" || d.verdict == "PARTIAL") {
+    if !d.notes.is_empty() && matches!(d.verdict, Verdict::Aborted | Verdict::Partial) {
         let mut s = TestCaseStatus::non_success(NonSuccessKind::Error);
         s.set_message(d.notes.join("; "));
-        s.set_type(d.verdict.to_lowercase());
-        let name = if d.verdict == "PARTIAL" {
+        s.set_type(d.verdict.as_str());
+        let name = if d.verdict == Verdict::Partial {
             "all shards present"
         } else {
             "run completed"

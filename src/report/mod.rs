@@ -10,7 +10,8 @@ pub mod markdown;
 
 use crate::metrics::names;
 use crate::metrics::snapshot::{HistogramData, Snapshot};
-use crate::metrics::threshold::{self, format_us, Verdict};
+use crate::metrics::threshold::{self, RuleResult};
+use crate::units::format_us;
 
 /// One latency metric's row.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,7 +40,7 @@ pub struct SampleLine {
 pub struct ReportData {
     pub title: String,
     pub run_id: String,
-    pub verdict: String,
+    pub verdict: crate::outcome::Verdict,
     pub started_at: String,
     pub duration: String,
     pub target: String,
@@ -56,7 +57,7 @@ pub struct ReportData {
     pub closes: Vec<(String, u64)>,
     pub events: Vec<(String, u64)>,
     pub frames: Vec<(String, u64)>,
-    pub thresholds: Vec<Verdict>,
+    pub thresholds: Vec<RuleResult>,
     /// Violations by class (totals), then by class and detail.
     pub violations: Vec<(String, u64)>,
     pub violation_details: Vec<(String, u64)>,
@@ -124,7 +125,7 @@ fn capacity_view(c: &crate::metrics::capacity::CapacityResult) -> CapacityView {
                 if started == 0 {
                     "n/a".to_string()
                 } else {
-                    threshold::format_value(n(k) as f64 / started as f64, "fraction")
+                    crate::units::format_value(n(k) as f64 / started as f64, "fraction")
                 }
             };
             let ttc = |q: fn(&HistogramData) -> u64| {
@@ -321,7 +322,7 @@ impl ReportData {
         let rate = |name: &str| {
             threshold::rate(&rec_like, name).map_or_else(
                 || "n/a".to_string(),
-                |v| threshold::format_value(v, "fraction"),
+                |v| crate::units::format_value(v, "fraction"),
             )
         };
         let lat = |m: &str, q: fn(&HistogramData) -> u64| {
@@ -456,7 +457,7 @@ impl ReportData {
         ReportData {
             title: s.scenario_name.clone(),
             run_id: s.run_id.clone(),
-            verdict: s.verdict.to_uppercase(),
+            verdict: s.verdict,
             started_at: s.started_at.clone(),
             duration: format_us(s.duration_s * 1e6),
             target: if s.target.embedded {
@@ -547,7 +548,7 @@ impl ReportData {
     }
 
     /// The failed thresholds, as written.
-    pub fn failed_thresholds(&self) -> Vec<&Verdict> {
+    pub fn failed_thresholds(&self) -> Vec<&RuleResult> {
         self.thresholds.iter().filter(|v| !v.passed).collect()
     }
 }

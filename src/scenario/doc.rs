@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use toml_edit::{Item, TableLike, Value};
 
+use crate::units::{parse_duration, parse_percent};
+
 /// One problem in a scenario file, located by line, column and key path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
@@ -717,29 +719,6 @@ impl<'a> Obj<'a> {
     }
 }
 
-/// Parses `"30s"`, `"2m"`, `"1h30m"`, `"250ms"`, `"0s"`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    if t == "0" {
-        return Ok(Duration::ZERO);
-    }
-    humantime::parse_duration(t).map_err(|e| {
-        format!("`{s}` is not a duration ({e}); write e.g. \"500ms\", \"30s\", \"2m\", \"1h30m\"")
-    })
-}
-
-/// Parses `"0.5%"` into 0.005.
-pub fn parse_percent(s: &str) -> Result<f64, String> {
-    let t = s.trim();
-    let Some(num) = t.strip_suffix('%') else {
-        return Err(format!("`{s}` is not a percentage; write e.g. \"0.5%\""));
-    };
-    num.trim()
-        .parse::<f64>()
-        .map(|v| v / 100.0)
-        .map_err(|_| format!("`{s}` is not a percentage; write e.g. \"0.5%\""))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -752,16 +731,5 @@ mod tests {
         assert_eq!(s.line_col(3), (2, 1));
         assert_eq!(s.line_col(6), (3, 1));
         assert_eq!(s.line_col(9), (4, 3));
-    }
-
-    #[test]
-    fn durations_and_percentages() {
-        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
-        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
-        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
-        assert!(parse_duration("soon").is_err());
-        assert!((parse_percent("0.5%").unwrap() - 0.005).abs() < 1e-12);
-        assert!(parse_percent("0.5").is_err());
     }
 }

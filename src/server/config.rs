@@ -210,7 +210,7 @@ impl FaultPlan {
             }
             "slow_accept" => {
                 let (delay, rate) = split_arg(name, value)?;
-                let d = crate::scenario::doc::parse_duration(delay)?;
+                let d = crate::units::parse_duration(delay)?;
                 self.slow_accept = Some((d, parse_rate(rate)?));
             }
             other => {
