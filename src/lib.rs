@@ -46,6 +46,7 @@ pub mod auth;
 pub mod cli;
 pub mod engine;
 pub mod metrics;
+pub mod names;
 pub mod outcome;
 pub mod protocol;
 pub mod report;

@@ -39,7 +39,8 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::auth::{Minter, Secret};
-use crate::metrics::{names, ObsSender};
+use crate::metrics::ObsSender;
+use crate::names;
 use crate::protocol::template::{self, Vars};
 use crate::scenario::{Step, StepKind};
 use connect::{ConnectFailure, Ws};

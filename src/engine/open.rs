@@ -24,7 +24,8 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-use crate::metrics::{names, ObsSender};
+use crate::metrics::ObsSender;
+use crate::names;
 use crate::scenario::plan::{Pace, Pacer, WhenFull};
 
 /// One arrival handed to a session: when it was meant to start, and the pool

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use futures_util::{FutureExt, Sink, SinkExt, Stream, StreamExt};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
-use crate::metrics::{names, ObsSender, Observation, OffendingFrame, SAMPLE_FRAME_BYTES};
+use crate::metrics::{ObsSender, Observation, OffendingFrame, SAMPLE_FRAME_BYTES};
+use crate::names;
 use crate::protocol::validate::{check_isolation, Belongs, Identity, RunCheck, Violation};
 use crate::protocol::{Frame, Profile};
 

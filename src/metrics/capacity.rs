@@ -109,9 +109,9 @@ pub fn judge_step(
 pub const OFFERED_RULE: &str = "every arrival started on time (starts.dropped + starts.late == 0)";
 
 fn offered(rec: &Recorder) -> RuleResult {
-    let dropped = rec.counter(super::names::STARTS_DROPPED);
-    let late = rec.counter(super::names::STARTS_LATE);
-    let intended = rec.counter(super::names::STARTS_INTENDED);
+    let dropped = rec.counter(crate::names::STARTS_DROPPED);
+    let late = rec.counter(crate::names::STARTS_LATE);
+    let intended = rec.counter(crate::names::STARTS_INTENDED);
     let missed = dropped + late;
     RuleResult {
         threshold: OFFERED_RULE.to_string(),
@@ -134,10 +134,10 @@ fn judge_in_step(t: &Threshold, rec: &Recorder, sockets_at_start: u64) -> RuleRe
     if let super::threshold::Subject::Rate { name } = &t.subject {
         if let Some(code) = name.strip_prefix("close_") {
             let closes = rec.counter(&format!("closes.{code}"));
-            let in_use = rec.counter(super::names::CONN_UPGRADED) + sockets_at_start;
+            let in_use = rec.counter(crate::names::CONN_UPGRADED) + sockets_at_start;
             let mut r = Recorder::default();
             r.count(&format!("closes.{code}"), closes);
-            r.count(super::names::CONN_UPGRADED, in_use.max(1));
+            r.count(crate::names::CONN_UPGRADED, in_use.max(1));
             let mut v = t.judge(&r);
             if in_use == 0 && closes > 0 {
                 v.observed_text = format!("{closes} closes and no socket in use");

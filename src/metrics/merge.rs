@@ -10,7 +10,8 @@ use serde_json::Value;
 
 use super::snapshot::{IntervalData, ShardSummary, Snapshot, SnapshotError};
 use super::threshold::Threshold;
-use super::{names, Recorder};
+use super::Recorder;
+use crate::names;
 use crate::outcome::Verdict;
 
 #[derive(Debug, thiserror::Error)]

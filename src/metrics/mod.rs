@@ -9,7 +9,7 @@ pub mod capacity;
 pub mod collector;
 pub mod interval_log;
 pub mod merge;
-pub mod names;
+pub use crate::names;
 pub mod prometheus;
 pub mod snapshot;
 pub mod threshold;

@@ -25,7 +25,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::names;
+use crate::names;
 use crate::units::{format_us, format_value};
 use super::Recorder;
 

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use rusqlite::{params, Connection};
 
-use crate::metrics::names;
+use crate::names;
 use crate::metrics::snapshot::Snapshot;
 use crate::metrics::threshold::rate;
 use crate::units::{format_us, format_value};

@@ -8,7 +8,7 @@ pub mod html;
 pub mod junit;
 pub mod markdown;
 
-use crate::metrics::names;
+use crate::names;
 use crate::metrics::snapshot::{HistogramData, Snapshot};
 use crate::metrics::threshold::{self, RuleResult};
 use crate::units::format_us;

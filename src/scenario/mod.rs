@@ -764,12 +764,12 @@ fn read_prompts(o: &Obj<'_>) -> Option<Vec<String>> {
 }
 
 /// What the scenario records besides the fixed names (see
-/// [`crate::metrics::names::Vocabulary`]); a part that did not load is unknown.
+/// [`crate::names::Vocabulary`]); a part that did not load is unknown.
 fn vocabulary(
     journeys: Option<&[Journey]>,
     profile: Option<&Profile>,
-) -> crate::metrics::names::Vocabulary {
-    fn walk(steps: &[Step], v: &mut crate::metrics::names::Vocabulary) {
+) -> crate::names::Vocabulary {
+    fn walk(steps: &[Step], v: &mut crate::names::Vocabulary) {
         for s in steps {
             let list = match &s.kind {
                 StepKind::CreateThread { .. }
@@ -795,7 +795,7 @@ fn vocabulary(
             }
         }
     }
-    let mut v = crate::metrics::names::Vocabulary::unknown();
+    let mut v = crate::names::Vocabulary::unknown();
     if let Some(journeys) = journeys {
         v.rest_steps = Some(Vec::new());
         v.timed_steps = Some(Vec::new());
@@ -2154,7 +2154,7 @@ pub fn pool_plan(max_users: u64, rate: &RatePlan) -> LoadPlan {
 fn read_capacity(
     o: &Obj<'_>,
     open: Option<&OpenModel>,
-    vocabulary: &crate::metrics::names::Vocabulary,
+    vocabulary: &crate::names::Vocabulary,
 ) -> Option<Option<CapacityPlan>> {
     let Some(tbl) = o.obj("capacity") else {
         return Some(None);
@@ -2957,7 +2957,7 @@ fn read_drift(o: &Obj<'_>) -> crate::metrics::threshold::DriftSpec {
 
 fn read_thresholds(
     o: &Obj<'_>,
-    vocabulary: &crate::metrics::names::Vocabulary,
+    vocabulary: &crate::names::Vocabulary,
 ) -> Option<Vec<Threshold>> {
     let drift = read_drift(o);
     let Some(tbl) = o.obj("thresholds") else {
@@ -2969,11 +2969,11 @@ fn read_thresholds(
 /// A table of rules: `"ttfe p95" = "< 2s"` or `{ rule, abort_on_fail, grace }`;
 /// `drift` is `None` where drift rules make no sense (capacity SLOs). A rule
 /// on a name the scenario never records is refused (see
-/// [`crate::metrics::names`]).
+/// [`crate::names`]).
 fn read_rules(
     tbl: Obj<'_>,
     drift: Option<DriftSpec>,
-    vocabulary: &crate::metrics::names::Vocabulary,
+    vocabulary: &crate::names::Vocabulary,
 ) -> Option<Vec<Threshold>> {
     let mut out = Vec::new();
     let mut ok = true;
