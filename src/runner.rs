@@ -894,11 +894,11 @@ pub async fn run(req: RunRequest) -> Result<RunResult, RunError> {
     snapshot.ended_at = ended_at.to_rfc3339_opts(SecondsFormat::Millis, true);
     if let Some(base) = &req.baseline {
         let tolerances = if sc.baseline.is_empty() {
-            crate::report::compare::Tolerance::defaults()
+            crate::scenario::baseline::Tolerance::defaults()
         } else {
             sc.baseline.clone()
         };
-        match crate::report::compare::compare(base, &snapshot, &tolerances) {
+        match crate::metrics::compare::compare(base, &snapshot, &tolerances) {
             Ok(c) => {
                 snapshot.verdict = snapshot.verdict.fail_if(c.regressed);
                 if c.regressed {

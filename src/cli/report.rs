@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 
 use crate::metrics::Snapshot;
-use crate::report::compare::{compare, Tolerance};
+use crate::metrics::compare::compare;
+use crate::scenario::baseline::Tolerance;
 use crate::report::ReportData;
 use crate::runner::{render, Format};
 

@@ -6,6 +6,7 @@
 //! snapshots merge by addition, so shards and intervals combine exactly.
 
 pub mod capacity;
+pub mod compare;
 pub mod collector;
 pub mod interval_log;
 pub mod merge;

@@ -193,7 +193,7 @@ pub struct Snapshot {
     pub shards: Vec<ShardSummary>,
     /// The comparison with a baseline run, when one was given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub baseline: Option<crate::report::compare::Comparison>,
+    pub baseline: Option<crate::metrics::compare::Comparison>,
     /// Interval data, oldest first (counters and histograms of each interval).
     #[serde(default)]
     pub intervals: Vec<IntervalData>,

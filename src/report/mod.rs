@@ -1,7 +1,6 @@
 //! Reports: one view model ([`ReportData`], built from a snapshot only), one
 //! renderer per format. A report never needs the network or the live run.
 
-pub mod compare;
 pub mod console;
 pub mod history;
 pub mod html;
@@ -66,7 +65,7 @@ pub struct ReportData {
     pub notes: Vec<String>,
     pub server_truth: Vec<(String, u64)>,
     /// Comparison with a baseline run.
-    pub baseline: Option<compare::Comparison>,
+    pub baseline: Option<crate::metrics::compare::Comparison>,
     /// Over-time data, one point per interval (x = seconds since start at the interval's end).
     pub over_time: OverTime,
     /// Latency distributions: per metric, (bucket upper bound in µs, count).

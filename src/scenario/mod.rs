@@ -5,7 +5,9 @@
 //! file, line, column and key path; a file with any problem yields
 //! [`Diagnostics`] and nothing else, so no socket ever opens on a bad file.
 
+pub mod baseline;
 pub mod doc;
+pub mod thresholds;
 pub mod plan;
 
 use std::path::{Path, PathBuf};
@@ -15,11 +17,11 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use crate::auth::Presentation;
-use crate::metrics::threshold::Threshold;
+use crate::scenario::thresholds::Threshold;
 use crate::protocol::{template, Profile};
 use crate::server::config::{Envelope, FaultPlan, Naming, ReadyStyle};
 
-use crate::metrics::threshold::DriftSpec;
+use crate::scenario::thresholds::DriftSpec;
 use doc::{Ctx, Elem, Node, Obj, Source};
 pub use doc::{Diagnostic, Diagnostics};
 pub use plan::{Arrivals, CapacityPlan, LoadPlan, OpenModel, RampStep, RatePlan, WhenFull};
@@ -55,7 +57,7 @@ pub struct Scenario {
     /// How often `snapshot.json` is rewritten during the run.
     pub checkpoint: Duration,
     /// Allowed worsening against a baseline, by metric statistic or rate.
-    pub baseline: Vec<crate::report::compare::Tolerance>,
+    pub baseline: Vec<crate::scenario::baseline::Tolerance>,
     /// The file's content as JSON, for the snapshot (the file never holds secret values).
     pub echo: Value,
 }
@@ -2909,7 +2911,7 @@ fn capture_names(v: &Value, out: &mut Vec<String>) {
     }
 }
 
-fn read_baseline(o: &Obj<'_>) -> Option<Vec<crate::report::compare::Tolerance>> {
+fn read_baseline(o: &Obj<'_>) -> Option<Vec<crate::scenario::baseline::Tolerance>> {
     let Some(tbl) = o.obj("baseline") else {
         return Some(Vec::new());
     };
@@ -2920,7 +2922,7 @@ fn read_baseline(o: &Obj<'_>) -> Option<Vec<crate::report::compare::Tolerance>> 
             ok = false;
             continue;
         };
-        match crate::report::compare::Tolerance::parse(&key, v) {
+        match crate::scenario::baseline::Tolerance::parse(&key, v) {
             Ok(t) => out.push(t),
             Err(e) => {
                 value
@@ -2935,8 +2937,8 @@ fn read_baseline(o: &Obj<'_>) -> Option<Vec<crate::report::compare::Tolerance>> 
 }
 
 /// `[drift]`: which intervals drift rules compare.
-fn read_drift(o: &Obj<'_>) -> crate::metrics::threshold::DriftSpec {
-    let mut spec = crate::metrics::threshold::DriftSpec::default();
+fn read_drift(o: &Obj<'_>) -> crate::scenario::thresholds::DriftSpec {
+    let mut spec = crate::scenario::thresholds::DriftSpec::default();
     if let Some(t) = o.obj("drift") {
         if let Some(d) = t.duration("warmup") {
             spec.warmup = d;

@@ -650,7 +650,7 @@ pub struct CapacityPlan {
     pub step_duration: Duration,
     pub warmup: Duration,
     /// The rules that define "the step held".
-    pub slo: Vec<crate::metrics::threshold::Threshold>,
+    pub slo: Vec<crate::scenario::thresholds::Threshold>,
     /// The load the service must carry; the report gives the headroom against it.
     pub target: Option<f64>,
     /// Rates are written and shown in this unit (open model); `None`: users.

@@ -1,0 +1,370 @@
+//! `[thresholds]`: pass/fail rules as written in the scenario, parsed and
+//! checked against the metric vocabulary (`names.rs`). Judging them on
+//! recorded data is `metrics/threshold.rs`.
+//!
+//! Grammar (key = value in the scenario's `[thresholds]` table):
+//!
+//! | key | value | meaning |
+//! |---|---|---|
+//! | `METRIC pNN` / `mean` / `max` / `min` | `< 2s`, `<= 500ms` | a latency statistic of a histogram metric |
+//! | `close_CODE rate` | `< 0.1%` | closes with CODE / upgraded connections |
+//! | `close_CODE per_1k_runs` | `< 1` | closes with CODE per 1000 started runs |
+//! | `run_ok rate` | `> 99.5%` | ok runs / started runs |
+//! | `run_failed rate` | `< 1%` | failed runs / started runs |
+//! | `run_failed_CLASS rate` | `< 1%` | runs failed by CLASS / started runs |
+//! | `connect_error rate` | `< 1%` | attempts not upgraded / attempted connections |
+//! | `ready_timeout rate` | `< 1%` | ready timeouts / upgraded connections |
+//! | `COUNTER count` | `== 0` | a raw counter (dotted name, e.g. `runs.failed.timeout`) |
+//!
+//! Operators: `<`, `<=`, `>`, `>=`, `==`. A rule with no data (no samples, a
+//! zero denominator) fails: a release gate must not pass on nothing.
+//!
+//! A rule written as a table, `{ rule = "< 2s", abort_on_fail = true, grace = "1m" }`,
+//! also stops the run early once it fails on the running data after the grace
+//! period (k6's `abortOnFail` with `delayAbortEval`).
+
+use serde::{Deserialize, Serialize};
+
+use crate::names;
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum Op {
+    #[serde(rename = "<")]
+    Lt,
+    #[serde(rename = "<=")]
+    Le,
+    #[serde(rename = ">")]
+    Gt,
+    #[serde(rename = ">=")]
+    Ge,
+    #[serde(rename = "==")]
+    Eq,
+}
+
+impl Op {
+    pub fn holds(self, observed: f64, limit: f64) -> bool {
+        match self {
+            Op::Lt => observed < limit,
+            Op::Le => observed <= limit,
+            Op::Gt => observed > limit,
+            Op::Ge => observed >= limit,
+            Op::Eq => (observed - limit).abs() < 1e-9,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Lt => "<",
+            Op::Le => "<=",
+            Op::Gt => ">",
+            Op::Ge => ">=",
+            Op::Eq => "==",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Stat {
+    Percentile(f64),
+    Mean,
+    Max,
+    Min,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Subject {
+    /// A statistic of a histogram metric; limit in microseconds.
+    Latency { metric: String, stat: Stat },
+    /// A ratio; limit as a fraction.
+    Rate { name: String },
+    /// Occurrences per 1000 started runs.
+    PerThousandRuns { counter: String },
+    /// A raw counter.
+    Count { counter: String },
+}
+
+/// One parsed rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Threshold {
+    /// The rule as written: `ttfe p95 < 2s`.
+    pub expr: String,
+    pub subject: Subject,
+    pub op: Op,
+    /// Microseconds for latencies, a fraction for rates, a number otherwise.
+    pub limit: f64,
+    /// Stop the run as soon as the rule fails on the running data (after `grace`).
+    pub abort_on_fail: bool,
+    /// Time from the run's start before `abort_on_fail` may act.
+    pub grace: std::time::Duration,
+    /// A drift rule: the statistic's change from the first to the last window
+    /// of the steady phase (limit: a relative change for latencies, percentage
+    /// points as a fraction for rates).
+    pub drift: Option<DriftSpec>,
+}
+
+/// Which intervals a drift rule compares.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DriftSpec {
+    /// Intervals starting before this are warm-up, left out.
+    pub warmup: std::time::Duration,
+    /// Share of the remaining intervals in each window (first and last).
+    pub window: f64,
+}
+
+impl Default for DriftSpec {
+    fn default() -> Self {
+        DriftSpec {
+            warmup: std::time::Duration::ZERO,
+            window: 0.1,
+        }
+    }
+}
+
+fn parse_op(s: &str) -> Option<(Op, &str)> {
+    for (tok, op) in [
+        ("<=", Op::Le),
+        (">=", Op::Ge),
+        ("==", Op::Eq),
+        ("<", Op::Lt),
+        (">", Op::Gt),
+    ] {
+        if let Some(rest) = s.strip_prefix(tok) {
+            return Some((op, rest.trim()));
+        }
+    }
+    None
+}
+
+fn is_metric_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-')
+}
+
+impl Threshold {
+    /// Parses one rule from its key (`ttfe p95`) and value (`< 2s`).
+    pub fn parse(key: &str, value: &str) -> Result<Threshold, String> {
+        let mut words = key.split_whitespace();
+        let (Some(metric), Some(stat), None) = (words.next(), words.next(), words.next()) else {
+            return Err(format!(
+                "threshold key `{key}` must be `METRIC STAT`, e.g. \"ttfe p95\", \"close_1011 rate\", \"runs.failed count\""
+            ));
+        };
+        if !is_metric_name(metric) {
+            return Err(format!("`{metric}` is not a metric or counter name"));
+        }
+        let (op, rest) = parse_op(value.trim()).ok_or_else(|| {
+            format!("threshold value `{value}` must start with <, <=, >, >= or ==, e.g. \"< 2s\"")
+        })?;
+        let expr = format!("{key} {} {rest}", op.as_str());
+        let (subject, limit) = match stat {
+            "rate" => {
+                check_rate_name(metric)?;
+                let limit = parse_fraction(rest)?;
+                (
+                    Subject::Rate {
+                        name: metric.to_string(),
+                    },
+                    limit,
+                )
+            }
+            "per_1k_runs" => {
+                let counter = counter_alias(metric);
+                let limit: f64 = rest
+                    .parse()
+                    .map_err(|_| format!("`{rest}` is not a number"))?;
+                (Subject::PerThousandRuns { counter }, limit)
+            }
+            "count" => {
+                let limit: f64 = rest
+                    .parse()
+                    .map_err(|_| format!("`{rest}` is not a number"))?;
+                (
+                    Subject::Count {
+                        counter: counter_alias(metric),
+                    },
+                    limit,
+                )
+            }
+            s => {
+                let stat = match s {
+                    "mean" | "avg" => Stat::Mean,
+                    "max" => Stat::Max,
+                    "min" => Stat::Min,
+                    p if p.starts_with('p') => {
+                        let q: f64 = p[1..].parse().map_err(|_| bad_stat(s))?;
+                        if !(0.0..=100.0).contains(&q) {
+                            return Err(format!("percentile `{s}` must be between p0 and p100"));
+                        }
+                        Stat::Percentile(q)
+                    }
+                    _ => return Err(bad_stat(s)),
+                };
+                let d = crate::units::parse_duration(rest)?;
+                (
+                    Subject::Latency {
+                        metric: metric.to_string(),
+                        stat,
+                    },
+                    d.as_micros() as f64,
+                )
+            }
+        };
+        Ok(Threshold {
+            expr,
+            subject,
+            op,
+            limit,
+            abort_on_fail: false,
+            grace: std::time::Duration::ZERO,
+            drift: None,
+        })
+    }
+
+    /// Whether the rule names a metric or counter chatload records for a
+    /// scenario with `v` (see [`names::check_histogram`]): a rule on a name
+    /// never recorded would judge "no data", or 0 for a counter, and so pass
+    /// `== 0` whatever happened.
+    pub fn check_names(&self, v: &names::Vocabulary) -> Result<(), String> {
+        match &self.subject {
+            Subject::Latency { metric, .. } => names::check_histogram(metric, v),
+            Subject::Count { counter } | Subject::PerThousandRuns { counter } => {
+                names::check_counter(counter, v)
+            }
+            Subject::Rate { name } => match name.strip_prefix("run_failed_") {
+                Some(class) if !names::is_run_failure(class) => Err(format!(
+                    "unknown failure class `{class}` (runs fail as {})",
+                    names::RUN_FAILURES
+                        .iter()
+                        .chain(names::VIOLATIONS)
+                        .copied()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+                _ => Ok(()),
+            },
+        }
+    }
+
+    /// Parses any rule: a drift rule when the key ends in `drift`, else a plain one.
+    pub fn parse_with_drift(key: &str, value: &str, spec: DriftSpec) -> Result<Threshold, String> {
+        if key.split_whitespace().nth(2) == Some("drift") {
+            Threshold::parse_drift(key, value, spec)
+        } else {
+            Threshold::parse(key, value)
+        }
+    }
+
+    /// Parses a drift rule: key `METRIC pNN drift` or `RATE rate drift`, value
+    /// `< 20%` (relative change of a latency) or `< 0.05pp` (change of a rate).
+    pub fn parse_drift(key: &str, value: &str, spec: DriftSpec) -> Result<Threshold, String> {
+        let base = key
+            .trim()
+            .strip_suffix("drift")
+            .map(str::trim)
+            .ok_or_else(|| format!("`{key}` is not a drift rule"))?;
+        let (op, rest) = parse_op(value.trim())
+            .ok_or_else(|| format!("drift value `{value}` must start with <, <=, >, >= or =="))?;
+        let inner = match base.split_whitespace().nth(1) {
+            Some("rate") => Threshold::parse(base, "< 0")?,
+            _ => Threshold::parse(base, "< 1s")?,
+        };
+        let limit = match &inner.subject {
+            Subject::Latency { .. } => parse_percent_value(rest)?,
+            Subject::Rate { .. } => rest
+                .strip_suffix("pp")
+                .and_then(|p| p.trim().parse::<f64>().ok())
+                .map(|p| p / 100.0)
+                .ok_or_else(|| format!("a rate drift limit is in percentage points, e.g. \"< 0.05pp\", not `{rest}`"))?,
+            _ => return Err(format!("drift applies to latencies (`ttfe p95 drift`) and rates (`close_1011 rate drift`), not `{base}`")),
+        };
+        Ok(Threshold {
+            expr: format!("{key} {} {rest}", op.as_str()),
+            subject: inner.subject,
+            op,
+            limit,
+            abort_on_fail: false,
+            grace: std::time::Duration::ZERO,
+            drift: Some(spec),
+        })
+    }
+
+}
+
+fn bad_stat(s: &str) -> String {
+    format!("unknown statistic `{s}` (expected pNN such as p95 or p99.9, mean, max, min, rate, per_1k_runs or count)")
+}
+
+/// Maps friendly names to counters: `close_1011` -> `closes.1011`,
+/// `run_failed` -> `runs.failed`; dotted names pass through.
+pub fn counter_alias(name: &str) -> String {
+    if let Some(code) = name.strip_prefix("close_") {
+        return format!("closes.{code}");
+    }
+    match name {
+        "run_ok" => names::RUNS_OK.into(),
+        "run_failed" => names::RUNS_FAILED.into(),
+        "runs_started" => names::RUNS_STARTED.into(),
+        "reconnects" => names::RECONNECTS.into(),
+        other => match other.strip_prefix("run_failed_") {
+            Some(class) => names::run_failed(class),
+            None => other.to_string(),
+        },
+    }
+}
+
+fn check_rate_name(name: &str) -> Result<(), String> {
+    let ok = name
+        .strip_prefix("close_")
+        .is_some_and(|c| c.parse::<u16>().is_ok())
+        || matches!(
+            name,
+            "run_ok" | "run_failed" | "connect_error" | "ready_timeout"
+        )
+        || name
+            .strip_prefix("run_failed_")
+            .is_some_and(|c| !c.is_empty());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "unknown rate `{name}` (known: close_CODE, run_ok, run_failed, run_failed_CLASS, connect_error, ready_timeout)"
+        ))
+    }
+}
+
+fn parse_percent_value(s: &str) -> Result<f64, String> {
+    crate::units::parse_percent(s)
+        .map_err(|_| format!("a latency drift limit is a percentage, e.g. \"< 20%\", not `{s}`"))
+}
+
+fn parse_fraction(s: &str) -> Result<f64, String> {
+    if s.ends_with('%') {
+        crate::units::parse_percent(s)
+    } else {
+        s.parse::<f64>()
+            .map_err(|_| format!("`{s}` is not a rate; write e.g. \"0.1%\""))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_rules_are_explained() {
+        for (k, v) in [
+            ("ttfe", "< 2s"),
+            ("ttfe p95", "2s"),
+            ("ttfe p95", "< soon"),
+            ("ttfe p101", "< 2s"),
+            ("ttfe median", "< 2s"),
+            ("happiness rate", "< 1%"),
+            ("close_1011 rate", "< lots"),
+        ] {
+            assert!(
+                Threshold::parse(k, v).is_err(),
+                "{k} = {v} should be refused"
+            );
+        }
+    }
+}
