@@ -21,7 +21,7 @@ use crate::names;
 use crate::outcome::Verdict;
 use crate::report::{self, ReportData};
 use crate::scenario::Scenario;
-use crate::server::{self, ServerConfig};
+use crate::server::{self, Settings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -121,8 +121,8 @@ fn new_run_id(name: &str) -> String {
     )
 }
 
-fn server_config(sc: &Scenario, secret: &Secret, seed: u64) -> ServerConfig {
-    let mut c = ServerConfig::new(secret.clone());
+fn server_config(sc: &Scenario, secret: &Secret, seed: u64) -> Settings {
+    let mut c = Settings::new(secret.clone());
     c.seed = sc.server.seed.unwrap_or(seed);
     c.envelope = sc.server.envelope;
     c.ready = sc.server.ready;

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use chatload::auth::Secret;
-use chatload::server::{self, FaultPlan, ServerConfig};
+use chatload::server::{self, FaultPlan, Settings};
 use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -92,7 +92,7 @@ async fn close_1011_detections_equal_the_servers_injections() {
 async fn a_wrong_signing_key_fails_every_connection_with_1008_and_aborts() {
     let _g = goose_lock().await;
     let srv = server::spawn(
-        ServerConfig::new(Secret::new("the-servers-key")),
+        Settings::new(Secret::new("the-servers-key")),
         "127.0.0.1:0".parse::<SocketAddr>().unwrap(),
     )
     .await
@@ -256,7 +256,7 @@ async fn a_ticket_is_single_use_and_needs_a_valid_token() {
     use futures_util::StreamExt;
     let secret = Secret::new(SECRET);
     let srv = server::spawn(
-        ServerConfig::new(secret.clone()),
+        Settings::new(secret.clone()),
         "127.0.0.1:0".parse::<SocketAddr>().unwrap(),
     )
     .await

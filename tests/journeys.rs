@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use chatload::auth::{Minter, Secret};
-use chatload::server::{self, ServerConfig};
+use chatload::server::{self, Settings};
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 
@@ -155,7 +155,7 @@ fn token(secret: &Secret, user: &str) -> String {
 async fn a_user_can_never_read_another_users_thread() {
     let secret = Secret::new(SECRET);
     let srv = server::spawn(
-        ServerConfig::new(secret.clone()),
+        Settings::new(secret.clone()),
         "127.0.0.1:0".parse::<SocketAddr>().unwrap(),
     )
     .await
@@ -461,7 +461,7 @@ body = { title = "{{topic}}: {{prompt}}" }
         .unwrap_or_else(|d| panic!("{d}"));
     let secret = Secret::new(SECRET);
     let srv = server::spawn(
-        ServerConfig::new(secret.clone()),
+        Settings::new(secret.clone()),
         "127.0.0.1:0".parse::<SocketAddr>().unwrap(),
     )
     .await

@@ -9,7 +9,7 @@ use std::process::Command;
 
 use chatload::auth::Secret;
 use chatload::metrics::Snapshot;
-use chatload::server::{self, ServerConfig};
+use chatload::server::{self, Settings};
 use common::*;
 
 const SCENARIO: &str = r#"
@@ -43,7 +43,7 @@ fn chatload(args: &[&str]) -> std::process::Output {
 }
 
 async fn server() -> server::RunningServer {
-    let mut c = ServerConfig::new(Secret::new(SECRET));
+    let mut c = Settings::new(Secret::new(SECRET));
     c.seed = 77;
     c.tools = (0, 3);
     server::spawn(c, "127.0.0.1:0".parse::<SocketAddr>().unwrap())

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use clap::Args;
 
 use crate::auth::{Secret, EMBEDDED_DEV_SECRET};
-use crate::server::{self, Envelope, FaultPlan, ReadyStyle, ServerConfig};
+use crate::server::{self, Envelope, FaultPlan, ReadyStyle, Settings};
 
 use super::exit;
 
@@ -61,7 +61,7 @@ pub async fn main(a: ServeArgs) -> u8 {
             Secret::new(EMBEDDED_DEV_SECRET)
         }
     };
-    let mut cfg = ServerConfig::new(secret);
+    let mut cfg = Settings::new(secret);
     cfg.seed = a.seed;
     cfg.envelope = a.envelope;
     cfg.ready = a.ready;

@@ -7,6 +7,8 @@
 //! `payload`, nested `data`, flat, and wrapped (`system_message` /
 //! `agent_progress` / `agent_response_complete` with the name in `data.event`).
 
+pub mod dialect;
+pub mod faults;
 pub mod sequence;
 pub mod template;
 pub mod validate;

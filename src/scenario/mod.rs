@@ -19,7 +19,8 @@ use serde_json::{Map, Value};
 use crate::auth::Presentation;
 use crate::scenario::thresholds::Threshold;
 use crate::protocol::{template, Profile};
-use crate::server::config::{Envelope, FaultPlan, Naming, ReadyStyle};
+use crate::protocol::dialect::{Envelope, Naming, ReadyStyle};
+use crate::protocol::faults::FaultPlan;
 
 use crate::scenario::thresholds::DriftSpec;
 use doc::{Ctx, Elem, Node, Obj, Source};
@@ -41,7 +42,7 @@ pub struct Scenario {
     pub target: Target,
     pub auth: Auth,
     pub profile: Profile,
-    pub server: ServerSettings,
+    pub server: ServerTable,
     pub workload: Workload,
     /// Reconnect policy after unexpected closes and failed connects.
     pub reconnect: Reconnect,
@@ -380,9 +381,11 @@ impl Reconnect {
     }
 }
 
-/// Settings of the embedded reference server (ignored with an external target).
+/// The `[server]` table as written: plain data for the embedded reference
+/// server (ignored with an external target). `run/` applies it to
+/// `server::Settings`; `scenario/` never imports `server/`.
 #[derive(Debug, Clone)]
-pub struct ServerSettings {
+pub struct ServerTable {
     pub seed: Option<u64>,
     pub envelope: Envelope,
     pub ready: ReadyStyle,
@@ -392,8 +395,8 @@ pub struct ServerSettings {
     pub event_delay: (Duration, Duration),
     pub slowdown_per_minute: f64,
     pub faults: FaultPlan,
-    pub capacity: Option<crate::server::Capacity>,
-    pub stall: Option<crate::server::Stall>,
+    pub capacity: Option<crate::protocol::faults::Capacity>,
+    pub stall: Option<crate::protocol::faults::Stall>,
     pub login_lifetime: Duration,
     pub heartbeat: Option<Duration>,
     pub enforce_token_expiry: bool,
@@ -1654,8 +1657,8 @@ fn read_range_u32(n: &Node<'_>) -> Option<(u32, u32)> {
     Some((a, b))
 }
 
-fn read_server(o: &Obj<'_>) -> Option<ServerSettings> {
-    let mut s = ServerSettings {
+fn read_server(o: &Obj<'_>) -> Option<ServerTable> {
+    let mut s = ServerTable {
         seed: None,
         envelope: Envelope::Data,
         ready: ReadyStyle::Established,
@@ -1717,7 +1720,7 @@ fn read_server(o: &Obj<'_>) -> Option<ServerSettings> {
         let queue = c.u64("queue").unwrap_or(0) as usize;
         c.finish();
         match runs {
-            Some(runs) => s.capacity = Some(crate::server::Capacity { runs, queue }),
+            Some(runs) => s.capacity = Some(crate::protocol::faults::Capacity { runs, queue }),
             None => ok = false,
         }
     }
@@ -1758,7 +1761,7 @@ fn read_server(o: &Obj<'_>) -> Option<ServerSettings> {
                 ok = false;
             }
             (Some(every), Some(length), _) => {
-                s.stall = Some(crate::server::Stall { every, length })
+                s.stall = Some(crate::protocol::faults::Stall { every, length })
             }
             _ => ok = false,
         }

@@ -7,7 +7,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Map, Value};
 
-use super::config::{Envelope, ServerConfig};
+use super::settings::{Envelope, Settings};
 
 /// What the connection task does next for a run.
 #[derive(Debug, Clone, PartialEq)]
@@ -77,7 +77,7 @@ pub struct RunPlan {
 }
 
 impl RunPlan {
-    pub fn draw(c: &ServerConfig, rng: &mut ChaCha8Rng) -> RunPlan {
+    pub fn draw(c: &Settings, rng: &mut ChaCha8Rng) -> RunPlan {
         let thinking = rng.random_range(c.thinking.0..=c.thinking.1);
         let tools = rng.random_range(c.tools.0..=c.tools.1);
         let n = 2 + thinking + 2 * tools;
@@ -205,7 +205,7 @@ pub fn frame(envelope: Envelope, name: &str, ids: &RunIds, fields: &Map<String, 
 }
 
 /// Renames fields and events for a server configured to speak another dialect.
-pub fn apply_naming(v: &mut Value, naming: &super::config::Naming) {
+pub fn apply_naming(v: &mut Value, naming: &super::settings::Naming) {
     let Value::Object(root) = v else { return };
     if naming.type_field != "type" {
         if let Some(t) = root.remove("type") {
@@ -262,7 +262,7 @@ fn draw(rng: &mut ChaCha8Rng, rate: f64) -> bool {
 /// the faults drawn for this run applied. `other_user` names a connected user
 /// a leaked event pretends to come from.
 pub fn script(
-    c: &ServerConfig,
+    c: &Settings,
     ids: &RunIds,
     plan: &RunPlan,
     rng: &mut ChaCha8Rng,
@@ -301,7 +301,7 @@ pub fn script(
     if draw(
         rng,
         *f.close_1011
-            .get(&super::config::Phase::MidRun)
+            .get(&super::settings::Phase::MidRun)
             .unwrap_or(&0.0),
     ) {
         out.truncate(1);
@@ -452,7 +452,7 @@ pub fn script(
     if draw(
         rng,
         *f.close_1011
-            .get(&super::config::Phase::Idle)
+            .get(&super::settings::Phase::Idle)
             .unwrap_or(&0.0),
     ) {
         out.push(Outgoing {
@@ -520,7 +520,7 @@ mod tests {
 
     #[test]
     fn the_same_seed_draws_the_same_runs() {
-        let c = ServerConfig::new(crate::auth::Secret::new("k"));
+        let c = Settings::new(crate::auth::Secret::new("k"));
         let mut a = ChaCha8Rng::seed_from_u64(7);
         let mut b = ChaCha8Rng::seed_from_u64(7);
         for _ in 0..20 {

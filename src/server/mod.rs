@@ -7,7 +7,7 @@
 //! standalone; `chatload run` starts it in-process when no target is given.
 
 pub mod agent;
-pub mod config;
+pub mod settings;
 pub mod threads;
 
 use std::collections::{BTreeMap, HashMap};
@@ -29,7 +29,7 @@ use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch};
 
 use crate::auth::{VerifyPolicy, TOKEN_SUBPROTOCOL_PREFIXES};
-pub use config::{Capacity, Envelope, FaultPlan, Naming, Phase, ReadyStyle, ServerConfig, Stall};
+pub use settings::{Capacity, Envelope, FaultPlan, Naming, Phase, ReadyStyle, Settings, Stall};
 
 /// Counts of everything the server did or injected, by name.
 #[derive(Default)]
@@ -83,7 +83,7 @@ pub mod truth {
 
 /// Shared state of one server instance.
 pub struct ServerState {
-    pub config: ServerConfig,
+    pub config: Settings,
     policy: VerifyPolicy,
     pub truth: Truth,
     conn_seq: AtomicU64,
@@ -164,7 +164,7 @@ impl RunningServer {
 }
 
 /// Binds `addr` (use `127.0.0.1:0` in tests) and serves until [`RunningServer::shutdown`].
-pub async fn spawn(config: ServerConfig, addr: SocketAddr) -> std::io::Result<RunningServer> {
+pub async fn spawn(config: Settings, addr: SocketAddr) -> std::io::Result<RunningServer> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let (stop, shutdown) = watch::channel(false);

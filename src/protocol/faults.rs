@@ -1,65 +1,18 @@
-//! Settings of the reference server: envelope, handshake, naming, agent
-//! behaviour and the fault plan.
+//! The reference server's declarative fault and limit vocabulary: every way
+//! it can break the protocol on purpose (close 1011 at a phase, drop,
+//! duplicate or reorder an event, omit a field, leak to another user, ...),
+//! its agent capacity and its stalls. Pure data and parsing, shared by
+//! `chatload serve` flags and a scenario's `[server]` table; kept in this leaf
+//! so `scenario/` can check a fault plan where it is written without
+//! importing `server/` (ARCHITECTURE.md: the server shares only protocol,
+//! auth and units with the client side).
 //!
-//! Pure data plus parsing, shared by `chatload serve` flags and a scenario's
-//! `[server]` table.
+//! A new fault class: a field of [`FaultPlan`], its arm in `FaultPlan::set`
+//! and `Display`, and its injection in `server/agent.rs`.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
-
-/// The agent-event envelope the server speaks (PROTOCOL.md section 4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Envelope {
-    /// `{"type","run_id",...,"payload":{...}}`
-    Payload,
-    /// `{"type","run_id","user_id",...,"data":{...}}` (the default)
-    Data,
-    /// everything at the root
-    Flat,
-    /// `{"type":"system_message"|"agent_progress"|"agent_response_complete","data":{"event":...}}`
-    Wrapped,
-}
-
-impl std::str::FromStr for Envelope {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "payload" => Ok(Envelope::Payload),
-            "data" => Ok(Envelope::Data),
-            "flat" => Ok(Envelope::Flat),
-            "wrapped" => Ok(Envelope::Wrapped),
-            other => Err(format!(
-                "unknown envelope `{other}` (expected payload, data, flat or wrapped)"
-            )),
-        }
-    }
-}
-
-/// How the server says "ready" (PROTOCOL.md section 2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ReadyStyle {
-    /// `{"type":"connection_established","data":{...}}`
-    Established,
-    /// `{"type":"system_message","data":{"event":"connection_established",...}}`
-    SystemMessage,
-    /// `handshake_response` -> client `handshake_acknowledged` -> `handshake_complete`
-    Handshake,
-}
-
-impl std::str::FromStr for ReadyStyle {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "connection_established" => Ok(ReadyStyle::Established),
-            "system_message" => Ok(ReadyStyle::SystemMessage),
-            "handshake" => Ok(ReadyStyle::Handshake),
-            other => Err(format!("unknown ready style `{other}` (expected connection_established, system_message or handshake)")),
-        }
-    }
-}
 
 /// Where a 1011 close is injected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
@@ -296,63 +249,6 @@ fn parse_rate(s: &str) -> Result<f64, String> {
     Ok(v)
 }
 
-/// Field and event names, for a server that speaks a renamed dialect (to test
-/// custom profiles written only in TOML).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Naming {
-    /// Root field holding the frame type.
-    pub type_field: String,
-    /// Field holding the run id.
-    pub run_id_field: String,
-    /// Event renames, e.g. `agent_completed` -> `done`.
-    pub events: BTreeMap<String, String>,
-}
-
-impl Default for Naming {
-    fn default() -> Self {
-        Naming {
-            type_field: "type".into(),
-            run_id_field: "run_id".into(),
-            events: BTreeMap::new(),
-        }
-    }
-}
-
-/// Everything that shapes the reference server's behaviour.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct ServerConfig {
-    /// Seed of the fault and latency generators: the same seed and the same
-    /// sequence of connections replays the same behaviour.
-    pub seed: u64,
-    #[serde(skip)]
-    pub secret: crate::auth::Secret,
-    pub envelope: Envelope,
-    pub ready: ReadyStyle,
-    pub naming: Naming,
-    /// Inclusive range of `agent_thinking` events per run.
-    pub thinking: (u32, u32),
-    /// Inclusive range of tool pairs (`tool_executing` + `tool_completed`) per run.
-    pub tools: (u32, u32),
-    /// Uniform delay before each agent event.
-    #[serde(with = "duration_pair_ms")]
-    pub event_delay: (Duration, Duration),
-    /// Gradual slowdown: event delays grow by this factor per minute of uptime
-    /// (0.5 = 50% slower after one minute), for drift tests.
-    pub slowdown_per_minute: f64,
-    pub faults: FaultPlan,
-    /// How many agent runs the server serves at once (None: unlimited).
-    pub capacity: Option<Capacity>,
-    /// A periodic stall of every agent run (None: never).
-    pub stall: Option<Stall>,
-    /// Lifetime of tokens from the login endpoint (`POST /auth/dev/login`).
-    #[serde(serialize_with = "ms")]
-    pub login_lifetime: Duration,
-    /// The server's own `ping` frames, every this often (None: never).
-    pub heartbeat: Option<Duration>,
-    /// Close a socket (1008) when the token it connected with expires.
-    pub enforce_expiry: bool,
-}
-
 /// The agent's capacity: at most `runs` agent runs are served at once; up to
 /// `queue` more wait for a free slot (their latency grows), and a run that
 /// finds the queue full is refused with a 1011 close, as an overloaded
@@ -395,7 +291,8 @@ pub struct Stall {
     pub length: Duration,
 }
 
-fn ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+/// Serializes a duration as whole milliseconds (the server settings echo).
+pub fn ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_u64(d.as_millis() as u64)
 }
 
@@ -435,39 +332,6 @@ impl std::str::FromStr for Stall {
             ));
         }
         Ok(st)
-    }
-}
-
-impl ServerConfig {
-    pub fn new(secret: crate::auth::Secret) -> Self {
-        ServerConfig {
-            seed: 1,
-            secret,
-            envelope: Envelope::Data,
-            ready: ReadyStyle::Established,
-            naming: Naming::default(),
-            thinking: (1, 2),
-            tools: (0, 2),
-            event_delay: (Duration::from_millis(5), Duration::from_millis(25)),
-            slowdown_per_minute: 0.0,
-            faults: FaultPlan::default(),
-            capacity: None,
-            stall: None,
-            login_lifetime: Duration::from_secs(900),
-            heartbeat: None,
-            enforce_expiry: false,
-        }
-    }
-}
-
-mod duration_pair_ms {
-    use std::time::Duration;
-    pub fn serialize<S: serde::Serializer>(
-        v: &(Duration, Duration),
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        use serde::Serialize;
-        (v.0.as_millis() as u64, v.1.as_millis() as u64).serialize(s)
     }
 }
 
