@@ -48,6 +48,7 @@ pub mod engine;
 pub mod metrics;
 pub mod names;
 pub mod outcome;
+pub mod plan;
 pub mod protocol;
 pub mod report;
 pub mod runner;

@@ -49,7 +49,7 @@ pub struct RunRequest {
     /// Show a live progress line on stderr (only when it is a terminal).
     pub progress: bool,
     /// This process's slice of the users.
-    pub shard: crate::scenario::plan::Shard,
+    pub shard: crate::plan::Shard,
     /// Wait until this time before starting users (so shards start together).
     pub start_at: Option<chrono::DateTime<Utc>>,
     /// Serve live metrics in the Prometheus text format at `http://ADDR/metrics`.
@@ -217,7 +217,7 @@ fn fill(
 struct Judging {
     thresholds: Vec<crate::metrics::threshold::Threshold>,
     /// The plan, whether it is the open model, and the steps judged so far.
-    capacity: Option<(crate::scenario::CapacityPlan, bool, StepLog)>,
+    capacity: Option<(crate::scenario::CapacitySearch, bool, StepLog)>,
 }
 
 /// Rewrites `snapshot.json` every `period` with everything recorded so far, and
@@ -368,12 +368,13 @@ type StepLog = Arc<std::sync::Mutex<Vec<crate::metrics::capacity::StepResult>>>;
 /// ended as the engine did is).
 async fn capacity_controller(
     obs: crate::metrics::ObsSender,
-    cap: crate::scenario::CapacityPlan,
+    search: crate::scenario::CapacitySearch,
     open_model: bool,
     mut started: tokio::sync::watch::Receiver<Option<Instant>>,
     log: StepLog,
     mut done: tokio::sync::oneshot::Receiver<()>,
 ) {
+    let cap = &search.plan;
     let epoch = loop {
         if let Some(t) = *started.borrow_and_update() {
             break t;
@@ -418,7 +419,7 @@ async fn capacity_controller(
         let r = crate::metrics::capacity::judge_step(
             &step,
             cap.show_load(step.load),
-            &cap.slo,
+            &search.slo,
             &rec,
             crate::metrics::capacity::StepContext {
                 sockets_at_start,
@@ -447,16 +448,17 @@ async fn capacity_controller(
 
 /// The capacity section from the steps judged so far.
 fn capacity_result(
-    cap: &crate::scenario::CapacityPlan,
+    search: &crate::scenario::CapacitySearch,
     open: bool,
     log: &StepLog,
 ) -> crate::metrics::capacity::CapacityResult {
+    let cap = &search.plan;
     let steps = log.lock().unwrap_or_else(|e| e.into_inner()).clone();
     crate::metrics::capacity::conclude(
         steps,
         cap.steps().len(),
         if open { "arrivals_per_s" } else { "users" },
-        &cap.slo,
+        &search.slo,
         cap.target.map(|t| (t, cap.show_load(t))),
     )
 }

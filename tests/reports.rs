@@ -129,7 +129,7 @@ fn markdown_and_junit_match_their_golden_files() {
 /// The fixed snapshot as a capacity search: three steps of users, the third broke.
 fn capacity_snapshot() -> Snapshot {
     use chatload::metrics::capacity::{conclude, judge_step};
-    use chatload::scenario::plan::CapacityStep;
+    use chatload::plan::CapacityStep;
     let slo = vec![
         Threshold::parse("ttc p95", "< 100ms").unwrap(),
         Threshold::parse("close_1011 rate", "< 1%").unwrap(),

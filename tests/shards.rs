@@ -254,9 +254,9 @@ async fn snapshots_of_different_scenarios_or_seeds_are_refused() {
     ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("not a shard"));
-    a.shard = Some(chatload::scenario::plan::Shard { index: 0, count: 2 });
+    a.shard = Some(chatload::plan::Shard { index: 0, count: 2 });
     let mut b = a.clone();
-    b.shard = Some(chatload::scenario::plan::Shard { index: 1, count: 2 });
+    b.shard = Some(chatload::plan::Shard { index: 1, count: 2 });
     b.seed = 99;
     let o = chatload(&[
         "merge",
@@ -315,7 +315,7 @@ path = "/health"
     for index in 0..2 {
         let (_d, out) = out_dir(&format!("counted-{index}"));
         let mut req = request(parse(text), Some(srv.ws_url()), SECRET, out);
-        req.shard = chatload::scenario::plan::Shard { index, count: 2 };
+        req.shard = chatload::plan::Shard { index, count: 2 };
         let r = chatload::runner::run(req).await.expect("the shard runs");
         totals.0 += counter(&r, "rest.a.200");
         totals.1 += counter(&r, "rest.b.200");

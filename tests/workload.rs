@@ -374,7 +374,7 @@ fn the_shipped_example_scenarios_load() {
     assert!(open.workload.open.is_some());
     let cap = chatload::scenario::Scenario::load(&root.join("scenarios/capacity.toml"))
         .unwrap_or_else(|d| panic!("{d}"));
-    let steps = cap.workload.capacity.as_ref().unwrap().steps();
+    let steps = cap.workload.capacity.as_ref().unwrap().plan.steps();
     assert_eq!(steps.len(), 10);
     assert_eq!(cap.server.capacity.unwrap().runs, 16);
 }

@@ -9,7 +9,7 @@ use crate::auth::{Secret, EMBEDDED_DEV_SECRET};
 use crate::metrics::Snapshot;
 use crate::report;
 use crate::runner::{self, RunError, RunRequest};
-use crate::scenario::plan::Shard;
+use crate::plan::Shard;
 use crate::scenario::Scenario;
 use crate::units::parse_duration;
 

@@ -88,10 +88,10 @@ pub fn describe(s: &Scenario) -> String {
         for t in &c.slo {
             o.push_str(&format!("  {}\n", t.expr));
         }
-        o.push_str(&match c.target {
+        o.push_str(&match c.plan.target {
             Some(t) => format!(
                 "  the run passes when some step held and the knee reaches the target {}\n",
-                c.show_load(t)
+                c.plan.show_load(t)
             ),
             None => "  the run passes when some step held\n".to_string(),
         });

@@ -71,7 +71,7 @@ pub struct EngineConfig {
     /// Where goose writes its own HTML report (None: no goose report).
     pub goose_report: Option<PathBuf>,
     /// This process's slice of the users (`0/1` when not sharded).
-    pub shard: crate::scenario::plan::Shard,
+    pub shard: crate::plan::Shard,
     /// Set to the instant the load plan's clock starts (goose starting the
     /// closed model's users; the open model's pool ready and pacing).
     pub started: Arc<tokio::sync::watch::Sender<Option<Instant>>>,
@@ -2008,7 +2008,7 @@ pub async fn execute(cfg: EngineConfig, obs: ObsSender) -> Result<(), EngineErro
     }
     let pacing = match (&pool, &sc.workload.open) {
         (Some(pool), Some(model)) => {
-            let pacer = crate::scenario::plan::Pacer::new(
+            let pacer = crate::plan::Pacer::new(
                 model.rate.shard(cfg.shard),
                 model.arrivals,
                 cfg.seed,

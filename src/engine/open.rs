@@ -26,7 +26,7 @@ use tokio::time::Instant;
 
 use crate::metrics::ObsSender;
 use crate::names;
-use crate::scenario::plan::{Pace, Pacer, WhenFull};
+use crate::plan::{Pace, Pacer, WhenFull};
 
 /// One arrival handed to a session: when it was meant to start, and the pool
 /// slot it holds until its journey ends.

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::snapshot::{HistogramData, Snapshot};
 use super::threshold::{Threshold, RuleResult};
 use super::Recorder;
-use crate::scenario::plan::CapacityStep;
+use crate::plan::CapacityStep;
 
 /// One measured step.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -184,7 +184,7 @@ pub struct Snapshot {
     pub notes: Vec<String>,
     /// This run's slice of the users, when sharded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub shard: Option<crate::scenario::plan::Shard>,
+    pub shard: Option<crate::plan::Shard>,
     /// How hard the generator worked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generator: Option<GeneratorHealth>,

@@ -8,7 +8,6 @@
 pub mod baseline;
 pub mod doc;
 pub mod thresholds;
-pub mod plan;
 
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -25,7 +24,8 @@ use crate::protocol::faults::FaultPlan;
 use crate::scenario::thresholds::DriftSpec;
 use doc::{Ctx, Elem, Node, Obj, Source};
 pub use doc::{Diagnostic, Diagnostics};
-pub use plan::{Arrivals, CapacityPlan, LoadPlan, OpenModel, RampStep, RatePlan, WhenFull};
+use crate::plan;
+pub use crate::plan::{Arrivals, CapacityPlan, LoadPlan, OpenModel, RampStep, RatePlan, WhenFull};
 
 /// The scenario file format this chatload reads.
 pub const VERSION: u64 = 1;
@@ -409,9 +409,33 @@ pub struct Workload {
     /// The open model (arrival rates), when `model = "open"`.
     pub open: Option<OpenModel>,
     /// A capacity search, when the scenario has `[capacity]`.
-    pub capacity: Option<CapacityPlan>,
+    pub capacity: Option<CapacitySearch>,
     /// A stop signal is a normal end (thresholds judged as usual) rather than an abort.
     pub on_signal_ends: bool,
+}
+
+/// A capacity search: the pure step plan (`plan/`) and the rules that define
+/// "the step held".
+#[derive(Debug, Clone, PartialEq)]
+pub struct CapacitySearch {
+    pub plan: CapacityPlan,
+    pub slo: Vec<Threshold>,
+}
+
+impl std::fmt::Display for CapacitySearch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.plan)?;
+        let slo: Vec<&str> = self.slo.iter().map(|t| t.expr.as_str()).collect();
+        writeln!(f, "  a step holds when: {}", slo.join("; "))?;
+        if let Some(t) = self.plan.target {
+            writeln!(
+                f,
+                "  target load {}: the report gives the headroom of the knee against it",
+                self.plan.show_load(t)
+            )?;
+        }
+        Ok(())
+    }
 }
 
 /// A named journey: its steps and its share of the users.
@@ -671,10 +695,10 @@ fn read_scenario(o: &Obj<'_>, path: &Path) -> Option<Scenario> {
     if let (Some(w), Some(Some(cap))) = (workload.as_mut(), capacity.as_ref()) {
         match &mut w.open {
             Some(m) => {
-                m.rate = cap.rate_plan();
+                m.rate = cap.plan.rate_plan();
                 w.plan = pool_plan(m.max_users, &m.rate);
             }
-            None => w.plan = cap.closed_plan(),
+            None => w.plan = cap.plan.closed_plan(),
         }
         w.capacity = Some(cap.clone());
     }
@@ -2160,7 +2184,7 @@ fn read_capacity(
     o: &Obj<'_>,
     open: Option<&OpenModel>,
     vocabulary: &crate::names::Vocabulary,
-) -> Option<Option<CapacityPlan>> {
+) -> Option<Option<CapacitySearch>> {
     let Some(tbl) = o.obj("capacity") else {
         return Some(None);
     };
@@ -2253,15 +2277,17 @@ fn read_capacity(
     if !ok {
         return None;
     }
-    Some(Some(CapacityPlan {
-        start: start?,
-        step: step?,
-        max: max?,
-        step_duration: step_duration?,
-        warmup: warmup?,
+    Some(Some(CapacitySearch {
+        plan: CapacityPlan {
+            start: start?,
+            step: step?,
+            max: max?,
+            step_duration: step_duration?,
+            warmup: warmup?,
+            target,
+            rate_unit: unit,
+        },
         slo: slo?,
-        target,
-        rate_unit: unit,
     }))
 }
 

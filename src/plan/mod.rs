@@ -649,8 +649,6 @@ pub struct CapacityPlan {
     pub max: f64,
     pub step_duration: Duration,
     pub warmup: Duration,
-    /// The rules that define "the step held".
-    pub slo: Vec<crate::scenario::thresholds::Threshold>,
     /// The load the service must carry; the report gives the headroom against it.
     pub target: Option<f64>,
     /// Rates are written and shown in this unit (open model); `None`: users.
@@ -741,15 +739,6 @@ impl fmt::Display for CapacityPlan {
                 span(s.measure_s),
                 span(s.end_s),
                 self.show_load(s.load)
-            )?;
-        }
-        let slo: Vec<&str> = self.slo.iter().map(|t| t.expr.as_str()).collect();
-        writeln!(f, "  a step holds when: {}", slo.join("; "))?;
-        if let Some(t) = self.target {
-            writeln!(
-                f,
-                "  target load {}: the report gives the headroom of the knee against it",
-                self.show_load(t)
             )?;
         }
         Ok(())
@@ -1086,7 +1075,6 @@ mod tests {
             max: 12.0,
             step_duration: Duration::from_secs(10),
             warmup: Duration::from_secs(2),
-            slo: Vec::new(),
             target: None,
             rate_unit: None,
         };
