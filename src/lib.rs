@@ -51,7 +51,7 @@ pub mod outcome;
 pub mod plan;
 pub mod protocol;
 pub mod report;
-pub mod runner;
+pub mod run;
 pub mod scenario;
 pub mod server;
 pub mod stdout_guard;

@@ -7,7 +7,7 @@ mod common;
 use common::*;
 
 /// Violation class totals (`violations.<class>`), without details.
-fn violation_totals(r: &chatload::runner::RunResult) -> Vec<(String, u64)> {
+fn violation_totals(r: &chatload::run::RunResult) -> Vec<(String, u64)> {
     r.snapshot
         .counters
         .iter()
@@ -19,7 +19,7 @@ fn violation_totals(r: &chatload::runner::RunResult) -> Vec<(String, u64)> {
         .collect()
 }
 
-fn closes(r: &chatload::runner::RunResult) -> Vec<(String, u64)> {
+fn closes(r: &chatload::run::RunResult) -> Vec<(String, u64)> {
     r.snapshot
         .counters
         .iter()

@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use chatload::auth::{Minter, Secret};
-use chatload::runner::RunError;
+use chatload::run::RunError;
 use chatload::scenario::Reconnect;
 use common::*;
 
@@ -252,7 +252,7 @@ async fn a_tokens_file_names_the_users_and_too_few_tokens_are_refused() {
     raised.workload.plan = raised.workload.plan.with_users(4);
     let (_d2, out2) = out_dir("few");
     let req = request(raised, None, SECRET, out2);
-    match chatload::runner::run(req).await {
+    match chatload::run::run(req).await {
         Err(RunError::Usage(msg)) => {
             assert!(msg.contains("3 tokens for 4 users"), "{msg}");
             assert!(!msg.contains(&lines[0]), "a token must never be printed");
@@ -834,7 +834,7 @@ iterations = 1
     );
     let (_d, out) = out_dir("env");
     let req = request(parse(&text), None, SECRET, out.clone());
-    match chatload::runner::run(req).await {
+    match chatload::run::run(req).await {
         Err(RunError::Usage(msg)) => {
             assert!(msg.contains("$CHATLOAD_TEST_UNSET_PASSWORD"), "{msg}")
         }

@@ -121,7 +121,7 @@ async fn the_trend_shows_every_recorded_run_with_its_key_figures() {
         "\"40ms\", \"50ms\"",
     ] {
         let (_t, out) = out_dir("night");
-        let req = chatload::runner::RunRequest {
+        let req = chatload::run::RunRequest {
             scenario: parse(&iterations_scenario(
                 4,
                 3,
@@ -139,7 +139,7 @@ async fn the_trend_shows_every_recorded_run_with_its_key_figures() {
             metrics_addr: None,
             history: Some(history.clone()),
         };
-        let r = chatload::runner::run(req).await.unwrap();
+        let r = chatload::run::run(req).await.unwrap();
         ids.push((
             r.snapshot.run_id.clone(),
             r.snapshot.histograms["ttfe"].p95_us,

@@ -206,7 +206,7 @@ duration = "1s"
         SECRET,
         dir.path().join("out"),
     );
-    let result = chatload::runner::run(req).await;
+    let result = chatload::run::run(req).await;
     done.store(true, Ordering::Relaxed);
     let samples = sampler.join().unwrap();
     server.stop();

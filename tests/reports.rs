@@ -11,7 +11,7 @@ use chatload::metrics::snapshot::{IntervalData, Snapshot, TargetInfo, ToolInfo, 
 use chatload::metrics::threshold::Threshold;
 use chatload::metrics::{OffendingFrame, Recorder};
 use chatload::report::ReportData;
-use chatload::runner::{render, Format};
+use chatload::run::{render, Format};
 use common::*;
 
 /// A snapshot built from fixed data, so its reports never change unless the renderers do.
@@ -318,12 +318,12 @@ async fn report_rerenders_a_finished_run_byte_for_byte() {
     assert!(!r.snapshot.intervals.is_empty());
 }
 
-async fn delayed_run(delay: &str, baseline: Option<Snapshot>) -> chatload::runner::RunResult {
+async fn delayed_run(delay: &str, baseline: Option<Snapshot>) -> chatload::run::RunResult {
     let extra = format!(
         "[server]\nseed = 3\nevent_delay = [{delay}]\n[baseline]\n\"ttfe p95\" = \"+50%\"\n\"ttc p95\" = \"+50%\"\n\"run_ok rate\" = \"-1pp\"\n"
     );
     let (_tmp, out) = out_dir("base");
-    let req = chatload::runner::RunRequest {
+    let req = chatload::run::RunRequest {
         scenario: parse(&iterations_scenario(10, 10, &extra)),
         target: None,
         secret: chatload::auth::Secret::new(SECRET),
@@ -337,7 +337,7 @@ async fn delayed_run(delay: &str, baseline: Option<Snapshot>) -> chatload::runne
         metrics_addr: None,
         history: None,
     };
-    let r = chatload::runner::run(req).await.unwrap();
+    let r = chatload::run::run(req).await.unwrap();
     check_schema(&r.snapshot.to_json());
     r
 }

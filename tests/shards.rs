@@ -316,7 +316,7 @@ path = "/health"
         let (_d, out) = out_dir(&format!("counted-{index}"));
         let mut req = request(parse(text), Some(srv.ws_url()), SECRET, out);
         req.shard = chatload::plan::Shard { index, count: 2 };
-        let r = chatload::runner::run(req).await.expect("the shard runs");
+        let r = chatload::run::run(req).await.expect("the shard runs");
         totals.0 += counter(&r, "rest.a.200");
         totals.1 += counter(&r, "rest.b.200");
     }

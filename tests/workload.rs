@@ -32,7 +32,7 @@ fn scenario(name: &str, server_extra: &str, workload: &str) -> String {
 }
 
 fn p(
-    r: &chatload::runner::RunResult,
+    r: &chatload::run::RunResult,
     metric: &str,
     q: fn(&chatload::metrics::snapshot::HistogramData) -> u64,
 ) -> f64 {

@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
-use crate::metrics::Snapshot;
 use crate::metrics::compare::compare;
-use crate::scenario::baseline::Tolerance;
+use crate::metrics::Snapshot;
 use crate::report::ReportData;
-use crate::runner::{render, Format};
+use crate::run::{render, Format};
+use crate::scenario::baseline::Tolerance;
 
 use super::exit;
 

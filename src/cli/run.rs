@@ -7,9 +7,9 @@ use clap::Args;
 
 use crate::auth::{Secret, EMBEDDED_DEV_SECRET};
 use crate::metrics::Snapshot;
-use crate::report;
-use crate::runner::{self, RunError, RunRequest};
 use crate::plan::Shard;
+use crate::report;
+use crate::run::{RunError, RunRequest};
 use crate::scenario::Scenario;
 use crate::units::parse_duration;
 
@@ -64,12 +64,12 @@ pub struct RunArgs {
     pub quiet: bool,
 }
 
-/// Counts SIGINT and SIGTERM for the run in progress (see `runner::STOP_SIGNALS`).
+/// Counts SIGINT and SIGTERM for the run in progress (see `crate::run::STOP_SIGNALS`).
 /// Installed before goose starts, so goose's own Ctrl-C handler stands aside.
 fn install_stop_signals() {
     use std::sync::atomic::Ordering;
     let r = ctrlc::set_handler(|| {
-        let n = runner::STOP_SIGNALS.fetch_add(1, Ordering::SeqCst) + 1;
+        let n = crate::run::STOP_SIGNALS.fetch_add(1, Ordering::SeqCst) + 1;
         // The run acts on the first two within 100 ms; a third means it is stuck.
         if n >= 3 {
             // No stdout_guard::finish: exiting at once must not wait on a
@@ -189,7 +189,7 @@ pub async fn main(a: RunArgs) -> u8 {
         metrics_addr: a.metrics_addr,
         history: a.history,
     };
-    let res = match runner::run(req).await {
+    let res = match crate::run::run(req).await {
         Ok(r) => r,
         Err(RunError::Usage(m)) => {
             say_err!("error: {m}");

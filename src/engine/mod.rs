@@ -9,7 +9,7 @@
 //! goose 0.19 facts this relies on: metrics reset after ramp-up only outside a
 //! test plan (we always give it a plan or iterations, and our recorders never
 //! reset); users stop only between transactions, so every await has a
-//! deadline and every pause (think, back-off, repeat) also ends on [`STOP`],
+//! deadline and every pause (think, back-off, repeat) also ends on the run's stop handle,
 //! which the plan's end, a signal, `abort_on_fail` and a capacity search's
 //! failing step request; its coordinated-omission mitigation mislabels custom
 //! requests (off); one reqwest client per user by default (we share one).
@@ -77,6 +77,8 @@ pub struct EngineConfig {
     pub started: Arc<tokio::sync::watch::Sender<Option<Instant>>>,
     /// Tokens read from `auth.tokens_file` (file source only).
     pub tokens: Option<Arc<Vec<Secret>>>,
+    /// The run's stop request (see [`stop_early`]).
+    pub stop: StopHandle,
 }
 
 /// Shared by every user.
@@ -311,7 +313,7 @@ impl Shared {
     /// the user gives up (`reconnects.gave_up`) and waits the policy's `max`
     /// before a new series, so a target that refuses upgrades for a while
     /// gets its users back; a token that cannot be renewed (a tokens file)
-    /// parks the user instead (`users.parked`). Every wait ends on [`STOP`].
+    /// parks the user instead (`users.parked`). Every wait ends on the run's stop handle.
     /// Returns the goose status and error on failure.
     async fn connect(&self, s: &mut UserSession) -> Result<Duration, (Option<u16>, String)> {
         if s.parked {
@@ -319,7 +321,7 @@ impl Shared {
             // for the end (goose would otherwise spin through its steps); with
             // `iterations` or in the open model each step fails at once.
             if self.plan_total.is_some() {
-                STOP.sleep_until(far_future()).await;
+                self.cfg.stop.sleep_until(far_future()).await;
             }
             return Err((
                 None,
@@ -327,12 +329,12 @@ impl Shared {
             ));
         }
         if let Some(until) = s.cooldown_until.take() {
-            if !STOP.sleep_until(until).await {
+            if !self.cfg.stop.sleep_until(until).await {
                 return Err((None, "stopping".into()));
             }
         }
         if let Some(at) = self.retry_at(s) {
-            if !STOP.sleep_until(at).await {
+            if !self.cfg.stop.sleep_until(at).await {
                 return Err((None, "stopping".into()));
             }
         }
@@ -669,7 +671,7 @@ impl Shared {
                 earlier_runs,
                 want,
                 deadline,
-                stop.then_some(&STOP),
+                stop.then_some(&*self.cfg.stop),
             )
             .await;
             match out {
@@ -1197,7 +1199,7 @@ impl Shared {
         let mut reconnected = false;
         loop {
             let now = Instant::now();
-            if now >= until || STOP.is_set() {
+            if now >= until || self.cfg.stop.is_set() {
                 return reconnected;
             }
             if s.ws.is_none() {
@@ -1212,7 +1214,7 @@ impl Shared {
                         None => self.retry_at(s).is_some_and(|at| at > until),
                     };
                 if !s.lost || s.parked || later {
-                    STOP.sleep_until(until).await;
+                    self.cfg.stop.sleep_until(until).await;
                     return reconnected;
                 }
                 reconnected = true;
@@ -1424,7 +1426,7 @@ fn default_name(kind: &StepKind) -> &'static str {
 /// growth, hence only for steps named on purpose. Once the user is asked to
 /// stop, steps do nothing: a run in flight is awaited when the user stops.
 async fn run_step(shared: &Shared, step: &Step, user: &mut GooseUser) -> TransactionResult {
-    if STOP.is_set() {
+    if shared.cfg.stop.is_set() {
         // goose stops users between transactions, once its controller runs: a
         // step that returned at once would spin the user through no-op
         // transactions without yielding, starving that controller (and
@@ -1509,7 +1511,7 @@ async fn run_step_inner(shared: &Shared, step: &Step, user: &mut GooseUser) -> T
             // user woke (`idle` returns at that time, or on a stop). A think
             // that reopened the socket may end late by the handshake: the
             // target's time, not the generator's.
-            if !STOP.is_set() && !reconnected {
+            if !shared.cfg.stop.is_set() && !reconnected {
                 shared
                     .obs
                     .sample(names::SEND_LAG, intended.elapsed().as_micros() as u64);
@@ -1656,7 +1658,7 @@ async fn run_step_inner(shared: &Shared, step: &Step, user: &mut GooseUser) -> T
             let until = for_.map(|d| Instant::now() + d);
             let mut round = 0u64;
             loop {
-                if STOP.is_set()
+                if shared.cfg.stop.is_set()
                     || times.is_some_and(|n| round >= n)
                     || until.is_some_and(|u| Instant::now() >= u)
                 {
@@ -1772,18 +1774,19 @@ async fn record_rest(
 /// thinks, back-offs and repeat blocks end, later steps do nothing, and runs
 /// in flight are awaited to their deadline. Used by stop signals,
 /// `abort_on_fail` and a capacity search's failing step.
-pub fn stop_early(reason: &str) {
-    STOP.request();
+pub fn stop_early(stop: &StopHandle, reason: &str) {
+    stop.request();
     goose::trigger_killswitch(reason);
 }
+
+/// The run's stop request, made by `run/` (one per run, no static): set by
+/// [`stop_early`] and when the load plan's time is up. The open model's
+/// pacer issues no more arrivals, and every pause ends.
+pub type StopHandle = Arc<session::StopSignal>;
 
 /// How long a step waits, once the users are asked to stop, for goose to stop
 /// its user (see [`run_step`]).
 const STOPPING_PAUSE: Duration = Duration::from_millis(50);
-
-/// Set by [`stop_early`] and when the load plan's time is up: the open
-/// model's pacer issues no more arrivals, and every pause ends.
-static STOP: session::StopSignal = session::StopSignal::new();
 
 /// Longest wait for the open model's pool to start before pacing begins.
 const POOL_START_LIMIT: Duration = Duration::from_secs(60);
@@ -1808,12 +1811,12 @@ pub async fn execute(cfg: EngineConfig, obs: ObsSender) -> Result<(), EngineErro
         .pool_max_idle_per_host(64)
         .build()
         .map_err(|e| EngineError::Goose(format!("cannot build the HTTP client: {e}")))?;
-    STOP.reset();
-    let pool = sc
-        .workload
-        .open
-        .as_ref()
-        .map(|m| Arc::new(open::Pool::new(cfg.shard.share(m.max_users) as usize)));
+    let pool = sc.workload.open.as_ref().map(|m| {
+        Arc::new(open::Pool::new(
+            cfg.shard.share(m.max_users) as usize,
+            cfg.stop.clone(),
+        ))
+    });
     let http_base = {
         let mut u = url::Url::parse(&cfg.target_url)
             .map_err(|e| EngineError::Goose(format!("bad target URL: {e}")))?;
@@ -2015,6 +2018,7 @@ pub async fn execute(cfg: EngineConfig, obs: ObsSender) -> Result<(), EngineErro
                 cfg.shard,
             );
             let (pool, obs, started) = (pool.clone(), shared.obs.clone(), cfg.started.clone());
+            let stop = cfg.stop.clone();
             let when_full = model.when_full;
             let total = model.rate.total();
             let grace = drain_timeout + OPEN_GRACE;
@@ -2027,13 +2031,13 @@ pub async fn execute(cfg: EngineConfig, obs: ObsSender) -> Result<(), EngineErro
                 // judges its last step on a whole window); then, as k6's
                 // gracefulStop, every arrival already issued (a `queue`
                 // backlog too) gets `grace` to finish its journey.
-                if STOP.sleep_until((epoch + total).into_std()).await {
+                if stop.sleep_until((epoch + total).into_std()).await {
                     open::drain(&pool, grace).await;
                 }
                 // Past the grace (or on a stop): journeys stop after their
                 // current step, their runs in flight are awaited, and arrivals
                 // no session took never started.
-                STOP.request();
+                stop.request();
                 let left = pool.rx.drain().count() as u64;
                 if left > 0 {
                     obs.count_n(names::STARTS_DROPPED, left);
@@ -2049,10 +2053,11 @@ pub async fn execute(cfg: EngineConfig, obs: ObsSender) -> Result<(), EngineErro
             let _ = cfg.started.send(Some(now));
             // A timed plan ends on time: users in a long think or repeat block
             // stop with it instead of holding goose's end.
+            let stop = cfg.stop.clone();
             plan_total.map(|total| {
                 tokio::spawn(async move {
-                    if STOP.sleep_until(now + total).await {
-                        stop_early("the load plan ended");
+                    if stop.sleep_until(now + total).await {
+                        stop_early(&stop, "the load plan ended");
                     }
                 })
             })
@@ -2091,7 +2096,7 @@ async fn serve_arrival(
     let Some(pool) = &shared.pool else {
         return Ok(());
     };
-    let Some(arrival) = pool.next(&STOP).await else {
+    let Some(arrival) = pool.next(&*shared.cfg.stop).await else {
         // Stopping: let goose stop this user without spinning through
         // transactions until its kill switch lands.
         tokio::time::sleep(STOPPING_PAUSE).await;
@@ -2109,7 +2114,7 @@ async fn serve_arrival(
     for step in journey {
         // A failed step is recorded by run_step; the journey goes on, as goose
         // goes on to the next transaction in the closed model.
-        if STOP.is_set() {
+        if shared.cfg.stop.is_set() {
             break;
         }
         let _ = run_step(shared, step, user).await;

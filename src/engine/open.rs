@@ -46,10 +46,12 @@ pub struct Pool {
     joined_notify: tokio::sync::Notify,
     /// Set when the run is asked to stop: no more arrivals.
     pub stop: AtomicBool,
+    /// The run's stop request.
+    run_stop: super::StopHandle,
 }
 
 impl Pool {
-    pub fn new(size: usize) -> Pool {
+    pub fn new(size: usize, run_stop: super::StopHandle) -> Pool {
         let (tx, rx) = flume::unbounded();
         Pool {
             size,
@@ -59,12 +61,13 @@ impl Pool {
             joined: AtomicUsize::new(0),
             joined_notify: tokio::sync::Notify::new(),
             stop: AtomicBool::new(false),
+            run_stop,
         }
     }
 
     /// Whether the run was asked to stop (or the engine ended).
     pub fn stopped(&self) -> bool {
-        self.stop.load(Ordering::SeqCst) || super::STOP.is_set()
+        self.stop.load(Ordering::SeqCst) || self.run_stop.is_set()
     }
 
     /// The next arrival for an idle session, or `None` once `stop` is

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::snapshot::{HistogramData, Snapshot};
-use super::threshold::{Threshold, RuleResult};
+use super::threshold::{RuleResult, Threshold};
 use super::Recorder;
 use crate::plan::CapacityStep;
 

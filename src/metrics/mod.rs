@@ -6,8 +6,8 @@
 //! snapshots merge by addition, so shards and intervals combine exactly.
 
 pub mod capacity;
-pub mod compare;
 pub mod collector;
+pub mod compare;
 pub mod interval_log;
 pub mod merge;
 pub use crate::names;

@@ -7,8 +7,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::Recorder;
-pub use crate::scenario::thresholds::{DriftSpec, Op, Stat, Subject, Threshold};
 use crate::names;
+pub use crate::scenario::thresholds::{DriftSpec, Op, Stat, Subject, Threshold};
 use crate::units::{format_us, format_value};
 
 /// A statistic of a recorded latency metric, `None` without samples.

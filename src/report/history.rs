@@ -7,9 +7,9 @@ use std::path::Path;
 
 use rusqlite::{params, Connection};
 
-use crate::names;
 use crate::metrics::snapshot::Snapshot;
 use crate::metrics::threshold::rate;
+use crate::names;
 use crate::units::{format_us, format_value};
 
 /// One run in the history.

@@ -10,7 +10,11 @@ fn esc(s: &str) -> String {
 }
 
 pub fn render(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
-    let mark = if d.verdict == crate::outcome::Verdict::Pass { "✅" } else { "❌" };
+    let mark = if d.verdict == crate::outcome::Verdict::Pass {
+        "✅"
+    } else {
+        "❌"
+    };
     writeln!(w, "# chatload: {} — {mark} {}", esc(&d.title), d.verdict)?;
     writeln!(w)?;
     writeln!(

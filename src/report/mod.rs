@@ -7,9 +7,9 @@ pub mod html;
 pub mod junit;
 pub mod markdown;
 
-use crate::names;
 use crate::metrics::snapshot::{HistogramData, Snapshot};
 use crate::metrics::threshold::{self, RuleResult};
+use crate::names;
 use crate::units::format_us;
 
 /// One latency metric's row.

@@ -16,16 +16,16 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use crate::auth::Presentation;
-use crate::scenario::thresholds::Threshold;
-use crate::protocol::{template, Profile};
 use crate::protocol::dialect::{Envelope, Naming, ReadyStyle};
 use crate::protocol::faults::FaultPlan;
+use crate::protocol::{template, Profile};
+use crate::scenario::thresholds::Threshold;
 
+use crate::plan;
+pub use crate::plan::{Arrivals, CapacityPlan, LoadPlan, OpenModel, RampStep, RatePlan, WhenFull};
 use crate::scenario::thresholds::DriftSpec;
 use doc::{Ctx, Elem, Node, Obj, Source};
 pub use doc::{Diagnostic, Diagnostics};
-use crate::plan;
-pub use crate::plan::{Arrivals, CapacityPlan, LoadPlan, OpenModel, RampStep, RatePlan, WhenFull};
 
 /// The scenario file format this chatload reads.
 pub const VERSION: u64 = 1;
@@ -794,10 +794,7 @@ fn read_prompts(o: &Obj<'_>) -> Option<Vec<String>> {
 
 /// What the scenario records besides the fixed names (see
 /// [`crate::names::Vocabulary`]); a part that did not load is unknown.
-fn vocabulary(
-    journeys: Option<&[Journey]>,
-    profile: Option<&Profile>,
-) -> crate::names::Vocabulary {
+fn vocabulary(journeys: Option<&[Journey]>, profile: Option<&Profile>) -> crate::names::Vocabulary {
     fn walk(steps: &[Step], v: &mut crate::names::Vocabulary) {
         for s in steps {
             let list = match &s.kind {
@@ -2986,10 +2983,7 @@ fn read_drift(o: &Obj<'_>) -> crate::scenario::thresholds::DriftSpec {
     spec
 }
 
-fn read_thresholds(
-    o: &Obj<'_>,
-    vocabulary: &crate::names::Vocabulary,
-) -> Option<Vec<Threshold>> {
+fn read_thresholds(o: &Obj<'_>, vocabulary: &crate::names::Vocabulary) -> Option<Vec<Threshold>> {
     let drift = read_drift(o);
     let Some(tbl) = o.obj("thresholds") else {
         return Some(Vec::new());

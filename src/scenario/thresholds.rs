@@ -287,7 +287,6 @@ impl Threshold {
             drift: Some(spec),
         })
     }
-
 }
 
 fn bad_stat(s: &str) -> String {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use tokio::sync::{Mutex, MutexGuard};
 
 use chatload::auth::Secret;
-use chatload::runner::{RunRequest, RunResult};
+use chatload::run::{RunRequest, RunResult};
 use chatload::scenario::Scenario;
 
 static GOOSE: Mutex<()> = Mutex::const_new(());
@@ -93,7 +93,7 @@ pub async fn run(
     out: PathBuf,
 ) -> RunResult {
     let req = request(scenario, target, secret, out);
-    let r = match chatload::runner::run(req).await {
+    let r = match chatload::run::run(req).await {
         Ok(r) => r,
         Err(e) => panic!("run failed: {e}"),
     };

@@ -231,6 +231,7 @@ async fn checkpoint_loop(
     period: Duration,
     t0: Instant,
     signals_at_start: u32,
+    stop: engine::StopHandle,
 ) {
     let Judging {
         thresholds,
@@ -247,7 +248,7 @@ async fn checkpoint_loop(
         if signals >= 1 && !stopping {
             stopping = true;
             say_err!("stop signal: users stop after their current step; in-flight runs drain (a second signal exits at once)");
-            engine::stop_early("stop signal");
+            engine::stop_early(&stop, "stop signal");
         }
         if signals >= 2 || last.elapsed() >= period {
             let all = obs.peek_all().await;
@@ -336,6 +337,7 @@ async fn watch_thresholds(
     obs: crate::metrics::ObsSender,
     rules: Vec<crate::metrics::threshold::Threshold>,
     t0: Instant,
+    stop: engine::StopHandle,
 ) -> Option<String> {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
@@ -350,7 +352,7 @@ async fn watch_thresholds(
                     v.threshold,
                     v.observed_text
                 );
-                engine::stop_early(&why);
+                engine::stop_early(&stop, &why);
                 return Some(why);
             }
         }
@@ -373,6 +375,7 @@ async fn capacity_controller(
     mut started: tokio::sync::watch::Receiver<Option<Instant>>,
     log: StepLog,
     mut done: tokio::sync::oneshot::Receiver<()>,
+    stop: engine::StopHandle,
 ) {
     let cap = &search.plan;
     let epoch = loop {
@@ -436,11 +439,14 @@ async fn capacity_controller(
             .join(", ");
         log.lock().unwrap_or_else(|e| e.into_inner()).push(r);
         if !held {
-            engine::stop_early(&format!(
-                "capacity search: step {} ({}) broke {why}",
-                step.index,
-                cap.show_load(step.load)
-            ));
+            engine::stop_early(
+                &stop,
+                &format!(
+                    "capacity search: step {} ({}) broke {why}",
+                    step.index,
+                    cap.show_load(step.load)
+                ),
+            );
             return;
         }
     }
@@ -485,10 +491,7 @@ async fn live_progress(
             .last_interval()
             .await
             .and_then(|i| i.histograms.get(names::TTFE).map(|h| h.p95_us))
-            .map_or_else(
-                || "-".to_string(),
-                |v| crate::units::format_us(v as f64),
-            );
+            .map_or_else(|| "-".to_string(), |v| crate::units::format_us(v as f64));
         let ok = rec.counter(names::RUNS_OK);
         let elapsed = t0.elapsed();
         let load = match &open {
@@ -728,6 +731,7 @@ pub async fn run(req: RunRequest) -> Result<RunResult, RunError> {
             }))
         }
     };
+    let stop: engine::StopHandle = Arc::default();
     let step_log: StepLog = Arc::default();
     let (started_tx, started_rx) = tokio::sync::watch::channel(None);
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
@@ -744,6 +748,7 @@ pub async fn run(req: RunRequest) -> Result<RunResult, RunError> {
             started_rx.clone(),
             log.clone(),
             done_rx,
+            stop.clone(),
         ))
     });
     let checkpoints = tokio::spawn(checkpoint_loop(
@@ -757,6 +762,7 @@ pub async fn run(req: RunRequest) -> Result<RunResult, RunError> {
         sc.checkpoint,
         t0,
         signals_at_start,
+        stop.clone(),
     ));
     let cfg = EngineConfig {
         scenario: sc.clone(),
@@ -767,6 +773,7 @@ pub async fn run(req: RunRequest) -> Result<RunResult, RunError> {
         shard: req.shard,
         started: Arc::new(started_tx),
         tokens,
+        stop: stop.clone(),
     };
     let progress = (req.progress && std::io::stderr().is_terminal()).then(|| {
         tokio::spawn(live_progress(
@@ -782,8 +789,14 @@ pub async fn run(req: RunRequest) -> Result<RunResult, RunError> {
         .filter(|t| t.abort_on_fail)
         .cloned()
         .collect();
-    let watcher = (!aborts.is_empty())
-        .then(|| tokio::spawn(watch_thresholds(collector.sender(), aborts, t0)));
+    let watcher = (!aborts.is_empty()).then(|| {
+        tokio::spawn(watch_thresholds(
+            collector.sender(),
+            aborts,
+            t0,
+            stop.clone(),
+        ))
+    });
     let engine_result = if shard_users == 0 {
         Ok(())
     } else {
