@@ -11,7 +11,7 @@ use chatload::metrics::snapshot::{IntervalData, Snapshot, TargetInfo, ToolInfo, 
 use chatload::metrics::threshold::Threshold;
 use chatload::metrics::{OffendingFrame, Recorder};
 use chatload::report::ReportData;
-use chatload::run::{render, Format};
+use chatload::report::{render, Format};
 use common::*;
 
 /// A snapshot built from fixed data, so its reports never change unless the renderers do.

@@ -8,7 +8,7 @@ use clap::Args;
 use crate::metrics::compare::compare;
 use crate::metrics::Snapshot;
 use crate::report::ReportData;
-use crate::run::{render, Format};
+use crate::report::{render, Format};
 use crate::scenario::baseline::Tolerance;
 
 use super::exit;
@@ -78,7 +78,7 @@ pub fn merge_cmd(a: MergeArgs) -> u8 {
         return exit::USAGE;
     }
     let data = ReportData::from_snapshot(&merged);
-    for format in [Format::Json, Format::Markdown, Format::Html, Format::Junit] {
+    for format in Format::ALL {
         let p = a.out.join(format.file_name());
         if let Err(e) = std::fs::write(&p, render(&data, &merged, format)) {
             say_err!("error: cannot write {}: {e}", p.display());
@@ -189,12 +189,10 @@ pub fn report(a: ReportArgs) -> u8 {
         let written = std::fs::create_dir_all(&out)
             .map_err(|e| e.to_string())
             .and_then(|()| {
-                [Format::Json, Format::Markdown, Format::Html, Format::Junit]
-                    .iter()
-                    .try_for_each(|f| {
-                        std::fs::write(out.join(f.file_name()), render(&data, &snap, *f))
-                            .map_err(|e| e.to_string())
-                    })
+                Format::ALL.iter().try_for_each(|f| {
+                    std::fs::write(out.join(f.file_name()), render(&data, &snap, *f))
+                        .map_err(|e| e.to_string())
+                })
             });
         if let Err(e) = written {
             say_err!("error: cannot write {}: {e}", out.display());

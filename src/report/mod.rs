@@ -575,6 +575,48 @@ pub fn close_label(code: &str) -> String {
     }
 }
 
+/// Report formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    #[value(name = "md")]
+    Markdown,
+    Html,
+    Json,
+    Junit,
+}
+
+impl Format {
+    /// Every format, in the order a run and `merge` write them (the one list:
+    /// a new format is a variant here, its arms below and its renderer file).
+    pub const ALL: [Format; 4] = [Format::Json, Format::Markdown, Format::Html, Format::Junit];
+
+    /// The file a run writes for this format.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Format::Markdown => "report.md",
+            Format::Html => "report.html",
+            Format::Json => "snapshot.json",
+            Format::Junit => "junit.xml",
+        }
+    }
+}
+
+/// Renders one format from a snapshot's view model (the JSON format is the snapshot itself).
+pub fn render(report: &ReportData, snapshot: &Snapshot, format: Format) -> Vec<u8> {
+    let mut out = Vec::new();
+    let r = match format {
+        Format::Markdown => markdown::render(report, &mut out),
+        Format::Html => html::render(report, &mut out),
+        Format::Junit => junit::render(report, &mut out),
+        Format::Json => {
+            out.extend_from_slice(snapshot.to_json().as_bytes());
+            Ok(())
+        }
+    };
+    r.expect("rendering into memory cannot fail");
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,7 +19,7 @@ use crate::metrics::snapshot::{IntervalData, Snapshot, TargetInfo, ToolInfo, FOR
 use crate::metrics::{Collector, Recorder};
 use crate::names;
 use crate::outcome::Verdict;
-use crate::report::{self, ReportData};
+use crate::report::{self, render, Format, ReportData};
 use crate::scenario::Scenario;
 use crate::server::{self, Settings};
 
@@ -70,36 +70,6 @@ impl RunResult {
     pub fn exit_code(&self) -> u8 {
         self.snapshot.verdict.exit_code()
     }
-}
-
-/// The host of a URL (empty when it has none).
-fn host_of(url: &str) -> String {
-    url::Url::parse(url)
-        .ok()
-        .and_then(|u| u.host_str().map(str::to_string))
-        .unwrap_or_default()
-}
-
-/// Whether `host` matches an allow-list pattern (`*.example.com`, exact names and addresses).
-pub fn host_allowed(host: &str, allow: &[String]) -> bool {
-    let host = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_ascii_lowercase();
-    let loopback = host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    if allow.is_empty() {
-        return loopback;
-    }
-    allow.iter().any(|p| {
-        let p = p.to_ascii_lowercase();
-        match p.strip_prefix("*.") {
-            Some(suffix) => host.ends_with(&format!(".{suffix}")),
-            None => p == host,
-        }
-    })
 }
 
 fn new_run_id(name: &str) -> String {
@@ -572,8 +542,8 @@ pub async fn run(req: RunRequest) -> Result<RunResult, RunError> {
     let external = req.target.clone().or_else(|| sc.target.url.clone());
     if let Some(url) = &external {
         crate::scenario::check_ws_url(url).map_err(RunError::Usage)?;
-        let host = host_of(url);
-        if !host_allowed(&host, &sc.target.allow) {
+        let host = crate::scenario::target::host_of(url);
+        if !crate::scenario::target::host_allowed(&host, &sc.target.allow) {
             return Err(RunError::Usage(format!(
                 "target host `{host}` is not in the scenario's target.allow list ({}); add it there to load this target",
                 if sc.target.allow.is_empty() { "empty: only loopback is allowed".to_string() } else { sc.target.allow.join(", ") }
@@ -584,8 +554,8 @@ pub async fn run(req: RunRequest) -> Result<RunResult, RunError> {
     // allow list guards it.
     if let crate::scenario::TokenSource::Login { url, .. } = &sc.auth.source {
         if !url.starts_with('/') {
-            let host = host_of(url);
-            if !host_allowed(&host, &sc.target.allow) {
+            let host = crate::scenario::target::host_of(url);
+            if !crate::scenario::target::host_allowed(&host, &sc.target.allow) {
                 return Err(RunError::Usage(format!(
                     "the login endpoint's host `{host}` is not in the scenario's target.allow list; add it there to log users in at it"
                 )));
@@ -949,7 +919,8 @@ pub async fn run(req: RunRequest) -> Result<RunResult, RunError> {
         }
     }
     let report = ReportData::from_snapshot(&snapshot);
-    for format in [Format::Markdown, Format::Html, Format::Junit] {
+    // The snapshot (JSON) is written above, with the checkpoints.
+    for format in Format::ALL.into_iter().filter(|f| *f != Format::Json) {
         write(format.file_name(), &render(&report, &snapshot, format))?;
     }
     Ok(RunResult {
@@ -957,61 +928,4 @@ pub async fn run(req: RunRequest) -> Result<RunResult, RunError> {
         out_dir,
         report,
     })
-}
-
-/// Report formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    #[value(name = "md")]
-    Markdown,
-    Html,
-    Json,
-    Junit,
-}
-
-impl Format {
-    /// The file a run writes for this format.
-    pub fn file_name(self) -> &'static str {
-        match self {
-            Format::Markdown => "report.md",
-            Format::Html => "report.html",
-            Format::Json => "snapshot.json",
-            Format::Junit => "junit.xml",
-        }
-    }
-}
-
-/// Renders one format from a snapshot's view model (the JSON format is the snapshot itself).
-pub fn render(report: &ReportData, snapshot: &Snapshot, format: Format) -> Vec<u8> {
-    let mut out = Vec::new();
-    let r = match format {
-        Format::Markdown => report::markdown::render(report, &mut out),
-        Format::Html => report::html::render(report, &mut out),
-        Format::Junit => report::junit::render(report, &mut out),
-        Format::Json => {
-            out.extend_from_slice(snapshot.to_json().as_bytes());
-            Ok(())
-        }
-    };
-    r.expect("rendering into memory cannot fail");
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn allow_lists() {
-        let none: Vec<String> = vec![];
-        assert!(host_allowed("127.0.0.1", &none));
-        assert!(host_allowed("localhost", &none));
-        assert!(host_allowed("[::1]", &none));
-        assert!(!host_allowed("staging.example.com", &none));
-        let allow = vec!["*.staging.example.com".to_string(), "10.0.0.5".to_string()];
-        assert!(host_allowed("api.staging.example.com", &allow));
-        assert!(!host_allowed("staging.example.com.evil.net", &allow));
-        assert!(!host_allowed("example.com", &allow));
-        assert!(host_allowed("10.0.0.5", &allow));
-    }
 }

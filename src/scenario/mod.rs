@@ -7,7 +7,10 @@
 
 pub mod baseline;
 pub mod doc;
+pub mod target;
 pub mod thresholds;
+
+pub use target::check_ws_url;
 
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -992,18 +995,6 @@ fn read_target(o: &Obj<'_>) -> Option<Target> {
     }
     tbl.finish();
     Some(t)
-}
-
-/// A target must be a `ws://` or `wss://` URL with a host.
-pub fn check_ws_url(u: &str) -> Result<(), String> {
-    let parsed = url::Url::parse(u).map_err(|e| format!("`{u}` is not a URL: {e}"))?;
-    if !matches!(parsed.scheme(), "ws" | "wss") {
-        return Err(format!("`{u}` must start with ws:// or wss://"));
-    }
-    if parsed.host_str().is_none() {
-        return Err(format!("`{u}` has no host"));
-    }
-    Ok(())
 }
 
 fn read_auth(o: &Obj<'_>, base: &Path, peak_users: Option<u64>) -> Option<Auth> {

@@ -1,0 +1,64 @@
+//! `[target]` and the one URL allow check (DESIGN.md "Who owns what"):
+//! every URL chatload sends to (the WebSocket target, the login URL, REST
+//! and `http` steps) is checked here against `target.allow`.
+
+/// A target must be a `ws://` or `wss://` URL with a host.
+pub fn check_ws_url(u: &str) -> Result<(), String> {
+    let parsed = url::Url::parse(u).map_err(|e| format!("`{u}` is not a URL: {e}"))?;
+    if !matches!(parsed.scheme(), "ws" | "wss") {
+        return Err(format!("`{u}` must start with ws:// or wss://"));
+    }
+    if parsed.host_str().is_none() {
+        return Err(format!("`{u}` has no host"));
+    }
+    Ok(())
+}
+
+/// The host of a URL (empty when it has none).
+pub fn host_of(url: &str) -> String {
+    url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// Whether `host` matches an allow-list pattern (`*.example.com`, exact names and addresses).
+pub fn host_allowed(host: &str, allow: &[String]) -> bool {
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase();
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if allow.is_empty() {
+        return loopback;
+    }
+    allow.iter().any(|p| {
+        let p = p.to_ascii_lowercase();
+        match p.strip_prefix("*.") {
+            Some(suffix) => host.ends_with(&format!(".{suffix}")),
+            None => p == host,
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allow_lists() {
+        let none: Vec<String> = vec![];
+        assert!(host_allowed("127.0.0.1", &none));
+        assert!(host_allowed("localhost", &none));
+        assert!(host_allowed("[::1]", &none));
+        assert!(!host_allowed("staging.example.com", &none));
+        let allow = vec!["*.staging.example.com".to_string(), "10.0.0.5".to_string()];
+        assert!(host_allowed("api.staging.example.com", &allow));
+        assert!(!host_allowed("staging.example.com.evil.net", &allow));
+        assert!(!host_allowed("example.com", &allow));
+        assert!(host_allowed("10.0.0.5", &allow));
+    }
+}
