@@ -2,6 +2,11 @@
 //! every URL chatload sends to (the WebSocket target, the login URL, REST
 //! and `http` steps) is checked here against `target.allow`.
 
+use std::time::Duration;
+
+use super::doc::Obj;
+use super::model::Target;
+
 /// A target must be a `ws://` or `wss://` URL with a host.
 pub fn check_ws_url(u: &str) -> Result<(), String> {
     let parsed = url::Url::parse(u).map_err(|e| format!("`{u}` is not a URL: {e}"))?;
@@ -42,6 +47,38 @@ pub fn host_allowed(host: &str, allow: &[String]) -> bool {
             None => p == host,
         }
     })
+}
+
+/// `[target]`: the URL (checked here), its allow list and the timeouts.
+pub(super) fn read_target(o: &Obj<'_>) -> Option<Target> {
+    let mut t = Target {
+        url: None,
+        allow: Vec::new(),
+        connect_timeout: Duration::from_secs(10),
+        ready_timeout: Duration::from_secs(10),
+    };
+    let Some(tbl) = o.obj("target") else {
+        return Some(t);
+    };
+    if let Some(n) = tbl.get("url") {
+        if let Some(u) = n.as_str() {
+            match check_ws_url(u) {
+                Ok(()) => t.url = Some(u.to_string()),
+                Err(e) => n.error(e),
+            }
+        }
+    }
+    if let Some(a) = tbl.str_list("allow") {
+        t.allow = a;
+    }
+    if let Some(d) = tbl.duration("connect_timeout") {
+        t.connect_timeout = d;
+    }
+    if let Some(d) = tbl.duration("ready_timeout") {
+        t.ready_timeout = d;
+    }
+    tbl.finish();
+    Some(t)
 }
 
 #[cfg(test)]
