@@ -14,9 +14,61 @@ use super::model::{Auth, TokenSource};
 /// Default name of the environment variable holding the HS256 signing key.
 pub const DEFAULT_SECRET_ENV: &str = "CHATLOAD_JWT_SECRET";
 
+/// `[auth]`: minted tokens by default; `mode` picks a tokens file or a login
+/// endpoint instead.
 pub(super) fn read_auth(o: &Obj<'_>, base: &Path, peak_users: Option<u64>) -> Option<Auth> {
+    let mut a = defaults();
+    let Some(tbl) = o.obj("auth") else {
+        return Some(a);
+    };
+    let mut ok = true;
+    ok &= read_source(&tbl, base, peak_users, &mut a);
+    ok &= read_key(&tbl, &mut a);
+    let lifetime = tbl.get("lifetime");
+    let mut times_ok = true;
+    if let Some(n) = &lifetime {
+        match n.as_duration() {
+            Some(d) => a.lifetime = d,
+            None => times_ok = false,
+        }
+    }
+    ok &= read_claims(&tbl, &mut a);
+    ok &= read_present(&tbl, &mut a);
+    if let Some(p) = tbl.str("user_prefix") {
+        a.user_prefix = p;
+    }
+    let margin = tbl.get("refresh_margin");
+    if let Some(n) = &margin {
+        if n.item.as_str() == Some("off") {
+            a.refresh = false;
+            a.refresh_margin = Duration::ZERO;
+        } else {
+            match n.as_duration() {
+                Some(d) => a.refresh_margin = d,
+                None => times_ok = false,
+            }
+        }
+    }
+    if times_ok && a.refresh_margin >= a.lifetime {
+        let why = format!(
+            "refresh_margin ({}) must be shorter than the token lifetime ({})",
+            humantime::format_duration(a.refresh_margin),
+            humantime::format_duration(a.lifetime)
+        );
+        match margin.as_ref().or(lifetime.as_ref()) {
+            Some(n) => n.error(why),
+            None => tbl.error(why),
+        }
+        ok = false;
+    }
+    tbl.finish();
+    ok.then_some(a)
+}
+
+/// Minted HS256 tokens with the netra claims, refreshed a minute before they expire.
+fn defaults() -> Auth {
     let claims = crate::auth::netra_claims();
-    let mut a = Auth {
+    Auth {
         secret_env: DEFAULT_SECRET_ENV.into(),
         lifetime: Duration::from_secs(30 * 60),
         claims,
@@ -25,13 +77,12 @@ pub(super) fn read_auth(o: &Obj<'_>, base: &Path, peak_users: Option<u64>) -> Op
         refresh_margin: Duration::from_secs(60),
         refresh: true,
         source: TokenSource::Mint,
-    };
-    let Some(tbl) = o.obj("auth") else {
-        return Some(a);
-    };
-    let mut ok = true;
-    // `None`: an unknown mode (reported); the keys of a mode are then not judged.
-    let mode: Option<&str> = match tbl.get("mode") {
+    }
+}
+
+/// `mode`, as written; `None`: an unknown mode (reported).
+fn read_mode<'a>(tbl: &Obj<'a>) -> Option<&'a str> {
+    match tbl.get("mode") {
         None => Some("mint"),
         Some(n) => match n.as_str() {
             Some(m @ ("mint" | "file" | "login")) => Some(m),
@@ -43,7 +94,15 @@ pub(super) fn read_auth(o: &Obj<'_>, base: &Path, peak_users: Option<u64>) -> Op
             }
             None => None,
         },
-    };
+    }
+}
+
+/// Where tokens come from: `mode` and the keys of that mode (a tokens file,
+/// `[auth.login]`); a key of another mode is refused.
+fn read_source(tbl: &Obj<'_>, base: &Path, peak_users: Option<u64>, a: &mut Auth) -> bool {
+    let mut ok = true;
+    // `None`: an unknown mode (reported); the keys of a mode are then not judged.
+    let mode = read_mode(tbl);
     ok &= mode.is_some();
     let tokens_file = tbl.get("tokens_file");
     let reuse_node = tbl.get("reuse_tokens");
@@ -54,27 +113,9 @@ pub(super) fn read_auth(o: &Obj<'_>, base: &Path, peak_users: Option<u64>) -> Op
     ok &= reuse.is_some();
     match mode {
         Some("file") => match tokens_file.as_ref() {
-            Some(n) => match n.as_str() {
-                Some(f) => {
-                    let count = read_tokens_count(n, &base.join(f));
-                    match (count, reuse, peak_users) {
-                        (None, ..) => ok = false,
-                        (Some(have), Some(false), Some(users)) if (have as u64) < users => {
-                            n.error(format!(
-                                "the tokens file {f} has {have} tokens for {users} users; add tokens, or set auth.reuse_tokens = true to let users share them"
-                            ));
-                            ok = false;
-                        }
-                        _ => {}
-                    }
-                    // Kept as written: `run` reads it again relative to the scenario.
-                    a.source = TokenSource::File {
-                        path: PathBuf::from(f),
-                        reuse: reuse.unwrap_or(false),
-                    };
-                }
-                None => ok = false,
-            },
+            Some(n) => {
+                ok &= read_tokens_file(n, base, reuse, peak_users, &mut a.source);
+            }
             None => {
                 tbl.ctx().error(
                     tbl.node.span.clone(),
@@ -110,6 +151,46 @@ pub(super) fn read_auth(o: &Obj<'_>, base: &Path, peak_users: Option<u64>) -> Op
             ok = false;
         }
     }
+    ok
+}
+
+/// `tokens_file` of mode = "file": enough tokens for the users unless they
+/// may share them.
+fn read_tokens_file(
+    n: &Node<'_>,
+    base: &Path,
+    reuse: Option<bool>,
+    peak_users: Option<u64>,
+    source: &mut TokenSource,
+) -> bool {
+    let mut ok = true;
+    match n.as_str() {
+        Some(f) => {
+            let count = read_tokens_count(n, &base.join(f));
+            match (count, reuse, peak_users) {
+                (None, ..) => ok = false,
+                (Some(have), Some(false), Some(users)) if (have as u64) < users => {
+                    n.error(format!(
+                        "the tokens file {f} has {have} tokens for {users} users; add tokens, or set auth.reuse_tokens = true to let users share them"
+                    ));
+                    ok = false;
+                }
+                _ => {}
+            }
+            // Kept as written: `run` reads it again relative to the scenario.
+            *source = TokenSource::File {
+                path: PathBuf::from(f),
+                reuse: reuse.unwrap_or(false),
+            };
+        }
+        None => ok = false,
+    }
+    ok
+}
+
+/// `algorithm`, `secret_env`, and a `secret` (refused: keys stay out of files).
+fn read_key(tbl: &Obj<'_>, a: &mut Auth) -> bool {
+    let mut ok = true;
     if let Some(n) = tbl.get("algorithm") {
         if let Some(m) = n.as_str() {
             if m != "HS256" {
@@ -134,14 +215,12 @@ pub(super) fn read_auth(o: &Obj<'_>, base: &Path, peak_users: Option<u64>) -> Op
         n.error("secrets never go in a scenario file: put the key in an environment variable and name it with `secret_env`");
         ok = false;
     }
-    let lifetime = tbl.get("lifetime");
-    let mut times_ok = true;
-    if let Some(n) = &lifetime {
-        match n.as_duration() {
-            Some(d) => a.lifetime = d,
-            None => times_ok = false,
-        }
-    }
+    ok
+}
+
+/// `[auth.claims]`: extra claims over the defaults, filling only `{{user}}`.
+fn read_claims(tbl: &Obj<'_>, a: &mut Auth) -> bool {
+    let mut ok = true;
     if let Some(n) = tbl.get("claims") {
         if let Some(c) = n.as_obj() {
             for (k, v, _) in c.entries() {
@@ -166,6 +245,12 @@ pub(super) fn read_auth(o: &Obj<'_>, base: &Path, peak_users: Option<u64>) -> Op
             c.finish();
         }
     }
+    ok
+}
+
+/// `present`: how the token is presented (at least one way).
+fn read_present(tbl: &Obj<'_>, a: &mut Auth) -> bool {
+    let mut ok = true;
     if let Some(n) = tbl.get("present") {
         if let Some(items) = n.as_array() {
             let mut v = Vec::new();
@@ -191,35 +276,7 @@ pub(super) fn read_auth(o: &Obj<'_>, base: &Path, peak_users: Option<u64>) -> Op
             a.present = v;
         }
     }
-    if let Some(p) = tbl.str("user_prefix") {
-        a.user_prefix = p;
-    }
-    let margin = tbl.get("refresh_margin");
-    if let Some(n) = &margin {
-        if n.item.as_str() == Some("off") {
-            a.refresh = false;
-            a.refresh_margin = Duration::ZERO;
-        } else {
-            match n.as_duration() {
-                Some(d) => a.refresh_margin = d,
-                None => times_ok = false,
-            }
-        }
-    }
-    if times_ok && a.refresh_margin >= a.lifetime {
-        let why = format!(
-            "refresh_margin ({}) must be shorter than the token lifetime ({})",
-            humantime::format_duration(a.refresh_margin),
-            humantime::format_duration(a.lifetime)
-        );
-        match margin.as_ref().or(lifetime.as_ref()) {
-            Some(n) => n.error(why),
-            None => tbl.error(why),
-        }
-        ok = false;
-    }
-    tbl.finish();
-    ok.then_some(a)
+    ok
 }
 
 /// Counts the tokens of a tokens file (one per line; blank lines and `#`

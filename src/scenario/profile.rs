@@ -6,9 +6,11 @@ use std::time::Duration;
 
 use crate::protocol::Profile;
 
-use super::doc::Obj;
+use super::doc::{Node, Obj};
 use super::fills::{check_template, refuse_placeholders, Fills, NO_COLUMNS, SESSION_VARIABLES};
 
+/// `[profile]`: a built-in profile (`base`, netra by default) with the keys
+/// written here replacing its own.
 pub(super) fn read_profile(o: &Obj<'_>) -> Option<Profile> {
     let Some(tbl) = o.obj("profile") else {
         return Some(Profile::netra());
@@ -26,6 +28,29 @@ pub(super) fn read_profile(o: &Obj<'_>) -> Option<Profile> {
             }
         }
     }
+    read_names(&tbl, &mut p);
+    ok &= read_answers(&tbl, &mut p);
+    ok &= read_handshake(&tbl, &mut p);
+    ok &= read_heartbeat(&tbl, &mut p);
+    ok &= read_switch_thread(&tbl, &mut p);
+    let sequence = tbl.get("sequence");
+    let sequence_ok = read_sequence(sequence.as_ref(), &mut p);
+    ok &= sequence_ok;
+    ok &= read_required(&tbl, &mut p);
+    ok &= read_pairing(&tbl, &mut p);
+    if let Some(d) = tbl.duration("max_gap") {
+        p.rules.max_gap = Some(d);
+    }
+    if let Some(n) = tbl.u64("max_frame_bytes") {
+        p.rules.max_frame_bytes = n as usize;
+    }
+    ok &= check_terminals(&tbl, &p, sequence.as_ref(), sequence_ok);
+    tbl.finish();
+    ok.then_some(p)
+}
+
+/// The field names, aliases and event lists: each replaces the base's.
+fn read_names(tbl: &Obj<'_>, p: &mut Profile) {
     if let Some(v) = tbl.str("type_field") {
         p.type_field = v;
     }
@@ -58,6 +83,11 @@ pub(super) fn read_profile(o: &Obj<'_>) -> Option<Profile> {
             *field = v;
         }
     }
+}
+
+/// `answers`: replies sent as written (no placeholders).
+fn read_answers(tbl: &Obj<'_>, p: &mut Profile) -> bool {
+    let mut ok = true;
     if let Some(a) = tbl.obj("answers") {
         for (k, v, _) in a.entries() {
             match v.to_json() {
@@ -74,15 +104,24 @@ pub(super) fn read_profile(o: &Obj<'_>) -> Option<Profile> {
         }
         a.finish();
     }
-    // Templates sent outside a run: the user, its thread and iteration are filled.
-    let session_fills = |place| Fills {
+    ok
+}
+
+/// Templates sent outside a run: the user, its thread and iteration are filled.
+fn session_fills(place: &str) -> Fills<'_> {
+    Fills {
         place,
         builtins: &SESSION_VARIABLES,
         names: &[],
         columns: &NO_COLUMNS,
         columns_apply: false,
         env: false,
-    };
+    }
+}
+
+/// `handshake`: `{ on, reply }` or `"none"`.
+fn read_handshake(tbl: &Obj<'_>, p: &mut Profile) -> bool {
+    let mut ok = true;
     if let Some(n) = tbl.get("handshake") {
         if n.item_str() == Some("none") {
             p.handshake = None;
@@ -109,6 +148,12 @@ pub(super) fn read_profile(o: &Obj<'_>) -> Option<Profile> {
             ok = false;
         }
     }
+    ok
+}
+
+/// `heartbeat`: `{ every, message, reply, timeout }` (over the base's) or `"none"`.
+fn read_heartbeat(tbl: &Obj<'_>, p: &mut Profile) -> bool {
+    let mut ok = true;
     if let Some(n) = tbl.get("heartbeat") {
         if n.item_str() == Some("none") {
             p.heartbeat = None;
@@ -174,6 +219,12 @@ pub(super) fn read_profile(o: &Obj<'_>) -> Option<Profile> {
             ok = false;
         }
     }
+    ok
+}
+
+/// `[profile.switch_thread]`: the message that switches a socket's thread.
+fn read_switch_thread(tbl: &Obj<'_>, p: &mut Profile) -> bool {
+    let mut ok = true;
     if let Some(sw) = tbl.obj("switch_thread") {
         if let Some(m) = sw.get("message") {
             if m.item.as_table_like_pub().is_some() {
@@ -199,9 +250,13 @@ pub(super) fn read_profile(o: &Obj<'_>) -> Option<Profile> {
         }
         sw.finish();
     }
-    let sequence = tbl.get("sequence");
+    ok
+}
+
+/// `sequence`: the event grammar, compiled; false when it does not compile.
+fn read_sequence(sequence: Option<&Node<'_>>, p: &mut Profile) -> bool {
     let mut sequence_ok = true;
-    if let Some(n) = &sequence {
+    if let Some(n) = sequence {
         match n.as_str() {
             Some(text) => match crate::protocol::sequence::Sequence::compile(text) {
                 Ok(seq) => p.rules.sequence = seq,
@@ -213,7 +268,12 @@ pub(super) fn read_profile(o: &Obj<'_>) -> Option<Profile> {
             None => sequence_ok = false,
         }
     }
-    ok &= sequence_ok;
+    sequence_ok
+}
+
+/// `[profile.required]`: the fields each event must carry.
+fn read_required(tbl: &Obj<'_>, p: &mut Profile) -> bool {
+    let mut ok = true;
     if let Some(r) = tbl.obj("required") {
         // A table given here replaces the base's required fields entirely.
         p.rules.required.clear();
@@ -234,6 +294,12 @@ pub(super) fn read_profile(o: &Obj<'_>) -> Option<Profile> {
         }
         r.finish();
     }
+    ok
+}
+
+/// `pairing`: `{ start, end, keys }` or `"none"`.
+fn read_pairing(tbl: &Obj<'_>, p: &mut Profile) -> bool {
+    let mut ok = true;
     if let Some(n) = tbl.get("pairing") {
         if n.item_str() == Some("none") {
             p.rules.pairing = None;
@@ -258,19 +324,20 @@ pub(super) fn read_profile(o: &Obj<'_>) -> Option<Profile> {
             ok = false;
         }
     }
-    if let Some(d) = tbl.duration("max_gap") {
-        p.rules.max_gap = Some(d);
-    }
-    if let Some(n) = tbl.u64("max_frame_bytes") {
-        p.rules.max_frame_bytes = n as usize;
-    }
-    // Terminal events must be reachable: each must appear in the sequence
-    // (for a sequence that did not compile, in its text as written: the base's
-    // sequence, still in place, is not the one meant).
-    let written = sequence
-        .as_ref()
-        .and_then(|n| n.item_str())
-        .filter(|_| !sequence_ok);
+    ok
+}
+
+/// Terminal events must be reachable: each must appear in the sequence
+/// (for a sequence that did not compile, in its text as written: the base's
+/// sequence, still in place, is not the one meant).
+fn check_terminals(
+    tbl: &Obj<'_>,
+    p: &Profile,
+    sequence: Option<&Node<'_>>,
+    sequence_ok: bool,
+) -> bool {
+    let mut ok = true;
+    let written = sequence.and_then(|n| n.item_str()).filter(|_| !sequence_ok);
     for t in &p.terminal_ok {
         let mentioned = match written {
             Some(text) => text
@@ -283,13 +350,12 @@ pub(super) fn read_profile(o: &Obj<'_>) -> Option<Profile> {
                 "terminal event `{t}` does not appear in the sequence `{}`",
                 written.unwrap_or(p.rules.sequence.source())
             );
-            match tbl.get("terminal_ok").or_else(|| sequence.clone()) {
+            match tbl.get("terminal_ok").or_else(|| sequence.cloned()) {
                 Some(n) => n.error(why),
                 None => tbl.error(why),
             }
             ok = false;
         }
     }
-    tbl.finish();
-    ok.then_some(p)
+    ok
 }

@@ -10,6 +10,7 @@ use crate::protocol::faults::FaultPlan;
 use super::doc::{f64_where, Node, Obj};
 use super::model::ServerTable;
 
+/// A `[min, max]` pair of whole numbers.
 pub(super) fn read_range_u32(n: &Node<'_>) -> Option<(u32, u32)> {
     let items = n.as_array()?;
     if items.len() != 2 {
@@ -25,8 +26,43 @@ pub(super) fn read_range_u32(n: &Node<'_>) -> Option<(u32, u32)> {
     Some((a, b))
 }
 
+/// `[server]`: the embedded reference server's settings over its defaults.
 pub(super) fn read_server(o: &Obj<'_>) -> Option<ServerTable> {
-    let mut s = ServerTable {
+    let mut s = defaults();
+    let Some(tbl) = o.obj("server") else {
+        return Some(s);
+    };
+    let mut ok = true;
+    s.seed = tbl.u64("seed");
+    if let Some(n) = tbl.get("envelope") {
+        ok &= n.parse_into(&mut s.envelope);
+    }
+    if let Some(n) = tbl.get("ready") {
+        ok &= n.parse_into(&mut s.ready);
+    }
+    if let Some(nm) = tbl.obj("naming") {
+        read_naming(nm, &mut s.naming);
+    }
+    if let Some(n) = tbl.get("slowdown_per_minute") {
+        match f64_where(&n, |v| v >= 0.0, "must not be negative") {
+            Some(v) => s.slowdown_per_minute = v,
+            None => ok = false,
+        }
+    }
+    ok &= read_limits(&tbl, &mut s);
+    if let Some(b) = tbl.bool("enforce_token_expiry") {
+        s.enforce_token_expiry = b;
+    }
+    ok &= read_stall(&tbl, &mut s);
+    ok &= read_ranges(&tbl, &mut s);
+    ok &= read_faults(&tbl, &mut s);
+    tbl.finish();
+    ok.then_some(s)
+}
+
+/// The reference server's settings when `[server]` does not change them.
+fn defaults() -> ServerTable {
+    ServerTable {
         seed: None,
         envelope: Envelope::Data,
         ready: ReadyStyle::Established,
@@ -41,41 +77,31 @@ pub(super) fn read_server(o: &Obj<'_>) -> Option<ServerTable> {
         login_lifetime: Duration::from_secs(900),
         heartbeat: None,
         enforce_token_expiry: false,
-    };
-    let Some(tbl) = o.obj("server") else {
-        return Some(s);
-    };
-    let mut ok = true;
-    s.seed = tbl.u64("seed");
-    if let Some(n) = tbl.get("envelope") {
-        ok &= n.parse_into(&mut s.envelope);
     }
-    if let Some(n) = tbl.get("ready") {
-        ok &= n.parse_into(&mut s.ready);
+}
+
+/// `[server.naming]`: the names the server's frames use.
+fn read_naming(nm: Obj<'_>, naming: &mut Naming) {
+    if let Some(t) = nm.str("type_field") {
+        naming.type_field = t;
     }
-    if let Some(nm) = tbl.obj("naming") {
-        if let Some(t) = nm.str("type_field") {
-            s.naming.type_field = t;
-        }
-        if let Some(t) = nm.str("run_id_field") {
-            s.naming.run_id_field = t;
-        }
-        if let Some(ev) = nm.obj("events") {
-            for (k, v, _) in ev.entries() {
-                if let Some(t) = v.as_str() {
-                    s.naming.events.insert(k, t.to_string());
-                }
+    if let Some(t) = nm.str("run_id_field") {
+        naming.run_id_field = t;
+    }
+    if let Some(ev) = nm.obj("events") {
+        for (k, v, _) in ev.entries() {
+            if let Some(t) = v.as_str() {
+                naming.events.insert(k, t.to_string());
             }
-            ev.finish();
         }
-        nm.finish();
+        ev.finish();
     }
-    if let Some(n) = tbl.get("slowdown_per_minute") {
-        match f64_where(&n, |v| v >= 0.0, "must not be negative") {
-            Some(v) => s.slowdown_per_minute = v,
-            None => ok = false,
-        }
-    }
+    nm.finish();
+}
+
+/// `[server.capacity]`, `login_lifetime` and `heartbeat`.
+fn read_limits(tbl: &Obj<'_>, s: &mut ServerTable) -> bool {
+    let mut ok = true;
     if let Some(c) = tbl.obj("capacity") {
         let runs = c.require("runs").and_then(|n| {
             let v = n.as_u64()?;
@@ -112,9 +138,12 @@ pub(super) fn read_server(o: &Obj<'_>) -> Option<ServerTable> {
             None => ok = false,
         }
     }
-    if let Some(b) = tbl.bool("enforce_token_expiry") {
-        s.enforce_token_expiry = b;
-    }
+    ok
+}
+
+/// `[server.stall]`: the server stops answering for `for` every `every`.
+fn read_stall(tbl: &Obj<'_>, s: &mut ServerTable) -> bool {
+    let mut ok = true;
     if let Some(st) = tbl.obj("stall") {
         let every = st.require("every").and_then(|n| n.as_duration());
         let for_node = st.require("for");
@@ -135,6 +164,12 @@ pub(super) fn read_server(o: &Obj<'_>) -> Option<ServerTable> {
         }
         st.finish();
     }
+    ok
+}
+
+/// `thinking`, `tools` and `event_delay`: `[min, max]` ranges.
+fn read_ranges(tbl: &Obj<'_>, s: &mut ServerTable) -> bool {
+    let mut ok = true;
     if let Some(n) = tbl.get("thinking") {
         match read_range_u32(&n) {
             Some(r) => s.thinking = r,
@@ -165,6 +200,12 @@ pub(super) fn read_server(o: &Obj<'_>) -> Option<ServerTable> {
             None => ok = false,
         }
     }
+    ok
+}
+
+/// `faults`: one plan string, or a table of fault settings.
+fn read_faults(tbl: &Obj<'_>, s: &mut ServerTable) -> bool {
+    let mut ok = true;
     if let Some(n) = tbl.get("faults") {
         if let Some(text) = n.item_str() {
             match FaultPlan::parse(text) {
@@ -198,6 +239,5 @@ pub(super) fn read_server(o: &Obj<'_>) -> Option<ServerTable> {
             ok = false;
         }
     }
-    tbl.finish();
-    ok.then_some(s)
+    ok
 }

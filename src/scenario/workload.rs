@@ -9,191 +9,298 @@ use crate::plan::{self, Arrivals, LoadPlan, OpenModel, RampStep, RatePlan, WhenF
 use super::doc::{non_negative_f64, positive_u64, Node, Obj};
 use super::model::Workload;
 
+/// What both models read: the model, `on_signal`, `time_unit`, `duration`
+/// and `ramp` (with the keys a capacity search refuses).
+struct Common<'a> {
+    tbl: Obj<'a>,
+    /// For errors about the whole plan, judged after the table is finished.
+    table: Node<'a>,
+    ok: bool,
+    open: bool,
+    capacity_mode: bool,
+    on_signal_ends: bool,
+    time_unit: Duration,
+    duration: Option<Duration>,
+    ramp_node: Option<Node<'a>>,
+}
+
+/// `[workload]`: the closed model (users, ramp or iterations) or the open
+/// model (`model = "open"`: rate or ramp of rates, served by `max_users`);
+/// with `[capacity]`, the plan is left for the search to fill in.
 pub(super) fn read_workload(o: &Obj<'_>) -> Option<Workload> {
     let tbl = o.require("workload")?.as_obj()?;
+    let c = read_common(o, tbl);
+    if c.open {
+        read_open(c)
+    } else {
+        read_closed(c)
+    }
+}
+
+/// A key only one model (or only a fixed plan) reads: reported when present.
+fn refuse(tbl: &Obj<'_>, key: &str, why: &str) -> bool {
+    if let Some(n) = tbl.get(key) {
+        n.error(why.to_string());
+        false
+    } else {
+        true
+    }
+}
+
+fn read_common<'a>(o: &Obj<'_>, tbl: Obj<'a>) -> Common<'a> {
     // For errors about the whole plan, judged after the table is finished.
     let table = tbl.node.clone();
     let mut ok = true;
     let mut open = false;
     if let Some(n) = tbl.get("model") {
-        match n.as_str() {
-            Some("closed") => {}
-            Some("open") => open = true,
-            Some(m) => {
-                n.error(format!(
-                    "unknown workload model `{m}` (expected closed or open)"
-                ));
-                ok = false;
-            }
-            None => ok = false,
-        }
+        open = read_model(&n, &mut ok);
     }
     let capacity_mode = o.get("capacity").is_some();
-    let on_signal_ends = match tbl.get("on_signal") {
+    let on_signal_ends = read_on_signal(&tbl, &mut ok);
+    if capacity_mode {
+        for key in ["ramp", "duration", "iterations", "rate"] {
+            ok &= refuse(
+                &tbl,
+                key,
+                "a capacity search takes its steps from [capacity]; remove this key",
+            );
+        }
+    }
+    let time_unit = read_time_unit(&tbl, open, &mut ok);
+    let duration_node = tbl.get("duration").filter(|_| !capacity_mode);
+    let duration = read_duration(duration_node.as_ref(), &mut ok);
+    let ramp_node = tbl.get("ramp").filter(|_| !capacity_mode);
+    Common {
+        tbl,
+        table,
+        ok,
+        open,
+        capacity_mode,
+        on_signal_ends,
+        time_unit,
+        duration,
+        ramp_node,
+    }
+}
+
+/// `model`: whether it is the open model.
+fn read_model(n: &Node<'_>, ok: &mut bool) -> bool {
+    let mut open = false;
+    match n.as_str() {
+        Some("closed") => {}
+        Some("open") => open = true,
+        Some(m) => {
+            n.error(format!(
+                "unknown workload model `{m}` (expected closed or open)"
+            ));
+            *ok = false;
+        }
+        None => *ok = false,
+    }
+    open
+}
+
+/// `on_signal`: whether a stop signal ends the run normally (`end`) rather
+/// than aborting it.
+fn read_on_signal(tbl: &Obj<'_>, ok: &mut bool) -> bool {
+    match tbl.get("on_signal") {
         None => false,
         Some(n) => match n.as_str() {
             Some("abort") => false,
             Some("end") => true,
             Some(other) => {
                 n.error(format!("`{other}` is not abort or end"));
-                ok = false;
+                *ok = false;
                 false
             }
             None => {
-                ok = false;
+                *ok = false;
                 false
             }
         },
-    };
-    // Keys that only one model (or only a fixed plan) reads.
-    let refuse = |key: &str, why: &str| {
-        if let Some(n) = tbl.get(key) {
-            n.error(why.to_string());
-            false
-        } else {
-            true
-        }
-    };
-    if capacity_mode {
-        for key in ["ramp", "duration", "iterations", "rate"] {
-            ok &= refuse(
-                key,
-                "a capacity search takes its steps from [capacity]; remove this key",
-            );
-        }
     }
-    let time_unit = match tbl.get("time_unit") {
+}
+
+/// `time_unit`: the open model's unit of rates (1 s unless written).
+fn read_time_unit(tbl: &Obj<'_>, open: bool, ok: &mut bool) -> Duration {
+    match tbl.get("time_unit") {
         None => Duration::from_secs(1),
         Some(n) => match n.as_duration() {
             Some(d) if !open => {
                 let _ = d;
                 n.error("time_unit is for the open model's rates (model = \"open\")");
-                ok = false;
+                *ok = false;
                 Duration::from_secs(1)
             }
             Some(d) if d.is_zero() => {
                 n.error("must be longer than zero");
-                ok = false;
+                *ok = false;
                 Duration::from_secs(1)
             }
             Some(d) => d,
             None => {
-                ok = false;
+                *ok = false;
                 Duration::from_secs(1)
             }
         },
-    };
-    let per_s = |v: f64| v / time_unit.as_secs_f64();
-    let duration_node = tbl.get("duration").filter(|_| !capacity_mode);
-    let duration = match &duration_node {
+    }
+}
+
+/// `duration`: whole seconds, above zero.
+fn read_duration(duration_node: Option<&Node<'_>>, ok: &mut bool) -> Option<Duration> {
+    match duration_node {
         None => None,
         Some(n) => match n.as_duration().and_then(|d| whole_seconds(n, d)) {
             // A hold of 0 s holds nothing (and a plan of 0 s never ends).
             Some(d) if d.is_zero() => {
                 n.error("must be longer than zero");
-                ok = false;
+                *ok = false;
                 None
             }
             Some(d) => Some(d),
             None => {
-                ok = false;
+                *ok = false;
                 None
             }
         },
-    };
-    let ramp_node = tbl.get("ramp").filter(|_| !capacity_mode);
+    }
+}
 
-    if open {
-        ok &= refuse(
-            "users",
-            "the open model's pool is `max_users`; its load is `rate` (arrivals per time_unit)",
-        );
-        ok &= refuse(
-            "iterations",
-            "iterations belong to the closed model; the open model runs for its rate plan",
-        );
-        let max_users = tbl.require("max_users").and_then(|n| positive_u64(&n));
-        let mut arrivals = Arrivals::Constant;
-        if let Some(n) = tbl.get("arrivals") {
-            ok &= n.parse_into(&mut arrivals);
+/// The open model's keys and its rate plan.
+fn read_open(c: Common<'_>) -> Option<Workload> {
+    let Common {
+        tbl,
+        table,
+        mut ok,
+        capacity_mode,
+        on_signal_ends,
+        time_unit,
+        duration,
+        ramp_node,
+        ..
+    } = c;
+    let per_s = |v: f64| v / time_unit.as_secs_f64();
+    ok &= refuse(
+        &tbl,
+        "users",
+        "the open model's pool is `max_users`; its load is `rate` (arrivals per time_unit)",
+    );
+    ok &= refuse(
+        &tbl,
+        "iterations",
+        "iterations belong to the closed model; the open model runs for its rate plan",
+    );
+    let max_users = tbl.require("max_users").and_then(|n| positive_u64(&n));
+    let mut arrivals = Arrivals::Constant;
+    if let Some(n) = tbl.get("arrivals") {
+        ok &= n.parse_into(&mut arrivals);
+    }
+    let mut when_full = WhenFull::Drop;
+    if let Some(n) = tbl.get("when_full") {
+        ok &= n.parse_into(&mut when_full);
+    }
+    let rate_node = tbl.get("rate").filter(|_| !capacity_mode);
+    let rate = match &rate_node {
+        None => None,
+        Some(n) => {
+            let r = non_negative_f64(n);
+            ok &= r.is_some();
+            r
         }
-        let mut when_full = WhenFull::Drop;
-        if let Some(n) = tbl.get("when_full") {
-            ok &= n.parse_into(&mut when_full);
+    };
+    let mut steps: Vec<plan::RateStep> = Vec::new();
+    if let Some(n) = &ramp_node {
+        match read_ramp(n, non_negative_f64) {
+            Some(r) => steps = r.into_iter().map(|(to, d)| (to.map(per_s), d)).collect(),
+            None => ok = false,
         }
-        let rate_node = tbl.get("rate").filter(|_| !capacity_mode);
-        let rate = match &rate_node {
-            None => None,
-            Some(n) => {
-                let r = non_negative_f64(n);
-                ok &= r.is_some();
-                r
-            }
+    }
+    // Only when neither is written: a bad `rate` was reported as such.
+    if !capacity_mode && rate_node.is_none() && ramp_node.is_none() {
+        tbl.error("the open model needs `rate` (arrivals per time_unit), held for `duration`, or a `ramp` of rates");
+        ok = false;
+    }
+    tbl.finish();
+    let max_users = max_users?;
+    if !ok {
+        return None;
+    }
+    if !capacity_mode {
+        if steps.is_empty() {
+            steps.push((None, duration.unwrap_or(Duration::from_secs(30))));
+        } else if let Some(d) = duration {
+            steps.push((None, d));
+        }
+    }
+    let rate_plan = RatePlan::from_steps(per_s(rate.unwrap_or(0.0)), &steps);
+    // Where the plan is written: the ramp, else the rate.
+    let at = ramp_node.as_ref().or(rate_node.as_ref());
+    let rate_plan = open_rate_plan(rate_plan, capacity_mode, at, &table)?;
+    let model = OpenModel {
+        rate: rate_plan,
+        arrivals,
+        max_users,
+        when_full,
+        time_unit,
+    };
+    Some(Workload {
+        plan: pool_plan(max_users, &model.rate),
+        open: Some(model),
+        capacity: None,
+        on_signal_ends,
+    })
+}
+
+/// Checks the open model's rate plan (a capacity search's is filled in later):
+/// it must last and have arrivals; `at` is where the plan is written.
+fn open_rate_plan(
+    rate_plan: RatePlan,
+    capacity_mode: bool,
+    at: Option<&Node<'_>>,
+    table: &Node<'_>,
+) -> Option<RatePlan> {
+    if !capacity_mode {
+        let total = rate_plan.total();
+        let why = if total.is_zero() {
+            Some("the rate plan lasts 0 s: give the ramp a `{ hold = \"1m\" }` step or set `duration`")
+        } else if rate_plan.expected(total.as_secs_f64()) <= 0.0 {
+            Some("every stage has rate 0: the plan has no arrivals, so the run would measure nothing")
+        } else {
+            None
         };
-        let mut steps: Vec<plan::RateStep> = Vec::new();
-        if let Some(n) = &ramp_node {
-            match read_ramp(n, non_negative_f64) {
-                Some(r) => steps = r.into_iter().map(|(to, d)| (to.map(per_s), d)).collect(),
-                None => ok = false,
+        if let Some(why) = why {
+            match at {
+                Some(n) => n.error(why),
+                None => table.error(why),
             }
-        }
-        // Only when neither is written: a bad `rate` was reported as such.
-        if !capacity_mode && rate_node.is_none() && ramp_node.is_none() {
-            tbl.error("the open model needs `rate` (arrivals per time_unit), held for `duration`, or a `ramp` of rates");
-            ok = false;
-        }
-        tbl.finish();
-        let max_users = max_users?;
-        if !ok {
             return None;
         }
-        if !capacity_mode {
-            if steps.is_empty() {
-                steps.push((None, duration.unwrap_or(Duration::from_secs(30))));
-            } else if let Some(d) = duration {
-                steps.push((None, d));
-            }
-        }
-        let rate_plan = RatePlan::from_steps(per_s(rate.unwrap_or(0.0)), &steps);
-        if !capacity_mode {
-            // Where the plan is written: the ramp, else the rate.
-            let at = ramp_node.as_ref().or(rate_node.as_ref());
-            let total = rate_plan.total();
-            let why = if total.is_zero() {
-                Some("the rate plan lasts 0 s: give the ramp a `{ hold = \"1m\" }` step or set `duration`")
-            } else if rate_plan.expected(total.as_secs_f64()) <= 0.0 {
-                Some("every stage has rate 0: the plan has no arrivals, so the run would measure nothing")
-            } else {
-                None
-            };
-            if let Some(why) = why {
-                match at {
-                    Some(n) => n.error(why),
-                    None => table.error(why),
-                }
-                return None;
-            }
-        }
-        let model = OpenModel {
-            rate: rate_plan,
-            arrivals,
-            max_users,
-            when_full,
-            time_unit,
-        };
-        return Some(Workload {
-            plan: pool_plan(max_users, &model.rate),
-            open: Some(model),
-            capacity: None,
-            on_signal_ends,
-        });
     }
+    Some(rate_plan)
+}
 
+/// The closed model's keys and its plan of users.
+fn read_closed(c: Common<'_>) -> Option<Workload> {
+    let Common {
+        tbl,
+        table,
+        mut ok,
+        capacity_mode,
+        on_signal_ends,
+        duration,
+        ramp_node,
+        ..
+    } = c;
     for key in ["max_users", "arrivals", "when_full", "rate"] {
-        ok &= refuse(key, "this key belongs to the open model (model = \"open\")");
+        ok &= refuse(
+            &tbl,
+            key,
+            "this key belongs to the open model (model = \"open\")",
+        );
     }
     let users = if capacity_mode {
         ok &= refuse(
+            &tbl,
             "users",
             "a capacity search sets the users of each step from [capacity] (start, step, max)",
         );
@@ -202,30 +309,10 @@ pub(super) fn read_workload(o: &Obj<'_>) -> Option<Workload> {
         tbl.require("users").and_then(|n| positive_u64(&n))
     };
     let iterations = tbl.get("iterations").and_then(|n| positive_u64(&n));
-    let mut steps = Vec::new();
-    if let Some(n) = &ramp_node {
-        if iterations.is_some() {
-            n.error(
-                "`ramp` and `iterations` exclude each other: iterations start every user at once",
-            );
-            ok = false;
-        }
-        let to_users = |n: &Node<'_>| {
-            let to = n.as_u64()?;
-            if users.is_some_and(|u| to > u) {
-                n.error(format!("ramps to {to} users, above `workload.users`"));
-                return None;
-            }
-            Some(to)
-        };
-        match read_ramp(n, to_users) {
-            Some(r) => steps.extend(r.into_iter().map(|(to, over)| match to {
-                Some(to) => RampStep::To { to, over },
-                None => RampStep::Hold(over),
-            })),
-            None => ok = false,
-        }
-    }
+    let steps = match &ramp_node {
+        Some(n) => read_users_ramp(n, users, iterations, &mut ok),
+        None => Vec::new(),
+    };
     tbl.finish();
     if !ok {
         return None;
@@ -243,6 +330,63 @@ pub(super) fn read_workload(o: &Obj<'_>) -> Option<Workload> {
         });
     }
     let users = users?;
+    let plan = closed_plan(
+        users,
+        steps,
+        iterations,
+        duration,
+        ramp_node.as_ref(),
+        &table,
+    )?;
+    Some(Workload {
+        plan,
+        open: None,
+        capacity: None,
+        on_signal_ends,
+    })
+}
+
+/// A closed model's `ramp`, its `to` at most `users`; refused beside `iterations`.
+fn read_users_ramp(
+    n: &Node<'_>,
+    users: Option<u64>,
+    iterations: Option<u64>,
+    ok: &mut bool,
+) -> Vec<RampStep> {
+    let mut steps = Vec::new();
+    if iterations.is_some() {
+        n.error("`ramp` and `iterations` exclude each other: iterations start every user at once");
+        *ok = false;
+    }
+    let to_users = |n: &Node<'_>| {
+        let to = n.as_u64()?;
+        if users.is_some_and(|u| to > u) {
+            n.error(format!("ramps to {to} users, above `workload.users`"));
+            return None;
+        }
+        Some(to)
+    };
+    match read_ramp(n, to_users) {
+        Some(r) => steps.extend(r.into_iter().map(|(to, over)| match to {
+            Some(to) => RampStep::To { to, over },
+            None => RampStep::Hold(over),
+        })),
+        None => *ok = false,
+    }
+    steps
+}
+
+/// The closed plan: the ramp (or everyone at once) held for `duration`, or
+/// everyone at once for `iterations`; a plan that never ends or never
+/// starts a user is refused at the ramp (else the table).
+fn closed_plan(
+    users: u64,
+    mut steps: Vec<RampStep>,
+    iterations: Option<u64>,
+    duration: Option<Duration>,
+    ramp_node: Option<&Node<'_>>,
+    table: &Node<'_>,
+) -> Option<LoadPlan> {
     if steps.is_empty() && iterations.is_none() {
         // Default shape: everyone at once, then hold for `duration` (default 30 s).
         steps.push(RampStep::To {
@@ -272,19 +416,14 @@ pub(super) fn read_workload(o: &Obj<'_>) -> Option<Workload> {
             None
         };
         if let Some(why) = why {
-            match &ramp_node {
+            match ramp_node {
                 Some(n) => n.error(why),
                 None => table.error(why),
             }
             return None;
         }
     }
-    Some(Workload {
-        plan,
-        open: None,
-        capacity: None,
-        on_signal_ends,
-    })
+    Some(plan)
 }
 
 /// The goose users of the open model: the whole pool starts at once and
