@@ -44,7 +44,6 @@ pub(super) fn read_capacity(
     let Some(tbl) = o.obj("capacity") else {
         return Some(None);
     };
-    let mut ok = true;
     let unit = open.map(|m| m.time_unit);
     // Whole users unless the model is open (also when the workload has errors).
     let open_model = open.is_some() || workload_model(o) == Some("open");
@@ -78,7 +77,30 @@ pub(super) fn read_capacity(
         None => Some(Duration::ZERO),
         Some(n) => n.as_duration().and_then(|d| whole_seconds(&n, d)),
     };
-    let slo = match tbl.get("slo") {
+    let slo = read_slo(&tbl, vocabulary);
+    let loads = [start, step, max];
+    let ok = check_steps(&tbl, open_model, loads, step_duration, warmup);
+    tbl.finish();
+    if !ok {
+        return None;
+    }
+    Some(Some(CapacitySearch {
+        plan: CapacityPlan {
+            start: start?,
+            step: step?,
+            max: max?,
+            step_duration: step_duration?,
+            warmup: warmup?,
+            target,
+            rate_unit: unit,
+        },
+        slo: slo?,
+    }))
+}
+
+/// `[capacity.slo]`: at least one rule; drift rules do not apply.
+fn read_slo(tbl: &Obj<'_>, vocabulary: &crate::names::Vocabulary) -> Option<Vec<Threshold>> {
+    match tbl.get("slo") {
         Some(n) => n.as_obj().and_then(|rules| {
             if rules.entries().is_empty() {
                 rules.error("needs at least one rule, such as \"ttc p95\" = \"< 2s\": the rules define a step that holds");
@@ -94,7 +116,19 @@ pub(super) fn read_capacity(
             );
             None
         }
-    };
+    }
+}
+
+/// The steps against each other: `start` and `step` above zero, `max` at
+/// least `start`, at most 1000 steps, a warm-up shorter than a step.
+fn check_steps(
+    tbl: &Obj<'_>,
+    open_model: bool,
+    [start, step, max]: [Option<f64>; 3],
+    step_duration: Option<Duration>,
+    warmup: Option<Duration>,
+) -> bool {
+    let mut ok = true;
     if let (Some(n), Some(s)) = (tbl.get("start"), start) {
         if s <= 0.0 {
             n.error(if open_model {
@@ -129,22 +163,7 @@ pub(super) fn read_capacity(
             ok = false;
         }
     }
-    tbl.finish();
-    if !ok {
-        return None;
-    }
-    Some(Some(CapacitySearch {
-        plan: CapacityPlan {
-            start: start?,
-            step: step?,
-            max: max?,
-            step_duration: step_duration?,
-            warmup: warmup?,
-            target,
-            rate_unit: unit,
-        },
-        slo: slo?,
-    }))
+    ok
 }
 
 /// `workload.model` as written, read without reporting anything (the

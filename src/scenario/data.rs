@@ -19,102 +19,17 @@ pub const MAX_DATA_ROWS: usize = 1_000_000;
 pub fn load_data(path: &Path) -> Result<(Vec<String>, Vec<DataRow>), String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let mut rows = Vec::new();
-    let mut columns: Vec<String> = Vec::new();
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-    match ext {
-        "csv" => {
-            let mut r = csv::ReaderBuilder::new()
-                .flexible(false)
-                .from_reader(text.as_bytes());
-            columns = r
-                .headers()
-                .map_err(|e| format!("{}: {e}", path.display()))?
-                .iter()
-                .map(|h| h.trim().to_string())
-                .collect();
-            if let Some(c) = columns
-                .iter()
-                .enumerate()
-                .find_map(|(i, c)| columns[..i].contains(c).then_some(c))
-            {
-                return Err(format!(
-                    "{}: column `{c}` appears twice in the header row",
-                    path.display()
-                ));
-            }
-            for (i, rec) in r.records().enumerate() {
-                let rec = rec.map_err(|e| format!("{}: row {}: {e}", path.display(), i + 2))?;
-                rows.push(
-                    columns
-                        .iter()
-                        .cloned()
-                        .zip(rec.iter().map(str::to_string))
-                        .collect(),
-                );
-                if rows.len() > MAX_DATA_ROWS {
-                    return Err(format!(
-                        "{}: more than {MAX_DATA_ROWS} rows",
-                        path.display()
-                    ));
-                }
-            }
-        }
-        "jsonl" | "ndjson" => {
-            for (i, line) in text
-                .lines()
-                .enumerate()
-                .filter(|(_, l)| !l.trim().is_empty())
-            {
-                let JsonRow(m) = serde_json::from_str(line)
-                    .map_err(|e| format!("{}: line {}: {e}", path.display(), i + 1))?;
-                let mut row = std::collections::BTreeMap::new();
-                for (k, v) in m {
-                    if row.contains_key(&k) {
-                        return Err(format!(
-                            "{}: line {}: `{k}` appears twice",
-                            path.display(),
-                            i + 1
-                        ));
-                    }
-                    let text = match v {
-                        Value::String(s) => s,
-                        Value::Number(_) | Value::Bool(_) => v.to_string(),
-                        other => {
-                            return Err(format!(
-                                "{}: line {}: `{k}` is {other}, not a string, number or boolean",
-                                path.display(),
-                                i + 1
-                            ))
-                        }
-                    };
-                    if !columns.contains(&k) {
-                        columns.push(k.clone());
-                    }
-                    row.insert(k, text);
-                }
-                rows.push(row);
-                if rows.len() > MAX_DATA_ROWS {
-                    return Err(format!(
-                        "{}: more than {MAX_DATA_ROWS} rows",
-                        path.display()
-                    ));
-                }
-            }
-            // Every row needs every column a template may use.
-            for (i, row) in rows.iter().enumerate() {
-                if let Some(c) = columns.iter().find(|c| !row.contains_key(*c)) {
-                    return Err(format!("{}: row {} has no `{c}`", path.display(), i + 1));
-                }
-            }
-        }
+    let (columns, rows) = match ext {
+        "csv" => read_csv(path, &text)?,
+        "jsonl" | "ndjson" => read_jsonl(path, &text)?,
         _ => {
             return Err(format!(
                 "{}: a data file ends in .csv or .jsonl",
                 path.display()
             ))
         }
-    }
+    };
     if rows.is_empty() {
         return Err(format!("{} has no rows", path.display()));
     }
@@ -135,6 +50,100 @@ pub fn load_data(path: &Path) -> Result<(Vec<String>, Vec<DataRow>), String> {
             "{}: column `{c}` would hide the built-in {{{{{c}}}}}; rename it",
             path.display()
         ));
+    }
+    Ok((columns, rows))
+}
+
+/// A `.csv` file: the header row names the columns, each named once.
+fn read_csv(path: &Path, text: &str) -> Result<(Vec<String>, Vec<DataRow>), String> {
+    let mut rows = Vec::new();
+    let mut r = csv::ReaderBuilder::new()
+        .flexible(false)
+        .from_reader(text.as_bytes());
+    let columns: Vec<String> = r
+        .headers()
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .iter()
+        .map(|h| h.trim().to_string())
+        .collect();
+    if let Some(c) = columns
+        .iter()
+        .enumerate()
+        .find_map(|(i, c)| columns[..i].contains(c).then_some(c))
+    {
+        return Err(format!(
+            "{}: column `{c}` appears twice in the header row",
+            path.display()
+        ));
+    }
+    for (i, rec) in r.records().enumerate() {
+        let rec = rec.map_err(|e| format!("{}: row {}: {e}", path.display(), i + 2))?;
+        rows.push(
+            columns
+                .iter()
+                .cloned()
+                .zip(rec.iter().map(str::to_string))
+                .collect(),
+        );
+        if rows.len() > MAX_DATA_ROWS {
+            return Err(format!(
+                "{}: more than {MAX_DATA_ROWS} rows",
+                path.display()
+            ));
+        }
+    }
+    Ok((columns, rows))
+}
+
+/// A `.jsonl` file: one object of scalars per line; every row has every column.
+fn read_jsonl(path: &Path, text: &str) -> Result<(Vec<String>, Vec<DataRow>), String> {
+    let mut rows = Vec::new();
+    let mut columns: Vec<String> = Vec::new();
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let JsonRow(m) = serde_json::from_str(line)
+            .map_err(|e| format!("{}: line {}: {e}", path.display(), i + 1))?;
+        let mut row = std::collections::BTreeMap::new();
+        for (k, v) in m {
+            if row.contains_key(&k) {
+                return Err(format!(
+                    "{}: line {}: `{k}` appears twice",
+                    path.display(),
+                    i + 1
+                ));
+            }
+            let text = match v {
+                Value::String(s) => s,
+                Value::Number(_) | Value::Bool(_) => v.to_string(),
+                other => {
+                    return Err(format!(
+                        "{}: line {}: `{k}` is {other}, not a string, number or boolean",
+                        path.display(),
+                        i + 1
+                    ))
+                }
+            };
+            if !columns.contains(&k) {
+                columns.push(k.clone());
+            }
+            row.insert(k, text);
+        }
+        rows.push(row);
+        if rows.len() > MAX_DATA_ROWS {
+            return Err(format!(
+                "{}: more than {MAX_DATA_ROWS} rows",
+                path.display()
+            ));
+        }
+    }
+    // Every row needs every column a template may use.
+    for (i, row) in rows.iter().enumerate() {
+        if let Some(c) = columns.iter().find(|c| !row.contains_key(*c)) {
+            return Err(format!("{}: row {} has no `{c}`", path.display(), i + 1));
+        }
     }
     Ok((columns, rows))
 }

@@ -85,40 +85,7 @@ pub(super) fn read_mix(
         let name = j
             .require("name")
             .and_then(|x| x.as_str().map(str::to_string));
-        let given: Vec<&'static str> = ["weight", "share", "users"]
-            .into_iter()
-            .filter(|k| j.get(k).is_some())
-            .collect();
-        if let [first, second, ..] = given[..] {
-            if let Some(extra) = j.get(second) {
-                extra.error(format!(
-                    "a journey has one of `weight`, `share` (\"70%\") or `users` (a count), not both `{first}` and `{second}`"
-                ));
-            }
-            ok = false;
-        }
-        let kind = given.first().copied();
-        let weight = match kind {
-            None => Some(1),
-            Some("share") => j.get("share").and_then(|n| {
-                let f = n.as_fraction()?;
-                // Shares in hundredths of a percent, as goose weights.
-                let w = (f * 10_000.0).round() as usize;
-                if w == 0 {
-                    n.error("must be above 0%");
-                    return None;
-                }
-                Some(w)
-            }),
-            Some("users") => j
-                .get("users")
-                .and_then(|n| positive_u64(&n))
-                .map(|u| u as usize),
-            Some(_) => j
-                .get("weight")
-                .and_then(|w| positive_u64(&w))
-                .map(|w| w as usize),
-        };
+        let (kind, weight) = read_part(&j, &mut ok);
         kinds.push(kind);
         weights.push(weight);
         let steps = j.require("steps").and_then(|s| {
@@ -151,7 +118,61 @@ pub(super) fn read_mix(
     if kinds.len() != items.len() {
         return None;
     }
-    // The mix is judged only when every journey gave its part.
+    ok &= check_mix(n, &kinds, &weights, workload, capacity_mode);
+    ok.then_some(out)
+}
+
+/// Which of `weight`, `share` or `users` a journey gives (`None`: the
+/// default weight of 1) and its weight (shares in hundredths of a percent,
+/// users as a count), when it parsed.
+fn read_part(j: &Obj<'_>, ok: &mut bool) -> (Option<&'static str>, Option<usize>) {
+    let given: Vec<&'static str> = ["weight", "share", "users"]
+        .into_iter()
+        .filter(|k| j.get(k).is_some())
+        .collect();
+    if let [first, second, ..] = given[..] {
+        if let Some(extra) = j.get(second) {
+            extra.error(format!(
+                "a journey has one of `weight`, `share` (\"70%\") or `users` (a count), not both `{first}` and `{second}`"
+            ));
+        }
+        *ok = false;
+    }
+    let kind = given.first().copied();
+    let weight = match kind {
+        None => Some(1),
+        Some("share") => j.get("share").and_then(|n| {
+            let f = n.as_fraction()?;
+            // Shares in hundredths of a percent, as goose weights.
+            let w = (f * 10_000.0).round() as usize;
+            if w == 0 {
+                n.error("must be above 0%");
+                return None;
+            }
+            Some(w)
+        }),
+        Some("users") => j
+            .get("users")
+            .and_then(|n| positive_u64(&n))
+            .map(|u| u as usize),
+        Some(_) => j
+            .get("weight")
+            .and_then(|w| positive_u64(&w))
+            .map(|w| w as usize),
+    };
+    (kind, weight)
+}
+
+/// The mix as a whole, judged only when every journey gave its part: one
+/// kind of part for all, shares adding up to 100%, counts to the users.
+fn check_mix(
+    n: &Node<'_>,
+    kinds: &[Option<&'static str>],
+    weights: &[Option<usize>],
+    workload: Option<&Workload>,
+    capacity_mode: bool,
+) -> bool {
+    let mut ok = true;
     let all_parsed = weights.iter().all(Option::is_some);
     let count = |k: &str| kinds.iter().filter(|x| **x == Some(k)).count();
     let (shares, counts) = (count("share"), count("users"));
@@ -185,7 +206,7 @@ pub(super) fn read_mix(
             ok = false;
         }
     }
-    ok.then_some(out)
+    ok
 }
 
 /// Every `await` must have a `send` before it on some path, or it has no run

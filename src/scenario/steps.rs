@@ -62,6 +62,8 @@ pub(super) fn read_think(st: &Obj<'_>) -> Option<Think> {
 /// Deepest nesting of `repeat` blocks.
 pub(super) const MAX_REPEAT_DEPTH: usize = 3;
 
+/// A list of steps (a journey's, or a repeat block's at `depth`); each
+/// unnamed step takes its kind's name (`thread_switch` for `switch_thread`).
 pub(super) fn read_steps(n: &Node<'_>, depth: usize, fills: &StepFills<'_>) -> Option<Vec<Step>> {
     let items = n.as_array()?;
     let mut steps = Vec::new();
@@ -75,114 +77,23 @@ pub(super) fn read_steps(n: &Node<'_>, depth: usize, fills: &StepFills<'_>) -> O
             .require("step")
             .and_then(|n| n.as_str().map(str::to_string));
         let name = st.str("name");
-        let kind = match kind_name.as_deref() {
-            Some("connect") => Some(StepKind::Connect),
-            Some("send") => st.require("message").and_then(|m| {
-                if m.item.as_table_like_pub().is_none() {
-                    m.error("must be a table (the JSON object to send)");
-                    return None;
-                }
-                let send = Fills {
-                    place: "a `send` message",
-                    builtins: &template::VARIABLES,
-                    names: fills.captures,
-                    columns: fills.columns,
-                    columns_apply: true,
-                    env: false,
-                };
-                let good = check_template(&m, &send);
-                let v = m.to_json()?;
-                good.then_some(StepKind::Send { message: v })
-            }),
-            Some("await") => positive_duration(
-                &st,
-                "timeout",
-                Duration::from_secs(30),
-                "every await needs a deadline",
-            )
-            .map(|timeout| StepKind::Await { timeout }),
-            Some("think") => read_think(&st).map(|think| StepKind::Think { think }),
-            Some("create_thread") => {
-                let title = st.get("title");
-                let good = title
-                    .as_ref()
-                    .is_none_or(|t| refuse_placeholders(t, "a thread title"));
-                let title = title.and_then(|t| t.as_str().map(str::to_string));
-                good.then_some(StepKind::CreateThread { title })
-            }
-            Some("list_threads") => Some(StepKind::ListThreads),
-            Some("history") => Some(StepKind::History),
-            Some("switch_thread") => positive_duration(
-                &st,
-                "timeout",
-                Duration::from_secs(10),
-                "the switch needs a deadline",
-            )
-            .map(|timeout| StepKind::SwitchThread { timeout }),
-            Some("http") => read_http(&st, fills),
-            Some("disconnect") => Some(StepKind::Disconnect),
-            Some("reconnect") => Some(StepKind::Reconnect),
-            Some("repeat") => {
-                let times_node = st.get("times");
-                let for_node = st.get("for");
-                let times = times_node.as_ref().and_then(positive_u64);
-                let for_ = for_node.as_ref().and_then(|n| {
-                    let d = n.as_duration()?;
-                    if d.is_zero() {
-                        n.error("must be longer than zero");
-                        return None;
-                    }
-                    Some(d)
-                });
-                let mut good = times.is_some() || for_.is_some();
-                match (&times_node, &for_node) {
-                    (Some(_), Some(f)) => {
-                        f.error("a repeat step has exactly one of `times = N` or `for = \"30s\"`, not both");
-                        good = false;
-                    }
-                    (None, None) => {
-                        st.ctx().error(
-                            st.node.span.clone(),
-                            &st.child_path("times"),
-                            "a repeat step needs `times = N` or `for = \"30s\"`",
-                        );
-                    }
-                    _ => {}
-                }
-                // Reported once, at the first block too deep; the steps
-                // inside are still checked.
-                if depth == MAX_REPEAT_DEPTH {
-                    st.error(format!(
-                        "repeat blocks nest at most {MAX_REPEAT_DEPTH} deep"
-                    ));
-                }
-                let inner = st
-                    .require("steps")
-                    .and_then(|i| read_steps(&i, depth + 1, fills));
-                match inner {
-                    Some(steps) if good && depth < MAX_REPEAT_DEPTH => {
-                        Some(StepKind::Repeat { times, for_, steps })
-                    }
-                    _ => None,
-                }
-            }
-            Some(other) => {
-                if let Some(n) = st.get("step") {
-                    n.error(format!(
-                        "unknown step `{other}` (known: connect, send, await, think, create_thread, list_threads, history, switch_thread, disconnect, reconnect, repeat, http)"
-                    ));
-                }
-                st.skip_rest();
-                None
-            }
-            None => None,
-        };
+        let kind = read_step_kind(&st, kind_name.as_deref(), depth, fills);
         st.finish();
         match kind {
             Some(kind) => {
                 let default = match &kind {
                     StepKind::SwitchThread { .. } => "thread_switch".to_string(),
-                    _ => kind_name.clone().unwrap_or_default(),
+                    StepKind::Connect
+                    | StepKind::Send { .. }
+                    | StepKind::Await { .. }
+                    | StepKind::Think { .. }
+                    | StepKind::CreateThread { .. }
+                    | StepKind::ListThreads
+                    | StepKind::History
+                    | StepKind::Disconnect
+                    | StepKind::Reconnect
+                    | StepKind::Http { .. }
+                    | StepKind::Repeat { .. } => kind_name.clone().unwrap_or_default(),
                 };
                 let name = name.unwrap_or(default);
                 steps.push(Step { name, kind });
@@ -195,6 +106,128 @@ pub(super) fn read_steps(n: &Node<'_>, depth: usize, fills: &StepFills<'_>) -> O
         ok = false;
     }
     ok.then_some(steps)
+}
+
+/// One step's kind, read by its `step` name (`None`: not written or not a
+/// string, already reported).
+fn read_step_kind(
+    st: &Obj<'_>,
+    kind_name: Option<&str>,
+    depth: usize,
+    fills: &StepFills<'_>,
+) -> Option<StepKind> {
+    match kind_name {
+        Some("connect") => Some(StepKind::Connect),
+        Some("send") => st.require("message").and_then(|m| read_send(&m, fills)),
+        Some("await") => positive_duration(
+            st,
+            "timeout",
+            Duration::from_secs(30),
+            "every await needs a deadline",
+        )
+        .map(|timeout| StepKind::Await { timeout }),
+        Some("think") => read_think(st).map(|think| StepKind::Think { think }),
+        Some("create_thread") => read_create_thread(st),
+        Some("list_threads") => Some(StepKind::ListThreads),
+        Some("history") => Some(StepKind::History),
+        Some("switch_thread") => positive_duration(
+            st,
+            "timeout",
+            Duration::from_secs(10),
+            "the switch needs a deadline",
+        )
+        .map(|timeout| StepKind::SwitchThread { timeout }),
+        Some("http") => read_http(st, fills),
+        Some("disconnect") => Some(StepKind::Disconnect),
+        Some("reconnect") => Some(StepKind::Reconnect),
+        Some("repeat") => read_repeat(st, depth, fills),
+        Some(other) => {
+            if let Some(n) = st.get("step") {
+                n.error(format!(
+                    "unknown step `{other}` (known: connect, send, await, think, create_thread, list_threads, history, switch_thread, disconnect, reconnect, repeat, http)"
+                ));
+            }
+            st.skip_rest();
+            None
+        }
+        None => None,
+    }
+}
+
+/// A `send` step's `message`: a table whose placeholders are filled per run.
+fn read_send(m: &Node<'_>, fills: &StepFills<'_>) -> Option<StepKind> {
+    if m.item.as_table_like_pub().is_none() {
+        m.error("must be a table (the JSON object to send)");
+        return None;
+    }
+    let send = Fills {
+        place: "a `send` message",
+        builtins: &template::VARIABLES,
+        names: fills.captures,
+        columns: fills.columns,
+        columns_apply: true,
+        env: false,
+    };
+    let good = check_template(m, &send);
+    let v = m.to_json()?;
+    good.then_some(StepKind::Send { message: v })
+}
+
+/// A `create_thread` step: its `title` is sent as written.
+fn read_create_thread(st: &Obj<'_>) -> Option<StepKind> {
+    let title = st.get("title");
+    let good = title
+        .as_ref()
+        .is_none_or(|t| refuse_placeholders(t, "a thread title"));
+    let title = title.and_then(|t| t.as_str().map(str::to_string));
+    good.then_some(StepKind::CreateThread { title })
+}
+
+/// A `repeat` block: `times` or `for`, and its own `steps` (nested at most
+/// [`MAX_REPEAT_DEPTH`] deep).
+fn read_repeat(st: &Obj<'_>, depth: usize, fills: &StepFills<'_>) -> Option<StepKind> {
+    let times_node = st.get("times");
+    let for_node = st.get("for");
+    let times = times_node.as_ref().and_then(positive_u64);
+    let for_ = for_node.as_ref().and_then(|n| {
+        let d = n.as_duration()?;
+        if d.is_zero() {
+            n.error("must be longer than zero");
+            return None;
+        }
+        Some(d)
+    });
+    let mut good = times.is_some() || for_.is_some();
+    match (&times_node, &for_node) {
+        (Some(_), Some(f)) => {
+            f.error("a repeat step has exactly one of `times = N` or `for = \"30s\"`, not both");
+            good = false;
+        }
+        (None, None) => {
+            st.ctx().error(
+                st.node.span.clone(),
+                &st.child_path("times"),
+                "a repeat step needs `times = N` or `for = \"30s\"`",
+            );
+        }
+        _ => {}
+    }
+    // Reported once, at the first block too deep; the steps
+    // inside are still checked.
+    if depth == MAX_REPEAT_DEPTH {
+        st.error(format!(
+            "repeat blocks nest at most {MAX_REPEAT_DEPTH} deep"
+        ));
+    }
+    let inner = st
+        .require("steps")
+        .and_then(|i| read_steps(&i, depth + 1, fills));
+    match inner {
+        Some(steps) if good && depth < MAX_REPEAT_DEPTH => {
+            Some(StepKind::Repeat { times, for_, steps })
+        }
+        _ => None,
+    }
 }
 
 /// A deadline `key` of a step, `default` when not written; zero is refused.
@@ -221,21 +254,7 @@ pub(super) const HTTP_METHODS: [&str; 6] = ["GET", "POST", "PUT", "PATCH", "DELE
 /// A generic `http` step.
 pub(super) fn read_http(st: &Obj<'_>, fills: &StepFills<'_>) -> Option<StepKind> {
     let mut ok = true;
-    let method = match st.get("method") {
-        None => Some("GET".to_string()),
-        Some(n) => n.as_str().and_then(|m| {
-            let m = m.to_ascii_uppercase();
-            if HTTP_METHODS.contains(&m.as_str()) {
-                Some(m)
-            } else {
-                n.error(format!(
-                    "unknown method `{m}` ({})",
-                    HTTP_METHODS.join(", ")
-                ));
-                None
-            }
-        }),
-    };
+    let method = read_method(st);
     // Filled in an http step: the session's variables, the [data] row the
     // user's last run took (or its own row), and captured ones (not the
     // run's own id).
@@ -262,44 +281,10 @@ pub(super) fn read_http(st: &Obj<'_>, fills: &StepFills<'_>) -> Option<StepKind>
             b.to_json().filter(|_| good).map(Some)
         }
     };
-    let expect = match st.get("expect") {
-        None => Some(vec![200, 201, 204]),
-        Some(n) if n.item.as_integer().is_some() => http_status(&n).map(|c| vec![c]),
-        Some(n) => match n.item.value_is_array() {
-            true => {
-                let items = n.as_array().unwrap_or_default();
-                if items.is_empty() {
-                    n.error("needs at least one HTTP status, e.g. [200, 201]");
-                    None
-                } else {
-                    let codes: Vec<Option<u16>> = items.iter().map(http_status).collect();
-                    codes.into_iter().collect()
-                }
-            }
-            false => {
-                n.error("expected an HTTP status or a list of them, e.g. 200 or [200, 201]");
-                None
-            }
-        },
-    };
-    let mut capture = Vec::new();
-    if let Some(c) = st.obj("capture") {
-        for (var, v, _) in c.entries() {
-            if let Some(p) = v.as_str() {
-                if !is_capture_name(&var) {
-                    v.error(format!(
-                        "`{var}` cannot be a variable name (letters, digits and _; not a built-in)"
-                    ));
-                    ok = false;
-                } else {
-                    capture.push((var, p.to_string()));
-                }
-            } else {
-                ok = false;
-            }
-        }
-        c.finish();
-    }
+    let expect = st
+        .get("expect")
+        .map_or(Some(vec![200, 201, 204]), |n| read_expect(&n));
+    let capture = read_capture(st, &mut ok);
     match (method, path, body, expect) {
         (Some(method), Some(path), Some(body), Some(expect)) if ok => Some(StepKind::Http {
             method,
@@ -310,6 +295,71 @@ pub(super) fn read_http(st: &Obj<'_>, fills: &StepFills<'_>) -> Option<StepKind>
         }),
         _ => None,
     }
+}
+
+/// `method`: one of [`HTTP_METHODS`] (any case), `GET` unless written.
+fn read_method(st: &Obj<'_>) -> Option<String> {
+    match st.get("method") {
+        None => Some("GET".to_string()),
+        Some(n) => n.as_str().and_then(|m| {
+            let m = m.to_ascii_uppercase();
+            if HTTP_METHODS.contains(&m.as_str()) {
+                Some(m)
+            } else {
+                n.error(format!(
+                    "unknown method `{m}` ({})",
+                    HTTP_METHODS.join(", ")
+                ));
+                None
+            }
+        }),
+    }
+}
+
+/// `expect`: an HTTP status or a list of them.
+fn read_expect(n: &Node<'_>) -> Option<Vec<u16>> {
+    if n.item.as_integer().is_some() {
+        return http_status(n).map(|c| vec![c]);
+    }
+    match n.item.value_is_array() {
+        true => {
+            let items = n.as_array().unwrap_or_default();
+            if items.is_empty() {
+                n.error("needs at least one HTTP status, e.g. [200, 201]");
+                None
+            } else {
+                let codes: Vec<Option<u16>> = items.iter().map(http_status).collect();
+                codes.into_iter().collect()
+            }
+        }
+        false => {
+            n.error("expected an HTTP status or a list of them, e.g. 200 or [200, 201]");
+            None
+        }
+    }
+}
+
+/// `[capture]`: variables taken from the JSON answer (`name = "dotted.path"`).
+fn read_capture(st: &Obj<'_>, ok: &mut bool) -> Vec<(String, String)> {
+    let mut capture = Vec::new();
+    if let Some(c) = st.obj("capture") {
+        for (var, v, _) in c.entries() {
+            if let Some(p) = v.as_str() {
+                if !is_capture_name(&var) {
+                    v.error(format!(
+                        "`{var}` cannot be a variable name (letters, digits and _; not a built-in)"
+                    ));
+                    *ok = false;
+                } else {
+                    capture.push((var, p.to_string()));
+                }
+            } else {
+                *ok = false;
+            }
+        }
+        c.finish();
+    }
+    capture
 }
 
 /// A name an `http` step may capture into: letters, digits and _, not a built-in.

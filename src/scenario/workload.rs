@@ -225,17 +225,10 @@ fn read_open(c: Common<'_>) -> Option<Workload> {
     if !ok {
         return None;
     }
-    if !capacity_mode {
-        if steps.is_empty() {
-            steps.push((None, duration.unwrap_or(Duration::from_secs(30))));
-        } else if let Some(d) = duration {
-            steps.push((None, d));
-        }
-    }
-    let rate_plan = RatePlan::from_steps(per_s(rate.unwrap_or(0.0)), &steps);
     // Where the plan is written: the ramp, else the rate.
     let at = ramp_node.as_ref().or(rate_node.as_ref());
-    let rate_plan = open_rate_plan(rate_plan, capacity_mode, at, &table)?;
+    let start = per_s(rate.unwrap_or(0.0));
+    let rate_plan = open_rate_plan(start, steps, duration, capacity_mode, at, &table)?;
     let model = OpenModel {
         rate: rate_plan,
         arrivals,
@@ -251,14 +244,25 @@ fn read_open(c: Common<'_>) -> Option<Workload> {
     })
 }
 
-/// Checks the open model's rate plan (a capacity search's is filled in later):
-/// it must last and have arrivals; `at` is where the plan is written.
+/// The open model's rate plan: the rate or ramp held for `duration` (30 s
+/// unless written); it must last and have arrivals (`at` is where the plan
+/// is written). A capacity search's plan is filled in later.
 fn open_rate_plan(
-    rate_plan: RatePlan,
+    start: f64,
+    mut steps: Vec<plan::RateStep>,
+    duration: Option<Duration>,
     capacity_mode: bool,
     at: Option<&Node<'_>>,
     table: &Node<'_>,
 ) -> Option<RatePlan> {
+    if !capacity_mode {
+        if steps.is_empty() {
+            steps.push((None, duration.unwrap_or(Duration::from_secs(30))));
+        } else if let Some(d) = duration {
+            steps.push((None, d));
+        }
+    }
+    let rate_plan = RatePlan::from_steps(start, &steps);
     if !capacity_mode {
         let total = rate_plan.total();
         let why = if total.is_zero() {
