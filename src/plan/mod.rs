@@ -6,6 +6,9 @@
 //! (users through stages), `open.rs` (arrival rates and the pacer),
 //! `capacity.rs` (a capacity search's staircase). The scenario reads the
 //! files' tables into these; the engine and `run/` execute them.
+//!
+//! Matches over the plan's enums list every variant (no `_ =>`).
+#![warn(clippy::wildcard_enum_match_arm)]
 
 mod capacity;
 mod closed;

@@ -135,7 +135,7 @@ fn read_source(tbl: &Obj<'_>, base: &Path, peak_users: Option<u64>, a: &mut Auth
                 ok = false;
             }
             if m == "login" {
-                match read_login(&tbl) {
+                match read_login(tbl) {
                     Some(source) => a.source = source,
                     None => ok = false,
                 }

@@ -7,33 +7,9 @@ use std::time::Duration;
 use crate::plan::{CapacityPlan, OpenModel};
 
 use super::doc::{non_negative_f64, Obj};
-use super::model::Workload;
+use super::model::{CapacitySearch, Workload};
 use super::thresholds::{read_rules, Threshold};
 use super::workload::{pool_plan, whole_seconds};
-
-/// A capacity search: the pure step plan (`plan/`) and the rules that define
-/// "the step held".
-#[derive(Debug, Clone, PartialEq)]
-pub struct CapacitySearch {
-    pub plan: CapacityPlan,
-    pub slo: Vec<Threshold>,
-}
-
-impl std::fmt::Display for CapacitySearch {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.plan)?;
-        let slo: Vec<&str> = self.slo.iter().map(|t| t.expr.as_str()).collect();
-        writeln!(f, "  a step holds when: {}", slo.join("; "))?;
-        if let Some(t) = self.plan.target {
-            writeln!(
-                f,
-                "  target load {}: the report gives the headroom of the knee against it",
-                self.plan.show_load(t)
-            )?;
-        }
-        Ok(())
-    }
-}
 
 /// `[capacity]`: the steps, the SLOs that define "holds", and the target.
 pub(super) fn read_capacity(

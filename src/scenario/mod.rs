@@ -25,7 +25,6 @@ mod workload;
 
 pub use crate::plan::{Arrivals, CapacityPlan, LoadPlan, OpenModel, RampStep, RatePlan, WhenFull};
 pub use auth::DEFAULT_SECRET_ENV;
-pub use capacity::CapacitySearch;
 pub use data::{load_data, MAX_DATA_ROWS};
 pub use doc::{Diagnostic, Diagnostics};
 pub use model::*;
@@ -237,30 +236,25 @@ fn read_prompts(o: &Obj<'_>) -> Option<Vec<String>> {
 /// What the scenario records besides the fixed names (see
 /// [`crate::names::Vocabulary`]); a part that did not load is unknown.
 fn vocabulary(journeys: Option<&[Journey]>, profile: Option<&Profile>) -> crate::names::Vocabulary {
-    fn walk(steps: &[Step], v: &mut crate::names::Vocabulary) {
-        for s in steps {
-            let list = match &s.kind {
-                StepKind::CreateThread { .. }
-                | StepKind::ListThreads
-                | StepKind::History
-                | StepKind::Http { .. } => v.rest_steps.as_mut(),
-                StepKind::Send { .. }
-                | StepKind::Think { .. }
-                | StepKind::Disconnect
-                | StepKind::Reconnect => v.timed_steps.as_mut(),
-                StepKind::SwitchThread { .. } => {
-                    v.switches_threads = Some(true);
-                    None
-                }
-                StepKind::Repeat { steps, .. } => {
-                    walk(steps, v);
-                    None
-                }
-                StepKind::Connect | StepKind::Await { .. } => None,
-            };
-            if let Some(l) = list {
-                l.push(s.name.clone());
+    fn add(s: &Step, v: &mut crate::names::Vocabulary) {
+        let list = match &s.kind {
+            StepKind::CreateThread { .. }
+            | StepKind::ListThreads
+            | StepKind::History
+            | StepKind::Http { .. } => v.rest_steps.as_mut(),
+            StepKind::Send { .. }
+            | StepKind::Think { .. }
+            | StepKind::Disconnect
+            | StepKind::Reconnect => v.timed_steps.as_mut(),
+            StepKind::SwitchThread { .. } => {
+                v.switches_threads = Some(true);
+                None
             }
+            // A repeat block's steps are visited one by one by the walk.
+            StepKind::Repeat { .. } | StepKind::Connect | StepKind::Await { .. } => None,
+        };
+        if let Some(l) = list {
+            l.push(s.name.clone());
         }
     }
     let mut v = crate::names::Vocabulary::unknown();
@@ -269,7 +263,7 @@ fn vocabulary(journeys: Option<&[Journey]>, profile: Option<&Profile>) -> crate:
         v.timed_steps = Some(Vec::new());
         v.switches_threads = Some(false);
         for j in journeys {
-            walk(&j.steps, &mut v);
+            Step::walk(&j.steps, &mut |s| add(s, &mut v));
         }
     }
     if let Some(p) = profile {

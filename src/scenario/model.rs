@@ -1,9 +1,16 @@
 //! The scenario's model: the types a loaded scenario is made of
 //! ([`Scenario`], [`Target`], [`Auth`], [`TokenSource`], [`DataSet`],
-//! [`Reconnect`], [`ServerTable`], [`Workload`], [`Journey`], [`Think`],
-//! [`Step`], [`StepKind`]), with the methods that walk a journey's step
-//! tree. Plain data: the readers of the other files build them. Imports only
-//! `protocol`, `auth`, `plan` and `scenario::thresholds`/`baseline`.
+//! [`Reconnect`], [`ServerTable`], [`Workload`], [`CapacitySearch`],
+//! [`Journey`], [`Think`], [`Step`], [`StepKind`]), with the methods that
+//! walk a journey's step tree ([`Step::walk`] and the questions built on it:
+//! every engine or report question about "any step, inside repeat blocks
+//! too" goes through it). Plain data: the readers of the other files build
+//! them. Imports only `protocol`, `auth`, `plan` and
+//! `scenario::thresholds`/`baseline`.
+//!
+//! Matches over this file's enums list every variant (no `_ =>`), so a new
+//! step kind is a compile error wherever it must be handled.
+#![warn(clippy::wildcard_enum_match_arm)]
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -11,13 +18,12 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use crate::auth::Presentation;
-use crate::plan::{LoadPlan, OpenModel};
+use crate::plan::{CapacityPlan, LoadPlan, OpenModel};
 use crate::protocol::dialect::{Envelope, Naming, ReadyStyle};
 use crate::protocol::faults::FaultPlan;
 use crate::protocol::Profile;
 
 use super::thresholds::Threshold;
-use super::CapacitySearch;
 
 #[derive(Debug, Clone)]
 pub struct Scenario {
@@ -193,6 +199,30 @@ pub struct Workload {
     pub on_signal_ends: bool,
 }
 
+/// A capacity search: the pure step plan (`plan/`) and the rules that define
+/// "the step held".
+#[derive(Debug, Clone, PartialEq)]
+pub struct CapacitySearch {
+    pub plan: CapacityPlan,
+    pub slo: Vec<Threshold>,
+}
+
+impl std::fmt::Display for CapacitySearch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.plan)?;
+        let slo: Vec<&str> = self.slo.iter().map(|t| t.expr.as_str()).collect();
+        writeln!(f, "  a step holds when: {}", slo.join("; "))?;
+        if let Some(t) = self.plan.target {
+            writeln!(
+                f,
+                "  target load {}: the report gives the headroom of the knee against it",
+                self.plan.show_load(t)
+            )?;
+        }
+        Ok(())
+    }
+}
+
 /// A named journey: its steps and its share of the users.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Journey {
@@ -316,4 +346,117 @@ pub enum StepKind {
         for_: Option<Duration>,
         steps: Vec<Step>,
     },
+}
+
+impl Step {
+    /// Calls `f` with every step of `steps` in order, depth first: a repeat
+    /// block, then the steps inside it (at any depth).
+    pub fn walk<'a>(steps: &'a [Step], f: &mut impl FnMut(&'a Step)) {
+        for s in steps {
+            f(s);
+            Step::walk(s.kind.children(), f);
+        }
+    }
+
+    /// Whether any step (inside repeat blocks too) uses the socket.
+    pub fn uses_socket(steps: &[Step]) -> bool {
+        let mut any = false;
+        Step::walk(steps, &mut |s| any |= s.kind.on_socket());
+        any
+    }
+
+    /// Every `await` timeout in the steps (inside repeat blocks too), in order.
+    pub fn await_timeouts(steps: &[Step]) -> Vec<Duration> {
+        let mut out = Vec::new();
+        Step::walk(steps, &mut |s| {
+            if let StepKind::Await { timeout } = &s.kind {
+                out.push(*timeout);
+            }
+        });
+        out
+    }
+
+    /// Whether any step (inside repeat blocks too) reads a thread's messages.
+    pub fn reads_history(steps: &[Step]) -> bool {
+        let mut any = false;
+        Step::walk(steps, &mut |s| any |= s.kind.reads_thread());
+        any
+    }
+}
+
+impl StepKind {
+    /// The steps inside this one: a repeat block's, none for the others.
+    pub fn children(&self) -> &[Step] {
+        match self {
+            StepKind::Repeat { steps, .. } => steps,
+            StepKind::Connect
+            | StepKind::Send { .. }
+            | StepKind::Await { .. }
+            | StepKind::Think { .. }
+            | StepKind::CreateThread { .. }
+            | StepKind::ListThreads
+            | StepKind::History
+            | StepKind::SwitchThread { .. }
+            | StepKind::Disconnect
+            | StepKind::Reconnect
+            | StepKind::Http { .. } => &[],
+        }
+    }
+
+    /// The default name of a step's kind: a step named otherwise has a metric
+    /// of its own besides the shared one (empty for kinds without such a
+    /// shared latency metric).
+    pub fn default_name(&self) -> &'static str {
+        match self {
+            StepKind::Connect => "connect",
+            StepKind::Await { .. } => "await",
+            StepKind::SwitchThread { .. } => "thread_switch",
+            StepKind::Send { .. }
+            | StepKind::Think { .. }
+            | StepKind::CreateThread { .. }
+            | StepKind::ListThreads
+            | StepKind::History
+            | StepKind::Disconnect
+            | StepKind::Reconnect
+            | StepKind::Http { .. }
+            | StepKind::Repeat { .. } => "",
+        }
+    }
+
+    /// Whether this step itself uses the socket (a repeat block's steps are
+    /// asked one by one).
+    fn on_socket(&self) -> bool {
+        match self {
+            StepKind::Connect
+            | StepKind::Send { .. }
+            | StepKind::SwitchThread { .. }
+            | StepKind::Reconnect => true,
+            StepKind::Await { .. }
+            | StepKind::Think { .. }
+            | StepKind::CreateThread { .. }
+            | StepKind::ListThreads
+            | StepKind::History
+            | StepKind::Disconnect
+            | StepKind::Http { .. }
+            | StepKind::Repeat { .. } => false,
+        }
+    }
+
+    /// Whether this step itself reads a thread's messages (`history`, and
+    /// `switch_thread`, which reads the thread it switches to).
+    fn reads_thread(&self) -> bool {
+        match self {
+            StepKind::History | StepKind::SwitchThread { .. } => true,
+            StepKind::Connect
+            | StepKind::Send { .. }
+            | StepKind::Await { .. }
+            | StepKind::Think { .. }
+            | StepKind::CreateThread { .. }
+            | StepKind::ListThreads
+            | StepKind::Disconnect
+            | StepKind::Reconnect
+            | StepKind::Http { .. }
+            | StepKind::Repeat { .. } => false,
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! Loading whole scenario files: a good file, every mistake at once, redaction.
 
 use super::*;
+use std::time::Duration;
 
 fn parse(text: &str) -> Result<Scenario, Diagnostics> {
     Scenario::parse(Path::new("t.toml"), text.to_string())
@@ -135,4 +136,76 @@ fn iterations_start_everyone_at_once() {
     .unwrap();
     assert_eq!(s.workload.plan.iterations, Some(3));
     assert_eq!(s.workload.plan.peak_users(), 5);
+}
+
+/// The step-tree questions see inside repeat blocks, in order.
+#[test]
+fn step_walks_see_inside_repeat_blocks() {
+    let step = |name: &str, kind: StepKind| Step {
+        name: name.to_string(),
+        kind,
+    };
+    let secs = Duration::from_secs;
+    let inner = vec![
+        step("await", StepKind::Await { timeout: secs(2) }),
+        step("history", StepKind::History),
+    ];
+    let steps = vec![
+        step("list_threads", StepKind::ListThreads),
+        step("await", StepKind::Await { timeout: secs(1) }),
+        step(
+            "repeat",
+            StepKind::Repeat {
+                times: Some(2),
+                for_: None,
+                steps: vec![step(
+                    "repeat",
+                    StepKind::Repeat {
+                        times: Some(3),
+                        for_: None,
+                        steps: inner,
+                    },
+                )],
+            },
+        ),
+        step("await", StepKind::Await { timeout: secs(3) }),
+    ];
+    let mut names = Vec::new();
+    Step::walk(&steps, &mut |s| names.push(s.name.as_str()));
+    assert_eq!(
+        names,
+        [
+            "list_threads",
+            "await",
+            "repeat",
+            "repeat",
+            "await",
+            "history",
+            "await"
+        ]
+    );
+    assert_eq!(Step::await_timeouts(&steps), [secs(1), secs(2), secs(3)]);
+    assert!(Step::reads_history(&steps));
+    assert!(!Step::uses_socket(&steps));
+    let nested_send = vec![step(
+        "repeat",
+        StepKind::Repeat {
+            times: None,
+            for_: Some(secs(5)),
+            steps: vec![step(
+                "send",
+                StepKind::Send {
+                    message: Value::Null,
+                },
+            )],
+        },
+    )];
+    assert!(Step::uses_socket(&nested_send));
+    assert!(!Step::reads_history(&nested_send));
+    assert_eq!(StepKind::Connect.default_name(), "connect");
+    assert_eq!(
+        StepKind::SwitchThread { timeout: secs(1) }.default_name(),
+        "thread_switch"
+    );
+    assert_eq!(StepKind::Disconnect.default_name(), "");
 }

@@ -277,7 +277,7 @@ impl Threshold {
                 .and_then(|p| p.trim().parse::<f64>().ok())
                 .map(|p| p / 100.0)
                 .ok_or_else(|| format!("a rate drift limit is in percentage points, e.g. \"< 0.05pp\", not `{rest}`"))?,
-            _ => return Err(format!("drift applies to latencies (`ttfe p95 drift`) and rates (`close_1011 rate drift`), not `{base}`")),
+            Subject::PerThousandRuns { .. } | Subject::Count { .. } => return Err(format!("drift applies to latencies (`ttfe p95 drift`) and rates (`close_1011 rate drift`), not `{base}`")),
         };
         Ok(Threshold {
             expr: format!("{key} {} {rest}", op.as_str()),
