@@ -1,6 +1,6 @@
 //! The closed model's plan: users ramp through stages (`LoadPlan`, built
 //! from the scenario's `ramp` as `RampStep`s). Pure; imports only
-//! [`super::shard`].
+//! `shard.rs`.
 
 use std::fmt;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! The open model: arrival-rate plans (`RatePlan`), the pure pacer that
 //! turns them into arrival times (`Pacer`, `Pace`), and the model itself
 //! (`OpenModel`, `Arrivals`, `WhenFull`, `show_rate`). Imports only
-//! [`super::shard`].
+//! `shard.rs`.
 
 use std::fmt;
 use std::time::Duration;

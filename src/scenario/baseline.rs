@@ -1,6 +1,7 @@
 //! `[baseline]`: how much each statistic may worsen against a baseline run
 //! (`chatload compare`, `run --baseline`). The comparison itself judges
-//! data, so it lives in `metrics/compare.rs`.
+//! data, so it lives in `metrics/compare.rs`. The `[baseline]` table reader
+//! (`read_baseline`) is at the end; imports only `units` and the `doc` readers.
 //!
 //! Tolerance grammar (the scenario's `[baseline]` table, or `--tolerance`):
 //!

@@ -1,9 +1,30 @@
-//! Scenario files (`scenarios/*.toml`, `version = 1`): the file model, its
-//! validation and the load plan.
+//! Scenario files (`scenarios/*.toml`, `version = 1`): reading a file into
+//! its model ([`Scenario`]).
 //!
 //! Loading walks the TOML document once, collecting every problem with its
 //! file, line, column and key path; a file with any problem yields
 //! [`Diagnostics`] and nothing else, so no socket ever opens on a bad file.
+//!
+//! This file owns loading and parsing, the echo (with its redaction) and
+//! `read_scenario`, which calls one reader per TOML table, each in its own
+//! file: `target.rs`, `auth.rs`, `data.rs`, `profile.rs`, `server.rs`,
+//! `reconnect.rs`, `workload.rs`, `capacity.rs`, `journey.rs` (with
+//! `steps.rs`), `thresholds.rs` (and `[drift]`), `baseline.rs`, `output.rs`.
+//! The types they build are in `model.rs`; `doc/` is the span-aware TOML
+//! reader and its diagnostics; `fills.rs` checks template placeholders.
+//!
+//! Imports: `protocol`, `auth`, `names`, `units`, `plan` (never `metrics`,
+//! `report`, `server`, `engine`, `run` or `cli`).
+//!
+//! - A new journey step: `model.rs` (a `StepKind` variant: the compiler then
+//!   names every match that must handle it, here and in the engine),
+//!   `steps.rs` (its reader in `read_step_kind`), and the engine's step runner.
+//! - A new threshold kind: `thresholds.rs` (grammar and `Subject`),
+//!   `metrics/threshold.rs` (judging it), and `names.rs` if it names new
+//!   metrics.
+//! - A new server fault class: `protocol/faults.rs` only (`server.rs` here
+//!   passes the text through).
+//! - A new report format: nothing here.
 
 pub mod baseline;
 pub mod doc;
@@ -27,7 +48,10 @@ pub use crate::plan::{Arrivals, CapacityPlan, LoadPlan, OpenModel, RampStep, Rat
 pub use auth::DEFAULT_SECRET_ENV;
 pub use data::{load_data, MAX_DATA_ROWS};
 pub use doc::{Diagnostic, Diagnostics};
-pub use model::*;
+pub use model::{
+    Auth, CapacitySearch, DataRow, DataSelect, DataSet, Journey, Reconnect, Scenario, ServerTable,
+    Step, StepKind, Target, Think, TokenSource, Workload, THINK_CAP,
+};
 pub use target::check_ws_url;
 pub use workload::pool_plan;
 

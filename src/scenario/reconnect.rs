@@ -1,4 +1,6 @@
-//! `[reconnect]`: the back-off after unexpected closes and failed connects.
+//! `[reconnect]`: the back-off after unexpected closes and failed connects
+//! (the [`Reconnect`] type and its delays are in `model.rs`). Imports only the
+//! `doc` readers.
 
 use super::doc::{f64_where, positive_u64, Obj};
 use super::model::Reconnect;

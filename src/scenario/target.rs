@@ -1,6 +1,7 @@
 //! `[target]` and the one URL allow check (DESIGN.md "Who owns what"):
 //! every URL chatload sends to (the WebSocket target, the login URL, REST
-//! and `http` steps) is checked here against `target.allow`.
+//! and `http` steps) is checked here against `target.allow`. Also reads the
+//! `[target]` table (`read_target`). Imports only `url` and the `doc` readers.
 
 use std::time::Duration;
 

@@ -1,6 +1,9 @@
 //! `[thresholds]`: pass/fail rules as written in the scenario, parsed and
 //! checked against the metric vocabulary (`names.rs`). Judging them on
-//! recorded data is `metrics/threshold.rs`.
+//! recorded data is `metrics/threshold.rs`. The table readers
+//! (`read_thresholds`, `read_drift`, and `read_rules`, shared with
+//! `[capacity.slo]`) are at the end. Imports `names`, `units` and the `doc`
+//! readers.
 //!
 //! Grammar (key = value in the scenario's `[thresholds]` table):
 //!
