@@ -1,6 +1,7 @@
 //! `[baseline]`: how much each statistic may worsen against a baseline run
 //! (`chatload compare`, `run --baseline`). The comparison itself judges
-//! data, so it lives in `metrics/compare.rs`.
+//! data, so it lives in `metrics/compare.rs`. The `[baseline]` table reader
+//! (`read_baseline`) is at the end; imports only `units` and the `doc` readers.
 //!
 //! Tolerance grammar (the scenario's `[baseline]` table, or `--tolerance`):
 //!
@@ -10,6 +11,8 @@
 //! | `METRIC pNN` | `+50ms` | new > base + 50 ms |
 //! | `RATE rate` | `+0.05pp` | new - base > 0.05 percentage points |
 //! | `RATE rate` | `-0.5pp` | base - new > 0.5 percentage points |
+
+use super::doc::Obj;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Subject {
@@ -113,6 +116,32 @@ impl Tolerance {
         .map(|(k, v)| Tolerance::parse(k, v).expect("built-in tolerance"))
         .collect()
     }
+}
+
+/// `[baseline]`: the tolerances, each checked as it is read.
+pub(super) fn read_baseline(o: &Obj<'_>) -> Option<Vec<Tolerance>> {
+    let Some(tbl) = o.obj("baseline") else {
+        return Some(Vec::new());
+    };
+    let mut out = Vec::new();
+    let mut ok = true;
+    for (key, value, key_span) in tbl.entries() {
+        let Some(v) = value.as_str() else {
+            ok = false;
+            continue;
+        };
+        match Tolerance::parse(&key, v) {
+            Ok(t) => out.push(t),
+            Err(e) => {
+                value
+                    .ctx
+                    .error(key_span.or(value.span.clone()), &value.path, e);
+                ok = false;
+            }
+        }
+    }
+    tbl.finish();
+    ok.then_some(out)
 }
 
 #[cfg(test)]

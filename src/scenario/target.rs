@@ -1,6 +1,12 @@
 //! `[target]` and the one URL allow check (DESIGN.md "Who owns what"):
 //! every URL chatload sends to (the WebSocket target, the login URL, REST
-//! and `http` steps) is checked here against `target.allow`.
+//! and `http` steps) is checked here against `target.allow`. Also reads the
+//! `[target]` table (`read_target`). Imports only `url` and the `doc` readers.
+
+use std::time::Duration;
+
+use super::doc::Obj;
+use super::model::Target;
 
 /// A target must be a `ws://` or `wss://` URL with a host.
 pub fn check_ws_url(u: &str) -> Result<(), String> {
@@ -42,6 +48,38 @@ pub fn host_allowed(host: &str, allow: &[String]) -> bool {
             None => p == host,
         }
     })
+}
+
+/// `[target]`: the URL (checked here), its allow list and the timeouts.
+pub(super) fn read_target(o: &Obj<'_>) -> Option<Target> {
+    let mut t = Target {
+        url: None,
+        allow: Vec::new(),
+        connect_timeout: Duration::from_secs(10),
+        ready_timeout: Duration::from_secs(10),
+    };
+    let Some(tbl) = o.obj("target") else {
+        return Some(t);
+    };
+    if let Some(n) = tbl.get("url") {
+        if let Some(u) = n.as_str() {
+            match check_ws_url(u) {
+                Ok(()) => t.url = Some(u.to_string()),
+                Err(e) => n.error(e),
+            }
+        }
+    }
+    if let Some(a) = tbl.str_list("allow") {
+        t.allow = a;
+    }
+    if let Some(d) = tbl.duration("connect_timeout") {
+        t.connect_timeout = d;
+    }
+    if let Some(d) = tbl.duration("ready_timeout") {
+        t.ready_timeout = d;
+    }
+    tbl.finish();
+    Some(t)
 }
 
 #[cfg(test)]

@@ -1,6 +1,9 @@
 //! `[thresholds]`: pass/fail rules as written in the scenario, parsed and
 //! checked against the metric vocabulary (`names.rs`). Judging them on
-//! recorded data is `metrics/threshold.rs`.
+//! recorded data is `metrics/threshold.rs`. The table readers
+//! (`read_thresholds`, `read_drift`, and `read_rules`, shared with
+//! `[capacity.slo]`) are at the end. Imports `names`, `units` and the `doc`
+//! readers.
 //!
 //! Grammar (key = value in the scenario's `[thresholds]` table):
 //!
@@ -26,6 +29,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::names;
+
+use super::doc::Obj;
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub enum Op {
@@ -275,7 +280,7 @@ impl Threshold {
                 .and_then(|p| p.trim().parse::<f64>().ok())
                 .map(|p| p / 100.0)
                 .ok_or_else(|| format!("a rate drift limit is in percentage points, e.g. \"< 0.05pp\", not `{rest}`"))?,
-            _ => return Err(format!("drift applies to latencies (`ttfe p95 drift`) and rates (`close_1011 rate drift`), not `{base}`")),
+            Subject::PerThousandRuns { .. } | Subject::Count { .. } => return Err(format!("drift applies to latencies (`ttfe p95 drift`) and rates (`close_1011 rate drift`), not `{base}`")),
         };
         Ok(Threshold {
             expr: format!("{key} {} {rest}", op.as_str()),
@@ -343,6 +348,103 @@ fn parse_fraction(s: &str) -> Result<f64, String> {
         s.parse::<f64>()
             .map_err(|_| format!("`{s}` is not a rate; write e.g. \"0.1%\""))
     }
+}
+
+/// `[drift]`: which intervals drift rules compare.
+pub(super) fn read_drift(o: &Obj<'_>) -> DriftSpec {
+    let mut spec = DriftSpec::default();
+    if let Some(t) = o.obj("drift") {
+        if let Some(d) = t.duration("warmup") {
+            spec.warmup = d;
+        }
+        if let Some(n) = t.get("window") {
+            if let Some(w) = n.as_fraction() {
+                if w > 0.0 && w <= 0.5 {
+                    spec.window = w;
+                } else {
+                    n.error("must be above 0% and at most 50%");
+                }
+            }
+        }
+        t.finish();
+    }
+    spec
+}
+
+pub(super) fn read_thresholds(
+    o: &Obj<'_>,
+    vocabulary: &crate::names::Vocabulary,
+) -> Option<Vec<Threshold>> {
+    let drift = read_drift(o);
+    let Some(tbl) = o.obj("thresholds") else {
+        return Some(Vec::new());
+    };
+    read_rules(tbl, Some(drift), vocabulary)
+}
+
+/// A table of rules: `"ttfe p95" = "< 2s"` or `{ rule, abort_on_fail, grace }`;
+/// `drift` is `None` where drift rules make no sense (capacity SLOs). A rule
+/// on a name the scenario never records is refused (see
+/// [`crate::names`]).
+pub(super) fn read_rules(
+    tbl: Obj<'_>,
+    drift: Option<DriftSpec>,
+    vocabulary: &crate::names::Vocabulary,
+) -> Option<Vec<Threshold>> {
+    let mut out = Vec::new();
+    let mut ok = true;
+    for (key, value, key_span) in tbl.entries() {
+        // Either "< 2s" or { rule = "< 2s", abort_on_fail = true, grace = "30s" }.
+        let (rule, abort, grace) = if let Some(v) = value.item_str() {
+            (Some(v.to_string()), false, std::time::Duration::ZERO)
+        } else if value.item.as_table_like_pub().is_some() {
+            let t = value.as_obj().expect("checked to be a table");
+            let rule = t
+                .require("rule")
+                .and_then(|r| r.as_str().map(str::to_string));
+            let abort = t.bool("abort_on_fail").unwrap_or(false);
+            let grace = t.duration("grace").unwrap_or(std::time::Duration::ZERO);
+            t.finish();
+            (rule, abort, grace)
+        } else {
+            value.error("expected a string such as \"< 2s\", or a table { rule = \"< 2s\", abort_on_fail = true, grace = \"30s\" }");
+            ok = false;
+            continue;
+        };
+        let Some(rule) = rule else {
+            ok = false;
+            continue;
+        };
+        let parsed = match drift {
+            Some(spec) => Threshold::parse_with_drift(&key, &rule, spec),
+            None if key.split_whitespace().nth(2) == Some("drift") => Err(
+                "a capacity step is judged on its own data: drift rules (start against end of a run) do not apply; remove `drift`".to_string(),
+            ),
+            None => Threshold::parse(&key, &rule),
+        }
+        .and_then(|t| t.check_names(vocabulary).map(|()| t));
+        match parsed {
+            Ok(mut t) => {
+                if drift.is_none() && (abort || grace > std::time::Duration::ZERO) {
+                    value.error(
+                        "capacity SLOs are judged per step: abort_on_fail and grace do not apply",
+                    );
+                    ok = false;
+                }
+                t.abort_on_fail = abort;
+                t.grace = grace;
+                out.push(t)
+            }
+            Err(e) => {
+                value
+                    .ctx
+                    .error(key_span.or(value.span.clone()), &value.path, e);
+                ok = false;
+            }
+        }
+    }
+    tbl.finish();
+    ok.then_some(out)
 }
 
 #[cfg(test)]
