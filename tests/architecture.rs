@@ -248,24 +248,25 @@ fn push_part(prefix: &[String], part: &str, out: &mut Vec<Vec<String>>) {
 /// crate root (`super::` and `self::` resolved against the file's module).
 fn referenced_paths(file: &Path, code: &str) -> Vec<Vec<String>> {
     let here = module_of(file);
-    let mut paths = Vec::new();
+    let inline = inline_modules(code);
+    let mut paths: Vec<(usize, Vec<String>)> = Vec::new();
     // `use` items, with their brace groups.
-    let mut rest = code;
-    while let Some(k) = rest.find("use ") {
-        let before_ok = k == 0 || !prev_is_ident(rest.as_bytes(), k);
-        let after = &rest[k + 4..];
-        if before_ok {
-            if let Some(end) = after.find(';') {
-                let item = after[..end].trim();
-                for p in expand(item) {
-                    paths.push(p);
-                }
+    let mut from = 0;
+    while let Some(found) = code[from..].find("use ") {
+        let k = from + found;
+        from = k + 4;
+        if k > 0 && prev_is_ident(code.as_bytes(), k) {
+            continue;
+        }
+        if let Some(end) = code[from..].find(';') {
+            for p in expand(code[from..from + end].trim()) {
+                paths.push((k, p));
             }
         }
-        rest = after;
     }
     // Inline paths: crate::..., super::..., self::... (each taken whole, from
-    // its first segment: the `super::` inside `super::super::` is no path).
+    // its first segment: the `super::` inside `super::super::` is no path; one
+    // that ends before a brace group or glob is a use line's, read above).
     let bytes = code.as_bytes();
     for root in ["crate::", "super::", "self::"] {
         let mut from = 0;
@@ -274,32 +275,78 @@ fn referenced_paths(file: &Path, code: &str) -> Vec<Vec<String>> {
             from = k + root.len();
             let ok = k == 0 || !prev_is_ident(bytes, k) && bytes[k - 1] != b':';
             let tail = &code[k..];
-            if ok {
-                let end = tail
-                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
-                    .unwrap_or(tail.len());
-                let p: Vec<String> = tail[..end]
+            let end = tail
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+                .unwrap_or(tail.len());
+            if ok && !tail[..end].ends_with("::") {
+                let p = tail[..end]
                     .split("::")
                     .filter(|s| !s.is_empty())
                     .map(String::from)
                     .collect();
-                paths.push(p);
+                paths.push((k, p));
             }
         }
     }
     paths
         .into_iter()
-        .filter_map(|p| resolve(&here, file, &p))
+        .filter_map(|(k, p)| {
+            // Inside `mod tests { ... }`, `super` is the file's own module.
+            let mut at: Vec<String> = here.clone();
+            at.extend(
+                inline
+                    .iter()
+                    .filter(|(_, r)| r.contains(&k))
+                    .map(|(n, _)| n.clone()),
+            );
+            resolve(&at, at.len() > here.len(), file, &p)
+        })
         .collect()
+}
+
+/// Inline modules (`mod tests { ... }`) with the byte range of their bodies.
+fn inline_modules(code: &str) -> Vec<(String, std::ops::Range<usize>)> {
+    let bytes = code.as_bytes();
+    let mut out = Vec::new();
+    let mut from = 0;
+    while let Some(found) = code[from..].find("mod ") {
+        let k = from + found;
+        from = k + 4;
+        if k > 0 && prev_is_ident(bytes, k) {
+            continue;
+        }
+        let name = ident(&code[from..]);
+        let after = code[from + name.len()..].trim_start();
+        if name.is_empty() || !after.starts_with('{') {
+            continue;
+        }
+        let open = from + name.len() + (code[from + name.len()..].len() - after.len());
+        let mut depth = 0;
+        for (i, &c) in bytes.iter().enumerate().skip(open) {
+            match c {
+                b'{' => depth += 1,
+                b'}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        out.push((name.to_string(), open..i));
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    out
 }
 
 /// An absolute module path for a path written in the module `here`, or `None`
 /// when it names no module of this crate (std, a dependency, a local item).
-fn resolve(here: &[String], file: &Path, p: &[String]) -> Option<Vec<String>> {
+fn resolve(here: &[String], in_inline: bool, file: &Path, p: &[String]) -> Option<Vec<String>> {
     let first = p.first()?;
-    let is_mod_file = file
-        .file_name()
-        .is_some_and(|n| n == "mod.rs" || n == "lib.rs" || n == "main.rs");
+    let is_mod_file = !in_inline
+        && file
+            .file_name()
+            .is_some_and(|n| n == "mod.rs" || n == "lib.rs" || n == "main.rs");
     match first.as_str() {
         "crate" => Some(p[1..].to_vec()),
         "super" | "self" => {
@@ -349,9 +396,79 @@ fn module_file(m: &[String]) -> Option<PathBuf> {
     }
 }
 
-/// The file that defines the longest module prefix of an absolute path.
-fn target_file(path: &[String]) -> Option<PathBuf> {
-    (1..=path.len()).rev().find_map(|n| module_file(&path[..n]))
+/// The file that defines what an absolute path names. A name that a module
+/// only re-exports (`pub use child::Item;`, `pub use model::*;`) is followed
+/// to the file that defines it: importing through a re-export depends on the
+/// defining file, not on the one that passes the name on.
+fn target_file(t: &Tree, path: &[String]) -> Option<PathBuf> {
+    let mut path = path.to_vec();
+    for _ in 0..8 {
+        let n = (1..=path.len()).rev().find(|&n| module_file(&path[..n]).is_some())?;
+        let file = module_file(&path[..n])?;
+        let Some(name) = path.get(n) else {
+            return Some(file);
+        };
+        let code = t.code.get(&file)?;
+        let via = reexports(&file, code).into_iter().find_map(|(exported, target)| {
+            if exported == *name {
+                Some(target)
+            } else if exported == "*" && module_file(&target).is_some_and(|g| defines(t, &g, name)) {
+                let mut full = target;
+                full.push(name.clone());
+                Some(full)
+            } else {
+                None
+            }
+        });
+        match via {
+            Some(target) => {
+                let mut next = target;
+                next.extend(path[n + 1..].iter().cloned());
+                path = next;
+            }
+            None => return Some(file),
+        }
+    }
+    None
+}
+
+/// The names a file re-exports (`pub use`), each with the absolute path it
+/// stands for; a glob re-export is named `*` with its module's path.
+fn reexports(file: &Path, code: &str) -> Vec<(String, Vec<String>)> {
+    let here = module_of(file);
+    let mut out = Vec::new();
+    for prefix in ["pub use ", "pub(crate) use "] {
+        let mut from = 0;
+        while let Some(k) = code[from..].find(prefix) {
+            let start = from + k + prefix.len();
+            from = start;
+            let Some(end) = code[start..].find(';') else { break };
+            let item = code[start..start + end].replace("::*", "::__glob");
+            for p in expand(&item) {
+                let glob = p.last().is_some_and(|l| l == "__glob");
+                let p: Vec<String> = p.into_iter().filter(|s| s != "__glob").collect();
+                let Some(abs) = resolve(&here, false, file, &p) else { continue };
+                let name = if glob { "*".to_string() } else { abs.last().cloned().unwrap_or_default() };
+                out.push((name, abs));
+            }
+        }
+    }
+    out
+}
+
+/// Whether a file defines an item called `name`.
+fn defines(t: &Tree, file: &Path, name: &str) -> bool {
+    let Some(code) = t.code.get(file) else { return false };
+    ["struct", "enum", "fn", "type", "const", "static", "trait", "mod", "union", "macro_rules!"]
+        .iter()
+        .any(|kw| {
+            let pat = format!("{kw} {name}");
+            code.match_indices(&pat).any(|(i, _)| {
+                let after = code[i + pat.len()..].chars().next();
+                let before_ok = i == 0 || !prev_is_ident(code.as_bytes(), i);
+                before_ok && !after.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+            })
+        })
 }
 
 struct Tree {
@@ -416,12 +533,15 @@ fn forbidden_module_arrows(t: &Tree) -> Vec<String> {
 /// Import circles between files: each is listed once, as the files in it.
 fn file_cycles(t: &Tree) -> Vec<String> {
     let mut edges: BTreeMap<PathBuf, BTreeSet<PathBuf>> = BTreeMap::new();
+    // One path that makes each edge, to say why files are in a circle.
+    let mut because: BTreeMap<(PathBuf, PathBuf), String> = BTreeMap::new();
     for f in &t.files {
         let set = edges.entry(f.clone()).or_default();
         for p in referenced_paths(f, &t.code[f]) {
-            if let Some(to) = target_file(&p) {
+            if let Some(to) = target_file(t, &p) {
                 // A module's own file and lib.rs (which only declares modules) are no edge.
                 if to != *f && !to.ends_with("lib.rs") {
+                    because.entry((f.clone(), to.clone())).or_insert_with(|| p.join("::"));
                     set.insert(to);
                 }
             }
@@ -440,7 +560,12 @@ fn file_cycles(t: &Tree) -> Vec<String> {
         .map(|c| {
             let mut names: Vec<String> = c.iter().map(|&i| rel(&nodes[i])).collect();
             names.sort();
-            names.join(" <-> ")
+            let inside: Vec<String> = because
+                .iter()
+                .filter(|((a, b), _)| c.iter().any(|&i| nodes[i] == *a) && c.iter().any(|&i| nodes[i] == *b))
+                .map(|((a, b), why)| format!("    {} -> {} ({why})", rel(a), rel(b)))
+                .collect();
+            format!("{}\n{}", names.join(" <-> "), inside.join("\n"))
         })
         .collect()
 }
