@@ -71,7 +71,7 @@ pub fn compare(
                 (Some(t), Some(bv), Some(nv)) => match t.allowed {
                     Allowed::Relative(f) => nv > bv * (1.0 + f),
                     Allowed::AbsoluteUs(us) => nv > bv + us,
-                    _ => false,
+                    Allowed::PointsUp(_) | Allowed::PointsDown(_) => false,
                 },
                 // A statistic the gate watches that vanished is a regression.
                 (Some(_), Some(_), None) => true,
@@ -105,7 +105,7 @@ pub fn compare(
             (Some(t), Some(bv), Some(nv)) => match t.allowed {
                 Allowed::PointsUp(p) => nv - bv > p + 1e-12,
                 Allowed::PointsDown(p) => bv - nv > p + 1e-12,
-                _ => false,
+                Allowed::Relative(_) | Allowed::AbsoluteUs(_) => false,
             },
             _ => false,
         };
