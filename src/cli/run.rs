@@ -186,7 +186,10 @@ fn apply_overrides(sc: &mut Scenario, a: &RunArgs) -> Result<(), String> {
             );
         }
         if d.subsec_nanos() != 0 || d.is_zero() {
-            return Err("--duration must be whole seconds, at least 1s (a plan of 0 s would never end)".into());
+            return Err(
+                "--duration must be whole seconds, at least 1s (a plan of 0 s would never end)"
+                    .into(),
+            );
         }
         sc.workload.plan = sc.workload.plan.with_hold(d);
     }
@@ -216,7 +219,10 @@ fn shard(a: &RunArgs) -> Result<Shard, String> {
                 .and_then(|v| v.parse::<u32>().ok());
             match index.map(|i| Shard::parse(&format!("{i}/{n}"))) {
                 Some(r) => r,
-                None => Err("--shards needs the shard index in JOB_COMPLETION_INDEX (or use --shard I/N)".into()),
+                None => Err(
+                    "--shards needs the shard index in JOB_COMPLETION_INDEX (or use --shard I/N)"
+                        .into(),
+                ),
             }
         }
         (None, None) => Ok(Shard::default()),

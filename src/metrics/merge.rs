@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::snapshot::{IntervalData, ShardSummary, Snapshot, SnapshotError};
 use super::judge::{Ending, Inputs};
+use super::snapshot::{IntervalData, ShardSummary, Snapshot, SnapshotError};
 use super::Recorder;
 use crate::names;
 use crate::outcome::Verdict;

@@ -131,11 +131,13 @@ impl Threshold {
         // What the two windows measured, for people: "25.1ms -> 98.3ms".
         let between = ends.map(|(f, l)| match &self.subject {
             Subject::Latency { .. } => format!(" ({} -> {})", format_us(f), format_us(l)),
-            Subject::Rate { .. } | Subject::PerThousandRuns { .. } | Subject::Count { .. } => format!(
-                " ({} -> {})",
-                format_value(f, "fraction"),
-                format_value(l, "fraction")
-            ),
+            Subject::Rate { .. } | Subject::PerThousandRuns { .. } | Subject::Count { .. } => {
+                format!(
+                    " ({} -> {})",
+                    format_value(f, "fraction"),
+                    format_value(l, "fraction")
+                )
+            }
         });
         let passed = observed.is_some_and(|o| self.op.holds(o, self.limit));
         let fmt = |v: f64| {
