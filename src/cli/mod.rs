@@ -1,9 +1,17 @@
-//! The command line: one file per subcommand. Errors become exit codes here.
+//! The command line: one file per subcommand (`run`, `serve`, `validate`,
+//! `report` with `--recover`, `compare`, `merge`, `trend`). Glue only:
+//! parse flags, call the module that does the work, turn errors into exit
+//! codes (`outcome::exit`). May import every module; nothing imports `cli`.
 
+pub mod compare;
+pub mod merge;
 pub mod report;
 pub mod run;
 pub mod serve;
+pub mod trend;
 pub mod validate;
+
+use std::path::Path;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -56,11 +64,11 @@ pub enum Command {
     /// Re-render a run's report from its snapshot.json, offline.
     Report(report::ReportArgs),
     /// Compare a run with a baseline run; exit 1 on a regression.
-    Compare(report::CompareArgs),
+    Compare(compare::CompareArgs),
     /// Merge the snapshots of `run --shard I/N` processes exactly and judge the whole.
-    Merge(report::MergeArgs),
+    Merge(merge::MergeArgs),
     /// Render the key figures of every run recorded with `run --history`.
-    Trend(report::TrendArgs),
+    Trend(trend::TrendArgs),
     /// Check a scenario file and print its load plan; sends nothing.
     Validate {
         /// The scenario file.
@@ -89,12 +97,32 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => rt.block_on(serve::main(args)),
         Command::Validate { scenario } => validate::main(&scenario),
         Command::Report(args) => report::report(args),
-        Command::Compare(args) => report::compare_cmd(args),
-        Command::Merge(args) => report::merge_cmd(args),
-        Command::Trend(args) => report::trend_cmd(args),
+        Command::Compare(args) => compare::main(args),
+        Command::Merge(args) => merge::main(args),
+        Command::Trend(args) => trend::main(args),
     };
     // Users or server tasks still winding down must not hold the exit.
     rt.shutdown_timeout(std::time::Duration::from_secs(1));
     crate::stdout_guard::finish();
     ExitCode::from(code)
+}
+
+/// Writes `bytes` to `out`, or to standard output without it.
+fn emit(bytes: &[u8], out: Option<&Path>) -> u8 {
+    use std::io::Write;
+    let r = match out {
+        Some(p) => {
+            std::fs::write(p, bytes).map_err(|e| format!("cannot write {}: {e}", p.display()))
+        }
+        None => std::io::stdout()
+            .write_all(bytes)
+            .map_err(|e| e.to_string()),
+    };
+    match r {
+        Ok(()) => exit::PASS,
+        Err(e) => {
+            say_err!("error: {e}");
+            exit::USAGE
+        }
+    }
 }

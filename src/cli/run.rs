@@ -84,110 +84,14 @@ fn install_stop_signals() {
     }
 }
 
+/// An error message already printed; the exit code to return.
+type Exit = u8;
+
 pub async fn main(a: RunArgs) -> u8 {
     install_stop_signals();
-    let mut sc = match Scenario::load(&a.scenario) {
-        Ok(s) => s,
-        Err(d) => {
-            say_err_raw!("{d}");
-            return exit::USAGE;
-        }
-    };
-    if (a.users.is_some() || a.duration.is_some())
-        && (sc.workload.open.is_some() || sc.workload.capacity.is_some())
-    {
-        say_err!(
-            "error: --users and --duration reshape a closed-model plan; this scenario's load comes from {} (edit it there)",
-            if sc.workload.capacity.is_some() { "[capacity]" } else { "workload.rate / workload.ramp and workload.max_users" }
-        );
-        return exit::USAGE;
-    }
-    if let Some(u) = a.users {
-        if u == 0 {
-            say_err!("error: --users must be at least 1");
-            return exit::USAGE;
-        }
-        let counts: Option<u64> = sc.journeys.iter().map(|j| j.count()).sum();
-        if let Some(total) = counts.filter(|t| *t != u) {
-            say_err!(
-                "error: --users {u}: the journeys give exact user counts that add up to {total}; change them in the scenario (or give the journeys `share`s)"
-            );
-            return exit::USAGE;
-        }
-        sc.workload.plan = sc.workload.plan.with_users(u);
-    }
-    if let Some(d) = a.duration {
-        if sc.workload.plan.iterations.is_some() {
-            say_err!(
-                "error: --duration cannot be used with a scenario that sets workload.iterations"
-            );
-            return exit::USAGE;
-        }
-        if d.subsec_nanos() != 0 || d.is_zero() {
-            say_err!("error: --duration must be whole seconds, at least 1s (a plan of 0 s would never end)");
-            return exit::USAGE;
-        }
-        sc.workload.plan = sc.workload.plan.with_hold(d);
-    }
-    let external = a.target.is_some() || sc.target.url.is_some();
-    let secret = match std::env::var(&sc.auth.secret_env) {
-        Ok(s) if !s.is_empty() => Secret::new(s),
-        _ if !external => Secret::new(EMBEDDED_DEV_SECRET),
-        _ => {
-            say_err!(
-                "error: the signing key variable ${} is not set; export it before loading an external target (it is never read from a flag or the file)",
-                sc.auth.secret_env
-            );
-            return exit::USAGE;
-        }
-    };
-    let seed = a.seed.or(sc.seed).unwrap_or(1);
-    let shard = match (a.shard, a.shards) {
-        (Some(s), _) => s,
-        (None, Some(n)) => {
-            let index = std::env::var("JOB_COMPLETION_INDEX")
-                .ok()
-                .and_then(|v| v.parse::<u32>().ok());
-            match index.map(|i| Shard::parse(&format!("{i}/{n}"))) {
-                Some(Ok(s)) => s,
-                Some(Err(e)) => {
-                    say_err!("error: {e}");
-                    return exit::USAGE;
-                }
-                None => {
-                    say_err!("error: --shards needs the shard index in JOB_COMPLETION_INDEX (or use --shard I/N)");
-                    return exit::USAGE;
-                }
-            }
-        }
-        (None, None) => Shard::default(),
-    };
-    let baseline = match &a.baseline {
-        None => None,
-        Some(p) => match std::fs::read_to_string(p)
-            .map_err(|e| e.to_string())
-            .and_then(|t| Snapshot::from_json(&t).map_err(|e| e.to_string()))
-        {
-            Ok(s) => Some(s),
-            Err(e) => {
-                say_err!("error: cannot read the baseline {}: {e}", p.display());
-                return exit::USAGE;
-            }
-        },
-    };
-    let req = RunRequest {
-        scenario: sc,
-        target: a.target,
-        secret,
-        seed,
-        out: a.out,
-        goose_report: true,
-        baseline,
-        progress: !a.quiet,
-        shard,
-        start_at: a.start_at,
-        metrics_addr: a.metrics_addr,
-        history: a.history,
+    let req = match request(&a) {
+        Ok(r) => r,
+        Err(code) => return code,
     };
     let res = match crate::run::run(req).await {
         Ok(r) => r,
@@ -213,4 +117,124 @@ pub async fn main(a: RunArgs) -> u8 {
         res.out_dir.display()
     );
     res.exit_code()
+}
+
+/// The run to perform: the scenario with the flags' overrides, the secret,
+/// the shard and the baseline resolved.
+fn request(a: &RunArgs) -> Result<RunRequest, Exit> {
+    let mut sc = match Scenario::load(&a.scenario) {
+        Ok(s) => s,
+        Err(d) => {
+            say_err_raw!("{d}");
+            return Err(exit::USAGE);
+        }
+    };
+    apply_overrides(&mut sc, a).map_err(usage)?;
+    let external = a.target.is_some() || sc.target.url.is_some();
+    let secret = secret(&sc, external).map_err(usage)?;
+    let seed = a.seed.or(sc.seed).unwrap_or(1);
+    let shard = shard(a).map_err(usage)?;
+    let baseline = baseline(a.baseline.as_deref()).map_err(usage)?;
+    Ok(RunRequest {
+        scenario: sc,
+        target: a.target.clone(),
+        secret,
+        seed,
+        out: a.out.clone(),
+        goose_report: true,
+        baseline,
+        progress: !a.quiet,
+        shard,
+        start_at: a.start_at,
+        metrics_addr: a.metrics_addr,
+        history: a.history.clone(),
+    })
+}
+
+/// Prints a usage error; its exit code.
+fn usage(message: String) -> Exit {
+    say_err!("error: {message}");
+    exit::USAGE
+}
+
+/// `--users` and `--duration`: they reshape a closed-model plan only.
+fn apply_overrides(sc: &mut Scenario, a: &RunArgs) -> Result<(), String> {
+    if (a.users.is_some() || a.duration.is_some())
+        && (sc.workload.open.is_some() || sc.workload.capacity.is_some())
+    {
+        return Err(format!(
+            "--users and --duration reshape a closed-model plan; this scenario's load comes from {} (edit it there)",
+            if sc.workload.capacity.is_some() { "[capacity]" } else { "workload.rate / workload.ramp and workload.max_users" }
+        ));
+    }
+    if let Some(u) = a.users {
+        if u == 0 {
+            return Err("--users must be at least 1".into());
+        }
+        let counts: Option<u64> = sc.journeys.iter().map(|j| j.count()).sum();
+        if let Some(total) = counts.filter(|t| *t != u) {
+            return Err(format!(
+                "--users {u}: the journeys give exact user counts that add up to {total}; change them in the scenario (or give the journeys `share`s)"
+            ));
+        }
+        sc.workload.plan = sc.workload.plan.with_users(u);
+    }
+    if let Some(d) = a.duration {
+        if sc.workload.plan.iterations.is_some() {
+            return Err(
+                "--duration cannot be used with a scenario that sets workload.iterations".into(),
+            );
+        }
+        if d.subsec_nanos() != 0 || d.is_zero() {
+            return Err(
+                "--duration must be whole seconds, at least 1s (a plan of 0 s would never end)"
+                    .into(),
+            );
+        }
+        sc.workload.plan = sc.workload.plan.with_hold(d);
+    }
+    Ok(())
+}
+
+/// The signing key, from the variable the scenario names; the embedded
+/// server's documented dev key when there is no external target.
+fn secret(sc: &Scenario, external: bool) -> Result<Secret, String> {
+    match std::env::var(&sc.auth.secret_env) {
+        Ok(s) if !s.is_empty() => Ok(Secret::new(s)),
+        _ if !external => Ok(Secret::new(EMBEDDED_DEV_SECRET)),
+        _ => Err(format!(
+            "the signing key variable ${} is not set; export it before loading an external target (it is never read from a flag or the file)",
+            sc.auth.secret_env
+        )),
+    }
+}
+
+/// `--shard I/N`, or `--shards N` with the index in JOB_COMPLETION_INDEX.
+fn shard(a: &RunArgs) -> Result<Shard, String> {
+    match (a.shard, a.shards) {
+        (Some(s), _) => Ok(s),
+        (None, Some(n)) => {
+            let index = std::env::var("JOB_COMPLETION_INDEX")
+                .ok()
+                .and_then(|v| v.parse::<u32>().ok());
+            match index.map(|i| Shard::parse(&format!("{i}/{n}"))) {
+                Some(r) => r,
+                None => Err(
+                    "--shards needs the shard index in JOB_COMPLETION_INDEX (or use --shard I/N)"
+                        .into(),
+                ),
+            }
+        }
+        (None, None) => Ok(Shard::default()),
+    }
+}
+
+/// `--baseline FILE`, read.
+fn baseline(path: Option<&std::path::Path>) -> Result<Option<Snapshot>, String> {
+    let Some(p) = path else { return Ok(None) };
+    std::fs::read_to_string(p)
+        .map_err(|e| e.to_string())
+        .and_then(|t| Snapshot::from_json(&t).map_err(|e| e.to_string()))
+        .map(Some)
+        .map_err(|e| format!("cannot read the baseline {}: {e}", p.display()))
 }

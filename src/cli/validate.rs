@@ -35,6 +35,32 @@ pub fn describe(s: &Scenario) -> String {
             .unwrap_or("embedded reference server on 127.0.0.1 (no target given)")
     ));
     let w = &s.workload;
+    describe_plan(&mut o, w);
+    let total: usize = s.journeys.iter().map(|j| j.weight).sum();
+    for j in &s.journeys {
+        let who = if w.open.is_some() {
+            "run once per arrival, by a free session of the pool"
+        } else {
+            "repeated by every user"
+        };
+        if s.journeys.len() == 1 {
+            o.push_str(&format!("\njourney ({who}):\n"));
+        } else {
+            o.push_str(&format!(
+                "\njourney `{}`: weight {} ({:.0}% of the users; {who}):\n",
+                j.name,
+                j.weight,
+                j.weight as f64 * 100.0 / total.max(1) as f64
+            ));
+        }
+        describe_steps(&mut o, &j.steps, 1);
+    }
+    describe_verdict(&mut o, s);
+    o
+}
+
+/// The load plan, by model.
+fn describe_plan(o: &mut String, w: &crate::scenario::Workload) {
     match (&w.open, &w.capacity) {
         (None, None) => {
             o.push_str(
@@ -61,26 +87,11 @@ pub fn describe(s: &Scenario) -> String {
             o.push_str(&m.to_string());
         }
     }
-    let total: usize = s.journeys.iter().map(|j| j.weight).sum();
-    for j in &s.journeys {
-        let who = if w.open.is_some() {
-            "run once per arrival, by a free session of the pool"
-        } else {
-            "repeated by every user"
-        };
-        if s.journeys.len() == 1 {
-            o.push_str(&format!("\njourney ({who}):\n"));
-        } else {
-            o.push_str(&format!(
-                "\njourney `{}`: weight {} ({:.0}% of the users; {who}):\n",
-                j.name,
-                j.weight,
-                j.weight as f64 * 100.0 / total.max(1) as f64
-            ));
-        }
-        describe_steps(&mut o, &j.steps, 1);
-    }
-    if let Some(c) = &w.capacity {
+}
+
+/// What judges the run: the thresholds, or a capacity search's SLOs.
+fn describe_verdict(o: &mut String, s: &Scenario) {
+    if let Some(c) = &s.workload.capacity {
         // A capacity search has no [thresholds]: its SLOs judge each step.
         o.push_str(
             "\nverdict: by the knee of the search, judged step by step on [capacity.slo]:\n",
@@ -103,11 +114,29 @@ pub fn describe(s: &Scenario) -> String {
             o.push_str(&format!("  {}\n", t.expr));
         }
     }
-    o
+}
+
+/// A think step, for people.
+fn think_text(think: &crate::scenario::Think) -> String {
+    use crate::scenario::Think;
+    match think {
+        Think::Constant(d) => format!("think {}", humantime::format_duration(*d)),
+        Think::Uniform(a, b) => format!(
+            "think uniform {} to {}",
+            humantime::format_duration(*a),
+            humantime::format_duration(*b)
+        ),
+        Think::Exponential(m) => {
+            format!("think exponential, mean {}", humantime::format_duration(*m))
+        }
+        Think::LogNormal { median, sigma } => format!(
+            "think log-normal, median {}, sigma {sigma}",
+            humantime::format_duration(*median)
+        ),
+    }
 }
 
 fn describe_steps(o: &mut String, steps: &[crate::scenario::Step], depth: usize) {
-    use crate::scenario::Think;
     let pad = "  ".repeat(depth);
     for (i, st) in steps.iter().enumerate() {
         let what = match &st.kind {
@@ -123,21 +152,7 @@ fn describe_steps(o: &mut String, steps: &[crate::scenario::Step], depth: usize)
                 "await the run's terminal event (timeout {})",
                 humantime::format_duration(*timeout)
             ),
-            StepKind::Think { think } => match think {
-                Think::Constant(d) => format!("think {}", humantime::format_duration(*d)),
-                Think::Uniform(a, b) => format!(
-                    "think uniform {} to {}",
-                    humantime::format_duration(*a),
-                    humantime::format_duration(*b)
-                ),
-                Think::Exponential(m) => {
-                    format!("think exponential, mean {}", humantime::format_duration(*m))
-                }
-                Think::LogNormal { median, sigma } => format!(
-                    "think log-normal, median {}, sigma {sigma}",
-                    humantime::format_duration(*median)
-                ),
-            },
+            StepKind::Think { think } => think_text(think),
             StepKind::CreateThread { .. } => {
                 "POST /api/threads; the new thread becomes current".into()
             }

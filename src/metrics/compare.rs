@@ -49,6 +49,19 @@ pub fn compare(
     tolerances: &[Tolerance],
 ) -> Result<Comparison, crate::metrics::snapshot::SnapshotError> {
     let (b, n) = (base.recorder()?, new.recorder()?);
+    let mut rows = latency_rows(&b, &n, tolerances);
+    rows.extend(rate_rows(&b, &n, tolerances));
+    let regressed = rows.iter().any(|r| r.regressed);
+    Ok(Comparison {
+        base_run: base.run_id.clone(),
+        new_run: new.run_id.clone(),
+        rows,
+        regressed,
+    })
+}
+
+/// p50, p95 and p99 of every latency metric both runs recorded (ttfe and ttc first).
+fn latency_rows(b: &Recorder, n: &Recorder, tolerances: &[Tolerance]) -> Vec<DeltaRow> {
     let mut rows = Vec::new();
     let mut metrics: Vec<&String> = b
         .histograms
@@ -66,12 +79,12 @@ pub fn compare(
                         percentile: q,
                     }
             });
-            let (bv, nv) = (latency(&b, m, q), latency(&n, m, q));
+            let (bv, nv) = (latency(b, m, q), latency(n, m, q));
             let regressed = match (tol, bv, nv) {
                 (Some(t), Some(bv), Some(nv)) => match t.allowed {
                     Allowed::Relative(f) => nv > bv * (1.0 + f),
                     Allowed::AbsoluteUs(us) => nv > bv + us,
-                    _ => false,
+                    Allowed::PointsUp(_) | Allowed::PointsDown(_) => false,
                 },
                 // A statistic the gate watches that vanished is a regression.
                 (Some(_), Some(_), None) => true,
@@ -93,8 +106,14 @@ pub fn compare(
             });
         }
     }
+    rows
+}
+
+/// The watched rates ([`RATES`]).
+fn rate_rows(b: &Recorder, n: &Recorder, tolerances: &[Tolerance]) -> Vec<DeltaRow> {
+    let mut rows = Vec::new();
     for r in RATES {
-        let (bv, nv) = (rate(&b, r), rate(&n, r));
+        let (bv, nv) = (rate(b, r), rate(n, r));
         let tol = tolerances.iter().find(|t| {
             t.subject
                 == Subject::Rate {
@@ -105,7 +124,7 @@ pub fn compare(
             (Some(t), Some(bv), Some(nv)) => match t.allowed {
                 Allowed::PointsUp(p) => nv - bv > p + 1e-12,
                 Allowed::PointsDown(p) => bv - nv > p + 1e-12,
-                _ => false,
+                Allowed::Relative(_) | Allowed::AbsoluteUs(_) => false,
             },
             _ => false,
         };
@@ -123,11 +142,5 @@ pub fn compare(
             regressed,
         });
     }
-    let regressed = rows.iter().any(|r| r.regressed);
-    Ok(Comparison {
-        base_run: base.run_id.clone(),
-        new_run: new.run_id.clone(),
-        rows,
-        regressed,
-    })
+    rows
 }

@@ -1,6 +1,9 @@
 //! Exact merge of shard snapshots: histograms added (HDR addition), counters
 //! summed, intervals merged by time, thresholds re-judged on the whole.
 //!
+//! Phases: `check` (one run's shards), `add_shards`, `partial_notes`,
+//! `assemble`, then the one judge (`judge.rs`).
+//!
 //! A merge refuses snapshots of different scenarios, seeds or format versions,
 //! and reports a missing or failed shard as a partial result, never a complete one.
 
@@ -8,8 +11,8 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use super::judge::{Ending, Inputs};
 use super::snapshot::{IntervalData, ShardSummary, Snapshot, SnapshotError};
-use super::threshold::Threshold;
 use super::Recorder;
 use crate::names;
 use crate::outcome::Verdict;
@@ -24,56 +27,33 @@ pub enum MergeError {
     Snapshot(#[from] SnapshotError),
 }
 
-/// The scenario's `[drift]` settings, read back from its echo in a snapshot.
-pub fn drift_spec_from_echo(scenario: &Value) -> Result<super::threshold::DriftSpec, String> {
-    let mut spec = super::threshold::DriftSpec::default();
-    if let Some(d) = scenario.get("drift") {
-        if let Some(w) = d.get("warmup").and_then(Value::as_str) {
-            spec.warmup = crate::units::parse_duration(w)?;
-        }
-        match d.get("window") {
-            Some(Value::String(w)) => spec.window = crate::units::parse_percent(w)?,
-            Some(Value::Number(n)) => spec.window = n.as_f64().unwrap_or(spec.window),
-            _ => {}
-        }
-    }
-    Ok(spec)
-}
+// The rules of a snapshot are read back from its echo by the judge; these
+// paths stay for the readers that import them from here.
+pub use super::judge::{drift_spec_from_echo, thresholds_from_echo};
 
-/// The thresholds of a scenario, read back from its echo in a snapshot.
-pub fn thresholds_from_echo(scenario: &Value) -> Result<Vec<Threshold>, String> {
-    let Some(t) = scenario.get("thresholds").and_then(Value::as_object) else {
-        return Ok(Vec::new());
-    };
-    let spec = drift_spec_from_echo(scenario)?;
-    t.iter()
-        .map(|(k, v)| {
-            let (rule, abort, grace) = match v {
-                Value::String(s) => (s.clone(), false, None),
-                Value::Object(o) => (
-                    o.get("rule")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_string(),
-                    o.get("abort_on_fail")
-                        .and_then(Value::as_bool)
-                        .unwrap_or(false),
-                    o.get("grace").and_then(Value::as_str).map(str::to_string),
-                ),
-                other => return Err(format!("threshold `{k}` is {other}, not a rule")),
-            };
-            let mut th = Threshold::parse_with_drift(k, &rule, spec)?;
-            th.abort_on_fail = abort;
-            if let Some(g) = grace {
-                th.grace = crate::units::parse_duration(&g)?;
-            }
-            Ok(th)
-        })
-        .collect()
-}
-
-/// Merges shard snapshots into one.
+/// Merges shard snapshots into one: check they are shards of one run, add
+/// their data, note what is missing, then judge the whole.
 pub fn merge(snaps: &[Snapshot]) -> Result<Snapshot, MergeError> {
+    let (first, count, seen) = check(snaps)?;
+    let mut sums = add_shards(&seen)?;
+    let thresholds = thresholds_from_echo(&first.scenario).map_err(MergeError::Mismatch)?;
+    let (ending, notes) = partial_notes(count, &seen, &sums);
+    let total = std::mem::take(&mut sums.total);
+    let mut merged = assemble(first, count, &seen, sums, &total, notes);
+    merged.judge(
+        &total,
+        Inputs {
+            rules: &thresholds,
+            capacity: None,
+            ending,
+        },
+    );
+    Ok(merged)
+}
+
+/// The shards by index, after refusing snapshots of another scenario, seed,
+/// format or split, and a shard given twice.
+fn check(snaps: &[Snapshot]) -> Result<(&Snapshot, u32, BTreeMap<u32, &Snapshot>), MergeError> {
     let first = snaps.first().ok_or(MergeError::Empty)?;
     let major = |v: &str| v.split('.').next().unwrap_or("").to_string();
     let Some(count) = first.shard.map(|s| s.count) else {
@@ -117,30 +97,34 @@ pub fn merge(snaps: &[Snapshot]) -> Result<Snapshot, MergeError> {
             )));
         }
     }
-    let mut total = Recorder::default();
-    let mut intervals: BTreeMap<i64, (f64, f64, Recorder)> = BTreeMap::new();
-    let mut truth: Option<BTreeMap<String, u64>> = Some(BTreeMap::new());
-    let mut shards = Vec::new();
-    let mut failed = Vec::new();
-    for (index, s) in &seen {
-        total.merge(&s.recorder()?);
-        for i in &s.intervals {
-            let len = i.length_s.max(1e-3);
-            let key = (i.start_s / first_interval_len(s)).round() as i64;
-            let mut r = Recorder::default();
-            for (k, h) in &i.histograms {
-                r.histograms.insert(k.clone(), h.decode(k)?);
-            }
-            r.counters = i.counters.clone();
-            let slot = intervals
-                .entry(key)
-                .or_insert((i.start_s, len, Recorder::default()));
-            slot.0 = slot.0.min(i.start_s);
-            slot.1 = slot.1.max(len);
-            slot.2.merge(&r);
-        }
+    Ok((first, count, seen))
+}
+
+/// The shards' data added together.
+struct Sums {
+    total: Recorder,
+    /// By interval number: start, length and the interval's data.
+    intervals: BTreeMap<i64, (f64, f64, Recorder)>,
+    /// The embedded servers' truth counters; `None` when a shard has none.
+    truth: Option<BTreeMap<String, u64>>,
+    shards: Vec<ShardSummary>,
+    /// Shards whose run aborted.
+    failed: Vec<u32>,
+}
+
+fn add_shards(seen: &BTreeMap<u32, &Snapshot>) -> Result<Sums, MergeError> {
+    let mut sums = Sums {
+        total: Recorder::default(),
+        intervals: BTreeMap::new(),
+        truth: Some(BTreeMap::new()),
+        shards: Vec::new(),
+        failed: Vec::new(),
+    };
+    for (index, s) in seen {
+        sums.total.merge(&s.recorder()?);
+        add_intervals(&mut sums.intervals, s)?;
         match (
-            &mut truth,
+            &mut sums.truth,
             s.server_truth.as_ref().and_then(Value::as_object),
         ) {
             (Some(t), Some(o)) => {
@@ -148,32 +132,55 @@ pub fn merge(snaps: &[Snapshot]) -> Result<Snapshot, MergeError> {
                     *t.entry(k.clone()).or_insert(0) += v.as_u64().unwrap_or(0);
                 }
             }
-            _ => truth = None,
+            _ => sums.truth = None,
         }
         if s.verdict == Verdict::Aborted {
-            failed.push(*index);
+            sums.failed.push(*index);
         }
-        shards.push(ShardSummary {
+        sums.shards.push(ShardSummary {
             index: *index,
             run_id: s.run_id.clone(),
             users: s.users,
             runs_started: s.counters.get(names::RUNS_STARTED).copied().unwrap_or(0),
             runs_ok: s.counters.get(names::RUNS_OK).copied().unwrap_or(0),
-            verdict: s.verdict.clone(),
+            verdict: s.verdict,
             generator: s.generator.clone(),
         });
     }
-    let thresholds = thresholds_from_echo(&first.scenario).map_err(MergeError::Mismatch)?;
-    let merged_intervals: Vec<IntervalData> = intervals
-        .into_values()
-        .map(|(start_s, length_s, r)| IntervalData {
-            start_s,
-            length_s,
-            counters: r.counters.clone(),
-            histograms: Snapshot::histograms_from(&r),
-        })
-        .collect();
-    let verdicts = super::threshold::judge_all(&thresholds, &total, &merged_intervals);
+    Ok(sums)
+}
+
+/// Adds a shard's intervals to the ones of the same number (by time).
+fn add_intervals(
+    intervals: &mut BTreeMap<i64, (f64, f64, Recorder)>,
+    s: &Snapshot,
+) -> Result<(), MergeError> {
+    for i in &s.intervals {
+        let len = i.length_s.max(1e-3);
+        let key = (i.start_s / first_interval_len(s)).round() as i64;
+        let mut r = Recorder::default();
+        for (k, h) in &i.histograms {
+            r.histograms.insert(k.clone(), h.decode(k)?);
+        }
+        r.counters = i.counters.clone();
+        let slot = intervals
+            .entry(key)
+            .or_insert((i.start_s, len, Recorder::default()));
+        slot.0 = slot.0.min(i.start_s);
+        slot.1 = slot.1.max(len);
+        slot.2.merge(&r);
+    }
+    Ok(())
+}
+
+/// Whether the merge is partial (a shard missing or aborted), and the notes
+/// that say so and name saturated generators.
+fn partial_notes(
+    count: u32,
+    seen: &BTreeMap<u32, &Snapshot>,
+    sums: &Sums,
+) -> (Ending, Vec<String>) {
+    let failed = &sums.failed;
     let missing: Vec<u32> = (0..count).filter(|i| !seen.contains_key(i)).collect();
     let mut notes = Vec::new();
     let complete = count as usize - missing.len() - failed.len();
@@ -184,23 +191,35 @@ pub fn merge(snaps: &[Snapshot]) -> Result<Snapshot, MergeError> {
             why.push(format!("missing shard {}", join(&missing)));
         }
         if !failed.is_empty() {
-            why.push(format!("shard {} aborted", join(&failed)));
+            why.push(format!("shard {} aborted", join(failed)));
         }
         notes.push(format!(
             "partial: {complete} of {count} shards ({})",
             why.join("; ")
         ));
     }
-    for s in &shards {
+    for s in &sums.shards {
         if s.generator.as_ref().is_some_and(|g| g.saturated) {
             notes.push(format!("shard {}'s generator may have been the bottleneck: its results may understate the target", s.index));
         }
     }
-    let verdict = if partial {
-        Verdict::Partial
+    let ending = if partial {
+        Ending::Partial
     } else {
-        Verdict::Pass.fail_if(!verdicts.iter().all(|v| v.passed))
+        Ending::Finished
     };
+    (ending, notes)
+}
+
+/// The merged snapshot, not yet judged.
+fn assemble(
+    first: &Snapshot,
+    count: u32,
+    seen: &BTreeMap<u32, &Snapshot>,
+    sums: Sums,
+    total: &Recorder,
+    notes: Vec<String>,
+) -> Snapshot {
     let started = seen
         .values()
         .map(|s| s.started_at.clone())
@@ -212,7 +231,17 @@ pub fn merge(snaps: &[Snapshot]) -> Result<Snapshot, MergeError> {
         .max()
         .unwrap_or_default();
     let duration_s = seen.values().map(|s| s.duration_s).fold(0.0, f64::max);
-    Ok(Snapshot {
+    let merged_intervals: Vec<IntervalData> = sums
+        .intervals
+        .into_values()
+        .map(|(start_s, length_s, r)| IntervalData {
+            start_s,
+            length_s,
+            counters: r.counters.clone(),
+            histograms: Snapshot::histograms_from(&r),
+        })
+        .collect();
+    Snapshot {
         format_version: first.format_version.clone(),
         tool: first.tool.clone(),
         run_id: format!("{}-merged-{}of{count}", first.scenario_name, seen.len()),
@@ -224,22 +253,23 @@ pub fn merge(snaps: &[Snapshot]) -> Result<Snapshot, MergeError> {
         ended_at: ended,
         duration_s,
         users: seen.values().map(|s| s.users).sum(),
-        histograms: Snapshot::histograms_from(&total),
+        histograms: Snapshot::histograms_from(total),
         counters: total.counters.clone(),
-        thresholds: verdicts,
-        verdict,
+        thresholds: Vec::new(),
+        verdict: Verdict::Incomplete,
         notes,
         shard: None,
         generator: None,
-        shards,
+        shards: sums.shards,
         baseline: None,
         intervals: merged_intervals,
         samples: total.samples.clone(),
         capacity: None,
-        server_truth: truth
+        server_truth: sums
+            .truth
             .filter(|t| !t.is_empty())
             .and_then(|t| serde_json::to_value(t).ok()),
-    })
+    }
 }
 
 fn first_interval_len(s: &Snapshot) -> f64 {

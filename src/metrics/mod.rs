@@ -1,14 +1,31 @@
-//! Observations, HDR recorders, the mergeable snapshot and thresholds.
+//! Observations, HDR recorders, the mergeable snapshot, and judging it.
 //!
 //! The engine hands plain [`Observation`]s to a collector; the collector owns one
 //! [`Recorder`] (per-metric HDR histograms in microseconds plus counters by
 //! name) and everything chatload reports is computed from it. Recorders and
 //! snapshots merge by addition, so shards and intervals combine exactly.
+//!
+//! Files: `collector.rs` (the observation channel, intervals), `snapshot.rs`
+//! (`snapshot.json`), `interval_log.rs` (interval files a killed run is
+//! recovered from), `threshold.rs` (one rule on recorded data), `judge.rs`
+//! (the one judge of a snapshot: rules, capacity, verdict; used by run,
+//! merge and `report --recover`), `merge.rs` (shards), `capacity.rs` (a
+//! capacity search's per-step results), `compare.rs` (baseline tolerances),
+//! `prometheus.rs` (live metrics text).
+//!
+//! A new threshold kind touches `scenario/thresholds.rs` (grammar, a
+//! `Subject` variant), `metrics/threshold.rs` (judging it on a recorder and
+//! over drift windows) and, only if it needs inputs beyond the recorded data,
+//! `metrics/judge.rs`.
+//!
+//! Imports: `scenario`, `plan`, `protocol`, `auth`, `names`, `units`,
+//! `outcome`; never `report`, `engine`, `run` or `cli`.
 
 pub mod capacity;
 pub mod collector;
 pub mod compare;
 pub mod interval_log;
+pub mod judge;
 pub mod merge;
 pub use crate::names;
 pub mod prometheus;

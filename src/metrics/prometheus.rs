@@ -74,7 +74,16 @@ pub fn render(rec: &Recorder, users: u64) -> String {
     })
     .inc_by(rec.counter(names::RUNS_FAILED));
     reg.register("chatload_runs", "Agent runs by outcome", runs);
+    register_by_class(&mut reg, rec);
+    register_latency(&mut reg, rec);
+    let mut out = String::new();
+    encode(&mut out, &reg).expect("encoding into a String cannot fail");
+    out
+}
 
+/// The counter families by class, code or name (failed runs, closes,
+/// violations, events).
+fn register_by_class(reg: &mut Registry, rec: &Recorder) {
     let by = |prefix: &str| -> Vec<(String, u64)> {
         rec.counters
             .iter()
@@ -113,7 +122,10 @@ pub fn render(rec: &Recorder, users: u64) -> String {
         events.get_or_create(&Name { name }).inc_by(n);
     }
     reg.register("chatload_events", "Agent events received, by name", events);
+}
 
+/// Latency quantiles of every recorded metric, in seconds.
+fn register_latency(reg: &mut Registry, rec: &Recorder) {
     let lat = Family::<Quantile, Gauge<f64, AtomicU64>>::default();
     for (metric, h) in &rec.histograms {
         if h.is_empty() {
@@ -132,9 +144,6 @@ pub fn render(rec: &Recorder, users: u64) -> String {
         "Latency quantiles of the run so far, by metric",
         lat,
     );
-    let mut out = String::new();
-    encode(&mut out, &reg).expect("encoding into a String cannot fail");
-    out
 }
 
 #[cfg(test)]

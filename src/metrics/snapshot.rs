@@ -245,6 +245,13 @@ impl Snapshot {
         }
         Ok(serde_json::from_value(v)?)
     }
+
+    /// Reads a snapshot file; the message names the file.
+    pub fn read(p: &std::path::Path) -> Result<Snapshot, String> {
+        let text =
+            std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+        Snapshot::from_json(&text).map_err(|e| format!("{}: {e}", p.display()))
+    }
 }
 
 #[cfg(test)]

@@ -116,7 +116,7 @@ impl Threshold {
                     }
                     None => rate(r, name),
                 },
-                _ => None,
+                Subject::PerThousandRuns { .. } | Subject::Count { .. } => None,
             }
         };
         let windows = drift_windows(intervals, spec);
@@ -125,16 +125,19 @@ impl Threshold {
             (Subject::Latency { .. }, Some((f, l))) => ((f > 0.0).then(|| (l - f) / f), "fraction"),
             (Subject::Rate { .. }, Some((f, l))) => (Some(l - f), "points"),
             (Subject::Latency { .. }, None) => (None, "fraction"),
-            _ => (None, "points"),
+            (Subject::Rate { .. }, None)
+            | (Subject::PerThousandRuns { .. } | Subject::Count { .. }, _) => (None, "points"),
         };
         // What the two windows measured, for people: "25.1ms -> 98.3ms".
         let between = ends.map(|(f, l)| match &self.subject {
             Subject::Latency { .. } => format!(" ({} -> {})", format_us(f), format_us(l)),
-            _ => format!(
-                " ({} -> {})",
-                format_value(f, "fraction"),
-                format_value(l, "fraction")
-            ),
+            Subject::Rate { .. } | Subject::PerThousandRuns { .. } | Subject::Count { .. } => {
+                format!(
+                    " ({} -> {})",
+                    format_value(f, "fraction"),
+                    format_value(l, "fraction")
+                )
+            }
         });
         let passed = observed.is_some_and(|o| self.op.holds(o, self.limit));
         let fmt = |v: f64| {

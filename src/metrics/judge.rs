@@ -1,0 +1,138 @@
+//! The one judge of a snapshot: thresholds over the whole run, drift rules
+//! over its intervals, a capacity search's result folded in, and the verdict
+//! (`outcome::Verdict`). Used by `run` (its end and every checkpoint),
+//! `merge` and `report --recover`; none of them decides a verdict its own way.
+//!
+//! How the data came to an end (a signal, a missing shard, a killed run) is
+//! decided by whoever recorded it and comes in as an [`Ending`]; the notes
+//! explaining it stay with the caller.
+//!
+//! Imports: metrics' own files, `scenario` (the threshold grammar, through
+//! `threshold`), `units`, `outcome`.
+
+use serde_json::Value;
+
+use super::capacity::CapacityResult;
+use super::threshold::{judge_all, DriftSpec, Threshold};
+use super::{Recorder, Snapshot};
+use crate::outcome::Verdict;
+
+/// How the judged data came to an end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// The plan ran to its end (or a stop was judged as a normal end): the rules decide.
+    Finished,
+    /// Stopped early (a signal, an engine error, no socket ever ready).
+    Aborted,
+    /// A checkpoint of a run in progress, or a run recovered after it was killed.
+    Incomplete,
+    /// A merge that lacks a shard or holds an aborted one.
+    Partial,
+}
+
+/// What the judge weighs besides the recorded data.
+pub struct Inputs<'a> {
+    /// The scenario's thresholds (drift rules included).
+    pub rules: &'a [Threshold],
+    /// A capacity search's result: a search whose knee misses its target fails the run.
+    pub capacity: Option<CapacityResult>,
+    pub ending: Ending,
+}
+
+impl Snapshot {
+    /// Judges `rec` (the whole run) and `self.intervals` against `inputs`,
+    /// and sets the snapshot's thresholds, capacity section and verdict.
+    /// Notes are the caller's.
+    pub fn judge(&mut self, rec: &Recorder, inputs: Inputs<'_>) {
+        self.thresholds = judge_all(inputs.rules, rec, &self.intervals);
+        self.capacity = inputs.capacity;
+        let failed = !self.thresholds.iter().all(|v| v.passed)
+            || self.capacity.as_ref().is_some_and(|c| !c.passed());
+        self.verdict = match inputs.ending {
+            Ending::Finished => Verdict::Pass.fail_if(failed),
+            Ending::Aborted => Verdict::Aborted,
+            Ending::Incomplete => Verdict::Incomplete,
+            Ending::Partial => Verdict::Partial,
+        };
+    }
+}
+
+/// The scenario's `[drift]` settings, read back from its echo in a snapshot.
+pub fn drift_spec_from_echo(scenario: &Value) -> Result<DriftSpec, String> {
+    let mut spec = DriftSpec::default();
+    if let Some(d) = scenario.get("drift") {
+        if let Some(w) = d.get("warmup").and_then(Value::as_str) {
+            spec.warmup = crate::units::parse_duration(w)?;
+        }
+        match d.get("window") {
+            Some(Value::String(w)) => spec.window = crate::units::parse_percent(w)?,
+            Some(Value::Number(n)) => spec.window = n.as_f64().unwrap_or(spec.window),
+            _ => {}
+        }
+    }
+    Ok(spec)
+}
+
+/// The thresholds of a scenario, read back from its echo in a snapshot.
+pub fn thresholds_from_echo(scenario: &Value) -> Result<Vec<Threshold>, String> {
+    let Some(t) = scenario.get("thresholds").and_then(Value::as_object) else {
+        return Ok(Vec::new());
+    };
+    let spec = drift_spec_from_echo(scenario)?;
+    t.iter()
+        .map(|(k, v)| {
+            let (rule, abort, grace) = match v {
+                Value::String(s) => (s.clone(), false, None),
+                Value::Object(o) => (
+                    o.get("rule")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string(),
+                    o.get("abort_on_fail")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false),
+                    o.get("grace").and_then(Value::as_str).map(str::to_string),
+                ),
+                other => return Err(format!("threshold `{k}` is {other}, not a rule")),
+            };
+            let mut th = Threshold::parse_with_drift(k, &rule, spec)?;
+            th.abort_on_fail = abort;
+            if let Some(g) = grace {
+                th.grace = crate::units::parse_duration(&g)?;
+            }
+            Ok(th)
+        })
+        .collect()
+}
+
+/// Rebuilds a killed run's snapshot from its folder's interval files, judged
+/// as incomplete (`chatload report --recover`).
+pub fn recover(dir: &std::path::Path) -> Result<Snapshot, String> {
+    let (total, intervals) = super::interval_log::recover(dir)
+        .map_err(|e| format!("cannot read the interval files in {}: {e}", dir.display()))?;
+    // The first checkpoint is written before any user starts: it holds the run's identity.
+    let mut s = Snapshot::read(&dir.join("snapshot.json"))?;
+    let thresholds = thresholds_from_echo(&s.scenario)?;
+    s.histograms = Snapshot::histograms_from(&total);
+    s.counters = total.counters.clone();
+    s.intervals = intervals
+        .iter()
+        .map(super::snapshot::IntervalData::from_interval)
+        .collect();
+    let capacity = s.capacity.take();
+    s.judge(
+        &total,
+        Inputs {
+            rules: &thresholds,
+            capacity,
+            ending: Ending::Incomplete,
+        },
+    );
+    s.duration_s = intervals.last().map_or(0.0, |i| i.start_s + i.length_s);
+    s.notes = vec![format!(
+        "incomplete: recovered from the interval files of a run that did not finish ({} intervals, the first {:.1} s); the interval in progress when it stopped is lost",
+        intervals.len(),
+        s.duration_s
+    )];
+    Ok(s)
+}

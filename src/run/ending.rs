@@ -1,0 +1,229 @@
+//! How a run ended, in notes and an `Ending` for the one judge
+//! (`metrics/judge.rs`): a shard without users, a saturated generator,
+//! arrivals the open model could not start, an `abort_on_fail` stop, stop
+//! signals, an engine error, no socket ever ready; then the baseline
+//! comparison. The abort, signal and no-ready rules live here; the verdict
+//! is the judge's.
+//!
+//! Imports: `engine` (its error), `metrics`, `scenario`, `report` (close
+//! labels), `names`, `units`.
+
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use super::checkpoint::{fill, signals_since};
+use super::consumers::Stopped;
+use super::RunRequest;
+use crate::metrics::judge::{Ending, Inputs};
+use crate::metrics::snapshot::{GeneratorHealth, IntervalData, Snapshot};
+use crate::metrics::Recorder;
+use crate::names;
+
+/// What the run left when its engine and consumers stopped.
+pub(super) struct Ended {
+    pub rec: Recorder,
+    pub intervals: Vec<IntervalData>,
+    pub elapsed: Duration,
+    pub ended_at: DateTime<Utc>,
+    pub server_truth: Option<serde_json::Value>,
+    /// CPU seconds the process had used when the users started.
+    pub cpu_before: Option<f64>,
+    pub engine: Result<(), crate::engine::EngineError>,
+    pub stopped: Stopped,
+}
+
+/// The final snapshot: `template` filled with the recorded data, judged,
+/// with the notes that explain how the run ended, and compared with the
+/// baseline when one was given.
+pub(super) fn judge(req: &RunRequest, template: &Snapshot, ended: Ended) -> Snapshot {
+    let sc = &req.scenario;
+    let rec = &ended.rec;
+    let shard_users = sc.workload.plan.shard(req.shard).peak_users();
+    let mut notes = Vec::new();
+    if shard_users == 0 {
+        notes.push(format!(
+            "shard {}/{} has no users: the plan's users are fewer than the shards",
+            req.shard.index, req.shard.count
+        ));
+    }
+    let generator = generator_health(ended.cpu_before, ended.elapsed, rec);
+    if generator.saturated {
+        notes.push(format!(
+            "the generator may have been the bottleneck (CPU {:.1} s over {:.0} s on {} cores, send lag p99 {}); results may understate the target",
+            generator.cpu_s.unwrap_or(0.0),
+            ended.elapsed.as_secs_f64(),
+            generator.cores,
+            generator.send_lag_p99_us.map_or("n/a".to_string(), |v| crate::units::format_us(v as f64))
+        ));
+    }
+    if let Some(note) = not_offered_note(rec, sc.workload.open.as_ref()) {
+        notes.push(note);
+    }
+    let ending = stop_notes(req, &ended, shard_users, &mut notes);
+    let mut snapshot = fill(template, rec, &ended.intervals, ended.elapsed);
+    snapshot.judge(
+        rec,
+        Inputs {
+            rules: &sc.thresholds,
+            capacity: ended.stopped.capacity.as_ref().map(|c| c.result()),
+            ending,
+        },
+    );
+    snapshot.notes = notes;
+    snapshot.generator = Some(generator);
+    snapshot.server_truth = ended.server_truth;
+    snapshot.ended_at = ended.ended_at.to_rfc3339_opts(SecondsFormat::Millis, true);
+    if let Some(base) = &req.baseline {
+        compare_with(base, &mut snapshot, sc);
+    }
+    snapshot
+}
+
+/// Notes on why the run stopped (an `abort_on_fail` rule, stop signals, an
+/// engine error, no socket ever ready); whether that aborts it.
+fn stop_notes(
+    req: &RunRequest,
+    ended: &Ended,
+    shard_users: u64,
+    notes: &mut Vec<String>,
+) -> Ending {
+    let rec = &ended.rec;
+    let mut ending = Ending::Finished;
+    if let Some(why) = &ended.stopped.aborted_by {
+        notes.push(why.clone());
+    }
+    if signals_since(ended.stopped.signals_at_start) >= 2 {
+        // The second signal came while the drain was ending, before the
+        // checkpoint loop could act on it: the drain is done, so the reports
+        // are written now, which is as fast as exiting.
+        notes.push("aborted: a second stop signal arrived as the drain ended; every report holds everything recorded".into());
+        ending = Ending::Aborted;
+    } else if ended.stopped.signalled {
+        if req.scenario.workload.on_signal_ends {
+            notes.push("ended early by a stop signal (workload.on_signal = \"end\": judged as a normal end)".into());
+        } else {
+            notes.push("aborted: stopped by a signal (SIGINT or SIGTERM); in-flight runs were drained and every report written".into());
+            ending = Ending::Aborted;
+        }
+    }
+    if let Err(e) = &ended.engine {
+        notes.push(format!("aborted: {e}"));
+        ending = Ending::Aborted;
+    } else if rec.counter(names::CONN_READY) == 0
+        && rec.counter(names::CONN_ATTEMPTED) > 0
+        && shard_users > 0
+    {
+        notes.push(explain_no_ready(rec));
+        ending = Ending::Aborted;
+    }
+    ending
+}
+
+/// Compares with the baseline run: a regression beyond the tolerances fails the run.
+fn compare_with(base: &Snapshot, snapshot: &mut Snapshot, sc: &crate::scenario::Scenario) {
+    let tolerances = if sc.baseline.is_empty() {
+        crate::scenario::baseline::Tolerance::defaults()
+    } else {
+        sc.baseline.clone()
+    };
+    match crate::metrics::compare::compare(base, snapshot, &tolerances) {
+        Ok(c) => {
+            snapshot.verdict = snapshot.verdict.fail_if(c.regressed);
+            if c.regressed {
+                snapshot
+                    .notes
+                    .push(format!("regression against baseline {}", c.base_run));
+            }
+            snapshot.baseline = Some(c);
+        }
+        Err(e) => snapshot
+            .notes
+            .push(format!("the baseline could not be compared: {e}")),
+    }
+}
+
+/// Explains a run in which no socket ever became ready.
+fn explain_no_ready(rec: &Recorder) -> String {
+    let mut parts = Vec::new();
+    for (k, v) in &rec.counters {
+        if let Some(code) = k.strip_prefix("closes_by_phase.before_ready.") {
+            parts.push(format!(
+                "{v} closed with {} before ready",
+                crate::report::close_label(code)
+            ));
+        } else if let Some(st) = k.strip_prefix("connections.rejected.") {
+            parts.push(format!("{v} upgrades refused with HTTP {st}"));
+        } else if let Some(kind) = k.strip_prefix("connections.failed.") {
+            parts.push(format!("{v} connects failed ({kind})"));
+        } else if let Some(code) = k.strip_prefix("frames.server_error.") {
+            parts.push(format!("{v} server error frames `{code}`"));
+        }
+    }
+    let t = rec.counter(names::CONN_READY_TIMEOUT);
+    if t > 0 {
+        parts.push(format!("{t} ready timeouts"));
+    }
+    let hint = if rec.counter("closes_by_phase.before_ready.1008") > 0 {
+        " — 1008 after an AUTH_FAILED frame means the server rejected the token: check the signing key variable (auth.secret_env) and the claims"
+    } else {
+        ""
+    };
+    format!(
+        "aborted: no connection became ready ({} attempted: {}){hint}",
+        rec.counter(names::CONN_ATTEMPTED),
+        if parts.is_empty() {
+            "no details".to_string()
+        } else {
+            parts.join(", ")
+        }
+    )
+}
+
+/// CPU seconds (user + system) this process has used, on Linux.
+pub(super) fn process_cpu_s() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // The kernel reports in USER_HZ, 100 on every Linux this runs on.
+    Some(ticks / 100.0)
+}
+
+fn generator_health(cpu_before: Option<f64>, elapsed: Duration, rec: &Recorder) -> GeneratorHealth {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+    let cpu_s = process_cpu_s().zip(cpu_before).map(|(a, b)| a - b);
+    let send_lag_p99_us = rec
+        .histograms
+        .get(names::SEND_LAG)
+        .filter(|h| !h.is_empty())
+        .map(|h| h.value_at_quantile(0.99));
+    let busy = cpu_s.is_some_and(|c| {
+        elapsed.as_secs_f64() > 5.0 && c > 0.85 * cores as f64 * elapsed.as_secs_f64()
+    });
+    let late = send_lag_p99_us.is_some_and(|l| l > 50_000);
+    GeneratorHealth {
+        cpu_s,
+        cores,
+        send_lag_p99_us,
+        saturated: busy || late,
+    }
+}
+
+/// The open model's arrivals that did not start on time: the target was
+/// offered less load than the plan, which no latency figure shows.
+fn not_offered_note(rec: &Recorder, open: Option<&crate::plan::OpenModel>) -> Option<String> {
+    let open = open?;
+    let intended = rec.counter(names::STARTS_INTENDED);
+    let dropped = rec.counter(names::STARTS_DROPPED);
+    let late = rec.counter(names::STARTS_LATE);
+    if intended == 0 || dropped + late == 0 {
+        return None;
+    }
+    let pct = |n: u64| n as f64 * 100.0 / intended as f64;
+    Some(format!(
+        "the session pool ({} sessions) was full: {dropped} of {intended} arrivals dropped ({:.1}%) and {late} late ({:.1}%), so the target was offered less than the plan; raise workload.max_users, or gate on \"starts.dropped count\" = \"== 0\"",
+        open.max_users,
+        pct(dropped),
+        pct(late)
+    ))
+}

@@ -1,0 +1,101 @@
+//! What a run shows while it runs: the live progress line on stderr and the
+//! `/metrics` endpoint (Prometheus text, `--metrics-addr`).
+//!
+//! Imports: `metrics`, `scenario`, `names`, `units`.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinHandle;
+
+use super::RunError;
+use crate::metrics::ObsSender;
+use crate::names;
+use crate::plan::{LoadPlan, OpenModel};
+
+/// A live line on stderr: elapsed/total, users, runs/s, ttfe p95 of the last
+/// interval, 1011 closes and failed runs. Only started on a terminal.
+pub(super) async fn live_progress(
+    obs: ObsSender,
+    plan: LoadPlan,
+    open: Option<OpenModel>,
+    t0: Instant,
+) {
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {msg}").expect("valid template"),
+    );
+    let total = plan.total().as_secs();
+    let mut last_ok = 0u64;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let rec = obs.peek().await;
+        let ttfe = obs
+            .last_interval()
+            .await
+            .and_then(|i| i.histograms.get(names::TTFE).map(|h| h.p95_us))
+            .map_or_else(|| "-".to_string(), |v| crate::units::format_us(v as f64));
+        let ok = rec.counter(names::RUNS_OK);
+        let elapsed = t0.elapsed();
+        let load = match &open {
+            // Open model: the rate asked for now, and arrivals the pool could not take.
+            Some(m) => format!(
+                "rate {}  dropped {}  late {}",
+                m.show_rate(m.rate.rate_at(elapsed.as_secs_f64())),
+                rec.counter(names::STARTS_DROPPED),
+                rec.counter(names::STARTS_LATE)
+            ),
+            None => format!("users {}", plan.users_at(elapsed)),
+        };
+        bar.set_message(format!(
+            "{}s/{}s  {load}  runs/s {}  ttfe p95 {}  1011s {}  failed {}",
+            elapsed.as_secs(),
+            total,
+            ok - last_ok,
+            ttfe,
+            rec.counter("closes.1011"),
+            rec.counter(names::RUNS_FAILED)
+        ));
+        bar.tick();
+        last_ok = ok;
+    }
+}
+
+/// The `/metrics` router: the running totals and the users the plan has now.
+fn metrics_router(obs: ObsSender, plan: LoadPlan, t0: Instant) -> axum::Router {
+    axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let obs = obs.clone();
+            let users = plan.users_at(t0.elapsed());
+            async move {
+                let body = crate::metrics::prometheus::render(&obs.peek().await, users);
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    body,
+                )
+            }
+        }),
+    )
+}
+
+/// Serves `/metrics` on `addr` until the task is aborted. Refused (a usage
+/// error) when the address cannot be bound.
+pub(super) async fn serve_metrics(
+    addr: SocketAddr,
+    obs: ObsSender,
+    plan: LoadPlan,
+    t0: Instant,
+) -> Result<JoinHandle<()>, RunError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| RunError::Usage(format!("cannot serve metrics on {addr}: {e}")))?;
+    let app = metrics_router(obs, plan, t0);
+    Ok(tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    }))
+}

@@ -1,0 +1,132 @@
+//! Checks before any socket opens: the target URL and the login endpoint
+//! against `target.allow`, the `{{env.NAME}}` variables the login body
+//! reads, a capacity search against sharding, and the tokens file. Every
+//! refusal is a usage error (exit 2): nothing was sent.
+//!
+//! Imports: `scenario` (the one URL allow check), `auth`.
+
+use std::sync::Arc;
+
+use super::{RunError, RunRequest};
+use crate::auth::Secret;
+use crate::scenario::Scenario;
+
+/// What the checks found: the external target, if any, and the tokens of a
+/// tokens file.
+pub(super) struct Checked {
+    /// `None`: the embedded server.
+    pub external: Option<String>,
+    pub tokens: Option<Arc<Vec<Secret>>>,
+}
+
+/// Everything a run checks before opening a socket.
+pub(super) fn check(req: &RunRequest) -> Result<Checked, RunError> {
+    let sc = &req.scenario;
+    let external = req.target.clone().or_else(|| sc.target.url.clone());
+    if let Some(url) = &external {
+        check_target(sc, url)?;
+    }
+    check_login(sc)?;
+    check_env(sc)?;
+    if sc.workload.capacity.is_some() && req.shard.count > 1 {
+        return Err(RunError::Usage(
+            "a capacity search runs in one process: the decision to stop at a step needs the whole load's data (remove --shard/--shards, or give this machine more of the load)".into(),
+        ));
+    }
+    let tokens = load_tokens(sc)?;
+    Ok(Checked { external, tokens })
+}
+
+/// The target is a ws(s) URL whose host is in `target.allow` (or loopback).
+fn check_target(sc: &Scenario, url: &str) -> Result<(), RunError> {
+    crate::scenario::check_ws_url(url).map_err(RunError::Usage)?;
+    let host = crate::scenario::target::host_of(url);
+    if !crate::scenario::target::host_allowed(&host, &sc.target.allow) {
+        return Err(RunError::Usage(format!(
+            "target host `{host}` is not in the scenario's target.allow list ({}); add it there to load this target",
+            if sc.target.allow.is_empty() { "empty: only loopback is allowed".to_string() } else { sc.target.allow.join(", ") }
+        )));
+    }
+    Ok(())
+}
+
+/// A login endpoint given as a full address is loaded too: the same
+/// allow list guards it.
+fn check_login(sc: &Scenario) -> Result<(), RunError> {
+    if let crate::scenario::TokenSource::Login { url, .. } = &sc.auth.source {
+        if !url.starts_with('/') {
+            let host = crate::scenario::target::host_of(url);
+            if !crate::scenario::target::host_allowed(&host, &sc.target.allow) {
+                return Err(RunError::Usage(format!(
+                    "the login endpoint's host `{host}` is not in the scenario's target.allow list; add it there to log users in at it"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `{{env.NAME}}` in the login body: a variable that is not set would log
+/// every user in with an empty value. (Its value is never printed.)
+fn check_env(sc: &Scenario) -> Result<(), RunError> {
+    let unset: Vec<String> = sc
+        .env_placeholders()
+        .into_iter()
+        .filter(|n| std::env::var_os(n).is_none())
+        .collect();
+    if !unset.is_empty() {
+        return Err(RunError::Usage(format!(
+            "the scenario reads ${} from the environment ({{{{env.NAME}}}} in [auth.login] body), and it is not set; export it before the run",
+            unset.join(", $")
+        )));
+    }
+    Ok(())
+}
+
+/// Reads `auth.tokens_file` (file source): one token per line, blank lines
+/// and `#` comments skipped. Refused before any socket opens when there are
+/// fewer tokens than users and `reuse_tokens` is off. Tokens are secrets:
+/// messages name the file and counts, never a token.
+fn load_tokens(sc: &Scenario) -> Result<Option<Arc<Vec<Secret>>>, RunError> {
+    let crate::scenario::TokenSource::File { path, reuse } = &sc.auth.source else {
+        return Ok(None);
+    };
+    let path = if path.is_relative() {
+        sc.file
+            .parent()
+            .unwrap_or(std::path::Path::new("."))
+            .join(path)
+    } else {
+        path.clone()
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        RunError::Usage(format!(
+            "cannot read the tokens file {}: {e}",
+            path.display()
+        ))
+    })?;
+    let tokens: Vec<Secret> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(Secret::new)
+        .collect();
+    let users = match &sc.workload.open {
+        Some(m) => m.max_users,
+        None => sc.workload.plan.peak_users(),
+    } as usize;
+    if tokens.is_empty() {
+        return Err(RunError::Usage(format!(
+            "the tokens file {} has no tokens",
+            path.display()
+        )));
+    }
+    if tokens.len() < users && !reuse {
+        return Err(RunError::Usage(format!(
+            "the tokens file {} has {} tokens for {users} users; add tokens, or set auth.reuse_tokens = true to let users share them",
+            path.display(),
+            tokens.len()
+        )));
+    }
+    Ok(Some(Arc::new(tokens)))
+}
