@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::metrics::compare::compare;
+use crate::metrics::judge::compare;
 use crate::metrics::Snapshot;
 use crate::report::ReportData;
 use crate::scenario::baseline::Tolerance;

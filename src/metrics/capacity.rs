@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::snapshot::{HistogramData, Snapshot};
+use super::encoding::{histograms_of, HistogramData};
 use super::threshold::{RuleResult, Threshold};
-use super::Recorder;
+use super::recorder::Recorder;
 use crate::plan::CapacityStep;
 
 /// One measured step.
@@ -101,7 +101,7 @@ pub fn judge_step(
         held: verdicts.iter().all(|v| v.passed),
         slo: verdicts,
         counters: rec.counters.clone(),
-        histograms: Snapshot::histograms_from(rec),
+        histograms: histograms_of(rec),
     }
 }
 

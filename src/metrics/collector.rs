@@ -4,8 +4,8 @@
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::snapshot::IntervalData;
-use super::{Observation, Recorder};
+use super::encoding::IntervalData;
+use super::recorder::{Observation, Recorder};
 
 enum Msg {
     Obs(Observation),
@@ -110,7 +110,7 @@ pub fn roll_up(intervals: &[IntervalData]) -> Vec<IntervalData> {
                 start_s: pair[0].start_s,
                 length_s: last.start_s + last.length_s - pair[0].start_s,
                 counters: rec.counters.clone(),
-                histograms: super::snapshot::Snapshot::histograms_from(&rec),
+                histograms: super::encoding::histograms_of(&rec),
             }
         })
         .collect()
@@ -255,6 +255,18 @@ impl Collector {
     pub async fn finish(self) -> Collected {
         let _ = self.tx.send(Msg::End);
         self.handle.await.unwrap_or_default()
+    }
+}
+
+impl IntervalData {
+    /// A closed interval as stored.
+    pub fn from_interval(i: &Interval) -> Self {
+        IntervalData {
+            start_s: i.start_s,
+            length_s: i.length_s,
+            counters: i.rec.counters.clone(),
+            histograms: super::encoding::histograms_of(&i.rec),
+        }
     }
 }
 

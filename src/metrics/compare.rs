@@ -4,9 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::metrics::snapshot::Snapshot;
+use crate::metrics::recorder::Recorder;
 use crate::metrics::threshold::rate;
-use crate::metrics::Recorder;
 use crate::scenario::baseline::{Allowed, Subject, Tolerance};
 use crate::units::{format_us, format_value};
 
@@ -42,22 +41,22 @@ fn latency(rec: &Recorder, metric: &str, q: f64) -> Option<f64> {
         .map(|h| h.value_at_quantile(q / 100.0) as f64)
 }
 
-/// Compares `new` against `base`.
-pub fn compare(
-    base: &Snapshot,
-    new: &Snapshot,
+/// Compares the recorded data of `new` against `base` (run ids as named).
+/// The snapshot-level entry point is `judge::compare`.
+pub fn compare_recorders(
+    (base_run, b): (&str, &Recorder),
+    (new_run, n): (&str, &Recorder),
     tolerances: &[Tolerance],
-) -> Result<Comparison, crate::metrics::snapshot::SnapshotError> {
-    let (b, n) = (base.recorder()?, new.recorder()?);
-    let mut rows = latency_rows(&b, &n, tolerances);
-    rows.extend(rate_rows(&b, &n, tolerances));
+) -> Comparison {
+    let mut rows = latency_rows(b, n, tolerances);
+    rows.extend(rate_rows(b, n, tolerances));
     let regressed = rows.iter().any(|r| r.regressed);
-    Ok(Comparison {
-        base_run: base.run_id.clone(),
-        new_run: new.run_id.clone(),
+    Comparison {
+        base_run: base_run.to_string(),
+        new_run: new_run.to_string(),
         rows,
         regressed,
-    })
+    }
 }
 
 /// p50, p95 and p99 of every latency metric both runs recorded (ttfe and ttc first).

@@ -136,3 +136,17 @@ pub fn recover(dir: &std::path::Path) -> Result<Snapshot, String> {
     )];
     Ok(s)
 }
+
+/// Compares `new` against `base` (`chatload compare`, `run --baseline`).
+pub fn compare(
+    base: &Snapshot,
+    new: &Snapshot,
+    tolerances: &[crate::scenario::baseline::Tolerance],
+) -> Result<super::compare::Comparison, super::encoding::SnapshotError> {
+    let (b, n) = (base.recorder()?, new.recorder()?);
+    Ok(super::compare::compare_recorders(
+        (&base.run_id, &b),
+        (&new.run_id, &n),
+        tolerances,
+    ))
+}

@@ -127,7 +127,7 @@ fn compare_with(base: &Snapshot, snapshot: &mut Snapshot, sc: &crate::scenario::
     } else {
         sc.baseline.clone()
     };
-    match crate::metrics::compare::compare(base, snapshot, &tolerances) {
+    match crate::metrics::judge::compare(base, snapshot, &tolerances) {
         Ok(c) => {
             snapshot.verdict = snapshot.verdict.fail_if(c.regressed);
             if c.regressed {
