@@ -2,6 +2,7 @@
 //!
 //! The clock and the key are passed in, never read here, so both are testable.
 //! A [`Secret`] never prints its value: `Debug` and `Display` show `***`.
+//! A leaf: imports nothing from the crate.
 
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -287,7 +288,7 @@ impl Presentation {
             Presentation::SubprotocolJwtBase64 => Some(format!("jwt.{}", b64())),
             Presentation::SubprotocolBrowser => Some(format!("jwt-auth, jwt.{}", b64())),
             Presentation::SubprotocolBearer => Some(format!("bearer.{token}")),
-            _ => None,
+            Presentation::Header | Presentation::Query | Presentation::Ticket => None,
         }
     }
 }

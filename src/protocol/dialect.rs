@@ -2,7 +2,7 @@
 //! section 4), its ready handshake (section 2) and renamed fields and events.
 //! Pure data and parsing, shared by the reference server (what it sends) and
 //! the scenario's `[server]` table (what it asks for), which is why it lives
-//! in this leaf rather than in `server/`.
+//! in this leaf rather than in `server/`. Imports nothing from the crate.
 
 use std::collections::BTreeMap;
 

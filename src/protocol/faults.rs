@@ -8,7 +8,8 @@
 //! auth and units with the client side).
 //!
 //! A new fault class: a field of [`FaultPlan`], its arm in `FaultPlan::set`
-//! and `Display`, and its injection in `server/agent.rs`.
+//! and `Display`; then its draw in `server/faults.rs` and its injection in
+//! `server/agent.rs` (a run's script) or `server/ws.rs` (the socket).
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -6,6 +6,15 @@
 //! accepts the four envelope shapes of PROTOCOL.md section 4 at once: nested
 //! `payload`, nested `data`, flat, and wrapped (`system_message` /
 //! `agent_progress` / `agent_response_complete` with the name in `data.event`).
+//!
+//! A leaf shared by the client side and the reference server: imports only
+//! `units` (durations in `faults.rs`), never another chatload module. Files:
+//! this one (profiles, envelope normalisation), `template.rs`, `sequence.rs`
+//! (sequence automaton), `validate.rs` (whole-run validation), `dialect.rs`
+//! (what a server speaks) and `faults.rs` (the server's fault vocabulary).
+//!
+//! A new server fault class touches `faults.rs` here (its field and syntax),
+//! then `server/faults.rs` (its draw) and the server file that applies it.
 
 pub mod dialect;
 pub mod faults;

@@ -13,6 +13,7 @@
 //! e.g. `agent_started agent_thinking* (tool_executing tool_completed)* agent_completed`.
 //! Only names that appear in the expression are fed to the automaton; other
 //! events are judged by the caller (allowed extras or unexpected).
+//! Imports nothing from the crate.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -188,7 +189,7 @@ impl Builder {
                     self.eps(f.end, e);
                     f = Frag { start: s, end: e };
                 }
-                _ => return Ok(f),
+                Some(Tok::Name(_) | Tok::Open | Tok::Close | Tok::Bar) | None => return Ok(f),
             }
             self.pos += 1;
         }
@@ -218,7 +219,9 @@ impl Builder {
                 self.pos += 1;
                 Ok(f)
             }
-            _ => Err(self.err("expected an event name or `(`")),
+            Some(Tok::Close | Tok::Bar | Tok::Star | Tok::Plus | Tok::Quest) | None => {
+                Err(self.err("expected an event name or `(`"))
+            }
         }
     }
 }

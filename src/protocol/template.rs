@@ -1,5 +1,5 @@
 //! Message templates: JSON values whose strings may hold `{{variable}}`
-//! placeholders, filled per user and per run.
+//! placeholders, filled per user and per run. Imports nothing from the crate.
 
 use serde_json::Value;
 
@@ -71,7 +71,7 @@ pub fn placeholders(v: &Value) -> Vec<String> {
     walk_strings(v, &mut |s| {
         out.extend(tokens(s).into_iter().filter_map(|t| match t {
             Token::Var(name) => Some(name),
-            _ => None,
+            Token::Env(_) | Token::Unterminated(_) => None,
         }))
     });
     out
@@ -83,7 +83,7 @@ pub fn env_names(v: &Value) -> Vec<String> {
     walk_strings(v, &mut |s| {
         out.extend(tokens(s).into_iter().filter_map(|t| match t {
             Token::Env(name) => Some(name),
-            _ => None,
+            Token::Var(_) | Token::Unterminated(_) => None,
         }))
     });
     out

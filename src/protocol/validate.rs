@@ -6,7 +6,7 @@
 //! `cross_user_leak`, `crossed_run`, `unexpected_event`) and a detail. Order
 //! and pairing problems of one run are reported once (the first), so one
 //! dropped or reordered event is one violation; field, duplicate and isolation
-//! problems are reported per event.
+//! problems are reported per event. Imports only its own folder (`protocol/`).
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;

@@ -1,6 +1,7 @@
 //! The nightly trend: each finished run can be appended to a SQLite history
 //! (`run --history FILE`), and `chatload trend FILE` renders the key figures
 //! of every recorded run (ttfe and ttc p95, 1011 rate, ok rate), oldest first.
+//! Imports `metrics`, `names` and `units` (below `report`).
 
 use std::fmt::Write as _;
 use std::path::Path;

@@ -1,5 +1,6 @@
 //! `junit.xml`: one test case per threshold (and per baseline tolerance), so a
 //! CI page shows which SLO failed, with the measured value and the limit.
+//! Imports the view model (`report/mod.rs`) and `outcome`.
 
 use std::io::{self, Write};
 

@@ -1,15 +1,54 @@
 //! `report.md`: verdict, key numbers and tables, short enough for a pull
-//! request comment.
+//! request comment. One function per section, in page order.
+//!
+//! Imports the view model (`report/mod.rs`), `outcome` and the metrics'
+//! comparison type.
 
 use std::io::{self, Write};
 
-use super::ReportData;
+use super::{CapacityView, ReportData};
+use crate::metrics::compare::Comparison;
 
 fn esc(s: &str) -> String {
     s.replace('|', "\\|")
 }
 
+/// The report, top to bottom: title and run line, notes, thresholds,
+/// capacity, baseline, key numbers, latency, count tables, shards.
 pub fn render(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
+    header(d, w)?;
+    thresholds(d, w)?;
+    if let Some(c) = &d.capacity {
+        capacity(c, w)?;
+    }
+    if let Some(c) = &d.baseline {
+        baseline(c, w)?;
+    }
+    writeln!(w, "## Key numbers")?;
+    writeln!(w)?;
+    writeln!(w, "| | |")?;
+    writeln!(w, "|---|---|")?;
+    for (k, v) in &d.key_numbers {
+        writeln!(w, "| {} | {} |", esc(k), esc(v))?;
+    }
+    writeln!(w)?;
+    latency(d, w)?;
+    table(w, "Runs", &d.runs)?;
+    if !d.violations.is_empty() {
+        violations(d, w)?;
+    }
+    table(w, "Connections", &d.connections)?;
+    table(w, "Tokens", &d.tokens)?;
+    table(w, "Threads and history", &d.threads)?;
+    table(w, "Closes", &d.closes)?;
+    table(w, "Events", &d.events)?;
+    table(w, "Frames and bytes", &d.frames)?;
+    table(w, "Reference server truth", &d.server_truth)?;
+    shards(d, w)
+}
+
+/// The title with the verdict, the run line and the notes.
+fn header(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
     let mark = if d.verdict == crate::outcome::Verdict::Pass {
         "✅"
     } else {
@@ -32,192 +71,199 @@ pub fn render(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
         writeln!(w, "> **{}**", esc(n))?;
         writeln!(w)?;
     }
-    if !d.thresholds.is_empty() {
-        writeln!(w, "## Thresholds")?;
-        writeln!(w)?;
-        writeln!(w, "| result | threshold | measured |")?;
-        writeln!(w, "|---|---|---|")?;
-        for v in &d.thresholds {
-            writeln!(
-                w,
-                "| {} | `{}` | {} |",
-                if v.passed { "pass" } else { "**FAIL**" },
-                esc(&v.threshold),
-                esc(&v.observed_text)
-            )?;
-        }
-        writeln!(w)?;
+    Ok(())
+}
+
+fn thresholds(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
+    if d.thresholds.is_empty() {
+        return Ok(());
     }
-    if let Some(c) = &d.capacity {
-        writeln!(w, "## Capacity search")?;
-        writeln!(w)?;
-        writeln!(w, "**{}**", esc(&c.summary))?;
-        writeln!(w)?;
+    writeln!(w, "## Thresholds")?;
+    writeln!(w)?;
+    writeln!(w, "| result | threshold | measured |")?;
+    writeln!(w, "|---|---|---|")?;
+    for v in &d.thresholds {
         writeln!(
             w,
-            "A step holds when: {}.",
-            c.slo
-                .iter()
-                .map(|r| format!("`{}`", esc(r)))
-                .collect::<Vec<_>>()
-                .join(", ")
+            "| {} | `{}` | {} |",
+            if v.passed { "pass" } else { "**FAIL**" },
+            esc(&v.threshold),
+            esc(&v.observed_text)
         )?;
-        writeln!(w)?;
-        // The open model's steps also say which arrivals did not start on time.
-        let open = c.rows.iter().any(|r| r.not_on_time.is_some());
-        let (col, rule) = if open {
-            (" not on time |", "---:|")
+    }
+    writeln!(w)
+}
+
+/// A capacity search: summary, the SLO and one row per step.
+fn capacity(c: &CapacityView, w: &mut impl Write) -> io::Result<()> {
+    writeln!(w, "## Capacity search")?;
+    writeln!(w)?;
+    writeln!(w, "**{}**", esc(&c.summary))?;
+    writeln!(w)?;
+    writeln!(
+        w,
+        "A step holds when: {}.",
+        c.slo
+            .iter()
+            .map(|r| format!("`{}`", esc(r)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )?;
+    writeln!(w)?;
+    // The open model's steps also say which arrivals did not start on time.
+    let open = c.rows.iter().any(|r| r.not_on_time.is_some());
+    let (col, rule) = if open {
+        (" not on time |", "---:|")
+    } else {
+        ("", "")
+    };
+    writeln!(
+        w,
+        "| step | load | runs | ttc p50 | ttc p95 | ttc p99 | errors | 1011 per run |{col} result |"
+    )?;
+    writeln!(w, "|---:|---:|---:|---:|---:|---:|---:|---:|{rule}---|")?;
+    for r in &c.rows {
+        let result = if !r.held {
+            format!("**broke**: {}", esc(&r.broke))
+        } else if c.knee_index == Some(r.index) {
+            "held (**knee**)".to_string()
         } else {
-            ("", "")
+            "held".to_string()
+        };
+        let late = match (&r.not_on_time, open) {
+            (Some(t), _) => format!(" {t} |"),
+            (None, true) => " |".to_string(),
+            (None, false) => String::new(),
         };
         writeln!(
             w,
-            "| step | load | runs | ttc p50 | ttc p95 | ttc p99 | errors | 1011 per run |{col} result |"
+            "| {} | {} | {} | {} | {} | {} | {} | {} |{late} {} |",
+            r.index,
+            esc(&r.load),
+            r.runs,
+            r.ttc_p50,
+            r.ttc_p95,
+            r.ttc_p99,
+            r.error_rate,
+            r.close_1011,
+            result
         )?;
-        writeln!(w, "|---:|---:|---:|---:|---:|---:|---:|---:|{rule}---|")?;
-        for r in &c.rows {
-            let result = if !r.held {
-                format!("**broke**: {}", esc(&r.broke))
-            } else if c.knee_index == Some(r.index) {
-                "held (**knee**)".to_string()
-            } else {
-                "held".to_string()
-            };
-            let late = match (&r.not_on_time, open) {
-                (Some(t), _) => format!(" {t} |"),
-                (None, true) => " |".to_string(),
-                (None, false) => String::new(),
-            };
-            writeln!(
-                w,
-                "| {} | {} | {} | {} | {} | {} | {} | {} |{late} {} |",
-                r.index,
-                esc(&r.load),
-                r.runs,
-                r.ttc_p50,
-                r.ttc_p95,
-                r.ttc_p99,
-                r.error_rate,
-                r.close_1011,
-                result
-            )?;
-        }
-        writeln!(w)?;
     }
-    if let Some(c) = &d.baseline {
+    writeln!(w)
+}
+
+/// The comparison with a baseline: latency rows and rows with a tolerance.
+fn baseline(c: &Comparison, w: &mut impl Write) -> io::Result<()> {
+    writeln!(
+        w,
+        "## Against baseline `{}`: {}",
+        c.base_run,
+        if c.regressed {
+            "**REGRESSED**"
+        } else {
+            "within tolerance"
+        }
+    )?;
+    writeln!(w)?;
+    writeln!(
+        w,
+        "| statistic | baseline | this run | change | tolerance | |"
+    )?;
+    writeln!(w, "|---|---:|---:|---:|---|---|")?;
+    for r in c.rows.iter().filter(|r| {
+        r.tolerance.is_some() || r.name.starts_with("ttfe") || r.name.starts_with("ttc")
+    }) {
         writeln!(
             w,
-            "## Against baseline `{}`: {}",
-            c.base_run,
-            if c.regressed {
-                "**REGRESSED**"
-            } else {
-                "within tolerance"
-            }
+            "| {} | {} | {} | {} | {} | {} |",
+            r.name,
+            r.base_text,
+            r.new_text,
+            r.delta_text,
+            r.tolerance.as_deref().unwrap_or(""),
+            if r.regressed { "**regressed**" } else { "" }
         )?;
-        writeln!(w)?;
+    }
+    writeln!(w)
+}
+
+fn latency(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
+    if d.latencies.is_empty() {
+        return Ok(());
+    }
+    writeln!(w, "## Latency")?;
+    writeln!(w)?;
+    writeln!(w, "| metric | count | p50 | p90 | p95 | p99 | max |")?;
+    writeln!(w, "|---|---:|---:|---:|---:|---:|---:|")?;
+    for r in &d.latencies {
         writeln!(
             w,
-            "| statistic | baseline | this run | change | tolerance | |"
+            "| `{}` | {} | {} | {} | {} | {} | {} |",
+            r.metric, r.count, r.p50, r.p90, r.p95, r.p99, r.max
         )?;
-        writeln!(w, "|---|---:|---:|---:|---|---|")?;
-        for r in c.rows.iter().filter(|r| {
-            r.tolerance.is_some() || r.name.starts_with("ttfe") || r.name.starts_with("ttc")
-        }) {
-            writeln!(
-                w,
-                "| {} | {} | {} | {} | {} | {} |",
-                r.name,
-                r.base_text,
-                r.new_text,
-                r.delta_text,
-                r.tolerance.as_deref().unwrap_or(""),
-                if r.regressed { "**regressed**" } else { "" }
-            )?;
-        }
-        writeln!(w)?;
     }
-    writeln!(w, "## Key numbers")?;
+    writeln!(w)
+}
+
+/// A `| name | count |` table under a heading; nothing when empty.
+fn table(w: &mut dyn Write, title: &str, rows: &[(String, u64)]) -> io::Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    writeln!(w, "## {title}")?;
     writeln!(w)?;
-    writeln!(w, "| | |")?;
-    writeln!(w, "|---|---|")?;
-    for (k, v) in &d.key_numbers {
-        writeln!(w, "| {} | {} |", esc(k), esc(v))?;
+    writeln!(w, "| | count |")?;
+    writeln!(w, "|---|---:|")?;
+    for (k, v) in rows {
+        writeln!(w, "| {} | {} |", esc(k), v)?;
     }
     writeln!(w)?;
-    if !d.latencies.is_empty() {
-        writeln!(w, "## Latency")?;
-        writeln!(w)?;
-        writeln!(w, "| metric | count | p50 | p90 | p95 | p99 | max |")?;
-        writeln!(w, "|---|---:|---:|---:|---:|---:|---:|")?;
-        for r in &d.latencies {
-            writeln!(
-                w,
-                "| `{}` | {} | {} | {} | {} | {} | {} |",
-                r.metric, r.count, r.p50, r.p90, r.p95, r.p99, r.max
-            )?;
-        }
-        writeln!(w)?;
-    }
-    let table = |w: &mut dyn Write, title: &str, rows: &[(String, u64)]| -> io::Result<()> {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        writeln!(w, "## {title}")?;
-        writeln!(w)?;
-        writeln!(w, "| | count |")?;
-        writeln!(w, "|---|---:|")?;
-        for (k, v) in rows {
-            writeln!(w, "| {} | {} |", esc(k), v)?;
-        }
-        writeln!(w)?;
-        Ok(())
-    };
-    table(w, "Runs", &d.runs)?;
-    if !d.violations.is_empty() {
-        table(w, "Violations", &d.violations)?;
-        table(w, "Violations by detail", &d.violation_details)?;
-        writeln!(w, "### Sample offending frames")?;
-        writeln!(w)?;
-        writeln!(w, "| class | user | run | what | frame |")?;
-        writeln!(w, "|---|---|---|---|---|")?;
-        for smp in &d.samples {
-            let mut frame: String = smp.frame.chars().take(160).collect();
-            if frame.len() < smp.frame.len() {
-                frame.push('…');
-            }
-            writeln!(
-                w,
-                "| {} | {} | {} | {} | `{}` |",
-                smp.class,
-                esc(&smp.user_id),
-                esc(&smp.run_id),
-                esc(&smp.message),
-                esc(&frame).replace('`', "'")
-            )?;
-        }
-        writeln!(w)?;
-    }
-    table(w, "Connections", &d.connections)?;
-    table(w, "Tokens", &d.tokens)?;
-    table(w, "Threads and history", &d.threads)?;
-    table(w, "Closes", &d.closes)?;
-    table(w, "Events", &d.events)?;
-    table(w, "Frames and bytes", &d.frames)?;
-    table(w, "Reference server truth", &d.server_truth)?;
-    if !d.shards.is_empty() {
-        writeln!(w, "## Shards")?;
-        writeln!(w)?;
-        writeln!(w, "| shard | run | users | runs started | runs ok | generator CPU | send lag p99 | verdict |")?;
-        writeln!(w, "|---:|---|---:|---:|---:|---:|---:|---|")?;
-        for r in d.shard_rows() {
-            writeln!(
-                w,
-                "| {} |",
-                r.iter().map(|c| esc(c)).collect::<Vec<_>>().join(" | ")
-            )?;
-        }
-        writeln!(w)?;
-    }
     Ok(())
+}
+
+/// Violations by class and detail, and the sample offending frames.
+fn violations(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
+    table(w, "Violations", &d.violations)?;
+    table(w, "Violations by detail", &d.violation_details)?;
+    writeln!(w, "### Sample offending frames")?;
+    writeln!(w)?;
+    writeln!(w, "| class | user | run | what | frame |")?;
+    writeln!(w, "|---|---|---|---|---|")?;
+    for smp in &d.samples {
+        let mut frame: String = smp.frame.chars().take(160).collect();
+        if frame.len() < smp.frame.len() {
+            frame.push('…');
+        }
+        writeln!(
+            w,
+            "| {} | {} | {} | {} | `{}` |",
+            smp.class,
+            esc(&smp.user_id),
+            esc(&smp.run_id),
+            esc(&smp.message),
+            esc(&frame).replace('`', "'")
+        )?;
+    }
+    writeln!(w)
+}
+
+fn shards(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
+    if d.shards.is_empty() {
+        return Ok(());
+    }
+    writeln!(w, "## Shards")?;
+    writeln!(w)?;
+    writeln!(
+        w,
+        "| shard | run | users | runs started | runs ok | generator CPU | send lag p99 | verdict |"
+    )?;
+    writeln!(w, "|---:|---|---:|---:|---:|---:|---:|---|")?;
+    for r in d.shard_rows() {
+        writeln!(
+            w,
+            "| {} |",
+            r.iter().map(|c| esc(c)).collect::<Vec<_>>().join(" | ")
+        )?;
+    }
+    writeln!(w)
 }

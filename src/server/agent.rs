@@ -1,5 +1,9 @@
 //! The simulated agent: draws a run's shape from the seeded generator and
-//! streams its events in the configured envelope.
+//! builds its script, the events in the configured envelope and dialect with
+//! the run's drawn faults applied. Pure: no sockets, no shared state (the
+//! connection task plays the script, `ws.rs`).
+//!
+//! Imports only its own folder (settings, faults).
 
 use std::time::Duration;
 
@@ -7,7 +11,8 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Map, Value};
 
-use super::settings::{Envelope, Settings};
+use super::faults::{self, draw};
+use super::settings::{Envelope, FaultPlan, Phase, Settings};
 
 /// What the connection task does next for a run.
 #[derive(Debug, Clone, PartialEq)]
@@ -254,13 +259,22 @@ fn remove_field(frame: &mut Value, field: &str) -> bool {
     removed
 }
 
-fn draw(rng: &mut ChaCha8Rng, rate: f64) -> bool {
-    rate > 0.0 && rng.random::<f64>() < rate
+/// The event name of a script step (None for raw frames, closes and marks).
+fn name_at(o: &Outgoing) -> Option<String> {
+    match &o.action {
+        Action::Event { name, .. } => Some(name.clone()),
+        Action::Text(_) | Action::Binary(_) | Action::Close(_) | Action::Drop | Action::Mark => {
+            None
+        }
+    }
 }
 
 /// Builds a run's whole script: its events in the configured envelope, with
 /// the faults drawn for this run applied. `other_user` names a connected user
-/// a leaked event pretends to come from.
+/// a leaked event pretends to come from. The draws happen in this order (a
+/// seed must replay the same faults): stall, close_1011 mid-run, close_1006,
+/// reorder, drop_event, duplicate_event, omit_field, leak, malformed,
+/// binary, oversized, close_1011 idle.
 pub fn script(
     c: &Settings,
     ids: &RunIds,
@@ -269,8 +283,37 @@ pub fn script(
     other_user: Option<&str>,
 ) -> Vec<Outgoing> {
     let f = &c.faults;
+    let mut out = plain_script(c, ids, plan);
+    // Faults that cut the run short come first: later ones would never show.
+    if cut_short(&mut out, f, rng) {
+        return out;
+    }
+    if out.len() >= 2 && draw(rng, f.reorder) {
+        out.swap(0, 1);
+        let d = out[0].delay;
+        out[0].delay = out[1].delay;
+        out[1].delay = d;
+        out[1].faults.push("faults.reorder".into());
+    }
+    drop_events(&mut out, f, rng);
+    duplicate_events(&mut out, f, rng);
+    omit_fields(&mut out, f, rng);
+    insert_strays(&mut out, c, ids, rng, other_user);
+    if faults::close_1011(f, Phase::Idle, rng) {
+        out.push(Outgoing {
+            delay: Duration::from_millis(20),
+            action: Action::Close(1011),
+            faults: vec!["faults.close_1011".into(), "faults.close_1011.idle".into()],
+            last: false,
+        });
+    }
+    out
+}
+
+/// The run's events in the configured envelope and dialect, no faults.
+fn plain_script(c: &Settings, ids: &RunIds, plan: &RunPlan) -> Vec<Outgoing> {
     let events = plan.events(ids);
-    let mut out: Vec<Outgoing> = events
+    events
         .iter()
         .enumerate()
         .map(|(i, (name, fields))| {
@@ -286,55 +329,45 @@ pub fn script(
                 last: i + 1 == events.len(),
             }
         })
-        .collect();
-    let name_at = |o: &Outgoing| match &o.action {
-        Action::Event { name, .. } => Some(name.clone()),
-        _ => None,
-    };
-    // Faults that cut the run short come first: later ones would never show.
+        .collect()
+}
+
+/// The faults that end a run after its first event: stall, a 1011 close
+/// mid-run, a dropped connection (1006). True when one was drawn.
+fn cut_short(out: &mut Vec<Outgoing>, f: &FaultPlan, rng: &mut ChaCha8Rng) -> bool {
     if draw(rng, f.stall) {
         out.truncate(1);
         out[0].last = false;
         out[0].faults.push("faults.stall".into());
-        return out;
+        return true;
     }
-    if draw(
-        rng,
-        *f.close_1011
-            .get(&super::settings::Phase::MidRun)
-            .unwrap_or(&0.0),
-    ) {
-        out.truncate(1);
-        out[0].last = false;
-        out.push(Outgoing {
-            delay: Duration::from_millis(1),
-            action: Action::Close(1011),
-            faults: vec![
+    let (action, faults) = if faults::close_1011(f, Phase::MidRun, rng) {
+        (
+            Action::Close(1011),
+            vec![
                 "faults.close_1011".into(),
                 "faults.close_1011.mid_run".into(),
             ],
-            last: false,
-        });
-        return out;
-    }
-    if draw(rng, f.close_1006) {
-        out.truncate(1);
-        out[0].last = false;
-        out.push(Outgoing {
-            delay: Duration::from_millis(1),
-            action: Action::Drop,
-            faults: vec!["faults.close_1006".into()],
-            last: false,
-        });
-        return out;
-    }
-    if out.len() >= 2 && draw(rng, f.reorder) {
-        out.swap(0, 1);
-        let d = out[0].delay;
-        out[0].delay = out[1].delay;
-        out[1].delay = d;
-        out[1].faults.push("faults.reorder".into());
-    }
+        )
+    } else if draw(rng, f.close_1006) {
+        (Action::Drop, vec!["faults.close_1006".into()])
+    } else {
+        return false;
+    };
+    out.truncate(1);
+    out[0].last = false;
+    out.push(Outgoing {
+        delay: Duration::from_millis(1),
+        action,
+        faults,
+        last: false,
+    });
+    true
+}
+
+/// drop_event: the first event of each drawn name is left out; the next
+/// step (or a mark at the end) carries the count.
+fn drop_events(out: &mut Vec<Outgoing>, f: &FaultPlan, rng: &mut ChaCha8Rng) {
     for (name, rate) in &f.drop_event {
         if !draw(rng, *rate) {
             continue;
@@ -356,6 +389,10 @@ pub fn script(
             }
         }
     }
+}
+
+/// duplicate_event: the first event of each drawn name is sent twice.
+fn duplicate_events(out: &mut Vec<Outgoing>, f: &FaultPlan, rng: &mut ChaCha8Rng) {
     for (name, rate) in &f.duplicate_event {
         if !draw(rng, *rate) {
             continue;
@@ -371,6 +408,10 @@ pub fn script(
             out.insert(i + 1, dup);
         }
     }
+}
+
+/// omit_field: `event.field` is removed from the first such event.
+fn omit_fields(out: &mut [Outgoing], f: &FaultPlan, rng: &mut ChaCha8Rng) {
     for (target, rate) in &f.omit_field {
         if !draw(rng, *rate) {
             continue;
@@ -387,18 +428,31 @@ pub fn script(
             }
         }
     }
-    let insert_after_first = |out: &mut Vec<Outgoing>, action: Action, fault: &str| {
-        let at = 1.min(out.len());
-        out.insert(
-            at,
-            Outgoing {
-                delay: Duration::ZERO,
-                action,
-                faults: vec![fault.to_string()],
-                last: false,
-            },
-        );
-    };
+}
+
+fn insert_after_first(out: &mut Vec<Outgoing>, action: Action, fault: &str) {
+    let at = 1.min(out.len());
+    out.insert(
+        at,
+        Outgoing {
+            delay: Duration::ZERO,
+            action,
+            faults: vec![fault.to_string()],
+            last: false,
+        },
+    );
+}
+
+/// Frames that do not belong to the run, after its first event: another
+/// user's event (leak), malformed JSON, a binary frame, an oversized frame.
+fn insert_strays(
+    out: &mut Vec<Outgoing>,
+    c: &Settings,
+    ids: &RunIds,
+    rng: &mut ChaCha8Rng,
+    other_user: Option<&str>,
+) {
+    let f = &c.faults;
     if draw(rng, f.leak) {
         let other = other_user.unwrap_or("ghost-user-without-a-socket");
         let foreign = RunIds {
@@ -415,7 +469,7 @@ pub fn script(
         );
         apply_naming(&mut leaked, &c.naming);
         insert_after_first(
-            &mut out,
+            out,
             Action::Event {
                 name: "agent_thinking".into(),
                 frame: leaked,
@@ -425,14 +479,14 @@ pub fn script(
     }
     if draw(rng, f.malformed) {
         insert_after_first(
-            &mut out,
+            out,
             Action::Text(r#"{"type":"agent_thinking","reasoning":"#.into()),
             "faults.malformed",
         );
     }
     if draw(rng, f.binary) {
         insert_after_first(
-            &mut out,
+            out,
             Action::Binary(vec![0x00, 0x9f, 0x92, 0x96]),
             "faults.binary",
         );
@@ -447,22 +501,8 @@ pub fn script(
             fields.as_object().expect("object"),
         );
         apply_naming(&mut big, &c.naming);
-        insert_after_first(&mut out, Action::Text(big.to_string()), "faults.oversized");
+        insert_after_first(out, Action::Text(big.to_string()), "faults.oversized");
     }
-    if draw(
-        rng,
-        *f.close_1011
-            .get(&super::settings::Phase::Idle)
-            .unwrap_or(&0.0),
-    ) {
-        out.push(Outgoing {
-            delay: Duration::from_millis(20),
-            action: Action::Close(1011),
-            faults: vec!["faults.close_1011".into(), "faults.close_1011.idle".into()],
-            last: false,
-        });
-    }
-    out
 }
 
 #[cfg(test)]

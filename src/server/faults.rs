@@ -1,0 +1,210 @@
+//! Every fault decision the reference server draws from its seeded plan:
+//! which generator each draw comes from, and the order of the draws (the
+//! fault tests count injections exactly, so a seed must replay the same
+//! faults). The fault vocabulary itself ([`FaultPlan`], [`Phase`]) is a
+//! protocol leaf (`protocol/faults.rs`).
+//!
+//! Generators, by what they must not depend on:
+//! - the upgrade generator (one per server): refused and slow upgrades, drawn
+//!   per attempt;
+//! - a connection's generator, seeded from the user and how many sockets that
+//!   user opened (never accept order): close_1011 at connect, mute_heartbeat,
+//!   close_1011 on the first exchange;
+//! - a run's generator, seeded from the user and the run id: the run's shape,
+//!   its leak victim and the script faults `agent::script` applies;
+//! - a per-message generator for lose_message, and the REST generator for
+//!   leak_history.
+//!
+//! Also here: the capacity queue and the stall windows, which hold runs back.
+//! Imports only its own folder (state, settings, truth, agent) and `auth`.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
+
+use super::settings::{FaultPlan, Phase};
+use super::{agent, truth, ServerState};
+
+/// A seed from the plan's seed and some bytes (FNV-1a: stable across builds).
+pub fn stable_seed(seed: u64, parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ seed;
+    for p in parts {
+        for b in p.iter().chain(std::iter::once(&0xffu8)) {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}
+
+/// One seeded draw at `rate`; a zero rate draws nothing (so adding a fault
+/// class at rate 0 leaves every other draw where it was).
+pub fn draw(rng: &mut ChaCha8Rng, rate: f64) -> bool {
+    rate > 0.0 && rng.random::<f64>() < rate
+}
+
+/// Whether a close_1011 at `phase` is drawn.
+pub fn close_1011(faults: &FaultPlan, phase: Phase, rng: &mut ChaCha8Rng) -> bool {
+    draw(rng, faults.close_1011.get(&phase).copied().unwrap_or(0.0))
+}
+
+/// Per-attempt upgrade faults, from the upgrade generator: the status a
+/// refused upgrade answers with, and how long a slow accept waits.
+pub(super) fn upgrade_faults(st: &ServerState) -> (Option<u16>, Option<Duration>) {
+    let mut rng = st.upgrade_rng.lock().unwrap_or_else(|e| e.into_inner());
+    let refuse = st
+        .config
+        .faults
+        .refuse_upgrade
+        .iter()
+        .find(|(_, r)| rng.random::<f64>() < **r)
+        .map(|(s, _)| *s);
+    let slow = st
+        .config
+        .faults
+        .slow_accept
+        .filter(|(_, r)| rng.random::<f64>() < *r)
+        .map(|(d, _)| d);
+    (refuse, slow)
+}
+
+/// A connection's generator. Draws depend on who connects and how often,
+/// never on accept order, so the same seed replays the same behaviour however
+/// connections interleave.
+pub(super) fn connection_rng(st: &ServerState, user: &str) -> ChaCha8Rng {
+    let user_conn = {
+        let mut m = st.user_conns.lock().unwrap_or_else(|e| e.into_inner());
+        let n = m.entry(user.to_string()).or_insert(0);
+        *n += 1;
+        *n
+    };
+    ChaCha8Rng::seed_from_u64(stable_seed(
+        st.config.seed,
+        &[user.as_bytes(), &user_conn.to_le_bytes()],
+    ))
+}
+
+/// A run's generator: its shape and faults follow from the seed, the user
+/// and the run id alone.
+pub(super) fn run_rng(st: &ServerState, user: &str, run_id: &str) -> ChaCha8Rng {
+    ChaCha8Rng::seed_from_u64(stable_seed(
+        st.config.seed,
+        &[user.as_bytes(), run_id.as_bytes()],
+    ))
+}
+
+/// Draws a run's shape, slowed down by the server's uptime when the plan
+/// has a gradual slowdown.
+pub(super) fn run_plan(st: &ServerState, rng: &mut ChaCha8Rng) -> agent::RunPlan {
+    let mut plan = agent::RunPlan::draw(&st.config, rng);
+    if st.config.slowdown_per_minute > 0.0 {
+        let factor =
+            1.0 + st.config.slowdown_per_minute * st.started.elapsed().as_secs_f64() / 60.0;
+        plan.delays.iter_mut().for_each(|d| *d = d.mul_f64(factor));
+    }
+    plan
+}
+
+/// The connected user a leaked event pretends to come from (drawn from the
+/// run's generator only when the plan leaks at all).
+pub(super) fn leak_victim(st: &ServerState, me: &str, rng: &mut ChaCha8Rng) -> Option<String> {
+    let leaks = st.config.faults.leak > 0.0;
+    if !leaks {
+        return None;
+    }
+    let active = st.active.lock().unwrap_or_else(|e| e.into_inner());
+    let mut others: Vec<&String> = active.values().filter(|u| u.as_str() != me).collect();
+    others.sort();
+    others.dedup();
+    if others.is_empty() {
+        return None;
+    }
+    Some(others[rng.random_range(0..others.len())].clone())
+}
+
+/// Whether the lose_message fault leaves a run's user message out (drawn
+/// from the user and run id, so the same seed loses the same messages).
+/// Counts the loss.
+pub(super) fn lose_message(st: &ServerState, user: &str, run_id: &str) -> bool {
+    let rate = st.config.faults.lose_message;
+    let armed = rate > 0.0;
+    if !armed {
+        return false;
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(stable_seed(
+        st.config.seed,
+        &[user.as_bytes(), run_id.as_bytes(), b"persist"],
+    ));
+    let lost = rng.random::<f64>() < rate;
+    if lost {
+        st.truth.add(truth::FAULT_LOSE_MESSAGE, 1);
+    }
+    lost
+}
+
+/// The leak_history fault for one history read: `Some(pick)` (which foreign
+/// message to add) when drawn. Two draws per read whenever the rate is set.
+pub(super) fn leak_history(st: &ServerState) -> Option<u64> {
+    let rate = st.config.faults.leak_history;
+    let armed = rate > 0.0;
+    if !armed {
+        return None;
+    }
+    let (hit, pick) = {
+        let mut rng = st.rest_rng.lock().unwrap_or_else(|e| e.into_inner());
+        (rng.random::<f64>() < rate, rng.random::<u64>())
+    };
+    hit.then_some(pick)
+}
+
+/// A free agent slot when the server has a capacity: waits for one in the
+/// queue, or refuses the run with a 1011 close (sent on `out`) when the
+/// queue is full. `Err(())`: refused. `Ok(None)`: no capacity model.
+pub(super) async fn take_slot(
+    st: &ServerState,
+    out: &mpsc::Sender<agent::Outgoing>,
+) -> Result<Option<OwnedSemaphorePermit>, ()> {
+    let (Some((sem, waiting)), Some(cap)) = (&st.slots, st.config.capacity) else {
+        return Ok(None);
+    };
+    if let Ok(slot) = sem.clone().try_acquire_owned() {
+        return Ok(Some(slot));
+    }
+    if waiting.fetch_add(1, Ordering::SeqCst) >= cap.queue as u64 {
+        waiting.fetch_sub(1, Ordering::SeqCst);
+        let _ = out
+            .send(agent::Outgoing {
+                delay: Duration::ZERO,
+                action: agent::Action::Close(1011),
+                faults: vec![truth::CAPACITY_REFUSED.into()],
+                last: false,
+            })
+            .await;
+        return Err(());
+    }
+    st.truth.add(truth::CAPACITY_QUEUED, 1);
+    let slot = sem.clone().acquire_owned().await;
+    waiting.fetch_sub(1, Ordering::SeqCst);
+    Ok(slot.ok())
+}
+
+/// Holds a run's next event back while a stall window is open, counting the
+/// run (once, `delayed`) and the window (once per server).
+pub(super) async fn hold_for_stall(st: &ServerState, delayed: &mut bool) {
+    let Some(stall) = st.config.stall else {
+        return;
+    };
+    if let Some((window, left)) = stall.inside(st.started.elapsed()) {
+        if !*delayed {
+            *delayed = true;
+            st.truth.add(truth::STALL_RUNS, 1);
+        }
+        if st.stall_window.fetch_max(window, Ordering::SeqCst) < window {
+            st.truth.add(truth::STALL_WINDOWS, 1);
+        }
+        tokio::time::sleep(left).await;
+    }
+}
