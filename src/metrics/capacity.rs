@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::encoding::{histograms_of, HistogramData};
-use super::threshold::{RuleResult, Threshold};
 use super::recorder::Recorder;
+use super::threshold::{RuleResult, Threshold};
 use crate::plan::CapacityStep;
 
 /// One measured step.

@@ -7,8 +7,6 @@
 use crate::metrics::snapshot::Snapshot;
 use crate::names;
 
-use super::view::metric_rank;
-
 /// Series for the over-time charts.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct OverTime {
@@ -107,6 +105,22 @@ pub(super) fn distributions(s: &Snapshot) -> Vec<(String, Vec<(u64, u64)>)> {
         out.push((m.clone(), buckets));
     }
     out
+}
+
+/// Order latency metrics the way people read a run: connect, ready, first
+/// event, per-event, completion.
+pub(super) fn metric_rank(m: &str) -> (u8, String) {
+    let r = match m {
+        names::WS_CONNECT => 0,
+        names::WS_READY => 1,
+        names::TTFE => 2,
+        names::TTC => 4,
+        names::EVENT_GAP_MAX => 5,
+        names::SEND_LAG => 6,
+        _ if m.starts_with("event_") => 3,
+        _ => 7,
+    };
+    (r, m.to_string())
 }
 
 #[cfg(test)]

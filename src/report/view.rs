@@ -11,7 +11,7 @@ use crate::names;
 use crate::units::format_us;
 
 use super::capacity_view::capacity_view;
-use super::charts::{distributions, over_time};
+use super::charts::{distributions, metric_rank, over_time};
 use super::ReportData;
 
 /// One latency metric's row.
@@ -34,22 +34,6 @@ pub struct SampleLine {
     pub run_id: String,
     pub message: String,
     pub frame: String,
-}
-
-/// Order latency metrics the way people read a run: connect, ready, first
-/// event, per-event, completion.
-pub(super) fn metric_rank(m: &str) -> (u8, String) {
-    let r = match m {
-        names::WS_CONNECT => 0,
-        names::WS_READY => 1,
-        names::TTFE => 2,
-        names::TTC => 4,
-        names::EVENT_GAP_MAX => 5,
-        names::SEND_LAG => 6,
-        _ if m.starts_with("event_") => 3,
-        _ => 7,
-    };
-    (r, m.to_string())
 }
 
 fn row(metric: &str, h: &HistogramData) -> LatencyRow {

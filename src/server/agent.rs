@@ -11,7 +11,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Map, Value};
 
-use super::faults::{self, draw};
+use super::draw::{self as faults, draw};
 use super::settings::{Envelope, FaultPlan, Phase, Settings};
 
 /// What the connection task does next for a run.

@@ -28,6 +28,7 @@
 //! fault of the socket, `server/rest.rs` for a REST fault).
 
 pub mod agent;
+pub mod draw;
 pub mod faults;
 pub mod rest;
 pub mod settings;
@@ -48,7 +49,7 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use crate::auth::VerifyPolicy;
-pub use faults::stable_seed;
+pub use draw::stable_seed;
 pub use settings::{Capacity, Envelope, FaultPlan, Naming, Phase, ReadyStyle, Settings, Stall};
 pub use truth::Truth;
 

@@ -13,9 +13,11 @@
 
 mod diag;
 mod elem;
+mod walk;
 
 pub use diag::{Ctx, Diagnostic, Diagnostics, Source};
-pub use elem::{for_each_string, refuse_non_finite, Elem};
+pub use elem::Elem;
+pub use walk::{for_each_string, refuse_non_finite};
 
 use std::cell::RefCell;
 use std::collections::BTreeSet;
