@@ -34,6 +34,8 @@
 //!
 //! A new journey step touches: `scenario/` (its `StepKind` variant), `steps.rs`
 //! (or `rest.rs` for a REST step) for its function and the dispatch match.
+//! A new recorded metric name: `names.rs` (a unit test there scans this
+//! folder's files for literal names).
 
 pub mod connect;
 pub mod open;
@@ -137,7 +139,7 @@ pub fn stop_early(stop: &StopHandle, reason: &str) {
 pub type StopHandle = Arc<session::StopSignal>;
 
 /// How long a step waits, once the users are asked to stop, for goose to stop
-/// its user (see [`run_step`]).
+/// its user (see [`steps::run_step`]).
 const STOPPING_PAUSE: Duration = Duration::from_millis(50);
 
 /// Longest wait for the open model's pool to start before pacing begins.
