@@ -4,19 +4,25 @@
 //! thinks, switches threads or waits for a heartbeat reply are judged and
 //! timed when they arrive, not when an `await` step gets round to them.
 //! Written against generic `Sink`/`Stream` halves so unit tests drive it with
-//! scripted sockets; every wait has a deadline or a stop signal.
+//! scripted sockets; every wait has a deadline or a stop signal. A run in
+//! flight (its timings and rule checks) is [`run`]; the unit tests are in
+//! `session/tests.rs`.
+//!
+//! May import: `metrics` (observations), `protocol`, `auth` (redaction),
+//! `names`; never goose.
 
-use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures_util::{FutureExt, Sink, SinkExt, Stream, StreamExt};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use crate::metrics::{ObsSender, Observation, OffendingFrame, SAMPLE_FRAME_BYTES};
-use crate::names;
-use crate::protocol::validate::{check_isolation, Belongs, Identity, RunCheck, Violation};
+use crate::protocol::validate::{check_isolation, Belongs, Identity, Violation};
 use crate::protocol::{Frame, Profile};
+
+mod run;
+pub use run::{remember_run, ActiveRun, PendingRun, RunOutcome, RunReport, EARLIER_RUNS_KEPT};
 
 /// Code recorded when the socket ended without a close frame (seen by the client only).
 pub const ABNORMAL_CLOSE: u16 = 1006;
@@ -33,38 +39,6 @@ pub enum ReadyOutcome {
         server_error: Option<String>,
     },
     TimedOut,
-}
-
-/// How a run ended.
-#[derive(Debug, Clone, PartialEq)]
-pub enum RunOutcome {
-    Ok,
-    /// The agent reported an error (terminal error event).
-    AgentError,
-    /// No terminal event before the deadline; `events` says how many arrived.
-    TimedOut {
-        events: u64,
-    },
-    /// The socket closed during the run.
-    Closed {
-        code: u16,
-    },
-    /// The journey started another run (or ended) before awaiting this one.
-    NotAwaited,
-}
-
-impl RunOutcome {
-    /// The failure class counted under `runs.failed.<class>`.
-    pub fn failure_class(&self) -> Option<&'static str> {
-        match self {
-            RunOutcome::Ok => None,
-            RunOutcome::AgentError => Some("agent_error"),
-            RunOutcome::TimedOut { events: 0 } => Some("no_response"),
-            RunOutcome::TimedOut { .. } => Some("timeout"),
-            RunOutcome::Closed { .. } => Some("closed"),
-            RunOutcome::NotAwaited => Some("not_awaited"),
-        }
-    }
 }
 
 /// Whose socket this is, for isolation checks and samples.
@@ -122,7 +96,12 @@ fn frame_violation(frame: &Frame, len: usize, profile: &Profile) -> Vec<Violatio
             name.clone(),
             format!("frame type `{name}` is unknown to the profile"),
         )),
-        _ => {}
+        Frame::Ready
+        | Frame::Agent(_)
+        | Frame::Answer(_)
+        | Frame::Handshake
+        | Frame::ServerError { .. }
+        | Frame::Ignored(_) => {}
     }
     v
 }
@@ -298,161 +277,6 @@ impl StopSignal {
     }
 }
 
-/// What the client knows about the run it started.
-#[derive(Debug, Clone)]
-pub struct PendingRun {
-    /// The id the client put in the message (`None`: adopted from the first event).
-    pub run_id: Option<String>,
-    /// The thread the client put in the message (`None`: not checked).
-    pub thread_id: Option<String>,
-    pub user_id: String,
-    /// When the run started: the send in the closed model, the arrival's
-    /// intended start in the open model. Every run latency counts from it.
-    pub started: Instant,
-    /// When the message went out (an `await` timeout counts from it).
-    pub sent: Instant,
-}
-
-/// How a run ended and what was wrong with it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RunReport {
-    pub outcome: RunOutcome,
-    pub violations: Vec<Violation>,
-    /// The run id the run ended with (chosen or adopted).
-    pub run_id: Option<String>,
-    /// From the run's start to its end.
-    pub took: Duration,
-}
-
-impl RunReport {
-    /// `None` for an ok run; otherwise the class counted under `runs.failed.<class>`:
-    /// the ending (timeout, closed, agent_error) first, else the first violation.
-    pub fn failure_class(&self) -> Option<&'static str> {
-        self.outcome
-            .failure_class()
-            .or_else(|| self.violations.first().map(|v| v.class))
-    }
-}
-
-/// Per-run timings, recorded as the events arrive.
-#[derive(Debug, Default)]
-struct RunTimes {
-    events: u64,
-    first: Option<Duration>,
-    last: Option<Duration>,
-    gap_max: Duration,
-    seen: BTreeSet<String>,
-}
-
-/// A run in flight: what the client sent and what its events showed so far.
-/// Records `ttfe`, `event_<name>`, `ttc`, `event_gap_max` and event counts as
-/// the events arrive, and every violation of the profile's rules.
-pub struct ActiveRun {
-    pub run: PendingRun,
-    times: RunTimes,
-    check: RunCheck<'static>,
-    me: Identity,
-    violations: Vec<Violation>,
-}
-
-impl ActiveRun {
-    pub fn new(run: PendingRun, profile: &'static Profile) -> ActiveRun {
-        ActiveRun {
-            me: Identity {
-                user_id: run.user_id.clone(),
-                thread_id: run.thread_id.clone(),
-                run_id: run.run_id.clone(),
-            },
-            run,
-            times: RunTimes::default(),
-            check: RunCheck::new(&profile.rules),
-            violations: Vec::new(),
-        }
-    }
-
-    /// Events of this run so far.
-    pub fn events(&self) -> u64 {
-        self.times.events
-    }
-
-    /// Ends the run with `outcome`.
-    pub fn finish(self, outcome: RunOutcome) -> RunReport {
-        RunReport {
-            outcome,
-            violations: self.violations,
-            run_id: self.me.run_id,
-            took: self.run.started.elapsed(),
-        }
-    }
-
-    fn violated(&mut self, obs: &ObsSender, v: Violation, raw: &str) {
-        note_violation(
-            obs,
-            &v,
-            raw,
-            &Who {
-                user_id: &self.me.user_id,
-                run_id: self.me.run_id.as_deref(),
-            },
-        );
-        self.violations.push(v);
-    }
-
-    /// Judges one of this run's events; the outcome when it was terminal.
-    fn on_event(
-        &mut self,
-        ev: &crate::protocol::Event,
-        text: &str,
-        profile: &Profile,
-        obs: &ObsSender,
-    ) -> Option<RunOutcome> {
-        if self.me.run_id.is_none() {
-            self.me.run_id = ev.run_id.clone();
-        }
-        let at = self.run.started.elapsed();
-        let t = &mut self.times;
-        obs.count(names::events(&ev.name));
-        t.events += 1;
-        if t.first.is_none() {
-            t.first = Some(at);
-            obs.sample(names::TTFE, at.as_micros() as u64);
-        }
-        if let Some(prev) = t.last {
-            t.gap_max = t.gap_max.max(at.saturating_sub(prev));
-        }
-        t.last = Some(at);
-        if t.seen.insert(ev.name.clone()) {
-            obs.sample(&names::event_metric(&ev.name), at.as_micros() as u64);
-        }
-        for v in self.check.on_event(ev, text, at) {
-            self.violated(obs, v, text);
-        }
-        let ok = profile.terminal(&ev.name)?;
-        obs.sample(names::TTC, at.as_micros() as u64);
-        obs.sample(names::EVENT_GAP_MAX, self.times.gap_max.as_micros() as u64);
-        if !ok {
-            return Some(RunOutcome::AgentError);
-        }
-        for v in self.check.on_end() {
-            self.violated(obs, v, text);
-        }
-        Some(RunOutcome::Ok)
-    }
-}
-
-/// Runs of the current socket remembered for classifying late events.
-pub const EARLIER_RUNS_KEPT: usize = 8;
-
-/// Remembers a finished run's id (bounded, newest last).
-pub fn remember_run(earlier_runs: &mut Vec<String>, run_id: Option<&str>) {
-    if let Some(id) = run_id {
-        if earlier_runs.len() == EARLIER_RUNS_KEPT {
-            earlier_runs.remove(0);
-        }
-        earlier_runs.push(id.to_string());
-    }
-}
-
 /// What a read waits for besides the active run's end.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Want<'a> {
@@ -505,7 +329,6 @@ pub async fn read<S>(
 where
     S: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin,
 {
-    let profile = cx.profile;
     let who = Who {
         user_id: cx.user_id,
         run_id: None,
@@ -560,47 +383,79 @@ where
             Message::Close(f) => return Read::Closed(close_code(f)),
             _ => continue,
         };
-        cx.obs.count_n("bytes.received", text.len() as u64);
-        let frame = profile.decode(&text);
-        if let Want::Frame(w) = want {
-            if matches!(&frame, Frame::Unknown(name) | Frame::Ignored(name) if name == w) {
-                if let Ok(v) = serde_json::from_str(&text) {
-                    return Read::Got(v);
-                }
-            }
-            if let Frame::ServerError { code, .. } = &frame {
-                let code = code.clone().unwrap_or_else(|| "error".into());
-                count_frame(&frame, cx.obs);
-                return Read::ServerError(code);
-            }
-        }
-        for v in frame_violation(&frame, text.len(), profile) {
-            match active.as_mut() {
-                Some(run) => run.violated(cx.obs, v, &text),
-                None => note_violation(cx.obs, &v, &text, &who),
-            }
-        }
-        let Frame::Agent(ev) = frame else {
-            if let Some(reply) = count_frame(&frame, cx.obs) {
+        match on_text(&text, cx, active, earlier_runs, want, &who) {
+            OnText::Next => {}
+            OnText::Reply(reply) => {
                 let _ = ws.send(Message::Text(reply.into())).await;
             }
-            continue;
-        };
-        let Some(run) = active.as_mut() else {
-            between_runs(&ev, &text, profile, cx, earlier_runs);
-            continue;
-        };
-        if let Belongs::Foreign(v) = check_isolation(&ev, &run.me, earlier_runs) {
-            cx.obs.count("frames.foreign");
-            run.violated(cx.obs, v, &text);
-            continue;
-        }
-        if let Some(outcome) = run.on_event(&ev, &text, profile, cx.obs) {
-            let report = active.take().expect("a run is active").finish(outcome);
-            remember_run(earlier_runs, report.run_id.as_deref());
-            return Read::RunEnded(report);
+            OnText::Done(read) => return read,
         }
     }
+}
+
+/// What [`read`] does after a text frame.
+enum OnText {
+    /// Reads on.
+    Next,
+    /// Sends this answer (a ping's), then reads on.
+    Reply(String),
+    /// Returns.
+    Done(Read),
+}
+
+/// Judges one text frame for [`read`]: the wanted frame (or a server error
+/// instead) ends the read; an agent event is the active run's (its end ends
+/// the read) or, with no run active, a late, crossed or foreign one.
+fn on_text(
+    text: &str,
+    cx: &ReadCtx<'_>,
+    active: &mut Option<ActiveRun>,
+    earlier_runs: &mut Vec<String>,
+    want: Want<'_>,
+    who: &Who<'_>,
+) -> OnText {
+    let profile = cx.profile;
+    cx.obs.count_n("bytes.received", text.len() as u64);
+    let frame = profile.decode(text);
+    if let Want::Frame(w) = want {
+        if matches!(&frame, Frame::Unknown(name) | Frame::Ignored(name) if name == w) {
+            if let Ok(v) = serde_json::from_str(text) {
+                return OnText::Done(Read::Got(v));
+            }
+        }
+        if let Frame::ServerError { code, .. } = &frame {
+            let code = code.clone().unwrap_or_else(|| "error".into());
+            count_frame(&frame, cx.obs);
+            return OnText::Done(Read::ServerError(code));
+        }
+    }
+    for v in frame_violation(&frame, text.len(), profile) {
+        match active.as_mut() {
+            Some(run) => run.violated(cx.obs, v, text),
+            None => note_violation(cx.obs, &v, text, who),
+        }
+    }
+    let Frame::Agent(ev) = frame else {
+        return match count_frame(&frame, cx.obs) {
+            Some(reply) => OnText::Reply(reply),
+            None => OnText::Next,
+        };
+    };
+    let Some(run) = active.as_mut() else {
+        between_runs(&ev, text, profile, cx, earlier_runs);
+        return OnText::Next;
+    };
+    if let Belongs::Foreign(v) = check_isolation(&ev, &run.me, earlier_runs) {
+        cx.obs.count("frames.foreign");
+        run.violated(cx.obs, v, text);
+        return OnText::Next;
+    }
+    if let Some(outcome) = run.on_event(&ev, text, profile, cx.obs) {
+        let report = active.take().expect("a run is active").finish(outcome);
+        remember_run(earlier_runs, report.run_id.as_deref());
+        return OnText::Done(Read::RunEnded(report));
+    }
+    OnText::Next
 }
 
 /// An agent event with no run active: late (a finished run's), a second
@@ -648,420 +503,4 @@ fn between_runs(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::metrics::Collector;
-    use futures_util::stream;
-    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-
-    /// A socket double: a fixed script of incoming frames and a sink that keeps what was sent.
-    struct Scripted {
-        incoming: stream::Iter<std::vec::IntoIter<Result<Message, WsError>>>,
-        sent: Vec<Message>,
-        /// Stay open (pending) after the script instead of ending.
-        hang: bool,
-    }
-
-    impl Stream for Scripted {
-        type Item = Result<Message, WsError>;
-        fn poll_next(
-            mut self: std::pin::Pin<&mut Self>,
-            cx: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Option<Self::Item>> {
-            match self.incoming.poll_next_unpin(cx) {
-                std::task::Poll::Ready(None) if self.hang => std::task::Poll::Pending,
-                other => other,
-            }
-        }
-    }
-
-    impl Sink<Message> for Scripted {
-        type Error = WsError;
-        fn poll_ready(
-            self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Result<(), WsError>> {
-            std::task::Poll::Ready(Ok(()))
-        }
-        fn start_send(mut self: std::pin::Pin<&mut Self>, item: Message) -> Result<(), WsError> {
-            self.sent.push(item);
-            Ok(())
-        }
-        fn poll_flush(
-            self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Result<(), WsError>> {
-            std::task::Poll::Ready(Ok(()))
-        }
-        fn poll_close(
-            self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Result<(), WsError>> {
-            std::task::Poll::Ready(Ok(()))
-        }
-    }
-
-    fn script(frames: &[&str], tail: Option<Message>, hang: bool) -> Scripted {
-        let mut v: Vec<Result<Message, WsError>> = frames
-            .iter()
-            .map(|f| Ok(Message::Text((*f).into())))
-            .collect();
-        if let Some(t) = tail {
-            v.push(Ok(t));
-        }
-        Scripted {
-            incoming: stream::iter(v),
-            sent: Vec::new(),
-            hang,
-        }
-    }
-
-    fn netra() -> &'static Profile {
-        static P: std::sync::OnceLock<Profile> = std::sync::OnceLock::new();
-        P.get_or_init(Profile::netra)
-    }
-
-    fn run() -> PendingRun {
-        PendingRun {
-            run_id: Some("r1".into()),
-            thread_id: None,
-            user_id: "u".into(),
-            started: Instant::now(),
-            sent: Instant::now(),
-        }
-    }
-
-    /// Reads until the run ends, as the `await` step does, and ends it the
-    /// way the engine does on a close or a timeout.
-    async fn follow(
-        ws: &mut Scripted,
-        pending: PendingRun,
-        deadline: Instant,
-        obs: &ObsSender,
-    ) -> RunReport {
-        let cx = ReadCtx {
-            profile: netra(),
-            user_id: "u",
-            obs,
-        };
-        let mut active = Some(ActiveRun::new(pending, netra()));
-        let mut earlier = Vec::new();
-        match read(
-            ws,
-            &cx,
-            &mut active,
-            &mut earlier,
-            Want::Run,
-            deadline,
-            None,
-        )
-        .await
-        {
-            Read::RunEnded(r) => r,
-            Read::Closed(code) => active.take().unwrap().finish(RunOutcome::Closed { code }),
-            Read::TimedOut => {
-                let a = active.take().unwrap();
-                let events = a.events();
-                a.finish(RunOutcome::TimedOut { events })
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-
-    async fn report(ws: &mut Scripted, deadline: Instant, obs: &ObsSender) -> RunReport {
-        follow(ws, run(), deadline, obs).await
-    }
-
-    fn who() -> Who<'static> {
-        Who {
-            user_id: "u",
-            run_id: None,
-        }
-    }
-
-    #[tokio::test]
-    async fn a_complete_run_records_every_metric_once() {
-        let c = Collector::start();
-        let mut ws = script(
-            &[
-                r#"{"type":"ping"}"#,
-                r#"{"type":"agent_started","run_id":"r1","user_id":"u","data":{}}"#,
-                r#"{"type":"agent_thinking","run_id":"other","data":{"reasoning":"a"}}"#,
-                r#"{"type":"agent_thinking","run_id":"r1","data":{"reasoning":"b"}}"#,
-                r#"{"type":"agent_thinking","run_id":"r1","data":{"reasoning":"c"}}"#,
-                "garbage",
-                r#"{"type":"agent_completed","run_id":"r1","data":{"status":"ok","final_response":"x"}}"#,
-            ],
-            None,
-            true,
-        );
-        let r = report(
-            &mut ws,
-            Instant::now() + Duration::from_secs(5),
-            &c.sender(),
-        )
-        .await;
-        assert_eq!(r.outcome, RunOutcome::Ok);
-        let classes: Vec<_> = r.violations.iter().map(|v| v.class).collect();
-        assert_eq!(classes, vec!["crossed_run", "unparseable_frame"]);
-        assert_eq!(r.failure_class(), Some("crossed_run"));
-        assert_eq!(ws.sent, vec![Message::Text(r#"{"type":"pong"}"#.into())]);
-        let rec = c.finish().await.total;
-        assert_eq!(rec.histograms["ttfe"].len(), 1);
-        assert_eq!(rec.histograms["ttc"].len(), 1);
-        assert_eq!(rec.histograms["event_agent_thinking"].len(), 1);
-        assert_eq!(rec.counter("events.agent_thinking"), 2);
-        assert_eq!(rec.counter("violations.crossed_run"), 1);
-        assert_eq!(rec.counter("violations.unparseable_frame"), 1);
-        assert_eq!(rec.samples.len(), 2);
-        assert_eq!(rec.samples[1].frame, "garbage");
-    }
-
-    #[tokio::test]
-    async fn close_timeout_and_agent_error_are_classified() {
-        let c = Collector::start();
-        let soon = || Instant::now() + Duration::from_millis(50);
-        let close = Message::Close(Some(CloseFrame {
-            code: CloseCode::Error,
-            reason: "boom".into(),
-        }));
-        let started = r#"{"type":"agent_started","run_id":"r1","user_id":"u"}"#;
-        let mut ws = script(&[started], Some(close), false);
-        assert_eq!(
-            report(&mut ws, soon(), &c.sender()).await.outcome,
-            RunOutcome::Closed { code: 1011 }
-        );
-        let mut ws = script(&[], None, false);
-        assert_eq!(
-            report(&mut ws, soon(), &c.sender()).await.outcome,
-            RunOutcome::Closed { code: 1006 }
-        );
-        let mut ws = script(&[], None, true);
-        assert_eq!(
-            report(&mut ws, soon(), &c.sender()).await.failure_class(),
-            Some("no_response")
-        );
-        let mut ws = script(&[started], None, true);
-        assert_eq!(
-            report(&mut ws, soon(), &c.sender()).await.outcome,
-            RunOutcome::TimedOut { events: 1 }
-        );
-        let mut ws = script(&[r#"{"type":"agent_error","run_id":"r1"}"#], None, true);
-        assert_eq!(
-            report(&mut ws, soon(), &c.sender()).await.outcome,
-            RunOutcome::AgentError
-        );
-    }
-
-    #[tokio::test]
-    async fn a_run_id_chosen_by_the_server_is_adopted() {
-        let c = Collector::start();
-        let mut ws = script(
-            &[
-                r#"{"type":"agent_started","run_id":"srv-1","user_id":"u"}"#,
-                r#"{"type":"agent_completed","run_id":"srv-1","status":"ok","result":1}"#,
-            ],
-            None,
-            true,
-        );
-        let mut pending = run();
-        pending.run_id = None;
-        let r = follow(
-            &mut ws,
-            pending,
-            Instant::now() + Duration::from_secs(1),
-            &c.sender(),
-        )
-        .await;
-        assert_eq!(
-            (r.outcome, r.run_id.as_deref(), r.violations.len()),
-            (RunOutcome::Ok, Some("srv-1"), 0)
-        );
-    }
-
-    #[tokio::test]
-    async fn ready_reports_the_auth_error_and_close_code() {
-        let c = Collector::start();
-        let p = Profile::netra();
-        let deadline = Instant::now() + Duration::from_secs(1);
-        let close = Message::Close(Some(CloseFrame {
-            code: CloseCode::Policy,
-            reason: "auth".into(),
-        }));
-        let mut ws = script(
-            &[r#"{"type":"error_message","error_code":"AUTH_FAILED","message":"bad signature"}"#],
-            Some(close),
-            false,
-        );
-        let out = await_ready(&mut ws, &p, deadline, &c.sender(), None, &who()).await;
-        assert_eq!(
-            out,
-            ReadyOutcome::Closed {
-                code: 1008,
-                server_error: Some("AUTH_FAILED: bad signature".into())
-            }
-        );
-        let mut ws = script(
-            &[r#"{"type":"connection_established","data":{}}"#],
-            None,
-            true,
-        );
-        assert_eq!(
-            await_ready(&mut ws, &p, deadline, &c.sender(), None, &who()).await,
-            ReadyOutcome::Ready
-        );
-    }
-
-    #[tokio::test]
-    async fn the_newest_handshake_is_answered_before_ready() {
-        let c = Collector::start();
-        let p = Profile::netra();
-        let mut ws = script(
-            &[
-                r#"{"type":"handshake_response","thread_id":"t","run_id":"r","session_token":"s"}"#,
-                r#"{"type":"handshake_complete"}"#,
-            ],
-            None,
-            true,
-        );
-        let reply = r#"{"type":"handshake_acknowledged","thread_id":"t"}"#;
-        let out = await_ready(
-            &mut ws,
-            &p,
-            Instant::now() + Duration::from_secs(1),
-            &c.sender(),
-            Some(reply),
-            &who(),
-        )
-        .await;
-        assert_eq!(out, ReadyOutcome::Ready);
-        assert_eq!(ws.sent, vec![Message::Text(reply.into())]);
-    }
-
-    #[tokio::test]
-    async fn a_past_deadline_reads_only_what_already_arrived() {
-        let c = Collector::start();
-        let obs = c.sender();
-        let cx = ReadCtx {
-            profile: netra(),
-            user_id: "u",
-            obs: &obs,
-        };
-        let mut ws = script(
-            &[
-                r#"{"type":"ping"}"#,
-                r#"{"type":"agent_completed","run_id":"r0","user_id":"u","status":"ok","result":1}"#,
-            ],
-            Some(Message::Close(Some(CloseFrame {
-                code: CloseCode::Error,
-                reason: "".into(),
-            }))),
-            true,
-        );
-        let mut earlier = vec!["r0".to_string()];
-        async fn read_now(ws: &mut Scripted, cx: &ReadCtx<'_>, earlier: &mut Vec<String>) -> Read {
-            read(
-                ws,
-                cx,
-                &mut None,
-                earlier,
-                Want::Nothing,
-                Instant::now(),
-                None,
-            )
-            .await
-        }
-        let out = read_now(&mut ws, &cx, &mut earlier).await;
-        assert_eq!(out, Read::Closed(1011));
-        assert_eq!(ws.sent, vec![Message::Text(r#"{"type":"pong"}"#.into())]);
-        // Nothing more had arrived: a second read times out at once.
-        let mut ws = script(&[], None, true);
-        let out = read_now(&mut ws, &cx, &mut earlier).await;
-        assert_eq!(out, Read::TimedOut);
-        drop(obs);
-        let rec = c.finish().await.total;
-        assert_eq!(rec.counter("violations.duplicate_terminal"), 1);
-    }
-
-    /// A run's events that arrive while the journey does something else (a
-    /// think) are timed when they arrive and end the run there; the `await`
-    /// step then finds it finished. Regression: events read outside `await`
-    /// were dropped as `frames.between_runs`, failing every such run.
-    #[tokio::test(start_paused = true)]
-    async fn events_read_while_thinking_belong_to_the_active_run() {
-        let c = Collector::start();
-        let obs = c.sender();
-        let cx = ReadCtx {
-            profile: netra(),
-            user_id: "u",
-            obs: &obs,
-        };
-        let mut ws = script(
-            &[
-                r#"{"type":"agent_started","run_id":"r1","user_id":"u","thread_id":"t"}"#,
-                r#"{"type":"agent_completed","run_id":"r1","status":"ok","final_response":"x"}"#,
-            ],
-            None,
-            true,
-        );
-        let mut active = Some(ActiveRun::new(run(), netra()));
-        let mut earlier = Vec::new();
-        let think_until = Instant::now() + Duration::from_secs(5);
-        let out = read(
-            &mut ws,
-            &cx,
-            &mut active,
-            &mut earlier,
-            Want::Nothing,
-            think_until,
-            None,
-        )
-        .await;
-        let Read::RunEnded(r) = out else {
-            panic!("{out:?}")
-        };
-        assert_eq!((r.outcome, r.violations.len()), (RunOutcome::Ok, 0));
-        assert!(active.is_none());
-        assert_eq!(earlier, vec!["r1".to_string()]);
-        drop(obs);
-        let rec = c.finish().await.total;
-        assert_eq!(rec.counter("frames.between_runs"), 0);
-        assert_eq!(rec.histograms["ttc"].len(), 1);
-        // Timed at arrival (the paused clock did not move), not after the think.
-        assert!(rec.histograms["ttc"].max() < 1_000_000);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_stop_ends_an_idle_read_and_a_sleep() {
-        let c = Collector::start();
-        let obs = c.sender();
-        let cx = ReadCtx {
-            profile: netra(),
-            user_id: "u",
-            obs: &obs,
-        };
-        let stop = StopSignal::new();
-        let mut ws = script(&[], None, true);
-        let far = Instant::now() + Duration::from_secs(3600);
-        let mut earlier = Vec::new();
-        let mut idle = None;
-        let reading = read(
-            &mut ws,
-            &cx,
-            &mut idle,
-            &mut earlier,
-            Want::Nothing,
-            far,
-            Some(&stop),
-        );
-        let (out, ()) = tokio::join!(reading, async { stop.request() });
-        assert_eq!(out, Read::Stopped);
-        assert!(!stop.sleep_until(far).await, "already stopped");
-        stop.reset();
-        assert!(
-            stop.sleep_until(Instant::now() + Duration::from_millis(5))
-                .await
-        );
-    }
-}
+mod tests;

@@ -1,0 +1,201 @@
+//! A run in flight: what the client sent ([`PendingRun`]), what its events
+//! showed so far ([`ActiveRun`]: timings and the profile's rule checks, recorded
+//! as the events arrive) and how it ended ([`RunOutcome`], [`RunReport`]).
+//!
+//! May import: `metrics` (observations), `protocol`, `names`.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use super::{note_violation, Who};
+use crate::metrics::ObsSender;
+use crate::names;
+use crate::protocol::validate::{Identity, RunCheck, Violation};
+use crate::protocol::Profile;
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunOutcome {
+    Ok,
+    /// The agent reported an error (terminal error event).
+    AgentError,
+    /// No terminal event before the deadline; `events` says how many arrived.
+    TimedOut {
+        events: u64,
+    },
+    /// The socket closed during the run.
+    Closed {
+        code: u16,
+    },
+    /// The journey started another run (or ended) before awaiting this one.
+    NotAwaited,
+}
+
+impl RunOutcome {
+    /// The failure class counted under `runs.failed.<class>`.
+    pub fn failure_class(&self) -> Option<&'static str> {
+        match self {
+            RunOutcome::Ok => None,
+            RunOutcome::AgentError => Some("agent_error"),
+            RunOutcome::TimedOut { events: 0 } => Some("no_response"),
+            RunOutcome::TimedOut { .. } => Some("timeout"),
+            RunOutcome::Closed { .. } => Some("closed"),
+            RunOutcome::NotAwaited => Some("not_awaited"),
+        }
+    }
+}
+
+/// What the client knows about the run it started.
+#[derive(Debug, Clone)]
+pub struct PendingRun {
+    /// The id the client put in the message (`None`: adopted from the first event).
+    pub run_id: Option<String>,
+    /// The thread the client put in the message (`None`: not checked).
+    pub thread_id: Option<String>,
+    pub user_id: String,
+    /// When the run started: the send in the closed model, the arrival's
+    /// intended start in the open model. Every run latency counts from it.
+    pub started: Instant,
+    /// When the message went out (an `await` timeout counts from it).
+    pub sent: Instant,
+}
+
+/// How a run ended and what was wrong with it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunReport {
+    pub outcome: RunOutcome,
+    pub violations: Vec<Violation>,
+    /// The run id the run ended with (chosen or adopted).
+    pub run_id: Option<String>,
+    /// From the run's start to its end.
+    pub took: Duration,
+}
+
+impl RunReport {
+    /// `None` for an ok run; otherwise the class counted under `runs.failed.<class>`:
+    /// the ending (timeout, closed, agent_error) first, else the first violation.
+    pub fn failure_class(&self) -> Option<&'static str> {
+        self.outcome
+            .failure_class()
+            .or_else(|| self.violations.first().map(|v| v.class))
+    }
+}
+
+/// Per-run timings, recorded as the events arrive.
+#[derive(Debug, Default)]
+struct RunTimes {
+    events: u64,
+    first: Option<Duration>,
+    last: Option<Duration>,
+    gap_max: Duration,
+    seen: BTreeSet<String>,
+}
+
+/// A run in flight: what the client sent and what its events showed so far.
+/// Records `ttfe`, `event_<name>`, `ttc`, `event_gap_max` and event counts as
+/// the events arrive, and every violation of the profile's rules.
+pub struct ActiveRun {
+    pub run: PendingRun,
+    times: RunTimes,
+    check: RunCheck<'static>,
+    pub(super) me: Identity,
+    violations: Vec<Violation>,
+}
+
+impl ActiveRun {
+    pub fn new(run: PendingRun, profile: &'static Profile) -> ActiveRun {
+        ActiveRun {
+            me: Identity {
+                user_id: run.user_id.clone(),
+                thread_id: run.thread_id.clone(),
+                run_id: run.run_id.clone(),
+            },
+            run,
+            times: RunTimes::default(),
+            check: RunCheck::new(&profile.rules),
+            violations: Vec::new(),
+        }
+    }
+
+    /// Events of this run so far.
+    pub fn events(&self) -> u64 {
+        self.times.events
+    }
+
+    /// Ends the run with `outcome`.
+    pub fn finish(self, outcome: RunOutcome) -> RunReport {
+        RunReport {
+            outcome,
+            violations: self.violations,
+            run_id: self.me.run_id,
+            took: self.run.started.elapsed(),
+        }
+    }
+
+    pub(super) fn violated(&mut self, obs: &ObsSender, v: Violation, raw: &str) {
+        note_violation(
+            obs,
+            &v,
+            raw,
+            &Who {
+                user_id: &self.me.user_id,
+                run_id: self.me.run_id.as_deref(),
+            },
+        );
+        self.violations.push(v);
+    }
+
+    /// Judges one of this run's events; the outcome when it was terminal.
+    pub(super) fn on_event(
+        &mut self,
+        ev: &crate::protocol::Event,
+        text: &str,
+        profile: &Profile,
+        obs: &ObsSender,
+    ) -> Option<RunOutcome> {
+        if self.me.run_id.is_none() {
+            self.me.run_id = ev.run_id.clone();
+        }
+        let at = self.run.started.elapsed();
+        let t = &mut self.times;
+        obs.count(names::events(&ev.name));
+        t.events += 1;
+        if t.first.is_none() {
+            t.first = Some(at);
+            obs.sample(names::TTFE, at.as_micros() as u64);
+        }
+        if let Some(prev) = t.last {
+            t.gap_max = t.gap_max.max(at.saturating_sub(prev));
+        }
+        t.last = Some(at);
+        if t.seen.insert(ev.name.clone()) {
+            obs.sample(&names::event_metric(&ev.name), at.as_micros() as u64);
+        }
+        for v in self.check.on_event(ev, text, at) {
+            self.violated(obs, v, text);
+        }
+        let ok = profile.terminal(&ev.name)?;
+        obs.sample(names::TTC, at.as_micros() as u64);
+        obs.sample(names::EVENT_GAP_MAX, self.times.gap_max.as_micros() as u64);
+        if !ok {
+            return Some(RunOutcome::AgentError);
+        }
+        for v in self.check.on_end() {
+            self.violated(obs, v, text);
+        }
+        Some(RunOutcome::Ok)
+    }
+}
+
+/// Runs of the current socket remembered for classifying late events.
+pub const EARLIER_RUNS_KEPT: usize = 8;
+
+/// Remembers a finished run's id (bounded, newest last).
+pub fn remember_run(earlier_runs: &mut Vec<String>, run_id: Option<&str>) {
+    if let Some(id) = run_id {
+        if earlier_runs.len() == EARLIER_RUNS_KEPT {
+            earlier_runs.remove(0);
+        }
+        earlier_runs.push(id.to_string());
+    }
+}

@@ -1,0 +1,288 @@
+//! One simulated user's state: [`UserSession`] (kept in goose's session data
+//! behind a [`SessionHandle`]), how a user is made ([`Shared::new_session`]),
+//! its data row for templates, and the accounting of its runs (settled,
+//! awaited, finished when the user stops).
+//!
+//! May import: the engine's own files, `metrics` (observations), `scenario`,
+//! `protocol`, `auth`, `names`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use goose::prelude::*;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use tokio::sync::Mutex;
+
+use super::connect::Ws;
+use super::rest::{content_hash, ThreadLog, SENT_KEPT_PER_THREAD};
+use super::session::{ActiveRun, Read, RunOutcome, RunReport, Want};
+use super::socket::{PHASE_DURING_RUN, PHASE_FIRST_EXCHANGE};
+use super::Shared;
+use crate::auth::Secret;
+use crate::names;
+use crate::protocol::template::Vars;
+
+/// One simulated user's state, kept in goose's session data.
+pub(super) struct UserSession {
+    pub(super) user_id: String,
+    pub(super) ws: Option<Ws>,
+    pub(super) ever_connected: bool,
+    /// Runs started on the current socket (0 means the next one is its first exchange).
+    pub(super) runs_on_socket: u64,
+    pub(super) runs: u64,
+    pub(super) iteration: u64,
+    pub(super) thread_id: String,
+    /// The run in flight, from its `send` to its end.
+    pub(super) pending: Option<ActiveRun>,
+    /// A run that ended outside its `await` step (already counted), for
+    /// that step's goose record.
+    pub(super) finished: Option<RunReport>,
+    /// Ids of this socket's finished runs, newest last (bounded).
+    pub(super) earlier_runs: Vec<String>,
+    pub(super) rng: ChaCha8Rng,
+    pub(super) tokens: u64,
+    /// When the current socket's token expires.
+    pub(super) token_exp: Option<Instant>,
+    /// Open model: the intended start of the arrival being served; its first
+    /// run's latencies are measured from it.
+    pub(super) intended: Option<Instant>,
+    /// Threads this user created, oldest first (`switch_thread` cycles through them).
+    pub(super) threads: Vec<String>,
+    /// What this user sent per thread.
+    pub(super) logs: std::collections::HashMap<String, ThreadLog>,
+    /// The thread and content of the run in flight (stored once it completes).
+    pub(super) in_flight: Option<(String, String)>,
+    /// A token for REST calls and when it expires.
+    pub(super) rest_token: Option<(Secret, Instant)>,
+    /// Global user index (picks the user's line of a tokens file).
+    pub(super) index: usize,
+    /// The current token (file and login sources) and its expiry.
+    pub(super) token: Option<(Secret, Option<Instant>)>,
+    /// Failed connects in a row (drives the back-off). A socket that is lost
+    /// before it proved itself counts as one more; see [`Engine::lost_socket`].
+    pub(super) failures: u32,
+    /// When the current socket became ready, while it has not yet proved
+    /// itself (see [`Engine::proved`]); `None` once it has.
+    pub(super) unproven_since: Option<Instant>,
+    /// The loss of the socket was already counted in `failures` (it had not
+    /// proved itself), so `lost` adds no attempt of its own.
+    pub(super) loss_counted: bool,
+    /// When the next connect attempt may go, and its back-off (drawn once).
+    pub(super) retry_at: Option<(Instant, Duration)>,
+    /// When the socket last closed for a token refresh: a token that was due
+    /// for one already then (it lives less than the margin) gets none.
+    pub(super) refreshed_at: Option<Instant>,
+    /// When the socket dropped unexpectedly (or the first connect failed).
+    pub(super) dropped_at: Option<Instant>,
+    /// The reconnect policy's attempts ran out and no new token can help
+    /// (a tokens file): the user connects no more this run.
+    pub(super) parked: bool,
+    /// The attempts of a series ran out: the next series waits until then.
+    pub(super) cooldown_until: Option<Instant>,
+    /// Upgrades refused with 403 in a row (the second renews the token: a
+    /// 403 may be a load balancer's refusal, or the token's).
+    pub(super) refused_403: u32,
+    /// The socket was lost (not closed by the client) since the last ready.
+    pub(super) lost: bool,
+    /// When this socket last sent a heartbeat ping, and the one awaiting its reply.
+    pub(super) last_ping: Option<Instant>,
+    pub(super) ping_pending: Option<Instant>,
+    /// Variables captured by `http` steps, for later templates.
+    pub(super) captured: std::collections::BTreeMap<String, String>,
+    /// The data row this user took last (`[data]`).
+    pub(super) row: Option<usize>,
+}
+
+impl UserSession {
+    /// Template values outside a run: the user, its thread and iteration.
+    pub(super) fn vars(&self) -> Vars<'_> {
+        Vars {
+            user: &self.user_id,
+            thread: &self.thread_id,
+            run: "",
+            prompt: "",
+            iteration: self.iteration,
+            extra: None,
+        }
+    }
+}
+
+/// The locked session a step works on.
+pub(super) type Guard<'a> = tokio::sync::MutexGuard<'a, UserSession>;
+
+#[derive(Clone)]
+pub(super) struct SessionHandle(pub(super) Arc<Mutex<UserSession>>);
+
+/// goose's session data must be `Clone`; the socket lives behind the handle.
+pub(super) fn session(user: &GooseUser) -> Option<SessionHandle> {
+    user.get_session_data::<SessionHandle>().cloned()
+}
+
+impl Shared {
+    pub(super) fn new_session(&self, local: usize) -> UserSession {
+        // Shard i of n runs global users i, i + n, i + 2n, ...: disjoint identities,
+        // and the same user (id, seed, prompts) as in a single-process run.
+        let index = self.cfg.shard.global_user(local);
+        // A token from a file names its user (`sub`); otherwise the user is
+        // `<prefix><index>`.
+        let from_file = self.cfg.tokens.as_ref().and_then(|t| {
+            let tok = t.get(index % t.len().max(1))?;
+            crate::auth::unverified_claims(tok.expose())?
+                .get("sub")?
+                .as_str()
+                .map(str::to_string)
+        });
+        let user_id = from_file
+            .unwrap_or_else(|| format!("{}{:05}", self.cfg.scenario.auth.user_prefix, index));
+        UserSession {
+            thread_id: format!("thread-{user_id}-1"),
+            user_id,
+            ws: None,
+            ever_connected: false,
+            runs_on_socket: 0,
+            runs: 0,
+            iteration: 0,
+            pending: None,
+            finished: None,
+            earlier_runs: Vec::new(),
+            rng: ChaCha8Rng::seed_from_u64(
+                self.cfg.seed ^ (index as u64 + 1).wrapping_mul(0x2545_F491_4F6C_DD1D),
+            ),
+            tokens: 0,
+            token_exp: None,
+            intended: None,
+            threads: Vec::new(),
+            logs: Default::default(),
+            in_flight: None,
+            rest_token: None,
+            index,
+            token: None,
+            failures: 0,
+            unproven_since: None,
+            loss_counted: false,
+            retry_at: None,
+            refreshed_at: None,
+            dropped_at: None,
+            parked: false,
+            cooldown_until: None,
+            refused_403: 0,
+            lost: false,
+            last_ping: None,
+            ping_pending: None,
+            captured: Default::default(),
+            row: None,
+        }
+    }
+
+    /// Counts a run that ended: ok, or failed by class; a close with its code
+    /// and phase; an ok run's message joins the thread's log for the history
+    /// check. Returns the report for the `await` step's goose record.
+    pub(super) fn settle(&self, s: &mut UserSession, report: RunReport) -> RunReport {
+        let phase = if s.runs_on_socket == 0 {
+            PHASE_FIRST_EXCHANGE
+        } else {
+            PHASE_DURING_RUN
+        };
+        s.runs_on_socket += 1;
+        let in_flight = s.in_flight.take();
+        match report.failure_class() {
+            None => {
+                self.obs.count(names::RUNS_OK);
+                Self::proved(s);
+                // Set only when a step will check the history.
+                if let Some((thread, content)) = in_flight {
+                    let log = s.logs.entry(thread).or_default();
+                    if log.sent.len() == SENT_KEPT_PER_THREAD {
+                        log.sent.pop_front();
+                    }
+                    log.sent.push_back((content_hash(&content), false));
+                }
+            }
+            Some(class) => self.fail_run(class),
+        }
+        if let RunOutcome::Closed { code } = report.outcome {
+            self.obs.count(names::close_code(code));
+            self.obs.count(names::close_phase(phase, code));
+            self.lost_socket(s, code);
+        }
+        report
+    }
+
+    /// Takes the data row for the next template: per user its own row, round
+    /// robin the next one; captured variables join (and override) its columns.
+    /// Borrowed when nothing was captured (no copy per run).
+    pub(super) fn template_extra(
+        &self,
+        s: &mut UserSession,
+        next_row: bool,
+    ) -> Option<std::borrow::Cow<'_, std::collections::BTreeMap<String, String>>> {
+        let data = self.cfg.scenario.data.as_ref();
+        if let Some(d) = data {
+            if next_row || s.row.is_none() {
+                s.row = Some(match d.select {
+                    crate::scenario::DataSelect::PerUser => s.index,
+                    crate::scenario::DataSelect::RoundRobin => self
+                        .next_row
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                });
+            }
+        }
+        let row = data.zip(s.row).map(|(d, i)| &d.rows[i % d.rows.len()]);
+        if s.captured.is_empty() {
+            return row.map(std::borrow::Cow::Borrowed);
+        }
+        let mut m = row.cloned().unwrap_or_default();
+        m.extend(s.captured.iter().map(|(k, v)| (k.clone(), v.clone())));
+        Some(std::borrow::Cow::Owned(m))
+    }
+
+    pub(super) fn fail_run(&self, class: &str) {
+        self.obs.count(names::RUNS_FAILED);
+        self.obs.count(names::run_failed(class));
+    }
+
+    /// The `await` step: the run in flight to its end, or until `timeout`
+    /// after it was sent. A run that already ended (during a think, say) is
+    /// returned at once; `None` when no run was started.
+    pub(super) async fn await_run(
+        &self,
+        s: &mut UserSession,
+        timeout: Duration,
+    ) -> Option<RunReport> {
+        if let Some(done) = s.finished.take() {
+            return Some(done);
+        }
+        self.follow_run(s, timeout).await
+    }
+
+    /// A run still in flight when the user stops (the plan's end, a signal,
+    /// the end of an open-model arrival) is awaited to its deadline (the
+    /// scenario's longest await timeout after it was sent), then counted.
+    pub(super) async fn finish_pending(&self, s: &mut UserSession) {
+        self.follow_run(s, self.drain_timeout).await;
+        s.finished = None;
+    }
+
+    /// Reads the run in flight to its end, or until `timeout` after it was
+    /// sent (a think between send and await may have used all of it: then
+    /// only what has arrived is read); a run still going then timed out.
+    /// Returns the settled report (`None`: no run in flight).
+    pub(super) async fn follow_run(
+        &self,
+        s: &mut UserSession,
+        timeout: Duration,
+    ) -> Option<RunReport> {
+        let sent = s.pending.as_ref()?.run.sent;
+        let deadline = (sent + timeout).max(Instant::now());
+        match self.read(s, Want::Run, deadline, false).await {
+            Read::RunEnded(report) => Some(report),
+            Read::Closed(_) => s.finished.take(),
+            Read::Got(_) | Read::ServerError(_) | Read::TimedOut | Read::Stopped => {
+                let run = s.pending.take()?;
+                let events = run.events();
+                Some(self.settle(s, run.finish(RunOutcome::TimedOut { events })))
+            }
+        }
+    }
+}
