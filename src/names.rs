@@ -541,14 +541,15 @@ mod tests {
         // code between files cannot hide a name from the scan.
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
         let mut files = Vec::new();
-        for dir in ["engine", "run"] {
-            let p = root.join(dir);
-            if p.is_dir() {
-                for e in std::fs::read_dir(&p).unwrap() {
-                    files.push(e.unwrap().path());
+        let mut dirs = vec![root.join("engine"), root.join("run")];
+        while let Some(dir) = dirs.pop() {
+            for e in std::fs::read_dir(&dir).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    dirs.push(p);
+                } else {
+                    files.push(p);
                 }
-            } else if p.is_file() {
-                files.push(p);
             }
         }
         let sources: Vec<String> = files

@@ -546,7 +546,7 @@ fn forbidden_module_arrows(t: &Tree) -> Vec<String> {
         };
         for p in referenced_paths(f, &t.code[f]) {
             let Some(to) = p.first() else { continue };
-            if *to == from || module_file(&[to.clone()]).is_none() {
+            if *to == from || module_file(std::slice::from_ref(to)).is_none() {
                 continue;
             }
             let why = match (tier(&from), tier(to)) {

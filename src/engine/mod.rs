@@ -41,12 +41,12 @@ pub mod connect;
 pub mod open;
 mod rest;
 pub mod session;
+mod shared;
 mod socket;
 mod steps;
 mod tokens;
 mod user;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -55,92 +55,15 @@ use goose::prelude::*;
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
-use crate::auth::{Minter, Secret};
+use crate::auth::Minter;
 use crate::metrics::ObsSender;
 use crate::names;
 use crate::plan::LoadPlan;
 use crate::scenario::Step;
-use rest::reads_history;
-use steps::{await_timeouts, run_step, serve_arrival, uses_socket};
+use shared::Shared;
+pub use shared::{stop_early, EngineConfig, EngineError, StopHandle};
+use steps::{run_step, serve_arrival};
 use user::{session, SessionHandle};
-
-#[derive(Debug, thiserror::Error)]
-pub enum EngineError {
-    #[error("goose refused the configuration: {0}")]
-    Goose(String),
-}
-
-impl From<GooseError> for EngineError {
-    fn from(e: GooseError) -> Self {
-        EngineError::Goose(format!("{e:?}"))
-    }
-}
-
-/// Everything the engine needs, resolved from a scenario and the command line.
-#[derive(Clone)]
-pub struct EngineConfig {
-    pub scenario: crate::scenario::Scenario,
-    /// The WebSocket URL to load.
-    pub target_url: String,
-    pub secret: Secret,
-    pub seed: u64,
-    /// Where goose writes its own HTML report (None: no goose report).
-    pub goose_report: Option<PathBuf>,
-    /// This process's slice of the users (`0/1` when not sharded).
-    pub shard: crate::plan::Shard,
-    /// Set to the instant the load plan's clock starts (goose starting the
-    /// closed model's users; the open model's pool ready and pacing).
-    pub started: Arc<tokio::sync::watch::Sender<Option<Instant>>>,
-    /// Tokens read from `auth.tokens_file` (file source only).
-    pub tokens: Option<Arc<Vec<Secret>>>,
-    /// The run's stop request (see [`stop_early`]).
-    pub stop: StopHandle,
-}
-
-/// Shared by every user.
-struct Shared {
-    cfg: EngineConfig,
-    /// The scenario's profile for the whole process: a run in flight keeps
-    /// its checker (which borrows the rules) across steps. Leaked once per
-    /// `execute`, a few KiB.
-    profile: &'static crate::protocol::Profile,
-    /// How long a run still in flight when its user stops is awaited: the
-    /// longest `await` timeout of the scenario.
-    drain_timeout: Duration,
-    /// The load plan's length (`None`: iterations, or the open model, whose
-    /// pacer ends the plan).
-    plan_total: Option<Duration>,
-    minter: Minter,
-    obs: ObsSender,
-    /// One HTTP client for every user (tickets, REST): clones share one pool.
-    http: reqwest::Client,
-    /// The open model's session pool (None in the closed model).
-    pool: Option<Arc<open::Pool>>,
-    /// `http(s)://host:port` of the target, for its REST API.
-    http_base: String,
-    /// The next data row for `select = "round_robin"` (shared by every user).
-    next_row: std::sync::atomic::AtomicUsize,
-    /// Some journey reads thread histories, so sent messages are remembered.
-    checks_history: bool,
-}
-
-/// Asks every user to stop after its current step (goose's kill switch):
-/// thinks, back-offs and repeat blocks end, later steps do nothing, and runs
-/// in flight are awaited to their deadline. Used by stop signals,
-/// `abort_on_fail` and a capacity search's failing step.
-pub fn stop_early(stop: &StopHandle, reason: &str) {
-    stop.request();
-    goose::trigger_killswitch(reason);
-}
-
-/// The run's stop request, made by `run/` (one per run, no static): set by
-/// [`stop_early`] and when the load plan's time is up. The open model's
-/// pacer issues no more arrivals, and every pause ends.
-pub type StopHandle = Arc<session::StopSignal>;
-
-/// How long a step waits, once the users are asked to stop, for goose to stop
-/// its user (see [`steps::run_step`]).
-const STOPPING_PAUSE: Duration = Duration::from_millis(50);
 
 /// Longest wait for the open model's pool to start before pacing begins.
 const POOL_START_LIMIT: Duration = Duration::from_secs(60);
@@ -202,7 +125,7 @@ fn build_shared(
     };
     let drain_timeout = journeys
         .iter()
-        .flat_map(|j| await_timeouts(&j.steps))
+        .flat_map(|j| Step::await_timeouts(&j.steps))
         .max()
         .unwrap_or(Duration::from_secs(30));
     let plan_total = (pool.is_none() && plan.iterations.is_none()).then(|| plan.total());
@@ -217,7 +140,7 @@ fn build_shared(
         pool,
         http_base,
         next_row: std::sync::atomic::AtomicUsize::new(0),
-        checks_history: sc.journeys.iter().any(|j| reads_history(&j.steps)),
+        checks_history: sc.journeys.iter().any(|j| Step::reads_history(&j.steps)),
     }))
 }
 
@@ -344,7 +267,7 @@ fn build_scenarios(
         }
         let mut scenario = goose::goose::Scenario::new(&journey.name)
             .set_weight(weight)?
-            .register_transaction(start_transaction(shared, uses_socket(&journey.steps)));
+            .register_transaction(start_transaction(shared, Step::uses_socket(&journey.steps)));
         if shared.pool.is_some() {
             scenario = scenario.register_transaction(arrival_transaction(shared, &journey.steps));
         } else {

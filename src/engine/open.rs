@@ -47,11 +47,11 @@ pub struct Pool {
     /// Set when the run is asked to stop: no more arrivals.
     pub stop: AtomicBool,
     /// The run's stop request.
-    run_stop: super::StopHandle,
+    run_stop: Arc<super::session::StopSignal>,
 }
 
 impl Pool {
-    pub fn new(size: usize, run_stop: super::StopHandle) -> Pool {
+    pub fn new(size: usize, run_stop: Arc<super::session::StopSignal>) -> Pool {
         let (tx, rx) = flume::unbounded();
         Pool {
             size,

@@ -11,60 +11,14 @@ use std::time::{Duration, Instant};
 use goose::prelude::*;
 
 use super::session::{self, Read, Want, Who};
-use super::socket::far_future;
-use super::steps::goose_error;
-use super::user::{Guard, UserSession};
-use super::Shared;
+use super::shared::{at_path, far_future, goose_error, Shared};
+use super::user::{content_hash, Guard, UserSession};
 use crate::protocol::template::{self, Vars};
-use crate::scenario::{Step, StepKind};
+use crate::scenario::Step;
 
-/// What the user sent in one thread, for the history check.
-#[derive(Debug, Default)]
-pub(super) struct ThreadLog {
-    /// Hashes of the user's newest messages in runs that completed (8 bytes
-    /// each, at most [`SENT_KEPT_PER_THREAD`], so a long soak's memory stays
-    /// flat), each with whether its loss was already counted.
-    pub(super) sent: std::collections::VecDeque<(u64, bool)>,
-}
-
-/// A message's text as a 64-bit hash, for the history check.
-pub(super) fn content_hash(text: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    text.hash(&mut h);
-    h.finish()
-}
-
-/// Whether any step (inside repeat blocks too) reads a thread's messages.
-pub(super) fn reads_history(steps: &[Step]) -> bool {
-    steps.iter().any(|s| match &s.kind {
-        StepKind::History | StepKind::SwitchThread { .. } => true,
-        StepKind::Repeat { steps, .. } => reads_history(steps),
-        StepKind::Connect
-        | StepKind::Send { .. }
-        | StepKind::Await { .. }
-        | StepKind::Think { .. }
-        | StepKind::CreateThread { .. }
-        | StepKind::ListThreads
-        | StepKind::Disconnect
-        | StepKind::Reconnect
-        | StepKind::Http { .. } => false,
-    })
-}
-
-/// Messages remembered per thread for the history check: each history read
-/// checks the newest this many (older ones were checked by earlier reads).
-pub(super) const SENT_KEPT_PER_THREAD: usize = 500;
 /// A history read pages through at most this many messages.
 const HISTORY_PAGE: usize = 1000;
 const HISTORY_PAGES_MAX: usize = 100;
-
-/// The value at a dotted path (`data.messages`).
-pub(super) fn at_path<'a>(v: &'a serde_json::Value, path: &str) -> Option<&'a serde_json::Value> {
-    path.split('.')
-        .filter(|p| !p.is_empty())
-        .try_fold(v, |v, k| v.get(k))
-}
 
 /// What a REST step ended with: status, body and how long the call took,
 /// or why there was none.

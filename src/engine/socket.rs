@@ -18,17 +18,11 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::connect::{self, ConnectFailure, Ws};
 use super::session::{self, Read, ReadCtx, ReadyOutcome, RunOutcome, Want, Who};
+use super::shared::{far_future, Shared, PHASE_BEFORE_READY, PHASE_IDLE};
 use super::user::UserSession;
-use super::Shared;
 use crate::auth::Secret;
 use crate::names;
 use crate::protocol::template;
-
-/// Socket phase names used in `closes_by_phase.<phase>.<code>`.
-pub(super) const PHASE_BEFORE_READY: &str = "before_ready";
-pub(super) const PHASE_FIRST_EXCHANGE: &str = "first_exchange";
-pub(super) const PHASE_DURING_RUN: &str = "during_run";
-pub(super) const PHASE_IDLE: &str = "idle";
 
 impl Shared {
     /// Opens the socket and waits for ready, following the reconnect policy:
@@ -552,9 +546,4 @@ impl Shared {
             self.close_socket(s, reason).await;
         }
     }
-}
-
-/// Far enough ahead to mean "until stopped".
-pub(super) fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(365 * 86_400)
 }

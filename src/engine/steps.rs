@@ -13,71 +13,13 @@ use goose::prelude::*;
 use rand::Rng;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::rest::at_path;
+use super::rest;
 use super::session::{self, ActiveRun, PendingRun, Read, RunOutcome, Want};
+use super::shared::{at_path, goose_error, Shared, STOPPING_PAUSE};
 use super::user::{session, Guard, UserSession};
-use super::{rest, Shared, STOPPING_PAUSE};
 use crate::names;
 use crate::protocol::template::{self, Vars};
 use crate::scenario::{Step, StepKind};
-
-/// The default name of a step's kind: a step named otherwise has a metric of
-/// its own besides the shared one.
-pub(super) fn default_name(kind: &StepKind) -> &'static str {
-    match kind {
-        StepKind::Connect => "connect",
-        StepKind::Await { .. } => "await",
-        StepKind::SwitchThread { .. } => "thread_switch",
-        StepKind::Send { .. }
-        | StepKind::Think { .. }
-        | StepKind::CreateThread { .. }
-        | StepKind::ListThreads
-        | StepKind::History
-        | StepKind::Disconnect
-        | StepKind::Reconnect
-        | StepKind::Http { .. }
-        | StepKind::Repeat { .. } => "",
-    }
-}
-
-/// Every `await` timeout in the steps (inside repeat blocks too).
-pub(super) fn await_timeouts(steps: &[Step]) -> Vec<Duration> {
-    steps
-        .iter()
-        .flat_map(|s| match &s.kind {
-            StepKind::Await { timeout } => vec![*timeout],
-            StepKind::Repeat { steps, .. } => await_timeouts(steps),
-            StepKind::Connect
-            | StepKind::Send { .. }
-            | StepKind::Think { .. }
-            | StepKind::CreateThread { .. }
-            | StepKind::ListThreads
-            | StepKind::History
-            | StepKind::SwitchThread { .. }
-            | StepKind::Disconnect
-            | StepKind::Reconnect
-            | StepKind::Http { .. } => Vec::new(),
-        })
-        .collect()
-}
-
-/// Whether any step (inside repeat blocks too) uses the socket.
-pub(super) fn uses_socket(steps: &[Step]) -> bool {
-    steps.iter().any(|s| match &s.kind {
-        StepKind::Connect
-        | StepKind::Send { .. }
-        | StepKind::SwitchThread { .. }
-        | StepKind::Reconnect => true,
-        StepKind::Repeat { steps, .. } => uses_socket(steps),
-        StepKind::Await { .. }
-        | StepKind::Think { .. }
-        | StepKind::CreateThread { .. }
-        | StepKind::ListThreads
-        | StepKind::History
-        | StepKind::Disconnect
-        | StepKind::Http { .. } => false,
-    })
-}
 
 /// Runs one step. A step without a latency metric of its own (`send`,
 /// `think`, `disconnect`, `reconnect`) has its whole duration recorded as
@@ -118,7 +60,7 @@ pub(super) async fn run_step(
 
 /// Records `took` under the step's own name when it has one (see [`run_step`]).
 fn own_metric(shared: &Shared, step: &Step, took: Duration) {
-    let default = default_name(&step.kind);
+    let default = step.kind.default_name();
     if !default.is_empty() && step.name != default {
         shared.obs.sample(&step.name, took.as_micros() as u64);
     }
@@ -517,11 +459,6 @@ async fn record_ws(
                 .await
         }
     }
-}
-
-pub(super) fn goose_error(msg: &str) -> String {
-    // goose keys errors by text; keep them short and stable.
-    msg.chars().take(120).collect()
 }
 
 /// Open model: waits for an arrival (or the stop); runs the whole journey

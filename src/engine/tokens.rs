@@ -9,9 +9,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use rand::Rng;
 
-use super::rest::at_path;
+use super::shared::{at_path, Shared};
 use super::user::UserSession;
-use super::Shared;
 use crate::auth::Secret;
 use crate::protocol::template;
 

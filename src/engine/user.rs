@@ -15,13 +15,32 @@ use rand_chacha::ChaCha8Rng;
 use tokio::sync::Mutex;
 
 use super::connect::Ws;
-use super::rest::{content_hash, ThreadLog, SENT_KEPT_PER_THREAD};
 use super::session::{ActiveRun, Read, RunOutcome, RunReport, Want};
-use super::socket::{PHASE_DURING_RUN, PHASE_FIRST_EXCHANGE};
-use super::Shared;
+use super::shared::{Shared, PHASE_DURING_RUN, PHASE_FIRST_EXCHANGE};
 use crate::auth::Secret;
 use crate::names;
 use crate::protocol::template::Vars;
+
+/// What the user sent in one thread, for the history check.
+#[derive(Debug, Default)]
+pub(super) struct ThreadLog {
+    /// Hashes of the user's newest messages in runs that completed (8 bytes
+    /// each, at most [`SENT_KEPT_PER_THREAD`], so a long soak's memory stays
+    /// flat), each with whether its loss was already counted.
+    pub(super) sent: std::collections::VecDeque<(u64, bool)>,
+}
+
+/// A message's text as a 64-bit hash, for the history check.
+pub(super) fn content_hash(text: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut h);
+    h.finish()
+}
+
+/// Messages remembered per thread for the history check: each history read
+/// checks the newest this many (older ones were checked by earlier reads).
+pub(super) const SENT_KEPT_PER_THREAD: usize = 500;
 
 /// One simulated user's state, kept in goose's session data.
 pub(super) struct UserSession {

@@ -1,0 +1,114 @@
+//! What every user shares: the engine's configuration, the `Shared` state
+//! (its methods live in the rooms that use them: socket, tokens, rest,
+//! user), the stop handle, and the small helpers every room uses. The bottom
+//! of `engine/`: it imports no other engine file but `open` and `session`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use goose::prelude::*;
+
+use super::{open, session};
+use crate::auth::{Minter, Secret};
+use crate::metrics::ObsSender;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("goose refused the configuration: {0}")]
+    Goose(String),
+}
+
+impl From<GooseError> for EngineError {
+    fn from(e: GooseError) -> Self {
+        EngineError::Goose(format!("{e:?}"))
+    }
+}
+
+/// Everything the engine needs, resolved from a scenario and the command line.
+#[derive(Clone)]
+pub struct EngineConfig {
+    pub scenario: crate::scenario::Scenario,
+    /// The WebSocket URL to load.
+    pub target_url: String,
+    pub secret: Secret,
+    pub seed: u64,
+    /// Where goose writes its own HTML report (None: no goose report).
+    pub goose_report: Option<PathBuf>,
+    /// This process's slice of the users (`0/1` when not sharded).
+    pub shard: crate::plan::Shard,
+    /// Set to the instant the load plan's clock starts (goose starting the
+    /// closed model's users; the open model's pool ready and pacing).
+    pub started: Arc<tokio::sync::watch::Sender<Option<Instant>>>,
+    /// Tokens read from `auth.tokens_file` (file source only).
+    pub tokens: Option<Arc<Vec<Secret>>>,
+    /// The run's stop request (see [`stop_early`]).
+    pub stop: StopHandle,
+}
+
+/// Shared by every user.
+pub(super) struct Shared {
+    pub(super) cfg: EngineConfig,
+    /// The scenario's profile for the whole process: a run in flight keeps
+    /// its checker (which borrows the rules) across steps. Leaked once per
+    /// `execute`, a few KiB.
+    pub(super) profile: &'static crate::protocol::Profile,
+    /// How long a run still in flight when its user stops is awaited: the
+    /// longest `await` timeout of the scenario.
+    pub(super) drain_timeout: Duration,
+    /// The load plan's length (`None`: iterations, or the open model, whose
+    /// pacer ends the plan).
+    pub(super) plan_total: Option<Duration>,
+    pub(super) minter: Minter,
+    pub(super) obs: ObsSender,
+    /// One HTTP client for every user (tickets, REST): clones share one pool.
+    pub(super) http: reqwest::Client,
+    /// The open model's session pool (None in the closed model).
+    pub(super) pool: Option<Arc<open::Pool>>,
+    /// `http(s)://host:port` of the target, for its REST API.
+    pub(super) http_base: String,
+    /// The next data row for `select = "round_robin"` (shared by every user).
+    pub(super) next_row: std::sync::atomic::AtomicUsize,
+    /// Some journey reads thread histories, so sent messages are remembered.
+    pub(super) checks_history: bool,
+}
+
+/// Asks every user to stop after its current step (goose's kill switch):
+/// thinks, back-offs and repeat blocks end, later steps do nothing, and runs
+/// in flight are awaited to their deadline. Used by stop signals,
+/// `abort_on_fail` and a capacity search's failing step.
+pub fn stop_early(stop: &StopHandle, reason: &str) {
+    stop.request();
+    goose::trigger_killswitch(reason);
+}
+
+/// The run's stop request, made by `run/` (one per run, no static): set by
+/// [`stop_early`] and when the load plan's time is up. The open model's
+/// pacer issues no more arrivals, and every pause ends.
+pub type StopHandle = Arc<session::StopSignal>;
+
+/// How long a step waits, once the users are asked to stop, for goose to stop
+/// its user (see [`steps::run_step`]).
+pub(super) const STOPPING_PAUSE: Duration = Duration::from_millis(50);
+
+/// Socket phase names used in `closes_by_phase.<phase>.<code>`.
+pub(super) const PHASE_BEFORE_READY: &str = "before_ready";
+pub(super) const PHASE_FIRST_EXCHANGE: &str = "first_exchange";
+pub(super) const PHASE_DURING_RUN: &str = "during_run";
+pub(super) const PHASE_IDLE: &str = "idle";
+
+/// Far enough ahead to mean "until stopped".
+pub(super) fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(365 * 86_400)
+}
+/// The value at a dotted path (`data.messages`).
+pub(super) fn at_path<'a>(v: &'a serde_json::Value, path: &str) -> Option<&'a serde_json::Value> {
+    path.split('.')
+        .filter(|p| !p.is_empty())
+        .try_fold(v, |v, k| v.get(k))
+}
+
+/// goose keys errors by text; keep them short and stable.
+pub(super) fn goose_error(msg: &str) -> String {
+    msg.chars().take(120).collect()
+}
