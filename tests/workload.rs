@@ -371,7 +371,7 @@ fn the_shipped_example_scenarios_load() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let open = chatload::scenario::Scenario::load(&root.join("scenarios/open.toml"))
         .unwrap_or_else(|d| panic!("{d}"));
-    assert!(open.workload.open.is_some());
+    assert!(open.workload.open().is_some());
     let cap = chatload::scenario::Scenario::load(&root.join("scenarios/capacity.toml"))
         .unwrap_or_else(|d| panic!("{d}"));
     let steps = cap.workload.capacity.as_ref().unwrap().plan.steps();

@@ -160,7 +160,7 @@ fn usage(message: String) -> Exit {
 /// `--users` and `--duration`: they reshape a closed-model plan only.
 fn apply_overrides(sc: &mut Scenario, a: &RunArgs) -> Result<(), String> {
     if (a.users.is_some() || a.duration.is_some())
-        && (sc.workload.open.is_some() || sc.workload.capacity.is_some())
+        && (sc.workload.open().is_some() || sc.workload.capacity.is_some())
     {
         return Err(format!(
             "--users and --duration reshape a closed-model plan; this scenario's load comes from {} (edit it there)",

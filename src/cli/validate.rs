@@ -38,7 +38,7 @@ pub fn describe(s: &Scenario) -> String {
     describe_plan(&mut o, w);
     let total: usize = s.journeys.iter().map(|j| j.weight).sum();
     for j in &s.journeys {
-        let who = if w.open.is_some() {
+        let who = if w.open().is_some() {
             "run once per arrival, by a free session of the pool"
         } else {
             "repeated by every user"
@@ -61,7 +61,7 @@ pub fn describe(s: &Scenario) -> String {
 
 /// The load plan, by model.
 fn describe_plan(o: &mut String, w: &crate::scenario::Workload) {
-    match (&w.open, &w.capacity) {
+    match (w.open(), &w.capacity) {
         (None, None) => {
             o.push_str(
                 "\nload plan (closed model: each user waits for its answer before asking again):\n",

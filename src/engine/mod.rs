@@ -59,7 +59,7 @@ use crate::auth::Minter;
 use crate::metrics::ObsSender;
 use crate::names;
 use crate::plan::LoadPlan;
-use crate::scenario::Step;
+use crate::scenario::{Model, Step};
 use shared::Shared;
 pub use shared::{stop_early, EngineConfig, EngineError, StopHandle};
 use steps::{run_step, serve_arrival};
@@ -105,7 +105,7 @@ fn build_shared(
         .pool_max_idle_per_host(64)
         .build()
         .map_err(|e| EngineError::Goose(format!("cannot build the HTTP client: {e}")))?;
-    let pool = sc.workload.open.as_ref().map(|m| {
+    let pool = sc.workload.open().map(|m| {
         Arc::new(open::Pool::new(
             cfg.shard.share(m.max_users) as usize,
             cfg.stop.clone(),
@@ -351,9 +351,9 @@ fn set_plan(
 /// or the closed model's timer that ends a timed plan on time.
 fn start_pacing(shared: &Arc<Shared>, cfg: &EngineConfig) -> Option<JoinHandle<()>> {
     let sc = &cfg.scenario;
-    match (&shared.pool, &sc.workload.open) {
-        (Some(pool), Some(model)) => Some(pace_open(shared, cfg, pool, model)),
-        _ => {
+    match (&shared.pool, &sc.workload.model) {
+        (Some(pool), Model::Open(model)) => Some(pace_open(shared, cfg, pool, model)),
+        (None, Model::Open(_)) | (Some(_), Model::Closed) | (None, Model::Closed) => {
             let now = Instant::now();
             let _ = cfg.started.send(Some(now));
             // A timed plan ends on time: users in a long think or repeat block

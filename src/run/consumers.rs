@@ -72,7 +72,7 @@ pub(super) async fn start(
     let (done_tx, done_rx) = oneshot::channel();
     let capacity = sc.workload.capacity.clone().map(|search| CapacityRun {
         search,
-        open: sc.workload.open.is_some(),
+        open: sc.workload.open().is_some(),
         log: Arc::default(),
     });
     let controller = capacity.clone().map(|run| {
@@ -101,7 +101,7 @@ pub(super) async fn start(
         tokio::spawn(live::live_progress(
             collector.sender(),
             sc.workload.plan.clone(),
-            sc.workload.open.clone(),
+            sc.workload.open().cloned(),
             t0,
         ))
     });

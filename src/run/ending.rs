@@ -57,7 +57,7 @@ pub(super) fn judge(req: &RunRequest, template: &Snapshot, ended: Ended) -> Snap
             generator.send_lag_p99_us.map_or("n/a".to_string(), |v| crate::units::format_us(v as f64))
         ));
     }
-    if let Some(note) = not_offered_note(rec, sc.workload.open.as_ref()) {
+    if let Some(note) = not_offered_note(rec, sc.workload.open()) {
         notes.push(note);
     }
     let ending = stop_notes(req, &ended, shard_users, &mut notes);

@@ -111,10 +111,7 @@ fn load_tokens(sc: &Scenario) -> Result<Option<Arc<Vec<Secret>>>, RunError> {
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .map(Secret::new)
         .collect();
-    let users = match &sc.workload.open {
-        Some(m) => m.max_users,
-        None => sc.workload.plan.peak_users(),
-    } as usize;
+    let users = sc.workload.peak_users() as usize;
     if tokens.is_empty() {
         return Err(RunError::Usage(format!(
             "the tokens file {} has no tokens",

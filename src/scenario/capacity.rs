@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::plan::{CapacityPlan, OpenModel};
 
 use super::doc::{non_negative_f64, Obj};
-use super::model::{CapacitySearch, Workload};
+use super::model::{CapacitySearch, Model, Workload};
 use super::thresholds::{read_rules, Threshold};
 use super::workload::{pool_plan, whole_seconds};
 
@@ -161,12 +161,12 @@ pub(super) fn apply(
     capacity: Option<&Option<CapacitySearch>>,
 ) {
     if let (Some(w), Some(Some(cap))) = (workload, capacity) {
-        match &mut w.open {
-            Some(m) => {
+        match &mut w.model {
+            Model::Open(m) => {
                 m.rate = cap.plan.rate_plan();
                 w.plan = pool_plan(m.max_users, &m.rate);
             }
-            None => w.plan = cap.plan.closed_plan(),
+            Model::Closed => w.plan = cap.plan.closed_plan(),
         }
         w.capacity = Some(cap.clone());
     }

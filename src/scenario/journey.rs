@@ -4,7 +4,7 @@
 
 use super::doc::{self, positive_u64, Elem, Node, Obj};
 use super::fills::Columns;
-use super::model::{Journey, Workload};
+use super::model::{Journey, Model, Workload};
 use super::steps::{capture_names, read_steps, StepFills};
 
 /// The journeys: `[[journey]]` (one) or `[[journeys]]` (a weighted mix, each
@@ -27,7 +27,7 @@ pub(super) fn read_journey(
     };
     // A closed-model user repeats its journey (unless it runs it once), so an
     // await early in a journey can wait for the run of a later send.
-    let repeats = workload.is_none_or(|w| w.open.is_none() && w.plan.iterations != Some(1));
+    let repeats = workload.is_none_or(|w| w.open().is_none() && w.plan.iterations != Some(1));
     let capacity_mode = o.get("capacity").is_some();
     match (o.get("journey"), o.get("journeys")) {
         (Some(_), Some(n)) => {
@@ -197,8 +197,8 @@ fn check_mix(
         // `None`: the workload's problems are reported by its reader.
         let why = match workload {
             _ if capacity_mode => Some("a capacity search changes the users at every step: give the journeys `weight` or `share`, not `users`".to_string()),
-            Some(Workload { open: Some(m), .. }) if m.max_users != total => Some(format!("the journeys' `users` add up to {total}: set workload.max_users = {total} (the open model's session pool) so every journey gets exactly its count")),
-            Some(w) if w.open.is_none() && w.plan.peak_users() != total => Some(format!("the journeys' `users` add up to {total}: set workload.users = {total} so every journey gets exactly its count")),
+            Some(Workload { model: Model::Open(m), .. }) if m.max_users != total => Some(format!("the journeys' `users` add up to {total}: set workload.max_users = {total} (the open model's session pool) so every journey gets exactly its count")),
+            Some(w) if w.open().is_none() && w.plan.peak_users() != total => Some(format!("the journeys' `users` add up to {total}: set workload.users = {total} so every journey gets exactly its count")),
             _ => None,
         };
         if let Some(why) = why {

@@ -49,8 +49,8 @@ pub use auth::DEFAULT_SECRET_ENV;
 pub use data::{load_data, MAX_DATA_ROWS};
 pub use doc::{Diagnostic, Diagnostics};
 pub use model::{
-    Auth, CapacitySearch, DataRow, DataSelect, DataSet, Journey, Reconnect, Scenario, ServerTable,
-    Step, StepKind, Target, Think, TokenSource, Workload, THINK_CAP,
+    Auth, CapacitySearch, DataRow, DataSelect, DataSet, Journey, Model, Reconnect, Scenario,
+    ServerTable, Step, StepKind, Target, Think, TokenSource, Workload, THINK_CAP,
 };
 pub use target::check_ws_url;
 pub use workload::pool_plan;
@@ -190,19 +190,13 @@ fn read_scenario(o: &Obj<'_>, path: &Path) -> Option<Scenario> {
     // Which metric and counter names thresholds may use: the fixed ones and
     // those of this scenario's steps and profile.
     let vocabulary = vocabulary(journey.as_deref(), profile.as_ref());
-    let capacity = capacity::read_capacity(
-        o,
-        workload.as_ref().and_then(|w| w.open.as_ref()),
-        &vocabulary,
-    );
+    let capacity =
+        capacity::read_capacity(o, workload.as_ref().and_then(|w| w.open()), &vocabulary);
     capacity::apply(o, workload.as_mut(), capacity.as_ref());
     // The users the tokens of a tokens file must cover (unknown while the
     // workload has errors).
     let peak_users = match (&workload, &capacity) {
-        (Some(w), Some(_)) => Some(match &w.open {
-            Some(m) => m.max_users,
-            None => w.plan.peak_users(),
-        }),
+        (Some(w), Some(_)) => Some(w.peak_users()),
         _ => None,
     };
     let auth = auth::read_auth(o, base, peak_users);

@@ -187,16 +187,53 @@ pub struct ServerTable {
     pub enforce_token_expiry: bool,
 }
 
+/// The workload model, decided once when the file is read (oha's
+/// `WorkMode`): every part that behaves differently per model matches on it.
+#[derive(Debug, Clone)]
+pub enum Model {
+    /// `model = "closed"`: the plan's users loop their journeys.
+    Closed,
+    /// `model = "open"`: arrivals on a schedule, each served by one of the
+    /// plan's users (the session pool).
+    Open(OpenModel),
+}
+
+impl Model {
+    /// The open model's schedule, `None` in the closed model.
+    pub fn open(&self) -> Option<&OpenModel> {
+        match self {
+            Model::Open(m) => Some(m),
+            Model::Closed => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Workload {
     /// The goose users: the closed model's users, or the open model's session pool.
     pub plan: LoadPlan,
-    /// The open model (arrival rates), when `model = "open"`.
-    pub open: Option<OpenModel>,
+    /// Closed or open, with the open model's arrival schedule.
+    pub model: Model,
     /// A capacity search, when the scenario has `[capacity]`.
     pub capacity: Option<CapacitySearch>,
     /// A stop signal is a normal end (thresholds judged as usual) rather than an abort.
     pub on_signal_ends: bool,
+}
+
+impl Workload {
+    /// The open model's schedule, `None` in the closed model.
+    pub fn open(&self) -> Option<&OpenModel> {
+        self.model.open()
+    }
+
+    /// The most goose users the plan runs at once: the closed model's peak
+    /// users, or the open model's session pool.
+    pub fn peak_users(&self) -> u64 {
+        match &self.model {
+            Model::Open(m) => m.max_users,
+            Model::Closed => self.plan.peak_users(),
+        }
+    }
 }
 
 /// A capacity search: the pure step plan (`plan/`) and the rules that define

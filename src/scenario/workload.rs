@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::plan::{self, Arrivals, LoadPlan, OpenModel, RampStep, RatePlan, WhenFull};
 
 use super::doc::{non_negative_f64, positive_u64, Node, Obj};
-use super::model::Workload;
+use super::model::{Model, Workload};
 
 /// What both models read: the model, `on_signal`, `time_unit`, `duration`
 /// and `ramp` (with the keys a capacity search refuses).
@@ -238,7 +238,7 @@ fn read_open(c: Common<'_>) -> Option<Workload> {
     };
     Some(Workload {
         plan: pool_plan(max_users, &model.rate),
-        open: Some(model),
+        model: Model::Open(model),
         capacity: None,
         on_signal_ends,
     })
@@ -328,7 +328,7 @@ fn read_closed(c: Common<'_>) -> Option<Workload> {
                 stages: Vec::new(),
                 iterations: None,
             },
-            open: None,
+            model: Model::Closed,
             capacity: None,
             on_signal_ends,
         });
@@ -344,7 +344,7 @@ fn read_closed(c: Common<'_>) -> Option<Workload> {
     )?;
     Some(Workload {
         plan,
-        open: None,
+        model: Model::Closed,
         capacity: None,
         on_signal_ends,
     })
