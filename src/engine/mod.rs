@@ -20,10 +20,11 @@
 //! and the run is counted ok or failed the moment it ends. A run still in
 //! flight when the user stops is awaited to its deadline, never lost.
 //!
-//! This file owns the engine's configuration, its stop handle and
-//! [`execute`], by phase: build the shared state, build goose's scenarios and
+//! This file owns [`execute`], by phase: build the shared state, build goose's scenarios and
 //! attack, start the pacing (open model) or the plan's timer, run, drain.
-//! The rooms: `steps.rs` (one fn per step kind), `user.rs` (per-user state),
+//! The rooms: `shared.rs` (the configuration, the `Shared` state, the stop
+//! handle and small helpers: the bottom of the folder), `steps.rs` (one fn
+//! per step kind), `user.rs` (per-user state),
 //! `socket.rs` (connect, read, close, reconnect back-off), `connect.rs` (the
 //! upgrade handshake and its failure classes), `tokens.rs`, `rest.rs` (REST
 //! steps and the history check), `session.rs` (generic Sink/Stream frame

@@ -155,7 +155,7 @@ impl Scenario {
     pub fn env_placeholders(&self) -> Vec<String> {
         let mut names = match &self.auth.source {
             TokenSource::Login { body, .. } => template::env_names(body),
-            _ => Vec::new(),
+            TokenSource::Mint | TokenSource::File { .. } => Vec::new(),
         };
         names.sort();
         names.dedup();
