@@ -105,6 +105,11 @@ pub const BYTES_RECEIVED: &str = "bytes.received";
 pub const HISTORY_MESSAGES_CHECKED: &str = "history.messages_checked";
 pub const PERSISTENCE_MISS: &str = "persistence_miss";
 pub const HISTOGRAM_CLAMPED: &str = "histogram.clamped";
+/// Redirect hops refused because their host is not in `target.allow`
+/// (with `target.follow_redirects = true`).
+pub const HTTP_REDIRECTS_REFUSED: &str = "http.redirects.refused";
+/// Redirect answers not followed (without `target.follow_redirects`).
+pub const HTTP_REDIRECTS_NOT_FOLLOWED: &str = "http.redirects.not_followed";
 
 /// Every counter with a fixed name. (Families such as `closes.<code>` are
 /// in [`check_counter`].)
@@ -153,6 +158,8 @@ pub const COUNTERS: &[&str] = &[
     HISTORY_MESSAGES_CHECKED,
     PERSISTENCE_MISS,
     HISTOGRAM_CLAMPED,
+    HTTP_REDIRECTS_REFUSED,
+    HTTP_REDIRECTS_NOT_FOLLOWED,
 ];
 
 /// Phases of `closes_by_phase.<phase>.<code>`.

@@ -101,11 +101,7 @@ fn build_shared(
     let sc = &cfg.scenario;
     let minter = Minter::new(&cfg.secret, sc.auth.claims.clone(), sc.auth.lifetime);
     let journeys = &sc.journeys;
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .pool_max_idle_per_host(64)
-        .build()
-        .map_err(|e| EngineError::Goose(format!("cannot build the HTTP client: {e}")))?;
+    let http = shared::http_client(&sc.target, obs.clone())?;
     let pool = sc.workload.open().map(|m| {
         Arc::new(open::Pool::new(
             cfg.shard.share(m.max_users) as usize,

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use goose::prelude::*;
 
 use super::session::{self, Read, Want, Who};
-use super::shared::{at_path, far_future, goose_error, Shared};
+use super::shared::{at_path, far_future, goose_error, http_error, unfollowed_redirect, Shared};
 use super::user::{content_hash, Guard, UserSession};
 use crate::protocol::template::{self, Vars};
 use crate::scenario::Step;
@@ -55,8 +55,9 @@ impl Shared {
         let call = async move {
             let resp = req.send().await?;
             let status = resp.status().as_u16();
+            let location = resp.headers().get(reqwest::header::LOCATION).cloned();
             let bytes = resp.bytes().await.unwrap_or_default();
-            Ok::<_, reqwest::Error>((status, bytes))
+            Ok::<_, reqwest::Error>((status, location, bytes))
         };
         // A run in flight keeps being read (and timed) during the call.
         let answer = if s.pending.is_some() && s.ws.is_some() {
@@ -76,13 +77,16 @@ impl Shared {
             call.await
         };
         let took = t0.elapsed();
-        let (status, bytes) = match answer {
+        let (status, location, bytes) = match answer {
             Ok(a) => a,
             Err(e) => {
                 self.obs.count(format!("rest.{metric}.failed"));
-                return Err(format!("{metric}: request failed: {e}"));
+                return Err(format!("{metric}: request failed: {}", http_error(&e)));
             }
         };
+        // Counted (and named in goose's report through the step's status);
+        // the step's own status check decides whether it failed.
+        let _ = unfollowed_redirect(&self.obs, status, location.as_ref());
         self.obs.sample(metric, took.as_micros() as u64);
         self.obs.count(format!("rest.{metric}.{status}"));
         self.obs.count_n("bytes.received", bytes.len() as u64);

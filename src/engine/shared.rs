@@ -112,3 +112,72 @@ pub(super) fn at_path<'a>(v: &'a serde_json::Value, path: &str) -> Option<&'a se
 pub(super) fn goose_error(msg: &str) -> String {
     msg.chars().take(120).collect()
 }
+
+/// The one HTTP client every user shares (login, tickets, REST and `http`
+/// steps). It follows no redirect unless `target.follow_redirects` is set;
+/// then every hop's host must pass the one allow check
+/// (`scenario::target::host_allowed`), and a refused hop fails the request
+/// (counted `http.redirects.refused`) instead of sending anything to it.
+pub(super) fn http_client(
+    target: &crate::scenario::Target,
+    obs: ObsSender,
+) -> Result<reqwest::Client, EngineError> {
+    let policy = if target.follow_redirects {
+        let allow = target.allow.clone();
+        reqwest::redirect::Policy::custom(move |attempt| {
+            let host = attempt.url().host_str().unwrap_or("").to_string();
+            if !crate::scenario::target::host_allowed(&host, &allow) {
+                obs.count(crate::names::HTTP_REDIRECTS_REFUSED);
+                let why = format!(
+                    "redirect to {} refused: its host is not in target.allow",
+                    attempt.url()
+                );
+                attempt.error(why)
+            } else if attempt.previous().len() >= MAX_REDIRECTS {
+                attempt.error(format!("more than {MAX_REDIRECTS} redirects"))
+            } else {
+                attempt.follow()
+            }
+        })
+    } else {
+        reqwest::redirect::Policy::none()
+    };
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(64)
+        .redirect(policy)
+        .build()
+        .map_err(|e| EngineError::Goose(format!("cannot build the HTTP client: {e}")))
+}
+
+/// Hops a followed redirect chain may take.
+const MAX_REDIRECTS: usize = 10;
+
+/// A request's error with its causes (a refused redirect hop says which).
+pub(super) fn http_error(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// For an answer that is a redirect chatload did not follow (no
+/// `target.follow_redirects`): counts it and says where it pointed.
+pub(super) fn unfollowed_redirect(
+    obs: &ObsSender,
+    status: u16,
+    location: Option<&reqwest::header::HeaderValue>,
+) -> Option<String> {
+    if !matches!(status, 301 | 302 | 303 | 307 | 308) {
+        return None;
+    }
+    obs.count(crate::names::HTTP_REDIRECTS_NOT_FOLLOWED);
+    let to = location.and_then(|l| l.to_str().ok()).unwrap_or("?");
+    Some(format!(
+        "HTTP {status}: a redirect to {to}, not followed (set target.follow_redirects = true to follow redirects to hosts in target.allow)"
+    ))
+}

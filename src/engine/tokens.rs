@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use rand::Rng;
 
-use super::shared::{at_path, Shared};
+use super::shared::{at_path, http_error, unfollowed_redirect, Shared};
 use super::user::UserSession;
 use crate::auth::Secret;
 use crate::protocol::template;
@@ -111,14 +111,23 @@ impl Shared {
                     .await
                     .map_err(|e| {
                         self.obs.count("tokens.login_failed");
-                        (None, format!("login request failed: {e}"))
+                        (
+                            None,
+                            format!("login request to {url} failed: {}", http_error(&e)),
+                        )
                     })?;
                 let status = resp.status().as_u16();
+                let redirect = unfollowed_redirect(
+                    &self.obs,
+                    status,
+                    resp.headers().get(reqwest::header::LOCATION),
+                );
                 let v: serde_json::Value = resp.json().await.unwrap_or(serde_json::Value::Null);
                 self.obs.sample("login", t0.elapsed().as_micros() as u64);
                 if !(200..300).contains(&status) {
                     self.obs.count(format!("tokens.login_failed.{status}"));
-                    return Err((Some(status), format!("login answered HTTP {status}")));
+                    let why = redirect.unwrap_or_else(|| format!("HTTP {status}"));
+                    return Err((Some(status), format!("login at {url} answered {why}")));
                 }
                 let Some(token) = at_path(&v, token_field).and_then(|t| t.as_str()) else {
                     self.obs.count("tokens.login_failed.no_token");

@@ -63,6 +63,9 @@ pub struct Target {
     pub allow: Vec<String>,
     pub connect_timeout: Duration,
     pub ready_timeout: Duration,
+    /// Follow HTTP redirects of the login call and REST/`http` steps, each
+    /// hop checked against `allow` (default: follow none).
+    pub follow_redirects: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -28,24 +28,32 @@ pub fn host_of(url: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Whether `host` matches an allow-list pattern (`*.example.com`, exact names and addresses).
+/// Whether `host` (as written in the URL) matches an allow-list pattern.
+/// Without an allow list only loopback hosts pass. A pattern is an exact
+/// host name, an IP address (v4 or v6, compared as addresses), or
+/// `*.suffix`, which matches host names ending in `.suffix` on a label
+/// boundary (`a.b.suffix` too) and never an IP address: `*.0.0.1` does not
+/// let `127.0.0.1` through.
 pub fn host_allowed(host: &str, allow: &[String]) -> bool {
     let host = host
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_ascii_lowercase();
-    let loopback = host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
+    let ip = host.parse::<std::net::IpAddr>().ok();
+    let loopback = host == "localhost" || ip.is_some_and(|ip| ip.is_loopback());
     if allow.is_empty() {
         return loopback;
     }
     allow.iter().any(|p| {
-        let p = p.to_ascii_lowercase();
-        match p.strip_prefix("*.") {
-            Some(suffix) => host.ends_with(&format!(".{suffix}")),
-            None => p == host,
+        let p = p
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
+        match (ip, p.strip_prefix("*.")) {
+            // An IP literal matches only an address pattern, exactly.
+            (Some(ip), _) => p.parse::<std::net::IpAddr>().is_ok_and(|q| q == ip),
+            (None, Some(suffix)) => host.ends_with(&format!(".{suffix}")),
+            (None, None) => p == host,
         }
     })
 }
@@ -57,6 +65,7 @@ pub(super) fn read_target(o: &Obj<'_>) -> Option<Target> {
         allow: Vec::new(),
         connect_timeout: Duration::from_secs(10),
         ready_timeout: Duration::from_secs(10),
+        follow_redirects: false,
     };
     let Some(tbl) = o.obj("target") else {
         return Some(t);
@@ -78,6 +87,9 @@ pub(super) fn read_target(o: &Obj<'_>) -> Option<Target> {
     if let Some(d) = tbl.duration("ready_timeout") {
         t.ready_timeout = d;
     }
+    if let Some(b) = tbl.bool("follow_redirects") {
+        t.follow_redirects = b;
+    }
     tbl.finish();
     Some(t)
 }
@@ -98,5 +110,18 @@ mod tests {
         assert!(!host_allowed("staging.example.com.evil.net", &allow));
         assert!(!host_allowed("example.com", &allow));
         assert!(host_allowed("10.0.0.5", &allow));
+    }
+
+    #[test]
+    fn wildcards_match_host_names_never_addresses() {
+        let allow = vec!["*.0.0.1".to_string(), "*.example.com".to_string()];
+        assert!(!host_allowed("127.0.0.1", &allow));
+        assert!(!host_allowed("[::1]", &allow));
+        assert!(host_allowed("a.b.example.com", &allow));
+        assert!(!host_allowed("badexample.com", &allow));
+        // Addresses compare as addresses: another spelling of ::1 is ::1.
+        let v6 = vec!["[0:0:0:0:0:0:0:1]".to_string()];
+        assert!(host_allowed("[::1]", &v6));
+        assert!(!host_allowed("127.0.0.2", &["127.0.0.1".to_string()]));
     }
 }

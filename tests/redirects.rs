@@ -1,0 +1,158 @@
+//! HTTP redirects never get around `target.allow` (issue 14, item 1). A login
+//! endpoint answering 307 to an unlisted loopback address (127.0.0.2) used to
+//! have chatload send the login body there: now no redirect is followed by
+//! default, and with `target.follow_redirects = true` every hop's host must
+//! pass the one allow check. The unlisted address's own request counter is
+//! the proof: it must stay 0.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::Router;
+use chatload::auth::Secret;
+use chatload::server::{self, Settings};
+use common::*;
+
+const SECRET: &str = "redirect-test-key";
+
+async fn serve(addr: &str, app: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
+    let at = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    at
+}
+
+/// A server on 127.0.0.2, not in the allow list, that counts every request.
+async fn unlisted_sink() -> (SocketAddr, Arc<AtomicU64>) {
+    let hits = Arc::new(AtomicU64::new(0));
+    let h = hits.clone();
+    let app = Router::new().fallback(move || {
+        let h = h.clone();
+        async move {
+            h.fetch_add(1, Ordering::SeqCst);
+            axum::Json(serde_json::json!({ "access_token": "stolen" }))
+        }
+    });
+    (serve("127.0.0.2:0", app).await, hits)
+}
+
+/// Answers every request with `307 Temporary Redirect` to `to` (a 307 keeps
+/// the method and body: a login POST would be replayed there, password
+/// included).
+async fn redirector(to: String) -> SocketAddr {
+    let app = Router::new().fallback(move || {
+        let to = to.clone();
+        async move { (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, to)]).into_response() }
+    });
+    serve("127.0.0.1:0", app).await
+}
+
+fn scenario(login_url: &str, follow: bool) -> String {
+    format!(
+        r#"
+version = 1
+name = "redirects"
+seed = 3
+[target]
+allow = ["127.0.0.1"]
+follow_redirects = {follow}
+connect_timeout = "2s"
+[auth]
+mode = "login"
+[auth.login]
+url = "{login_url}"
+body = {{ user_id = "{{{{user}}}}", password = "hunter2" }}
+token = "access_token"
+[workload]
+users = 2
+duration = "2s"
+[[journey]]
+step = "connect"
+[[journey]]
+step = "send"
+message = {{ type = "start_agent", payload = {{ user_request = "hi", run_id = "{{{{run}}}}" }} }}
+[[journey]]
+step = "await"
+timeout = "5s"
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_is_not_followed_by_default() {
+    let _g = goose_lock().await;
+    let srv = server::spawn(
+        Settings::new(Secret::new(SECRET)),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let (sink, hits) = unlisted_sink().await;
+    let login = redirector(format!("http://{sink}/auth/dev/login")).await;
+    let (_d, out) = out_dir("no-follow");
+    let sc = parse(&scenario(&format!("http://{login}/auth/dev/login"), false));
+    let r = run(sc, Some(srv.ws_url()), SECRET, out).await;
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "the unlisted address got requests"
+    );
+    assert!(counter(&r, "http.redirects.not_followed") > 0);
+    assert!(counter(&r, "tokens.login_failed.307") > 0);
+    assert_eq!(counter(&r, "connections.ready"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_followed_redirect_to_an_unlisted_host_is_refused_and_counted() {
+    let _g = goose_lock().await;
+    let srv = server::spawn(
+        Settings::new(Secret::new(SECRET)),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let (sink, hits) = unlisted_sink().await;
+    let login = redirector(format!("http://{sink}/auth/dev/login")).await;
+    let (_d, out) = out_dir("refused");
+    let sc = parse(&scenario(&format!("http://{login}/auth/dev/login"), true));
+    let r = run(sc, Some(srv.ws_url()), SECRET, out).await;
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "the unlisted address got requests"
+    );
+    let refused = counter(&r, "http.redirects.refused");
+    assert!(refused > 0);
+    // Every login attempt was refused at its hop: none produced a token.
+    assert_eq!(refused, counter(&r, "tokens.login_failed"));
+    assert_eq!(counter(&r, "tokens.login"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_followed_redirect_to_an_allowed_host_logs_in() {
+    let _g = goose_lock().await;
+    let srv = server::spawn(
+        Settings::new(Secret::new(SECRET)),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    // The hop goes to the reference server's own login, on an allowed host.
+    let login = redirector(format!("{}/auth/dev/login", srv.http_url())).await;
+    let (_d, out) = out_dir("followed");
+    let sc = parse(&scenario(&format!("http://{login}/auth/dev/login"), true));
+    let r = run(sc, Some(srv.ws_url()), SECRET, out).await;
+    assert_eq!(counter(&r, "http.redirects.refused"), 0);
+    assert!(
+        counter(&r, "tokens.login") >= 2,
+        "each user logs in through the redirect"
+    );
+    assert!(counter(&r, "runs.ok") > 0);
+}
