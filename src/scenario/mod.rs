@@ -66,18 +66,51 @@ use doc::{Ctx, Elem, Node, Obj, Source};
 /// The scenario file format this chatload reads.
 pub const VERSION: u64 = 1;
 
+/// The largest scenario file read: scenarios are written by hand; data rows
+/// and tokens have files (and limits) of their own.
+pub const MAX_SCENARIO_BYTES: u64 = 4 * 1024 * 1024;
+
+/// What a path that is not a regular file is, for messages.
+pub fn file_kind(meta: &std::fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt as _;
+    let t = meta.file_type();
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_char_device() || t.is_block_device() {
+        "a device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    }
+}
+
 impl Scenario {
     /// Loads and validates a scenario file.
+    /// Only a regular file (after symlinks) of at most
+    /// [`MAX_SCENARIO_BYTES`] is read: a FIFO, a device or a huge file is
+    /// refused before it is read.
     pub fn load(path: &Path) -> Result<Scenario, Diagnostics> {
-        let text = std::fs::read_to_string(path).map_err(|e| Diagnostics {
-            file: path.display().to_string(),
-            items: vec![Diagnostic {
-                line: 1,
-                column: 1,
-                path: String::new(),
-                message: format!("cannot read the file: {e}"),
-            }],
-        })?;
+        let file = path.display().to_string();
+        let refuse = |why: String| Diagnostics::one(file.clone(), 1, 1, why);
+        let meta =
+            std::fs::metadata(path).map_err(|e| refuse(format!("cannot read the file: {e}")))?;
+        if !meta.is_file() {
+            return Err(refuse(format!(
+                "not a regular file ({}): a scenario is read from a file",
+                file_kind(&meta)
+            )));
+        }
+        if meta.len() > MAX_SCENARIO_BYTES {
+            return Err(refuse(format!(
+                "the file has {} bytes; a scenario may have at most {MAX_SCENARIO_BYTES} (data rows and tokens go in their own files)",
+                meta.len()
+            )));
+        }
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| refuse(format!("cannot read the file: {e}")))?;
         Scenario::parse(path, text)
     }
 
@@ -89,15 +122,8 @@ impl Scenario {
             Ok(d) => d,
             Err(e) => {
                 let (line, column) = src.line_col(e.span().map_or(0, |s| s.start));
-                return Err(Diagnostics {
-                    file,
-                    items: vec![Diagnostic {
-                        line,
-                        column,
-                        path: String::new(),
-                        message: format!("TOML syntax error: {}", e.message().trim()),
-                    }],
-                });
+                let message = format!("TOML syntax error: {}", e.message().trim());
+                return Err(Diagnostics::one(file, line, column, message));
             }
         };
         let ctx = Ctx::new(src.clone());
@@ -115,9 +141,10 @@ impl Scenario {
         let s = read_scenario(&obj, path);
         obj.finish();
         let items = ctx.take();
+        let more = ctx.more();
         match s {
             Some(s) if items.is_empty() => Ok(Scenario { echo, ..s }),
-            _ => Err(Diagnostics { file, items }),
+            _ => Err(Diagnostics { file, items, more }),
         }
     }
 }

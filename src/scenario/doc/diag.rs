@@ -4,7 +4,7 @@
 //! readers record into while the document is walked ([`Ctx`]). Imports only
 //! std.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::ops::Range;
 use std::rc::Rc;
@@ -21,16 +21,39 @@ pub struct Diagnostic {
     pub message: String,
 }
 
+/// How many problems a file's diagnostics keep and show: past this a broken
+/// or hostile file (millions of bad keys) is counted, not listed, so
+/// `validate` prints a screenful and holds little memory.
+pub const MAX_SHOWN: usize = 200;
+
 /// Every problem found in one file.
 #[derive(Debug, Clone)]
 pub struct Diagnostics {
     pub file: String,
     pub items: Vec<Diagnostic>,
+    /// Problems found beyond [`MAX_SHOWN`]: counted, not kept.
+    pub more: usize,
+}
+
+impl Diagnostics {
+    /// One problem at the top of the file (a file that cannot be read or parsed).
+    pub fn one(file: String, line: usize, column: usize, message: String) -> Diagnostics {
+        Diagnostics {
+            file,
+            items: vec![Diagnostic {
+                line,
+                column,
+                path: String::new(),
+                message,
+            }],
+            more: 0,
+        }
+    }
 }
 
 impl fmt::Display for Diagnostics {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let n = self.items.len();
+        let n = self.items.len() + self.more;
         writeln!(
             f,
             "{}: {} problem{} found",
@@ -48,6 +71,14 @@ impl fmt::Display for Diagnostics {
                     self.file, d.line, d.column, d.path, d.message
                 )?;
             }
+        }
+        if self.more > 0 {
+            writeln!(
+                f,
+                "  ... and {} more problem{} (the first {MAX_SHOWN} found are listed)",
+                self.more,
+                if self.more == 1 { "" } else { "s" }
+            )?;
         }
         Ok(())
     }
@@ -94,6 +125,8 @@ impl Source {
 pub struct Ctx {
     src: Rc<Source>,
     items: Rc<RefCell<Vec<Diagnostic>>>,
+    /// Problems past [`MAX_SHOWN`].
+    more: Rc<Cell<usize>>,
 }
 
 impl Ctx {
@@ -101,10 +134,15 @@ impl Ctx {
         Ctx {
             src,
             items: Rc::new(RefCell::new(Vec::new())),
+            more: Rc::new(Cell::new(0)),
         }
     }
 
     pub fn error(&self, span: Option<Range<usize>>, path: &str, message: impl Into<String>) {
+        if self.items.borrow().len() >= MAX_SHOWN {
+            self.more.set(self.more.get() + 1);
+            return;
+        }
         let (line, column) = self.src.line_col(span.map(|s| s.start).unwrap_or(0));
         self.items.borrow_mut().push(Diagnostic {
             line,
@@ -116,6 +154,11 @@ impl Ctx {
 
     pub fn has_errors(&self) -> bool {
         !self.items.borrow().is_empty()
+    }
+
+    /// Problems found beyond the ones kept.
+    pub fn more(&self) -> usize {
+        self.more.get()
     }
 
     pub fn take(&self) -> Vec<Diagnostic> {

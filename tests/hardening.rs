@@ -1,0 +1,100 @@
+//! Bad or hostile input files (issue 14): each is refused with a clear
+//! reason and exit 2, quickly, without reading without bound or printing
+//! without bound.
+
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+fn chatload(args: &[&str]) -> (Output, Duration) {
+    let t0 = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_chatload"))
+        .args(args)
+        .output()
+        .expect("chatload runs");
+    (out, t0.elapsed())
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+const HEAD: &str = "version = 1\nname = \"hostile\"\n[workload]\nusers = 1\nduration = \"1s\"\n[[journey]]\nstep = \"connect\"\n";
+
+/// 5,000 problems in one file used to be printed one per line (a 55 MB file
+/// printed 733 MB); now the first 200 are listed and the rest counted.
+#[test]
+fn a_file_with_thousands_of_problems_lists_the_first_and_counts_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("many.toml");
+    let mut s = String::from(HEAD);
+    s.push_str("[target]\n");
+    for i in 0..5000 {
+        s.push_str(&format!("junk_{i} = 1\n"));
+    }
+    std::fs::write(&path, s).unwrap();
+    let (out, _) = chatload(&["validate", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let t = text(&out);
+    assert!(
+        t.contains("5000 problems found"),
+        "{}",
+        &t[..t.len().min(500)]
+    );
+    assert!(
+        t.contains("... and 4800 more problems"),
+        "{}",
+        &t[t.len().saturating_sub(500)..]
+    );
+    assert!(
+        t.lines().count() <= 210,
+        "{} lines printed",
+        t.lines().count()
+    );
+}
+
+#[test]
+fn a_scenario_that_is_not_a_regular_file_is_refused_before_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    // A directory, a FIFO (nothing ever writes it: reading it would block
+    // forever) and a device.
+    let fifo = dir.path().join("fifo.toml");
+    let made = Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success());
+    for (path, kind) in [
+        (dir.path().to_path_buf(), "a directory"),
+        (fifo, "a FIFO"),
+        ("/dev/zero".into(), "a device"),
+    ] {
+        let (out, took) = chatload(&["validate", path.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{kind}: {}", text(&out));
+        assert!(text(&out).contains(kind), "{kind}: {}", text(&out));
+        // A safety bound, not a speed target: the refusal does not wait on the input.
+        assert!(took < Duration::from_secs(10), "{kind} took {took:?}");
+    }
+}
+
+#[test]
+fn an_oversized_scenario_is_refused_before_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("huge.toml");
+    let mut s = String::from(HEAD);
+    s.push_str(&format!(
+        "description = \"{}\"\n",
+        "x".repeat(5 * 1024 * 1024)
+    ));
+    std::fs::write(&path, s).unwrap();
+    let (out, _) = chatload(&["validate", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("a scenario may have at most 4194304"),
+        "{}",
+        text(&out)
+    );
+}
