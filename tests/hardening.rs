@@ -98,3 +98,69 @@ fn an_oversized_scenario_is_refused_before_reading() {
         text(&out)
     );
 }
+
+fn scenario_file(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
+    let p = dir.path().join(name);
+    std::fs::write(&p, text).unwrap();
+    p.to_str().unwrap().to_string()
+}
+
+const JOURNEY: &str = "[[journey]]\nstep = \"connect\"\n";
+
+/// `users = 1000000000` passed `validate` and a `run` grew to 4.6 GB printing
+/// nothing; a hold of 10^14 hours and a NUL in the name were accepted.
+#[test]
+fn caps_catch_a_typo_in_validate_and_run_and_limits_raise_them() {
+    let dir = tempfile::tempdir().unwrap();
+    for (file, text, want) in [
+        (
+            "users.toml",
+            format!("version = 1\nname = \"u\"\n[workload]\nusers = 1000000000\nduration = \"10s\"\n{JOURNEY}"),
+            "1000000000 users is over the limit of 50000",
+        ),
+        (
+            "hold.toml",
+            format!("version = 1\nname = \"h\"\n[workload]\nusers = 1\nduration = \"100000000000000h\"\n{JOURNEY}"),
+            "over the limit of 1day",
+        ),
+        (
+            "rate.toml",
+            format!("version = 1\nname = \"r\"\n[workload]\nmodel = \"open\"\nmax_users = 10\nrate = 20000\nduration = \"10s\"\n{JOURNEY}"),
+            "20000 arrivals per second is over the limit of 10000",
+        ),
+        (
+            "name.toml",
+            format!("version = 1\nname = \"a\\u0000b\"\n[workload]\nusers = 1\nduration = \"1s\"\n{JOURNEY}"),
+            "must not contain control characters (found U+0000)",
+        ),
+    ] {
+        let path = scenario_file(&dir, file, &text);
+        for cmd in ["validate", "run"] {
+            let (out, took) = chatload(&[cmd, &path]);
+            assert_eq!(out.status.code(), Some(2), "{cmd} {file}: {}", text(&out));
+            assert!(text(&out).contains(want), "{cmd} {file}: {}", text(&out));
+            assert!(took < Duration::from_secs(10), "{cmd} {file} took {took:?}");
+        }
+    }
+    // Raised on purpose, the same plan is accepted (validate only: nothing runs).
+    let raised = scenario_file(
+        &dir,
+        "raised.toml",
+        &format!("version = 1\nname = \"big\"\n[limits]\nmax_users = 2000000000\n[workload]\nusers = 1000000000\nduration = \"10s\"\n{JOURNEY}"),
+    );
+    let (out, _) = chatload(&["validate", &raised]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // A command-line override is held to the same caps.
+    let small = scenario_file(
+        &dir,
+        "small.toml",
+        &format!("version = 1\nname = \"s\"\n[workload]\nusers = 1\nduration = \"1s\"\n{JOURNEY}"),
+    );
+    let (out, _) = chatload(&["run", &small, "--users", "60000"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("60000 users is over the limit"),
+        "{}",
+        text(&out)
+    );
+}

@@ -193,6 +193,11 @@ fn apply_overrides(sc: &mut Scenario, a: &RunArgs) -> Result<(), String> {
         }
         sc.workload.plan = sc.workload.plan.with_hold(d);
     }
+    // The scenario's caps hold for the overridden plan too.
+    let over = sc.limits.check_workload(&sc.workload);
+    if !over.is_empty() {
+        return Err(over.join("; "));
+    }
     Ok(())
 }
 

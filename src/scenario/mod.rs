@@ -36,6 +36,7 @@ mod capacity;
 mod data;
 mod fills;
 mod journey;
+mod limits;
 mod model;
 mod output;
 mod profile;
@@ -201,9 +202,16 @@ fn read_scenario(o: &Obj<'_>, path: &Path) -> Option<Scenario> {
         }
         Some(v)
     });
-    let name = o
-        .require("name")
-        .and_then(|n| n.as_str().map(str::to_string));
+    let name = o.require("name").and_then(|n| {
+        let name = n.as_str()?;
+        match limits::check_name(name) {
+            Ok(()) => Some(name.to_string()),
+            Err(e) => {
+                n.error(e);
+                None
+            }
+        }
+    });
     let description = o.str("description");
     let seed = o.u64("seed");
     // Files named by the scenario are relative to it.
@@ -232,6 +240,12 @@ fn read_scenario(o: &Obj<'_>, path: &Path) -> Option<Scenario> {
     let prompts = read_prompts(o);
     let output = output::read_output(o);
     let baseline = baseline::read_baseline(o);
+    let limits = limits::read_limits(o);
+    if let (Some(l), Some(w), Some(n)) = (&limits, &workload, o.get("workload")) {
+        for why in l.check_workload(w) {
+            n.error(why);
+        }
+    }
     let _ = (version, path);
     Some(Scenario {
         file: path.to_path_buf(),
@@ -255,6 +269,7 @@ fn read_scenario(o: &Obj<'_>, path: &Path) -> Option<Scenario> {
         interval: output.interval,
         checkpoint: output.checkpoint,
         baseline: baseline?,
+        limits: limits?,
         echo: Value::Null,
     })
 }

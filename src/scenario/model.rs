@@ -51,6 +51,8 @@ pub struct Scenario {
     pub checkpoint: Duration,
     /// Allowed worsening against a baseline, by metric statistic or rate.
     pub baseline: Vec<super::baseline::Tolerance>,
+    /// Caps on users, arrival rate and plan length (`[limits]`).
+    pub limits: super::limits::Limits,
     /// The file's content as JSON, for the snapshot (the file never holds secret values).
     pub echo: Value,
 }
