@@ -112,7 +112,7 @@ const JOURNEY: &str = "[[journey]]\nstep = \"connect\"\n";
 #[test]
 fn caps_catch_a_typo_in_validate_and_run_and_limits_raise_them() {
     let dir = tempfile::tempdir().unwrap();
-    for (file, text, want) in [
+    for (file, body, want) in [
         (
             "users.toml",
             format!("version = 1\nname = \"u\"\n[workload]\nusers = 1000000000\nduration = \"10s\"\n{JOURNEY}"),
@@ -134,7 +134,7 @@ fn caps_catch_a_typo_in_validate_and_run_and_limits_raise_them() {
             "must not contain control characters (found U+0000)",
         ),
     ] {
-        let path = scenario_file(&dir, file, &text);
+        let path = scenario_file(&dir, file, &body);
         for cmd in ["validate", "run"] {
             let (out, took) = chatload(&[cmd, &path]);
             assert_eq!(out.status.code(), Some(2), "{cmd} {file}: {}", text(&out));
