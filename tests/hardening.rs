@@ -164,3 +164,84 @@ fn caps_catch_a_typo_in_validate_and_run_and_limits_raise_them() {
         text(&out)
     );
 }
+
+fn file_mode(tokens_file: &str, extra: &str) -> String {
+    format!("version = 1\nname = \"t\"\n[auth]\nmode = \"file\"\ntokens_file = \"{tokens_file}\"\nreuse_tokens = true\n{extra}[workload]\nusers = 1\nduration = \"1s\"\n{JOURNEY}")
+}
+
+/// `tokens_file = "/dev/zero"` grew to 8.2 GB in 20 s, a data file linked to
+/// /dev/urandom to 6.4 GB, and a FIFO blocked forever.
+#[test]
+fn tokens_and_data_files_must_be_regular_files_within_their_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("tokens.fifo");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let link = dir.path().join("rows.csv");
+    std::os::unix::fs::symlink("/dev/urandom", &link).unwrap();
+    let big = dir.path().join("big.txt");
+    std::fs::write(&big, "tok\n".repeat(1000)).unwrap();
+    let cases = [
+        (file_mode("/dev/zero", ""), "is a device, not a regular file"),
+        (file_mode(dir.path().to_str().unwrap(), ""), "is a directory, not a regular file"),
+        (file_mode(fifo.to_str().unwrap(), ""), "auth.tokens_file_stream = true"),
+        (
+            format!("version = 1\nname = \"d\"\n[data]\nfile = \"{}\"\n[workload]\nusers = 1\nduration = \"1s\"\n{JOURNEY}", link.display()),
+            "is a device, not a regular file",
+        ),
+        (
+            file_mode(big.to_str().unwrap(), "").replace("[workload]", "[limits]\nmax_input_bytes = 100\n[workload]"),
+            "has 4000 bytes, over the limit of 100",
+        ),
+    ];
+    for (i, (body, want)) in cases.iter().enumerate() {
+        let path = scenario_file(&dir, &format!("case{i}.toml"), body);
+        for cmd in ["validate", "run"] {
+            let (out, took) = chatload(&[cmd, &path]);
+            assert_eq!(out.status.code(), Some(2), "{cmd} case {i}: {}", text(&out));
+            assert!(text(&out).contains(want), "{cmd} case {i}: {}", text(&out));
+            assert!(
+                took < Duration::from_secs(10),
+                "{cmd} case {i} took {took:?}"
+            );
+        }
+    }
+}
+
+/// A FIFO is a normal way to pass secrets: allowed when asked for, read once
+/// with a size cap, and given up on when nothing writes it.
+#[test]
+fn a_tokens_stream_is_read_once_when_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("tokens.fifo");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let path = scenario_file(
+        &dir,
+        "stream.toml",
+        &file_mode(fifo.to_str().unwrap(), "tokens_file_stream = true\n"),
+    );
+    // A writer that hands over two tokens, then closes.
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::write(fifo, "token-a\n# comment\ntoken-b\n").unwrap())
+    };
+    let (out, _) = chatload(&["validate", &path]);
+    writer.join().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // Nobody writes: the read gives up after its timeout (10 s) with a reason.
+    let (out, took) = chatload(&["validate", &path]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("delivered nothing complete within 10s"),
+        "{}",
+        text(&out)
+    );
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+}

@@ -91,26 +91,8 @@ fn load_tokens(sc: &Scenario) -> Result<Option<Arc<Vec<Secret>>>, RunError> {
     let crate::scenario::TokenSource::File { path, reuse } = &sc.auth.source else {
         return Ok(None);
     };
-    let path = if path.is_relative() {
-        sc.file
-            .parent()
-            .unwrap_or(std::path::Path::new("."))
-            .join(path)
-    } else {
-        path.clone()
-    };
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        RunError::Usage(format!(
-            "cannot read the tokens file {}: {e}",
-            path.display()
-        ))
-    })?;
-    let tokens: Vec<Secret> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(Secret::new)
-        .collect();
+    // Read once, while the scenario loaded (a FIFO can be read only once).
+    let tokens = sc.auth.file_tokens.clone().unwrap_or_default();
     let users = sc.workload.peak_users() as usize;
     if tokens.is_empty() {
         return Err(RunError::Usage(format!(
@@ -125,5 +107,5 @@ fn load_tokens(sc: &Scenario) -> Result<Option<Arc<Vec<Secret>>>, RunError> {
             tokens.len()
         )));
     }
-    Ok(Some(Arc::new(tokens)))
+    Ok(Some(tokens))
 }

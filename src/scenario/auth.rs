@@ -16,13 +16,18 @@ pub const DEFAULT_SECRET_ENV: &str = "CHATLOAD_JWT_SECRET";
 
 /// `[auth]`: minted tokens by default; `mode` picks a tokens file or a login
 /// endpoint instead.
-pub(super) fn read_auth(o: &Obj<'_>, base: &Path, peak_users: Option<u64>) -> Option<Auth> {
+pub(super) fn read_auth(
+    o: &Obj<'_>,
+    base: &Path,
+    peak_users: Option<u64>,
+    max_bytes: u64,
+) -> Option<Auth> {
     let mut a = defaults();
     let Some(tbl) = o.obj("auth") else {
         return Some(a);
     };
     let mut ok = true;
-    ok &= read_source(&tbl, base, peak_users, &mut a);
+    ok &= read_source(&tbl, (base, max_bytes), peak_users, &mut a);
     ok &= read_key(&tbl, &mut a);
     let lifetime = tbl.get("lifetime");
     let mut times_ok = true;
@@ -77,6 +82,7 @@ fn defaults() -> Auth {
         refresh_margin: Duration::from_secs(60),
         refresh: true,
         source: TokenSource::Mint,
+        file_tokens: None,
     }
 }
 
@@ -99,13 +105,24 @@ fn read_mode<'a>(tbl: &Obj<'a>) -> Option<&'a str> {
 
 /// Where tokens come from: `mode` and the keys of that mode (a tokens file,
 /// `[auth.login]`); a key of another mode is refused.
-fn read_source(tbl: &Obj<'_>, base: &Path, peak_users: Option<u64>, a: &mut Auth) -> bool {
+fn read_source(
+    tbl: &Obj<'_>,
+    (base, max_bytes): (&Path, u64),
+    peak_users: Option<u64>,
+    a: &mut Auth,
+) -> bool {
     let mut ok = true;
     // `None`: an unknown mode (reported); the keys of a mode are then not judged.
     let mode = read_mode(tbl);
     ok &= mode.is_some();
     let tokens_file = tbl.get("tokens_file");
     let reuse_node = tbl.get("reuse_tokens");
+    let stream_node = tbl.get("tokens_file_stream");
+    let stream = match &stream_node {
+        None => Some(false),
+        Some(n) => n.as_bool(),
+    };
+    ok &= stream.is_some();
     let reuse = match &reuse_node {
         None => Some(false),
         Some(n) => n.as_bool(),
@@ -114,7 +131,8 @@ fn read_source(tbl: &Obj<'_>, base: &Path, peak_users: Option<u64>, a: &mut Auth
     match mode {
         Some("file") => match tokens_file.as_ref() {
             Some(n) => {
-                ok &= read_tokens_file(n, base, reuse, peak_users, &mut a.source);
+                let input = (base, max_bytes, stream.unwrap_or(false));
+                ok &= read_tokens_file(n, input, reuse, peak_users, a);
             }
             None => {
                 tbl.ctx().error(
@@ -155,18 +173,21 @@ fn read_source(tbl: &Obj<'_>, base: &Path, peak_users: Option<u64>, a: &mut Auth
 }
 
 /// `tokens_file` of mode = "file": enough tokens for the users unless they
-/// may share them.
+/// may share them. The tokens are read here, once (a FIFO can be read only
+/// once), and kept for the run.
 fn read_tokens_file(
     n: &Node<'_>,
-    base: &Path,
+    (base, max_bytes, stream): (&Path, u64, bool),
     reuse: Option<bool>,
     peak_users: Option<u64>,
-    source: &mut TokenSource,
+    a: &mut Auth,
 ) -> bool {
     let mut ok = true;
     match n.as_str() {
         Some(f) => {
-            let count = read_tokens_count(n, &base.join(f));
+            let tokens = read_tokens(n, &base.join(f), max_bytes, stream);
+            let count = tokens.as_ref().map(|t| t.len());
+            a.file_tokens = tokens.map(std::sync::Arc::new);
             match (count, reuse, peak_users) {
                 (None, ..) => ok = false,
                 (Some(have), Some(false), Some(users)) if (have as u64) < users => {
@@ -177,8 +198,8 @@ fn read_tokens_file(
                 }
                 _ => {}
             }
-            // Kept as written: `run` reads it again relative to the scenario.
-            *source = TokenSource::File {
+            // The path as written, for messages; the tokens are in `file_tokens`.
+            a.source = TokenSource::File {
                 path: PathBuf::from(f),
                 reuse: reuse.unwrap_or(false),
             };
@@ -279,24 +300,31 @@ fn read_present(tbl: &Obj<'_>, a: &mut Auth) -> bool {
     ok
 }
 
-/// Counts the tokens of a tokens file (one per line; blank lines and `#`
-/// comments skipped, as `run` reads it). Never shows a token.
-pub(super) fn read_tokens_count(n: &Node<'_>, path: &Path) -> Option<usize> {
-    let text = match std::fs::read_to_string(path) {
+/// The tokens of a tokens file (one per line; blank lines and `#` comments
+/// skipped), read through the input rules (`input.rs`). Never shows a token.
+pub(super) fn read_tokens(
+    n: &Node<'_>,
+    path: &Path,
+    max_bytes: u64,
+    stream: bool,
+) -> Option<Vec<crate::auth::Secret>> {
+    let text = match super::input::read_input(path, "tokens file", max_bytes, stream) {
         Ok(t) => t,
         Err(e) => {
-            n.error(format!(
-                "cannot read the tokens file {}: {e}",
-                path.display()
+            n.error(e.replace(
+                "the `_stream = true` key",
+                "`auth.tokens_file_stream = true`",
             ));
             return None;
         }
     };
-    let count = text
+    let tokens: Vec<crate::auth::Secret> = text
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .count();
+        .map(crate::auth::Secret::new)
+        .collect();
+    let count = tokens.len();
     if count == 0 {
         n.error(format!(
             "the tokens file {} has no tokens (one per line; blank lines and # comments are skipped)",
@@ -304,7 +332,7 @@ pub(super) fn read_tokens_count(n: &Node<'_>, path: &Path) -> Option<usize> {
         ));
         return None;
     }
-    Some(count)
+    Some(tokens)
 }
 
 /// `[auth.login]` of mode = "login" (every key has a default).

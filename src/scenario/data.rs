@@ -16,9 +16,8 @@ pub const MAX_DATA_ROWS: usize = 1_000_000;
 
 /// Reads a `.csv` (a header row names the columns) or `.jsonl` (one object of
 /// scalars per line) file into rows.
-pub fn load_data(path: &Path) -> Result<(Vec<String>, Vec<DataRow>), String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+pub fn load_data(path: &Path, max_bytes: u64) -> Result<(Vec<String>, Vec<DataRow>), String> {
+    let text = super::input::read_input(path, "data file", max_bytes, false)?;
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     let (columns, rows) = match ext {
         "csv" => read_csv(path, &text)?,
@@ -177,7 +176,11 @@ impl<'de> serde::Deserialize<'de> for JsonRow {
 
 /// `[data]`: the rows, and the columns templates may use (unknown when the
 /// file did not load, so its placeholders add no follow-on errors).
-pub(super) fn read_data(o: &Obj<'_>, base: &Path) -> (Option<Option<DataSet>>, Columns) {
+pub(super) fn read_data(
+    o: &Obj<'_>,
+    base: &Path,
+    max_bytes: u64,
+) -> (Option<Option<DataSet>>, Columns) {
     let Some(n) = o.get("data") else {
         return (Some(None), Columns::Known(Vec::new()));
     };
@@ -206,7 +209,7 @@ pub(super) fn read_data(o: &Obj<'_>, base: &Path) -> (Option<Option<DataSet>>, C
     let file = t.require("file");
     let loaded = file.as_ref().and_then(|n| {
         let f = n.as_str()?;
-        match load_data(&base.join(f)) {
+        match load_data(&base.join(f), max_bytes) {
             Ok(x) => Some(x),
             Err(e) => {
                 n.error(e);

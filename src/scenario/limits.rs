@@ -19,6 +19,8 @@ pub struct Limits {
     pub max_rate: f64,
     /// Longest load plan.
     pub max_duration: Duration,
+    /// Largest tokens or data file read.
+    pub max_input_bytes: u64,
 }
 
 impl Default for Limits {
@@ -27,6 +29,7 @@ impl Default for Limits {
             max_users: 50_000,
             max_rate: 10_000.0,
             max_duration: Duration::from_secs(24 * 3600),
+            max_input_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -109,6 +112,16 @@ pub(super) fn read_limits(o: &Obj<'_>) -> Option<Limits> {
             Some(d) if !d.is_zero() => l.max_duration = d,
             Some(_) => {
                 n.error("must be longer than zero");
+                ok = false;
+            }
+            None => ok = false,
+        }
+    }
+    if let Some(n) = tbl.get("max_input_bytes") {
+        match n.as_u64() {
+            Some(v) if v > 0 => l.max_input_bytes = v,
+            Some(_) => {
+                n.error("must be at least 1");
                 ok = false;
             }
             None => ok = false,

@@ -35,6 +35,7 @@ mod auth;
 mod capacity;
 mod data;
 mod fills;
+pub mod input;
 mod journey;
 mod limits;
 mod model;
@@ -216,11 +217,18 @@ fn read_scenario(o: &Obj<'_>, path: &Path) -> Option<Scenario> {
     let seed = o.u64("seed");
     // Files named by the scenario are relative to it.
     let base = path.parent().unwrap_or(Path::new("."));
+    // First: the caps bound what the other readers read.
+    let limits = limits::read_limits(o);
+    let max_input = limits
+        .as_ref()
+        .map_or(limits::Limits::default().max_input_bytes, |l| {
+            l.max_input_bytes
+        });
     let target = target::read_target(o);
     let profile = profile::read_profile(o);
     let server = server::read_server(o);
     let mut workload = workload::read_workload(o);
-    let (data, columns) = data::read_data(o, base);
+    let (data, columns) = data::read_data(o, base, max_input);
     let journey = journey::read_journey(o, &columns, workload.as_ref());
     // Which metric and counter names thresholds may use: the fixed ones and
     // those of this scenario's steps and profile.
@@ -234,13 +242,12 @@ fn read_scenario(o: &Obj<'_>, path: &Path) -> Option<Scenario> {
         (Some(w), Some(_)) => Some(w.peak_users()),
         _ => None,
     };
-    let auth = auth::read_auth(o, base, peak_users);
+    let auth = auth::read_auth(o, base, peak_users, max_input);
     let reconnect = reconnect::read_reconnect(o);
     let thresholds = thresholds::read_thresholds(o, &vocabulary);
     let prompts = read_prompts(o);
     let output = output::read_output(o);
     let baseline = baseline::read_baseline(o);
-    let limits = limits::read_limits(o);
     if let (Some(l), Some(w), Some(n)) = (&limits, &workload, o.get("workload")) {
         for why in l.check_workload(w) {
             n.error(why);

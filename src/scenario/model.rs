@@ -84,6 +84,8 @@ pub struct Auth {
     pub refresh: bool,
     /// Where tokens come from.
     pub source: TokenSource,
+    /// The tokens of a tokens file, read once while the scenario loaded.
+    pub file_tokens: Option<std::sync::Arc<Vec<crate::auth::Secret>>>,
 }
 
 /// Where a user's tokens come from.
