@@ -1,5 +1,6 @@
 //! `junit.xml`: one test case per threshold (and per baseline tolerance), so a
-//! CI page shows which SLO failed, with the measured value and the limit.
+//! CI page shows which SLO failed, with the measured value and the limit; an
+//! INVALID run adds an error test case naming its causes.
 //! Imports the view model (`report/mod.rs`) and `outcome`.
 
 use std::io::{self, Write};
@@ -42,6 +43,16 @@ pub fn render(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
             "run completed"
         };
         let mut case = TestCase::new(name, s);
+        case.set_classname(format!("chatload.{}", d.title));
+        suite.add_test_case(case);
+    }
+    if !d.validity.is_empty() {
+        // INVALID is not the target failing its SLOs: an error, not a failure.
+        let mut s = TestCaseStatus::non_success(NonSuccessKind::Error);
+        s.set_message(d.validity.join("; "));
+        s.set_type("invalid");
+        s.set_description(super::validity_view::INVALID_MEANING);
+        let mut case = TestCase::new("run is valid (the generator offered the planned load)", s);
         case.set_classname(format!("chatload.{}", d.title));
         suite.add_test_case(case);
     }

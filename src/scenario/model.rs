@@ -63,6 +63,9 @@ pub struct Target {
     pub allow: Vec<String>,
     pub connect_timeout: Duration,
     pub ready_timeout: Duration,
+    /// Abort (exit 3) when the first connects all fail and none is ready
+    /// (`target.fail_fast`, on unless set to false).
+    pub fail_fast: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -50,13 +50,14 @@ pub fn host_allowed(host: &str, allow: &[String]) -> bool {
     })
 }
 
-/// `[target]`: the URL (checked here), its allow list and the timeouts.
+/// `[target]`: the URL (checked here), its allow list, the timeouts and `fail_fast`.
 pub(super) fn read_target(o: &Obj<'_>) -> Option<Target> {
     let mut t = Target {
         url: None,
         allow: Vec::new(),
         connect_timeout: Duration::from_secs(10),
         ready_timeout: Duration::from_secs(10),
+        fail_fast: true,
     };
     let Some(tbl) = o.obj("target") else {
         return Some(t);
@@ -77,6 +78,9 @@ pub(super) fn read_target(o: &Obj<'_>) -> Option<Target> {
     }
     if let Some(d) = tbl.duration("ready_timeout") {
         t.ready_timeout = d;
+    }
+    if let Some(b) = tbl.bool("fail_fast") {
+        t.fail_fast = b;
     }
     tbl.finish();
     Some(t)
