@@ -165,8 +165,13 @@ pub const COUNTERS: &[&str] = &[
 /// Phases of `closes_by_phase.<phase>.<code>`.
 pub const CLOSE_PHASES: &[&str] = &["before_ready", "first_exchange", "during_run", "idle"];
 
-/// Kinds of `connections.failed.<kind>` (a connect that failed below HTTP).
-pub const CONNECT_FAILURES: &[&str] = &["refused", "io", "tls", "timeout", "protocol"];
+/// Kinds of `connections.failed.<kind>` (a connect that failed below HTTP;
+/// `local`: on this machine, also counted by errno below).
+pub const CONNECT_FAILURES: &[&str] = &["refused", "io", "tls", "timeout", "protocol", "local"];
+
+/// Errnos of `connections.local_error.<errno>`: this machine ran out of fds
+/// or ports (the run is INVALID, see `metrics/validity.rs`).
+pub const LOCAL_ERRNOS: &[&str] = &["emfile", "enfile", "eaddrnotavail", "eaddrinuse"];
 
 /// Classes of `violations.<class>` (protocol/validate.rs, engine/session.rs,
 /// the history check).
@@ -250,6 +255,7 @@ impl Vocabulary {
         v.extend(VIOLATIONS.iter().map(|c| format!("violations.{c}")));
         v.extend(self.events.iter().flatten().map(|e| events(e)));
         v.extend(CONNECT_FAILURES.iter().map(|k| conn_failed(k)));
+        v.extend(LOCAL_ERRNOS.iter().map(|e| conn_local_error(e)));
         v
     }
 }
@@ -327,6 +333,7 @@ fn counter_known(name: &str, v: &Vocabulary) -> bool {
         "connections" => match rest.split_once('.') {
             Some(("rejected", st)) => is_status(st),
             Some(("failed", kind)) => CONNECT_FAILURES.contains(&kind),
+            Some(("local_error", errno)) => LOCAL_ERRNOS.contains(&errno),
             _ => false,
         },
         "runs" => rest.strip_prefix("failed.").is_some_and(is_run_failure),
@@ -384,6 +391,11 @@ pub fn conn_rejected(status: u16) -> String {
 /// A connection attempt that failed below HTTP (refused, timeout, TLS).
 pub fn conn_failed(kind: &str) -> String {
     format!("connections.failed.{kind}")
+}
+
+/// A connect that failed on this machine, by errno name (`emfile`, ...).
+pub fn conn_local_error(errno: &str) -> String {
+    format!("connections.local_error.{errno}")
 }
 
 /// A close seen by the client, by code (1006 when the socket dropped without one).

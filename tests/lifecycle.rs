@@ -778,6 +778,8 @@ duration = "60s"
 version = 1
 name = "refused"
 seed = 5
+[target]
+fail_fast = false
 [server]
 faults = "refuse_upgrade=503:100%"
 [reconnect]

@@ -98,6 +98,9 @@ fn fixed_snapshot() -> Snapshot {
         }],
         server_truth: None,
         capacity: None,
+        validity: vec![],
+        offered: vec![],
+        failures: vec![],
     }
 }
 

@@ -111,6 +111,9 @@ pub async fn main(a: RunArgs) -> u8 {
     for n in &res.snapshot.notes {
         say_err!("{n}");
     }
+    for c in &res.report.validity {
+        say_err!("invalid: {c}");
+    }
     say!(
         "{}: reports in {}",
         res.report.verdict,

@@ -28,19 +28,79 @@ pub fn ws_config() -> WebSocketConfig {
 /// Why a connect did not produce an upgraded socket.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ConnectFailure {
-    /// The server answered the upgrade with this HTTP status.
-    Rejected(u16),
+    /// The server answered the upgrade with this HTTP status (and the start
+    /// of its body, when it sent one).
+    Rejected(u16, String),
     /// Below HTTP: `refused`, `timeout`, `tls`, `protocol`, `io`.
     Failed(&'static str, String),
+    /// This machine ran out of something (the errno's name, see
+    /// [`local_errno`]): counted as `connections.failed.local` and
+    /// `connections.local_error.<name>`.
+    Local(&'static str, String),
 }
 
 impl ConnectFailure {
     /// Status recorded into goose for this failure.
     pub fn status(&self) -> Option<u16> {
         match self {
-            ConnectFailure::Rejected(s) => Some(*s),
-            ConnectFailure::Failed(..) => None,
+            ConnectFailure::Rejected(s, _) => Some(*s),
+            ConnectFailure::Failed(..) | ConnectFailure::Local(..) => None,
         }
+    }
+
+    /// The reason in one line, as chatload's reports show it: `HTTP 403:
+    /// <body excerpt>`, `protocol: Server sent no subprotocol`, `refused:
+    /// Connection refused (os error 111)`.
+    pub fn reason(&self) -> String {
+        match self {
+            ConnectFailure::Rejected(st, body) if body.is_empty() => format!("HTTP {st}"),
+            ConnectFailure::Rejected(st, body) => format!("HTTP {st}: {body}"),
+            ConnectFailure::Failed(kind, detail) => format!("{kind}: {detail}"),
+            ConnectFailure::Local(errno, detail) => {
+                format!("local {}: {detail}", errno.to_uppercase())
+            }
+        }
+    }
+}
+
+/// Longest part of a refusal's body kept in its reason.
+pub const BODY_EXCERPT_CHARS: usize = 120;
+
+/// The first [`BODY_EXCERPT_CHARS`] characters of a body, on one line.
+fn excerpt(body: Option<&[u8]>) -> String {
+    let text = String::from_utf8_lossy(body.unwrap_or_default());
+    let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match one_line.char_indices().nth(BODY_EXCERPT_CHARS) {
+        Some((i, _)) => format!("{}…", &one_line[..i]),
+        None => one_line,
+    }
+}
+
+/// A connect error that says this machine, not the target, ran out of
+/// something: the errno's name as counted in
+/// `connections.local_error.<name>` (`emfile`: this process's fd limit,
+/// `enfile`: the system's, `eaddrnotavail`: no free local port (or address)
+/// to connect from, `eaddrinuse`: the local port range is used up). Such a
+/// failure makes the run INVALID: the target was offered less than the plan.
+pub fn local_errno(e: &std::io::Error) -> Option<&'static str> {
+    #[cfg(unix)]
+    {
+        use rustix::io::Errno;
+        let errno = Errno::from_io_error(e)?;
+        [
+            (Errno::MFILE, "emfile"),
+            (Errno::NFILE, "enfile"),
+            (Errno::ADDRNOTAVAIL, "eaddrnotavail"),
+            (Errno::ADDRINUSE, "eaddrinuse"),
+        ]
+        .into_iter()
+        .find(|(n, _)| *n == errno)
+        .map(|(_, name)| name)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = e;
+        None
     }
 }
 
@@ -79,8 +139,13 @@ pub fn request(
 
 fn classify(e: WsError) -> ConnectFailure {
     match e {
-        WsError::Http(resp) => ConnectFailure::Rejected(resp.status().as_u16()),
+        WsError::Http(resp) => {
+            ConnectFailure::Rejected(resp.status().as_u16(), excerpt(resp.body().as_deref()))
+        }
         WsError::Io(io) => {
+            if let Some(errno) = local_errno(&io) {
+                return ConnectFailure::Local(errno, io.to_string());
+            }
             let kind = if io.kind() == std::io::ErrorKind::ConnectionRefused {
                 "refused"
             } else {
@@ -122,7 +187,9 @@ pub async fn ticket_url(
             )
         })?;
     if !resp.status().is_success() {
-        return Err(ConnectFailure::Rejected(resp.status().as_u16()));
+        let status = resp.status().as_u16();
+        let body = resp.bytes().await.unwrap_or_default();
+        return Err(ConnectFailure::Rejected(status, excerpt(Some(&body))));
     }
     let body: serde_json::Value = resp
         .json()
@@ -159,5 +226,66 @@ pub async fn open(
         )),
         Ok(Err(e)) => Err(classify(e)),
         Ok(Ok((ws, _resp))) => Ok((ws, t0.elapsed())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_errnos_are_named_and_the_targets_errors_are_not() {
+        let os = std::io::Error::from_raw_os_error;
+        // Linux numbers: EMFILE 24, ENFILE 23, EADDRINUSE 98, EADDRNOTAVAIL 99.
+        let cases = [
+            (24, Some("emfile")),
+            (23, Some("enfile")),
+            (99, Some("eaddrnotavail")),
+            (98, Some("eaddrinuse")),
+            (111, None), // ECONNREFUSED: the target's answer
+            (110, None), // ETIMEDOUT
+            (104, None), // ECONNRESET
+        ];
+        for (raw, want) in cases {
+            assert_eq!(local_errno(&os(raw)), want, "errno {raw}");
+        }
+        assert_eq!(local_errno(&std::io::Error::other("no errno")), None);
+        let local = classify(WsError::Io(os(24)));
+        assert!(
+            matches!(local, ConnectFailure::Local("emfile", _)),
+            "{local:?}"
+        );
+        assert!(
+            local.reason().starts_with("local EMFILE: "),
+            "{}",
+            local.reason()
+        );
+        let refused = classify(WsError::Io(os(111)));
+        assert!(matches!(refused, ConnectFailure::Failed("refused", _)));
+    }
+
+    #[test]
+    fn a_refusal_carries_its_status_and_the_start_of_its_body() {
+        let long = format!("  no\n{}", "x".repeat(500));
+        let resp = tokio_tungstenite::tungstenite::http::Response::builder()
+            .status(403)
+            .body(Some(long.into_bytes()))
+            .unwrap();
+        let f = classify(WsError::Http(Box::new(resp)));
+        let ConnectFailure::Rejected(403, body) = &f else {
+            panic!("{f:?}")
+        };
+        assert!(body.starts_with("no xxx"), "{body}");
+        assert_eq!(body.chars().count(), BODY_EXCERPT_CHARS + 1, "{body}");
+        let sub = classify(WsError::Protocol(
+            tokio_tungstenite::tungstenite::error::ProtocolError::SecWebSocketSubProtocolError(
+                tokio_tungstenite::tungstenite::error::SubProtocolError::NoSubProtocol,
+            ),
+        ));
+        let why = sub.reason();
+        assert!(
+            why.starts_with("protocol: ") && why.ends_with("Server sent no subprotocol"),
+            "{why}"
+        );
     }
 }

@@ -211,12 +211,16 @@ impl Shared {
                 let why = server_error
                     .map(|e| format!(" after `{e}`"))
                     .unwrap_or_default();
-                Err((Some(code), format!("closed with {code} before ready{why}")))
+                let msg = format!("closed with {code} before ready{why}");
+                self.obs.failure("ready", msg.clone());
+                Err((Some(code), msg))
             }
             ReadyOutcome::TimedOut => {
                 self.obs.count(names::CONN_READY_TIMEOUT);
                 let _ = ws.close(None).await;
-                Err((None, "no ready frame before the ready timeout".into()))
+                let msg = "no ready frame before the ready timeout";
+                self.obs.failure("ready", msg.to_string());
+                Err((None, msg.into()))
             }
         }
     }
@@ -239,6 +243,7 @@ impl Shared {
                     Some(st) => format!("tickets.rejected.{st}"),
                     None => "tickets.failed".to_string(),
                 });
+                self.obs.failure("ticket", f.reason());
                 Err((status, format!("ticket request failed: {f:?}")))
             }
         }
@@ -255,15 +260,25 @@ impl Shared {
             Ok(ok) => Ok(ok),
             Err(f) => {
                 let counter = match &f {
-                    ConnectFailure::Rejected(status) => names::conn_rejected(*status),
+                    ConnectFailure::Rejected(status, _) => names::conn_rejected(*status),
                     ConnectFailure::Failed(kind, _) => names::conn_failed(kind),
+                    ConnectFailure::Local(errno, _) => {
+                        self.obs.count(names::conn_local_error(errno));
+                        names::conn_failed("local")
+                    }
                 };
                 self.obs.count(counter);
+                // chatload's own reports show why (not only goose's).
+                self.obs.failure("connect", f.reason());
                 let msg = match &f {
-                    ConnectFailure::Rejected(st) => format!("upgrade rejected with HTTP {st}"),
+                    ConnectFailure::Rejected(st, _) => format!("upgrade rejected with HTTP {st}"),
                     ConnectFailure::Failed(kind, detail) => {
                         format!("connect failed ({kind}): {detail}")
                     }
+                    ConnectFailure::Local(errno, detail) => format!(
+                        "connect failed on this machine ({}): {detail}",
+                        errno.to_uppercase()
+                    ),
                 };
                 Err((f.status(), msg))
             }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::encoding::{histograms_of, HistogramData};
 use super::recorder::Recorder;
 use super::threshold::{RuleResult, Threshold};
+use super::validity::{self, ValidityCause};
 use crate::plan::CapacityStep;
 
 /// One measured step.
@@ -28,6 +29,11 @@ pub struct StepResult {
     pub slo: Vec<RuleResult>,
     pub counters: BTreeMap<String, u64>,
     pub histograms: BTreeMap<String, HistogramData>,
+    /// Why the step is INVALID: the generator could not offer its load
+    /// (connects failed on this machine). An invalid step ends the search
+    /// and is never the knee.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub invalid: Vec<ValidityCause>,
 }
 
 /// The step where the search stopped and why.
@@ -60,6 +66,10 @@ pub struct CapacityResult {
     /// `knee / target - 1`: 0.25 means 25% above the target load; negative
     /// means the knee is below it.
     pub headroom: Option<f64>,
+    /// The step that reached the generator's limit (INVALID) before any SLO
+    /// broke: the search ended there without a knee.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator_limit: Option<FirstFailing>,
 }
 
 /// What judging a step needs besides its own data.
@@ -91,6 +101,7 @@ pub fn judge_step(
     if cx.open_model {
         verdicts.push(offered(rec));
     }
+    let invalid = validity::local_errors(rec);
     StepResult {
         index: step.index,
         load: step.load,
@@ -98,10 +109,11 @@ pub fn judge_step(
         start_s: step.start_s,
         measure_s: step.measure_s,
         end_s: step.end_s,
-        held: verdicts.iter().all(|v| v.passed),
+        held: verdicts.iter().all(|v| v.passed) && invalid.is_empty(),
         slo: verdicts,
         counters: rec.counters.clone(),
         histograms: histograms_of(rec),
+        invalid,
     }
 }
 
@@ -158,9 +170,12 @@ pub fn conclude(
     slo: &[Threshold],
     target: Option<(f64, String)>,
 ) -> CapacityResult {
-    let first_bad = steps.iter().position(|s| !s.held);
-    let held = &steps[..first_bad.unwrap_or(steps.len())];
-    let knee = held.last();
+    let first_stop = steps.iter().position(|s| !s.held);
+    // A step the generator could not offer ends the search without a knee.
+    let limit = first_stop.filter(|i| !steps[*i].invalid.is_empty());
+    let first_bad = first_stop.filter(|_| limit.is_none());
+    let held = &steps[..first_stop.unwrap_or(steps.len())];
+    let knee = held.last().filter(|_| limit.is_none());
     let headroom = match (&target, knee) {
         (Some((t, _)), Some(k)) if *t > 0.0 => Some(k.load / t - 1.0),
         (Some(_), None) => Some(-1.0),
@@ -178,6 +193,15 @@ pub fn conclude(
                 load: s.load,
                 load_text: s.load_text.clone(),
                 failed: s.slo.iter().filter(|v| !v.passed).cloned().collect(),
+            }
+        }),
+        generator_limit: limit.map(|i| {
+            let s = &steps[i];
+            FirstFailing {
+                index: s.index,
+                load: s.load,
+                load_text: s.load_text.clone(),
+                failed: Vec::new(),
             }
         }),
         reached_max: first_bad.is_none() && steps.len() == planned && planned > 0,
@@ -198,8 +222,48 @@ impl CapacityResult {
         }
     }
 
+    /// The validity cause of a search that reached the generator's limit.
+    pub fn generator_limit_cause(&self) -> Option<ValidityCause> {
+        let g = self.generator_limit.as_ref()?;
+        Some(ValidityCause {
+            cause: validity::GENERATOR_LIMIT.into(),
+            count: 1,
+            detail: self.generator_limit_text(g),
+        })
+    }
+
+    fn generator_limit_text(&self, g: &FirstFailing) -> String {
+        let why = self
+            .steps
+            .iter()
+            .find(|s| s.index == g.index)
+            .map(|s| {
+                s.invalid
+                    .iter()
+                    .map(|c| c.detail.clone())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            })
+            .unwrap_or_default();
+        let held = self
+            .steps
+            .iter()
+            .take_while(|s| s.index < g.index && s.held)
+            .last()
+            .map_or("no step held before it".to_string(), |s| {
+                format!("every SLO held up to {}", s.load_text)
+            });
+        format!(
+            "generator limit reached before any SLO broke: step {} at {} could not be offered ({why}); {held}, so the knee is above that and was not found",
+            g.index, g.load_text
+        )
+    }
+
     /// One line for people: the knee, what broke, the headroom.
     pub fn summary(&self) -> String {
+        if let Some(g) = &self.generator_limit {
+            return self.generator_limit_text(g);
+        }
         let mut s = match (&self.knee_text, &self.first_failing) {
             (Some(k), Some(f)) => format!(
                 "knee: {k} (the highest step where every SLO held); step {} at {} broke {}",
@@ -358,5 +422,50 @@ mod tests {
         );
         assert!(all.reached_max && all.passed());
         assert!(all.summary().contains("at least 8 users"));
+    }
+
+    /// A step whose connects failed on this machine is the generator's
+    /// limit: it ends the search, and neither it nor the step before it is
+    /// reported as the knee.
+    #[test]
+    fn a_step_the_generator_could_not_offer_ends_the_search_without_a_knee() {
+        let slo = vec![Threshold::parse("ttc p95", "< 100ms").unwrap()];
+        let mut limited = step(3, 12.0, 50);
+        assert!(limited.held);
+        let mut rec = Recorder::default();
+        rec.record("ttc", 50_000);
+        rec.count("connections.local_error.emfile", 37);
+        let s = CapacityStep {
+            index: 3,
+            load: 12.0,
+            start_s: 0,
+            measure_s: 0,
+            end_s: 1,
+        };
+        limited = judge_step(&s, "12 users".into(), &slo, &rec, StepContext::default());
+        assert!(!limited.held, "an invalid step does not hold");
+        assert!(limited.slo.iter().all(|v| v.passed), "no SLO broke");
+        let r = conclude(
+            vec![step(1, 4.0, 50), step(2, 8.0, 50), limited],
+            5,
+            "users",
+            &slo,
+            Some((6.0, "6 users".into())),
+        );
+        assert_eq!(r.knee, None, "the generator's limit is never the knee");
+        assert!(r.first_failing.is_none());
+        assert_eq!(r.generator_limit.as_ref().map(|g| g.index), Some(3));
+        let text = r.summary();
+        assert!(
+            text.starts_with("generator limit reached before any SLO broke"),
+            "{text}"
+        );
+        assert!(
+            text.contains("37 connects failed on this machine"),
+            "{text}"
+        );
+        assert!(text.contains("every SLO held up to 8 users"), "{text}");
+        let cause = r.generator_limit_cause().unwrap();
+        assert_eq!(cause.cause, validity::GENERATOR_LIMIT);
     }
 }

@@ -41,6 +41,14 @@ impl ObsSender {
     pub fn count_n(&self, counter: impl Into<String>, n: u64) {
         self.emit(Observation::count_n(counter, n));
     }
+    /// Why a connect or handshake failed (`stage`: `connect`, `ticket`, `ready`).
+    pub fn failure(&self, stage: &str, reason: String) {
+        self.emit(Observation::Failure(super::recorder::FailureReason {
+            stage: stage.to_string(),
+            reason,
+            count: 1,
+        }));
+    }
 
     /// A copy of everything recorded so far (for live progress and running thresholds).
     pub async fn peek(&self) -> Recorder {
@@ -201,7 +209,7 @@ impl Collector {
                                 out.phases.entry(p).or_default().apply(&o);
                             }
                             out.total.apply(&o);
-                            if !matches!(o, Observation::Offending(_)) {
+                            if !matches!(o, Observation::Offending(_) | Observation::Failure(_)) {
                                 current.apply(&o);
                             }
                         }

@@ -54,6 +54,24 @@ impl Snapshot {
             Ending::Incomplete => Verdict::Incomplete,
             Ending::Partial => Verdict::Partial,
         };
+        self.fold_validity();
+    }
+
+    /// Weighs `self.validity` (set by whoever recorded the data, see
+    /// `validity.rs`) and a capacity search that reached the generator's
+    /// limit: any cause makes a finished run INVALID, its rules judged and
+    /// shown all the same; a run cut short keeps its verdict.
+    pub fn fold_validity(&mut self) {
+        if let Some(cause) = self
+            .capacity
+            .as_ref()
+            .and_then(|c| c.generator_limit_cause())
+        {
+            if !self.validity.iter().any(|c| c.cause == cause.cause) {
+                self.validity.push(cause);
+            }
+        }
+        self.verdict = super::validity::fold(self.verdict, &self.validity);
     }
 }
 

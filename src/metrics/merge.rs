@@ -264,6 +264,9 @@ fn assemble(
         baseline: None,
         intervals: merged_intervals,
         samples: total.samples.clone(),
+        failures: total.failures.clone(),
+        validity: super::validity::combine(seen.values().map(|s| s.validity.as_slice())),
+        offered: super::offered::combine(seen.values().map(|s| s.offered.as_slice())),
         capacity: None,
         server_truth: sums
             .truth

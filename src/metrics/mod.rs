@@ -12,7 +12,9 @@
 //! (the one judge of a snapshot: rules, capacity, verdict; used by run,
 //! merge and `report --recover`), `merge.rs` (shards), `capacity.rs` (a
 //! capacity search's per-step results), `compare.rs` (baseline tolerances),
-//! `prometheus.rs` (live metrics text).
+//! `prometheus.rs` (live metrics text), `validity.rs` (whether the run is
+//! valid: the causes of INVALID), `offered.rs` (offered vs achieved, per
+//! phase of the plan).
 //!
 //! A new threshold kind touches `scenario/thresholds.rs` (grammar, a
 //! `Subject` variant), `metrics/threshold.rs` (judging it on a recorder and
@@ -29,15 +31,17 @@ pub mod encoding;
 pub mod interval_log;
 pub mod judge;
 pub mod merge;
+pub mod offered;
 pub use crate::names;
 pub mod prometheus;
 pub mod recorder;
 pub mod snapshot;
 pub mod threshold;
+pub mod validity;
 
 pub use collector::{Collector, ObsSender};
 pub use recorder::{
-    new_histogram, Observation, OffendingFrame, Recorder, MAX_US, SAMPLES_MAX, SAMPLES_PER_CLASS,
-    SAMPLE_FRAME_BYTES, SIGFIG,
+    new_histogram, FailureReason, Observation, OffendingFrame, Recorder, MAX_US, SAMPLES_MAX,
+    SAMPLES_PER_CLASS, SAMPLE_FRAME_BYTES, SIGFIG,
 };
 pub use snapshot::Snapshot;

@@ -26,6 +26,26 @@ pub enum Observation {
     Count { counter: String, n: u64 },
     /// A frame that broke a rule, kept as a sample (bounded) for debugging.
     Offending(Box<OffendingFrame>),
+    /// Why a connect or handshake failed, kept by distinct reason with a count (bounded).
+    Failure(FailureReason),
+}
+
+/// Distinct failure reasons kept; later new reasons are counted under the
+/// last line, [`OTHER_REASONS`].
+pub const FAILURE_REASONS_MAX: usize = 8;
+/// The reason of the line that counts every reason beyond the first ones.
+pub const OTHER_REASONS: &str = "(other reasons)";
+
+/// Why connects or handshakes failed (`connect`: the upgrade, `ticket`,
+/// `ready`: closed or silent before ready), with how often: the first
+/// distinct reasons, as the target gave them ("HTTP 403: no such
+/// subprotocol", "protocol: Server sent no subprotocol", "refused:
+/// Connection refused (os error 111)").
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FailureReason {
+    pub stage: String,
+    pub reason: String,
+    pub count: u64,
 }
 
 /// Samples kept per violation class, and in all.
@@ -73,6 +93,8 @@ pub struct Recorder {
     pub counters: BTreeMap<String, u64>,
     /// The first offending frames of each class (bounded).
     pub samples: Vec<OffendingFrame>,
+    /// The first distinct connect and handshake failure reasons, with counts.
+    pub failures: Vec<FailureReason>,
 }
 
 impl Recorder {
@@ -99,6 +121,33 @@ impl Recorder {
             Observation::Sample { metric, us } => self.record(metric, *us),
             Observation::Count { counter, n } => self.count(counter, *n),
             Observation::Offending(f) => self.keep_sample(f),
+            Observation::Failure(f) => self.keep_failure(f),
+        }
+    }
+
+    /// Counts a failure reason: under its own line while fewer than
+    /// [`FAILURE_REASONS_MAX`] are kept, else under [`OTHER_REASONS`].
+    pub fn keep_failure(&mut self, f: &FailureReason) {
+        let same = |r: &&mut FailureReason| r.stage == f.stage && r.reason == f.reason;
+        if let Some(r) = self.failures.iter_mut().find(same) {
+            r.count += f.count;
+            return;
+        }
+        if self.failures.len() + 1 < FAILURE_REASONS_MAX {
+            self.failures.push(f.clone());
+            return;
+        }
+        let other = FailureReason {
+            stage: "any".into(),
+            reason: OTHER_REASONS.into(),
+            count: 0,
+        };
+        let is_other = |r: &&mut FailureReason| r.reason == OTHER_REASONS;
+        if self.failures.iter_mut().find(is_other).is_none() {
+            self.failures.push(other);
+        }
+        if let Some(r) = self.failures.iter_mut().find(is_other) {
+            r.count += f.count;
         }
     }
 
@@ -125,6 +174,9 @@ impl Recorder {
         for f in &other.samples {
             self.keep_sample(f);
         }
+        for f in &other.failures {
+            self.keep_failure(f);
+        }
     }
 
     /// Empties the recorder but keeps its histograms' memory for reuse.
@@ -132,6 +184,7 @@ impl Recorder {
         self.histograms.values_mut().for_each(|h| h.reset());
         self.counters.clear();
         self.samples.clear();
+        self.failures.clear();
     }
 
     pub fn counter(&self, name: &str) -> u64 {
@@ -192,5 +245,35 @@ mod tests {
         r.count("closes.1000", 1);
         r.count("closesx", 5);
         assert_eq!(r.counter_prefix_sum("closes."), 3);
+    }
+
+    #[test]
+    fn failure_reasons_are_kept_distinct_with_counts_and_bounded() {
+        let f = |reason: &str| FailureReason {
+            stage: "connect".into(),
+            reason: reason.into(),
+            count: 1,
+        };
+        let mut r = Recorder::default();
+        for _ in 0..40 {
+            r.apply(&Observation::Failure(f(
+                "protocol: Server sent no subprotocol",
+            )));
+        }
+        r.apply(&Observation::Failure(f("HTTP 503")));
+        assert_eq!(r.failures.len(), 2);
+        assert_eq!(r.failures[0].count, 40);
+        for i in 0..20 {
+            r.keep_failure(&f(&format!("reason {i}")));
+        }
+        assert_eq!(r.failures.len(), FAILURE_REASONS_MAX);
+        let other = r.failures.last().unwrap();
+        assert_eq!(other.reason, OTHER_REASONS);
+        let total: u64 = r.failures.iter().map(|x| x.count).sum();
+        assert_eq!(total, 61, "every failure is counted somewhere");
+        let mut m = Recorder::default();
+        m.merge(&r);
+        m.merge(&r);
+        assert_eq!(m.failures[0].count, 80);
     }
 }

@@ -100,6 +100,15 @@ pub struct Snapshot {
     /// A capacity search: every step's data and verdict, and the knee.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capacity: Option<super::capacity::CapacityResult>,
+    /// Why the run is INVALID (none: it is valid), see `metrics/validity.rs`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub validity: Vec<super::validity::ValidityCause>,
+    /// Offered vs achieved, per phase of the load plan.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub offered: Vec<super::offered::OfferedPhase>,
+    /// The first distinct connect and handshake failure reasons, with counts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<super::recorder::FailureReason>,
 }
 
 impl Snapshot {
@@ -116,6 +125,7 @@ impl Snapshot {
         }
         rec.counters = self.counters.clone();
         rec.samples = self.samples.clone();
+        rec.failures = self.failures.clone();
         Ok(rec)
     }
 

@@ -19,6 +19,7 @@ pub use capacity::{CapacityPlan, CapacityStep};
 pub use closed::{LoadPlan, RampStep, Stage};
 pub use open::{
     show_rate, Arrivals, OpenModel, Pace, Pacer, RatePlan, RateStage, RateStep, WhenFull,
+    DEFAULT_START_TOLERANCE,
 };
 pub use shard::Shard;
 

@@ -265,7 +265,13 @@ pub struct OpenModel {
     pub when_full: WhenFull,
     /// The unit rates are written and shown in (1 s, 1 min).
     pub time_unit: Duration,
+    /// The share of intended arrivals that may be dropped or start late
+    /// before the run is INVALID (`workload.start_tolerance`).
+    pub start_tolerance: f64,
 }
+
+/// `workload.start_tolerance` unless written: 1% of the intended arrivals.
+pub const DEFAULT_START_TOLERANCE: f64 = 0.01;
 
 impl OpenModel {
     /// A rate per second written in the scenario's time unit, e.g. `12/s` or `600/min`.

@@ -288,6 +288,7 @@ fn arrival_counts_add_up_and_match_the_pacer() {
         max_users: 1,
         when_full: WhenFull::Drop,
         time_unit: Duration::from_secs(1),
+        start_tolerance: crate::plan::DEFAULT_START_TOLERANCE,
     };
     let s = Duration::from_secs;
     // 1.5/s for 1 s three times: 1.5 expected per stage, 4.5 in all.

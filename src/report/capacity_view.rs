@@ -81,6 +81,7 @@ pub(super) fn capacity_view(c: &crate::metrics::capacity::CapacityResult) -> Cap
                     .iter()
                     .filter(|v| !v.passed)
                     .map(|v| format!("{} (measured {})", v.threshold, v.observed_text))
+                    .chain(st.invalid.iter().map(|c| format!("INVALID: {}", c.detail)))
                     .collect::<Vec<_>>()
                     .join("; "),
             }
@@ -91,7 +92,8 @@ pub(super) fn capacity_view(c: &crate::metrics::capacity::CapacityResult) -> Cap
         .iter()
         .take_while(|s| s.held)
         .last()
-        .map(|s| s.index);
+        .map(|s| s.index)
+        .filter(|_| c.generator_limit.is_none());
     CapacityView {
         summary: c.summary(),
         slo: c.slo.clone(),

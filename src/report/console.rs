@@ -15,10 +15,12 @@ pub fn render(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
         "  target {}  |  {} users  |  {}",
         d.target, d.users, d.duration
     )?;
+    validity(d, w)?;
     writeln!(w)?;
     for (k, v) in &d.key_numbers {
         writeln!(w, "  {:<22} {}", k, v)?;
     }
+    offered(d, w)?;
     latency(d, w)?;
     table(w, "runs", &d.runs)?;
     table(w, "violations", &d.violations)?;
@@ -33,6 +35,7 @@ pub fn render(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
         }
     }
     table(w, "connections", &d.connections)?;
+    table(w, "connect and handshake failures", &d.failures)?;
     table(w, "tokens", &d.tokens)?;
     table(w, "threads and history", &d.threads)?;
     table(w, "closes (code, and phase)", &d.closes)?;
@@ -47,6 +50,53 @@ pub fn render(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
         writeln!(w, "  note: {n}")?;
     }
     writeln!(w)?;
+    Ok(())
+}
+
+/// The INVALID banner and its causes.
+fn validity(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
+    if d.validity.is_empty() {
+        return Ok(());
+    }
+    writeln!(w)?;
+    writeln!(w, "  {}", super::validity_view::INVALID_MEANING)?;
+    for c in &d.validity {
+        writeln!(w, "    - {c}")?;
+    }
+    Ok(())
+}
+
+/// Offered vs achieved, one row per phase.
+fn offered(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
+    if d.offered.is_empty() {
+        return Ok(());
+    }
+    writeln!(w)?;
+    writeln!(w, "  offered vs achieved")?;
+    let h = super::validity_view::OFFERED_HEADER;
+    let line = |c: &[String]| {
+        format!(
+            "    {:<12} {:>11} {:>13} {:>13} {:>10} {:>10} {:>8} {:>9}",
+            c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]
+        )
+    };
+    let header: Vec<String> = [
+        h[0],
+        h[1],
+        "planned",
+        "actual",
+        "arr plan",
+        "arr start",
+        h[6],
+        h[7],
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    writeln!(w, "{}", line(&header))?;
+    for r in &d.offered {
+        writeln!(w, "{}", line(r))?;
+    }
     Ok(())
 }
 

@@ -82,6 +82,7 @@ pub fn render(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
     let mut o = String::with_capacity(64 * 1024);
     head_and_banner(&mut o, d);
     cards(&mut o, d);
+    validity(&mut o, d);
     thresholds(&mut o, d);
     if let Some(c) = &d.capacity {
         capacity(&mut o, c);
@@ -89,12 +90,18 @@ pub fn render(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
     if let Some(c) = &d.baseline {
         baseline(&mut o, c);
     }
+    offered(&mut o, d);
     over_time(&mut o, d);
     latency(&mut o, d);
     table(&mut o, "Violations", &d.violations);
     samples(&mut o, d);
     table(&mut o, "Runs", &d.runs);
     table(&mut o, "Connections", &d.connections);
+    table(
+        &mut o,
+        "Connect and handshake failures (first distinct reasons)",
+        &d.failures,
+    );
     table(&mut o, "Tokens", &d.tokens);
     table(&mut o, "Threads and history", &d.threads);
     table(&mut o, "Closes", &d.closes);
@@ -113,10 +120,48 @@ pub fn render(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
     w.write_all(o.as_bytes())
 }
 
+/// Why the run is INVALID, when it is.
+fn validity(o: &mut String, d: &ReportData) {
+    if d.validity.is_empty() {
+        return;
+    }
+    let _ = write!(
+        o,
+        r#"<h2>Validity: INVALID</h2><p class="bad">{}.</p><ul>"#,
+        esc(super::validity_view::INVALID_MEANING)
+    );
+    for c in &d.validity {
+        let _ = write!(o, "<li>{}</li>", code_spans(c));
+    }
+    o.push_str("</ul>");
+}
+
+/// Offered vs achieved, one row per phase of the plan.
+fn offered(o: &mut String, d: &ReportData) {
+    if d.offered.is_empty() {
+        return;
+    }
+    o.push_str("<h2>Offered vs achieved</h2><table><tr>");
+    for h in super::validity_view::OFFERED_HEADER {
+        let _ = write!(o, "<th>{}</th>", esc(h));
+    }
+    o.push_str("</tr>");
+    for r in &d.offered {
+        let _ = write!(o, "<tr><td>{}</td><td>{}</td>", esc(&r[0]), esc(&r[1]));
+        for c in &r[2..] {
+            let _ = write!(o, r#"<td class="n">{}</td>"#, esc(c));
+        }
+        o.push_str("</tr>");
+    }
+    o.push_str("</table>");
+}
+
 /// Why the run has its verdict, in one line under the banner.
 fn verdict_reason(d: &ReportData) -> String {
     let failed = d.failed_thresholds();
-    if !failed.is_empty() {
+    if d.verdict == Verdict::Invalid && !d.validity.is_empty() {
+        d.validity.join("; ")
+    } else if !failed.is_empty() {
         failed
             .iter()
             .map(|v| format!("{} (measured {})", v.threshold, v.observed_text))

@@ -1,5 +1,6 @@
 //! `junit.xml`: one test case per threshold (and per baseline tolerance), so a
-//! CI page shows which SLO failed, with the measured value and the limit.
+//! CI page shows which SLO failed, with the measured value and the limit; an
+//! INVALID run adds an error test case naming its causes.
 //! Imports the view model (`report/mod.rs`) and `outcome`.
 
 use std::io::{self, Write};
@@ -45,6 +46,9 @@ pub fn render(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
         case.set_classname(format!("chatload.{}", d.title));
         suite.add_test_case(case);
     }
+    if let Some(case) = validity_case(d) {
+        suite.add_test_case(case);
+    }
     if let Some(c) = &d.capacity {
         // The step that broke is what a capacity search is for: the test case
         // is the knee against the target, not the steps.
@@ -85,4 +89,18 @@ pub fn render(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
     }
     let xml = report.to_string().map_err(io::Error::other)?;
     w.write_all(xml.as_bytes())
+}
+
+/// INVALID is not the target failing its SLOs: an error test case, not a failure.
+fn validity_case(d: &ReportData) -> Option<TestCase> {
+    if d.validity.is_empty() {
+        return None;
+    }
+    let mut s = TestCaseStatus::non_success(NonSuccessKind::Error);
+    s.set_message(d.validity.join("; "));
+    s.set_type("invalid");
+    s.set_description(super::validity_view::INVALID_MEANING);
+    let mut case = TestCase::new("run is valid (the generator offered the planned load)", s);
+    case.set_classname(format!("chatload.{}", d.title));
+    Some(case)
 }

@@ -17,6 +17,7 @@ fn esc(s: &str) -> String {
 /// capacity, baseline, key numbers, latency, count tables, shards.
 pub fn render(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
     header(d, w)?;
+    validity(d, w)?;
     thresholds(d, w)?;
     if let Some(c) = &d.capacity {
         capacity(c, w)?;
@@ -32,12 +33,18 @@ pub fn render(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
         writeln!(w, "| {} | {} |", esc(k), esc(v))?;
     }
     writeln!(w)?;
+    offered(d, w)?;
     latency(d, w)?;
     table(w, "Runs", &d.runs)?;
     if !d.violations.is_empty() {
         violations(d, w)?;
     }
     table(w, "Connections", &d.connections)?;
+    table(
+        w,
+        "Connect and handshake failures (first distinct reasons)",
+        &d.failures,
+    )?;
     table(w, "Tokens", &d.tokens)?;
     table(w, "Threads and history", &d.threads)?;
     table(w, "Closes", &d.closes)?;
@@ -72,6 +79,41 @@ fn header(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
         writeln!(w)?;
     }
     Ok(())
+}
+
+/// Why the run is INVALID, when it is.
+fn validity(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
+    if d.validity.is_empty() {
+        return Ok(());
+    }
+    writeln!(w, "## Validity: INVALID")?;
+    writeln!(w)?;
+    writeln!(w, "**{}.**", super::validity_view::INVALID_MEANING)?;
+    writeln!(w)?;
+    for c in &d.validity {
+        writeln!(w, "- {}", esc(c))?;
+    }
+    writeln!(w)
+}
+
+/// Offered vs achieved, one row per phase of the plan.
+fn offered(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
+    if d.offered.is_empty() {
+        return Ok(());
+    }
+    writeln!(w, "## Offered vs achieved")?;
+    writeln!(w)?;
+    writeln!(
+        w,
+        "| {} |",
+        super::validity_view::OFFERED_HEADER.join(" | ")
+    )?;
+    writeln!(w, "|---|---|---:|---:|---:|---:|---:|---:|")?;
+    for r in &d.offered {
+        let cells: Vec<String> = r.iter().map(|c| esc(c)).collect();
+        writeln!(w, "| {} |", cells.join(" | "))?;
+    }
+    writeln!(w)
 }
 
 fn thresholds(d: &ReportData, w: &mut impl Write) -> io::Result<()> {

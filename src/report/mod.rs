@@ -4,7 +4,8 @@
 //! This file owns [`ReportData`], [`Format`] (the one list of formats) and
 //! [`render`]. The view model is built by `view.rs` (key numbers and count
 //! tables), `charts.rs` (over-time series, distributions) and
-//! `capacity_view.rs` (a capacity search's steps). One renderer per format:
+//! `capacity_view.rs` (a capacity search's steps), `validity_view.rs`
+//! (INVALID causes, offered vs achieved, failure reasons). One renderer per format:
 //! `markdown.rs`, `html.rs` (with `svg.rs` for its charts), `junit.rs`; the
 //! JSON format is the snapshot itself. `console.rs` prints the end-of-run
 //! summary, `history.rs` the trend pages.
@@ -24,6 +25,7 @@ pub mod html;
 pub mod junit;
 pub mod markdown;
 pub mod svg;
+pub mod validity_view;
 pub mod view;
 
 use crate::metrics::snapshot::Snapshot;
@@ -78,6 +80,13 @@ pub struct ReportData {
     pub generator: Option<crate::metrics::snapshot::GeneratorHealth>,
     /// A capacity search's steps and knee.
     pub capacity: Option<CapacityView>,
+    /// Why the run is INVALID, one line per cause (empty: it is valid).
+    pub validity: Vec<String>,
+    /// Offered vs achieved, one row per phase of the plan
+    /// (`validity_view::OFFERED_HEADER`).
+    pub offered: Vec<[String; 8]>,
+    /// The first distinct connect and handshake failure reasons, with counts.
+    pub failures: Vec<(String, u64)>,
 }
 
 impl ReportData {

@@ -102,6 +102,9 @@ impl ReportData {
             shards: s.shards.clone(),
             generator: s.generator.clone(),
             capacity: s.capacity.as_ref().map(capacity_view),
+            validity: super::validity_view::cause_lines(s),
+            offered: super::validity_view::offered_rows(s),
+            failures: super::validity_view::failure_rows(s),
         }
     }
 }
@@ -119,6 +122,7 @@ fn key_numbers(s: &Snapshot) -> Vec<(String, String)> {
         histograms: Default::default(),
         counters: s.counters.clone(),
         samples: Vec::new(),
+        failures: Vec::new(),
     };
     let rate = |name: &str| {
         threshold::rate(&rec_like, name).map_or_else(

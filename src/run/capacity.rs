@@ -65,6 +65,9 @@ pub(super) async fn capacity_controller(
         if engine_done {
             return;
         }
+        // The step's connects start before its measurement (in the warm-up):
+        // this machine's failures count over the whole step.
+        let at_step_start = obs.peek().await;
         tokio::select! {
             biased;
             _ = tokio::time::sleep_until(at(step.measure_s)) => {}
@@ -87,23 +90,47 @@ pub(super) async fn capacity_controller(
             }
         }
         obs.phase(None);
-        if !judge_step(&obs, &run, &step, sockets_at_start, &stop).await {
+        let window = StepWindow {
+            sockets_at_start,
+            at_step_start,
+        };
+        if !judge_step(&obs, &run, &step, window, &stop).await {
             return;
         }
     }
 }
 
+/// What a step's judge needs from before its measurement began.
+struct StepWindow {
+    /// Ready sockets open when the measurement began.
+    sockets_at_start: u64,
+    /// The whole run's data when the step began (its warm-up included).
+    at_step_start: crate::metrics::Recorder,
+}
+
 /// Judges a step that ended, logs it, and stops the load when it broke an
-/// SLO. Whether the search goes on.
+/// SLO or reached the generator's limit. Whether the search goes on.
 async fn judge_step(
     obs: &ObsSender,
     run: &CapacityRun,
     step: &crate::plan::CapacityStep,
-    sockets_at_start: u64,
+    window: StepWindow,
     stop: &engine::StopHandle,
 ) -> bool {
     let cap = &run.search.plan;
-    let rec = obs.peek_phase(step.index).await;
+    let mut rec = obs.peek_phase(step.index).await;
+    // Connects that failed on this machine over the whole step, warm-up included.
+    let now = obs.peek().await;
+    for errno in names::LOCAL_ERRNOS {
+        let k = names::conn_local_error(errno);
+        let n = now
+            .counter(&k)
+            .saturating_sub(window.at_step_start.counter(&k));
+        if n > 0 {
+            rec.counters.insert(k, n);
+        }
+    }
+    let sockets_at_start = window.sockets_at_start;
     let r = crate::metrics::capacity::judge_step(
         step,
         cap.show_load(step.load),
@@ -119,7 +146,13 @@ async fn judge_step(
         .slo
         .iter()
         .filter(|v| !v.passed)
-        .map(|v| format!("`{}` (measured {})", v.threshold, v.observed_text))
+        .map(|v| format!("broke `{}` (measured {})", v.threshold, v.observed_text))
+        .chain(r.invalid.iter().map(|c| {
+            format!(
+                "reached the generator's limit before any SLO broke: {}",
+                c.detail
+            )
+        }))
         .collect::<Vec<_>>()
         .join(", ");
     run.log.lock().unwrap_or_else(|e| e.into_inner()).push(r);
@@ -127,7 +160,7 @@ async fn judge_step(
         engine::stop_early(
             stop,
             &format!(
-                "capacity search: step {} ({}) broke {why}",
+                "capacity search: step {} ({}) {why}",
                 step.index,
                 cap.show_load(step.load)
             ),

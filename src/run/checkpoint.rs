@@ -54,6 +54,7 @@ pub(super) fn fill(
     s.histograms = Snapshot::histograms_from(rec);
     s.counters = rec.counters.clone();
     s.samples = rec.samples.clone();
+    s.failures = rec.failures.clone();
     s.intervals = intervals.to_vec();
     s.duration_s = elapsed.as_secs_f64();
     s.ended_at = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);

@@ -1,7 +1,7 @@
 //! The tasks that consume a run's observations while the engine drives it:
 //! the `/metrics` endpoint, a capacity search's controller, the checkpoint
-//! loop (and stop signals), the live progress line, and the watcher of
-//! `abort_on_fail` thresholds. Started together before the engine, stopped
+//! loop (and stop signals), the live progress line, the watcher of
+//! `abort_on_fail` thresholds and fail fast (`fail_fast.rs`). Started together before the engine, stopped
 //! together after it, in that order.
 //!
 //! Imports: `engine` (the stop handle), `metrics`, `scenario`.
@@ -35,6 +35,7 @@ pub(super) struct Consumers {
     checkpoints: JoinHandle<()>,
     progress: Option<JoinHandle<()>>,
     watcher: Option<JoinHandle<Option<String>>>,
+    fail_fast: Option<JoinHandle<Option<String>>>,
     signals_at_start: u32,
     capacity: Option<CapacityRun>,
 }
@@ -43,6 +44,8 @@ pub(super) struct Consumers {
 pub(super) struct Stopped {
     /// Why an `abort_on_fail` threshold stopped the users early.
     pub aborted_by: Option<String>,
+    /// Why fail fast stopped the users: the first connects all failed.
+    pub failed_fast: Option<String>,
     /// A stop signal arrived during the run.
     pub signalled: bool,
     /// The count of stop signals when the run started.
@@ -106,6 +109,14 @@ pub(super) async fn start(
         ))
     });
     let watcher = watcher(&sc.thresholds, collector, t0, &stop);
+    let users = sc.workload.plan.shard(req.shard).peak_users();
+    let fail_fast = (sc.target.fail_fast && users > 0).then(|| {
+        tokio::spawn(super::fail_fast::watch(
+            collector.sender(),
+            users,
+            stop.clone(),
+        ))
+    });
     Ok(Consumers {
         stop,
         started: Some(started_tx),
@@ -116,6 +127,7 @@ pub(super) async fn start(
         checkpoints,
         progress,
         watcher,
+        fail_fast,
         signals_at_start,
         capacity,
     })
@@ -159,6 +171,13 @@ impl Consumers {
             }
             None => None,
         };
+        let failed_fast = match self.fail_fast {
+            Some(w) => {
+                w.abort();
+                w.await.ok().flatten()
+            }
+            None => None,
+        };
         if let Some(p) = self.progress {
             p.abort();
             let _ = p.await;
@@ -171,6 +190,7 @@ impl Consumers {
         }
         Stopped {
             aborted_by,
+            failed_fast,
             signalled: signals_since(self.signals_at_start) > 0,
             signals_at_start: self.signals_at_start,
             capacity: self.capacity,

@@ -62,6 +62,8 @@ pub(super) fn judge(req: &RunRequest, template: &Snapshot, ended: Ended) -> Snap
     }
     let ending = stop_notes(req, &ended, shard_users, &mut notes);
     let mut snapshot = fill(template, rec, &ended.intervals, ended.elapsed);
+    snapshot.validity = validity(req, rec, ended.server_truth.as_ref());
+    snapshot.offered = offered(req, &ended.intervals, ended.elapsed);
     snapshot.judge(
         rec,
         Inputs {
@@ -80,6 +82,56 @@ pub(super) fn judge(req: &RunRequest, template: &Snapshot, ended: Ended) -> Snap
     snapshot
 }
 
+/// Why the numbers may not describe the planned test (`metrics/validity.rs`):
+/// connects that failed on this machine, connections the embedded server
+/// could not accept, open-model arrivals not started on time beyond
+/// `workload.start_tolerance` (a capacity search judges those per step).
+fn validity(
+    req: &RunRequest,
+    rec: &Recorder,
+    truth: Option<&serde_json::Value>,
+) -> Vec<crate::metrics::validity::ValidityCause> {
+    let w = &req.scenario.workload;
+    let accept_errors = truth
+        .and_then(serde_json::Value::as_object)
+        .map(|o| {
+            o.iter()
+                .filter_map(|(k, v)| {
+                    let errno = k.strip_prefix(crate::server::truth::ACCEPT_ERRORS)?;
+                    Some((errno.to_string(), v.as_u64()?))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let facts = crate::metrics::validity::Facts {
+        start_tolerance: w
+            .open()
+            .filter(|_| w.capacity.is_none())
+            .map(|m| m.start_tolerance),
+        accept_errors,
+    };
+    crate::metrics::validity::causes(rec, &facts)
+}
+
+/// Offered vs achieved per phase of this process's part of the plan.
+fn offered(
+    req: &RunRequest,
+    intervals: &[IntervalData],
+    elapsed: Duration,
+) -> Vec<crate::metrics::offered::OfferedPhase> {
+    let w = &req.scenario.workload;
+    let open = w.open().map(|m| crate::plan::OpenModel {
+        rate: m.rate.shard(req.shard),
+        ..m.clone()
+    });
+    crate::metrics::offered::offered(
+        &w.plan.shard(req.shard),
+        open.as_ref(),
+        intervals,
+        elapsed.as_secs_f64(),
+    )
+}
+
 /// Notes on why the run stopped (an `abort_on_fail` rule, stop signals, an
 /// engine error, no socket ever ready); whether that aborts it.
 fn stop_notes(
@@ -92,6 +144,10 @@ fn stop_notes(
     let mut ending = Ending::Finished;
     if let Some(why) = &ended.stopped.aborted_by {
         notes.push(why.clone());
+    }
+    if let Some(why) = &ended.stopped.failed_fast {
+        notes.push(why.clone());
+        ending = Ending::Aborted;
     }
     if signals_since(ended.stopped.signals_at_start) >= 2 {
         // The second signal came while the drain was ending, before the

@@ -10,7 +10,8 @@
 //!    checkpoint (`outputs.rs`).
 //! 5. consumers (`consumers.rs`): `/metrics` and the progress line
 //!    (`live.rs`), the capacity controller (`capacity.rs`), checkpoints and
-//!    stop signals (`checkpoint.rs`), the `abort_on_fail` watcher.
+//!    stop signals (`checkpoint.rs`), the `abort_on_fail` watcher, fail
+//!    fast (`fail_fast.rs`).
 //! 6. engine: `engine::execute` drives the users.
 //! 7. judge (`ending.rs`): notes on how the run ended, then the one judge
 //!    (`metrics/judge.rs`) and the baseline.
@@ -26,9 +27,11 @@ mod capacity;
 mod checkpoint;
 mod consumers;
 mod ending;
+mod fail_fast;
 mod live;
 mod outputs;
 mod preflight;
+mod resources;
 mod target;
 
 use std::net::SocketAddr;

@@ -124,6 +124,9 @@ pub(super) fn first_checkpoint(
         intervals: Vec::new(),
         server_truth: None,
         capacity: None,
+        validity: Vec::new(),
+        offered: Vec::new(),
+        failures: Vec::new(),
     };
     write_atomic(&out.snapshot_path, template.to_json().as_bytes()).map_err(|e| {
         RunError::Usage(format!("cannot write {}: {e}", out.snapshot_path.display()))

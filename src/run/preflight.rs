@@ -1,7 +1,9 @@
 //! Checks before any socket opens: the target URL and the login endpoint
 //! against `target.allow`, the `{{env.NAME}}` variables the login body
-//! reads, a capacity search against sharding, and the tokens file. Every
-//! refusal is a usage error (exit 2): nothing was sent.
+//! reads, a capacity search against sharding, the tokens file, and whether
+//! this machine can carry the plan (`resources.rs`: file descriptors, with
+//! RLIMIT_NOFILE raised to its hard limit, and local ports). Every refusal
+//! is a usage error (exit 2): nothing was sent.
 //!
 //! Imports: `scenario` (the one URL allow check), `auth`.
 
@@ -34,6 +36,7 @@ pub(super) fn check(req: &RunRequest) -> Result<Checked, RunError> {
         ));
     }
     let tokens = load_tokens(sc)?;
+    super::resources::check(req, external.is_none())?;
     Ok(Checked { external, tokens })
 }
 

@@ -68,6 +68,9 @@ pub struct Target {
     /// Follow HTTP redirects of the login call and REST/`http` steps, each
     /// hop checked against `allow` (default: follow none).
     pub follow_redirects: bool,
+    /// Abort (exit 3) when the first connects all fail and none is ready
+    /// (`target.fail_fast`, on unless set to false).
+    pub fail_fast: bool,
 }
 
 #[derive(Debug, Clone)]

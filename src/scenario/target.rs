@@ -58,7 +58,7 @@ pub fn host_allowed(host: &str, allow: &[String]) -> bool {
     })
 }
 
-/// `[target]`: the URL (checked here), its allow list and the timeouts.
+/// `[target]`: the URL (checked here), its allow list, the timeouts and `fail_fast`.
 pub(super) fn read_target(o: &Obj<'_>) -> Option<Target> {
     let mut t = Target {
         url: None,
@@ -66,6 +66,7 @@ pub(super) fn read_target(o: &Obj<'_>) -> Option<Target> {
         connect_timeout: Duration::from_secs(10),
         ready_timeout: Duration::from_secs(10),
         follow_redirects: false,
+        fail_fast: true,
     };
     let Some(tbl) = o.obj("target") else {
         return Some(t);
@@ -89,6 +90,9 @@ pub(super) fn read_target(o: &Obj<'_>) -> Option<Target> {
     }
     if let Some(b) = tbl.bool("follow_redirects") {
         t.follow_redirects = b;
+    }
+    if let Some(b) = tbl.bool("fail_fast") {
+        t.fail_fast = b;
     }
     tbl.finish();
     Some(t)

@@ -199,6 +199,7 @@ fn read_open(c: Common<'_>) -> Option<Workload> {
     if let Some(n) = tbl.get("when_full") {
         ok &= n.parse_into(&mut when_full);
     }
+    let start_tolerance = read_start_tolerance(&tbl, &mut ok);
     let rate_node = tbl.get("rate").filter(|_| !capacity_mode);
     let rate = match &rate_node {
         None => None,
@@ -235,6 +236,7 @@ fn read_open(c: Common<'_>) -> Option<Workload> {
         max_users,
         when_full,
         time_unit,
+        start_tolerance,
     };
     Some(Workload {
         plan: pool_plan(max_users, &model.rate),
@@ -242,6 +244,31 @@ fn read_open(c: Common<'_>) -> Option<Workload> {
         capacity: None,
         on_signal_ends,
     })
+}
+
+/// `start_tolerance`: the share of intended arrivals that may be dropped or
+/// start late before the run is INVALID (a percent, `"1%"` unless written).
+fn read_start_tolerance(tbl: &Obj<'_>, ok: &mut bool) -> f64 {
+    let Some(n) = tbl.get("start_tolerance") else {
+        return plan::DEFAULT_START_TOLERANCE;
+    };
+    match n.as_str().map(crate::units::parse_percent) {
+        Some(Ok(v)) if (0.0..=1.0).contains(&v) => v,
+        Some(Ok(_)) => {
+            n.error("start_tolerance is a share of the arrivals, between 0% and 100%");
+            *ok = false;
+            0.0
+        }
+        Some(Err(e)) => {
+            n.error(format!("{e} (write a percent such as \"1%\")"));
+            *ok = false;
+            0.0
+        }
+        None => {
+            *ok = false;
+            0.0
+        }
+    }
 }
 
 /// The open model's rate plan: the rate or ramp held for `duration` (30 s
@@ -295,7 +322,13 @@ fn read_closed(c: Common<'_>) -> Option<Workload> {
         ramp_node,
         ..
     } = c;
-    for key in ["max_users", "arrivals", "when_full", "rate"] {
+    for key in [
+        "max_users",
+        "arrivals",
+        "when_full",
+        "rate",
+        "start_tolerance",
+    ] {
         ok &= refuse(
             &tbl,
             key,

@@ -15,6 +15,7 @@
 //! - `faults.rs`: every seeded fault decision (which generator, which draw,
 //!   in which order), the capacity queue and the stall windows;
 //! - `truth.rs`: the truth counters and `GET /__chatload/truth`;
+//! - `listener.rs`: accepts, counting the server's own accept errors;
 //! - `rest.rs`: login, tickets and the thread REST routes (auth is the
 //!   [`rest::AuthUser`] extractor);
 //! - `ws.rs`: the upgrade, the ready handshake and the connection loop;
@@ -30,6 +31,7 @@
 pub mod agent;
 pub mod draw;
 pub mod faults;
+mod listener;
 pub mod rest;
 pub mod settings;
 pub mod threads;
@@ -169,11 +171,11 @@ pub async fn spawn(config: Settings, addr: SocketAddr) -> std::io::Result<Runnin
     });
     let router = app(state.clone());
     let mut rx = shutdown;
-    // Nagle off, as on the client: otherwise events a few milliseconds apart
-    // wait for the previous one's ACK (about 40 ms on loopback).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
+    // Nagle off (as on the client), accept errors counted in the truth.
+    let listener = listener::CountingListener {
+        inner: listener,
+        state: state.clone(),
+    };
     let handle = tokio::spawn(async move {
         let _ = axum::serve(listener, router)
             .with_graceful_shutdown(async move {

@@ -57,6 +57,9 @@ pub const THREADS_FORBIDDEN: &str = "threads.forbidden_403";
 pub const THREADS_NOT_FOUND: &str = "threads.not_found_404";
 /// Tokens issued by the login endpoint.
 pub const LOGINS: &str = "auth.logins";
+/// Connections the listener could not accept, by errno name
+/// (`accept_errors.emfile`): the server ran out of fds (`listener.rs`).
+pub const ACCEPT_ERRORS: &str = "accept_errors.";
 pub fn events(name: &str) -> String {
     format!("events.{name}")
 }
