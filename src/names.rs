@@ -313,8 +313,8 @@ fn counter_known(name: &str, v: &Vocabulary) -> bool {
     };
     let free = |s: &str| !s.is_empty();
     match head {
-        "closes" => is_close_code(rest),
-        "closes_by_phase" => rest
+        "closes" | "closes_auth" => is_close_code(rest),
+        "closes_by_phase" | "closes_auth_by_phase" => rest
             .split_once('.')
             .is_some_and(|(phase, code)| CLOSE_PHASES.contains(&phase) && is_close_code(code)),
         "connections" => match rest.split_once('.') {
@@ -330,7 +330,10 @@ fn counter_known(name: &str, v: &Vocabulary) -> bool {
         }
         "frames" => rest.strip_prefix("server_error.").is_some_and(free),
         "tickets" => rest.strip_prefix("rejected.").is_some_and(is_status),
-        "tokens" => rest.strip_prefix("login_failed.").is_some_and(is_status),
+        "tokens" => match rest.split_once('.') {
+            Some(("rejected", phase)) => CLOSE_PHASES.contains(&phase),
+            _ => rest.strip_prefix("login_failed.").is_some_and(is_status),
+        },
         "threads" => rest.strip_prefix("switch_failed.").is_some_and(free),
         "rest" => rest.rsplit_once('.').is_some_and(|(step, what)| {
             Vocabulary::known(&v.rest_steps, step)
@@ -387,6 +390,16 @@ pub fn close_code(code: u16) -> String {
 /// A close by the phase it happened in and its code.
 pub fn close_phase(phase: &str, code: u16) -> String {
     format!("closes_by_phase.{phase}.{code}")
+}
+
+/// A recognised auth failure (`protocol::AuthFailure`) by socket phase.
+pub fn tokens_rejected(phase: &str) -> String {
+    format!("tokens.rejected.{phase}")
+}
+
+/// The close ending an auth failure (also in `closes.*`): by code, by phase and code.
+pub fn close_auth(phase: &str, code: u16) -> [String; 2] {
+    [close_code(code), close_phase(phase, code)].map(|n| n.replacen("closes", "closes_auth", 1))
 }
 
 /// A failed run by class (`timeout`, `no_response`, `closed`, `agent_error`, ...).
