@@ -215,6 +215,10 @@ pub fn rate(rec: &Recorder, name: &str) -> Option<f64> {
             ratio(attempted.saturating_sub(upgraded), attempted)
         }
         "ready_timeout" => ratio(rec.counter(names::CONN_READY_TIMEOUT), upgraded),
+        "auth_failure" => ratio(
+            rec.counter(names::TOKENS_REJECTED),
+            rec.counter(names::CONN_ATTEMPTED),
+        ),
         other => {
             let class = other.strip_prefix("run_failed_")?;
             ratio(rec.counter(&names::run_failed(class)), started)

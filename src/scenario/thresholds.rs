@@ -21,6 +21,7 @@
 //! | `run_failed_CLASS rate` | `< 1%` | runs failed by CLASS / started runs |
 //! | `connect_error rate` | `< 1%` | attempts not upgraded / attempted connections |
 //! | `ready_timeout rate` | `< 1%` | ready timeouts / upgraded connections |
+//! | `auth_failure rate` | `< 0.1%` | `tokens.rejected` / attempted connections |
 //! | `COUNTER count` | `== 0` | a raw counter (dotted name, e.g. `runs.failed.timeout`) |
 //!
 //! Operators: `<`, `<=`, `>`, `>=`, `==`. A rule with no data (no samples, a
@@ -328,7 +329,7 @@ fn check_rate_name(name: &str) -> Result<(), String> {
                 .is_some_and(|(c, p)| close(c) && names::CLOSE_PHASES.contains(&p))
     }) || matches!(
         name,
-        "run_ok" | "run_failed" | "connect_error" | "ready_timeout"
+        "run_ok" | "run_failed" | "connect_error" | "ready_timeout" | "auth_failure"
     ) || name
         .strip_prefix("run_failed_")
         .is_some_and(|c| !c.is_empty());
@@ -336,7 +337,7 @@ fn check_rate_name(name: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "unknown rate `{name}` (known: close_CODE, close_CODE_PHASE, run_ok, run_failed, run_failed_CLASS, connect_error, ready_timeout)"
+            "unknown rate `{name}` (known: close_CODE, close_CODE_PHASE, run_ok, run_failed, run_failed_CLASS, connect_error, ready_timeout, auth_failure)"
         ))
     }
 }
