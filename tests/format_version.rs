@@ -123,6 +123,23 @@ fn compare_and_merge_refuse_to_mix_the_two_definitions_of_close_1011_rate() {
         assert_eq!(merged.format_version, version);
     }
 
+    // A 1.0 baseline for a 1.1 run is refused before anything is sent.
+    let scenario = d.join("s.toml");
+    std::fs::write(&scenario, iterations_scenario(1, 1, "")).unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_chatload"))
+        .arg("run")
+        .arg(&scenario)
+        .arg("--baseline")
+        .arg(&old0)
+        .arg("--out")
+        .arg(d.join("never"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("define `close_1011 rate` differently"), "{err}");
+    assert!(!d.join("never").exists());
+
     // A 1.0 snapshot alone still renders.
     let md = d.join("old.md");
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_chatload"))

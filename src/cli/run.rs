@@ -229,12 +229,19 @@ fn shard(a: &RunArgs) -> Result<Shard, String> {
     }
 }
 
-/// `--baseline FILE`, read.
+/// `--baseline FILE`, read; refused before the run when its format defines
+/// the close rates differently from this run's (1.0 beside 1.1).
 fn baseline(path: Option<&std::path::Path>) -> Result<Option<Snapshot>, String> {
     let Some(p) = path else { return Ok(None) };
+    let this = crate::metrics::snapshot::FORMAT_VERSION;
     std::fs::read_to_string(p)
         .map_err(|e| e.to_string())
         .and_then(|t| Snapshot::from_json(&t).map_err(|e| e.to_string()))
+        .and_then(|s| {
+            crate::metrics::snapshot::same_definitions(&s.format_version, this)
+                .map(|()| s)
+                .map_err(|e| e.to_string())
+        })
         .map(Some)
         .map_err(|e| format!("cannot read the baseline {}: {e}", p.display()))
 }
