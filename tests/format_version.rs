@@ -137,7 +137,10 @@ fn compare_and_merge_refuse_to_mix_the_two_definitions_of_close_1011_rate() {
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(err.contains("define `close_1011 rate` differently"), "{err}");
+    assert!(
+        err.contains("define `close_1011 rate` differently"),
+        "{err}"
+    );
     assert!(!d.join("never").exists());
 
     // A 1.0 snapshot alone still renders.
