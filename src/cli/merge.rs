@@ -31,7 +31,7 @@ pub fn main(a: MergeArgs) -> u8 {
             }
         }
     }
-    let merged = match crate::metrics::merge::merge(&snaps) {
+    let mut merged = match crate::metrics::merge::merge(&snaps) {
         Ok(m) => m,
         Err(e) => {
             say_err!("error: {e}");
@@ -42,6 +42,9 @@ pub fn main(a: MergeArgs) -> u8 {
         say_err!("error: cannot create {}: {e}", a.out.display());
         return exit::USAGE;
     }
+    merged
+        .notes
+        .extend(crate::report::console::auth_note(&merged.counters));
     let data = ReportData::from_snapshot(&merged);
     for format in Format::ALL {
         let p = a.out.join(format.file_name());

@@ -197,7 +197,7 @@ fn apply_overrides(sc: &mut Scenario, a: &RunArgs) -> Result<(), String> {
         sc.workload.plan = sc.workload.plan.with_hold(d);
     }
     // The scenario's caps hold for the overridden plan too.
-    let over = sc.limits.check_workload(&sc.workload);
+    let over = sc.workload.over_limits(&sc.limits);
     if !over.is_empty() {
         return Err(over.join("; "));
     }
@@ -237,12 +237,19 @@ fn shard(a: &RunArgs) -> Result<Shard, String> {
     }
 }
 
-/// `--baseline FILE`, read.
+/// `--baseline FILE`, read; refused before the run when its format defines
+/// the close rates differently from this run's (1.0 beside 1.1).
 fn baseline(path: Option<&std::path::Path>) -> Result<Option<Snapshot>, String> {
     let Some(p) = path else { return Ok(None) };
+    let this = crate::metrics::snapshot::FORMAT_VERSION;
     std::fs::read_to_string(p)
         .map_err(|e| e.to_string())
         .and_then(|t| Snapshot::from_json(&t).map_err(|e| e.to_string()))
+        .and_then(|s| {
+            crate::metrics::snapshot::same_definitions(&s.format_version, this)
+                .map(|()| s)
+                .map_err(|e| e.to_string())
+        })
         .map(Some)
         .map_err(|e| format!("cannot read the baseline {}: {e}", p.display()))
 }

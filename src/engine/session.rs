@@ -37,6 +37,9 @@ pub enum ReadyOutcome {
     Closed {
         code: u16,
         server_error: Option<String>,
+        /// A recognised auth failure (the profile's `auth_failure`): an auth
+        /// frame came first, or the code means one on its own.
+        auth: bool,
     },
     TimedOut,
 }
@@ -155,16 +158,17 @@ where
     S: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin,
 {
     let mut server_error = None;
+    let mut auth_frame = false;
+    let closed = |code: u16, server_error: Option<String>, auth_frame: bool| ReadyOutcome::Closed {
+        code,
+        server_error,
+        auth: profile.auth_failure.close_before_ready(code, auth_frame),
+    };
     loop {
         let next = tokio::time::timeout_at(deadline.into(), ws.next()).await;
         let msg = match next {
             Err(_) => return ReadyOutcome::TimedOut,
-            Ok(None) | Ok(Some(Err(_))) => {
-                return ReadyOutcome::Closed {
-                    code: ABNORMAL_CLOSE,
-                    server_error,
-                }
-            }
+            Ok(None) | Ok(Some(Err(_))) => return closed(ABNORMAL_CLOSE, server_error, auth_frame),
             Ok(Some(Ok(m))) => m,
         };
         match msg {
@@ -181,7 +185,13 @@ where
                     }
                     continue;
                 }
-                if let Frame::ServerError { code, message } = &frame {
+                if let Frame::ServerError {
+                    code,
+                    message,
+                    auth,
+                } = &frame
+                {
+                    auth_frame |= *auth;
                     server_error = Some(format!(
                         "{}{}",
                         code.as_deref().unwrap_or("error"),
@@ -203,12 +213,7 @@ where
                 obs.count("frames.binary");
                 note_violation(obs, &binary_violation(b.len()), "<binary>", who);
             }
-            Message::Close(f) => {
-                return ReadyOutcome::Closed {
-                    code: close_code(f),
-                    server_error,
-                }
-            }
+            Message::Close(f) => return closed(close_code(f), server_error, auth_frame),
             _ => {}
         }
     }
@@ -309,6 +314,9 @@ pub struct ReadCtx<'a> {
     pub profile: &'static Profile,
     pub user_id: &'a str,
     pub obs: &'a ObsSender,
+    /// Set when an auth frame (the profile's `auth_failure`) arrives on this
+    /// socket: the close that follows is a recognised auth failure.
+    pub auth_refused: &'a AtomicBool,
 }
 
 /// Reads frames until the active run ends, the wanted frame arrives, the
@@ -417,6 +425,9 @@ fn on_text(
     let profile = cx.profile;
     cx.obs.count_n("bytes.received", text.len() as u64);
     let frame = profile.decode(text);
+    if let Frame::ServerError { auth: true, .. } = &frame {
+        cx.auth_refused.store(true, Ordering::Relaxed);
+    }
     if let Want::Frame(w) = want {
         if matches!(&frame, Frame::Unknown(name) | Frame::Ignored(name) if name == w) {
             if let Ok(v) = serde_json::from_str(text) {

@@ -84,25 +84,45 @@ impl Shared {
             Err((status, msg)) => {
                 s.dropped_at.get_or_insert_with(Instant::now);
                 // A refused token is not tried again: the next attempt gets a
-                // fresh one. 401 and an auth close before ready are the token's;
-                // a 403 may be a load balancer's, so the token goes on the second.
-                let refused_token = match status {
-                    Some(401) | Some(1008) => true,
+                // fresh one. 401 and an auth failure before ready (the
+                // profile's `auth_failure`, counted where it was seen) are
+                // the token's; a 403 may be a load balancer's, so the token
+                // goes on the second.
+                let refused_http = match status {
+                    Some(401) => true,
                     Some(403) => {
                         s.refused_403 += 1;
                         s.refused_403 >= 2
                     }
                     _ => false,
                 };
-                if refused_token {
-                    self.obs.count("tokens.rejected");
-                    s.token = None;
-                    s.refused_403 = 0;
+                if refused_http {
+                    self.token_refused(s, PHASE_BEFORE_READY, None);
                 }
+                let refused_token = std::mem::take(&mut s.token_refused);
                 self.failed_attempt(s, refused_token || msg.contains("expired"));
                 Err((status, msg))
             }
         }
+    }
+
+    /// A recognised auth failure (the profile's `auth_failure`, HTTP 401, a
+    /// second 403 in a row): `tokens.rejected` and `tokens.rejected.<phase>`;
+    /// its close, if any, also as `closes_auth.<code>` (beside the raw
+    /// `closes.<code>`) so the close rates leave it out. The token goes.
+    pub(super) fn token_refused(&self, s: &mut UserSession, phase: &str, close: Option<u16>) {
+        self.obs.count(names::TOKENS_REJECTED);
+        self.obs.count(names::tokens_rejected(phase));
+        for name in close
+            .map(|code| names::close_auth(phase, code))
+            .into_iter()
+            .flatten()
+        {
+            self.obs.count(name);
+        }
+        s.token = None;
+        s.refused_403 = 0;
+        s.token_refused = true;
     }
 
     /// When the next attempt may go: the n-th attempt after a drop or a
@@ -157,6 +177,7 @@ impl Shared {
         s: &mut UserSession,
     ) -> Result<Duration, (Option<u16>, String)> {
         let sc = &self.cfg.scenario;
+        s.token_refused = false;
         self.obs.count(names::CONN_ATTEMPTED);
         if s.ever_connected {
             self.obs.count(names::RECONNECTS);
@@ -203,11 +224,19 @@ impl Shared {
                 s.ping_pending = None;
                 s.runs_on_socket = 0;
                 s.earlier_runs.clear();
+                *s.auth_refused.get_mut() = false;
                 Ok(started.elapsed())
             }
-            ReadyOutcome::Closed { code, server_error } => {
+            ReadyOutcome::Closed {
+                code,
+                server_error,
+                auth,
+            } => {
                 self.obs.count(names::close_code(code));
                 self.obs.count(names::close_phase(PHASE_BEFORE_READY, code));
+                if auth {
+                    self.token_refused(s, PHASE_BEFORE_READY, Some(code));
+                }
                 let why = server_error
                     .map(|e| format!(" after `{e}`"))
                     .unwrap_or_default();
@@ -303,6 +332,7 @@ impl Shared {
                 user_id,
                 pending,
                 earlier_runs,
+                auth_refused,
                 ..
             } = s;
             let Some(ws) = ws.as_mut() else {
@@ -312,6 +342,7 @@ impl Shared {
                 profile: self.profile,
                 user_id,
                 obs: &self.obs,
+                auth_refused,
             };
             let out = session::read(
                 ws,
@@ -362,6 +393,11 @@ impl Shared {
             None => {
                 self.obs.count(names::close_code(code));
                 self.obs.count(names::close_phase(PHASE_IDLE, code));
+                if s.auth_refused
+                    .swap(false, std::sync::atomic::Ordering::Relaxed)
+                {
+                    self.token_refused(s, PHASE_IDLE, Some(code));
+                }
                 self.lost_socket(s, code);
             }
         }

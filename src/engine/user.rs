@@ -102,6 +102,10 @@ pub(super) struct UserSession {
     /// Upgrades refused with 403 in a row (the second renews the token: a
     /// 403 may be a load balancer's refusal, or the token's).
     pub(super) refused_403: u32,
+    /// The last connect attempt ended in a recognised auth failure.
+    pub(super) token_refused: bool,
+    /// An auth frame arrived on the current socket (see `ReadCtx`).
+    pub(super) auth_refused: std::sync::atomic::AtomicBool,
     /// The socket was lost (not closed by the client) since the last ready.
     pub(super) lost: bool,
     /// When this socket last sent a heartbeat ping, and the one awaiting its reply.
@@ -186,6 +190,8 @@ impl Shared {
             parked: false,
             cooldown_until: None,
             refused_403: 0,
+            token_refused: false,
+            auth_refused: Default::default(),
             lost: false,
             last_ping: None,
             ping_pending: None,
@@ -223,6 +229,11 @@ impl Shared {
         if let RunOutcome::Closed { code } = report.outcome {
             self.obs.count(names::close_code(code));
             self.obs.count(names::close_phase(phase, code));
+            if s.auth_refused
+                .swap(false, std::sync::atomic::Ordering::Relaxed)
+            {
+                self.token_refused(s, phase, Some(code));
+            }
             self.lost_socket(s, code);
         }
         report

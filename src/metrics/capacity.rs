@@ -145,11 +145,15 @@ fn offered(rec: &Recorder) -> RuleResult {
 fn judge_in_step(t: &Threshold, rec: &Recorder, sockets_at_start: u64) -> RuleResult {
     if let super::threshold::Subject::Rate { name } = &t.subject {
         if let Some(code) = name.strip_prefix("close_") {
-            let closes = rec.counter(&format!("closes.{code}"));
+            let closes = super::threshold::unexplained_closes(rec, code).unwrap_or(0);
             let in_use = rec.counter(crate::names::CONN_UPGRADED) + sockets_at_start;
-            let mut r = Recorder::default();
-            r.count(&format!("closes.{code}"), closes);
-            r.count(crate::names::CONN_UPGRADED, in_use.max(1));
+            // The step's counters (the closes, and the auth failures they leave out).
+            let mut r = Recorder {
+                counters: rec.counters.clone(),
+                ..Recorder::default()
+            };
+            r.counters
+                .insert(crate::names::CONN_UPGRADED.into(), in_use.max(1));
             let mut v = t.judge(&r);
             if in_use == 0 && closes > 0 {
                 v.observed_text = format!("{closes} closes and no socket in use");

@@ -13,7 +13,11 @@ use serde::{Deserialize, Serialize};
 use super::recorder::Recorder;
 
 /// Major.minor of the snapshot format. A reader refuses another major version.
-pub const FORMAT_VERSION: &str = "1.0";
+/// 1.1: `close_CODE rate` (and its per-phase, per-1k-runs and drift forms)
+/// leaves out the closes that ended a recognised auth failure; 1.0 counted
+/// every close. `compare` and `merge` refuse to mix the two
+/// ([`same_definitions`]); a 1.0 snapshot alone still reads and renders.
+pub const FORMAT_VERSION: &str = "1.1";
 const ENCODING: &str = "hdr-v2-deflate-base64";
 
 #[derive(Debug, thiserror::Error)]
@@ -22,8 +26,31 @@ pub enum SnapshotError {
     Json(#[from] serde_json::Error),
     #[error("snapshot format {found} is not supported by this chatload (reads {FORMAT_VERSION} and other 1.x)")]
     Version { found: String },
+    #[error("snapshots of format {base} and {new} define `close_1011 rate` differently (from 1.1 on it leaves out the 1011s that ended a recognised auth failure, counted as tokens.rejected; 1.0 counted every 1011), so their numbers cannot be mixed: compare or merge snapshots of one definition (re-run the older test with this chatload)")]
+    Definitions { base: String, new: String },
     #[error("histogram `{metric}` cannot be decoded: {detail}")]
     Histogram { metric: String, detail: String },
+}
+
+/// Refuses to mix snapshots whose format versions define their numbers
+/// differently (see [`FORMAT_VERSION`]): 1.0 and 1.1 or later.
+pub fn same_definitions(base: &str, new: &str) -> Result<(), SnapshotError> {
+    // The generation of definitions: 1.0 (and older 1.x without a minor) is
+    // the first; every later 1.x so far shares the second.
+    let generation = |v: &str| {
+        v.split('.')
+            .nth(1)
+            .and_then(|m| m.parse::<u32>().ok())
+            .is_some_and(|minor| minor >= 1)
+    };
+    if generation(base) == generation(new) {
+        Ok(())
+    } else {
+        Err(SnapshotError::Definitions {
+            base: base.to_string(),
+            new: new.to_string(),
+        })
+    }
 }
 
 /// One histogram, whole, plus derived statistics in microseconds.
@@ -115,4 +142,27 @@ pub fn histograms_of(rec: &Recorder) -> BTreeMap<String, HistogramData> {
         .filter(|(_, h)| !h.is_empty())
         .map(|(k, h)| (k.clone(), HistogramData::encode(h)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_of_one_definition_mix_and_others_do_not() {
+        for (a, b, same) in [
+            ("1.0", "1.0", true),
+            ("1.1", "1.1", true),
+            ("1.1", "1.2", true),
+            ("1.0", "1.1", false),
+            ("1.1", "1.0", false),
+        ] {
+            assert_eq!(same_definitions(a, b).is_ok(), same, "{a} {b}");
+        }
+        let e = same_definitions("1.0", "1.1").unwrap_err().to_string();
+        assert!(
+            e.contains("1.0 and 1.1") && e.contains("close_1011 rate"),
+            "{e}"
+        );
+    }
 }

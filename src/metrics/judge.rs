@@ -155,12 +155,14 @@ pub fn recover(dir: &std::path::Path) -> Result<Snapshot, String> {
     Ok(s)
 }
 
-/// Compares `new` against `base` (`chatload compare`, `run --baseline`).
+/// Compares `new` against `base` (`chatload compare`, `run --baseline`);
+/// refuses snapshots whose formats define their numbers differently.
 pub fn compare(
     base: &Snapshot,
     new: &Snapshot,
     tolerances: &[crate::scenario::baseline::Tolerance],
 ) -> Result<super::compare::Comparison, super::encoding::SnapshotError> {
+    super::encoding::same_definitions(&base.format_version, &new.format_version)?;
     let (b, n) = (base.recorder()?, new.recorder()?);
     Ok(super::compare::compare_recorders(
         (&base.run_id, &b),

@@ -4,7 +4,8 @@
 //! Phases: `check` (one run's shards), `add_shards`, `partial_notes`,
 //! `assemble`, then the one judge (`judge.rs`).
 //!
-//! A merge refuses snapshots of different scenarios, seeds or format versions,
+//! A merge refuses snapshots of different scenarios, seeds or format versions
+//! (another major, or another definition of the close rates: 1.0 and 1.1),
 //! and reports a missing or failed shard as a partial result, never a complete one.
 
 use std::collections::BTreeMap;
@@ -74,6 +75,13 @@ fn check(snaps: &[Snapshot]) -> Result<(&Snapshot, u32, BTreeMap<u32, &Snapshot>
         } else if major(&s.format_version) != major(&first.format_version) {
             Some(format!(
                 "has format {}, not {}",
+                s.format_version, first.format_version
+            ))
+        } else if let Err(e) =
+            super::encoding::same_definitions(&first.format_version, &s.format_version)
+        {
+            Some(format!(
+                "has format {}, not {}: {e}",
                 s.format_version, first.format_version
             ))
         } else if s.shard.map(|x| x.count) != Some(count) {

@@ -11,7 +11,9 @@ use serde_json::Value;
 use super::threshold::RuleResult;
 use super::Recorder;
 
-pub use super::encoding::{HistogramData, IntervalData, SnapshotError, FORMAT_VERSION};
+pub use super::encoding::{
+    same_definitions, HistogramData, IntervalData, SnapshotError, FORMAT_VERSION,
+};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ToolInfo {

@@ -111,8 +111,8 @@ impl Threshold {
                 Subject::Rate { name } => match name.strip_prefix("close_") {
                     Some(code) => {
                         let runs = r.counter(names::RUNS_STARTED);
-                        (runs > 0)
-                            .then(|| r.counter(&format!("closes.{code}")) as f64 / runs as f64)
+                        let closes = unexplained_closes(r, code).unwrap_or(0);
+                        (runs > 0).then(|| closes as f64 / runs as f64)
                     }
                     None => rate(r, name),
                 },
@@ -175,7 +175,12 @@ impl Threshold {
             Subject::Rate { name } => (rate(rec, name), "fraction"),
             Subject::PerThousandRuns { counter } => {
                 let runs = rec.counter(names::RUNS_STARTED);
-                let v = (runs > 0).then(|| rec.counter(counter) as f64 * 1000.0 / runs as f64);
+                // `close_CODE per_1k_runs` leaves auth failures out, as its rate does.
+                let n = counter
+                    .strip_prefix("closes.")
+                    .and_then(|code| unexplained_closes(rec, code))
+                    .unwrap_or_else(|| rec.counter(counter));
+                let v = (runs > 0).then(|| n as f64 * 1000.0 / runs as f64);
                 (v, "per_1k_runs")
             }
             Subject::Count { counter } => (Some(rec.counter(counter) as f64), "count"),
@@ -199,8 +204,8 @@ pub fn rate(rec: &Recorder, name: &str) -> Option<f64> {
     let ratio = |num: u64, den: u64| (den > 0).then(|| num as f64 / den as f64);
     let upgraded = rec.counter(names::CONN_UPGRADED);
     let started = rec.counter(names::RUNS_STARTED);
-    if let Some(code) = name.strip_prefix("close_") {
-        return ratio(rec.counter(&format!("closes.{code}")), upgraded);
+    if let Some(spec) = name.strip_prefix("close_") {
+        return ratio(unexplained_closes(rec, spec)?, upgraded);
     }
     match name {
         "run_ok" => ratio(rec.counter(names::RUNS_OK), started),
@@ -210,11 +215,33 @@ pub fn rate(rec: &Recorder, name: &str) -> Option<f64> {
             ratio(attempted.saturating_sub(upgraded), attempted)
         }
         "ready_timeout" => ratio(rec.counter(names::CONN_READY_TIMEOUT), upgraded),
+        "auth_failure" => ratio(
+            rec.counter(names::TOKENS_REJECTED),
+            rec.counter(names::CONN_ATTEMPTED),
+        ),
         other => {
             let class = other.strip_prefix("run_failed_")?;
             ratio(rec.counter(&names::run_failed(class)), started)
         }
     }
+}
+
+/// The closes a close rate counts: `spec` is `CODE` (every phase) or
+/// `CODE_PHASE` (`1011_first_exchange`); the closes that ended a recognised
+/// auth failure (`closes_auth.*`, counted as `tokens.rejected`) are left out.
+/// `None` when `spec` names no close code.
+pub fn unexplained_closes(rec: &Recorder, spec: &str) -> Option<u64> {
+    let (code, phase) = match spec.split_once('_') {
+        Some((code, phase)) => (code, Some(phase)),
+        None => (spec, None),
+    };
+    let code: u16 = code.parse().ok()?;
+    let [auth_by_code, auth_by_phase] = names::close_auth(phase.unwrap_or(""), code);
+    let (all, auth) = match phase {
+        None => (names::close_code(code), auth_by_code),
+        Some(phase) => (names::close_phase(phase, code), auth_by_phase),
+    };
+    Some(rec.counter(&all).saturating_sub(rec.counter(&auth)))
 }
 
 impl fmt::Display for RuleResult {
@@ -271,6 +298,51 @@ mod tests {
             let t = Threshold::parse(k, v).unwrap_or_else(|e| panic!("{k} = {v}: {e}"));
             assert_eq!(t.judge(&r).passed, want, "{k} {v}: {:?}", t.judge(&r));
         }
+    }
+
+    #[test]
+    fn close_rates_leave_recognised_auth_failures_out() {
+        let mut r = Recorder::default();
+        r.count(names::CONN_UPGRADED, 100);
+        r.count(names::RUNS_STARTED, 50);
+        // 30 auth failures closed with 1011 before ready, 1 unexplained 1011
+        // at the first exchange, 2 while idle (one of them an auth failure).
+        r.count("closes.1011", 33);
+        r.count("closes_by_phase.before_ready.1011", 30);
+        r.count("closes_by_phase.first_exchange.1011", 1);
+        r.count("closes_by_phase.idle.1011", 2);
+        for phase in ["before_ready", "before_ready", "idle"] {
+            for name in names::close_auth(phase, 1011) {
+                r.count(&name, if phase == "idle" { 1 } else { 15 });
+            }
+        }
+        let rate = |name: &str| super::rate(&r, name);
+        assert_eq!(rate("close_1011"), Some(0.02));
+        assert_eq!(rate("close_1011_before_ready"), Some(0.0));
+        assert_eq!(rate("close_1011_first_exchange"), Some(0.01));
+        assert_eq!(rate("close_1011_during_run"), Some(0.0));
+        assert_eq!(rate("close_1011_idle"), Some(0.01));
+        let judged = |k: &str, v: &str| Threshold::parse(k, v).unwrap().judge(&r).observed;
+        assert_eq!(judged("close_1011 per_1k_runs", "< 1"), Some(40.0));
+        assert_eq!(
+            judged("closes.1011 count", "== 0"),
+            Some(33.0),
+            "the raw counter"
+        );
+        let names_ok = [
+            "tokens.rejected.idle",
+            "closes_auth.1011",
+            "closes_auth_by_phase.idle.1011",
+        ];
+        for n in names_ok {
+            assert!(
+                names::check_counter(n, &names::Vocabulary::unknown()).is_ok(),
+                "{n}"
+            );
+        }
+        assert!(
+            names::check_counter("tokens.rejected.lunch", &names::Vocabulary::unknown()).is_err()
+        );
     }
 
     #[test]

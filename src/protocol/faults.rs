@@ -93,6 +93,9 @@ pub struct FaultPlan {
     /// Per connection: answer none of the client's `ping`/`heartbeat` frames
     /// (a hung handler that still holds the socket).
     pub mute_heartbeat: f64,
+    /// Per connection, before ready: refuse the token as the platform does
+    /// under load (`error_message` with `VALIDATION_FAILED`, then close 1011).
+    pub reject_token: f64,
 }
 
 fn split_arg<'a>(name: &str, value: &'a str) -> Result<(&'a str, &'a str), String> {
@@ -132,6 +135,7 @@ impl FaultPlan {
             "lose_message" => self.lose_message = parse_rate(value)?,
             "leak_history" => self.leak_history = parse_rate(value)?,
             "mute_heartbeat" => self.mute_heartbeat = parse_rate(value)?,
+            "reject_token" => self.reject_token = parse_rate(value)?,
             "malformed" => self.malformed = parse_rate(value)?,
             "binary" => self.binary = parse_rate(value)?,
             "oversized" => {
@@ -169,7 +173,7 @@ impl FaultPlan {
             }
             other => {
                 return Err(format!(
-                    "unknown fault `{other}` (known: close_1011, close_1006, drop_event, duplicate_event, reorder, omit_field, leak, stall, malformed, binary, oversized, refuse_upgrade, slow_accept, lose_message, leak_history, mute_heartbeat)"
+                    "unknown fault `{other}` (known: close_1011, close_1006, drop_event, duplicate_event, reorder, omit_field, leak, stall, malformed, binary, oversized, refuse_upgrade, slow_accept, lose_message, leak_history, mute_heartbeat, reject_token)"
                 ))
             }
         }
@@ -205,6 +209,7 @@ impl fmt::Display for FaultPlan {
             ("lose_message", self.lose_message),
             ("leak_history", self.leak_history),
             ("mute_heartbeat", self.mute_heartbeat),
+            ("reject_token", self.reject_token),
         ] {
             if r > 0.0 {
                 parts.push(format!("{name}={}", pct(r)));
@@ -378,9 +383,10 @@ mod tests {
         let p = FaultPlan::parse(
             "close_1011=0.5%@first_exchange,close_1011=1%@idle,drop_event=agent_thinking:1%,omit_field=tool_completed.results:2%,\
              duplicate_event=agent_started:3%,reorder=1%,leak=0.01%,stall=1%,malformed=1%,binary=1%,oversized=100000:1%,\
-             refuse_upgrade=503:5%,slow_accept=300ms:10%,close_1006=2%",
+             refuse_upgrade=503:5%,slow_accept=300ms:10%,close_1006=2%,reject_token=30%",
         )
         .unwrap();
+        assert!((p.reject_token - 0.3).abs() < 1e-12);
         assert!((p.close_1011[&Phase::FirstExchange] - 0.005).abs() < 1e-12);
         assert!((p.close_1011[&Phase::Idle] - 0.01).abs() < 1e-12);
         assert!((p.omit_field["tool_completed.results"] - 0.02).abs() < 1e-12);

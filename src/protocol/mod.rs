@@ -11,11 +11,13 @@
 //! `units` (durations in `faults.rs`), never another chatload module. Files:
 //! this one (profiles, envelope normalisation), `template.rs`, `sequence.rs`
 //! (sequence automaton), `validate.rs` (whole-run validation), `dialect.rs`
-//! (what a server speaks) and `faults.rs` (the server's fault vocabulary).
+//! (what a server speaks), `faults.rs` (the server's fault vocabulary) and
+//! `auth_failure.rs` (which early frames and closes mean a refused token).
 //!
 //! A new server fault class touches `faults.rs` here (its field and syntax),
 //! then `server/faults.rs` (its draw) and the server file that applies it.
 
+pub mod auth_failure;
 pub mod dialect;
 pub mod faults;
 pub mod sequence;
@@ -25,6 +27,8 @@ pub mod validate;
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
+
+pub use auth_failure::AuthFailure;
 
 /// How frames of one protocol generation are read.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,6 +59,8 @@ pub struct Profile {
     pub ignore: Vec<String>,
     /// Frames that report a server-side error outside a run (e.g. `AUTH_FAILED`).
     pub error_frames: Vec<String>,
+    /// Which early frames and closes mean the server refused the token.
+    pub auth_failure: AuthFailure,
     /// The newest generation's ready handshake, if the server speaks it.
     pub handshake: Option<Handshake>,
     /// What a whole run must look like.
@@ -151,6 +157,7 @@ impl Profile {
             answers,
             ignore: strings(&["ack", "pong", "heartbeat_ack", "connection_recovery"]),
             error_frames: strings(&["error_message", "error"]),
+            auth_failure: AuthFailure::netra(),
             handshake: Some(Handshake {
                 on: "handshake_response".into(),
                 reply: serde_json::json!({"type": "handshake_acknowledged", "thread_id": "{{thread}}"}),
@@ -238,14 +245,19 @@ impl Profile {
                 view,
             });
         }
-        if self.error_frames.contains(&name) {
+        if self.error_frames.contains(&name) || self.auth_failure.frames.contains(&name) {
             let code = ["error_code", "code"]
                 .iter()
                 .find_map(|k| view.get(*k).map(value_text));
             let message = ["message", "error", "detail"]
                 .iter()
                 .find_map(|k| view.get(*k).map(value_text));
-            return Frame::ServerError { code, message };
+            let auth = self.auth_failure.is_auth_frame(&name, code.as_deref());
+            return Frame::ServerError {
+                code,
+                message,
+                auth,
+            };
         }
         if self.ignore.contains(&name) {
             return Frame::Ignored(name);
@@ -319,6 +331,8 @@ pub enum Frame {
     ServerError {
         code: Option<String>,
         message: Option<String>,
+        /// The profile's `auth_failure` says this frame refuses the token.
+        auth: bool,
     },
     /// Known noise.
     Ignored(String),
@@ -399,7 +413,16 @@ mod tests {
             p.decode(r#"{"type":"error_message","error_code":"AUTH_FAILED","message":"bad"}"#),
             Frame::ServerError {
                 code: Some("AUTH_FAILED".into()),
-                message: Some("bad".into())
+                message: Some("bad".into()),
+                auth: true,
+            }
+        );
+        assert_eq!(
+            p.decode(r#"{"type":"error_message","error_code":"RATE_LIMITED","message":"slow"}"#),
+            Frame::ServerError {
+                code: Some("RATE_LIMITED".into()),
+                message: Some("slow".into()),
+                auth: false,
             }
         );
         assert_eq!(

@@ -47,13 +47,14 @@ pub(super) fn capacity_view(c: &crate::metrics::capacity::CapacityResult) -> Cap
         .map(|st| {
             let n = |k: &str| st.counters.get(k).copied().unwrap_or(0);
             let started = n(names::RUNS_STARTED);
-            let per_run = |k: &str| {
+            let per_run_of = |count: u64| {
                 if started == 0 {
                     "n/a".to_string()
                 } else {
-                    crate::units::format_value(n(k) as f64 / started as f64, "fraction")
+                    crate::units::format_value(count as f64 / started as f64, "fraction")
                 }
             };
+            let per_run = |k: &str| per_run_of(n(k));
             let ttc = |q: fn(&HistogramData) -> u64| {
                 st.histograms
                     .get(names::TTC)
@@ -67,7 +68,8 @@ pub(super) fn capacity_view(c: &crate::metrics::capacity::CapacityResult) -> Cap
                 ttc_p95: ttc(|h| h.p95_us),
                 ttc_p99: ttc(|h| h.p99_us),
                 error_rate: per_run(names::RUNS_FAILED),
-                close_1011: per_run("closes.1011"),
+                // As `close_1011 rate`: recognised auth failures left out.
+                close_1011: per_run_of(n("closes.1011").saturating_sub(n("closes_auth.1011"))),
                 not_on_time: st.counters.contains_key(names::STARTS_INTENDED).then(|| {
                     format!(
                         "{} dropped, {} late",

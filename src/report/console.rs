@@ -1,9 +1,50 @@
 //! The end-of-run console summary (plain text, fixed-width tables), one
-//! function per section. Imports only the view model (`report/mod.rs`).
+//! function per section, and the sentence on refused tokens ([`auth_note`])
+//! the run adds to its notes. Imports the view model (`report/mod.rs`) and
+//! `names`.
 
+use std::collections::BTreeMap;
 use std::io::{self, Write};
 
 use super::{CapacityView, ReportData};
+use crate::names;
+
+/// What the recognised auth failures (`tokens.rejected`) say, for a run's
+/// notes: no token ever accepted points at the signing key or the token
+/// source; some accepted means the target's auth path refused tokens under
+/// load (PROTOCOL.md section 8). `None` without a refused token.
+pub fn auth_note(counters: &BTreeMap<String, u64>) -> Option<String> {
+    let c = |k: &str| counters.get(k).copied().unwrap_or(0);
+    let rejected = c(names::TOKENS_REJECTED);
+    if rejected == 0 {
+        return None;
+    }
+    let (attempted, ready) = (c(names::CONN_ATTEMPTED), c(names::CONN_READY));
+    let phases: Vec<String> = names::CLOSE_PHASES
+        .iter()
+        .filter(|p| c(&names::tokens_rejected(p)) > 0)
+        .map(|p| format!("{} {}", c(&names::tokens_rejected(p)), p.replace('_', " ")))
+        .collect();
+    let by_phase = if phases.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", phases.join(", "))
+    };
+    Some(if ready == 0 {
+        let what = if rejected >= attempted {
+            "every connect was rejected for auth"
+        } else {
+            "no token was accepted"
+        };
+        format!(
+            "{what} ({rejected} of {attempted} connects refused for auth{by_phase}): check the signing key / token source (auth.secret_env and the claims, the tokens file or the login endpoint)"
+        )
+    } else {
+        format!(
+            "the target's auth path refused {rejected} tokens under load ({ready} connects were accepted{by_phase}); counted as tokens.rejected, not in close_1011 rate"
+        )
+    })
+}
 
 /// The summary, top to bottom: title, key numbers, latency, count tables,
 /// thresholds, capacity, notes.

@@ -163,7 +163,7 @@ fn key_numbers(s: &Snapshot) -> Vec<(String, String)> {
         ),
         (
             "close_1011 rate".to_string(),
-            format!("{} ({} closes)", rate("close_1011"), c("closes.1011")),
+            close_1011_text(rate("close_1011"), c("closes.1011"), c("closes_auth.1011")),
         ),
         ("ttfe p50 / p95 / p99".to_string(), percentiles(names::TTFE)),
         ("ttc p50 / p95 / p99".to_string(), percentiles(names::TTC)),
@@ -244,6 +244,15 @@ fn threads(s: &Snapshot) -> Vec<(String, u64)> {
     threads
 }
 
+/// The key number of 1011 closes: the rate (auth failures left out) and
+/// the raw count, with how many of them were recognised auth failures.
+fn close_1011_text(rate: String, closes: u64, auth: u64) -> String {
+    if auth == 0 {
+        return format!("{rate} ({closes} closes)");
+    }
+    format!("{rate} ({closes} closes, {auth} of them auth failures, counted as tokens rejected)")
+}
+
 /// Closes by code (with its name), then by phase and code.
 fn closes(s: &Snapshot) -> Vec<(String, u64)> {
     let mut closes: Vec<(String, u64)> = with_prefix(s, "closes.")
@@ -261,6 +270,11 @@ fn closes(s: &Snapshot) -> Vec<(String, u64)> {
                 let when = if phase == "idle" { "while" } else { "during" };
                 (format!("{code} {when} {phase}"), v)
             }),
+    );
+    closes.extend(
+        with_prefix(s, "closes_auth.")
+            .into_iter()
+            .map(|(code, v)| (format!("{code} ending an auth failure"), v)),
     );
     closes
 }

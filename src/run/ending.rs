@@ -61,6 +61,7 @@ pub(super) fn judge(req: &RunRequest, template: &Snapshot, ended: Ended) -> Snap
         notes.push(note);
     }
     let ending = stop_notes(req, &ended, shard_users, &mut notes);
+    notes.extend(crate::report::console::auth_note(&rec.counters));
     let mut snapshot = fill(template, rec, &ended.intervals, ended.elapsed);
     snapshot.validity = validity(req, rec, ended.server_truth.as_ref());
     snapshot.offered = offered(req, &ended.intervals, ended.elapsed);
@@ -220,13 +221,9 @@ fn explain_no_ready(rec: &Recorder) -> String {
     if t > 0 {
         parts.push(format!("{t} ready timeouts"));
     }
-    let hint = if rec.counter("closes_by_phase.before_ready.1008") > 0 {
-        " — 1008 after an AUTH_FAILED frame means the server rejected the token: check the signing key variable (auth.secret_env) and the claims"
-    } else {
-        ""
-    };
+    // Refused tokens get their own note (`report::console::auth_note`).
     format!(
-        "aborted: no connection became ready ({} attempted: {}){hint}",
+        "aborted: no connection became ready ({} attempted: {})",
         rec.counter(names::CONN_ATTEMPTED),
         if parts.is_empty() {
             "no details".to_string()

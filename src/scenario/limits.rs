@@ -8,7 +8,6 @@
 use std::time::Duration;
 
 use super::doc::Obj;
-use super::model::Workload;
 
 /// The caps of one scenario.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,31 +55,6 @@ impl Limits {
             ));
         }
         Ok(())
-    }
-
-    /// Every cap the workload breaks, with why.
-    pub fn check_workload(&self, w: &Workload) -> Vec<String> {
-        let mut why = Vec::new();
-        if let Err(e) = self.check_users(w.peak_users()) {
-            why.push(e);
-        }
-        let length = match w.open() {
-            Some(m) => m.rate.total(),
-            None => w.plan.total(),
-        };
-        if let Err(e) = self.check_duration(length) {
-            why.push(e);
-        }
-        if let Some(m) = w.open() {
-            let peak = m.rate.peak_rate();
-            if peak > self.max_rate {
-                why.push(format!(
-                    "a peak of {peak} arrivals per second is over the limit of {}: raise [limits] max_rate if that is meant",
-                    self.max_rate
-                ));
-            }
-        }
-        why
     }
 }
 

@@ -249,7 +249,7 @@ fn read_scenario(o: &Obj<'_>, path: &Path) -> Option<Scenario> {
     let output = output::read_output(o);
     let baseline = baseline::read_baseline(o);
     if let (Some(l), Some(w), Some(n)) = (&limits, &workload, o.get("workload")) {
-        for why in l.check_workload(w) {
+        for why in w.over_limits(l) {
             n.error(why);
         }
     }

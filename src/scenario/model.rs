@@ -236,6 +236,32 @@ impl Workload {
         self.model.open()
     }
 
+    /// Every cap of `[limits]` the workload breaks, with why.
+    pub fn over_limits(&self, l: &super::limits::Limits) -> Vec<String> {
+        let w = self;
+        let mut why = Vec::new();
+        if let Err(e) = l.check_users(w.peak_users()) {
+            why.push(e);
+        }
+        let length = match w.open() {
+            Some(m) => m.rate.total(),
+            None => w.plan.total(),
+        };
+        if let Err(e) = l.check_duration(length) {
+            why.push(e);
+        }
+        if let Some(m) = w.open() {
+            let peak = m.rate.peak_rate();
+            if peak > l.max_rate {
+                why.push(format!(
+                    "a peak of {peak} arrivals per second is over the limit of {}: raise [limits] max_rate if that is meant",
+                    l.max_rate
+                ));
+            }
+        }
+        why
+    }
+
     /// The most goose users the plan runs at once: the closed model's peak
     /// users, or the open model's session pool.
     pub fn peak_users(&self) -> u64 {

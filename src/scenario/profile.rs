@@ -33,6 +33,7 @@ pub(super) fn read_profile(o: &Obj<'_>) -> Option<Profile> {
     ok &= read_handshake(&tbl, &mut p);
     ok &= read_heartbeat(&tbl, &mut p);
     ok &= read_switch_thread(&tbl, &mut p);
+    ok &= read_auth_failure(&tbl, &mut p);
     let sequence = tbl.get("sequence");
     let sequence_ok = read_sequence(sequence.as_ref(), &mut p);
     ok &= sequence_ok;
@@ -250,6 +251,57 @@ fn read_switch_thread(tbl: &Obj<'_>, p: &mut Profile) -> bool {
         }
         sw.finish();
     }
+    ok
+}
+
+/// `auth_failure`: `{ frames, codes, close_before_ready }` (each over the
+/// base's) or `"none"`: which early frames and closes mean a refused token.
+fn read_auth_failure(tbl: &Obj<'_>, p: &mut Profile) -> bool {
+    let Some(n) = tbl.get("auth_failure") else {
+        return true;
+    };
+    if n.item_str() == Some("none") {
+        p.auth_failure = crate::protocol::AuthFailure::none();
+        return true;
+    }
+    let Some(a) = n.as_obj() else {
+        n.error("expected a table { frames, codes, close_before_ready } or \"none\"");
+        return false;
+    };
+    let mut ok = true;
+    if let Some(v) = a.str_list("frames") {
+        p.auth_failure.frames = v;
+    }
+    if let Some(v) = a.str_list("codes") {
+        if let Some(bad) = v
+            .iter()
+            .find(|c| c.is_empty() || c.trim_end_matches('*').contains('*'))
+        {
+            a.error(format!(
+                "auth_failure code `{bad}`: write a code (`NO_TOKEN`) or a prefix ending in `*` (`AUTH_*`)"
+            ));
+            ok = false;
+        }
+        p.auth_failure.codes = v;
+    }
+    if let Some(c) = a.get("close_before_ready") {
+        let mut codes = Vec::new();
+        let Some(items) = c.as_array() else {
+            return false;
+        };
+        for item in items {
+            match item.as_u64() {
+                Some(code @ 1000..=4999) => codes.push(code as u16),
+                Some(_) => {
+                    item.error("a close code is between 1000 and 4999");
+                    ok = false;
+                }
+                None => ok = false,
+            }
+        }
+        p.auth_failure.close_before_ready = codes;
+    }
+    a.finish();
     ok
 }
 

@@ -209,3 +209,32 @@ fn step_walks_see_inside_repeat_blocks() {
     );
     assert_eq!(StepKind::Disconnect.default_name(), "");
 }
+
+#[test]
+fn profile_auth_failure_keys_replace_the_bases_and_are_checked() {
+    let netra = parse(GOOD).unwrap().profile.auth_failure;
+    assert_eq!(netra, crate::protocol::AuthFailure::netra());
+    let s = parse(&format!(
+        "{GOOD}[profile.auth_failure]\nframes = [\"auth_error\"]\ncodes = [\"DENIED\", \"JWT_*\"]\nclose_before_ready = [4001]\n"
+    ))
+    .unwrap();
+    let a = &s.profile.auth_failure;
+    assert_eq!(a.frames, vec!["auth_error".to_string()]);
+    assert!(a.is_auth_frame("auth_error", Some("JWT_EXPIRED")));
+    assert!(!a.is_auth_frame("error_message", Some("DENIED")));
+    assert_eq!(a.close_before_ready, vec![4001]);
+    let off = parse(&format!("{GOOD}[profile]\nauth_failure = \"none\"\n")).unwrap();
+    assert_eq!(
+        off.profile.auth_failure,
+        crate::protocol::AuthFailure::none()
+    );
+    for bad in [
+        "[profile]\nauth_failure = \"off\"\n",
+        "[profile.auth_failure]\ncodes = [\"A*B\"]\n",
+        "[profile.auth_failure]\nclose_before_ready = [99]\n",
+        "[profile.auth_failure]\nclose_before_ready = 1008\n",
+        "[profile.auth_failure]\ncolour = \"red\"\n",
+    ] {
+        assert!(parse(&format!("{GOOD}{bad}")).is_err(), "{bad}");
+    }
+}

@@ -11,12 +11,17 @@
 //! |---|---|---|
 //! | `METRIC pNN` / `mean` / `max` / `min` | `< 2s`, `<= 500ms` | a latency statistic of a histogram metric |
 //! | `close_CODE rate` | `< 0.1%` | closes with CODE / upgraded connections |
+//! | `close_CODE_PHASE rate` | `< 0.1%` | closes with CODE in PHASE (`before_ready`, `first_exchange`, `during_run`, `idle`) / upgraded connections |
 //! | `close_CODE per_1k_runs` | `< 1` | closes with CODE per 1000 started runs |
+//!
+//! The close rates leave out the closes that ended a recognised auth failure
+//! (`closes_auth.*`, counted as `tokens.rejected`; see `protocol::AuthFailure`).
 //! | `run_ok rate` | `> 99.5%` | ok runs / started runs |
 //! | `run_failed rate` | `< 1%` | failed runs / started runs |
 //! | `run_failed_CLASS rate` | `< 1%` | runs failed by CLASS / started runs |
 //! | `connect_error rate` | `< 1%` | attempts not upgraded / attempted connections |
 //! | `ready_timeout rate` | `< 1%` | ready timeouts / upgraded connections |
+//! | `auth_failure rate` | `< 0.1%` | `tokens.rejected` / attempted connections |
 //! | `COUNTER count` | `== 0` | a raw counter (dotted name, e.g. `runs.failed.timeout`) |
 //!
 //! Operators: `<`, `<=`, `>`, `>=`, `==`. A rule with no data (no samples, a
@@ -317,21 +322,22 @@ pub fn counter_alias(name: &str) -> String {
 }
 
 fn check_rate_name(name: &str) -> Result<(), String> {
-    let ok = name
-        .strip_prefix("close_")
-        .is_some_and(|c| c.parse::<u16>().is_ok())
-        || matches!(
-            name,
-            "run_ok" | "run_failed" | "connect_error" | "ready_timeout"
-        )
-        || name
-            .strip_prefix("run_failed_")
-            .is_some_and(|c| !c.is_empty());
+    let close = |c: &str| c.parse::<u16>().is_ok();
+    let ok = name.strip_prefix("close_").is_some_and(|c| {
+        close(c)
+            || c.split_once('_')
+                .is_some_and(|(c, p)| close(c) && names::CLOSE_PHASES.contains(&p))
+    }) || matches!(
+        name,
+        "run_ok" | "run_failed" | "connect_error" | "ready_timeout" | "auth_failure"
+    ) || name
+        .strip_prefix("run_failed_")
+        .is_some_and(|c| !c.is_empty());
     if ok {
         Ok(())
     } else {
         Err(format!(
-            "unknown rate `{name}` (known: close_CODE, run_ok, run_failed, run_failed_CLASS, connect_error, ready_timeout)"
+            "unknown rate `{name}` (known: close_CODE, close_CODE_PHASE, run_ok, run_failed, run_failed_CLASS, connect_error, ready_timeout, auth_failure)"
         ))
     }
 }
@@ -461,11 +467,17 @@ mod tests {
             ("ttfe median", "< 2s"),
             ("happiness rate", "< 1%"),
             ("close_1011 rate", "< lots"),
+            ("close_1011_lunch rate", "< 1%"),
+            ("close_x_idle rate", "< 1%"),
         ] {
             assert!(
                 Threshold::parse(k, v).is_err(),
                 "{k} = {v} should be refused"
             );
+        }
+        for phase in names::CLOSE_PHASES {
+            let key = format!("close_1011_{phase} rate");
+            assert!(Threshold::parse(&key, "< 0.1%").is_ok(), "{key}");
         }
     }
 }

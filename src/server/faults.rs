@@ -8,8 +8,8 @@
 //! - the upgrade generator (one per server): refused and slow upgrades, drawn
 //!   per attempt;
 //! - a connection's generator, seeded from the user and how many sockets that
-//!   user opened (never accept order): close_1011 at connect, mute_heartbeat,
-//!   close_1011 on the first exchange;
+//!   user opened (never accept order): reject_token, close_1011 at connect,
+//!   mute_heartbeat, close_1011 on the first exchange;
 //! - a run's generator, seeded from the user and the run id: the run's shape,
 //!   its leak victim and the script faults `agent::script` applies;
 //! - a per-message generator for lose_message, and the REST generator for
@@ -63,6 +63,17 @@ pub(super) fn connection_rng(st: &ServerState, user: &str) -> ChaCha8Rng {
         st.config.seed,
         &[user.as_bytes(), &user_conn.to_le_bytes()],
     ))
+}
+
+/// The reject_token fault, the first draw from a connection's generator
+/// (none at rate 0, so other draws stay where they were): the token is
+/// refused before ready. Counts it (`faults.reject_token`).
+pub(super) fn reject_token(st: &ServerState, rng: &mut ChaCha8Rng) -> bool {
+    let hit = draw(rng, st.config.faults.reject_token);
+    if hit {
+        st.truth.add(truth::FAULT_REJECT_TOKEN, 1);
+    }
+    hit
 }
 
 /// A run's generator: its shape and faults follow from the seed, the user

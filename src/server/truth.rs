@@ -39,6 +39,8 @@ pub const REJECTED_NO_SUBPROTOCOL: &str = "connections.rejected_403";
 pub const RUNS_STARTED: &str = "runs.started";
 pub const RUNS_COMPLETED: &str = "runs.completed";
 pub const FAULT_CLOSE_1011: &str = "faults.close_1011";
+/// Tokens refused before ready by the reject_token fault (`VALIDATION_FAILED`, then 1011).
+pub const FAULT_REJECT_TOKEN: &str = "faults.reject_token";
 /// Runs that waited for a free agent slot (capacity model).
 pub const CAPACITY_QUEUED: &str = "capacity.queued";
 /// Runs refused with a 1011 close because the queue was full.

@@ -362,6 +362,12 @@ async fn connection(mut socket: WebSocket, st: Arc<ServerState>, auth: Auth) {
         }
     };
     let mut rng = faults::connection_rng(&st, &user);
+    if faults::reject_token(&st, &mut rng) {
+        let frame = json!({"type": "error_message", "error_code": "VALIDATION_FAILED", "message": "token validation failed"});
+        send_json(&mut socket, &frame).await;
+        close(&mut socket, 1011, "SSOT Auth failed").await;
+        return;
+    }
     if faults::close_1011(&st.config.faults, Phase::Connect, &mut rng) {
         st.truth.add(truth::FAULT_CLOSE_1011, 1);
         st.truth.add("faults.close_1011.connect", 1);

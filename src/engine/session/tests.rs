@@ -96,6 +96,7 @@ async fn follow(
         profile: netra(),
         user_id: "u",
         obs,
+        auth_refused: &AtomicBool::new(false),
     };
     let mut active = Some(ActiveRun::new(pending, netra()));
     let mut earlier = Vec::new();
@@ -251,7 +252,8 @@ async fn ready_reports_the_auth_error_and_close_code() {
         out,
         ReadyOutcome::Closed {
             code: 1008,
-            server_error: Some("AUTH_FAILED: bad signature".into())
+            server_error: Some("AUTH_FAILED: bad signature".into()),
+            auth: true,
         }
     );
     let mut ws = script(
@@ -263,6 +265,58 @@ async fn ready_reports_the_auth_error_and_close_code() {
         await_ready(&mut ws, &p, deadline, &c.sender(), None, &who()).await,
         ReadyOutcome::Ready
     );
+}
+
+/// The platform's auth failure: `VALIDATION_FAILED` then 1011 before ready
+/// is an auth failure; the same 1011 without the frame is not; after ready,
+/// an auth frame marks the socket for the close that follows.
+#[tokio::test]
+async fn an_auth_frame_makes_the_close_after_it_an_auth_failure() {
+    let c = Collector::start();
+    let p = Profile::netra();
+    let deadline = Instant::now() + Duration::from_secs(1);
+    let close_1011 = || {
+        Some(Message::Close(Some(CloseFrame {
+            code: CloseCode::Error,
+            reason: "SSOT Auth failed".into(),
+        })))
+    };
+    let refused = r#"{"type":"error_message","error_code":"VALIDATION_FAILED","message":"no"}"#;
+    let busy = r#"{"type":"error_message","error_code":"SERVICE_BUSY","message":"no"}"#;
+    for (frames, want) in [(vec![refused], true), (vec![busy], false), (vec![], false)] {
+        let mut ws = script(&frames, close_1011(), false);
+        match await_ready(&mut ws, &p, deadline, &c.sender(), None, &who()).await {
+            ReadyOutcome::Closed { code, auth, .. } => {
+                assert_eq!((code, auth), (1011, want), "{frames:?}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    let obs = c.sender();
+    for (frame, want) in [(refused, true), (busy, false)] {
+        let flag = AtomicBool::new(false);
+        let cx = ReadCtx {
+            profile: netra(),
+            user_id: "u",
+            obs: &obs,
+            auth_refused: &flag,
+        };
+        let mut ws = script(&[frame], close_1011(), false);
+        let out = read(
+            &mut ws,
+            &cx,
+            &mut None,
+            &mut Vec::new(),
+            Want::Nothing,
+            deadline,
+            None,
+        )
+        .await;
+        assert_eq!(
+            (out, flag.load(Ordering::Relaxed)),
+            (Read::Closed(1011), want)
+        );
+    }
 }
 
 #[tokio::test]
@@ -299,6 +353,7 @@ async fn a_past_deadline_reads_only_what_already_arrived() {
         profile: netra(),
         user_id: "u",
         obs: &obs,
+        auth_refused: &AtomicBool::new(false),
     };
     let mut ws = script(
         &[
@@ -348,6 +403,7 @@ async fn events_read_while_thinking_belong_to_the_active_run() {
         profile: netra(),
         user_id: "u",
         obs: &obs,
+        auth_refused: &AtomicBool::new(false),
     };
     let mut ws = script(
         &[
@@ -392,6 +448,7 @@ async fn a_stop_ends_an_idle_read_and_a_sleep() {
         profile: netra(),
         user_id: "u",
         obs: &obs,
+        auth_refused: &AtomicBool::new(false),
     };
     let stop = StopSignal::new();
     let mut ws = script(&[], None, true);

@@ -326,8 +326,8 @@ fn counter_known(name: &str, v: &Vocabulary) -> bool {
     };
     let free = |s: &str| !s.is_empty();
     match head {
-        "closes" => is_close_code(rest),
-        "closes_by_phase" => rest
+        "closes" | "closes_auth" => is_close_code(rest),
+        "closes_by_phase" | "closes_auth_by_phase" => rest
             .split_once('.')
             .is_some_and(|(phase, code)| CLOSE_PHASES.contains(&phase) && is_close_code(code)),
         "connections" => match rest.split_once('.') {
@@ -344,7 +344,10 @@ fn counter_known(name: &str, v: &Vocabulary) -> bool {
         }
         "frames" => rest.strip_prefix("server_error.").is_some_and(free),
         "tickets" => rest.strip_prefix("rejected.").is_some_and(is_status),
-        "tokens" => rest.strip_prefix("login_failed.").is_some_and(is_status),
+        "tokens" => match rest.split_once('.') {
+            Some(("rejected", phase)) => CLOSE_PHASES.contains(&phase),
+            _ => rest.strip_prefix("login_failed.").is_some_and(is_status),
+        },
         "threads" => rest.strip_prefix("switch_failed.").is_some_and(free),
         "rest" => rest.rsplit_once('.').is_some_and(|(step, what)| {
             Vocabulary::known(&v.rest_steps, step)
@@ -408,6 +411,16 @@ pub fn close_phase(phase: &str, code: u16) -> String {
     format!("closes_by_phase.{phase}.{code}")
 }
 
+/// A recognised auth failure (`protocol::AuthFailure`) by socket phase.
+pub fn tokens_rejected(phase: &str) -> String {
+    format!("tokens.rejected.{phase}")
+}
+
+/// The close ending an auth failure (also in `closes.*`): by code, by phase and code.
+pub fn close_auth(phase: &str, code: u16) -> [String; 2] {
+    [close_code(code), close_phase(phase, code)].map(|n| n.replacen("closes", "closes_auth", 1))
+}
+
 /// A failed run by class (`timeout`, `no_response`, `closed`, `agent_error`, ...).
 pub fn run_failed(class: &str) -> String {
     format!("runs.failed.{class}")
@@ -418,188 +431,4 @@ pub fn events(name: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn journey_vocabulary() -> Vocabulary {
-        let s = |v: &[&str]| Some(v.iter().map(|x| x.to_string()).collect());
-        Vocabulary {
-            rest_steps: s(&["create_thread", "get_thread"]),
-            timed_steps: s(&["send", "nap"]),
-            switches_threads: Some(false),
-            events: s(&["agent_started", "agent_completed", "tool_executing"]),
-        }
-    }
-
-    #[test]
-    fn histogram_names_table() {
-        let v = journey_vocabulary();
-        let cases = [
-            ("ttfe", true),
-            ("ttc", true),
-            ("ws_connect", true),
-            ("ws_ready", true),
-            ("ws_ping", true),
-            ("send_lag", true),
-            ("event_gap_max", true),
-            ("reconnect_time", true),
-            ("reconnect_backoff", true),
-            ("login", true),
-            ("rest_ticket", true),
-            ("event_agent_started", true),
-            ("event_tool_executing", true),
-            ("event_bogus", false),
-            ("create_thread", true),
-            ("get_thread", true),
-            ("list_threads", false),
-            ("step.send", true),
-            ("step.nap", true),
-            ("step.await", false),
-            ("thread_switch", false),
-            ("ttcc", false),
-            ("bogus_metric", false),
-            ("runs.ok", false),
-        ];
-        for (name, want) in cases {
-            assert_eq!(check_histogram(name, &v).is_ok(), want, "{name}");
-        }
-        let with_switch = Vocabulary {
-            switches_threads: Some(true),
-            ..journey_vocabulary()
-        };
-        assert!(check_histogram("thread_switch", &with_switch).is_ok());
-        // Without a loaded journey or profile, names depending on them pass.
-        let unknown = Vocabulary::unknown();
-        for name in ["thread_switch", "event_whatever", "step.x", "my_step"] {
-            assert!(check_histogram(name, &unknown).is_ok(), "{name}");
-        }
-        assert!(check_histogram("a.b", &unknown).is_err());
-    }
-
-    #[test]
-    fn counter_names_table() {
-        let v = journey_vocabulary();
-        let cases = [
-            ("runs.started", true),
-            ("runs.failed", true),
-            ("runs.failed.timeout", true),
-            ("runs.failed.no_response", true),
-            ("runs.failed.order", true),
-            ("runs.failed.cross_user_leak", true),
-            ("runs.faild.timeout", false),
-            ("runs.failed.timeuot", false),
-            ("runs.cut_off", false),
-            ("starts.dropped", true),
-            ("starts.cancelled", false),
-            ("users.parked", true),
-            ("users.parkd", false),
-            ("tokens.refreshed", true),
-            ("tokens.refreshed_idle", false),
-            ("tokens.login_failed.401", true),
-            ("tokens.login_failed.no_token", true),
-            ("tokens.login_failed.x", false),
-            ("reconnects", true),
-            ("reconnects.gave_up", true),
-            ("reconnects.series", false),
-            ("closes.1011", true),
-            ("closes.1006", true),
-            ("closes.abc", false),
-            ("closes.70000", false),
-            ("closes_by_phase.first_exchange.1011", true),
-            ("closes_by_phase.lunch.1011", false),
-            ("connections.rejected.503", true),
-            ("connections.rejected.5", false),
-            ("connections.failed.refused", true),
-            ("connections.failed.dns", false),
-            ("connections.closed_by_client", true),
-            ("events.agent_started", true),
-            ("events.agent_finished", false),
-            ("violations.order", true),
-            ("violations.missing_field.tool_completed.tool_name", true),
-            ("violations.orderr", false),
-            ("frames.server_error.RATE_LIMITED", true),
-            ("frames.binary", true),
-            ("frames.bogus", false),
-            ("tickets.rejected.403", true),
-            ("tickets.failed", true),
-            ("threads.switch_failed.NOT_FOUND", true),
-            ("rest.create_thread.201", true),
-            ("rest.get_thread.failed", true),
-            ("rest.get_thread.capture_missing", true),
-            ("rest.list_threads.200", false),
-            ("rest.create_thread.ok", false),
-            ("persistence_miss", true),
-            ("history.messages_checked", true),
-            ("histogram.clamped", true),
-            ("bytes.sent", true),
-            ("heartbeats.missed", true),
-            ("nonsense", false),
-        ];
-        for (name, want) in cases {
-            assert_eq!(check_counter(name, &v).is_ok(), want, "{name}");
-        }
-    }
-
-    #[test]
-    fn unknown_names_come_with_the_closest_known_one() {
-        let v = journey_vocabulary();
-        let e = check_counter("runs.faild.timeout", &v).unwrap_err();
-        assert!(e.contains("did you mean `runs.failed.timeout`"), "{e}");
-        let e = check_histogram("ttcc", &v).unwrap_err();
-        assert!(e.contains("did you mean `ttc`"), "{e}");
-        let e = check_histogram("bogus_metric", &v).unwrap_err();
-        assert!(!e.contains("did you mean"), "{e}");
-    }
-
-    /// The literal names the engine records must all be known here: a counter
-    /// added to the engine without a constant in this module fails this test
-    /// (otherwise a threshold on it would be refused at load).
-    #[test]
-    fn every_literal_name_the_engine_records_is_known() {
-        // Every source file of the recording side, read whole, so moving
-        // code between files cannot hide a name from the scan.
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-        let mut files = Vec::new();
-        let mut dirs = vec![root.join("engine"), root.join("run")];
-        while let Some(dir) = dirs.pop() {
-            for e in std::fs::read_dir(&dir).unwrap() {
-                let p = e.unwrap().path();
-                if p.is_dir() {
-                    dirs.push(p);
-                } else {
-                    files.push(p);
-                }
-            }
-        }
-        let sources: Vec<String> = files
-            .iter()
-            .filter(|p| p.extension().is_some_and(|e| e == "rs"))
-            .map(|p| std::fs::read_to_string(p).unwrap())
-            .collect();
-        let v = Vocabulary::unknown();
-        let mut seen = 0;
-        for src in &sources {
-            for (call, is_counter) in [
-                (".count(\"", true),
-                (".count_n(\"", true),
-                (".sample(\"", false),
-                (".record(\"", false),
-            ] {
-                let mut rest = src.as_str();
-                while let Some(i) = rest.find(call) {
-                    let after = &rest[i + call.len()..];
-                    let name = &after[..after.find('"').unwrap()];
-                    rest = after;
-                    seen += 1;
-                    let known = if is_counter {
-                        check_counter(name, &v)
-                    } else {
-                        check_histogram(name, &v)
-                    };
-                    assert!(known.is_ok(), "`{name}` is recorded but not known here");
-                }
-            }
-        }
-        assert!(seen > 20, "the scan found only {seen} names");
-    }
-}
+mod tests;
