@@ -245,3 +245,29 @@ fn a_tokens_stream_is_read_once_when_asked_for() {
     );
     assert!(took < Duration::from_secs(30), "took {took:?}");
 }
+
+/// `validate` passed a file whose target `run` refuses (a host outside
+/// `target.allow`); now it says what `run` would refuse and exits 2.
+#[test]
+fn validate_flags_a_target_run_would_refuse() {
+    let dir = tempfile::tempdir().unwrap();
+    for (extra, want) in [
+        (
+            "[target]\nurl = \"wss://staging.example.com/ws\"\n",
+            "target host `staging.example.com` is not in the scenario's target.allow",
+        ),
+        (
+            "[auth]\nmode = \"login\"\n[auth.login]\nurl = \"https://auth.example.com/login\"\n",
+            "the login endpoint's host `auth.example.com` is not in the scenario's target.allow",
+        ),
+    ] {
+        let path = scenario_file(
+            &dir,
+            "refused.toml",
+            &format!("version = 1\nname = \"v\"\n{extra}[workload]\nusers = 1\nduration = \"1s\"\n{JOURNEY}"),
+        );
+        let (out, _) = chatload(&["validate", &path]);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        assert!(text(&out).contains(want), "{}", text(&out));
+    }
+}

@@ -13,6 +13,14 @@ pub fn main(path: &Path) -> u8 {
             exit::USAGE
         }
         Ok(s) => {
+            let refused = crate::run::preflight::refusals(&s);
+            if !refused.is_empty() {
+                say_err!("{}: `run` would refuse this scenario:", s.file.display());
+                for why in refused {
+                    say_err!("  {why}");
+                }
+                return exit::USAGE;
+            }
             say_raw!("{}", describe(&s));
             exit::PASS
         }

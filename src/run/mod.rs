@@ -30,7 +30,7 @@ mod ending;
 mod fail_fast;
 mod live;
 mod outputs;
-mod preflight;
+pub mod preflight;
 mod resources;
 mod target;
 

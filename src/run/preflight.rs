@@ -40,6 +40,22 @@ pub(super) fn check(req: &RunRequest) -> Result<Checked, RunError> {
     Ok(Checked { external, tokens })
 }
 
+/// What `run` would refuse about a scenario as written, whatever the
+/// machine: its target and login URLs against `target.allow`. `validate`
+/// shows these, so a file that validates is not refused by `run` for them.
+pub fn refusals(sc: &Scenario) -> Vec<String> {
+    let mut why = Vec::new();
+    if let Some(url) = &sc.target.url {
+        if let Err(RunError::Usage(e) | RunError::Aborted(e)) = check_target(sc, url) {
+            why.push(e);
+        }
+    }
+    if let Err(RunError::Usage(e) | RunError::Aborted(e)) = check_login(sc) {
+        why.push(e);
+    }
+    why
+}
+
 /// The target is a ws(s) URL whose host is in `target.allow` (or loopback).
 fn check_target(sc: &Scenario, url: &str) -> Result<(), RunError> {
     crate::scenario::check_ws_url(url).map_err(RunError::Usage)?;
