@@ -95,8 +95,22 @@ fn interval_at(intervals: &mut Vec<Interval>, start_s: f64, length_s: f64) -> &m
 
 /// Rebuilds a killed run from its interval files: the whole run and its intervals.
 /// A torn last line (the write in progress when the run died) is skipped.
+/// The counters file decides which intervals were whole; a missing
+/// `intervals.hlog` (lost, or never written because no interval held a
+/// sample) leaves the counters, with no histograms; a missing counters file
+/// is an error (nothing says which intervals were whole).
 pub fn recover(dir: &Path) -> io::Result<(Recorder, Vec<Interval>)> {
-    let bytes = std::fs::read(dir.join(HLOG))?;
+    if !dir.join(COUNTERS).is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("{COUNTERS} is missing"),
+        ));
+    }
+    let bytes = match std::fs::read(dir.join(HLOG)) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e),
+    };
     let mut total = Recorder::default();
     let mut intervals: Vec<Interval> = Vec::new();
     let mut de = Deserializer::new();
@@ -159,6 +173,29 @@ pub fn recover(dir: &Path) -> io::Result<(Recorder, Vec<Interval>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counters_alone_are_recovered_without_the_histogram_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut f = IntervalFiles::create(dir.path(), SystemTime::now()).unwrap();
+        let mut r = Recorder::default();
+        r.record("ttfe", 1000);
+        r.count("runs.ok", 7);
+        f.append(&Interval {
+            start_s: 0.0,
+            length_s: 2.0,
+            rec: r,
+        })
+        .unwrap();
+        drop(f);
+        std::fs::remove_file(dir.path().join(HLOG)).unwrap();
+        let (total, intervals) = recover(dir.path()).unwrap();
+        assert_eq!(intervals.len(), 1);
+        assert_eq!(total.counter("runs.ok"), 7);
+        assert!(total.histograms.values().all(|h| h.is_empty()));
+        std::fs::remove_file(dir.path().join(COUNTERS)).unwrap();
+        assert!(recover(dir.path()).is_err());
+    }
 
     #[test]
     fn intervals_written_are_recovered_exactly() {
