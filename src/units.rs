@@ -29,6 +29,34 @@ pub fn parse_percent(s: &str) -> Result<f64, String> {
         .map_err(|_| format!("`{s}` is not a percentage; write e.g. \"0.5%\""))
 }
 
+/// Parses a size: a whole number of bytes (`1048576`) or a number with a
+/// binary or decimal unit (`512MiB`, `2GiB`, `1.5GB`, `64KiB`).
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = (&t[..split], t[split..].trim());
+    let scale: f64 = match unit {
+        "" | "B" => 1.0,
+        "KB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        "KiB" => 1024.0,
+        "MiB" => 1024.0 * 1024.0,
+        "GiB" => 1024.0 * 1024.0 * 1024.0,
+        _ => {
+            return Err(format!(
+                "`{s}` is not a size; write e.g. \"512MiB\", \"2GiB\" or a number of bytes"
+            ))
+        }
+    };
+    let v: f64 = num.parse().map_err(|_| {
+        format!("`{s}` is not a size; write e.g. \"512MiB\", \"2GiB\" or a number of bytes")
+    })?;
+    Ok((v * scale).round() as u64)
+}
+
 /// Formats a value of a unit for people: `1.84s`, `312ms`, `0.12%`, `17`.
 pub fn format_value(v: f64, unit: &str) -> String {
     match unit {
@@ -75,5 +103,15 @@ mod tests {
         assert!(parse_duration("soon").is_err());
         assert!((parse_percent("0.5%").unwrap() - 0.005).abs() < 1e-12);
         assert!(parse_percent("0.5").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_bytes("1048576").unwrap(), 1 << 20);
+        assert_eq!(parse_bytes("512MiB").unwrap(), 512 << 20);
+        assert_eq!(parse_bytes("2GiB").unwrap(), 2 << 30);
+        assert_eq!(parse_bytes("1.5GB").unwrap(), 1_500_000_000);
+        assert!(parse_bytes("lots").is_err());
+        assert!(parse_bytes("5 parsecs").is_err());
     }
 }

@@ -271,3 +271,30 @@ fn validate_flags_a_target_run_would_refuse() {
         assert!(text(&out).contains(want), "{}", text(&out));
     }
 }
+
+/// A run past its memory safety limit stops, keeps and writes everything it
+/// measured, and ends ABORTED (exit 3). A limit of 1 MiB is passed at once.
+#[test]
+fn a_run_over_its_memory_limit_aborts_and_writes_every_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = scenario_file(
+        &dir,
+        "memory.toml",
+        &format!("version = 1\nname = \"m\"\n[limits]\nmax_rss = \"1MiB\"\n[workload]\nusers = 2\nduration = \"60s\"\n{JOURNEY}"),
+    );
+    let out_dir = dir.path().join("out");
+    let (out, took) = chatload(&["run", &path, "--out", out_dir.to_str().unwrap(), "-q"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(
+        took < Duration::from_secs(30),
+        "took {took:?} of a 60 s plan"
+    );
+    let snapshot = std::fs::read_to_string(out_dir.join("snapshot.json")).unwrap();
+    assert!(
+        snapshot.contains("over its safety limit of 1 MiB"),
+        "{snapshot}"
+    );
+    for f in ["report.md", "report.html", "junit.xml"] {
+        assert!(out_dir.join(f).is_file(), "{f} not written");
+    }
+}

@@ -78,6 +78,9 @@ const OPEN_GRACE: Duration = Duration::from_secs(30);
 /// the engine ends it (goose's kill switch) once the last journey is done.
 const POOL_SLACK: Duration = Duration::from_secs(3600);
 
+/// How often a stop is repeated to goose until its attack ends.
+const KILL_REPEAT: Duration = Duration::from_millis(250);
+
 /// Runs the scenario's users on goose until the load plan ends.
 pub async fn execute(cfg: EngineConfig, obs: ObsSender) -> Result<(), EngineError> {
     let plan = cfg.scenario.workload.plan.shard(cfg.shard);
@@ -358,8 +361,18 @@ fn start_pacing(shared: &Arc<Shared>, cfg: &EngineConfig) -> Option<JoinHandle<(
             let stop = cfg.stop.clone();
             shared.plan_total.map(|total| {
                 tokio::spawn(async move {
-                    if stop.sleep_until(now + total).await {
-                        stop_early(&stop, "the load plan ended");
+                    let reason = if stop.sleep_until(now + total).await {
+                        "the load plan ended"
+                    } else {
+                        "the run was stopped early"
+                    };
+                    // goose clears its kill switch when its attack starts, so
+                    // a stop asked for before that (a safety limit, fail
+                    // fast, a signal) is repeated until goose ends (then this
+                    // task is aborted); a repeat after the first changes nothing.
+                    loop {
+                        stop_early(&stop, reason);
+                        tokio::time::sleep(KILL_REPEAT).await;
                     }
                 })
             })

@@ -36,6 +36,7 @@ pub(super) struct Consumers {
     progress: Option<JoinHandle<()>>,
     watcher: Option<JoinHandle<Option<String>>>,
     fail_fast: Option<JoinHandle<Option<String>>>,
+    memory: Option<JoinHandle<Option<String>>>,
     signals_at_start: u32,
     capacity: Option<CapacityRun>,
 }
@@ -46,6 +47,8 @@ pub(super) struct Stopped {
     pub aborted_by: Option<String>,
     /// Why fail fast stopped the users: the first connects all failed.
     pub failed_fast: Option<String>,
+    /// Why the memory safety limit stopped the users.
+    pub memory_limit: Option<String>,
     /// A stop signal arrived during the run.
     pub signalled: bool,
     /// The count of stop signals when the run started.
@@ -117,6 +120,8 @@ pub(super) async fn start(
             stop.clone(),
         ))
     });
+    let memory = super::memory::limit(sc.limits.max_rss)
+        .map(|limit| tokio::spawn(super::memory::watch(limit, stop.clone())));
     Ok(Consumers {
         stop,
         started: Some(started_tx),
@@ -128,6 +133,7 @@ pub(super) async fn start(
         progress,
         watcher,
         fail_fast,
+        memory,
         signals_at_start,
         capacity,
     })
@@ -178,6 +184,13 @@ impl Consumers {
             }
             None => None,
         };
+        let memory_limit = match self.memory {
+            Some(w) => {
+                w.abort();
+                w.await.ok().flatten()
+            }
+            None => None,
+        };
         if let Some(p) = self.progress {
             p.abort();
             let _ = p.await;
@@ -191,6 +204,7 @@ impl Consumers {
         Stopped {
             aborted_by,
             failed_fast,
+            memory_limit,
             signalled: signals_since(self.signals_at_start) > 0,
             signals_at_start: self.signals_at_start,
             capacity: self.capacity,

@@ -150,6 +150,10 @@ fn stop_notes(
         notes.push(why.clone());
         ending = Ending::Aborted;
     }
+    if let Some(why) = &ended.stopped.memory_limit {
+        notes.push(why.clone());
+        ending = Ending::Aborted;
+    }
     if signals_since(ended.stopped.signals_at_start) >= 2 {
         // The second signal came while the drain was ending, before the
         // checkpoint loop could act on it: the drain is done, so the reports

@@ -29,6 +29,7 @@ mod consumers;
 mod ending;
 mod fail_fast;
 mod live;
+mod memory;
 mod outputs;
 pub mod preflight;
 mod resources;

@@ -20,6 +20,9 @@ pub struct Limits {
     pub max_duration: Duration,
     /// Largest tokens or data file read.
     pub max_input_bytes: u64,
+    /// The generator's memory safety limit (RSS, bytes); `None`: half the
+    /// machine's memory, decided when the run starts.
+    pub max_rss: Option<u64>,
 }
 
 impl Default for Limits {
@@ -29,6 +32,7 @@ impl Default for Limits {
             max_rate: 10_000.0,
             max_duration: Duration::from_secs(24 * 3600),
             max_input_bytes: 64 * 1024 * 1024,
+            max_rss: None,
         }
     }
 }
@@ -99,6 +103,26 @@ pub(super) fn read_limits(o: &Obj<'_>) -> Option<Limits> {
                 ok = false;
             }
             None => ok = false,
+        }
+    }
+    if let Some(n) = tbl.get("max_rss") {
+        // A size with its unit ("2GiB"), or a whole number of bytes.
+        let parsed = match n.item_str() {
+            Some(s) => crate::units::parse_bytes(s),
+            None => n
+                .as_u64()
+                .ok_or_else(|| "must be a size, e.g. \"2GiB\"".to_string()),
+        };
+        match parsed {
+            Ok(v) if v > 0 => l.max_rss = Some(v),
+            Ok(_) => {
+                n.error("must be above zero");
+                ok = false;
+            }
+            Err(e) => {
+                n.error(e);
+                ok = false;
+            }
         }
     }
     tbl.finish();

@@ -1,0 +1,68 @@
+//! The generator's memory safety limit (`[limits] max_rss`, by default half
+//! of the machine's memory): a run whose resident memory passes it stops its
+//! users, drains and writes every report, and ends ABORTED (exit 3), rather
+//! than taking the machine down with it.
+//!
+//! Imports: `engine` (its stop handle).
+
+use std::time::Duration;
+
+use crate::engine;
+
+/// How often the resident memory is read.
+const EVERY: Duration = Duration::from_millis(200);
+
+/// The limit in bytes: the scenario's, or half of the machine's memory.
+pub(super) fn limit(configured: Option<u64>) -> Option<u64> {
+    configured.or_else(|| mem_total().map(|t| t / 2))
+}
+
+/// Watches the resident memory; past `limit` stops the users and says why.
+pub(super) async fn watch(limit: u64, stop: engine::StopHandle) -> Option<String> {
+    let mut tick = tokio::time::interval(EVERY);
+    loop {
+        tick.tick().await;
+        let Some(rss) = rss_bytes() else { return None };
+        if rss > limit {
+            let why = format!(
+                "aborted: the generator's memory reached {} MiB, over its safety limit of {} MiB ([limits] max_rss); its users were stopped and every report written",
+                rss >> 20,
+                limit >> 20
+            );
+            engine::stop_early(&stop, &why);
+            return Some(why);
+        }
+    }
+}
+
+/// This process's resident memory, from `/proc/self/statm`.
+fn rss_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * page_size())
+}
+
+fn page_size() -> u64 {
+    rustix::param::page_size() as u64
+}
+
+/// The machine's memory, from `/proc/meminfo`.
+fn mem_total() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_limit_is_half_the_machine() {
+        let total = mem_total().expect("/proc/meminfo");
+        assert_eq!(limit(None), Some(total / 2));
+        assert_eq!(limit(Some(123)), Some(123));
+        assert!(rss_bytes().unwrap() > 0);
+    }
+}
