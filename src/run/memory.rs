@@ -22,7 +22,7 @@ pub(super) async fn watch(limit: u64, stop: engine::StopHandle) -> Option<String
     let mut tick = tokio::time::interval(EVERY);
     loop {
         tick.tick().await;
-        let Some(rss) = rss_bytes() else { return None };
+        let rss = rss_bytes()?;
         if rss > limit {
             let why = format!(
                 "aborted: the generator's memory reached {} MiB, over its safety limit of {} MiB ([limits] max_rss); its users were stopped and every report written",
