@@ -64,6 +64,7 @@ fn fixed_snapshot() -> Snapshot {
         run_id: "golden-20260101-000000".into(),
         scenario_name: "golden".into(),
         scenario: serde_json::json!({"version": 1, "name": "golden"}),
+        scenario_hash: None,
         seed: 1,
         target: TargetInfo {
             url: "ws://127.0.0.1:1/ws".into(),
