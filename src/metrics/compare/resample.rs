@@ -8,7 +8,8 @@
 //! weighted sum of blocks) is a binary search over the distinct values,
 //! `O(blocks x log values)`, with no histogram built per resample.
 //!
-//! Two methods, decided per run: with at least [`MIN_BLOCKS`] intervals the
+//! Two methods, decided per run for latencies (rates always use the second,
+//! see [`RunData::resampler`]): with at least [`MIN_BLOCKS`] intervals the
 //! blocks are resampled with replacement (a block bootstrap: slow
 //! stretches of a busy machine move many samples at once, and resampling
 //! whole intervals carries that spread); with fewer, the run's samples are
@@ -297,8 +298,16 @@ impl RunData {
                     .collect(),
             ),
         };
+        // A rate is a binomial proportion of the whole run: its numerator and
+        // denominator land in different intervals (a run starts in one and
+        // ends in another), so per-interval ratios carry timing noise the
+        // whole run's rate does not.
+        let method = match s {
+            Statistic::Quantile(..) => self.method,
+            Statistic::Rate(_) => Method::Samples,
+        };
         Some(Resampler {
-            method: self.method,
+            method,
             data,
             all: (0..self.blocks()).map(|b| (b, 1)).collect(),
         })

@@ -50,13 +50,13 @@ fn seed_of(name: &str) -> u64 {
 
 /// Inflation of a block bootstrap's spread: resampling k blocks
 /// underestimates the variance by (k - 1) / k.
-fn inflation(run: &RunData) -> f64 {
-    match run.method {
-        Method::Intervals => {
+fn inflation(run: &RunData, stat: Statistic<'_>) -> f64 {
+    match (run.method, stat) {
+        (Method::Intervals, Statistic::Quantile(..)) => {
             let k = run.blocks() as f64;
             (k / (k - 1.0)).sqrt()
         }
-        Method::Samples => 1.0,
+        (Method::Samples, _) | (_, Statistic::Rate(_)) => 1.0,
     }
 }
 
@@ -73,7 +73,7 @@ pub fn change(
     let f = |x: f64| if log { x.max(1.0).ln() } else { x };
     let (rb, rn) = (base.resampler(stat)?, new.resampler(stat)?);
     let (b0, n0) = (f(rb.estimate()?), f(rn.estimate()?));
-    let (cb, cn) = (inflation(base), inflation(new));
+    let (cb, cn) = (inflation(base, stat), inflation(new, stat));
     let mut rng = ChaCha8Rng::seed_from_u64(seed_of(&format!("{stat:?}")));
     let mut deltas = Vec::with_capacity(settings.resamples);
     for _ in 0..settings.resamples {
