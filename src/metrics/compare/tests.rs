@@ -122,7 +122,7 @@ fn a_twenty_percent_slowdown_at_n_1000_is_flagged_in_99_percent_of_pairs() {
 }
 
 #[test]
-#[ignore = "long: cargo test --release --lib metrics::compare -- --ignored"]
+#[ignore = "about 2 minutes: cargo test --lib metrics::compare -- --ignored"]
 fn calibration_at_full_resamples() {
     let fp = flagged_share(1000, 1.0, 20, 60, 1000);
     let power = flagged_share(1000, 1.2, 20, 60, 1000);
