@@ -61,6 +61,7 @@ fn snapshot(version: &str, index: u32) -> Snapshot {
         validity: vec![],
         offered: vec![],
         failures: vec![],
+        scenario_hash: None,
     }
 }
 

@@ -64,6 +64,7 @@ fn fixed_snapshot() -> Snapshot {
         run_id: "golden-20260101-000000".into(),
         scenario_name: "golden".into(),
         scenario: serde_json::json!({"version": 1, "name": "golden"}),
+        scenario_hash: None,
         seed: 1,
         target: TargetInfo {
             url: "ws://127.0.0.1:1/ws".into(),
@@ -321,9 +322,10 @@ async fn report_rerenders_a_finished_run_byte_for_byte() {
     assert!(!r.snapshot.intervals.is_empty());
 }
 
+/// 100 runs: enough for a p50 (a p95 needs 200 samples, a p99 1,000).
 async fn delayed_run(delay: &str, baseline: Option<Snapshot>) -> chatload::run::RunResult {
     let extra = format!(
-        "[server]\nseed = 3\nevent_delay = [{delay}]\n[baseline]\n\"ttfe p95\" = \"+50%\"\n\"ttc p95\" = \"+50%\"\n\"run_ok rate\" = \"-1pp\"\n"
+        "[server]\nseed = 3\nevent_delay = [{delay}]\n[baseline]\n\"ttfe p50\" = \"+50%\"\n\"ttc p50\" = \"+50%\"\n\"run_ok rate\" = \"-1pp\"\n"
     );
     let (_tmp, out) = out_dir("base");
     let req = chatload::run::RunRequest {
@@ -362,7 +364,7 @@ async fn a_slower_run_regresses_against_its_baseline_and_an_equal_one_does_not()
     let c = slow.snapshot.baseline.as_ref().unwrap();
     assert!(c.regressed);
     assert!(
-        c.rows.iter().any(|r| r.name == "ttfe p95" && r.regressed),
+        c.rows.iter().any(|r| r.name == "ttfe p50" && r.regressed),
         "{c:?}"
     );
     // Every format shows it.
@@ -397,9 +399,9 @@ async fn a_slower_run_regresses_against_its_baseline_and_an_equal_one_does_not()
                 x.to_str().unwrap(),
                 y.to_str().unwrap(),
                 "--tolerance",
-                "ttfe p95=+50%",
+                "ttfe p50=+50%",
                 "--tolerance",
-                "ttc p95=+50%",
+                "ttc p50=+50%",
             ])
             .output()
             .unwrap()

@@ -1,13 +1,15 @@
-//! `chatload compare`: a baseline comparison of two snapshots; exit 1 on a
-//! regression beyond the tolerances. Glue: the comparison is `metrics/compare.rs`.
+//! `chatload compare`: a baseline comparison of two snapshots. Exit 0 (no
+//! significant regression, or inconclusive), 1 (a significant regression
+//! beyond tolerance), 2 (not the same scenario without `--force`, or usage).
+//! Glue: the comparison is `metrics/compare/`.
 
 use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::metrics::judge::compare;
+use crate::metrics::compare::CompareVerdict;
+use crate::metrics::judge::{compare, CompareError};
 use crate::metrics::Snapshot;
-use crate::report::ReportData;
 use crate::scenario::baseline::Tolerance;
 
 use super::exit;
@@ -25,6 +27,10 @@ pub struct CompareArgs {
     /// Output format of the comparison: md or json.
     #[arg(long, default_value = "md")]
     pub format: String,
+    /// Compare snapshots of different scenarios (another name, or another
+    /// journey or profile) anyway; the output says so.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// The tolerances given on the command line, or the defaults without any.
@@ -58,8 +64,12 @@ pub fn main(a: CompareArgs) -> u8 {
             return exit::USAGE;
         }
     };
-    let c = match compare(&base, &new, &tolerances) {
+    let c = match compare(&base, &new, &tolerances, a.force) {
         Ok(c) => c,
+        Err(e @ CompareError::NotComparable(_)) => {
+            say_err!("error: {e} (--force compares them anyway)");
+            return exit::USAGE;
+        }
         Err(e) => {
             say_err!("error: {e}");
             return exit::USAGE;
@@ -68,17 +78,26 @@ pub fn main(a: CompareArgs) -> u8 {
     let text = if a.format == "json" {
         serde_json::to_string_pretty(&c).unwrap_or_default() + "\n"
     } else {
-        let mut snap = new.clone();
-        snap.baseline = Some(c.clone());
         let mut out = Vec::new();
-        let _ = crate::report::markdown::render(&ReportData::from_snapshot(&snap), &mut out);
+        let _ = crate::report::markdown::comparison(&c, &mut out);
         String::from_utf8_lossy(&out).into_owned()
     };
     say_raw!("{text}");
-    if c.regressed {
-        say_err!("REGRESSED against {}", c.base_run);
-        exit::THRESHOLD_FAILED
-    } else {
-        exit::PASS
+    for w in &c.warnings {
+        say_err!("warning: {w}");
+    }
+    match c.verdict() {
+        CompareVerdict::Regressed => {
+            say_err!("REGRESSED against {}", c.base_run);
+            exit::THRESHOLD_FAILED
+        }
+        CompareVerdict::Inconclusive => {
+            say_err!(
+                "INCONCLUSIVE against {}: beyond a tolerance, not significantly",
+                c.base_run
+            );
+            exit::PASS
+        }
+        CompareVerdict::NoRegression => exit::PASS,
     }
 }

@@ -13,6 +13,9 @@
 use serde_json::Value;
 
 use super::capacity::CapacityResult;
+use super::compare::same::{comparability, Identity};
+use super::compare::{compare_runs, Comparison, RunData, Settings};
+use super::snapshot::IntervalData;
 use super::threshold::{judge_all, DriftSpec, Threshold};
 use super::{Recorder, Snapshot};
 use crate::outcome::Verdict;
@@ -155,18 +158,55 @@ pub fn recover(dir: &std::path::Path) -> Result<Snapshot, String> {
     Ok(s)
 }
 
-/// Compares `new` against `base` (`chatload compare`, `run --baseline`);
-/// refuses snapshots whose formats define their numbers differently.
+/// Why a comparison did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum CompareError {
+    /// Not the same scenario (`compare/same.rs`).
+    #[error("not comparable: {0}")]
+    NotComparable(String),
+    #[error(transparent)]
+    Snapshot(#[from] super::encoding::SnapshotError),
+}
+
+fn identity(s: &Snapshot) -> Identity<'_> {
+    Identity {
+        run_id: &s.run_id,
+        scenario_name: &s.scenario_name,
+        scenario_hash: s.scenario_hash.as_deref(),
+        scenario: &s.scenario,
+        target: &s.target.url,
+        embedded: s.target.embedded,
+        users: s.users,
+    }
+}
+
+/// Compares `new` against `base` (`chatload compare`, `run --baseline`):
+/// refused when they are not the same scenario, unless `force`, and
+/// always when their formats define their numbers differently.
 pub fn compare(
     base: &Snapshot,
     new: &Snapshot,
     tolerances: &[crate::scenario::baseline::Tolerance],
-) -> Result<super::compare::Comparison, super::encoding::SnapshotError> {
+    force: bool,
+) -> Result<Comparison, CompareError> {
     super::encoding::same_definitions(&base.format_version, &new.format_version)?;
-    let (b, n) = (base.recorder()?, new.recorder()?);
-    Ok(super::compare::compare_recorders(
-        (&base.run_id, &b),
-        (&new.run_id, &n),
-        tolerances,
-    ))
+    let same = comparability(identity(base), identity(new));
+    if !same.refused.is_empty() && !force {
+        return Err(CompareError::NotComparable(same.refused.join("; ")));
+    }
+    let run = |s: &Snapshot| -> Result<RunData, CompareError> {
+        Ok(RunData::new(
+            &s.run_id,
+            s.recorder()?,
+            s.intervals.iter().map(IntervalData::to_recorder),
+        ))
+    };
+    let mut c = compare_runs(&run(base)?, &run(new)?, tolerances, &Settings::default());
+    c.warnings = same
+        .refused
+        .into_iter()
+        .map(|r| format!("forced: {r}"))
+        .chain(same.warnings)
+        .collect();
+    Ok(c)
 }

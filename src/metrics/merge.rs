@@ -255,6 +255,7 @@ fn assemble(
         run_id: format!("{}-merged-{}of{count}", first.scenario_name, seen.len()),
         scenario_name: first.scenario_name.clone(),
         scenario: first.scenario.clone(),
+        scenario_hash: first.scenario_hash.clone(),
         seed: first.seed,
         target: first.target.clone(),
         started_at: started,

@@ -11,7 +11,8 @@
 //! recovered from), `threshold.rs` (one rule on recorded data), `judge.rs`
 //! (the one judge of a snapshot: rules, capacity, verdict; used by run,
 //! merge and `report --recover`), `merge.rs` (shards), `capacity.rs` (a
-//! capacity search's per-step results), `compare.rs` (baseline tolerances),
+//! capacity search's per-step results), `compare/` (baselines: a noise-aware
+//! comparison of two runs, and whether they are the same scenario),
 //! `prometheus.rs` (live metrics text), `validity.rs` (whether the run is
 //! valid: the causes of INVALID), `offered.rs` (offered vs achieved, per
 //! phase of the plan).

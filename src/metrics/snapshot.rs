@@ -62,6 +62,10 @@ pub struct Snapshot {
     pub scenario_name: String,
     /// The scenario as loaded, after command-line overrides; holds no secret values.
     pub scenario: Value,
+    /// The hash of the scenario's journey(s) and profile (`compare/same.rs`):
+    /// `compare` refuses runs of different scenarios. Absent in older snapshots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scenario_hash: Option<String>,
     pub seed: u64,
     pub target: TargetInfo,
     /// RFC 3339.

@@ -201,7 +201,13 @@ impl Threshold {
 
 /// The value of a named rate, `None` when its denominator is zero.
 pub fn rate(rec: &Recorder, name: &str) -> Option<f64> {
-    let ratio = |num: u64, den: u64| (den > 0).then(|| num as f64 / den as f64);
+    rate_parts(rec, name).map(|(num, den)| num as f64 / den as f64)
+}
+
+/// A named rate as (numerator, denominator), `None` when the denominator is
+/// zero: what a comparison resamples (`metrics/compare/`).
+pub fn rate_parts(rec: &Recorder, name: &str) -> Option<(u64, u64)> {
+    let ratio = |num: u64, den: u64| (den > 0).then_some((num, den));
     let upgraded = rec.counter(names::CONN_UPGRADED);
     let started = rec.counter(names::RUNS_STARTED);
     if let Some(spec) = name.strip_prefix("close_") {

@@ -83,6 +83,7 @@ pub fn render(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
     table(w, "events", &d.events)?;
     table(w, "frames and bytes", &d.frames)?;
     thresholds(d, w)?;
+    baseline(d, w)?;
     if let Some(c) = &d.capacity {
         capacity(c, w)?;
     }
@@ -187,6 +188,32 @@ fn thresholds(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
             if v.passed { "PASS" } else { "FAIL" },
             v.threshold,
             v.observed_text
+        )?;
+    }
+    Ok(())
+}
+
+/// The baseline comparison's verdict and every gated row that is not ok.
+fn baseline(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
+    let Some(c) = &d.baseline else {
+        return Ok(());
+    };
+    writeln!(w)?;
+    writeln!(
+        w,
+        "  against baseline {}: {}",
+        c.base_run,
+        c.verdict().label()
+    )?;
+    for r in c.rows.iter().filter(|r| r.tolerance.is_some()) {
+        writeln!(
+            w,
+            "    {:<18} {:<20} {:>8} {:<22} tolerance {}",
+            r.status().label(),
+            r.name,
+            r.delta_text,
+            r.interval_text,
+            r.tolerance.as_deref().unwrap_or("")
         )?;
     }
     Ok(())

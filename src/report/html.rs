@@ -12,7 +12,7 @@ use html_escape::encode_text as esc;
 
 use super::svg::{charts, histogram_chart};
 use super::{CapacityView, ReportData};
-use crate::metrics::compare::Comparison;
+use crate::metrics::compare::{Comparison, RowStatus};
 use crate::outcome::Verdict;
 
 /// Escapes text written for Markdown, turning its `code` spans into
@@ -285,21 +285,24 @@ fn capacity(o: &mut String, c: &CapacityView) {
 }
 
 fn baseline(o: &mut String, c: &Comparison) {
-    let _ = write!(o, "<h2>Against baseline <code>{}</code></h2><table><tr><th>statistic</th><th>baseline</th><th>this run</th><th>change</th><th>tolerance</th><th></th></tr>", esc(&c.base_run));
+    let _ = write!(o, "<h2>Against baseline <code>{}</code>: {}</h2><table><tr><th>statistic</th><th>baseline</th><th>this run</th><th>change</th><th>95% interval</th><th>tolerance</th><th>status</th></tr>", esc(&c.base_run), c.verdict().label());
     for r in &c.rows {
-        let verdict = if r.regressed {
-            r#"<span class="bad">regressed</span>"#
-        } else {
-            ""
+        let status = r.status();
+        let class = match status {
+            RowStatus::Regressed => "bad",
+            RowStatus::Inconclusive | RowStatus::InsufficientData | RowStatus::Ok => "",
         };
         let _ = write!(
             o,
-            r#"<tr><td>{}</td><td class="n">{}</td><td class="n">{}</td><td class="n">{}</td><td>{}</td><td>{verdict}</td></tr>"#,
+            r#"<tr><td>{}</td><td class="n">{}</td><td class="n">{}</td><td class="n">{}</td><td class="n">{}</td><td>{}</td><td><span class="{class}" title="{}">{}</span></td></tr>"#,
             esc(&r.name),
             esc(&r.base_text),
             esc(&r.new_text),
             esc(&r.delta_text),
-            esc(r.tolerance.as_deref().unwrap_or(""))
+            esc(&r.interval_text),
+            esc(r.tolerance.as_deref().unwrap_or("")),
+            esc(&r.detail),
+            status.label()
         );
     }
     o.push_str("</table>");

@@ -8,6 +8,7 @@ use std::io::{self, Write};
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
 use super::ReportData;
+use crate::metrics::compare::RowStatus;
 use crate::outcome::Verdict;
 
 pub fn render(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
@@ -70,16 +71,22 @@ pub fn render(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
         let mut suite = TestSuite::new(format!("baseline {}", c.base_run));
         for r in c.rows.iter().filter(|r| r.tolerance.is_some()) {
             let tol = r.tolerance.clone().unwrap_or_default();
-            let status = if r.regressed {
-                let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
-                s.set_message(format!(
-                    "{} -> {} ({}), tolerance {tol}",
-                    r.base_text, r.new_text, r.delta_text
-                ));
-                s.set_type("regression");
-                s
-            } else {
-                TestCaseStatus::success()
+            let status = match r.status() {
+                RowStatus::Regressed => {
+                    let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                    s.set_message(format!(
+                        "{} -> {} ({}, 95% interval {}), tolerance {tol}",
+                        r.base_text, r.new_text, r.delta_text, r.interval_text
+                    ));
+                    s.set_type("regression");
+                    s
+                }
+                RowStatus::InsufficientData => {
+                    let mut s = TestCaseStatus::skipped();
+                    s.set_message(format!("insufficient data: {}", r.detail));
+                    s
+                }
+                RowStatus::Ok | RowStatus::Inconclusive => TestCaseStatus::success(),
             };
             let mut case = TestCase::new(format!("{} within {tol} of baseline", r.name), status);
             case.set_classname(format!("chatload.{}.baseline", d.title));

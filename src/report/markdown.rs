@@ -7,7 +7,7 @@
 use std::io::{self, Write};
 
 use super::{CapacityView, ReportData};
-use crate::metrics::compare::Comparison;
+use crate::metrics::compare::{CompareVerdict, Comparison, RowStatus};
 
 fn esc(s: &str) -> String {
     s.replace('|', "\\|")
@@ -196,35 +196,69 @@ fn capacity(c: &CapacityView, w: &mut impl Write) -> io::Result<()> {
 
 /// The comparison with a baseline: latency rows and rows with a tolerance.
 fn baseline(c: &Comparison, w: &mut impl Write) -> io::Result<()> {
+    let verdict = c.verdict();
     writeln!(
         w,
         "## Against baseline `{}`: {}",
         c.base_run,
-        if c.regressed {
-            "**REGRESSED**"
-        } else {
-            "within tolerance"
+        match verdict {
+            CompareVerdict::Regressed => "**REGRESSED**",
+            CompareVerdict::Inconclusive => "inconclusive (not failed)",
+            CompareVerdict::NoRegression => "no regression",
         }
     )?;
     writeln!(w)?;
+    comparison_table(c, false, w)
+}
+
+/// `chatload compare`'s output: the comparison's own verdict first, then
+/// what was compared, how, and every row.
+pub fn comparison(c: &Comparison, w: &mut impl Write) -> io::Result<()> {
+    writeln!(w, "# chatload compare: {}", c.verdict().label())?;
+    writeln!(w)?;
+    writeln!(w, "base `{}`, new `{}`", c.base_run, c.new_run)?;
+    writeln!(w)?;
+    for warning in &c.warnings {
+        writeln!(w, "- warning: {}", esc(warning))?;
+    }
+    if !c.method.is_empty() {
+        writeln!(w, "- method: {}", esc(&c.method))?;
+    }
+    writeln!(w)?;
+    comparison_table(c, true, w)
+}
+
+/// The rows (regressions first), with each change's interval and status;
+/// `all` shows rows without a tolerance beyond ttfe and ttc too.
+fn comparison_table(c: &Comparison, all: bool, w: &mut impl Write) -> io::Result<()> {
     writeln!(
         w,
-        "| statistic | baseline | this run | change | tolerance | |"
+        "| statistic | baseline | this run | change | 95% interval | tolerance | status |"
     )?;
-    writeln!(w, "|---|---:|---:|---:|---|---|")?;
-    for r in c.rows.iter().filter(|r| {
-        r.tolerance.is_some() || r.name.starts_with("ttfe") || r.name.starts_with("ttc")
-    }) {
+    writeln!(w, "|---|---:|---:|---:|---:|---|---|")?;
+    let shown = c.rows.iter().filter(|r| {
+        all || r.tolerance.is_some() || r.name.starts_with("ttfe") || r.name.starts_with("ttc")
+    });
+    for r in shown.clone() {
+        let status = r.status();
         writeln!(
             w,
-            "| {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} |",
             r.name,
             r.base_text,
             r.new_text,
             r.delta_text,
+            r.interval_text,
             r.tolerance.as_deref().unwrap_or(""),
-            if r.regressed { "**regressed**" } else { "" }
+            match status {
+                RowStatus::Regressed => "**regressed**",
+                other => other.label(),
+            }
         )?;
+    }
+    writeln!(w)?;
+    for r in shown.filter(|r| r.tolerance.is_some() && !r.detail.is_empty()) {
+        writeln!(w, "- {}: {}", r.name, esc(&r.detail))?;
     }
     writeln!(w)
 }

@@ -95,7 +95,10 @@ impl ReportData {
             samples: samples(s),
             notes: s.notes.clone(),
             server_truth: server_truth(s),
-            baseline: s.baseline.clone(),
+            baseline: s.baseline.clone().map(|mut c| {
+                c.sort_rows();
+                c
+            }),
             over_time: over_time(s),
             distributions: distributions(s),
             settings_json: serde_json::to_string_pretty(&s.scenario).unwrap_or_default(),

@@ -181,20 +181,30 @@ fn stop_notes(
     ending
 }
 
-/// Compares with the baseline run: a regression beyond the tolerances fails the run.
+/// Compares with the baseline run: only a significant regression beyond the
+/// tolerances fails the run; inconclusive rows are reported, not failed. A
+/// baseline of another scenario is not compared (a note says why).
 fn compare_with(base: &Snapshot, snapshot: &mut Snapshot, sc: &crate::scenario::Scenario) {
     let tolerances = if sc.baseline.is_empty() {
         crate::scenario::baseline::Tolerance::defaults()
     } else {
         sc.baseline.clone()
     };
-    match crate::metrics::judge::compare(base, snapshot, &tolerances) {
+    match crate::metrics::judge::compare(base, snapshot, &tolerances, false) {
         Ok(c) => {
+            for w in &c.warnings {
+                snapshot.notes.push(format!("baseline: {w}"));
+            }
             snapshot.verdict = snapshot.verdict.fail_if(c.regressed);
             if c.regressed {
                 snapshot
                     .notes
                     .push(format!("regression against baseline {}", c.base_run));
+            } else if c.verdict() == crate::metrics::compare::CompareVerdict::Inconclusive {
+                snapshot.notes.push(format!(
+                    "inconclusive against baseline {}: a statistic is beyond its tolerance but not significantly (not failed)",
+                    c.base_run
+                ));
             }
             snapshot.baseline = Some(c);
         }

@@ -102,6 +102,7 @@ pub(super) fn first_checkpoint(
         run_id: out.run_id.clone(),
         scenario_name: sc.name.clone(),
         scenario: sc.echo.clone(),
+        scenario_hash: Some(crate::metrics::compare::same::scenario_hash(&sc.echo)),
         seed: req.seed,
         target: TargetInfo {
             url: target.url.clone(),
