@@ -298,3 +298,67 @@ fn a_run_over_its_memory_limit_aborts_and_writes_every_report() {
         assert!(out_dir.join(f).is_file(), "{f} not written");
     }
 }
+
+/// A disk that fills mid-run (here: a file size limit, RLIMIT_FSIZE, with
+/// SIGXFSZ ignored so writes fail with EFBIG) lost all but the first
+/// interval and left `snapshot.json.tmp`. Now the run stops, ends ABORTED,
+/// keeps every interval written before the failure and leaves no `.tmp`.
+#[test]
+fn a_full_disk_mid_run_aborts_and_keeps_what_was_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = scenario_file(
+        &dir,
+        "disk.toml",
+        &format!("version = 1\nname = \"disk\"\n[output]\ninterval = \"1s\"\ncheckpoint = \"1s\"\n[workload]\nusers = 2\nduration = \"60s\"\n{JOURNEY}[[journey]]\nstep = \"send\"\nmessage = {{ type = \"start_agent\", payload = {{ user_request = \"hi\", run_id = \"{{{{run}}}}\" }} }}\n[[journey]]\nstep = \"await\"\ntimeout = \"5s\"\n"),
+    );
+    let out_dir = dir.path().join("out");
+    let t0 = Instant::now();
+    // `trap "" XFSZ` is inherited across exec: the limit makes writes fail
+    // instead of killing the process.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "trap '' XFSZ; exec prlimit --fsize=40000 {} run {path} --out {} -q",
+            env!("CARGO_BIN_EXE_chatload"),
+            out_dir.display()
+        ))
+        .output()
+        .expect("sh runs");
+    let took = t0.elapsed();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(
+        took < Duration::from_secs(40),
+        "took {took:?} of a 60 s plan"
+    );
+    let names: Vec<String> = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!names.iter().any(|n| n.ends_with(".tmp")), "{names:?}");
+    assert!(
+        text(&out).contains("a write of the run's files failed")
+            || text(&out).contains("cannot write"),
+        "{}",
+        text(&out)
+    );
+    // What was written before the failure is whole and recoverable.
+    let counters = std::fs::read_to_string(out_dir.join("intervals.counters.jsonl")).unwrap();
+    let whole = counters.lines().filter(|l| l.ends_with('}')).count();
+    assert!(whole >= 1, "no interval kept: {counters}");
+    let (rec, _) = chatload(&[
+        "report",
+        "--recover",
+        out_dir.to_str().unwrap(),
+        "--format",
+        "md",
+    ]);
+    let recovered =
+        std::fs::read_to_string(out_dir.join("recovered").join("snapshot.json")).unwrap();
+    let snap: serde_json::Value = serde_json::from_str(&recovered).unwrap();
+    assert_eq!(
+        snap["intervals"].as_array().map(Vec::len),
+        Some(whole),
+        "{}",
+        text(&rec)
+    );
+}

@@ -37,10 +37,18 @@ pub(super) const CHECKPOINT_NOTE: &str =
 pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let tmp = path.with_extension("json.tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
+    let written = std::fs::File::create(&tmp).and_then(|mut f| {
+        f.write_all(bytes)?;
+        f.sync_all()
+    });
+    match written.and_then(|()| std::fs::rename(&tmp, path)) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            // A failed write (a full disk) leaves no half-written file behind.
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
 }
 
 /// A snapshot of `template` filled with recorded data.
@@ -77,6 +85,8 @@ pub(super) struct Checkpoints {
     pub t0: Instant,
     pub signals_at_start: u32,
     pub stop: engine::StopHandle,
+    /// Set when a checkpoint cannot be written (`safety.rs` stops the run).
+    pub write_failure: super::safety::WriteFailure,
 }
 
 /// Rewrites `snapshot.json` every `period` with everything recorded so far, and
@@ -100,7 +110,8 @@ pub(super) async fn checkpoint_loop(c: Checkpoints) {
                 exit_now(s, &c.path);
             }
             if let Err(e) = write_atomic(&c.path, s.to_json().as_bytes()) {
-                say_err!("warning: checkpoint {} failed: {e}", c.path.display());
+                say_err!("error: checkpoint {} failed: {e}", c.path.display());
+                let _ = c.write_failure.set(format!("{}: {e}", c.path.display()));
             }
             last = Instant::now();
         }

@@ -47,7 +47,7 @@ pub(super) struct Stopped {
     pub aborted_by: Option<String>,
     /// Why fail fast stopped the users: the first connects all failed.
     pub failed_fast: Option<String>,
-    /// Why the memory safety limit stopped the users.
+    /// Why a safety stop (the memory limit, a failed write) stopped the users.
     pub memory_limit: Option<String>,
     /// A stop signal arrived during the run.
     pub signalled: bool,
@@ -102,6 +102,7 @@ pub(super) async fn start(
         t0,
         signals_at_start,
         stop: stop.clone(),
+        write_failure: out.write_failure.clone(),
     }));
     let progress = (req.progress && std::io::stderr().is_terminal()).then(|| {
         tokio::spawn(live::live_progress(
@@ -120,8 +121,11 @@ pub(super) async fn start(
             stop.clone(),
         ))
     });
-    let memory = super::memory::limit(sc.limits.max_rss)
-        .map(|limit| tokio::spawn(super::memory::watch(limit, stop.clone())));
+    let memory = Some(tokio::spawn(super::safety::watch(
+        super::safety::limit(sc.limits.max_rss),
+        out.write_failure.clone(),
+        stop.clone(),
+    )));
     Ok(Consumers {
         stop,
         started: Some(started_tx),

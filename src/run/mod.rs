@@ -29,10 +29,10 @@ mod consumers;
 mod ending;
 mod fail_fast;
 mod live;
-mod memory;
 mod outputs;
 pub mod preflight;
 mod resources;
+mod safety;
 mod target;
 
 use std::net::SocketAddr;

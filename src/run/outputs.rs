@@ -22,6 +22,8 @@ pub(super) struct Outputs {
     pub run_id: String,
     pub dir: PathBuf,
     pub snapshot_path: PathBuf,
+    /// The first write of the run's files that failed (`safety.rs` stops the run).
+    pub write_failure: super::safety::WriteFailure,
 }
 
 fn new_run_id(name: &str) -> String {
@@ -62,6 +64,7 @@ pub(super) fn prepare(req: &RunRequest) -> Result<Outputs, RunError> {
         run_id,
         dir,
         snapshot_path,
+        write_failure: Default::default(),
     })
 }
 
@@ -75,9 +78,17 @@ pub(super) fn collector(req: &RunRequest, out: &Outputs) -> Result<Collector, Ru
                     out.dir.display()
                 ))
             })?;
+    // After a failed append nothing more is written (a torn interval is
+    // skipped on recovery; more writes would only fail again), and the run
+    // is stopped (`safety.rs`).
+    let failed = out.write_failure.clone();
     let sink: crate::metrics::collector::IntervalSink = Box::new(move |i| {
+        if failed.get().is_some() {
+            return;
+        }
         if let Err(e) = files.append(i) {
-            say_err!("warning: cannot append to the interval files: {e}");
+            say_err!("error: cannot append to the interval files: {e}");
+            let _ = failed.set(format!("the interval files: {e}"));
         }
     });
     Ok(Collector::with_sink(req.scenario.interval, Some(sink)))

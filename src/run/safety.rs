@@ -1,7 +1,10 @@
-//! The generator's memory safety limit (`[limits] max_rss`, by default half
-//! of the machine's memory): a run whose resident memory passes it stops its
-//! users, drains and writes every report, and ends ABORTED (exit 3), rather
-//! than taking the machine down with it.
+//! The run's safety stops, each ending the run ABORTED (exit 3) with every
+//! report written and its reason in the notes:
+//! - the generator's memory safety limit (`[limits] max_rss`, by default
+//!   half of the machine's memory), rather than taking the machine down;
+//! - a write of the run's own files that failed (a full disk, a file size
+//!   limit): the intervals written before it are kept, and the run stops
+//!   rather than measuring what it can no longer keep.
 //!
 //! Imports: `engine` (its stop handle).
 
@@ -17,12 +20,29 @@ pub(super) fn limit(configured: Option<u64>) -> Option<u64> {
     configured.or_else(|| mem_total().map(|t| t / 2))
 }
 
-/// Watches the resident memory; past `limit` stops the users and says why.
-pub(super) async fn watch(limit: u64, stop: engine::StopHandle) -> Option<String> {
+/// The first write of the run's files that failed, set by whoever failed.
+pub(super) type WriteFailure = std::sync::Arc<std::sync::OnceLock<String>>;
+
+/// Watches the resident memory (past `limit`, when there is one) and the
+/// run's writes; stops the users and says why at the first that fails.
+pub(super) async fn watch(
+    limit: Option<u64>,
+    writes: WriteFailure,
+    stop: engine::StopHandle,
+) -> Option<String> {
     let mut tick = tokio::time::interval(EVERY);
     loop {
         tick.tick().await;
-        let rss = rss_bytes()?;
+        if let Some(e) = writes.get() {
+            let why = format!(
+                "aborted: a write of the run's files failed ({e}); the intervals written before it are kept and the users were stopped"
+            );
+            engine::stop_early(&stop, &why);
+            return Some(why);
+        }
+        let (Some(limit), Some(rss)) = (limit, rss_bytes()) else {
+            continue;
+        };
         if rss > limit {
             let why = format!(
                 "aborted: the generator's memory reached {} MiB, over its safety limit of {} MiB ([limits] max_rss); its users were stopped and every report written",
