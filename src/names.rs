@@ -94,6 +94,10 @@ pub const HEARTBEATS_MISSED: &str = "heartbeats.missed";
 pub const THREADS_CREATED: &str = "threads.created";
 pub const THREADS_SWITCHED: &str = "threads.switched";
 pub const THREADS_SWITCH_TIMEOUT: &str = "threads.switch_timeout";
+/// `switch_thread` requests sent (the denominator of `thread_switch_timeout rate`).
+pub const THREADS_SWITCH_REQUESTED: &str = "threads.switch_requested";
+/// Protocol violations of every class (`violations.<class>` summed).
+pub const VIOLATIONS_ALL: &str = "violations";
 pub const FRAMES_UNKNOWN: &str = "frames.unknown";
 pub const FRAMES_UNPARSEABLE: &str = "frames.unparseable";
 pub const FRAMES_BINARY: &str = "frames.binary";
@@ -142,6 +146,8 @@ pub const COUNTERS: &[&str] = &[
     THREADS_CREATED,
     THREADS_SWITCHED,
     THREADS_SWITCH_TIMEOUT,
+    THREADS_SWITCH_REQUESTED,
+    VIOLATIONS_ALL,
     FRAMES_UNKNOWN,
     FRAMES_UNPARSEABLE,
     FRAMES_BINARY,
@@ -205,6 +211,9 @@ pub struct Vocabulary {
     pub timed_steps: Option<Vec<String>>,
     /// Whether a journey has a `switch_thread` step (`thread_switch`).
     pub switches_threads: Option<bool>,
+    /// `connect`, `await` and `switch_thread` steps named on purpose: a
+    /// histogram `<name>` (see `scenario::Step::named_metric`).
+    pub named_steps: Option<Vec<String>>,
     /// Agent events of the profile (`events.<name>`, `event_<name>`).
     pub events: Option<Vec<String>>,
 }
@@ -223,6 +232,7 @@ impl Vocabulary {
     fn histograms(&self) -> Vec<String> {
         let mut v: Vec<String> = HISTOGRAMS.iter().map(|s| s.to_string()).collect();
         v.extend(self.rest_steps.iter().flatten().cloned());
+        v.extend(self.named_steps.iter().flatten().cloned());
         v.extend(
             self.timed_steps
                 .iter()
@@ -257,6 +267,8 @@ pub fn check_histogram(name: &str, v: &Vocabulary) -> Result<(), String> {
         || name
             .strip_prefix("step.")
             .is_some_and(|s| Vocabulary::known(&v.timed_steps, s))
+        // A named connect, await or switch_thread step.
+        || v.named_steps.as_ref().is_some_and(|l| l.iter().any(|x| x == name))
         // A REST step's name (any plain name while the journey is unknown).
         || v
             .rest_steps
@@ -332,6 +344,10 @@ fn counter_known(name: &str, v: &Vocabulary) -> bool {
         "tickets" => rest.strip_prefix("rejected.").is_some_and(is_status),
         "tokens" => rest.strip_prefix("login_failed.").is_some_and(is_status),
         "threads" => rest.strip_prefix("switch_failed.").is_some_and(free),
+        // Skippable steps: `send` (a timed step), `history` and `http` (REST steps).
+        "steps" => rest.strip_prefix("skipped.").is_some_and(|s| {
+            Vocabulary::known(&v.timed_steps, s) || Vocabulary::known(&v.rest_steps, s)
+        }),
         "rest" => rest.rsplit_once('.').is_some_and(|(step, what)| {
             Vocabulary::known(&v.rest_steps, step)
                 && (is_status(what) || what == "failed" || what == "capture_missing")
@@ -389,6 +405,12 @@ pub fn close_phase(phase: &str, code: u16) -> String {
     format!("closes_by_phase.{phase}.{code}")
 }
 
+/// A step skipped because an earlier step of its iteration failed to
+/// produce what it uses (`{{thread}}`, a captured variable).
+pub fn step_skipped(name: &str) -> String {
+    format!("steps.skipped.{name}")
+}
+
 /// A failed run by class (`timeout`, `no_response`, `closed`, `agent_error`, ...).
 pub fn run_failed(class: &str) -> String {
     format!("runs.failed.{class}")
@@ -409,6 +431,7 @@ mod tests {
             timed_steps: s(&["send", "nap"]),
             switches_threads: Some(false),
             events: s(&["agent_started", "agent_completed", "tool_executing"]),
+            named_steps: s(&["agent_run"]),
         }
     }
 
@@ -432,6 +455,8 @@ mod tests {
             ("event_bogus", false),
             ("create_thread", true),
             ("get_thread", true),
+            ("agent_run", true),
+            ("agent_walk", false),
             ("list_threads", false),
             ("step.send", true),
             ("step.nap", true),
@@ -509,6 +534,11 @@ mod tests {
             ("rest.get_thread.capture_missing", true),
             ("rest.list_threads.200", false),
             ("rest.create_thread.ok", false),
+            ("steps.skipped.send", true),
+            ("steps.skipped.get_thread", true),
+            ("steps.skipped.bogus", false),
+            ("violations", true),
+            ("threads.switch_requested", true),
             ("persistence_miss", true),
             ("history.messages_checked", true),
             ("histogram.clamped", true),

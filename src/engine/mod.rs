@@ -177,7 +177,9 @@ fn iteration_transaction() -> Transaction {
     Transaction::new(Arc::new(move |user: &mut GooseUser| {
         Box::pin(async move {
             if let Some(h) = session(user) {
-                h.0.lock().await.iteration += 1;
+                let mut s = h.0.lock().await;
+                s.iteration += 1;
+                s.unavailable.clear();
             }
             Ok(())
         })

@@ -260,6 +260,13 @@ pub(super) async fn create_thread(
         Ok((st, _, _)) => Err((Some(st), format!("create_thread: HTTP {st}"))),
         Err(e) => Err((None, e)),
     };
+    // Without the new thread, the steps of this iteration that use
+    // `{{thread}}` are skipped (see `steps::skipped`).
+    if r.is_ok() {
+        s.unavailable.remove("thread");
+    } else {
+        s.unavailable.insert("thread".to_string());
+    }
     drop(s);
     record_rest(user, &step.name, r).await
 }
@@ -358,6 +365,14 @@ pub(super) async fn http(
         )),
         Err(e) => Err((None, e)),
     };
+    // A failed call captured nothing: steps using its variables are skipped.
+    for (var, _) in capture {
+        if r.is_ok() {
+            s.unavailable.remove(var);
+        } else {
+            s.unavailable.insert(var.clone());
+        }
+    }
     drop(s);
     record_rest(user, &step.name, r).await
 }

@@ -288,6 +288,7 @@ impl Shared {
                 user_id,
                 pending,
                 earlier_runs,
+                held,
                 ..
             } = s;
             let Some(ws) = ws.as_mut() else {
@@ -297,6 +298,7 @@ impl Shared {
                 profile: self.profile,
                 user_id,
                 obs: &self.obs,
+                held: held.as_ref().map(|h| h.run_id.as_deref()),
             };
             let out = session::read(
                 ws,
@@ -316,6 +318,7 @@ impl Shared {
                     }
                     s.finished = Some(report);
                 }
+                Read::Violated(class) => self.fail_held(s, class),
                 Read::Closed(code) => {
                     self.closed(s, code);
                     return Read::Closed(code);
@@ -372,6 +375,7 @@ impl Shared {
         if s.ws.take().is_some() {
             self.socket_ended();
         }
+        self.release_held(s);
         s.lost = true;
         s.dropped_at.get_or_insert_with(Instant::now);
         if code == 1008 {
@@ -479,7 +483,11 @@ impl Shared {
                 }
                 Read::Stopped => return reconnected,
                 // A close was settled by `read`; the loop reconnects.
-                Read::Closed(_) | Read::TimedOut | Read::ServerError(_) | Read::RunEnded(_) => {}
+                Read::Closed(_)
+                | Read::TimedOut
+                | Read::ServerError(_)
+                | Read::RunEnded(_)
+                | Read::Violated(_) => {}
             }
         }
     }
@@ -525,6 +533,7 @@ impl Shared {
 
     /// Closes the socket normally (the client's choice), if it is open.
     pub(super) async fn close_socket(&self, s: &mut UserSession, reason: &str) {
+        self.release_held(s);
         if let Some(mut ws) = s.ws.take() {
             self.socket_ended();
             let frame = CloseFrame {

@@ -123,6 +123,7 @@ fn offered(rec: &Recorder) -> RuleResult {
         ),
         limit_text: "0".to_string(),
         unit: "count".to_string(),
+        default: false,
     }
 }
 
@@ -243,7 +244,8 @@ mod tests {
     fn step(index: u32, load: f64, ttc_ms: u64) -> StepResult {
         let slo = vec![Threshold::parse("ttc p95", "< 100ms").unwrap()];
         let mut rec = Recorder::default();
-        for _ in 0..10 {
+        // p95 is judged on at least 200 samples (fewer: insufficient data).
+        for _ in 0..200 {
             rec.record("ttc", ttc_ms * 1000);
         }
         let s = CapacityStep {

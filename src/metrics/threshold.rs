@@ -91,6 +91,9 @@ pub struct RuleResult {
     pub limit_text: String,
     /// `us`, `fraction`, `per_1k_runs` or `count`.
     pub unit: String,
+    /// One of the default SLOs (not written in the scenario); reports mark it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub default: bool,
 }
 
 impl Threshold {
@@ -158,6 +161,7 @@ impl Threshold {
             ),
             limit_text: fmt(self.limit),
             unit: unit.to_string(),
+            default: self.default,
         }
     }
 
@@ -168,8 +172,13 @@ impl Threshold {
         (v.observed.is_some() && !v.passed).then_some(v)
     }
 
-    /// Judges the rule on recorded data.
+    /// Judges the rule on recorded data. A percentile of too few samples
+    /// (see [`samples_needed`]) is "insufficient data": it does not pass,
+    /// and, like "no data", it stops no run early.
     pub fn judge(&self, rec: &Recorder) -> RuleResult {
+        if let Some(short) = self.insufficient(rec) {
+            return short;
+        }
         let (observed, unit) = match &self.subject {
             Subject::Latency { metric, stat } => (stat_of(rec, metric, *stat), "us"),
             Subject::Rate { name } => (rate(rec, name), "fraction"),
@@ -190,8 +199,53 @@ impl Threshold {
                 .map_or_else(|| "no data".to_string(), |o| format_value(o, unit)),
             limit_text: format_value(self.limit, unit),
             unit: unit.to_string(),
+            default: self.default,
         }
     }
+
+    /// The "insufficient data" result of a percentile rule judged on fewer
+    /// samples than [`samples_needed`]; `None` when there are enough (or no
+    /// samples at all: that is "no data").
+    fn insufficient(&self, rec: &Recorder) -> Option<RuleResult> {
+        let Subject::Latency {
+            metric,
+            stat: Stat::Percentile(q),
+        } = &self.subject
+        else {
+            return None;
+        };
+        let h = rec.histograms.get(metric).filter(|h| !h.is_empty())?;
+        let need = samples_needed(*q)?;
+        let n = h.len();
+        (n < need).then(|| RuleResult {
+            threshold: self.expr.clone(),
+            passed: false,
+            observed: None,
+            limit: self.limit,
+            observed_text: format!(
+                "insufficient data ({n} samples, p{} needs {need}; measured {})",
+                format_quantile(*q),
+                format_us(h.value_at_quantile(q / 100.0) as f64)
+            ),
+            limit_text: format_value(self.limit, "us"),
+            unit: "us".to_string(),
+            default: self.default,
+        })
+    }
+}
+
+/// The fewest samples a percentile can be judged on: 10 / (1 - q), so at
+/// least ten samples lie beyond it (p99: 1,000, p95: 200, p50: 20); `None`
+/// for p100 (the maximum).
+pub fn samples_needed(q: f64) -> Option<u64> {
+    let tail = 1.0 - q / 100.0;
+    (tail > 1e-9).then(|| (10.0 / tail - 1e-6).ceil() as u64)
+}
+
+/// `99`, `99.9`, `50` as written after the `p`.
+fn format_quantile(q: f64) -> String {
+    let s = format!("{q:.3}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 /// The value of a named rate, `None` when its denominator is zero.
@@ -210,11 +264,57 @@ pub fn rate(rec: &Recorder, name: &str) -> Option<f64> {
             ratio(attempted.saturating_sub(upgraded), attempted)
         }
         "ready_timeout" => ratio(rec.counter(names::CONN_READY_TIMEOUT), upgraded),
+        "violations" => ratio(rec.counter(names::VIOLATIONS_ALL), started),
+        "auth_failure" => ratio(
+            rec.counter(names::TOKENS_REJECTED),
+            rec.counter(names::CONN_ATTEMPTED),
+        ),
+        "thread_switch_timeout" => ratio(
+            rec.counter(names::THREADS_SWITCH_TIMEOUT),
+            rec.counter(names::THREADS_SWITCH_REQUESTED),
+        ),
+        "rest error" => {
+            let (errors, calls) = rest_calls(rec, None);
+            ratio(errors, calls)
+        }
+        other if other.starts_with("rest.") && other.ends_with(" error") => {
+            let step = &other["rest.".len()..other.len() - " error".len()];
+            let (errors, calls) = rest_calls(rec, Some(step));
+            ratio(errors, calls)
+        }
         other => {
             let class = other.strip_prefix("run_failed_")?;
             ratio(rec.counter(&names::run_failed(class)), started)
         }
     }
+}
+
+/// REST calls that failed (answered with a status >= 400, or not at all)
+/// and all REST calls, of one step or of every step: from the counters
+/// `rest.<step>.<status>` and `rest.<step>.failed`.
+pub fn rest_calls(rec: &Recorder, step: Option<&str>) -> (u64, u64) {
+    let (mut errors, mut calls) = (0, 0);
+    for (k, n) in &rec.counters {
+        let Some((s, what)) = k
+            .strip_prefix("rest.")
+            .and_then(|rest| rest.rsplit_once('.'))
+        else {
+            continue;
+        };
+        if step.is_some_and(|want| want != s) {
+            continue;
+        }
+        let failed = match what.parse::<u16>() {
+            Ok(status) if what.len() == 3 => status >= 400,
+            _ if what == "failed" => true,
+            _ => continue,
+        };
+        calls += n;
+        if failed {
+            errors += n;
+        }
+    }
+    (errors, calls)
 }
 
 impl fmt::Display for RuleResult {

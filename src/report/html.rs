@@ -129,6 +129,8 @@ fn verdict_reason(d: &ReportData) -> String {
     } else if let Some(c) = &d.capacity {
         // A capacity search is judged by its knee, not by thresholds.
         c.summary.clone()
+    } else if !d.judged() {
+        super::NOT_JUDGED.to_string()
     } else {
         format!("{} thresholds passed", d.thresholds.len())
     }
@@ -177,6 +179,9 @@ fn cards(o: &mut String, d: &ReportData) {
 }
 
 fn thresholds(o: &mut String, d: &ReportData) {
+    if !d.judged() {
+        let _ = write!(o, "<p><b>{}</b></p>", code_spans(super::NOT_JUDGED));
+    }
     if d.thresholds.is_empty() {
         return;
     }
@@ -192,7 +197,7 @@ fn thresholds(o: &mut String, d: &ReportData) {
         let _ = write!(
             o,
             r#"<tr><td class="{c}">{t}</td><td><code>{}</code></td><td>{}</td></tr>"#,
-            esc(&v.threshold),
+            esc(&super::rule_label(v)),
             esc(&v.observed_text)
         );
     }

@@ -75,6 +75,10 @@ fn header(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
 }
 
 fn thresholds(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
+    if !d.judged() {
+        writeln!(w, "**{}**", esc(super::NOT_JUDGED))?;
+        writeln!(w)?;
+    }
     if d.thresholds.is_empty() {
         return Ok(());
     }
@@ -87,7 +91,7 @@ fn thresholds(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
             w,
             "| {} | `{}` | {} |",
             if v.passed { "pass" } else { "**FAIL**" },
-            esc(&v.threshold),
+            esc(&super::rule_label(v)),
             esc(&v.observed_text)
         )?;
     }

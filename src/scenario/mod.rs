@@ -201,7 +201,11 @@ fn read_scenario(o: &Obj<'_>, path: &Path) -> Option<Scenario> {
     };
     let auth = auth::read_auth(o, base, peak_users);
     let reconnect = reconnect::read_reconnect(o);
-    let thresholds = thresholds::read_thresholds(o, &vocabulary);
+    let thresholds = thresholds::read_thresholds(
+        o,
+        &vocabulary,
+        default_scope(journey.as_deref(), capacity.as_ref()),
+    );
     let prompts = read_prompts(o);
     let output = output::read_output(o);
     let baseline = baseline::read_baseline(o);
@@ -251,6 +255,43 @@ fn read_prompts(o: &Obj<'_>) -> Option<Vec<String>> {
     (prompts.len() == items.len()).then_some(prompts)
 }
 
+/// Which default SLOs fit the scenario (see [`thresholds::default_slos`]):
+/// what its journeys record, and whether it is a capacity search. A part
+/// that did not load counts as present (the file fails anyway).
+fn default_scope(
+    journeys: Option<&[Journey]>,
+    capacity: Option<&Option<CapacitySearch>>,
+) -> thresholds::DefaultScope {
+    let mut scope = thresholds::DefaultScope {
+        capacity: matches!(capacity, Some(Some(_))),
+        ..Default::default()
+    };
+    let Some(journeys) = journeys else {
+        scope.socket = true;
+        scope.runs = true;
+        scope.rest = true;
+        return scope;
+    };
+    for j in journeys {
+        scope.socket |= Step::uses_socket(&j.steps);
+        Step::walk(&j.steps, &mut |s| match &s.kind {
+            StepKind::Send { .. } => scope.runs = true,
+            StepKind::CreateThread { .. }
+            | StepKind::ListThreads
+            | StepKind::History
+            | StepKind::Http { .. } => scope.rest = true,
+            StepKind::Connect
+            | StepKind::Await { .. }
+            | StepKind::Think { .. }
+            | StepKind::SwitchThread { .. }
+            | StepKind::Disconnect
+            | StepKind::Reconnect
+            | StepKind::Repeat { .. } => {}
+        });
+    }
+    scope
+}
+
 /// What the scenario records besides the fixed names (see
 /// [`crate::names::Vocabulary`]); a part that did not load is unknown.
 fn vocabulary(journeys: Option<&[Journey]>, profile: Option<&Profile>) -> crate::names::Vocabulary {
@@ -274,12 +315,18 @@ fn vocabulary(journeys: Option<&[Journey]>, profile: Option<&Profile>) -> crate:
         if let Some(l) = list {
             l.push(s.name.clone());
         }
+        // A connect, await or switch_thread step named on purpose records
+        // its latency under that name too (the engine uses the same method).
+        if let (Some(name), Some(l)) = (s.named_metric(), v.named_steps.as_mut()) {
+            l.push(name.to_string());
+        }
     }
     let mut v = crate::names::Vocabulary::unknown();
     if let Some(journeys) = journeys {
         v.rest_steps = Some(Vec::new());
         v.timed_steps = Some(Vec::new());
         v.switches_threads = Some(false);
+        v.named_steps = Some(Vec::new());
         for j in journeys {
             Step::walk(&j.steps, &mut |s| add(s, &mut v));
         }

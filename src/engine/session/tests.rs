@@ -96,6 +96,7 @@ async fn follow(
         profile: netra(),
         user_id: "u",
         obs,
+        held: None,
     };
     let mut active = Some(ActiveRun::new(pending, netra()));
     let mut earlier = Vec::new();
@@ -299,6 +300,7 @@ async fn a_past_deadline_reads_only_what_already_arrived() {
         profile: netra(),
         user_id: "u",
         obs: &obs,
+        held: None,
     };
     let mut ws = script(
         &[
@@ -348,6 +350,7 @@ async fn events_read_while_thinking_belong_to_the_active_run() {
         profile: netra(),
         user_id: "u",
         obs: &obs,
+        held: None,
     };
     let mut ws = script(
         &[
@@ -392,6 +395,7 @@ async fn a_stop_ends_an_idle_read_and_a_sleep() {
         profile: netra(),
         user_id: "u",
         obs: &obs,
+        held: None,
     };
     let stop = StopSignal::new();
     let mut ws = script(&[], None, true);
