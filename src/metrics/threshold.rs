@@ -374,6 +374,76 @@ mod tests {
     }
 
     #[test]
+    fn new_rates_table() {
+        let mut r = rec();
+        r.count(names::VIOLATIONS_ALL, 2);
+        r.count(names::CONN_ATTEMPTED, 1000);
+        r.count(names::TOKENS_REJECTED, 3);
+        r.count(names::THREADS_SWITCH_REQUESTED, 4);
+        r.count(names::THREADS_SWITCH_TIMEOUT, 4);
+        r.count("rest.create_thread.201", 90);
+        r.count("rest.create_thread.500", 5);
+        r.count("rest.create_thread.failed", 5);
+        r.count("rest.create_thread.capture_missing", 7); // not a call
+        r.count("rest.history.200", 100);
+        let cases = [
+            ("violations rate", "== 0", false),
+            ("violations rate", "<= 1%", true), // 2 of 200 runs
+            ("violations count", "== 2", true),
+            ("auth_failure rate", "< 0.1%", false), // 0.3%
+            ("auth_failure rate", "< 0.5%", true),
+            ("thread_switch_timeout rate", "< 1%", false), // 4 of 4
+            ("rest error rate", "< 5.1%", true),           // 10 of 200
+            ("rest error rate", "< 4.9%", false),
+            ("rest.create_thread error rate", "== 10%", true), // 10 of 100
+            ("rest.history error rate", "== 0", true),
+        ];
+        for (k, v, want) in cases {
+            let t = Threshold::parse(k, v).unwrap_or_else(|e| panic!("{k} = {v}: {e}"));
+            assert_eq!(t.judge(&r).passed, want, "{k} {v}: {:?}", t.judge(&r));
+        }
+        // No REST call at all: no data, which fails.
+        let t = Threshold::parse("rest error rate", "< 1%").unwrap();
+        assert_eq!(t.judge(&Recorder::default()).observed, None);
+    }
+
+    #[test]
+    fn percentiles_on_too_few_samples_are_insufficient_data() {
+        assert_eq!(samples_needed(99.0), Some(1000));
+        assert_eq!(samples_needed(95.0), Some(200));
+        assert_eq!(samples_needed(50.0), Some(20));
+        assert_eq!(samples_needed(99.9), Some(10_000));
+        assert_eq!(samples_needed(100.0), None);
+        let mut r = Recorder::default();
+        for v in 1..=199u64 {
+            r.record("ttfe", v);
+        }
+        // Well under the limit, but 199 samples cannot show a p95.
+        let v = Threshold::parse("ttfe p95", "< 1s").unwrap().judge(&r);
+        assert!(!v.passed);
+        assert_eq!(v.observed, None, "insufficient data stops no run early");
+        assert!(
+            v.observed_text
+                .starts_with("insufficient data (199 samples, p95 needs 200"),
+            "{}",
+            v.observed_text
+        );
+        // A mean, a max and p50 (20 samples) are judged.
+        for (k, want) in [("ttfe mean", true), ("ttfe max", true), ("ttfe p50", true)] {
+            assert_eq!(Threshold::parse(k, "< 1s").unwrap().judge(&r).passed, want, "{k}");
+        }
+        r.record("ttfe", 200);
+        assert!(Threshold::parse("ttfe p95", "< 1s").unwrap().judge(&r).passed);
+        let v = Threshold::parse("ttfe p99", "< 1s").unwrap().judge(&r);
+        assert!(
+            v.observed_text
+                .starts_with("insufficient data (200 samples, p99 needs 1000"),
+            "{}",
+            v.observed_text
+        );
+    }
+
+    #[test]
     fn formatting() {
         assert_eq!(format_us(850.0), "850µs");
         assert_eq!(format_us(12_340.0), "12.3ms");

@@ -196,8 +196,9 @@ fn thresholds(o: &mut String, d: &ReportData) {
         };
         let _ = write!(
             o,
-            r#"<tr><td class="{c}">{t}</td><td><code>{}</code></td><td>{}</td></tr>"#,
-            esc(&super::rule_label(v)),
+            r#"<tr><td class="{c}">{t}</td><td><code>{}</code>{}</td><td>{}</td></tr>"#,
+            esc(&v.threshold),
+            super::default_mark(v),
             esc(&v.observed_text)
         );
     }

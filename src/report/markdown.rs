@@ -89,9 +89,10 @@ fn thresholds(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
     for v in &d.thresholds {
         writeln!(
             w,
-            "| {} | `{}` | {} |",
+            "| {} | `{}`{} | {} |",
             if v.passed { "pass" } else { "**FAIL**" },
-            esc(&super::rule_label(v)),
+            esc(&v.threshold),
+            super::default_mark(v),
             esc(&v.observed_text)
         )?;
     }

@@ -130,10 +130,15 @@ pub const NOT_JUDGED: &str =
 
 /// A rule as reports list it: as written, with "(default)" after a default SLO.
 pub fn rule_label(v: &RuleResult) -> String {
+    format!("{}{}", v.threshold, default_mark(v))
+}
+
+/// ` (default)` after a default SLO, nothing after a written rule.
+pub fn default_mark(v: &RuleResult) -> &'static str {
     if v.default {
-        format!("{} (default)", v.threshold)
+        " (default)"
     } else {
-        v.threshold.clone()
+        ""
     }
 }
 

@@ -606,6 +606,86 @@ pub(super) fn read_rules(
 mod tests {
     use super::*;
 
+    fn exprs(rules: &[Threshold]) -> Vec<&str> {
+        rules.iter().map(|t| t.expr.as_str()).collect()
+    }
+
+    #[test]
+    fn default_slos_fit_the_journey_and_yield_to_written_rules() {
+        let all = DefaultScope {
+            socket: true,
+            runs: true,
+            rest: true,
+            capacity: false,
+        };
+        let d = default_slos(&[], all);
+        assert_eq!(
+            exprs(&d),
+            [
+                "run_ok rate > 99%",
+                "violations rate == 0",
+                "close_1011 rate < 0.1%",
+                "auth_failure rate < 0.1%",
+                "rest error rate < 1%"
+            ]
+        );
+        assert!(d.iter().all(|t| t.default));
+        // Any rule on the same metric replaces its default.
+        let written = [
+            Threshold::parse("run_failed rate", "< 5%").unwrap(),
+            Threshold::parse("closes.1011 count", "< 10").unwrap(),
+            Threshold::parse("violations count", "< 3").unwrap(),
+            Threshold::parse("rest error rate", "< 10%").unwrap(),
+            Threshold::parse("tokens.rejected count", "< 5").unwrap(),
+        ];
+        assert!(default_slos(&written, all).is_empty());
+        // Without runs, REST steps or a socket, their defaults would judge
+        // "no data": left out, violations then gated by count.
+        let idle = DefaultScope {
+            socket: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            exprs(&default_slos(&[], idle)),
+            [
+                "violations count == 0",
+                "close_1011 rate < 0.1%",
+                "auth_failure rate < 0.1%"
+            ]
+        );
+        let capacity = DefaultScope {
+            capacity: true,
+            ..all
+        };
+        assert!(default_slos(&[], capacity).is_empty());
+    }
+
+    #[test]
+    fn error_rates_parse_with_three_words() {
+        let t = Threshold::parse("rest error rate", "< 1%").unwrap();
+        assert_eq!(t.expr, "rest error rate < 1%");
+        assert_eq!(
+            t.subject,
+            Subject::Rate {
+                name: "rest error".into()
+            }
+        );
+        let t = Threshold::parse("rest.create_thread error rate", "<= 2%").unwrap();
+        assert!((t.limit - 0.02).abs() < 1e-12);
+        assert!(Threshold::parse("ws error rate", "< 1%").is_err());
+        let d = Threshold::parse_with_drift("rest error rate drift", "< 1pp", DriftSpec::default())
+            .unwrap();
+        assert!(d.drift.is_some());
+        let v = names::Vocabulary {
+            rest_steps: Some(vec!["create_thread".into()]),
+            ..Default::default()
+        };
+        let ok = Threshold::parse("rest.create_thread error rate", "< 1%").unwrap();
+        assert!(ok.check_names(&v).is_ok());
+        let bad = Threshold::parse("rest.history error rate", "< 1%").unwrap();
+        assert!(bad.check_names(&v).is_err());
+    }
+
     #[test]
     fn bad_rules_are_explained() {
         for (k, v) in [
