@@ -532,14 +532,19 @@ impl Shared {
     }
 
     /// Closes the socket normally (the client's choice), if it is open.
+    /// With an ok run held, what the server sent before the close is read
+    /// first ([`Shared::linger`]): a straggler of that run still fails it.
     pub(super) async fn close_socket(&self, s: &mut UserSession, reason: &str) {
+        let frame = CloseFrame {
+            code: CloseCode::Normal,
+            reason: reason.to_string().into(),
+        };
+        if s.held.is_some() {
+            self.linger(s, frame.clone()).await;
+        }
         self.release_held(s);
         if let Some(mut ws) = s.ws.take() {
             self.socket_ended();
-            let frame = CloseFrame {
-                code: CloseCode::Normal,
-                reason: reason.to_string().into(),
-            };
             let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(Some(frame))).await;
         }
     }

@@ -15,7 +15,11 @@ use rand_chacha::ChaCha8Rng;
 use tokio::sync::Mutex;
 
 use super::connect::Ws;
-use super::session::{ActiveRun, Read, RunOutcome, RunReport, Want};
+use futures_util::SinkExt;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::session::{ActiveRun, Read, ReadCtx, RunOutcome, RunReport, Want};
 use super::shared::{Shared, PHASE_DURING_RUN, PHASE_FIRST_EXCHANGE};
 use crate::auth::Secret;
 use crate::names;
@@ -294,6 +298,52 @@ impl Shared {
     pub(super) fn release_held(&self, s: &mut UserSession) {
         if s.held.take().is_some() {
             self.obs.count(names::RUNS_OK);
+        }
+    }
+
+    /// Closes the socket as a handshake while an ok run is held: sends the
+    /// close frame, then reads (and judges) what the server sent until its
+    /// own close or the end of the stream, at most 2 s. TCP keeps order, so
+    /// a duplicate terminal the server wrote before the socket ended is
+    /// seen, however close behind the terminal it came. The socket stays in
+    /// the session for [`Shared::close_socket`] to drop.
+    pub(super) async fn linger(&self, s: &mut UserSession, frame: CloseFrame) {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let Some(ws) = s.ws.as_mut() else {
+            return;
+        };
+        let close = ws.send(Message::Close(Some(frame)));
+        if !matches!(tokio::time::timeout_at(deadline.into(), close).await, Ok(Ok(()))) {
+            return;
+        }
+        loop {
+            let UserSession {
+                ws,
+                user_id,
+                pending,
+                earlier_runs,
+                held,
+                ..
+            } = &mut *s;
+            let (Some(ws), Some(h)) = (ws.as_mut(), held.as_ref()) else {
+                return;
+            };
+            let cx = ReadCtx {
+                profile: self.profile,
+                user_id,
+                obs: &self.obs,
+                held: Some(h.run_id.as_deref()),
+            };
+            let out = super::session::read(ws, &cx, pending, earlier_runs, Want::Nothing, deadline, None);
+            match out.await {
+                Read::Violated(class) => self.fail_held(s, class),
+                Read::RunEnded(_)
+                | Read::Got(_)
+                | Read::ServerError(_)
+                | Read::Closed(_)
+                | Read::TimedOut
+                | Read::Stopped => return,
+            }
         }
     }
 
