@@ -211,8 +211,7 @@ pub struct Vocabulary {
     pub timed_steps: Option<Vec<String>>,
     /// Whether a journey has a `switch_thread` step (`thread_switch`).
     pub switches_threads: Option<bool>,
-    /// `connect`, `await` and `switch_thread` steps named on purpose: a
-    /// histogram `<name>` (see `scenario::Step::named_metric`).
+    /// Named `connect`/`await`/`switch_thread` steps: `<name>` (`Step::named_metric`).
     pub named_steps: Option<Vec<String>>,
     /// Agent events of the profile (`events.<name>`, `event_<name>`).
     pub events: Option<Vec<String>>,
@@ -267,7 +266,6 @@ pub fn check_histogram(name: &str, v: &Vocabulary) -> Result<(), String> {
         || name
             .strip_prefix("step.")
             .is_some_and(|s| Vocabulary::known(&v.timed_steps, s))
-        // A named connect, await or switch_thread step.
         || v.named_steps.as_ref().is_some_and(|l| l.iter().any(|x| x == name))
         // A REST step's name (any plain name while the journey is unknown).
         || v
@@ -344,7 +342,6 @@ fn counter_known(name: &str, v: &Vocabulary) -> bool {
         "tickets" => rest.strip_prefix("rejected.").is_some_and(is_status),
         "tokens" => rest.strip_prefix("login_failed.").is_some_and(is_status),
         "threads" => rest.strip_prefix("switch_failed.").is_some_and(free),
-        // Skippable steps: `send` (a timed step), `history` and `http` (REST steps).
         "steps" => rest.strip_prefix("skipped.").is_some_and(|s| {
             Vocabulary::known(&v.timed_steps, s) || Vocabulary::known(&v.rest_steps, s)
         }),
@@ -405,12 +402,6 @@ pub fn close_phase(phase: &str, code: u16) -> String {
     format!("closes_by_phase.{phase}.{code}")
 }
 
-/// A step skipped because an earlier step of its iteration failed to
-/// produce what it uses (`{{thread}}`, a captured variable).
-pub fn step_skipped(name: &str) -> String {
-    format!("steps.skipped.{name}")
-}
-
 /// A failed run by class (`timeout`, `no_response`, `closed`, `agent_error`, ...).
 pub fn run_failed(class: &str) -> String {
     format!("runs.failed.{class}")
@@ -455,8 +446,6 @@ mod tests {
             ("event_bogus", false),
             ("create_thread", true),
             ("get_thread", true),
-            ("agent_run", true),
-            ("agent_walk", false),
             ("list_threads", false),
             ("step.send", true),
             ("step.nap", true),
@@ -534,11 +523,6 @@ mod tests {
             ("rest.get_thread.capture_missing", true),
             ("rest.list_threads.200", false),
             ("rest.create_thread.ok", false),
-            ("steps.skipped.send", true),
-            ("steps.skipped.get_thread", true),
-            ("steps.skipped.bogus", false),
-            ("violations", true),
-            ("threads.switch_requested", true),
             ("persistence_miss", true),
             ("history.messages_checked", true),
             ("histogram.clamped", true),

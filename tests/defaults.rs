@@ -26,7 +26,13 @@ async fn no_thresholds_and_every_run_failing_fails_on_the_default_slos() {
     let _g = goose_lock().await;
     let extra = "[server]\nseed = 5\nfaults = \"close_1011=100%@first_exchange\"\n";
     let (_tmp, out) = out_dir("defaults");
-    let r = run(parse(&iterations_scenario(10, 2, extra)), None, SECRET, out.clone()).await;
+    let r = run(
+        parse(&iterations_scenario(10, 2, extra)),
+        None,
+        SECRET,
+        out.clone(),
+    )
+    .await;
     assert_eq!(counter(&r, "runs.ok"), 0);
     assert_eq!(r.exit_code(), 1, "{:#?}", r.snapshot.thresholds);
     let ok = rule(&r, "run_ok rate > 99%");
@@ -47,7 +53,13 @@ async fn a_run_nothing_judges_says_not_judged() {
     let _g = goose_lock().await;
     let extra = "[server]\nseed = 5\nfaults = \"close_1011=100%@first_exchange\"\n[thresholds]\ndefaults = false\n";
     let (_tmp, out) = out_dir("unjudged");
-    let r = run(parse(&iterations_scenario(4, 1, extra)), None, SECRET, out.clone()).await;
+    let r = run(
+        parse(&iterations_scenario(4, 1, extra)),
+        None,
+        SECRET,
+        out.clone(),
+    )
+    .await;
     assert!(r.snapshot.thresholds.is_empty());
     assert_eq!(r.exit_code(), 0);
     for file in ["report.md", "report.html", "junit.xml"] {
@@ -165,9 +177,16 @@ async fn rest_errors_fail_the_run_and_skip_the_steps_that_need_their_result() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_threshold_on_a_named_await_is_accepted_and_judged() {
     let _g = goose_lock().await;
-    let text = iterations_scenario(20, 12, "[thresholds]\n\"agent_run p95\" = \"< 10s\"\n\"socket max\" = \"< 10s\"\n")
-        .replace("step = \"await\"", "name = \"agent_run\"\nstep = \"await\"")
-        .replace("step = \"connect\"", "name = \"socket\"\nstep = \"connect\"");
+    let text = iterations_scenario(
+        20,
+        12,
+        "[thresholds]\n\"agent_run p95\" = \"< 10s\"\n\"socket max\" = \"< 10s\"\n",
+    )
+    .replace("step = \"await\"", "name = \"agent_run\"\nstep = \"await\"")
+    .replace(
+        "step = \"connect\"",
+        "name = \"socket\"\nstep = \"connect\"",
+    );
     let (_tmp, out) = out_dir("named");
     let r = run(parse(&text), None, SECRET, out).await;
     let v = rule(&r, "agent_run p95 < 10s");

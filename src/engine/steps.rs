@@ -143,7 +143,7 @@ fn skipped(shared: &Shared, step: &Step, s: &mut UserSession) -> bool {
     if !uses(&step.kind).iter().any(|v| s.unavailable.contains(v)) {
         return false;
     }
-    shared.obs.count(names::step_skipped(&step.name));
+    shared.obs.count(format!("steps.skipped.{}", step.name));
     if let StepKind::Http { capture, .. } = &step.kind {
         s.unavailable
             .extend(capture.iter().map(|(var, _)| var.clone()));

@@ -313,7 +313,10 @@ impl Shared {
             return;
         };
         let close = ws.send(Message::Close(Some(frame)));
-        if !matches!(tokio::time::timeout_at(deadline.into(), close).await, Ok(Ok(()))) {
+        if !matches!(
+            tokio::time::timeout_at(deadline.into(), close).await,
+            Ok(Ok(()))
+        ) {
             return;
         }
         loop {
@@ -334,7 +337,15 @@ impl Shared {
                 obs: &self.obs,
                 held: Some(h.run_id.as_deref()),
             };
-            let out = super::session::read(ws, &cx, pending, earlier_runs, Want::Nothing, deadline, None);
+            let out = super::session::read(
+                ws,
+                &cx,
+                pending,
+                earlier_runs,
+                Want::Nothing,
+                deadline,
+                None,
+            );
             match out.await {
                 Read::Violated(class) => self.fail_held(s, class),
                 Read::RunEnded(_)

@@ -430,10 +430,19 @@ mod tests {
         );
         // A mean, a max and p50 (20 samples) are judged.
         for (k, want) in [("ttfe mean", true), ("ttfe max", true), ("ttfe p50", true)] {
-            assert_eq!(Threshold::parse(k, "< 1s").unwrap().judge(&r).passed, want, "{k}");
+            assert_eq!(
+                Threshold::parse(k, "< 1s").unwrap().judge(&r).passed,
+                want,
+                "{k}"
+            );
         }
         r.record("ttfe", 200);
-        assert!(Threshold::parse("ttfe p95", "< 1s").unwrap().judge(&r).passed);
+        assert!(
+            Threshold::parse("ttfe p95", "< 1s")
+                .unwrap()
+                .judge(&r)
+                .passed
+        );
         let v = Threshold::parse("ttfe p99", "< 1s").unwrap().judge(&r);
         assert!(
             v.observed_text

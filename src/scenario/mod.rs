@@ -9,7 +9,8 @@
 //! `read_scenario`, which calls one reader per TOML table, each in its own
 //! file: `target.rs`, `auth.rs`, `data.rs`, `profile.rs`, `server.rs`,
 //! `reconnect.rs`, `workload.rs`, `capacity.rs`, `journey.rs` (with
-//! `steps.rs`), `thresholds.rs` (and `[drift]`), `baseline.rs`, `output.rs`.
+//! `steps.rs`), `thresholds.rs` (and `[drift]`; the default SLOs that join
+//! them are `defaults.rs`), `baseline.rs`, `output.rs`.
 //! The types they build are in `model.rs`; `doc/` is the span-aware TOML
 //! reader and its diagnostics; `fills.rs` checks template placeholders.
 //!
@@ -27,6 +28,7 @@
 //! - A new report format: nothing here.
 
 pub mod baseline;
+pub mod defaults;
 pub mod doc;
 pub mod target;
 pub mod thresholds;
@@ -201,11 +203,14 @@ fn read_scenario(o: &Obj<'_>, path: &Path) -> Option<Scenario> {
     };
     let auth = auth::read_auth(o, base, peak_users);
     let reconnect = reconnect::read_reconnect(o);
-    let thresholds = thresholds::read_thresholds(
-        o,
-        &vocabulary,
-        default_scope(journey.as_deref(), capacity.as_ref()),
-    );
+    let thresholds = thresholds::read_thresholds(o, &vocabulary).map(|(mut rules, on)| {
+        if on {
+            let scope = default_scope(journey.as_deref(), capacity.as_ref());
+            let extra = defaults::default_slos(&rules, scope);
+            rules.extend(extra);
+        }
+        rules
+    });
     let prompts = read_prompts(o);
     let output = output::read_output(o);
     let baseline = baseline::read_baseline(o);
@@ -255,14 +260,14 @@ fn read_prompts(o: &Obj<'_>) -> Option<Vec<String>> {
     (prompts.len() == items.len()).then_some(prompts)
 }
 
-/// Which default SLOs fit the scenario (see [`thresholds::default_slos`]):
+/// Which default SLOs fit the scenario (see [`defaults::default_slos`]):
 /// what its journeys record, and whether it is a capacity search. A part
 /// that did not load counts as present (the file fails anyway).
 fn default_scope(
     journeys: Option<&[Journey]>,
     capacity: Option<&Option<CapacitySearch>>,
-) -> thresholds::DefaultScope {
-    let mut scope = thresholds::DefaultScope {
+) -> defaults::DefaultScope {
+    let mut scope = defaults::DefaultScope {
         capacity: matches!(capacity, Some(Some(_))),
         ..Default::default()
     };

@@ -44,7 +44,11 @@ fn a_good_file_loads_with_its_plan() {
         .collect();
     assert_eq!(
         defaults,
-        ["run_ok rate > 99%", "violations rate == 0", "auth_failure rate < 0.1%"]
+        [
+            "run_ok rate > 99%",
+            "violations rate == 0",
+            "auth_failure rate < 0.1%"
+        ]
     );
     assert_eq!(s.workload.plan.goose_test_plan(), "5,2;5,10;0,0");
     assert!(s.target.url.is_none());

@@ -27,9 +27,9 @@
 //! Operators: `<`, `<=`, `>`, `>=`, `==`. A rule with no data (no samples, a
 //! zero denominator) fails: a release gate must not pass on nothing.
 //!
-//! Default SLOs ([`DEFAULT_SLOS`], [`default_slos`]) join the written rules
-//! unless the scenario gates the same metric itself or sets
-//! `[thresholds] defaults = false`; a capacity search has none.
+//! Default SLOs (`defaults.rs`) join the written rules unless the scenario
+//! gates the same metric itself or sets `[thresholds] defaults = false`; a
+//! capacity search has none.
 //!
 //! A rule written as a table, `{ rule = "< 2s", abort_on_fail = true, grace = "1m" }`,
 //! also stops the run early once it fails on the running data after the grace
@@ -254,7 +254,9 @@ impl Threshold {
                 ));
             }
             let (op, rest) = parse_op(value.trim()).ok_or_else(|| {
-                format!("threshold value `{value}` must start with <, <=, >, >= or ==, e.g. \"< 1%\"")
+                format!(
+                    "threshold value `{value}` must start with <, <=, >, >= or ==, e.g. \"< 1%\""
+                )
             })?;
             let name = format!("{metric} error");
             check_rate_name(&name)?;
@@ -462,75 +464,19 @@ pub(super) fn read_drift(o: &Obj<'_>) -> DriftSpec {
     spec
 }
 
-/// The default SLOs, as `[thresholds]` would write them. Each applies
-/// unless the scenario gates the same metric ([`Threshold::gated_metric`]);
-/// [`default_slos`] says which fit a scenario.
-pub const DEFAULT_SLOS: &[(&str, &str)] = &[
-    ("run_ok rate", "> 99%"),
-    ("violations rate", "== 0"),
-    ("close_1011 rate", "< 0.1%"),
-    ("auth_failure rate", "< 0.1%"),
-    ("rest error rate", "< 1%"),
-];
-
-/// What a scenario records, for the default SLOs: a default whose
-/// denominator the journey never records would judge "no data" and fail
-/// every run, so it is left out.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct DefaultScope {
-    /// A journey opens a socket (`close_1011`, `auth_failure`).
-    pub socket: bool,
-    /// A journey starts runs (`send`): `run_ok`, `violations rate`;
-    /// without runs violations are gated as `violations count == 0`.
-    pub runs: bool,
-    /// A journey has a REST step (`rest error rate`).
-    pub rest: bool,
-    /// A capacity search: it has `[capacity.slo]` and no defaults.
-    pub capacity: bool,
-}
-
-/// The default SLOs that join `written` (see [`DEFAULT_SLOS`]), marked
-/// `default`.
-pub fn default_slos(written: &[Threshold], scope: DefaultScope) -> Vec<Threshold> {
-    if scope.capacity {
-        return Vec::new();
-    }
-    let gated: Vec<String> = written.iter().map(Threshold::gated_metric).collect();
-    DEFAULT_SLOS
-        .iter()
-        .filter_map(|&(key, value)| {
-            let (key, value) = match key {
-                "run_ok rate" if !scope.runs => return None,
-                "violations rate" if !scope.runs => ("violations count", "== 0"),
-                "close_1011 rate" | "auth_failure rate" if !scope.socket => return None,
-                "rest error rate" if !scope.rest => return None,
-                other => (other, value),
-            };
-            let mut t = Threshold::parse(key, value).expect("the default SLOs parse");
-            t.default = true;
-            (!gated.contains(&t.gated_metric())).then_some(t)
-        })
-        .collect()
-}
-
-/// `[thresholds]` (with `defaults = false` to leave out the default SLOs)
-/// and the default SLOs that apply.
+/// `[thresholds]`: the written rules, and whether the default SLOs join
+/// them (`defaults = false` leaves them out; see `defaults.rs`).
 pub(super) fn read_thresholds(
     o: &Obj<'_>,
     vocabulary: &crate::names::Vocabulary,
-    scope: DefaultScope,
-) -> Option<Vec<Threshold>> {
+) -> Option<(Vec<Threshold>, bool)> {
     let drift = read_drift(o);
     let Some(tbl) = o.obj("thresholds") else {
-        return Some(default_slos(&[], scope));
+        return Some((Vec::new(), true));
     };
     let defaults = tbl.bool("defaults").unwrap_or(true);
-    let mut rules = read_rules(tbl, Some(drift), vocabulary)?;
-    if defaults {
-        let extra = default_slos(&rules, scope);
-        rules.extend(extra);
-    }
-    Some(rules)
+    let rules = read_rules(tbl, Some(drift), vocabulary)?;
+    Some((rules, defaults))
 }
 
 /// A table of rules: `"ttfe p95" = "< 2s"` or `{ rule, abort_on_fail, grace }`;
@@ -603,104 +549,4 @@ pub(super) fn read_rules(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn exprs(rules: &[Threshold]) -> Vec<&str> {
-        rules.iter().map(|t| t.expr.as_str()).collect()
-    }
-
-    #[test]
-    fn default_slos_fit_the_journey_and_yield_to_written_rules() {
-        let all = DefaultScope {
-            socket: true,
-            runs: true,
-            rest: true,
-            capacity: false,
-        };
-        let d = default_slos(&[], all);
-        assert_eq!(
-            exprs(&d),
-            [
-                "run_ok rate > 99%",
-                "violations rate == 0",
-                "close_1011 rate < 0.1%",
-                "auth_failure rate < 0.1%",
-                "rest error rate < 1%"
-            ]
-        );
-        assert!(d.iter().all(|t| t.default));
-        // Any rule on the same metric replaces its default.
-        let written = [
-            Threshold::parse("run_failed rate", "< 5%").unwrap(),
-            Threshold::parse("closes.1011 count", "< 10").unwrap(),
-            Threshold::parse("violations count", "< 3").unwrap(),
-            Threshold::parse("rest error rate", "< 10%").unwrap(),
-            Threshold::parse("tokens.rejected count", "< 5").unwrap(),
-        ];
-        assert!(default_slos(&written, all).is_empty());
-        // Without runs, REST steps or a socket, their defaults would judge
-        // "no data": left out, violations then gated by count.
-        let idle = DefaultScope {
-            socket: true,
-            ..Default::default()
-        };
-        assert_eq!(
-            exprs(&default_slos(&[], idle)),
-            [
-                "violations count == 0",
-                "close_1011 rate < 0.1%",
-                "auth_failure rate < 0.1%"
-            ]
-        );
-        let capacity = DefaultScope {
-            capacity: true,
-            ..all
-        };
-        assert!(default_slos(&[], capacity).is_empty());
-    }
-
-    #[test]
-    fn error_rates_parse_with_three_words() {
-        let t = Threshold::parse("rest error rate", "< 1%").unwrap();
-        assert_eq!(t.expr, "rest error rate < 1%");
-        assert_eq!(
-            t.subject,
-            Subject::Rate {
-                name: "rest error".into()
-            }
-        );
-        let t = Threshold::parse("rest.create_thread error rate", "<= 2%").unwrap();
-        assert!((t.limit - 0.02).abs() < 1e-12);
-        assert!(Threshold::parse("ws error rate", "< 1%").is_err());
-        let d = Threshold::parse_with_drift("rest error rate drift", "< 1pp", DriftSpec::default())
-            .unwrap();
-        assert!(d.drift.is_some());
-        let v = names::Vocabulary {
-            rest_steps: Some(vec!["create_thread".into()]),
-            ..Default::default()
-        };
-        let ok = Threshold::parse("rest.create_thread error rate", "< 1%").unwrap();
-        assert!(ok.check_names(&v).is_ok());
-        let bad = Threshold::parse("rest.history error rate", "< 1%").unwrap();
-        assert!(bad.check_names(&v).is_err());
-    }
-
-    #[test]
-    fn bad_rules_are_explained() {
-        for (k, v) in [
-            ("ttfe", "< 2s"),
-            ("ttfe p95", "2s"),
-            ("ttfe p95", "< soon"),
-            ("ttfe p101", "< 2s"),
-            ("ttfe median", "< 2s"),
-            ("happiness rate", "< 1%"),
-            ("close_1011 rate", "< lots"),
-        ] {
-            assert!(
-                Threshold::parse(k, v).is_err(),
-                "{k} = {v} should be refused"
-            );
-        }
-    }
-}
+mod tests;

@@ -113,7 +113,8 @@ pub(super) async fn rest_fault(
     let Some(status) = faults::rest_error(&st) else {
         return next.run(req).await;
     };
-    st.truth.add(&format!("{}.{status}", truth::FAULT_REST_ERROR), 1);
+    st.truth
+        .add(&format!("{}.{status}", truth::FAULT_REST_ERROR), 1);
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (code, Json(json!({"detail": "injected fault (rest_error)"}))).into_response()
 }
