@@ -347,7 +347,7 @@ fn counter_known(name: &str, v: &Vocabulary) -> bool {
         }),
         "rest" => rest.rsplit_once('.').is_some_and(|(step, what)| {
             Vocabulary::known(&v.rest_steps, step)
-                && (is_status(what) || what == "failed" || what == "capture_missing")
+                && (is_status(what) || matches!(what, "failed" | "capture_missing" | "error"))
         }),
         _ => false,
     }

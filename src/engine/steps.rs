@@ -361,7 +361,7 @@ impl Shared {
                     started,
                     sent: t0,
                 };
-                s.pending = Some(ActiveRun::new(run, self.profile));
+                s.pending = Some(ActiveRun::new(run, self.profile).defer_end_samples());
                 Ok(t0.elapsed())
             }
             Err(e) => {

@@ -142,6 +142,9 @@ impl UserSession {
 #[derive(Debug)]
 pub(super) struct HeldRun {
     pub(super) run_id: Option<String>,
+    /// Its report, whose deferred `ttc` and `event_gap_max` are recorded
+    /// when it is counted.
+    pub(super) report: RunReport,
 }
 
 /// The locked session a step works on.
@@ -227,7 +230,7 @@ impl Shared {
     /// so interval sums and merges still add up, and `runs.ok + runs.failed
     /// == runs.started` holds at the end. A timer ("keep the run open for
     /// N ms") would miss duplicates slower than N and slow every journey.
-    pub(super) fn settle(&self, s: &mut UserSession, report: RunReport) -> RunReport {
+    pub(super) fn settle(&self, s: &mut UserSession, mut report: RunReport) -> RunReport {
         self.release_held(s);
         let phase = if s.runs_on_socket == 0 {
             PHASE_FIRST_EXCHANGE
@@ -240,7 +243,10 @@ impl Shared {
             None => {
                 s.held = Some(HeldRun {
                     run_id: report.run_id.clone(),
+                    report: report.clone(),
                 });
+                // The held copy records them; the returned one must not.
+                report.end_samples = None;
                 Self::proved(s);
                 // Set only when a step will check the history.
                 if let Some((thread, content)) = in_flight {
@@ -251,7 +257,10 @@ impl Shared {
                     log.sent.push_back((content_hash(&content), false));
                 }
             }
-            Some(class) => self.fail_run(class),
+            Some(class) => {
+                report.record_end_samples(&self.obs);
+                self.fail_run(class)
+            }
         }
         if let RunOutcome::Closed { code } = report.outcome {
             self.obs.count(names::close_code(code));
@@ -296,7 +305,8 @@ impl Shared {
 
     /// The held ok run (see [`Shared::settle`]) is final: counted ok.
     pub(super) fn release_held(&self, s: &mut UserSession) {
-        if s.held.take().is_some() {
+        if let Some(mut h) = s.held.take() {
+            h.report.record_end_samples(&self.obs);
             self.obs.count(names::RUNS_OK);
         }
     }
@@ -360,7 +370,8 @@ impl Shared {
 
     /// A violation of the held ok run arrived: it fails by `class`.
     pub(super) fn fail_held(&self, s: &mut UserSession, class: &str) {
-        if s.held.take().is_some() {
+        if let Some(mut h) = s.held.take() {
+            h.report.record_end_samples(&self.obs);
             self.fail_run(class);
         }
     }

@@ -289,9 +289,10 @@ pub fn rate(rec: &Recorder, name: &str) -> Option<f64> {
     }
 }
 
-/// REST calls that failed (answered with a status >= 400, or not at all)
-/// and all REST calls, of one step or of every step: from the counters
-/// `rest.<step>.<status>` and `rest.<step>.failed`.
+/// REST calls that failed (answered with a status >= 400 their step does
+/// not expect, `rest.<step>.error`, or not at all, `rest.<step>.failed`)
+/// and all REST calls (`rest.<step>.<status>` and `.failed`), of one step
+/// or of every step.
 pub fn rest_calls(rec: &Recorder, step: Option<&str>) -> (u64, u64) {
     let (mut errors, mut calls) = (0, 0);
     for (k, n) in &rec.counters {
@@ -304,14 +305,14 @@ pub fn rest_calls(rec: &Recorder, step: Option<&str>) -> (u64, u64) {
         if step.is_some_and(|want| want != s) {
             continue;
         }
-        let failed = match what.parse::<u16>() {
-            Ok(status) if what.len() == 3 => status >= 400,
-            _ if what == "failed" => true,
-            _ => continue,
-        };
-        calls += n;
-        if failed {
-            errors += n;
+        match what {
+            "failed" => {
+                calls += n;
+                errors += n;
+            }
+            "error" => errors += n,
+            status if status.len() == 3 && status.parse::<u16>().is_ok() => calls += n,
+            _ => {}
         }
     }
     (errors, calls)
@@ -383,9 +384,11 @@ mod tests {
         r.count(names::THREADS_SWITCH_TIMEOUT, 4);
         r.count("rest.create_thread.201", 90);
         r.count("rest.create_thread.500", 5);
+        r.count("rest.create_thread.error", 5);
         r.count("rest.create_thread.failed", 5);
+        r.count("rest.probe.404", 50); // expected by its `http` step: no error
+        r.count("rest.history.200", 50);
         r.count("rest.create_thread.capture_missing", 7); // not a call
-        r.count("rest.history.200", 100);
         let cases = [
             ("violations rate", "== 0", false),
             ("violations rate", "<= 1%", true), // 2 of 200 runs
@@ -395,6 +398,7 @@ mod tests {
             ("thread_switch_timeout rate", "< 1%", false), // 4 of 4
             ("rest error rate", "< 5.1%", true),           // 10 of 200
             ("rest error rate", "< 4.9%", false),
+            ("rest.probe error rate", "== 0", true),
             ("rest.create_thread error rate", "== 10%", true), // 10 of 100
             ("rest.history error rate", "== 0", true),
         ];

@@ -19,7 +19,7 @@
 //! | `ready_timeout rate` | `< 1%` | ready timeouts / upgraded connections |
 //! | `violations rate` | `== 0` | protocol violations (all classes) / started runs |
 //! | `auth_failure rate` | `< 0.1%` | `tokens.rejected` / attempted connections |
-//! | `rest error rate` | `< 1%` | REST calls answered >= 400 or not at all / REST calls |
+//! | `rest error rate` | `< 1%` | REST calls answered >= 400 (unless expected) or not at all / REST calls |
 //! | `rest.STEP error rate` | `< 1%` | the same for one REST step |
 //! | `thread_switch_timeout rate` | `< 1%` | `threads.switch_timeout` / switches requested |
 //! | `COUNTER count` | `== 0` | a raw counter (dotted name, e.g. `runs.failed.timeout`) |

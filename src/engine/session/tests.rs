@@ -420,3 +420,54 @@ async fn a_stop_ends_an_idle_read_and_a_sleep() {
             .await
     );
 }
+
+/// A duplicate terminal of the run that just ended ok (held, not yet
+/// counted) is that run's violation, between runs and during the next run
+/// alike; the next run is not blamed for it.
+#[tokio::test]
+async fn a_straggler_of_the_held_run_fails_that_run() {
+    let c = Collector::start();
+    let obs = c.sender();
+    let cx = ReadCtx {
+        profile: netra(),
+        user_id: "u",
+        obs: &obs,
+        held: Some(Some("r0")),
+    };
+    let dup = r#"{"type":"agent_completed","run_id":"r0","user_id":"u","status":"ok","result":1}"#;
+    let mut earlier = vec!["r0".to_string()];
+    // Between runs.
+    let mut ws = script(&[dup], None, true);
+    let now = Instant::now();
+    let out = read(
+        &mut ws,
+        &cx,
+        &mut None,
+        &mut earlier,
+        Want::Nothing,
+        now,
+        None,
+    )
+    .await;
+    assert_eq!(out, Read::Violated("duplicate_terminal"));
+    // During the next run (r1): the active run stays clean.
+    let mut ws = script(&[dup], None, true);
+    let mut active = Some(ActiveRun::new(run(), netra()));
+    let out = read(
+        &mut ws,
+        &cx,
+        &mut active,
+        &mut earlier,
+        Want::Nothing,
+        now,
+        None,
+    )
+    .await;
+    assert_eq!(out, Read::Violated("duplicate_terminal"));
+    let report = active.take().unwrap().finish(RunOutcome::Ok);
+    assert!(report.violations.is_empty(), "{:?}", report.violations);
+    drop(obs);
+    let rec = c.finish().await.total;
+    assert_eq!(rec.counter("violations.duplicate_terminal"), 2);
+    assert_eq!(rec.counter("violations"), 2);
+}
