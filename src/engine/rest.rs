@@ -26,9 +26,10 @@ pub(super) type RestResult = Result<(u16, serde_json::Value, Duration), String>;
 
 impl Shared {
     /// One REST call with the user's Bearer token; counts its status under
-    /// `rest.<metric>.<status>` and its latency as `<metric>`; an answer
-    /// >= 400 that the step does not `expect` is also `rest.<metric>.error`
-    /// (no answer at all: `rest.<metric>.failed`), for `rest error rate`.
+    /// `rest.<metric>.<status>` and its latency as `<metric>`; an answer of
+    /// 400 or more that the step does not `expect` is also
+    /// `rest.<metric>.error` (no answer at all: `rest.<metric>.failed`), for
+    /// `rest error rate`.
     pub(super) async fn rest(
         &self,
         s: &mut UserSession,
