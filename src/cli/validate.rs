@@ -115,11 +115,12 @@ fn describe_verdict(o: &mut String, s: &Scenario) {
             None => "  the run passes when some step held\n".to_string(),
         });
     } else if s.thresholds.is_empty() {
-        o.push_str("\nthresholds: none (the run passes unless it is aborted)\n");
+        o.push_str("\nthresholds: none, and the default SLOs are off: the run is not judged (it passes unless it is aborted or invalid)\n");
     } else {
         o.push_str("\nthresholds:\n");
         for t in &s.thresholds {
-            o.push_str(&format!("  {}\n", t.expr));
+            let mark = if t.default { " (default)" } else { "" };
+            o.push_str(&format!("  {}{mark}\n", t.expr));
         }
     }
 }

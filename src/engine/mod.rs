@@ -39,6 +39,7 @@
 //! folder's files for literal names).
 
 pub mod connect;
+mod idle;
 pub mod open;
 mod rest;
 pub mod session;
@@ -177,7 +178,9 @@ fn iteration_transaction() -> Transaction {
     Transaction::new(Arc::new(move |user: &mut GooseUser| {
         Box::pin(async move {
             if let Some(h) = session(user) {
-                h.0.lock().await.iteration += 1;
+                let mut s = h.0.lock().await;
+                s.iteration += 1;
+                s.unavailable.clear();
             }
             Ok(())
         })

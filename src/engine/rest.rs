@@ -26,12 +26,15 @@ pub(super) type RestResult = Result<(u16, serde_json::Value, Duration), String>;
 
 impl Shared {
     /// One REST call with the user's Bearer token; counts its status under
-    /// `rest.<metric>.<status>` and its latency as `<metric>`.
+    /// `rest.<metric>.<status>` and its latency as `<metric>`; an answer of
+    /// 400 or more that the step does not `expect` is also
+    /// `rest.<metric>.error` (no answer at all: `rest.<metric>.failed`), for
+    /// `rest error rate`.
     pub(super) async fn rest(
         &self,
         s: &mut UserSession,
         metric: &str,
-        method: reqwest::Method,
+        (method, expect): (reqwest::Method, &[u16]),
         path: &str,
         body: Option<serde_json::Value>,
     ) -> RestResult {
@@ -89,6 +92,9 @@ impl Shared {
         let _ = unfollowed_redirect(&self.obs, status, location.as_ref());
         self.obs.sample(metric, took.as_micros() as u64);
         self.obs.count(format!("rest.{metric}.{status}"));
+        if status >= 400 && !expect.contains(&status) {
+            self.obs.count(format!("rest.{metric}.error"));
+        }
         self.obs.count_n("bytes.received", bytes.len() as u64);
         let v = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
         Ok((status, v, took))
@@ -171,7 +177,7 @@ pub(super) async fn history(
             page * HISTORY_PAGE
         );
         match shared
-            .rest(s, metric, reqwest::Method::GET, &path, None)
+            .rest(s, metric, (reqwest::Method::GET, &[]), &path, None)
             .await
         {
             Ok((200..=299, v, t)) => {
@@ -246,7 +252,7 @@ pub(super) async fn create_thread(
         .rest(
             &mut s,
             &step.name,
-            reqwest::Method::POST,
+            (reqwest::Method::POST, &[]),
             "/api/threads",
             Some(body),
         )
@@ -264,6 +270,13 @@ pub(super) async fn create_thread(
         Ok((st, _, _)) => Err((Some(st), format!("create_thread: HTTP {st}"))),
         Err(e) => Err((None, e)),
     };
+    // Without the new thread, the steps of this iteration that use
+    // `{{thread}}` are skipped (see `steps::skipped`).
+    if r.is_ok() {
+        s.unavailable.remove("thread");
+    } else {
+        s.unavailable.insert("thread".to_string());
+    }
     drop(s);
     record_rest(user, &step.name, r).await
 }
@@ -279,7 +292,7 @@ pub(super) async fn list_threads(
         .rest(
             &mut s,
             &step.name,
-            reqwest::Method::GET,
+            (reqwest::Method::GET, &[]),
             "/api/threads?limit=100",
             None,
         )
@@ -351,7 +364,9 @@ pub(super) async fn http(
     };
     let body = body.as_ref().map(|b| template::render(b, &vars));
     let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap_or(reqwest::Method::GET);
-    let r = shared.rest(&mut s, &step.name, m, &path, body).await;
+    let r = shared
+        .rest(&mut s, &step.name, (m, expect), &path, body)
+        .await;
     let r = match r {
         Ok((st, v, took)) if expect.contains(&st) => {
             capture_fields(shared, &mut s, step, capture, st, &v, took)
@@ -362,6 +377,14 @@ pub(super) async fn http(
         )),
         Err(e) => Err((None, e)),
     };
+    // A failed call captured nothing: steps using its variables are skipped.
+    for (var, _) in capture {
+        if r.is_ok() {
+            s.unavailable.remove(var);
+        } else {
+            s.unavailable.insert(var.clone());
+        }
+    }
     drop(s);
     record_rest(user, &step.name, r).await
 }

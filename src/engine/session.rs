@@ -53,6 +53,7 @@ pub struct Who<'a> {
 
 /// Counts a violation and keeps its frame as a sample.
 pub fn note_violation(obs: &ObsSender, v: &Violation, raw: &str, who: &Who<'_>) {
+    obs.count(crate::names::VIOLATIONS_ALL);
     obs.count(format!("violations.{}", v.class));
     obs.count(format!("violations.{}.{}", v.class, v.detail));
     let mut frame = crate::auth::redact(raw);
@@ -307,6 +308,10 @@ pub enum Read {
     Closed(u16),
     TimedOut,
     Stopped,
+    /// A violation of the held run (see [`ReadCtx::held`]), already counted
+    /// under `violations.*`: that run fails with this class. The socket's
+    /// `read` settles it and reads on (it never returns this).
+    Violated(&'static str),
 }
 
 /// The parts of a read that stay the same for a whole session.
@@ -317,6 +322,18 @@ pub struct ReadCtx<'a> {
     /// Set when an auth frame (the profile's `auth_failure`) arrives on this
     /// socket: the close that follows is a recognised auth failure.
     pub auth_refused: &'a AtomicBool,
+    /// The run on this socket that ended ok but is not counted yet, with
+    /// its id if it has one (`None`: no such run). A duplicate terminal or
+    /// a late event of that run, or an event naming no run while none is
+    /// active, fails it ([`Read::Violated`]) instead of the active run.
+    pub held: Option<Option<&'a str>>,
+}
+
+impl ReadCtx<'_> {
+    /// Whether an event of run `run_id` is the held run's.
+    fn is_held(&self, run_id: Option<&str>) -> bool {
+        matches!((self.held, run_id), (Some(Some(h)), Some(r)) if h == r)
+    }
 }
 
 /// Reads frames until the active run ends, the wanted frame arrives, the
@@ -453,11 +470,23 @@ fn on_text(
         };
     };
     let Some(run) = active.as_mut() else {
-        between_runs(&ev, text, profile, cx, earlier_runs);
-        return OnText::Next;
+        return match between_runs(&ev, text, profile, cx, earlier_runs) {
+            Some(class) => OnText::Done(Read::Violated(class)),
+            None => OnText::Next,
+        };
     };
     if let Belongs::Foreign(v) = check_isolation(&ev, &run.me, earlier_runs) {
         cx.obs.count("frames.foreign");
+        // A late event of the run that just ended ok is that run's fault.
+        if v.class == "late_event" && cx.is_held(ev.run_id.as_deref()) {
+            let v = late_or_duplicate(&ev, v, profile);
+            let who = Who {
+                user_id: cx.user_id,
+                run_id: ev.run_id.as_deref(),
+            };
+            note_violation(cx.obs, &v, text, &who);
+            return OnText::Done(Read::Violated(v.class));
+        }
         run.violated(cx.obs, v, text);
         return OnText::Next;
     }
@@ -469,48 +498,64 @@ fn on_text(
     OnText::Next
 }
 
+/// A late event that is a terminal one is a `duplicate_terminal`.
+fn late_or_duplicate(ev: &crate::protocol::Event, late: Violation, profile: &Profile) -> Violation {
+    if profile.terminal(&ev.name).is_some() {
+        Violation::new(
+            "duplicate_terminal",
+            ev.name.clone(),
+            format!("a second `{}` after the run ended", ev.name),
+        )
+    } else {
+        late
+    }
+}
+
 /// An agent event with no run active: late (a finished run's), a second
-/// terminal, foreign, or one that names no run at all.
+/// terminal, foreign, or one that names no run at all. Returns the class
+/// when it is the held run's violation (its own id, or no run id at all
+/// while a run is held): that run then fails by it.
 fn between_runs(
     ev: &crate::protocol::Event,
     text: &str,
     profile: &Profile,
     cx: &ReadCtx<'_>,
     earlier_runs: &[String],
-) {
+) -> Option<&'static str> {
     cx.obs.count("frames.between_runs");
     let me = Identity {
         user_id: cx.user_id.to_string(),
         thread_id: None,
         run_id: Some(String::new()),
     };
-    let v = match check_isolation(ev, &me, earlier_runs) {
-        Belongs::Foreign(v) if v.class == "late_event" && profile.terminal(&ev.name).is_some() => {
+    let (v, held) = match check_isolation(ev, &me, earlier_runs) {
+        Belongs::Foreign(v) if v.class == "late_event" => (
+            late_or_duplicate(ev, v, profile),
+            cx.is_held(ev.run_id.as_deref()),
+        ),
+        Belongs::Foreign(v) => (v, false),
+        Belongs::Mine => (
             Violation::new(
-                "duplicate_terminal",
+                "crossed_run",
                 ev.name.clone(),
-                format!("a second `{}` after the run ended", ev.name),
-            )
-        }
-        Belongs::Foreign(v) => v,
-        Belongs::Mine => Violation::new(
-            "crossed_run",
-            ev.name.clone(),
-            format!(
-                "`{}` without a run id arrived while no run was active",
-                ev.name
+                format!(
+                    "`{}` without a run id arrived while no run was active",
+                    ev.name
+                ),
             ),
+            cx.held.is_some() && ev.run_id.is_none(),
         ),
     };
-    note_violation(
-        cx.obs,
-        &v,
-        text,
-        &Who {
-            user_id: cx.user_id,
-            run_id: None,
-        },
-    );
+    let run_id = match (held, cx.held) {
+        (true, Some(id)) => id,
+        _ => None,
+    };
+    let who = Who {
+        user_id: cx.user_id,
+        run_id,
+    };
+    note_violation(cx.obs, &v, text, &who);
+    held.then_some(v.class)
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! The user's socket: connecting under the reconnect policy (back-off,
 //! give-up, parking), waiting for ready, reading it whatever the journey is
-//! doing, keeping it alive while the user thinks (heartbeats, token
-//! refresh, reconnects), and closing it. How an upgrade is made and how it
+//! doing, and closing it (keeping it alive while the user thinks is
+//! `idle.rs`). How an upgrade is made and how it
 //! fails (the handshake half) is [`super::connect`]; the generic frame
 //! logic is [`super::session`].
 //!
@@ -10,11 +10,9 @@
 
 use std::time::{Duration, Instant};
 
-use futures_util::SinkExt;
 use rand::Rng;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::Message;
 
 use super::connect::{self, ConnectFailure, Ws};
 use super::session::{self, Read, ReadCtx, ReadyOutcome, RunOutcome, Want, Who};
@@ -333,6 +331,7 @@ impl Shared {
                 pending,
                 earlier_runs,
                 auth_refused,
+                held,
                 ..
             } = s;
             let Some(ws) = ws.as_mut() else {
@@ -343,6 +342,7 @@ impl Shared {
                 user_id,
                 obs: &self.obs,
                 auth_refused,
+                held: held.as_ref().map(|h| h.run_id.as_deref()),
             };
             let out = session::read(
                 ws,
@@ -362,6 +362,7 @@ impl Shared {
                     }
                     s.finished = Some(report);
                 }
+                Read::Violated(class) => self.fail_held(s, class),
                 Read::Closed(code) => {
                     self.closed(s, code);
                     return Read::Closed(code);
@@ -423,6 +424,7 @@ impl Shared {
         if s.ws.take().is_some() {
             self.socket_ended();
         }
+        self.release_held(s);
         s.lost = true;
         s.dropped_at.get_or_insert_with(Instant::now);
         if code == 1008 {
@@ -454,134 +456,20 @@ impl Shared {
         s.unproven_since = None;
     }
 
-    /// A `think`: idles until `until` (or the stop) while keeping the user's
-    /// socket as a real client would. It reads what arrives (a run in flight
-    /// is timed and judged as its events come; pings are answered); with a
-    /// profile heartbeat it pings every `hb.every` (`heartbeats.sent`, and
-    /// `ws_ping` to the reply) and closes a socket whose ping went unanswered
-    /// for `hb.timeout` (`heartbeats.missed`); a socket whose token is due
-    /// is closed and reopened with a fresh one (`tokens.refreshed`); a socket
-    /// the server dropped is reconnected under the back-off policy.
-    pub(super) async fn idle(&self, s: &mut UserSession, until: Instant) -> bool {
-        let hb = self.profile.heartbeat.as_ref();
-        let mut reconnected = false;
-        loop {
-            let now = Instant::now();
-            if now >= until || self.cfg.stop.is_set() {
-                return reconnected;
-            }
-            if s.ws.is_none() {
-                if self.waits_out(s, until) {
-                    self.cfg.stop.sleep_until(until).await;
-                    return reconnected;
-                }
-                reconnected = true;
-                let _ = self.connect(s).await;
-                continue;
-            }
-            if self.refresh_if_due(s).await {
-                reconnected = true;
-                if self.connect(s).await.is_err() {
-                    s.lost = true;
-                }
-                continue;
-            }
-            if let Some(hb) = hb {
-                let last = *s.last_ping.get_or_insert(now);
-                if s.ping_pending.is_none() && now >= last + hb.every {
-                    let vars = s.vars();
-                    let text = template::render(&hb.message, &vars).to_string();
-                    let Some(ws) = s.ws.as_mut() else { continue };
-                    if ws.send(Message::Text(text.into())).await.is_err() {
-                        self.closed(s, session::ABNORMAL_CLOSE);
-                        continue;
-                    }
-                    self.obs.count("heartbeats.sent");
-                    s.last_ping = Some(now);
-                    s.ping_pending = Some(now);
-                }
-                if let Some(sent) = s.ping_pending {
-                    if now >= sent + hb.timeout {
-                        self.obs.count("heartbeats.missed");
-                        s.ping_pending = None;
-                        self.obs.count("connections.closed_missed_heartbeat");
-                        self.close_socket(s, "missed heartbeats").await;
-                        // The server stopped answering: come back as after a drop.
-                        s.lost = true;
-                        s.dropped_at.get_or_insert_with(Instant::now);
-                        self.judge_loss(s);
-                        continue;
-                    }
-                }
-            }
-            let wake = self.idle_wake(s, hb, until, now);
-            let want = match (hb, s.ping_pending) {
-                (Some(hb), Some(_)) => Want::Frame(&hb.reply),
-                _ => Want::Nothing,
-            };
-            match self.read(s, want, wake, true).await {
-                Read::Got(_) => {
-                    if let Some(sent) = s.ping_pending.take() {
-                        self.obs
-                            .sample("ws_ping", sent.elapsed().as_micros() as u64);
-                        self.obs.count("heartbeats.answered");
-                        Self::proved(s);
-                    }
-                }
-                Read::Stopped => return reconnected,
-                // A close was settled by `read`; the loop reconnects.
-                Read::Closed(_) | Read::TimedOut | Read::ServerError(_) | Read::RunEnded(_) => {}
-            }
-        }
-    }
-
-    /// A think without a socket: whether it waits to its end rather than
-    /// reconnecting. Only a socket lost under the user comes back by itself; one
-    /// the journey closed (or never opened) waits for its step.
-    /// A back-off or cooldown that outlasts the think is left to
-    /// the next step, so the think keeps its length.
-    fn waits_out(&self, s: &mut UserSession, until: Instant) -> bool {
-        let later = s.lost
-            && !s.parked
-            && match s.cooldown_until {
-                Some(c) => c > until,
-                None => self.retry_at(s).is_some_and(|at| at > until),
-            };
-        !s.lost || s.parked || later
-    }
-
-    /// When an idle read wakes: the think's end, the next heartbeat (or its
-    /// reply's deadline), the token's refresh; at least 1 ms from `now`.
-    fn idle_wake(
-        &self,
-        s: &UserSession,
-        hb: Option<&crate::protocol::Heartbeat>,
-        until: Instant,
-        now: Instant,
-    ) -> Instant {
-        let mut wake = until;
-        if let Some(hb) = hb {
-            wake = wake.min(match s.ping_pending {
-                Some(p) => p + hb.timeout,
-                None => s.last_ping.map_or(until, |l| l + hb.every),
-            });
-        }
-        if s.pending.is_none() {
-            if let Some(at) = self.refresh_at(s) {
-                wake = wake.min(at);
-            }
-        }
-        wake.max(now + Duration::from_millis(1))
-    }
-
     /// Closes the socket normally (the client's choice), if it is open.
+    /// With an ok run held, what the server sent before the close is read
+    /// first ([`Shared::linger`]): a straggler of that run still fails it.
     pub(super) async fn close_socket(&self, s: &mut UserSession, reason: &str) {
+        let frame = CloseFrame {
+            code: CloseCode::Normal,
+            reason: reason.to_string().into(),
+        };
+        if s.held.is_some() {
+            self.linger(s, frame.clone()).await;
+        }
+        self.release_held(s);
         if let Some(mut ws) = s.ws.take() {
             self.socket_ended();
-            let frame = CloseFrame {
-                code: CloseCode::Normal,
-                reason: reason.to_string().into(),
-            };
             let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(Some(frame))).await;
         }
     }

@@ -60,9 +60,8 @@ pub(super) async fn run_step(
 
 /// Records `took` under the step's own name when it has one (see [`run_step`]).
 fn own_metric(shared: &Shared, step: &Step, took: Duration) {
-    let default = step.kind.default_name();
-    if !default.is_empty() && step.name != default {
-        shared.obs.sample(&step.name, took.as_micros() as u64);
+    if let Some(name) = step.named_metric() {
+        shared.obs.sample(name, took.as_micros() as u64);
     }
 }
 
@@ -70,7 +69,10 @@ async fn run_step_inner(shared: &Shared, step: &Step, user: &mut GooseUser) -> T
     let Some(handle) = session(user) else {
         return Ok(());
     };
-    let s = handle.0.lock().await;
+    let mut s = handle.0.lock().await;
+    if skipped(shared, step, &mut s) {
+        return Ok(());
+    }
     match &step.kind {
         StepKind::Connect => connect(shared, step, user, s).await,
         StepKind::Send { message } => send(shared, step, user, s, message).await,
@@ -102,6 +104,51 @@ async fn run_step_inner(shared: &Shared, step: &Step, user: &mut GooseUser) -> T
             repeat(shared, user, s, *times, *for_, steps).await
         }
     }
+}
+
+/// What a step uses from earlier steps of its iteration: `{{thread}}` (a
+/// `history` step reads the current thread) and captured variables, as
+/// placeholder names. Steps that use nothing such are never skipped.
+fn uses(kind: &StepKind) -> Vec<String> {
+    match kind {
+        StepKind::Send { message } => template::placeholders(message),
+        StepKind::Http { path, body, .. } => {
+            let mut v = template::placeholders(&serde_json::Value::String(path.clone()));
+            v.extend(body.iter().flat_map(template::placeholders));
+            v
+        }
+        StepKind::History => vec!["thread".to_string()],
+        StepKind::Connect
+        | StepKind::Await { .. }
+        | StepKind::Think { .. }
+        | StepKind::CreateThread { .. }
+        | StepKind::ListThreads
+        | StepKind::SwitchThread { .. }
+        | StepKind::Disconnect
+        | StepKind::Reconnect
+        | StepKind::Repeat { .. } => Vec::new(),
+    }
+}
+
+/// Whether the step is skipped: it uses what a step of this iteration
+/// failed to produce (`{{thread}}` of a failed `create_thread`, a variable
+/// a failed `http` step did not capture; see `UserSession::unavailable`).
+/// A skipped step is counted as `steps.skipped.<name>`, not as a failure of
+/// its own (its target would only answer 404), and what it would have
+/// captured is unavailable in turn.
+fn skipped(shared: &Shared, step: &Step, s: &mut UserSession) -> bool {
+    if s.unavailable.is_empty() {
+        return false;
+    }
+    if !uses(&step.kind).iter().any(|v| s.unavailable.contains(v)) {
+        return false;
+    }
+    shared.obs.count(format!("steps.skipped.{}", step.name));
+    if let StepKind::Http { capture, .. } = &step.kind {
+        s.unavailable
+            .extend(capture.iter().map(|(var, _)| var.clone()));
+    }
+    true
 }
 
 /// The `connect` step: opens the socket unless it is open.
@@ -314,7 +361,7 @@ impl Shared {
                     started,
                     sent: t0,
                 };
-                s.pending = Some(ActiveRun::new(run, self.profile));
+                s.pending = Some(ActiveRun::new(run, self.profile).defer_end_samples());
                 Ok(t0.elapsed())
             }
             Err(e) => {
@@ -360,6 +407,7 @@ impl Shared {
             return Err((None, "no socket".into()));
         };
         self.obs.count_n("bytes.sent", text.len() as u64);
+        self.obs.count(names::THREADS_SWITCH_REQUESTED);
         if let Err(e) = ws.send(Message::Text(text.into())).await {
             self.closed(s, session::ABNORMAL_CLOSE);
             return Err((Some(session::ABNORMAL_CLOSE), format!("send failed: {e}")));
@@ -395,7 +443,7 @@ impl Shared {
                 Some(code),
                 format!("closed with {code} while switching threads"),
             )),
-            Read::TimedOut | Read::Stopped | Read::RunEnded(_) => {
+            Read::TimedOut | Read::Stopped | Read::RunEnded(_) | Read::Violated(_) => {
                 self.obs.count("threads.switch_timeout");
                 Err((
                     None,
@@ -486,6 +534,7 @@ pub(super) async fn serve_arrival(
     if let Some(h) = session(user) {
         let mut s = h.0.lock().await;
         s.iteration += 1;
+        s.unavailable.clear();
         s.intended = Some(intended);
     }
     for step in journey {

@@ -15,7 +15,11 @@ use rand_chacha::ChaCha8Rng;
 use tokio::sync::Mutex;
 
 use super::connect::Ws;
-use super::session::{ActiveRun, Read, RunOutcome, RunReport, Want};
+use futures_util::SinkExt;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::session::{ActiveRun, Read, ReadCtx, RunOutcome, RunReport, Want};
 use super::shared::{Shared, PHASE_DURING_RUN, PHASE_FIRST_EXCHANGE};
 use crate::auth::Secret;
 use crate::names;
@@ -57,6 +61,9 @@ pub(super) struct UserSession {
     /// A run that ended outside its `await` step (already counted), for
     /// that step's goose record.
     pub(super) finished: Option<RunReport>,
+    /// The last run of this socket that ended ok, not yet counted in
+    /// `runs.ok` (see [`Shared::settle`]).
+    pub(super) held: Option<HeldRun>,
     /// Ids of this socket's finished runs, newest last (bounded).
     pub(super) earlier_runs: Vec<String>,
     pub(super) rng: ChaCha8Rng,
@@ -113,6 +120,10 @@ pub(super) struct UserSession {
     pub(super) ping_pending: Option<Instant>,
     /// Variables captured by `http` steps, for later templates.
     pub(super) captured: std::collections::BTreeMap<String, String>,
+    /// What a failed step of this iteration did not produce (`thread` of a
+    /// `create_thread`, an `http` step's capture variables): steps using it
+    /// are skipped until the iteration ends or a step produces it.
+    pub(super) unavailable: std::collections::BTreeSet<String>,
     /// The data row this user took last (`[data]`).
     pub(super) row: Option<usize>,
 }
@@ -129,6 +140,15 @@ impl UserSession {
             extra: None,
         }
     }
+}
+
+/// A run that ended ok whose `runs.ok` is not counted yet.
+#[derive(Debug)]
+pub(super) struct HeldRun {
+    pub(super) run_id: Option<String>,
+    /// Its report, whose deferred `ttc` and `event_gap_max` are recorded
+    /// when it is counted.
+    pub(super) report: RunReport,
 }
 
 /// The locked session a step works on.
@@ -168,6 +188,7 @@ impl Shared {
             iteration: 0,
             pending: None,
             finished: None,
+            held: None,
             earlier_runs: Vec::new(),
             rng: ChaCha8Rng::seed_from_u64(
                 self.cfg.seed ^ (index as u64 + 1).wrapping_mul(0x2545_F491_4F6C_DD1D),
@@ -196,14 +217,27 @@ impl Shared {
             last_ping: None,
             ping_pending: None,
             captured: Default::default(),
+            unavailable: Default::default(),
             row: None,
         }
     }
 
-    /// Counts a run that ended: ok, or failed by class; a close with its code
+    /// Counts a run that ended: failed by class, or ok; a close with its code
     /// and phase; an ok run's message joins the thread's log for the history
     /// check. Returns the report for the `await` step's goose record.
-    pub(super) fn settle(&self, s: &mut UserSession, report: RunReport) -> RunReport {
+    ///
+    /// Every violation fails its run, even one that arrives after the run's
+    /// terminal event (a duplicate `agent_completed`, a late event). So an
+    /// ok run is *held*: counted in `runs.ok` only when the next run on its
+    /// socket settles or the socket ends ([`Shared::release_held`]); until
+    /// then a violation of it counts it in `runs.failed.<class>` instead
+    /// ([`Shared::fail_held`]). Counting each run once, late, rather than
+    /// moving it from ok to failed keeps every counter a sum of increments,
+    /// so interval sums and merges still add up, and `runs.ok + runs.failed
+    /// == runs.started` holds at the end. A timer ("keep the run open for
+    /// N ms") would miss duplicates slower than N and slow every journey.
+    pub(super) fn settle(&self, s: &mut UserSession, mut report: RunReport) -> RunReport {
+        self.release_held(s);
         let phase = if s.runs_on_socket == 0 {
             PHASE_FIRST_EXCHANGE
         } else {
@@ -213,7 +247,12 @@ impl Shared {
         let in_flight = s.in_flight.take();
         match report.failure_class() {
             None => {
-                self.obs.count(names::RUNS_OK);
+                s.held = Some(HeldRun {
+                    run_id: report.run_id.clone(),
+                    report: report.clone(),
+                });
+                // The held copy records them; the returned one must not.
+                report.end_samples = None;
                 Self::proved(s);
                 // Set only when a step will check the history.
                 if let Some((thread, content)) = in_flight {
@@ -224,7 +263,10 @@ impl Shared {
                     log.sent.push_back((content_hash(&content), false));
                 }
             }
-            Some(class) => self.fail_run(class),
+            Some(class) => {
+                report.record_end_samples(&self.obs);
+                self.fail_run(class)
+            }
         }
         if let RunOutcome::Closed { code } = report.outcome {
             self.obs.count(names::close_code(code));
@@ -272,6 +314,81 @@ impl Shared {
         self.obs.count(names::run_failed(class));
     }
 
+    /// The held ok run (see [`Shared::settle`]) is final: counted ok.
+    pub(super) fn release_held(&self, s: &mut UserSession) {
+        if let Some(mut h) = s.held.take() {
+            h.report.record_end_samples(&self.obs);
+            self.obs.count(names::RUNS_OK);
+        }
+    }
+
+    /// Closes the socket as a handshake while an ok run is held: sends the
+    /// close frame, then reads (and judges) what the server sent until its
+    /// own close or the end of the stream, at most 2 s. TCP keeps order, so
+    /// a duplicate terminal the server wrote before the socket ended is
+    /// seen, however close behind the terminal it came. The socket stays in
+    /// the session for [`Shared::close_socket`] to drop.
+    pub(super) async fn linger(&self, s: &mut UserSession, frame: CloseFrame) {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let Some(ws) = s.ws.as_mut() else {
+            return;
+        };
+        let close = ws.send(Message::Close(Some(frame)));
+        if !matches!(
+            tokio::time::timeout_at(deadline.into(), close).await,
+            Ok(Ok(()))
+        ) {
+            return;
+        }
+        loop {
+            let UserSession {
+                ws,
+                user_id,
+                pending,
+                earlier_runs,
+                held,
+                auth_refused,
+                ..
+            } = &mut *s;
+            let (Some(ws), Some(h)) = (ws.as_mut(), held.as_ref()) else {
+                return;
+            };
+            let cx = ReadCtx {
+                profile: self.profile,
+                user_id,
+                obs: &self.obs,
+                auth_refused,
+                held: Some(h.run_id.as_deref()),
+            };
+            let out = super::session::read(
+                ws,
+                &cx,
+                pending,
+                earlier_runs,
+                Want::Nothing,
+                deadline,
+                None,
+            );
+            match out.await {
+                Read::Violated(class) => self.fail_held(s, class),
+                Read::RunEnded(_)
+                | Read::Got(_)
+                | Read::ServerError(_)
+                | Read::Closed(_)
+                | Read::TimedOut
+                | Read::Stopped => return,
+            }
+        }
+    }
+
+    /// A violation of the held ok run arrived: it fails by `class`.
+    pub(super) fn fail_held(&self, s: &mut UserSession, class: &str) {
+        if let Some(mut h) = s.held.take() {
+            h.report.record_end_samples(&self.obs);
+            self.fail_run(class);
+        }
+    }
+
     /// The `await` step: the run in flight to its end, or until `timeout`
     /// after it was sent. A run that already ended (during a think, say) is
     /// returned at once; `None` when no run was started.
@@ -308,7 +425,11 @@ impl Shared {
         match self.read(s, Want::Run, deadline, false).await {
             Read::RunEnded(report) => Some(report),
             Read::Closed(_) => s.finished.take(),
-            Read::Got(_) | Read::ServerError(_) | Read::TimedOut | Read::Stopped => {
+            Read::Got(_)
+            | Read::ServerError(_)
+            | Read::TimedOut
+            | Read::Stopped
+            | Read::Violated(_) => {
                 let run = s.pending.take()?;
                 let events = run.events();
                 Some(self.settle(s, run.finish(RunOutcome::TimedOut { events })))

@@ -135,6 +135,7 @@ fn offered(rec: &Recorder) -> RuleResult {
         ),
         limit_text: "0".to_string(),
         unit: "count".to_string(),
+        default: false,
     }
 }
 
@@ -311,7 +312,8 @@ mod tests {
     fn step(index: u32, load: f64, ttc_ms: u64) -> StepResult {
         let slo = vec![Threshold::parse("ttc p95", "< 100ms").unwrap()];
         let mut rec = Recorder::default();
-        for _ in 0..10 {
+        // p95 is judged on at least 200 samples (fewer: insufficient data).
+        for _ in 0..200 {
             rec.record("ttc", ttc_ms * 1000);
         }
         let s = CapacityStep {
@@ -437,7 +439,10 @@ mod tests {
         let mut limited = step(3, 12.0, 50);
         assert!(limited.held);
         let mut rec = Recorder::default();
-        rec.record("ttc", 50_000);
+        // Enough samples for a p95 (insufficient data would break the SLO).
+        for _ in 0..200 {
+            rec.record("ttc", 50_000);
+        }
         rec.count("connections.local_error.emfile", 37);
         let s = CapacityStep {
             index: 3,

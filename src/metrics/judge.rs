@@ -94,13 +94,34 @@ pub fn drift_spec_from_echo(scenario: &Value) -> Result<DriftSpec, String> {
     Ok(spec)
 }
 
-/// The thresholds of a scenario, read back from its echo in a snapshot.
+/// Every rule a snapshot was judged by, to judge it again (`merge`,
+/// `report --recover`): the scenario's own rules, read back from its echo,
+/// and the default SLOs it was judged by (marked `default` in its results:
+/// which defaults apply was decided when the scenario was read).
+pub fn rules_of(s: &Snapshot) -> Result<Vec<Threshold>, String> {
+    let mut rules = thresholds_from_echo(&s.scenario)?;
+    for r in s.thresholds.iter().filter(|r| r.default) {
+        let words: Vec<&str> = r.threshold.split_whitespace().collect();
+        let at = words
+            .iter()
+            .position(|w| w.starts_with(['<', '>', '=']))
+            .ok_or_else(|| format!("default rule `{}` has no operator", r.threshold))?;
+        let mut t = Threshold::parse(&words[..at].join(" "), &words[at..].join(" "))?;
+        t.default = true;
+        rules.push(t);
+    }
+    Ok(rules)
+}
+
+/// The thresholds of a scenario, read back from its echo in a snapshot
+/// (`defaults = false` is a setting, not a rule).
 pub fn thresholds_from_echo(scenario: &Value) -> Result<Vec<Threshold>, String> {
     let Some(t) = scenario.get("thresholds").and_then(Value::as_object) else {
         return Ok(Vec::new());
     };
     let spec = drift_spec_from_echo(scenario)?;
     t.iter()
+        .filter(|(k, _)| k.as_str() != "defaults")
         .map(|(k, v)| {
             let (rule, abort, grace) = match v {
                 Value::String(s) => (s.clone(), false, None),
@@ -133,7 +154,7 @@ pub fn recover(dir: &std::path::Path) -> Result<Snapshot, String> {
         .map_err(|e| format!("cannot read the interval files in {}: {e}", dir.display()))?;
     // The first checkpoint is written before any user starts: it holds the run's identity.
     let mut s = Snapshot::read(&dir.join("snapshot.json"))?;
-    let thresholds = thresholds_from_echo(&s.scenario)?;
+    let thresholds = rules_of(&s)?;
     s.histograms = Snapshot::histograms_from(&total);
     s.counters = total.counters.clone();
     s.intervals = intervals

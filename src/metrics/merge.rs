@@ -37,7 +37,7 @@ pub use super::judge::{drift_spec_from_echo, thresholds_from_echo};
 pub fn merge(snaps: &[Snapshot]) -> Result<Snapshot, MergeError> {
     let (first, count, seen) = check(snaps)?;
     let mut sums = add_shards(&seen)?;
-    let thresholds = thresholds_from_echo(&first.scenario).map_err(MergeError::Mismatch)?;
+    let thresholds = super::judge::rules_of(first).map_err(MergeError::Mismatch)?;
     let (ending, notes) = partial_notes(count, &seen, &sums);
     let total = std::mem::take(&mut sums.total);
     let mut merged = assemble(first, count, &seen, sums, &total, notes);

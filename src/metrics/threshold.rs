@@ -91,6 +91,9 @@ pub struct RuleResult {
     pub limit_text: String,
     /// `us`, `fraction`, `per_1k_runs` or `count`.
     pub unit: String,
+    /// One of the default SLOs (not written in the scenario); reports mark it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub default: bool,
 }
 
 impl Threshold {
@@ -158,6 +161,7 @@ impl Threshold {
             ),
             limit_text: fmt(self.limit),
             unit: unit.to_string(),
+            default: self.default,
         }
     }
 
@@ -168,8 +172,13 @@ impl Threshold {
         (v.observed.is_some() && !v.passed).then_some(v)
     }
 
-    /// Judges the rule on recorded data.
+    /// Judges the rule on recorded data. A percentile of too few samples
+    /// (see [`samples_needed`]) is "insufficient data": it does not pass,
+    /// and, like "no data", it stops no run early.
     pub fn judge(&self, rec: &Recorder) -> RuleResult {
+        if let Some(short) = self.insufficient(rec) {
+            return short;
+        }
         let (observed, unit) = match &self.subject {
             Subject::Latency { metric, stat } => (stat_of(rec, metric, *stat), "us"),
             Subject::Rate { name } => (rate(rec, name), "fraction"),
@@ -195,8 +204,53 @@ impl Threshold {
                 .map_or_else(|| "no data".to_string(), |o| format_value(o, unit)),
             limit_text: format_value(self.limit, unit),
             unit: unit.to_string(),
+            default: self.default,
         }
     }
+
+    /// The "insufficient data" result of a percentile rule judged on fewer
+    /// samples than [`samples_needed`]; `None` when there are enough (or no
+    /// samples at all: that is "no data").
+    fn insufficient(&self, rec: &Recorder) -> Option<RuleResult> {
+        let Subject::Latency {
+            metric,
+            stat: Stat::Percentile(q),
+        } = &self.subject
+        else {
+            return None;
+        };
+        let h = rec.histograms.get(metric).filter(|h| !h.is_empty())?;
+        let need = samples_needed(*q)?;
+        let n = h.len();
+        (n < need).then(|| RuleResult {
+            threshold: self.expr.clone(),
+            passed: false,
+            observed: None,
+            limit: self.limit,
+            observed_text: format!(
+                "insufficient data ({n} samples, p{} needs {need}; measured {})",
+                format_quantile(*q),
+                format_us(h.value_at_quantile(q / 100.0) as f64)
+            ),
+            limit_text: format_value(self.limit, "us"),
+            unit: "us".to_string(),
+            default: self.default,
+        })
+    }
+}
+
+/// The fewest samples a percentile can be judged on: 10 / (1 - q), so at
+/// least ten samples lie beyond it (p99: 1,000, p95: 200, p50: 20); `None`
+/// for p100 (the maximum).
+pub fn samples_needed(q: f64) -> Option<u64> {
+    let tail = 1.0 - q / 100.0;
+    (tail > 1e-9).then(|| (10.0 / tail - 1e-6).ceil() as u64)
+}
+
+/// `99`, `99.9`, `50` as written after the `p`.
+fn format_quantile(q: f64) -> String {
+    let s = format!("{q:.3}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 /// The value of a named rate, `None` when its denominator is zero.
@@ -221,10 +275,24 @@ pub fn rate_parts(rec: &Recorder, name: &str) -> Option<(u64, u64)> {
             ratio(attempted.saturating_sub(upgraded), attempted)
         }
         "ready_timeout" => ratio(rec.counter(names::CONN_READY_TIMEOUT), upgraded),
+        "violations" => ratio(rec.counter(names::VIOLATIONS_ALL), started),
         "auth_failure" => ratio(
             rec.counter(names::TOKENS_REJECTED),
             rec.counter(names::CONN_ATTEMPTED),
         ),
+        "thread_switch_timeout" => ratio(
+            rec.counter(names::THREADS_SWITCH_TIMEOUT),
+            rec.counter(names::THREADS_SWITCH_REQUESTED),
+        ),
+        "rest error" => {
+            let (errors, calls) = rest_calls(rec, None);
+            ratio(errors, calls)
+        }
+        other if other.starts_with("rest.") && other.ends_with(" error") => {
+            let step = &other["rest.".len()..other.len() - " error".len()];
+            let (errors, calls) = rest_calls(rec, Some(step));
+            ratio(errors, calls)
+        }
         other => {
             let class = other.strip_prefix("run_failed_")?;
             ratio(rec.counter(&names::run_failed(class)), started)
@@ -248,6 +316,35 @@ pub fn unexplained_closes(rec: &Recorder, spec: &str) -> Option<u64> {
         Some(phase) => (names::close_phase(phase, code), auth_by_phase),
     };
     Some(rec.counter(&all).saturating_sub(rec.counter(&auth)))
+}
+
+/// REST calls that failed (answered with a status >= 400 their step does
+/// not expect, `rest.<step>.error`, or not at all, `rest.<step>.failed`)
+/// and all REST calls (`rest.<step>.<status>` and `.failed`), of one step
+/// or of every step.
+pub fn rest_calls(rec: &Recorder, step: Option<&str>) -> (u64, u64) {
+    let (mut errors, mut calls) = (0, 0);
+    for (k, n) in &rec.counters {
+        let Some((s, what)) = k
+            .strip_prefix("rest.")
+            .and_then(|rest| rest.rsplit_once('.'))
+        else {
+            continue;
+        };
+        if step.is_some_and(|want| want != s) {
+            continue;
+        }
+        match what {
+            "failed" => {
+                calls += n;
+                errors += n;
+            }
+            "error" => errors += n,
+            status if status.len() == 3 && status.parse::<u16>().is_ok() => calls += n,
+            _ => {}
+        }
+    }
+    (errors, calls)
 }
 
 impl fmt::Display for RuleResult {
@@ -348,6 +445,88 @@ mod tests {
         }
         assert!(
             names::check_counter("tokens.rejected.lunch", &names::Vocabulary::unknown()).is_err()
+        );
+    }
+
+    #[test]
+    fn new_rates_table() {
+        let mut r = rec();
+        r.count(names::VIOLATIONS_ALL, 2);
+        r.count(names::CONN_ATTEMPTED, 1000);
+        r.count(names::TOKENS_REJECTED, 3);
+        r.count(names::THREADS_SWITCH_REQUESTED, 4);
+        r.count(names::THREADS_SWITCH_TIMEOUT, 4);
+        r.count("rest.create_thread.201", 90);
+        r.count("rest.create_thread.500", 5);
+        r.count("rest.create_thread.error", 5);
+        r.count("rest.create_thread.failed", 5);
+        r.count("rest.probe.404", 50); // expected by its `http` step: no error
+        r.count("rest.history.200", 50);
+        r.count("rest.create_thread.capture_missing", 7); // not a call
+        let cases = [
+            ("violations rate", "== 0", false),
+            ("violations rate", "<= 1%", true), // 2 of 200 runs
+            ("violations count", "== 2", true),
+            ("auth_failure rate", "< 0.1%", false), // 0.3%
+            ("auth_failure rate", "< 0.5%", true),
+            ("thread_switch_timeout rate", "< 1%", false), // 4 of 4
+            ("rest error rate", "< 5.1%", true),           // 10 of 200
+            ("rest error rate", "< 4.9%", false),
+            ("rest.probe error rate", "== 0", true),
+            ("rest.create_thread error rate", "== 10%", true), // 10 of 100
+            ("rest.history error rate", "== 0", true),
+        ];
+        for (k, v, want) in cases {
+            let t = Threshold::parse(k, v).unwrap_or_else(|e| panic!("{k} = {v}: {e}"));
+            assert_eq!(t.judge(&r).passed, want, "{k} {v}: {:?}", t.judge(&r));
+        }
+        // No REST call at all: no data, which fails.
+        let t = Threshold::parse("rest error rate", "< 1%").unwrap();
+        assert_eq!(t.judge(&Recorder::default()).observed, None);
+    }
+
+    #[test]
+    fn percentiles_on_too_few_samples_are_insufficient_data() {
+        assert_eq!(samples_needed(99.0), Some(1000));
+        assert_eq!(samples_needed(95.0), Some(200));
+        assert_eq!(samples_needed(50.0), Some(20));
+        assert_eq!(samples_needed(99.9), Some(10_000));
+        assert_eq!(samples_needed(100.0), None);
+        let mut r = Recorder::default();
+        for v in 1..=199u64 {
+            r.record("ttfe", v);
+        }
+        // Well under the limit, but 199 samples cannot show a p95.
+        let v = Threshold::parse("ttfe p95", "< 1s").unwrap().judge(&r);
+        assert!(!v.passed);
+        assert_eq!(v.observed, None, "insufficient data stops no run early");
+        assert!(
+            v.observed_text
+                .starts_with("insufficient data (199 samples, p95 needs 200"),
+            "{}",
+            v.observed_text
+        );
+        // A mean, a max and p50 (20 samples) are judged.
+        for (k, want) in [("ttfe mean", true), ("ttfe max", true), ("ttfe p50", true)] {
+            assert_eq!(
+                Threshold::parse(k, "< 1s").unwrap().judge(&r).passed,
+                want,
+                "{k}"
+            );
+        }
+        r.record("ttfe", 200);
+        assert!(
+            Threshold::parse("ttfe p95", "< 1s")
+                .unwrap()
+                .judge(&r)
+                .passed
+        );
+        let v = Threshold::parse("ttfe p99", "< 1s").unwrap().judge(&r);
+        assert!(
+            v.observed_text
+                .starts_with("insufficient data (200 samples, p99 needs 1000"),
+            "{}",
+            v.observed_text
         );
     }
 

@@ -94,6 +94,10 @@ pub const HEARTBEATS_MISSED: &str = "heartbeats.missed";
 pub const THREADS_CREATED: &str = "threads.created";
 pub const THREADS_SWITCHED: &str = "threads.switched";
 pub const THREADS_SWITCH_TIMEOUT: &str = "threads.switch_timeout";
+/// `switch_thread` requests sent (the denominator of `thread_switch_timeout rate`).
+pub const THREADS_SWITCH_REQUESTED: &str = "threads.switch_requested";
+/// Protocol violations of every class (`violations.<class>` summed).
+pub const VIOLATIONS_ALL: &str = "violations";
 pub const FRAMES_UNKNOWN: &str = "frames.unknown";
 pub const FRAMES_UNPARSEABLE: &str = "frames.unparseable";
 pub const FRAMES_BINARY: &str = "frames.binary";
@@ -147,6 +151,8 @@ pub const COUNTERS: &[&str] = &[
     THREADS_CREATED,
     THREADS_SWITCHED,
     THREADS_SWITCH_TIMEOUT,
+    THREADS_SWITCH_REQUESTED,
+    VIOLATIONS_ALL,
     FRAMES_UNKNOWN,
     FRAMES_UNPARSEABLE,
     FRAMES_BINARY,
@@ -217,6 +223,8 @@ pub struct Vocabulary {
     pub timed_steps: Option<Vec<String>>,
     /// Whether a journey has a `switch_thread` step (`thread_switch`).
     pub switches_threads: Option<bool>,
+    /// Named `connect`/`await`/`switch_thread` steps: `<name>` (`Step::named_metric`).
+    pub named_steps: Option<Vec<String>>,
     /// Agent events of the profile (`events.<name>`, `event_<name>`).
     pub events: Option<Vec<String>>,
 }
@@ -235,6 +243,7 @@ impl Vocabulary {
     fn histograms(&self) -> Vec<String> {
         let mut v: Vec<String> = HISTOGRAMS.iter().map(|s| s.to_string()).collect();
         v.extend(self.rest_steps.iter().flatten().cloned());
+        v.extend(self.named_steps.iter().flatten().cloned());
         v.extend(
             self.timed_steps
                 .iter()
@@ -270,6 +279,7 @@ pub fn check_histogram(name: &str, v: &Vocabulary) -> Result<(), String> {
         || name
             .strip_prefix("step.")
             .is_some_and(|s| Vocabulary::known(&v.timed_steps, s))
+        || v.named_steps.as_ref().is_some_and(|l| l.iter().any(|x| x == name))
         // A REST step's name (any plain name while the journey is unknown).
         || v
             .rest_steps
@@ -349,9 +359,12 @@ fn counter_known(name: &str, v: &Vocabulary) -> bool {
             _ => rest.strip_prefix("login_failed.").is_some_and(is_status),
         },
         "threads" => rest.strip_prefix("switch_failed.").is_some_and(free),
+        "steps" => rest.strip_prefix("skipped.").is_some_and(|s| {
+            Vocabulary::known(&v.timed_steps, s) || Vocabulary::known(&v.rest_steps, s)
+        }),
         "rest" => rest.rsplit_once('.').is_some_and(|(step, what)| {
             Vocabulary::known(&v.rest_steps, step)
-                && (is_status(what) || what == "failed" || what == "capture_missing")
+                && (is_status(what) || matches!(what, "failed" | "capture_missing" | "error"))
         }),
         _ => false,
     }

@@ -9,6 +9,7 @@ fn journey_vocabulary() -> Vocabulary {
         timed_steps: s(&["send", "nap"]),
         switches_threads: Some(false),
         events: s(&["agent_started", "agent_completed", "tool_executing"]),
+        named_steps: s(&["agent_run"]),
     }
 }
 

@@ -84,6 +84,9 @@ pub struct FaultPlan {
     pub oversized_bytes: usize,
     /// Refuse the upgrade with this HTTP status, per connection attempt.
     pub refuse_upgrade: BTreeMap<u16, f64>,
+    /// Answer a thread REST call (`/api/threads...`) with this HTTP status
+    /// instead of serving it, per request.
+    pub rest_error: BTreeMap<u16, f64>,
     /// Delay the upgrade response.
     pub slow_accept: Option<(Duration, f64)>,
     /// Do not store a run's user message in its thread (history then misses it).
@@ -158,13 +161,18 @@ impl FaultPlan {
                 };
                 map.insert(arg.trim().to_string(), parse_rate(rate)?);
             }
-            "refuse_upgrade" => {
+            "refuse_upgrade" | "rest_error" => {
                 let (status, rate) = split_arg(name, value)?;
-                let status: u16 = status.trim().parse().map_err(|_| format!("refuse_upgrade status `{status}` is not an HTTP status"))?;
+                let status: u16 = status.trim().parse().map_err(|_| format!("{name} status `{status}` is not an HTTP status"))?;
                 if !(400..600).contains(&status) {
-                    return Err(format!("refuse_upgrade status {status} must be 4xx or 5xx"));
+                    return Err(format!("{name} status {status} must be 4xx or 5xx"));
                 }
-                self.refuse_upgrade.insert(status, parse_rate(rate)?);
+                let map = if name == "rest_error" {
+                    &mut self.rest_error
+                } else {
+                    &mut self.refuse_upgrade
+                };
+                map.insert(status, parse_rate(rate)?);
             }
             "slow_accept" => {
                 let (delay, rate) = split_arg(name, value)?;
@@ -173,7 +181,7 @@ impl FaultPlan {
             }
             other => {
                 return Err(format!(
-                    "unknown fault `{other}` (known: close_1011, close_1006, drop_event, duplicate_event, reorder, omit_field, leak, stall, malformed, binary, oversized, refuse_upgrade, slow_accept, lose_message, leak_history, mute_heartbeat, reject_token)"
+                    "unknown fault `{other}` (known: close_1011, close_1006, drop_event, duplicate_event, reorder, omit_field, leak, stall, malformed, binary, oversized, refuse_upgrade, slow_accept, lose_message, leak_history, mute_heartbeat, reject_token, rest_error)"
                 ))
             }
         }
@@ -233,6 +241,9 @@ impl fmt::Display for FaultPlan {
         }
         for (st, r) in &self.refuse_upgrade {
             parts.push(format!("refuse_upgrade={st}:{}", pct(*r)));
+        }
+        for (st, r) in &self.rest_error {
+            parts.push(format!("rest_error={st}:{}", pct(*r)));
         }
         if let Some((d, r)) = self.slow_accept {
             parts.push(format!("slow_accept={}ms:{}", d.as_millis(), pct(r)));
@@ -383,7 +394,7 @@ mod tests {
         let p = FaultPlan::parse(
             "close_1011=0.5%@first_exchange,close_1011=1%@idle,drop_event=agent_thinking:1%,omit_field=tool_completed.results:2%,\
              duplicate_event=agent_started:3%,reorder=1%,leak=0.01%,stall=1%,malformed=1%,binary=1%,oversized=100000:1%,\
-             refuse_upgrade=503:5%,slow_accept=300ms:10%,close_1006=2%,reject_token=30%",
+             refuse_upgrade=503:5%,slow_accept=300ms:10%,close_1006=2%,reject_token=30%,rest_error=500:4%",
         )
         .unwrap();
         assert!((p.reject_token - 0.3).abs() < 1e-12);
@@ -393,6 +404,7 @@ mod tests {
         assert_eq!(p.oversized_bytes, 100_000);
         assert_eq!(p.slow_accept, Some((Duration::from_millis(300), 0.1)));
         assert!((p.refuse_upgrade[&503] - 0.05).abs() < 1e-12);
+        assert!((p.rest_error[&500] - 0.04).abs() < 1e-12);
         // Display writes a plan that parses back to itself.
         assert_eq!(FaultPlan::parse(&p.to_string()).unwrap(), p);
     }
@@ -406,6 +418,7 @@ mod tests {
             "close_1011=1%@later",
             "omit_field=results:1%",
             "refuse_upgrade=200:1%",
+            "rest_error=200:1%",
             "drop_event=1%",
         ] {
             assert!(FaultPlan::parse(bad).is_err(), "{bad}");

@@ -176,6 +176,10 @@ fn table(w: &mut dyn Write, title: &str, rows: &[(String, u64)]) -> io::Result<(
 }
 
 fn thresholds(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
+    if !d.judged() {
+        writeln!(w)?;
+        writeln!(w, "  {}", super::NOT_JUDGED)?;
+    }
     if d.thresholds.is_empty() {
         return Ok(());
     }
@@ -186,7 +190,7 @@ fn thresholds(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
             w,
             "    {} {:<40} measured {}",
             if v.passed { "PASS" } else { "FAIL" },
-            v.threshold,
+            super::rule_label(v),
             v.observed_text
         )?;
     }

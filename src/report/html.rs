@@ -174,6 +174,8 @@ fn verdict_reason(d: &ReportData) -> String {
     } else if let Some(c) = &d.capacity {
         // A capacity search is judged by its knee, not by thresholds.
         c.summary.clone()
+    } else if !d.judged() {
+        super::NOT_JUDGED.to_string()
     } else {
         format!("{} thresholds passed", d.thresholds.len())
     }
@@ -222,6 +224,9 @@ fn cards(o: &mut String, d: &ReportData) {
 }
 
 fn thresholds(o: &mut String, d: &ReportData) {
+    if !d.judged() {
+        let _ = write!(o, "<p><b>{}</b></p>", code_spans(super::NOT_JUDGED));
+    }
     if d.thresholds.is_empty() {
         return;
     }
@@ -236,8 +241,9 @@ fn thresholds(o: &mut String, d: &ReportData) {
         };
         let _ = write!(
             o,
-            r#"<tr><td class="{c}">{t}</td><td><code>{}</code></td><td>{}</td></tr>"#,
+            r#"<tr><td class="{c}">{t}</td><td><code>{}</code>{}</td><td>{}</td></tr>"#,
             esc(&v.threshold),
+            super::default_mark(v),
             esc(&v.observed_text)
         );
     }

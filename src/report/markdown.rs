@@ -117,6 +117,10 @@ fn offered(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
 }
 
 fn thresholds(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
+    if !d.judged() {
+        writeln!(w, "**{}**", esc(super::NOT_JUDGED))?;
+        writeln!(w)?;
+    }
     if d.thresholds.is_empty() {
         return Ok(());
     }
@@ -127,9 +131,10 @@ fn thresholds(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
     for v in &d.thresholds {
         writeln!(
             w,
-            "| {} | `{}` | {} |",
+            "| {} | `{}`{} | {} |",
             if v.passed { "pass" } else { "**FAIL**" },
             esc(&v.threshold),
+            super::default_mark(v),
             esc(&v.observed_text)
         )?;
     }

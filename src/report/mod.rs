@@ -124,6 +124,31 @@ impl ReportData {
     pub fn failed_thresholds(&self) -> Vec<&RuleResult> {
         self.thresholds.iter().filter(|v| !v.passed).collect()
     }
+
+    /// Whether anything judged the run: a threshold (default SLOs
+    /// included), a capacity search or a baseline. A run with none of them
+    /// is "not judged" ([`NOT_JUDGED`]): its PASS only says it ran.
+    pub fn judged(&self) -> bool {
+        !self.thresholds.is_empty() || self.capacity.is_some() || self.baseline.is_some()
+    }
+}
+
+/// What every report says of a run nothing judged.
+pub const NOT_JUDGED: &str =
+    "not judged: no thresholds and the default SLOs are off (`[thresholds] defaults = false`)";
+
+/// A rule as reports list it: as written, with "(default)" after a default SLO.
+pub fn rule_label(v: &RuleResult) -> String {
+    format!("{}{}", v.threshold, default_mark(v))
+}
+
+/// ` (default)` after a default SLO, nothing after a written rule.
+pub fn default_mark(v: &RuleResult) -> &'static str {
+    if v.default {
+        " (default)"
+    } else {
+        ""
+    }
 }
 
 /// Report formats.

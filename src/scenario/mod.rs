@@ -9,7 +9,8 @@
 //! `read_scenario`, which calls one reader per TOML table, each in its own
 //! file: `target.rs`, `auth.rs`, `data.rs`, `profile.rs`, `server.rs`,
 //! `reconnect.rs`, `workload.rs`, `capacity.rs`, `journey.rs` (with
-//! `steps.rs`), `thresholds.rs` (and `[drift]`), `baseline.rs`, `output.rs`.
+//! `steps.rs`), `thresholds.rs` (and `[drift]`; the default SLOs that join
+//! them are `defaults.rs`), `baseline.rs`, `output.rs`.
 //! The types they build are in `model.rs`; `doc/` is the span-aware TOML
 //! reader and its diagnostics; `fills.rs` checks template placeholders.
 //!
@@ -27,6 +28,7 @@
 //! - A new report format: nothing here.
 
 pub mod baseline;
+pub mod defaults;
 pub mod doc;
 pub mod target;
 pub mod thresholds;
@@ -244,7 +246,14 @@ fn read_scenario(o: &Obj<'_>, path: &Path) -> Option<Scenario> {
     };
     let auth = auth::read_auth(o, base, peak_users, max_input);
     let reconnect = reconnect::read_reconnect(o);
-    let thresholds = thresholds::read_thresholds(o, &vocabulary);
+    let thresholds = thresholds::read_thresholds(o, &vocabulary).map(|(mut rules, on)| {
+        if on {
+            let scope = default_scope(journey.as_deref(), capacity.as_ref());
+            let extra = defaults::default_slos(&rules, scope);
+            rules.extend(extra);
+        }
+        rules
+    });
     let prompts = read_prompts(o);
     let output = output::read_output(o);
     let baseline = baseline::read_baseline(o);
@@ -300,6 +309,43 @@ fn read_prompts(o: &Obj<'_>) -> Option<Vec<String>> {
     (prompts.len() == items.len()).then_some(prompts)
 }
 
+/// Which default SLOs fit the scenario (see [`defaults::default_slos`]):
+/// what its journeys record, and whether it is a capacity search. A part
+/// that did not load counts as present (the file fails anyway).
+fn default_scope(
+    journeys: Option<&[Journey]>,
+    capacity: Option<&Option<CapacitySearch>>,
+) -> defaults::DefaultScope {
+    let mut scope = defaults::DefaultScope {
+        capacity: matches!(capacity, Some(Some(_))),
+        ..Default::default()
+    };
+    let Some(journeys) = journeys else {
+        scope.socket = true;
+        scope.runs = true;
+        scope.rest = true;
+        return scope;
+    };
+    for j in journeys {
+        scope.socket |= Step::uses_socket(&j.steps);
+        Step::walk(&j.steps, &mut |s| match &s.kind {
+            StepKind::Send { .. } => scope.runs = true,
+            StepKind::CreateThread { .. }
+            | StepKind::ListThreads
+            | StepKind::History
+            | StepKind::Http { .. } => scope.rest = true,
+            StepKind::Connect
+            | StepKind::Await { .. }
+            | StepKind::Think { .. }
+            | StepKind::SwitchThread { .. }
+            | StepKind::Disconnect
+            | StepKind::Reconnect
+            | StepKind::Repeat { .. } => {}
+        });
+    }
+    scope
+}
+
 /// What the scenario records besides the fixed names (see
 /// [`crate::names::Vocabulary`]); a part that did not load is unknown.
 fn vocabulary(journeys: Option<&[Journey]>, profile: Option<&Profile>) -> crate::names::Vocabulary {
@@ -323,12 +369,18 @@ fn vocabulary(journeys: Option<&[Journey]>, profile: Option<&Profile>) -> crate:
         if let Some(l) = list {
             l.push(s.name.clone());
         }
+        // A connect, await or switch_thread step named on purpose records
+        // its latency under that name too (the engine uses the same method).
+        if let (Some(name), Some(l)) = (s.named_metric(), v.named_steps.as_mut()) {
+            l.push(name.to_string());
+        }
     }
     let mut v = crate::names::Vocabulary::unknown();
     if let Some(journeys) = journeys {
         v.rest_steps = Some(Vec::new());
         v.timed_steps = Some(Vec::new());
         v.switches_threads = Some(false);
+        v.named_steps = Some(Vec::new());
         for j in journeys {
             Step::walk(&j.steps, &mut |s| add(s, &mut v));
         }

@@ -449,6 +449,16 @@ impl Step {
         out
     }
 
+    /// The latency a `connect`, `await` or `switch_thread` step given a name
+    /// of its own (not its kind's default) records under that name, besides
+    /// the shared metric (`ws_connect`, `ttc`, `thread_switch`); `None` for
+    /// other steps. The engine records with it and the scenario's metric
+    /// vocabulary lists it: one source, so the two cannot drift.
+    pub fn named_metric(&self) -> Option<&str> {
+        let default = self.kind.default_name();
+        (!default.is_empty() && self.name != default).then_some(self.name.as_str())
+    }
+
     /// Whether any step (inside repeat blocks too) reads a thread's messages.
     pub fn reads_history(steps: &[Step]) -> bool {
         let mut any = false;

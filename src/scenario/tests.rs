@@ -34,7 +34,22 @@ fn a_good_file_loads_with_its_plan() {
     let s = parse(GOOD).unwrap();
     assert_eq!(s.name, "t");
     assert_eq!(s.journeys[0].steps.len(), 4);
-    assert_eq!(s.thresholds.len(), 2);
+    assert_eq!(s.thresholds.iter().filter(|t| !t.default).count(), 2);
+    // The default SLOs the file does not gate itself (it gates close_1011).
+    let defaults: Vec<&str> = s
+        .thresholds
+        .iter()
+        .filter(|t| t.default)
+        .map(|t| t.expr.as_str())
+        .collect();
+    assert_eq!(
+        defaults,
+        [
+            "run_ok rate > 99%",
+            "violations rate == 0",
+            "auth_failure rate < 0.1%"
+        ]
+    );
     assert_eq!(s.workload.plan.goose_test_plan(), "5,2;5,10;0,0");
     assert!(s.target.url.is_none());
     assert_eq!(s.echo["workload"]["users"], 5);

@@ -21,11 +21,19 @@
 //! | `run_failed_CLASS rate` | `< 1%` | runs failed by CLASS / started runs |
 //! | `connect_error rate` | `< 1%` | attempts not upgraded / attempted connections |
 //! | `ready_timeout rate` | `< 1%` | ready timeouts / upgraded connections |
+//! | `violations rate` | `== 0` | protocol violations (all classes) / started runs |
 //! | `auth_failure rate` | `< 0.1%` | `tokens.rejected` / attempted connections |
+//! | `rest error rate` | `< 1%` | REST calls answered >= 400 (unless expected) or not at all / REST calls |
+//! | `rest.STEP error rate` | `< 1%` | the same for one REST step |
+//! | `thread_switch_timeout rate` | `< 1%` | `threads.switch_timeout` / switches requested |
 //! | `COUNTER count` | `== 0` | a raw counter (dotted name, e.g. `runs.failed.timeout`) |
 //!
 //! Operators: `<`, `<=`, `>`, `>=`, `==`. A rule with no data (no samples, a
 //! zero denominator) fails: a release gate must not pass on nothing.
+//!
+//! Default SLOs (`defaults.rs`) join the written rules unless the scenario
+//! gates the same metric itself or sets `[thresholds] defaults = false`; a
+//! capacity search has none.
 //!
 //! A rule written as a table, `{ rule = "< 2s", abort_on_fail = true, grace = "1m" }`,
 //! also stops the run early once it fails on the running data after the grace
@@ -109,6 +117,8 @@ pub struct Threshold {
     /// of the steady phase (limit: a relative change for latencies, percentage
     /// points as a fraction for rates).
     pub drift: Option<DriftSpec>,
+    /// One of the default SLOs, not written in the scenario.
+    pub default: bool,
 }
 
 /// Which intervals a drift rule compares.
@@ -153,6 +163,9 @@ fn is_metric_name(s: &str) -> bool {
 impl Threshold {
     /// Parses one rule from its key (`ttfe p95`) and value (`< 2s`).
     pub fn parse(key: &str, value: &str) -> Result<Threshold, String> {
+        if let Some(t) = Threshold::parse_error_rate(key, value) {
+            return t;
+        }
         let mut words = key.split_whitespace();
         let (Some(metric), Some(stat), None) = (words.next(), words.next(), words.next()) else {
             return Err(format!(
@@ -227,7 +240,57 @@ impl Threshold {
             abort_on_fail: false,
             grace: std::time::Duration::ZERO,
             drift: None,
+            default: false,
         })
+    }
+
+    /// `rest error rate` and `rest.STEP error rate` (three words: the
+    /// one rate whose key is not `METRIC STAT`); `None` for any other key.
+    fn parse_error_rate(key: &str, value: &str) -> Option<Result<Threshold, String>> {
+        let words: Vec<&str> = key.split_whitespace().collect();
+        let [metric, "error", "rate"] = words[..] else {
+            return None;
+        };
+        Some((|| {
+            if metric != "rest" && !metric.starts_with("rest.") {
+                return Err(format!(
+                    "`{metric} error rate`: error rates are `rest error rate` and `rest.STEP error rate`"
+                ));
+            }
+            let (op, rest) = parse_op(value.trim()).ok_or_else(|| {
+                format!(
+                    "threshold value `{value}` must start with <, <=, >, >= or ==, e.g. \"< 1%\""
+                )
+            })?;
+            let name = format!("{metric} error");
+            check_rate_name(&name)?;
+            Ok(Threshold {
+                expr: format!("{} {} {rest}", words.join(" "), op.as_str()),
+                subject: Subject::Rate { name },
+                op,
+                limit: parse_fraction(rest)?,
+                abort_on_fail: false,
+                grace: std::time::Duration::ZERO,
+                drift: None,
+                default: false,
+            })
+        })())
+    }
+
+    /// The metric a rule gates, as a default SLO would name it: a rule on
+    /// it (any statistic, any operator, drift included) replaces that
+    /// default. `run_ok` and `run_failed` are one metric.
+    pub fn gated_metric(&self) -> String {
+        let name = match &self.subject {
+            Subject::Latency { metric, .. } => return metric.clone(),
+            Subject::Rate { name } => counter_alias(name),
+            Subject::PerThousandRuns { counter } | Subject::Count { counter } => counter.clone(),
+        };
+        if name == names::RUNS_FAILED {
+            names::RUNS_OK.to_string()
+        } else {
+            name
+        }
     }
 
     /// Whether the rule names a metric or counter chatload records for a
@@ -239,6 +302,15 @@ impl Threshold {
             Subject::Latency { metric, .. } => names::check_histogram(metric, v),
             Subject::Count { counter } | Subject::PerThousandRuns { counter } => {
                 names::check_counter(counter, v)
+            }
+            Subject::Rate { name } if name == "thread_switch_timeout" => {
+                names::check_histogram(names::THREAD_SWITCH, v)
+            }
+            // A REST step's rate: the step must be one (its counters say so).
+            Subject::Rate { name } if name.starts_with("rest.") => {
+                let step = name.trim_start_matches("rest.").trim_end_matches(" error");
+                names::check_counter(&format!("rest.{step}.failed"), v)
+                    .map_err(|_| format!("`{step}` is not a REST step of the journey (`rest.STEP error rate` names a `create_thread`, `list_threads`, `history` or `http` step)"))
             }
             Subject::Rate { name } => match name.strip_prefix("run_failed_") {
                 Some(class) if !names::is_run_failure(class) => Err(format!(
@@ -257,7 +329,7 @@ impl Threshold {
 
     /// Parses any rule: a drift rule when the key ends in `drift`, else a plain one.
     pub fn parse_with_drift(key: &str, value: &str, spec: DriftSpec) -> Result<Threshold, String> {
-        if key.split_whitespace().nth(2) == Some("drift") {
+        if is_drift_key(key) {
             Threshold::parse_drift(key, value, spec)
         } else {
             Threshold::parse(key, value)
@@ -274,7 +346,7 @@ impl Threshold {
             .ok_or_else(|| format!("`{key}` is not a drift rule"))?;
         let (op, rest) = parse_op(value.trim())
             .ok_or_else(|| format!("drift value `{value}` must start with <, <=, >, >= or =="))?;
-        let inner = match base.split_whitespace().nth(1) {
+        let inner = match base.split_whitespace().last() {
             Some("rate") => Threshold::parse(base, "< 0")?,
             _ => Threshold::parse(base, "< 1s")?,
         };
@@ -295,8 +367,15 @@ impl Threshold {
             abort_on_fail: false,
             grace: std::time::Duration::ZERO,
             drift: Some(spec),
+            default: false,
         })
     }
+}
+
+/// `METRIC STAT drift` (or `rest error rate drift`): a drift rule's key.
+fn is_drift_key(key: &str) -> bool {
+    let words: Vec<&str> = key.split_whitespace().collect();
+    words.len() >= 3 && words.last() == Some(&"drift")
 }
 
 fn bad_stat(s: &str) -> String {
@@ -314,6 +393,8 @@ pub fn counter_alias(name: &str) -> String {
         "run_failed" => names::RUNS_FAILED.into(),
         "runs_started" => names::RUNS_STARTED.into(),
         "reconnects" => names::RECONNECTS.into(),
+        "auth_failure" => names::TOKENS_REJECTED.into(),
+        "thread_switch_timeout" => names::THREADS_SWITCH_TIMEOUT.into(),
         other => match other.strip_prefix("run_failed_") {
             Some(class) => names::run_failed(class),
             None => other.to_string(),
@@ -329,15 +410,26 @@ fn check_rate_name(name: &str) -> Result<(), String> {
                 .is_some_and(|(c, p)| close(c) && names::CLOSE_PHASES.contains(&p))
     }) || matches!(
         name,
-        "run_ok" | "run_failed" | "connect_error" | "ready_timeout" | "auth_failure"
+        "run_ok"
+            | "run_failed"
+            | "connect_error"
+            | "ready_timeout"
+            | "violations"
+            | "auth_failure"
+            | "thread_switch_timeout"
+            | "rest error"
     ) || name
-        .strip_prefix("run_failed_")
-        .is_some_and(|c| !c.is_empty());
+        .strip_prefix("rest.")
+        .and_then(|s| s.strip_suffix(" error"))
+        .is_some_and(|s| !s.is_empty())
+        || name
+            .strip_prefix("run_failed_")
+            .is_some_and(|c| !c.is_empty());
     if ok {
         Ok(())
     } else {
         Err(format!(
-            "unknown rate `{name}` (known: close_CODE, close_CODE_PHASE, run_ok, run_failed, run_failed_CLASS, connect_error, ready_timeout, auth_failure)"
+            "unknown rate `{name}` (known: close_CODE, close_CODE_PHASE, run_ok, run_failed, run_failed_CLASS, connect_error, ready_timeout, violations, auth_failure, thread_switch_timeout, `rest error`, `rest.STEP error`)"
         ))
     }
 }
@@ -377,15 +469,19 @@ pub(super) fn read_drift(o: &Obj<'_>) -> DriftSpec {
     spec
 }
 
+/// `[thresholds]`: the written rules, and whether the default SLOs join
+/// them (`defaults = false` leaves them out; see `defaults.rs`).
 pub(super) fn read_thresholds(
     o: &Obj<'_>,
     vocabulary: &crate::names::Vocabulary,
-) -> Option<Vec<Threshold>> {
+) -> Option<(Vec<Threshold>, bool)> {
     let drift = read_drift(o);
     let Some(tbl) = o.obj("thresholds") else {
-        return Some(Vec::new());
+        return Some((Vec::new(), true));
     };
-    read_rules(tbl, Some(drift), vocabulary)
+    let defaults = tbl.bool("defaults").unwrap_or(true);
+    let rules = read_rules(tbl, Some(drift), vocabulary)?;
+    Some((rules, defaults))
 }
 
 /// A table of rules: `"ttfe p95" = "< 2s"` or `{ rule, abort_on_fail, grace }`;
@@ -400,6 +496,10 @@ pub(super) fn read_rules(
     let mut out = Vec::new();
     let mut ok = true;
     for (key, value, key_span) in tbl.entries() {
+        // `[thresholds] defaults = false` is read by `read_thresholds`.
+        if key == "defaults" && drift.is_some() {
+            continue;
+        }
         // Either "< 2s" or { rule = "< 2s", abort_on_fail = true, grace = "30s" }.
         let (rule, abort, grace) = if let Some(v) = value.item_str() {
             (Some(v.to_string()), false, std::time::Duration::ZERO)
@@ -423,7 +523,7 @@ pub(super) fn read_rules(
         };
         let parsed = match drift {
             Some(spec) => Threshold::parse_with_drift(&key, &rule, spec),
-            None if key.split_whitespace().nth(2) == Some("drift") => Err(
+            None if is_drift_key(&key) => Err(
                 "a capacity step is judged on its own data: drift rules (start against end of a run) do not apply; remove `drift`".to_string(),
             ),
             None => Threshold::parse(&key, &rule),
@@ -454,30 +554,4 @@ pub(super) fn read_rules(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bad_rules_are_explained() {
-        for (k, v) in [
-            ("ttfe", "< 2s"),
-            ("ttfe p95", "2s"),
-            ("ttfe p95", "< soon"),
-            ("ttfe p101", "< 2s"),
-            ("ttfe median", "< 2s"),
-            ("happiness rate", "< 1%"),
-            ("close_1011 rate", "< lots"),
-            ("close_1011_lunch rate", "< 1%"),
-            ("close_x_idle rate", "< 1%"),
-        ] {
-            assert!(
-                Threshold::parse(k, v).is_err(),
-                "{k} = {v} should be refused"
-            );
-        }
-        for phase in names::CLOSE_PHASES {
-            let key = format!("close_1011_{phase} rate");
-            assert!(Threshold::parse(&key, "< 0.1%").is_ok(), "{key}");
-        }
-    }
-}
+mod tests;

@@ -13,7 +13,7 @@
 //! - a run's generator, seeded from the user and the run id: the run's shape,
 //!   its leak victim and the script faults `agent::script` applies;
 //! - a per-message generator for lose_message, and the REST generator for
-//!   leak_history.
+//!   leak_history and rest_error.
 //!
 //! Also here: the capacity queue and the stall windows, which hold runs back.
 //! Imports only its own folder (state, settings, truth, agent) and `auth`.
@@ -147,6 +147,19 @@ pub(super) fn leak_history(st: &ServerState) -> Option<u64> {
         (rng.random::<f64>() < rate, rng.random::<u64>())
     };
     hit.then_some(pick)
+}
+
+/// The rest_error fault for one thread REST call: the status to answer
+/// with instead, when drawn (one draw per status whenever the fault is set).
+pub(super) fn rest_error(st: &ServerState) -> Option<u16> {
+    let plan = &st.config.faults.rest_error;
+    if plan.is_empty() {
+        return None;
+    }
+    let mut rng = st.rest_rng.lock().unwrap_or_else(|e| e.into_inner());
+    plan.iter()
+        .find(|(_, r)| rng.random::<f64>() < **r)
+        .map(|(s, _)| *s)
 }
 
 /// A free agent slot when the server has a capacity: waits for one in the

@@ -97,6 +97,15 @@ pub fn app(state: Arc<ServerState>) -> Router {
         )
         .route("/__chatload/truth", get(truth::truth_handler))
         .route("/api/websocket/ticket", post(rest::ticket_handler))
+        .merge(thread_routes(state.clone()))
+        .route("/auth/dev/login", post(rest::login_handler))
+        .route("/auth/create-token", post(rest::login_handler))
+        .with_state(state)
+}
+
+/// The thread REST routes, behind the rest_error fault.
+fn thread_routes(state: Arc<ServerState>) -> Router<Arc<ServerState>> {
+    Router::new()
         .route(
             "/api/threads",
             get(rest::list_threads).post(rest::create_thread),
@@ -111,9 +120,10 @@ pub fn app(state: Arc<ServerState>) -> Router {
             "/api/threads/{id}/messages",
             get(rest::thread_messages).post(rest::post_message),
         )
-        .route("/auth/dev/login", post(rest::login_handler))
-        .route("/auth/create-token", post(rest::login_handler))
-        .with_state(state)
+        .route_layer(axum::middleware::from_fn_with_state(
+            state,
+            rest::rest_fault,
+        ))
 }
 
 /// A server running on a background task.

@@ -102,6 +102,23 @@ pub(super) async fn ticket_handler(
     .into_response()
 }
 
+/// The rest_error fault, in front of every thread route: a drawn request
+/// is answered with the fault's status (counted `faults.rest_error.<status>`)
+/// and never reaches its handler.
+pub(super) async fn rest_fault(
+    State(st): State<Arc<ServerState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some(status) = faults::rest_error(&st) else {
+        return next.run(req).await;
+    };
+    st.truth
+        .add(&format!("{}.{status}", truth::FAULT_REST_ERROR), 1);
+    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (code, Json(json!({"detail": "injected fault (rest_error)"}))).into_response()
+}
+
 fn denied(st: &ServerState, d: threads::Denied) -> Response {
     match d {
         threads::Denied::NotFound => {

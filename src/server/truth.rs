@@ -54,6 +54,8 @@ pub const MESSAGES_STORED: &str = "messages.stored";
 pub const FAULT_LOSE_MESSAGE: &str = "faults.lose_message";
 /// History reads that carried another user's message (leak_history fault).
 pub const FAULT_LEAK_HISTORY: &str = "faults.leak_history";
+/// Thread REST calls answered with an injected status (`.<status>`).
+pub const FAULT_REST_ERROR: &str = "faults.rest_error";
 /// Thread and history requests refused for isolation (403) or unknown ids (404).
 pub const THREADS_FORBIDDEN: &str = "threads.forbidden_403";
 pub const THREADS_NOT_FOUND: &str = "threads.not_found_404";

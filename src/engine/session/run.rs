@@ -69,6 +69,19 @@ pub struct RunReport {
     pub run_id: Option<String>,
     /// From the run's start to its end.
     pub took: Duration,
+    /// `ttc` and `event_gap_max` of a run that ended ok, not yet recorded
+    /// (see [`ActiveRun::defer_end_samples`]).
+    pub end_samples: Option<(Duration, Duration)>,
+}
+
+impl RunReport {
+    /// Records the deferred `ttc` and `event_gap_max`, if any.
+    pub fn record_end_samples(&mut self, obs: &ObsSender) {
+        if let Some((ttc, gap)) = self.end_samples.take() {
+            obs.sample(names::TTC, ttc.as_micros() as u64);
+            obs.sample(names::EVENT_GAP_MAX, gap.as_micros() as u64);
+        }
+    }
 }
 
 impl RunReport {
@@ -100,6 +113,10 @@ pub struct ActiveRun {
     check: RunCheck<'static>,
     pub(super) me: Identity,
     violations: Vec<Violation>,
+    /// Keep an ok run's `ttc` and `event_gap_max` in its report instead of
+    /// recording them at its terminal event.
+    defer_end: bool,
+    end_samples: Option<(Duration, Duration)>,
 }
 
 impl ActiveRun {
@@ -114,7 +131,18 @@ impl ActiveRun {
             times: RunTimes::default(),
             check: RunCheck::new(&profile.rules),
             violations: Vec::new(),
+            defer_end: false,
+            end_samples: None,
         }
+    }
+
+    /// The engine counts an ok run only once nothing can fail it any more
+    /// (a straggler of it may still arrive: see `Shared::settle`); its
+    /// `ttc` and `event_gap_max` are recorded then too, so every recorded
+    /// `ttc` belongs to a counted run, in checkpoints as at the end.
+    pub fn defer_end_samples(mut self) -> ActiveRun {
+        self.defer_end = true;
+        self
     }
 
     /// Events of this run so far.
@@ -129,6 +157,7 @@ impl ActiveRun {
             violations: self.violations,
             run_id: self.me.run_id,
             took: self.run.started.elapsed(),
+            end_samples: self.end_samples,
         }
     }
 
@@ -175,15 +204,23 @@ impl ActiveRun {
             self.violated(obs, v, text);
         }
         let ok = profile.terminal(&ev.name)?;
-        obs.sample(names::TTC, at.as_micros() as u64);
-        obs.sample(names::EVENT_GAP_MAX, self.times.gap_max.as_micros() as u64);
-        if !ok {
-            return Some(RunOutcome::AgentError);
+        if ok {
+            for v in self.check.on_end() {
+                self.violated(obs, v, text);
+            }
         }
-        for v in self.check.on_end() {
-            self.violated(obs, v, text);
+        let gap = self.times.gap_max;
+        if ok && self.defer_end && self.violations.is_empty() {
+            self.end_samples = Some((at, gap));
+        } else {
+            obs.sample(names::TTC, at.as_micros() as u64);
+            obs.sample(names::EVENT_GAP_MAX, gap.as_micros() as u64);
         }
-        Some(RunOutcome::Ok)
+        Some(if ok {
+            RunOutcome::Ok
+        } else {
+            RunOutcome::AgentError
+        })
     }
 }
 

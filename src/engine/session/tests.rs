@@ -97,6 +97,7 @@ async fn follow(
         user_id: "u",
         obs,
         auth_refused: &AtomicBool::new(false),
+        held: None,
     };
     let mut active = Some(ActiveRun::new(pending, netra()));
     let mut earlier = Vec::new();
@@ -300,6 +301,7 @@ async fn an_auth_frame_makes_the_close_after_it_an_auth_failure() {
             user_id: "u",
             obs: &obs,
             auth_refused: &flag,
+            held: None,
         };
         let mut ws = script(&[frame], close_1011(), false);
         let out = read(
@@ -354,6 +356,7 @@ async fn a_past_deadline_reads_only_what_already_arrived() {
         user_id: "u",
         obs: &obs,
         auth_refused: &AtomicBool::new(false),
+        held: None,
     };
     let mut ws = script(
         &[
@@ -404,6 +407,7 @@ async fn events_read_while_thinking_belong_to_the_active_run() {
         user_id: "u",
         obs: &obs,
         auth_refused: &AtomicBool::new(false),
+        held: None,
     };
     let mut ws = script(
         &[
@@ -449,6 +453,7 @@ async fn a_stop_ends_an_idle_read_and_a_sleep() {
         user_id: "u",
         obs: &obs,
         auth_refused: &AtomicBool::new(false),
+        held: None,
     };
     let stop = StopSignal::new();
     let mut ws = script(&[], None, true);
@@ -472,4 +477,56 @@ async fn a_stop_ends_an_idle_read_and_a_sleep() {
         stop.sleep_until(Instant::now() + Duration::from_millis(5))
             .await
     );
+}
+
+/// A duplicate terminal of the run that just ended ok (held, not yet
+/// counted) is that run's violation, between runs and during the next run
+/// alike; the next run is not blamed for it.
+#[tokio::test]
+async fn a_straggler_of_the_held_run_fails_that_run() {
+    let c = Collector::start();
+    let obs = c.sender();
+    let cx = ReadCtx {
+        profile: netra(),
+        user_id: "u",
+        obs: &obs,
+        auth_refused: &AtomicBool::new(false),
+        held: Some(Some("r0")),
+    };
+    let dup = r#"{"type":"agent_completed","run_id":"r0","user_id":"u","status":"ok","result":1}"#;
+    let mut earlier = vec!["r0".to_string()];
+    // Between runs.
+    let mut ws = script(&[dup], None, true);
+    let now = Instant::now();
+    let out = read(
+        &mut ws,
+        &cx,
+        &mut None,
+        &mut earlier,
+        Want::Nothing,
+        now,
+        None,
+    )
+    .await;
+    assert_eq!(out, Read::Violated("duplicate_terminal"));
+    // During the next run (r1): the active run stays clean.
+    let mut ws = script(&[dup], None, true);
+    let mut active = Some(ActiveRun::new(run(), netra()));
+    let out = read(
+        &mut ws,
+        &cx,
+        &mut active,
+        &mut earlier,
+        Want::Nothing,
+        now,
+        None,
+    )
+    .await;
+    assert_eq!(out, Read::Violated("duplicate_terminal"));
+    let report = active.take().unwrap().finish(RunOutcome::Ok);
+    assert!(report.violations.is_empty(), "{:?}", report.violations);
+    drop(obs);
+    let rec = c.finish().await.total;
+    assert_eq!(rec.counter("violations.duplicate_terminal"), 2);
+    assert_eq!(rec.counter("violations"), 2);
 }
