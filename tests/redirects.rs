@@ -85,9 +85,17 @@ timeout = "5s"
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_redirect_is_not_followed_by_default() {
-    let _g = goose_lock().await;
+/// Where the login redirect points.
+enum Hop {
+    /// The counting server on 127.0.0.2, not in `target.allow`.
+    Unlisted,
+    /// The reference server's own login, on an allowed host.
+    Allowed,
+}
+
+/// One 2-user run whose login endpoint answers 307 to `hop`, with
+/// `target.follow_redirects = follow`; with the unlisted host's hit count.
+async fn login_redirected(hop: Hop, follow: bool, tag: &str) -> (chatload::run::RunResult, u64) {
     let srv = server::spawn(
         Settings::new(Secret::new(SECRET)),
         "127.0.0.1:0".parse().unwrap(),
@@ -95,15 +103,22 @@ async fn a_redirect_is_not_followed_by_default() {
     .await
     .unwrap();
     let (sink, hits) = unlisted_sink().await;
-    let login = redirector(format!("http://{sink}/auth/dev/login")).await;
-    let (_d, out) = out_dir("no-follow");
-    let sc = parse(&scenario(&format!("http://{login}/auth/dev/login"), false));
+    let to = match hop {
+        Hop::Unlisted => format!("http://{sink}/auth/dev/login"),
+        Hop::Allowed => format!("{}/auth/dev/login", srv.http_url()),
+    };
+    let login = redirector(to).await;
+    let (_d, out) = out_dir(tag);
+    let sc = parse(&scenario(&format!("http://{login}/auth/dev/login"), follow));
     let r = run(sc, Some(srv.ws_url()), SECRET, out).await;
-    assert_eq!(
-        hits.load(Ordering::SeqCst),
-        0,
-        "the unlisted address got requests"
-    );
+    (r, hits.load(Ordering::SeqCst))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_is_not_followed_by_default() {
+    let _g = goose_lock().await;
+    let (r, hits) = login_redirected(Hop::Unlisted, false, "no-follow").await;
+    assert_eq!(hits, 0, "the unlisted address got requests");
     assert!(counter(&r, "http.redirects.not_followed") > 0);
     assert!(counter(&r, "tokens.login_failed.307") > 0);
     assert_eq!(counter(&r, "connections.ready"), 0);
@@ -112,22 +127,8 @@ async fn a_redirect_is_not_followed_by_default() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_followed_redirect_to_an_unlisted_host_is_refused_and_counted() {
     let _g = goose_lock().await;
-    let srv = server::spawn(
-        Settings::new(Secret::new(SECRET)),
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
-    let (sink, hits) = unlisted_sink().await;
-    let login = redirector(format!("http://{sink}/auth/dev/login")).await;
-    let (_d, out) = out_dir("refused");
-    let sc = parse(&scenario(&format!("http://{login}/auth/dev/login"), true));
-    let r = run(sc, Some(srv.ws_url()), SECRET, out).await;
-    assert_eq!(
-        hits.load(Ordering::SeqCst),
-        0,
-        "the unlisted address got requests"
-    );
+    let (r, hits) = login_redirected(Hop::Unlisted, true, "refused").await;
+    assert_eq!(hits, 0, "the unlisted address got requests");
     let refused = counter(&r, "http.redirects.refused");
     assert!(refused > 0);
     // Every login attempt was refused at its hop: none produced a token.
@@ -138,17 +139,7 @@ async fn a_followed_redirect_to_an_unlisted_host_is_refused_and_counted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_followed_redirect_to_an_allowed_host_logs_in() {
     let _g = goose_lock().await;
-    let srv = server::spawn(
-        Settings::new(Secret::new(SECRET)),
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
-    // The hop goes to the reference server's own login, on an allowed host.
-    let login = redirector(format!("{}/auth/dev/login", srv.http_url())).await;
-    let (_d, out) = out_dir("followed");
-    let sc = parse(&scenario(&format!("http://{login}/auth/dev/login"), true));
-    let r = run(sc, Some(srv.ws_url()), SECRET, out).await;
+    let (r, _) = login_redirected(Hop::Allowed, true, "followed").await;
     assert_eq!(counter(&r, "http.redirects.refused"), 0);
     assert!(
         counter(&r, "tokens.login") >= 2,
