@@ -40,6 +40,7 @@ fn snapshot(version: &str, index: u32) -> Snapshot {
         target: TargetInfo {
             url: "ws://127.0.0.1:1/ws".into(),
             embedded: true,
+            ..Default::default()
         },
         started_at: "2026-01-01T00:00:00.000Z".into(),
         ended_at: "2026-01-01T00:00:10.000Z".into(),

@@ -76,6 +76,7 @@ fn fixed_snapshot() -> Snapshot {
         target: TargetInfo {
             url: "ws://127.0.0.1:1/ws".into(),
             embedded: true,
+            ..Default::default()
         },
         started_at: "2026-01-01T00:00:00.000Z".into(),
         ended_at: "2026-01-01T00:00:30.000Z".into(),

@@ -10,6 +10,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use super::tls::{self, WsTls};
 use crate::auth::{Presentation, Secret};
 
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -31,7 +32,9 @@ pub enum ConnectFailure {
     /// The server answered the upgrade with this HTTP status (and the start
     /// of its body, when it sent one).
     Rejected(u16, String),
-    /// Below HTTP: `refused`, `timeout`, `tls`, `protocol`, `io`.
+    /// Below HTTP: `refused`, `timeout`, `tls`, `protocol`, `io`. A `tls`
+    /// failure's detail starts with its named kind (`tls_unknown_issuer: `,
+    /// see [`tls::kind`]).
     Failed(&'static str, String),
     /// This machine ran out of something (the errno's name, see
     /// [`local_errno`]): counted as `connections.failed.local` and
@@ -153,7 +156,7 @@ fn classify(e: WsError) -> ConnectFailure {
             };
             ConnectFailure::Failed(kind, io.to_string())
         }
-        WsError::Tls(t) => ConnectFailure::Failed("tls", t.to_string()),
+        WsError::Tls(t) => ConnectFailure::Failed("tls", tls::reason(&t.to_string())),
         other => ConnectFailure::Failed("protocol", other.to_string()),
     }
 }
@@ -162,6 +165,7 @@ fn classify(e: WsError) -> ConnectFailure {
 /// returns the WebSocket URL carrying it.
 pub async fn ticket_url(
     http: &reqwest::Client,
+    tls: &WsTls,
     ws_url: &str,
     token: &Secret,
     timeout: Duration,
@@ -175,16 +179,17 @@ pub async fn ticket_url(
     api.set_path("/api/websocket/ticket");
     api.set_query(None);
     let resp = http
-        .post(api.as_str())
+        .post(tls.present(api.as_str()))
         .bearer_auth(token.expose())
         .timeout(timeout)
         .send()
         .await
-        .map_err(|e| {
-            ConnectFailure::Failed(
+        .map_err(|e| match tls::http_failure(&e) {
+            Some(why) => ConnectFailure::Failed("tls", why),
+            None => ConnectFailure::Failed(
                 if e.is_timeout() { "timeout" } else { "io" },
                 e.without_url().to_string(),
-            )
+            ),
         })?;
     if !resp.status().is_success() {
         let status = resp.status().as_u16();
@@ -205,21 +210,18 @@ pub async fn ticket_url(
     Ok(u.to_string())
 }
 
-/// Connects and upgrades within `timeout`; returns the socket and the time to the 101.
+/// Connects and upgrades within `timeout`; returns the socket and the time
+/// to the 101. A `wss://` URL is verified the scenario's way (`tls`).
 pub async fn open(
     url: &str,
+    tls: &WsTls,
     token: &Secret,
     present: &[Presentation],
     timeout: Duration,
 ) -> Result<(Ws, Duration), ConnectFailure> {
-    let req = request(url, token, present).map_err(classify)?;
+    let req = request(&tls.present(url), token, present).map_err(classify)?;
     let t0 = Instant::now();
-    match tokio::time::timeout(
-        timeout,
-        tokio_tungstenite::connect_async_with_config(req, Some(ws_config()), true),
-    )
-    .await
-    {
+    match tokio::time::timeout(timeout, connect(url, tls, req)).await {
         Err(_) => Err(ConnectFailure::Failed(
             "timeout",
             format!("no upgrade within {timeout:?}"),
@@ -227,6 +229,35 @@ pub async fn open(
         Ok(Err(e)) => Err(classify(e)),
         Ok(Ok((ws, _resp))) => Ok((ws, t0.elapsed())),
     }
+}
+
+/// The TCP connection goes to `url`'s address; `req` (whose host is the
+/// presented name) gives the TLS server name and the `Host` header.
+async fn connect(
+    url: &str,
+    tls: &WsTls,
+    req: tokio_tungstenite::tungstenite::handshake::client::Request,
+) -> Result<(Ws, tokio_tungstenite::tungstenite::handshake::client::Response), WsError> {
+    let connector = tls.connector.clone();
+    if tls.server_name.is_none() {
+        return tokio_tungstenite::connect_async_tls_with_config(
+            req,
+            Some(ws_config()),
+            true,
+            connector,
+        )
+        .await;
+    }
+    let u = url::Url::parse(url).map_err(|e| {
+        WsError::Url(tokio_tungstenite::tungstenite::error::UrlError::UnableToConnect(e.to_string()))
+    })?;
+    let host = u.host_str().unwrap_or_default();
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port = u.port_or_known_default().unwrap_or(443);
+    let stream = TcpStream::connect((host, port)).await?;
+    stream.set_nodelay(true)?;
+    tokio_tungstenite::client_async_tls_with_config(req, stream, Some(ws_config()), connector)
+        .await
 }
 
 #[cfg(test)]

@@ -46,6 +46,7 @@ pub mod session;
 mod shared;
 mod socket;
 mod steps;
+mod tls;
 mod tokens;
 mod user;
 
@@ -105,7 +106,8 @@ fn build_shared(
     let sc = &cfg.scenario;
     let minter = Minter::new(&cfg.secret, sc.auth.claims.clone(), sc.auth.lifetime);
     let journeys = &sc.journeys;
-    let http = shared::http_client(&sc.target, obs.clone())?;
+    let http = shared::http_client(&sc.target, &cfg.target_url, obs.clone())?;
+    let tls = tls::WsTls::new(&sc.target.tls, &cfg.target_url).map_err(EngineError::Goose)?;
     let pool = sc.workload.open().map(|m| {
         Arc::new(open::Pool::new(
             cfg.shard.share(m.max_users) as usize,
@@ -122,7 +124,7 @@ fn build_shared(
         while b.ends_with('/') {
             b.pop();
         }
-        b
+        tls.present(&b)
     };
     let drain_timeout = journeys
         .iter()
@@ -138,6 +140,7 @@ fn build_shared(
         minter,
         obs,
         http,
+        tls,
         pool,
         http_base,
         next_row: std::sync::atomic::AtomicUsize::new(0),

@@ -1,7 +1,7 @@
 //! What every user shares: the engine's configuration, the `Shared` state
 //! (its methods live in the rooms that use them: socket, tokens, rest,
 //! user), the stop handle, and the small helpers every room uses. The bottom
-//! of `engine/`: it imports no other engine file but `open` and `session`.
+//! of `engine/`: it imports no other engine file but `open`, `session` and `tls`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use goose::prelude::*;
 
-use super::{open, session};
+use super::{open, session, tls};
 use crate::auth::{Minter, Secret};
 use crate::metrics::ObsSender;
 
@@ -63,6 +63,9 @@ pub(super) struct Shared {
     pub(super) obs: ObsSender,
     /// One HTTP client for every user (tickets, REST): clones share one pool.
     pub(super) http: reqwest::Client,
+    /// The TLS settings of `wss://` sockets (and the name HTTP calls to the
+    /// target's host present).
+    pub(super) tls: tls::WsTls,
     /// The open model's session pool (None in the closed model).
     pub(super) pool: Option<Arc<open::Pool>>,
     /// `http(s)://host:port` of the target, for its REST API.
@@ -118,8 +121,11 @@ pub(super) fn goose_error(msg: &str) -> String {
 /// then every hop's host must pass the one allow check
 /// (`scenario::target::host_allowed`), and a refused hop fails the request
 /// (counted `http.redirects.refused`) instead of sending anything to it.
+/// TLS: `target.ca_file`, `target.insecure` and `target.tls_server_name`
+/// (`tls.rs`).
 pub(super) fn http_client(
     target: &crate::scenario::Target,
+    target_url: &str,
     obs: ObsSender,
 ) -> Result<reqwest::Client, EngineError> {
     let policy = if target.follow_redirects {
@@ -142,10 +148,12 @@ pub(super) fn http_client(
     } else {
         reqwest::redirect::Policy::none()
     };
-    reqwest::Client::builder()
+    let builder = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .pool_max_idle_per_host(64)
-        .redirect(policy)
+        .redirect(policy);
+    tls::http(builder, &target.tls, target_url)
+        .map_err(EngineError::Goose)?
         .build()
         .map_err(|e| EngineError::Goose(format!("cannot build the HTTP client: {e}")))
 }

@@ -257,7 +257,7 @@ impl Shared {
     async fn ticket(&self, url: &str, token: &Secret) -> Result<String, (Option<u16>, String)> {
         let sc = &self.cfg.scenario;
         let t0 = Instant::now();
-        match connect::ticket_url(&self.http, url, token, sc.target.connect_timeout).await {
+        match connect::ticket_url(&self.http, &self.tls, url, token, sc.target.connect_timeout).await {
             Ok(u) => {
                 self.obs
                     .sample("rest_ticket", t0.elapsed().as_micros() as u64);
@@ -283,7 +283,13 @@ impl Shared {
         token: &Secret,
     ) -> Result<(Ws, Duration), (Option<u16>, String)> {
         let sc = &self.cfg.scenario;
-        match connect::open(url, token, &sc.auth.present, sc.target.connect_timeout).await {
+        match connect::open(
+            url,
+            &self.tls,
+            token,
+            &sc.auth.present,
+            sc.target.connect_timeout,
+        ).await {
             Ok(ok) => Ok(ok),
             Err(f) => {
                 let counter = match &f {

@@ -99,7 +99,7 @@ impl Shared {
                 let url = if url.starts_with('/') {
                     format!("{}{url}", self.http_base)
                 } else {
-                    url.clone()
+                    self.tls.present(url)
                 };
                 let t0 = Instant::now();
                 let resp = self

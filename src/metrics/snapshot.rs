@@ -21,11 +21,44 @@ pub struct ToolInfo {
     pub version: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct TargetInfo {
     pub url: String,
     /// True when chatload started the reference server itself.
     pub embedded: bool,
+    /// `target.insecure = true`: TLS certificates were not verified. Every
+    /// report prints it (see [`TargetInfo::tls_text`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure: bool,
+    /// `target.tls_server_name`: the name presented and verified instead of
+    /// the URL's host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_server_name: Option<String>,
+    /// `target.ca_file`: the CA certificates added to the trust roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+}
+
+/// What every report prints beside the target of an insecure run.
+pub const INSECURE_TEXT: &str =
+    "INSECURE: TLS certificates not verified (target.insecure = true)";
+
+impl TargetInfo {
+    /// The TLS settings in one line for reports (empty with none): the
+    /// insecure warning first.
+    pub fn tls_text(&self) -> String {
+        let mut parts = Vec::new();
+        if self.insecure {
+            parts.push(INSECURE_TEXT.to_string());
+        }
+        if let Some(n) = &self.tls_server_name {
+            parts.push(format!("TLS server name {n}"));
+        }
+        if let Some(f) = &self.ca_file {
+            parts.push(format!("CA file {f}"));
+        }
+        parts.join("; ")
+    }
 }
 
 /// How hard the generator itself worked: a saturated generator makes the

@@ -1,7 +1,8 @@
 //! `junit.xml`: one test case per threshold (and per baseline tolerance), so a
 //! CI page shows which SLO failed, with the measured value and the limit; an
 //! INVALID run adds an error test case naming its causes.
-//! Imports the view model (`report/mod.rs`) and `outcome`.
+//! Imports the view model (`report/mod.rs`), `outcome` and the insecure
+//! text of `metrics::snapshot`.
 
 use std::io::{self, Write};
 
@@ -14,6 +15,7 @@ use crate::outcome::Verdict;
 pub fn render(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
     let mut report = Report::new(format!("chatload {}", d.title));
     let mut suite = TestSuite::new("thresholds");
+    tls(d, &mut suite);
     for v in &d.thresholds {
         let status = if v.passed {
             TestCaseStatus::success()
@@ -104,6 +106,21 @@ pub fn render(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
     }
     let xml = report.to_string().map_err(io::Error::other)?;
     w.write_all(xml.as_bytes())
+}
+
+/// An insecure run: a `target.insecure` property and a skipped test case
+/// that says its certificates were not verified, so a CI page never shows
+/// such a run as a verified one.
+fn tls(d: &ReportData, suite: &mut TestSuite) {
+    if !d.insecure {
+        return;
+    }
+    suite.add_property(("target.insecure", "true"));
+    let mut s = TestCaseStatus::skipped();
+    s.set_message(crate::metrics::snapshot::INSECURE_TEXT);
+    let mut case = TestCase::new("TLS certificates verified", s);
+    case.set_classname(format!("chatload.{}", d.title));
+    suite.add_test_case(case);
 }
 
 /// INVALID is not the target failing its SLOs: an error test case, not a failure.

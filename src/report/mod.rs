@@ -44,7 +44,10 @@ pub struct ReportData {
     pub verdict: crate::outcome::Verdict,
     pub started_at: String,
     pub duration: String,
+    /// The target's URL and TLS settings (an insecure run says so).
     pub target: String,
+    /// `target.insecure = true`: certificates were not verified.
+    pub insecure: bool,
     pub users: u64,
     pub tool_version: String,
     pub key_numbers: Vec<(String, String)>,

@@ -56,6 +56,20 @@ fn with_prefix(s: &Snapshot, prefix: &str) -> Vec<(String, u64)> {
         .collect()
 }
 
+/// The target line of every report: the URL, and its TLS settings (an
+/// insecure run says so, in every format).
+fn target_text(t: &crate::metrics::snapshot::TargetInfo) -> String {
+    let url = if t.embedded {
+        format!("{} (embedded reference server)", t.url)
+    } else {
+        t.url.clone()
+    };
+    match t.tls_text() {
+        tls if tls.is_empty() => url,
+        tls => format!("{url} [{tls}]"),
+    }
+}
+
 impl ReportData {
     pub fn from_snapshot(s: &Snapshot) -> ReportData {
         let mut metrics: Vec<&String> = s.histograms.keys().collect();
@@ -67,11 +81,8 @@ impl ReportData {
             verdict: s.verdict,
             started_at: s.started_at.clone(),
             duration: format_us(s.duration_s * 1e6),
-            target: if s.target.embedded {
-                format!("{} (embedded reference server)", s.target.url)
-            } else {
-                s.target.url.clone()
-            },
+            target: target_text(&s.target),
+            insecure: s.target.insecure,
             users: s.users,
             tool_version: format!("{} {}", s.tool.name, s.tool.version),
             key_numbers: key_numbers(s),

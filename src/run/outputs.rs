@@ -118,6 +118,9 @@ pub(super) fn first_checkpoint(
         target: TargetInfo {
             url: target.url.clone(),
             embedded: target.is_embedded(),
+            insecure: sc.target.tls.insecure,
+            tls_server_name: sc.target.tls.server_name.clone(),
+            ca_file: sc.target.tls.ca_file.clone(),
         },
         started_at: started_at.to_rfc3339_opts(SecondsFormat::Millis, true),
         ended_at: started_at.to_rfc3339_opts(SecondsFormat::Millis, true),

@@ -46,6 +46,7 @@ mod profile;
 mod reconnect;
 mod server;
 mod steps;
+mod tls;
 mod workload;
 
 pub use crate::plan::{Arrivals, CapacityPlan, LoadPlan, OpenModel, RampStep, RatePlan, WhenFull};
@@ -54,7 +55,7 @@ pub use data::{load_data, MAX_DATA_ROWS};
 pub use doc::{Diagnostic, Diagnostics};
 pub use model::{
     Auth, CapacitySearch, DataRow, DataSelect, DataSet, Journey, Model, Reconnect, Scenario,
-    ServerTable, Step, StepKind, Target, Think, TokenSource, Workload, THINK_CAP,
+    ServerTable, Step, StepKind, Target, TargetTls, Think, TokenSource, Workload, THINK_CAP,
 };
 pub use target::check_ws_url;
 pub use workload::pool_plan;
@@ -226,7 +227,7 @@ fn read_scenario(o: &Obj<'_>, path: &Path) -> Option<Scenario> {
         .map_or(limits::Limits::default().max_input_bytes, |l| {
             l.max_input_bytes
         });
-    let target = target::read_target(o);
+    let target = target::read_target(o, base, max_input);
     let profile = profile::read_profile(o);
     let server = server::read_server(o);
     let mut workload = workload::read_workload(o);

@@ -71,6 +71,24 @@ pub struct Target {
     /// Abort (exit 3) when the first connects all fail and none is ready
     /// (`target.fail_fast`, on unless set to false).
     pub fail_fast: bool,
+    /// TLS settings of `wss://` and `https://` calls (`scenario/tls.rs`).
+    pub tls: TargetTls,
+}
+
+/// `target.ca_file`, `target.tls_server_name`, `target.insecure`.
+#[derive(Debug, Clone, Default)]
+pub struct TargetTls {
+    /// `target.ca_file` as written (relative to the scenario).
+    pub ca_file: Option<String>,
+    /// The PEM certificates of `ca_file`, read while the scenario loaded
+    /// (added to the system's trust roots).
+    pub ca_pem: Option<std::sync::Arc<Vec<u8>>>,
+    /// The name presented (SNI, HTTP `Host`) and verified instead of the
+    /// URL's host; the connection still goes to the URL's address.
+    pub server_name: Option<String>,
+    /// Certificates are not verified (`target.insecure = true`): printed in
+    /// every report.
+    pub insecure: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -1,7 +1,8 @@
 //! `[target]` and the one URL allow check (DESIGN.md "Who owns what"):
 //! every URL chatload sends to (the WebSocket target, the login URL, REST
 //! and `http` steps) is checked here against `target.allow`. Also reads the
-//! `[target]` table (`read_target`). Imports only `url` and the `doc` readers.
+//! `[target]` table (`read_target`; its TLS keys in `tls.rs`). Imports only
+//! `url`, the `doc` readers and `tls`.
 
 use std::time::Duration;
 
@@ -59,7 +60,7 @@ pub fn host_allowed(host: &str, allow: &[String]) -> bool {
 }
 
 /// `[target]`: the URL (checked here), its allow list, the timeouts and `fail_fast`.
-pub(super) fn read_target(o: &Obj<'_>) -> Option<Target> {
+pub(super) fn read_target(o: &Obj<'_>, base: &std::path::Path, max_input: u64) -> Option<Target> {
     let mut t = Target {
         url: None,
         allow: Vec::new(),
@@ -67,6 +68,7 @@ pub(super) fn read_target(o: &Obj<'_>) -> Option<Target> {
         ready_timeout: Duration::from_secs(10),
         follow_redirects: false,
         fail_fast: true,
+        tls: Default::default(),
     };
     let Some(tbl) = o.obj("target") else {
         return Some(t);
@@ -94,6 +96,7 @@ pub(super) fn read_target(o: &Obj<'_>) -> Option<Target> {
     if let Some(b) = tbl.bool("fail_fast") {
         t.fail_fast = b;
     }
+    super::tls::read_tls(&tbl, base, max_input, &mut t.tls);
     tbl.finish();
     Some(t)
 }
