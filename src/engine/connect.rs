@@ -237,7 +237,13 @@ async fn connect(
     url: &str,
     tls: &WsTls,
     req: tokio_tungstenite::tungstenite::handshake::client::Request,
-) -> Result<(Ws, tokio_tungstenite::tungstenite::handshake::client::Response), WsError> {
+) -> Result<
+    (
+        Ws,
+        tokio_tungstenite::tungstenite::handshake::client::Response,
+    ),
+    WsError,
+> {
     let connector = tls.connector.clone();
     if tls.server_name.is_none() {
         return tokio_tungstenite::connect_async_tls_with_config(
@@ -249,15 +255,16 @@ async fn connect(
         .await;
     }
     let u = url::Url::parse(url).map_err(|e| {
-        WsError::Url(tokio_tungstenite::tungstenite::error::UrlError::UnableToConnect(e.to_string()))
+        WsError::Url(
+            tokio_tungstenite::tungstenite::error::UrlError::UnableToConnect(e.to_string()),
+        )
     })?;
     let host = u.host_str().unwrap_or_default();
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let port = u.port_or_known_default().unwrap_or(443);
     let stream = TcpStream::connect((host, port)).await?;
     stream.set_nodelay(true)?;
-    tokio_tungstenite::client_async_tls_with_config(req, stream, Some(ws_config()), connector)
-        .await
+    tokio_tungstenite::client_async_tls_with_config(req, stream, Some(ws_config()), connector).await
 }
 
 #[cfg(test)]

@@ -257,7 +257,9 @@ impl Shared {
     async fn ticket(&self, url: &str, token: &Secret) -> Result<String, (Option<u16>, String)> {
         let sc = &self.cfg.scenario;
         let t0 = Instant::now();
-        match connect::ticket_url(&self.http, &self.tls, url, token, sc.target.connect_timeout).await {
+        match connect::ticket_url(&self.http, &self.tls, url, token, sc.target.connect_timeout)
+            .await
+        {
             Ok(u) => {
                 self.obs
                     .sample("rest_ticket", t0.elapsed().as_micros() as u64);
@@ -289,7 +291,9 @@ impl Shared {
             token,
             &sc.auth.present,
             sc.target.connect_timeout,
-        ).await {
+        )
+        .await
+        {
             Ok(ok) => Ok(ok),
             Err(f) => {
                 let counter = match &f {

@@ -131,7 +131,12 @@ pub fn http(
 pub fn kind(text: &str) -> &'static str {
     let t = text.to_ascii_lowercase();
     let has = |needles: &[&str]| needles.iter().any(|n| t.contains(n));
-    if has(&["hostname mismatch", "ip address mismatch", "notvalidforname"]) {
+    if has(&[
+        "hostname mismatch",
+        "ip address mismatch",
+        "notvalidforname",
+        "not valid for name",
+    ]) {
         "name_mismatch"
     } else if has(&["certificate has expired", "expired"]) {
         "expired"
@@ -177,9 +182,20 @@ mod tests {
     fn tls_failures_are_named() {
         let openssl = "error:0A000086:SSL routines:tls_post_process_server_certificate:certificate verify failed:../ssl/statem/statem_clnt.c:1889: (unable to get local issuer certificate)";
         assert_eq!(kind(openssl), "unknown_issuer");
-        assert_eq!(kind("certificate verify failed: (Hostname mismatch)"), "name_mismatch");
-        assert_eq!(kind("invalid peer certificate: UnknownIssuer"), "unknown_issuer");
-        assert_eq!(kind("invalid peer certificate: NotValidForName"), "name_mismatch");
+        assert_eq!(
+            kind("certificate verify failed: (Hostname mismatch)"),
+            "name_mismatch"
+        );
+        assert_eq!(
+            kind("invalid peer certificate: UnknownIssuer"),
+            "unknown_issuer"
+        );
+        assert_eq!(
+            kind("invalid peer certificate: NotValidForName"),
+            "name_mismatch"
+        );
+        let rustls = "invalid peer certificate: certificate not valid for name \"127.0.0.1\"";
+        assert_eq!(kind(rustls), "name_mismatch");
         assert_eq!(kind("(certificate has expired)"), "expired");
         assert_eq!(kind("unexpected eof"), "handshake");
         assert!(reason(openssl).starts_with("tls_unknown_issuer: "));
@@ -196,7 +212,10 @@ mod tests {
             t.present("https://127.0.0.1:8443/api/x?a=1"),
             "https://staging.test:8443/api/x?a=1"
         );
-        assert_eq!(t.present("https://auth.example/x"), "https://auth.example/x");
+        assert_eq!(
+            t.present("https://auth.example/x"),
+            "https://auth.example/x"
+        );
         let none = WsTls::default();
         assert_eq!(none.present("wss://127.0.0.1/ws"), "wss://127.0.0.1/ws");
     }

@@ -40,8 +40,7 @@ pub struct TargetInfo {
 }
 
 /// What every report prints beside the target of an insecure run.
-pub const INSECURE_TEXT: &str =
-    "INSECURE: TLS certificates not verified (target.insecure = true)";
+pub const INSECURE_TEXT: &str = "INSECURE: TLS certificates not verified (target.insecure = true)";
 
 impl TargetInfo {
     /// The TLS settings in one line for reports (empty with none): the

@@ -82,7 +82,15 @@ mod tests {
     fn server_names_are_host_names() {
         assert!(check_server_name("staging.test").is_ok());
         assert!(check_server_name("a-b.example.com").is_ok());
-        for bad in ["", "staging.test:443", "https://x", "a..b", "-a.b", "10.0.0.1", "a b"] {
+        for bad in [
+            "",
+            "staging.test:443",
+            "https://x",
+            "a..b",
+            "-a.b",
+            "10.0.0.1",
+            "a b",
+        ] {
             assert!(check_server_name(bad).is_err(), "{bad}");
         }
     }
