@@ -111,10 +111,8 @@ impl Shared {
                     .await
                     .map_err(|e| {
                         self.obs.count("tokens.login_failed");
-                        (
-                            None,
-                            format!("login request to {url} failed: {}", http_error(&e)),
-                        )
+                        let why = super::tls::http_failure(&e).unwrap_or_else(|| http_error(&e));
+                        (None, format!("login request to {url} failed: {why}"))
                     })?;
                 let status = resp.status().as_u16();
                 let redirect = unfollowed_redirect(
