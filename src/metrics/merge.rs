@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::judge::{Ending, Inputs};
-use super::snapshot::{IntervalData, ShardSummary, Snapshot, SnapshotError};
+use super::snapshot::{IntervalData, ShardSummary, Snapshot, SnapshotError, TargetInfo};
 use super::Recorder;
 use crate::names;
 use crate::outcome::Verdict;
@@ -257,7 +257,11 @@ fn assemble(
         scenario: first.scenario.clone(),
         scenario_hash: first.scenario_hash.clone(),
         seed: first.seed,
-        target: first.target.clone(),
+        // One insecure shard makes the merged run insecure.
+        target: TargetInfo {
+            insecure: seen.values().any(|s| s.target.insecure),
+            ..first.target.clone()
+        },
         started_at: started,
         ended_at: ended,
         duration_s,
