@@ -317,6 +317,10 @@ async fn an_insecure_run_succeeds_and_every_report_says_so() {
     let junit = read("junit.xml");
     assert!(junit.contains("target.insecure"), "{junit}");
     assert!(junit.contains("TLS certificates verified"), "{junit}");
+    // `validate` says so before the run.
+    let sc = parse(&iterations_scenario(1, 1, "[target]\ninsecure = true\n"));
+    let told = chatload::cli::validate::describe(&sc);
+    assert!(told.contains("INSECURE"), "{told}");
     let mut console = Vec::new();
     chatload::report::console::render(&r.report, &mut console).unwrap();
     assert!(String::from_utf8(console).unwrap().contains("INSECURE"));

@@ -42,6 +42,16 @@ pub fn describe(s: &Scenario) -> String {
             .as_deref()
             .unwrap_or("embedded reference server on 127.0.0.1 (no target given)")
     ));
+    let tls = &s.target.tls;
+    if tls.insecure {
+        o.push_str("  INSECURE: TLS certificates will not be verified (target.insecure = true)\n");
+    }
+    if let Some(n) = &tls.server_name {
+        o.push_str(&format!("  TLS server name {n} (SNI and Host)\n"));
+    }
+    if let Some(f) = &tls.ca_file {
+        o.push_str(&format!("  CA file {f} added to the trust roots\n"));
+    }
     let w = &s.workload;
     describe_plan(&mut o, w);
     let total: usize = s.journeys.iter().map(|j| j.weight).sum();
