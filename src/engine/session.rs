@@ -56,7 +56,7 @@ pub fn note_violation(obs: &ObsSender, v: &Violation, raw: &str, who: &Who<'_>) 
     obs.count(crate::names::VIOLATIONS_ALL);
     obs.count(format!("violations.{}", v.class));
     obs.count(format!("violations.{}.{}", v.class, v.detail));
-    let mut frame = crate::auth::redact(raw);
+    let mut frame = crate::auth::redact::redact(raw);
     if frame.len() > SAMPLE_FRAME_BYTES {
         let mut cut = SAMPLE_FRAME_BYTES;
         while !frame.is_char_boundary(cut) {
