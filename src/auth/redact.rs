@@ -110,13 +110,22 @@ impl Redactor {
 
     /// Redacts every string and object key of `v` in place.
     pub fn redact_json(&self, v: &mut Value) {
+        self.redact_json_keeping(v, "")
+    }
+
+    /// [`Redactor::redact_json`], but a string that is the value of a key
+    /// named `keep` stays as is (encoded histograms: `data`, base64 that a
+    /// replacement would corrupt, and that holds no text).
+    pub fn redact_json_keeping(&self, v: &mut Value, keep: &str) {
         match v {
             Value::String(s) => {
                 if let Cow::Owned(r) = self.redact(s) {
                     *s = r;
                 }
             }
-            Value::Array(a) => a.iter_mut().for_each(|x| self.redact_json(x)),
+            Value::Array(a) => a
+                .iter_mut()
+                .for_each(|x| self.redact_json_keeping(x, keep)),
             Value::Object(m) => {
                 let dirty = m.keys().any(|key| matches!(self.redact(key), Cow::Owned(_)));
                 if dirty {
@@ -125,7 +134,11 @@ impl Redactor {
                         m.insert(self.redact(&key).into_owned(), x);
                     }
                 }
-                m.values_mut().for_each(|x| self.redact_json(x));
+                for (key, x) in m.iter_mut() {
+                    if !(key == keep && x.is_string()) {
+                        self.redact_json_keeping(x, keep);
+                    }
+                }
             }
             Value::Null | Value::Bool(_) | Value::Number(_) => {}
         }
@@ -152,6 +165,11 @@ pub fn redact(text: &str) -> String {
 /// A JSON value through the process's redactor.
 pub fn redact_json(v: &mut Value) {
     global().redact_json(v)
+}
+
+/// A JSON value through the process's redactor, strings under `keep` kept.
+pub fn redact_json_keeping(v: &mut Value, keep: &str) {
+    global().redact_json_keeping(v, keep)
 }
 
 /// Every form of `secret` that chatload sends or a server may echo: raw,
