@@ -275,6 +275,12 @@ async fn hostile_run(auth: &str) -> (Vec<String>, String) {
         .unwrap();
     let seen = std::mem::take(&mut *st.lock().unwrap());
     assert!(!seen.tokens.is_empty(), "no socket reached the server: {console}");
+    // The echoes were kept (as samples and counter names), redacted.
+    let violations = std::fs::read_to_string(out.join("violations.jsonl")).unwrap_or_default();
+    assert!(
+        violations.contains("<redacted-jwt>") || violations.contains("<redacted>"),
+        "no echo was kept: {violations}"
+    );
     let mut secrets = vec![KEY.to_string(), PASSWORD.to_string()];
     secrets.extend(seen.tokens.iter().cloned());
     secrets.extend(seen.passwords.iter().cloned());
@@ -297,7 +303,11 @@ async fn assert_no_leak(auth: String) {
         found.is_empty(),
         "{} secret forms leaked ({auth}):\n{}\n--- console:\n{console}",
         found.len(),
-        found[..found.len().min(20)].join("\n")
+        found
+            .iter()
+            .map(|l| l.chars().take(110).collect::<String>())
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 }
 
