@@ -51,6 +51,9 @@ struct Known {
     secrets: HashSet<String>,
     /// Needles by their first 4 bytes, longest first.
     by_prefix: HashMap<[u8; 4], Vec<String>>,
+    /// One bit per first 2 bytes of any needle: most positions are passed
+    /// over with one bit test, not a hash lookup.
+    first2: Vec<u64>,
 }
 
 impl Redactor {
@@ -76,7 +79,12 @@ impl Redactor {
             return;
         }
         k.secrets.insert(secret.to_string());
+        if k.first2.is_empty() {
+            k.first2 = vec![0; 1024];
+        }
         for f in forms(secret) {
+            let b2 = u16::from_le_bytes([f.as_bytes()[0], f.as_bytes()[1]]) as usize;
+            k.first2[b2 / 64] |= 1 << (b2 % 64);
             let key: [u8; 4] = f.as_bytes()[..4].try_into().expect("forms are >= 4 bytes");
             let list = k.by_prefix.entry(key).or_default();
             if !list.contains(&f) {
@@ -102,7 +110,7 @@ impl Redactor {
         if k.by_prefix.is_empty() {
             return shaped;
         }
-        match redact_known(&shaped, &k.by_prefix) {
+        match redact_known(&shaped, &k) {
             Some(s) => Cow::Owned(s),
             None => shaped,
         }
@@ -172,6 +180,37 @@ pub fn redact_json_keeping(v: &mut Value, keep: &str) {
     global().redact_json_keeping(v, keep)
 }
 
+/// What a frame kept as a sample holds: at most `max` bytes of it, redacted.
+/// Only a window of `4 * max` bytes is scanned (a 1 MiB frame is not); when
+/// the frame was longer, the window's last `max` bytes are dropped after
+/// redaction, so a secret cut in two by the window leaves no part behind.
+pub fn sample(raw: &str, max: usize) -> String {
+    let window = floor_boundary(raw, max.saturating_mul(4));
+    let cut = window < raw.len();
+    let mut frame = redact(&raw[..window]);
+    let keep = if cut {
+        frame.len().saturating_sub(max).min(max)
+    } else {
+        max
+    };
+    if cut || frame.len() > keep {
+        let at = floor_boundary(&frame, keep);
+        frame.truncate(at);
+        frame.push('…');
+    }
+    frame
+}
+
+fn floor_boundary(s: &str, mut at: usize) -> usize {
+    if at >= s.len() {
+        return s.len();
+    }
+    while !s.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
+}
+
 /// Every form of `secret` that chatload sends or a server may echo: raw,
 /// base64url with and without padding, standard base64 with and without
 /// padding, percent-encoded (of the raw value and of the base64 forms),
@@ -222,14 +261,20 @@ fn html_escape(s: &str) -> String {
 }
 
 /// Replaces every needle found; `None` when nothing matched.
-fn redact_known(text: &str, by_prefix: &HashMap<[u8; 4], Vec<String>>) -> Option<String> {
+fn redact_known(text: &str, k: &Known) -> Option<String> {
     let b = text.as_bytes();
     let mut out = String::new();
     let mut copied = 0;
     let mut i = 0;
     while i + 4 <= b.len() {
+        let b2 = u16::from_le_bytes([b[i], b[i + 1]]) as usize;
+        if k.first2[b2 / 64] & (1 << (b2 % 64)) == 0 {
+            i += 1;
+            continue;
+        }
         let key: [u8; 4] = b[i..i + 4].try_into().expect("4 bytes");
-        let hit = by_prefix
+        let hit = k
+            .by_prefix
             .get(&key)
             .and_then(|l| l.iter().find(|n| b[i..].starts_with(n.as_bytes())));
         if let Some(n) = hit {

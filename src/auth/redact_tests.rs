@@ -61,3 +61,15 @@ fn json_keys_and_strings_are_redacted() {
         serde_json::json!({"violations.x.<redacted>": 1, "a": ["<redacted>", "<redacted-jwt>"]})
     );
 }
+
+#[test]
+fn a_sample_is_redacted_then_cut_and_a_secret_cut_by_the_window_leaves_nothing() {
+    let s = sample(&format!("{{\"t\":\"{JWT}\"}}"), 2048);
+    assert_eq!(s, "{\"t\":\"<redacted-jwt>\"}");
+    // A long frame whose token straddles the scanned window.
+    let raw = format!("{}{JWT}", "a".repeat(4 * 64 - 20));
+    let s = sample(&raw, 64);
+    assert!(!s.contains("eyJ") && s.ends_with('…') && s.len() <= 64 + 3, "{s}");
+    let s = sample(&"é".repeat(100), 11);
+    assert_eq!(s, format!("{}…", "é".repeat(5)));
+}
