@@ -77,7 +77,9 @@ fn forms(s: &str) -> Vec<String> {
 
 /// The raw token in an offered subprotocol entry, base64url or not.
 fn token_of_entry(e: &str) -> Option<String> {
-    let rest = e.strip_prefix("jwt.").or_else(|| e.strip_prefix("bearer."))?;
+    let rest = e
+        .strip_prefix("jwt.")
+        .or_else(|| e.strip_prefix("bearer."))?;
     if rest.starts_with("eyJ") {
         return Some(rest.to_string());
     }
@@ -147,7 +149,9 @@ async fn hostile(mut socket: WebSocket, echo: serde_json::Value, secrets: Vec<St
     let mut frames = vec![echo.to_string()];
     for s in &secrets {
         let f = forms(s);
-        frames.push(serde_json::json!({"type": URL_SAFE_NO_PAD.encode(s.as_bytes()), "all": f}).to_string());
+        frames.push(
+            serde_json::json!({"type": URL_SAFE_NO_PAD.encode(s.as_bytes()), "all": f}).to_string(),
+        );
         frames.push(serde_json::json!({"type": s}).to_string());
         frames.push(
             serde_json::json!({"type": "error", "error": "auth_failed", "message": f.join(" ")})
@@ -162,7 +166,11 @@ async fn hostile(mut socket: WebSocket, echo: serde_json::Value, secrets: Vec<St
     while let Some(Ok(m)) = socket.recv().await {
         if let Message::Text(t) = m {
             let back = serde_json::json!({"type": "echo_frame", "frame": t.as_str()});
-            if socket.send(Message::Text(back.to_string().into())).await.is_err() {
+            if socket
+                .send(Message::Text(back.to_string().into()))
+                .await
+                .is_err()
+            {
                 return;
             }
         }
@@ -250,7 +258,10 @@ fn leaks(out: &Path, console: &str, secrets: &[String]) -> Vec<String> {
     files(out, &mut paths);
     for p in paths {
         let bytes = std::fs::read(&p).unwrap();
-        texts.push((p.display().to_string(), String::from_utf8_lossy(&bytes).into()));
+        texts.push((
+            p.display().to_string(),
+            String::from_utf8_lossy(&bytes).into(),
+        ));
     }
     let mut found = Vec::new();
     for s in secrets {
@@ -274,7 +285,10 @@ async fn hostile_run(auth: &str) -> (Vec<String>, String) {
         .await
         .unwrap();
     let seen = std::mem::take(&mut *st.lock().unwrap());
-    assert!(!seen.tokens.is_empty(), "no socket reached the server: {console}");
+    assert!(
+        !seen.tokens.is_empty(),
+        "no socket reached the server: {console}"
+    );
     // The echoes were kept (as samples and counter names), redacted.
     let violations = std::fs::read_to_string(out.join("violations.jsonl")).unwrap_or_default();
     assert!(

@@ -131,11 +131,11 @@ impl Redactor {
                     *s = r;
                 }
             }
-            Value::Array(a) => a
-                .iter_mut()
-                .for_each(|x| self.redact_json_keeping(x, keep)),
+            Value::Array(a) => a.iter_mut().for_each(|x| self.redact_json_keeping(x, keep)),
             Value::Object(m) => {
-                let dirty = m.keys().any(|key| matches!(self.redact(key), Cow::Owned(_)));
+                let dirty = m
+                    .keys()
+                    .any(|key| matches!(self.redact(key), Cow::Owned(_)));
                 if dirty {
                     let old = std::mem::take(m);
                     for (key, x) in old {

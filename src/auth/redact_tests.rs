@@ -4,7 +4,8 @@ const JWT: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1MSJ9.c2lnbmF
 
 #[test]
 fn a_raw_jwt_is_redacted_by_shape_and_a_bare_eyj_is_not() {
-    let frame = format!(r#"{{"type":"x","token":"{JWT}","note":"eyJ not a token","q":"?token={JWT}"}}"#);
+    let frame =
+        format!(r#"{{"type":"x","token":"{JWT}","note":"eyJ not a token","q":"?token={JWT}"}}"#);
     let r = Redactor::new().redact(&frame).into_owned();
     assert_eq!(
         r,
@@ -16,7 +17,11 @@ fn a_raw_jwt_is_redacted_by_shape_and_a_bare_eyj_is_not() {
 fn every_base64_form_of_a_jwt_is_redacted_by_shape() {
     let r = Redactor::new();
     for f in forms(JWT) {
-        for wrapped in [format!("jwt.{f}"), format!("jwt-auth, jwt.{f}"), format!("\"{f}\"")] {
+        for wrapped in [
+            format!("jwt.{f}"),
+            format!("jwt-auth, jwt.{f}"),
+            format!("\"{f}\""),
+        ] {
             let out = r.redact(&wrapped);
             for g in forms(JWT) {
                 assert!(!out.contains(&g), "{g} left in {out} (from {wrapped})");
@@ -69,7 +74,10 @@ fn a_sample_is_redacted_then_cut_and_a_secret_cut_by_the_window_leaves_nothing()
     // A long frame whose token straddles the scanned window.
     let raw = format!("{}{JWT}", "a".repeat(4 * 64 - 20));
     let s = sample(&raw, 64);
-    assert!(!s.contains("eyJ") && s.ends_with('…') && s.len() <= 64 + 3, "{s}");
+    assert!(
+        !s.contains("eyJ") && s.ends_with('…') && s.len() <= 64 + 3,
+        "{s}"
+    );
     let s = sample(&"é".repeat(100), 11);
     assert_eq!(s, format!("{}…", "é".repeat(5)));
 }
