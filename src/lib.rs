@@ -14,7 +14,7 @@
 macro_rules! say_err {
     ($($t:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), $($t)*);
+        let _ = writeln!(std::io::stderr(), "{}", $crate::auth::redact::redact(&format!($($t)*)));
     }};
 }
 
@@ -22,7 +22,7 @@ macro_rules! say_err {
 macro_rules! say_err_raw {
     ($($t:tt)*) => {{
         use std::io::Write as _;
-        let _ = write!(std::io::stderr(), $($t)*);
+        let _ = write!(std::io::stderr(), "{}", $crate::auth::redact::redact(&format!($($t)*)));
     }};
 }
 
@@ -30,7 +30,7 @@ macro_rules! say_err_raw {
 macro_rules! say {
     ($($t:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stdout(), $($t)*);
+        let _ = writeln!(std::io::stdout(), "{}", $crate::auth::redact::redact(&format!($($t)*)));
     }};
 }
 
@@ -38,7 +38,7 @@ macro_rules! say {
 macro_rules! say_raw {
     ($($t:tt)*) => {{
         use std::io::Write as _;
-        let _ = write!(std::io::stdout(), $($t)*);
+        let _ = write!(std::io::stdout(), "{}", $crate::auth::redact::redact(&format!($($t)*)));
     }};
 }
 

@@ -2,7 +2,9 @@
 //!
 //! The clock and the key are passed in, never read here, so both are testable.
 //! A [`Secret`] never prints its value: `Debug` and `Display` show `***`.
-//! A leaf: imports nothing from the crate.
+//! Every `Secret` made is taught to the redactor ([`redact`]), so whatever the
+//! run holds as a secret is redacted from every output.
+//! A leaf: imports nothing from the crate outside `auth`.
 
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -10,6 +12,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+
+pub mod redact;
 
 /// Default HS256 key of the embedded reference server, used only when chatload
 /// starts that server itself and the scenario's `secret_env` variable is unset.
@@ -20,8 +24,11 @@ pub const EMBEDDED_DEV_SECRET: &str = "chatload-embedded-reference-server-dev-se
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps `s` and teaches it to the process's redactor.
     pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
+        let s = s.into();
+        redact::learn(&s);
+        Secret(s)
     }
     pub fn expose(&self) -> &str {
         &self.0
@@ -293,38 +300,6 @@ impl Presentation {
     }
 }
 
-/// Replaces anything that looks like a JWT (`eyJ...` with three base64url
-/// segments) with `<redacted-jwt>`, for frames kept as samples.
-pub fn redact(text: &str) -> String {
-    let b = text.as_bytes();
-    let is_b64 = |c: u8| c.is_ascii_alphanumeric() || c == b'-' || c == b'_' || c == b'=';
-    let mut out = String::with_capacity(text.len());
-    let mut i = 0;
-    let mut copied = 0;
-    while i + 3 <= b.len() {
-        if &b[i..i + 3] == b"eyJ" && (i == 0 || !is_b64(b[i - 1])) {
-            let mut j = i;
-            let mut dots = 0;
-            while j < b.len() && (is_b64(b[j]) || (b[j] == b'.' && dots < 2)) {
-                if b[j] == b'.' {
-                    dots += 1;
-                }
-                j += 1;
-            }
-            if dots == 2 {
-                out.push_str(&text[copied..i]);
-                out.push_str("<redacted-jwt>");
-                copied = j;
-                i = j;
-                continue;
-            }
-        }
-        i += 1;
-    }
-    out.push_str(&text[copied..]);
-    out
-}
-
 /// Subprotocol prefixes that carry a token, with whether the token may be base64url.
 pub const TOKEN_SUBPROTOCOL_PREFIXES: [&str; 3] = ["jwt.", "jwt-auth.", "bearer."];
 
@@ -378,24 +353,6 @@ mod tests {
         assert!(VerifyPolicy::netra(&secret)
             .verify(tok.expose(), now)
             .is_err());
-    }
-
-    #[test]
-    fn tokens_in_frames_are_redacted() {
-        let secret = Secret::new("k");
-        let tok = Minter::new(&secret, template(), Duration::from_secs(60))
-            .mint("u", SystemTime::now(), "j")
-            .unwrap();
-        let frame = format!(
-            r#"{{"type":"x","token":"{}","note":"eyJ not a token"}}"#,
-            tok.expose()
-        );
-        let r = redact(&frame);
-        assert!(!r.contains(tok.expose()));
-        assert_eq!(
-            r,
-            r#"{"type":"x","token":"<redacted-jwt>","note":"eyJ not a token"}"#
-        );
     }
 
     #[test]

@@ -105,8 +105,9 @@ pub async fn main(a: RunArgs) -> u8 {
         }
     };
     if !a.quiet {
-        let mut out = std::io::stdout().lock();
+        let mut out = Vec::new();
         let _ = report::console::render(&res.report, &mut out);
+        say_raw!("{}", String::from_utf8_lossy(&out));
     }
     for n in &res.snapshot.notes {
         say_err!("{n}");

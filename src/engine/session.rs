@@ -56,15 +56,7 @@ pub fn note_violation(obs: &ObsSender, v: &Violation, raw: &str, who: &Who<'_>) 
     obs.count(crate::names::VIOLATIONS_ALL);
     obs.count(format!("violations.{}", v.class));
     obs.count(format!("violations.{}.{}", v.class, v.detail));
-    let mut frame = crate::auth::redact(raw);
-    if frame.len() > SAMPLE_FRAME_BYTES {
-        let mut cut = SAMPLE_FRAME_BYTES;
-        while !frame.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        frame.truncate(cut);
-        frame.push('…');
-    }
+    let frame = crate::auth::redact::sample(raw, SAMPLE_FRAME_BYTES);
     obs.emit(Observation::Offending(Box::new(OffendingFrame {
         class: v.class.to_string(),
         detail: v.detail.clone(),

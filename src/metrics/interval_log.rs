@@ -69,7 +69,9 @@ impl IntervalFiles {
         self.hlog.flush()?;
         // Times in milliseconds, as the interval log writes them, so both files name an interval alike.
         let ms = |v: f64| (v * 1000.0).round() / 1000.0;
-        let line = serde_json::json!({"start_s": ms(i.start_s), "length_s": ms(i.length_s), "counters": i.rec.counters});
+        let mut line = serde_json::json!({"start_s": ms(i.start_s), "length_s": ms(i.length_s), "counters": i.rec.counters});
+        // Counter names can hold a server's text (an unknown frame type).
+        crate::auth::redact::redact_json(&mut line);
         self.counters.write_all(format!("{line}\n").as_bytes())?;
         self.counters.flush()
     }

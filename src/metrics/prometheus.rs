@@ -78,7 +78,8 @@ pub fn render(rec: &Recorder, users: u64) -> String {
     register_latency(&mut reg, rec);
     let mut out = String::new();
     encode(&mut out, &reg).expect("encoding into a String cannot fail");
-    out
+    // Label values can hold a server's text (event names): redacted per scrape.
+    crate::auth::redact::redact(&out)
 }
 
 /// The counter families by class, code or name (failed runs, closes,

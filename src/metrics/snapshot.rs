@@ -149,6 +149,9 @@ pub struct Snapshot {
     pub failures: Vec<super::recorder::FailureReason>,
 }
 
+/// The key of an encoded histogram's base64, which redaction leaves alone.
+const HISTOGRAM_DATA: &str = "data";
+
 impl Snapshot {
     /// Every histogram of a recorder that holds samples, encoded.
     pub fn histograms_from(rec: &Recorder) -> BTreeMap<String, HistogramData> {
@@ -167,8 +170,22 @@ impl Snapshot {
         Ok(rec)
     }
 
+    /// The snapshot as written: every string and key through the redactor
+    /// (`auth/redact.rs`), so no secret reaches `snapshot.json` or a checkpoint.
     pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self).expect("a snapshot always serializes")
+        let mut v = serde_json::to_value(self).expect("a snapshot always serializes");
+        crate::auth::redact::redact_json_keeping(&mut v, HISTOGRAM_DATA);
+        serde_json::to_string_pretty(&v).expect("a snapshot always serializes")
+    }
+
+    /// A copy with every string and key redacted, for what is rendered from
+    /// it (reports, `violations.jsonl`, history rows, the console).
+    pub fn redacted(&self) -> Snapshot {
+        let mut v = serde_json::to_value(self).expect("a snapshot always serializes");
+        crate::auth::redact::redact_json_keeping(&mut v, HISTOGRAM_DATA);
+        // A replaced string that no longer parses (a secret equal to a verdict
+        // word, say): the renderers' own text pass still redacts.
+        serde_json::from_value(v).unwrap_or_else(|_| self.clone())
     }
 
     /// Reads a snapshot, refusing unknown major versions with a clear message.

@@ -193,5 +193,13 @@ pub fn render(report: &ReportData, snapshot: &Snapshot, format: Format) -> Vec<u
         }
     };
     r.expect("rendering into memory cannot fail");
-    out
+    if format == Format::Json {
+        return out; // `to_json` redacts, histograms left whole.
+    }
+    // The last pass before the file (`auth/redact.rs`): a snapshot written by
+    // an older chatload, or text the renderers escaped, still leaves no secret.
+    match String::from_utf8(out) {
+        Ok(text) => crate::auth::redact::redact(&text).into_bytes(),
+        Err(e) => e.into_bytes(),
+    }
 }

@@ -156,6 +156,8 @@ pub(super) fn write(
     out: &Outputs,
     snapshot: &Snapshot,
 ) -> Result<ReportData, RunError> {
+    // Everything below is rendered from the redacted copy (`auth/redact.rs`).
+    let snapshot = &snapshot.redacted();
     let write = |name: &str, bytes: &[u8]| {
         let p = out.dir.join(name);
         std::fs::write(&p, bytes)

@@ -30,6 +30,7 @@ pub(super) fn check(req: &RunRequest) -> Result<Checked, RunError> {
     }
     check_login(sc)?;
     check_env(sc)?;
+    learn_secrets(sc);
     if sc.workload.capacity.is_some() && req.shard.count > 1 {
         return Err(RunError::Usage(
             "a capacity search runs in one process: the decision to stop at a step needs the whole load's data (remove --shard/--shards, or give this machine more of the load)".into(),
@@ -83,6 +84,29 @@ fn check_login(sc: &Scenario) -> Result<(), RunError> {
         }
     }
     Ok(())
+}
+
+/// Teaches the redactor (`auth/redact.rs`) the login body's secrets: the
+/// values of its `{{env.NAME}}` variables and its literal strings (a
+/// password written into the scenario). Keys and tokens are taught as they
+/// are made (`Secret::new`).
+fn learn_secrets(sc: &Scenario) {
+    fn literals(v: &serde_json::Value) {
+        match v {
+            serde_json::Value::String(s) if !s.contains("{{") => crate::auth::redact::learn(s),
+            serde_json::Value::Array(a) => a.iter().for_each(literals),
+            serde_json::Value::Object(m) => m.values().for_each(literals),
+            _ => {}
+        }
+    }
+    for name in sc.env_placeholders() {
+        if let Ok(v) = std::env::var(&name) {
+            crate::auth::redact::learn(&v);
+        }
+    }
+    if let crate::scenario::TokenSource::Login { body, .. } = &sc.auth.source {
+        literals(body);
+    }
 }
 
 /// `{{env.NAME}}` in the login body: a variable that is not set would log
