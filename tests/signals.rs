@@ -155,11 +155,35 @@ fn a_second_signal_exits_at_once_after_a_last_checkpoint() {
     assert!(s.counters["runs.ok"] >= 6);
 }
 
+/// Waits until a closed interval with a completed run is in the interval
+/// files (an ok run is counted when the next run on its socket settles, so
+/// under load the first flushed intervals may hold none yet): the recovery
+/// check then has runs to compare.
+fn wait_for_flushed_ok_run(dir: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let flushed = std::fs::read_to_string(dir.join("out/intervals.counters.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .any(|v| v["counters"]["runs.ok"].as_u64().unwrap_or(0) > 0);
+        if flushed {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no interval with a completed run was flushed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn kill_9_keeps_the_last_checkpoint_which_still_renders() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = start(dir.path());
     let seen = wait_for_checkpoint(dir.path());
+    wait_for_flushed_ok_run(dir.path());
     signal(&child, "-KILL");
     let _ = child.wait();
     let s = final_snapshot(dir.path());
