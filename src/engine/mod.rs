@@ -46,6 +46,8 @@ pub mod session;
 mod shared;
 mod socket;
 mod steps;
+pub mod flood;
+pub mod wire;
 mod tokens;
 mod user;
 

@@ -20,6 +20,8 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use crate::metrics::{ObsSender, Observation, OffendingFrame, SAMPLE_FRAME_BYTES};
 use crate::protocol::validate::{check_isolation, Belongs, Identity, Violation};
 use crate::protocol::{Frame, Profile};
+use super::flood::{FloodGate, Gate};
+use super::wire::{self, WireClass, WireError};
 
 mod run;
 pub use run::{remember_run, ActiveRun, PendingRun, RunOutcome, RunReport, EARLIER_RUNS_KEPT};
@@ -42,6 +44,8 @@ pub enum ReadyOutcome {
         auth: bool,
     },
     TimedOut,
+    /// A protocol error (not a plain drop) or a flood ended the socket.
+    Broken(WireError),
 }
 
 /// Whose socket this is, for isolation checks and samples.
@@ -154,6 +158,7 @@ pub async fn await_ready<S>(
     obs: &ObsSender,
     handshake_reply: Option<&str>,
     who: &Who<'_>,
+    flood: &FloodGate,
 ) -> ReadyOutcome
 where
     S: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin,
@@ -169,9 +174,18 @@ where
         let next = tokio::time::timeout_at(deadline.into(), ws.next()).await;
         let msg = match next {
             Err(_) => return ReadyOutcome::TimedOut,
-            Ok(None) | Ok(Some(Err(_))) => return closed(ABNORMAL_CLOSE, server_error, auth_frame),
+            Ok(None) => return closed(ABNORMAL_CLOSE, server_error, auth_frame),
+            Ok(Some(Err(e))) => match broken(&e) {
+                Some(w) => return ReadyOutcome::Broken(w),
+                None => return closed(ABNORMAL_CLOSE, server_error, auth_frame),
+            },
             Ok(Some(Ok(m))) => m,
         };
+        match flood.frame(Instant::now(), obs) {
+            Gate::Pass => {}
+            Gate::Drop => continue,
+            Gate::Close => return ReadyOutcome::Broken(flooded()),
+        }
         match msg {
             Message::Text(t) => {
                 obs.count_n("bytes.received", t.len() as u64);
@@ -312,6 +326,27 @@ pub enum Read {
     /// under `violations.*`: that run fails with this class. The socket's
     /// `read` settles it and reads on (it never returns this).
     Violated(&'static str),
+    /// A protocol error or a flood ended the socket (the active run, if
+    /// any, is still active: the caller fails it as `protocol_error`).
+    Broken(WireError),
+}
+
+/// A read error that is a protocol error (`None`: a plain drop, 1006).
+fn broken(e: &WsError) -> Option<WireError> {
+    let w = wire::classify(e);
+    (!w.is_drop()).then_some(w)
+}
+
+/// The flood class with its reason.
+fn flooded() -> WireError {
+    WireError::new(
+        WireClass::Flood,
+        format!(
+            "more than {} frames/s for {} s",
+            super::flood::FLOOD_FRAMES_PER_S,
+            super::flood::FLOOD_SECONDS
+        ),
+    )
 }
 
 /// The parts of a read that stay the same for a whole session.
@@ -327,6 +362,8 @@ pub struct ReadCtx<'a> {
     /// a late event of that run, or an event naming no run while none is
     /// active, fails it ([`Read::Violated`]) instead of the active run.
     pub held: Option<Option<&'a str>>,
+    /// The socket's flood limit.
+    pub flood: &'a FloodGate,
 }
 
 impl ReadCtx<'_> {
@@ -343,6 +380,23 @@ impl ReadCtx<'_> {
 /// pings are answered; server errors, unknown and malformed frames counted.
 /// A deadline already past reads only what has arrived.
 pub async fn read<S>(
+    ws: &mut S,
+    cx: &ReadCtx<'_>,
+    active: &mut Option<ActiveRun>,
+    earlier_runs: &mut Vec<String>,
+    want: Want<'_>,
+    deadline: Instant,
+    stop: Option<&StopSignal>,
+) -> Read
+where
+    S: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin,
+{
+    let out = read_frames(ws, cx, active, earlier_runs, want, deadline, stop).await;
+    cx.flood.flush(cx.obs);
+    out
+}
+
+async fn read_frames<S>(
     ws: &mut S,
     cx: &ReadCtx<'_>,
     active: &mut Option<ActiveRun>,
@@ -390,9 +444,18 @@ where
             }
         };
         let msg = match next {
-            None | Some(Err(_)) => return Read::Closed(ABNORMAL_CLOSE),
+            None => return Read::Closed(ABNORMAL_CLOSE),
+            Some(Err(e)) => {
+                return broken(&e).map_or(Read::Closed(ABNORMAL_CLOSE), Read::Broken);
+            }
             Some(Ok(m)) => m,
         };
+        // Bounded: see `flood.rs`.
+        match cx.flood.frame(Instant::now(), cx.obs) {
+            Gate::Pass => {}
+            Gate::Drop => continue,
+            Gate::Close => return Read::Broken(flooded()),
+        }
         let text = match msg {
             Message::Text(t) => t,
             Message::Binary(b) => {

@@ -1,0 +1,156 @@
+//! The per-socket flood limit: what bounds the memory a server can make
+//! chatload use by sending frames.
+//!
+//! Every frame a socket reads becomes a few observations on the way to the
+//! collector (`bytes.received`, frame counters, violations with a sample).
+//! A socket may read up to [`FLOOD_FRAMES_PER_S`] frames in each
+//! one-second window; frames beyond it are dropped at the reader before
+//! they become observations (only their number is kept, and counted in
+//! `frames.flood` once per window). A socket still over the limit
+//! [`FLOOD_SECONDS`] after it first went over is closed with the protocol
+//! error class `flood` (a `violations.flood` too, so the default
+//! `violations rate == 0` SLO fails the run). So each socket sends at most
+//! `FLOOD_FRAMES_PER_S` frames' observations per second whatever the
+//! server does, and a flooding server loses its socket within
+//! `FLOOD_SECONDS` (+ 1 window).
+//!
+//! Atomics (relaxed) so the gate can sit behind a shared reference in
+//! `ReadCtx` across awaits; one socket's reader is its only user.
+//!
+//! May import: `metrics` (observations), `names`.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Instant;
+
+use crate::metrics::ObsSender;
+
+/// Frames a socket may read per one-second window before the rest of the
+/// window's frames are dropped as a flood. Far above any agent's event
+/// stream (the reference server at full speed sends ~2,500 frames/s per
+/// socket).
+pub const FLOOD_FRAMES_PER_S: u64 = 20_000;
+/// How long a socket may stay over the limit before it is closed.
+pub const FLOOD_SECONDS: u64 = 3;
+
+/// Counter of frames dropped as a flood.
+pub const FRAMES_FLOOD: &str = "frames.flood";
+
+/// What to do with a frame just read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    /// Judge it as usual.
+    Pass,
+    /// Drop it unjudged (counted in `frames.flood`).
+    Drop,
+    /// Drop it and close the socket: a flood.
+    Close,
+}
+
+/// One socket's flood state.
+#[derive(Debug)]
+pub struct FloodGate {
+    origin: Instant,
+    /// Start of the current window, ms since `origin`.
+    window_ms: AtomicU64,
+    in_window: AtomicU64,
+    /// When the socket first went over the limit (ms since `origin`, +1;
+    /// 0: it is not over).
+    over_since: AtomicU64,
+    /// Dropped frames not counted yet.
+    unreported: AtomicU64,
+}
+
+impl Default for FloodGate {
+    fn default() -> Self {
+        FloodGate {
+            origin: Instant::now(),
+            window_ms: AtomicU64::new(0),
+            in_window: AtomicU64::new(0),
+            over_since: AtomicU64::new(0),
+            unreported: AtomicU64::new(0),
+        }
+    }
+}
+
+impl FloodGate {
+    /// Judges one frame read at `now`.
+    pub fn frame(&self, now: Instant, obs: &ObsSender) -> Gate {
+        let ms = now.saturating_duration_since(self.origin).as_millis() as u64;
+        if ms >= self.window_ms.load(Relaxed) + 1000 {
+            // A window ended: one that stayed under the limit ends the flood.
+            if self.in_window.load(Relaxed) <= FLOOD_FRAMES_PER_S {
+                self.over_since.store(0, Relaxed);
+            }
+            self.window_ms.store(ms, Relaxed);
+            self.in_window.store(0, Relaxed);
+            self.flush(obs);
+        }
+        let n = self.in_window.fetch_add(1, Relaxed) + 1;
+        if n <= FLOOD_FRAMES_PER_S {
+            return Gate::Pass;
+        }
+        self.unreported.fetch_add(1, Relaxed);
+        let since = match self.over_since.load(Relaxed) {
+            0 => {
+                self.over_since.store(ms + 1, Relaxed);
+                ms
+            }
+            s => s - 1,
+        };
+        if ms.saturating_sub(since) >= FLOOD_SECONDS * 1000 {
+            self.flush(obs);
+            return Gate::Close;
+        }
+        Gate::Drop
+    }
+
+    /// Counts the dropped frames not counted yet.
+    pub fn flush(&self, obs: &ObsSender) {
+        let n = self.unreported.swap(0, Relaxed);
+        if n > 0 {
+            obs.count_n(FRAMES_FLOOD, n);
+        }
+    }
+
+    /// A new socket: a fresh state.
+    pub fn reset(&mut self) {
+        *self = FloodGate::default();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_socket_over_the_limit_drops_then_closes() {
+        let c = crate::metrics::Collector::start();
+        let obs = c.sender();
+        let g = FloodGate::default();
+        let t0 = g.origin;
+        for i in 0..FLOOD_FRAMES_PER_S {
+            assert_eq!(g.frame(t0, &obs), Gate::Pass, "{i}");
+        }
+        assert_eq!(g.frame(t0, &obs), Gate::Drop);
+        // Still over in every window until FLOOD_SECONDS have passed.
+        let mut last = Gate::Drop;
+        for s in 1..=FLOOD_SECONDS {
+            let at = t0 + Duration::from_secs(s);
+            for _ in 0..=FLOOD_FRAMES_PER_S {
+                last = g.frame(at, &obs);
+            }
+        }
+        assert_eq!(last, Gate::Close);
+        // A quiet window ends a flood.
+        let g = FloodGate::default();
+        for _ in 0..=FLOOD_FRAMES_PER_S {
+            g.frame(t0, &obs);
+        }
+        assert_eq!(g.frame(t0 + Duration::from_secs(2), &obs), Gate::Pass);
+        for _ in 0..FLOOD_FRAMES_PER_S {
+            g.frame(t0 + Duration::from_secs(4), &obs);
+        }
+        assert_eq!(g.frame(t0 + Duration::from_secs(4), &obs), Gate::Drop);
+    }
+}
