@@ -6,13 +6,15 @@
 //! A socket may read up to [`FLOOD_FRAMES_PER_S`] frames in each
 //! one-second window; frames beyond it are dropped at the reader before
 //! they become observations (only their number is kept, and counted in
-//! `frames.flood` once per window). A socket still over the limit
-//! [`FLOOD_SECONDS`] after it first went over is closed with the protocol
+//! `frames.flood` once per window). A socket that goes over the limit in
+//! [`FLOOD_SECONDS`] windows (in a row or not) is closed with the protocol
 //! error class `flood` (a `violations.flood` too, so the default
 //! `violations rate == 0` SLO fails the run). So each socket sends at most
 //! `FLOOD_FRAMES_PER_S` frames' observations per second whatever the
-//! server does, and a flooding server loses its socket within
-//! `FLOOD_SECONDS` (+ 1 window).
+//! server does, and a flooding server loses its socket after
+//! `FLOOD_SECONDS` windows of it. The windows run on reading time: while
+//! a reader waits for the collector to catch up (`ObsSender::backpressure`)
+//! the clock stops, so a slow collector cannot hide a flood.
 //!
 //! Atomics (relaxed) so the gate can sit behind a shared reference in
 //! `ReadCtx` across awaits; one socket's reader is its only user.
@@ -26,9 +28,9 @@ use crate::metrics::ObsSender;
 
 /// Frames a socket may read per one-second window before the rest of the
 /// window's frames are dropped as a flood. Far above any agent's event
-/// stream (the reference server at full speed sends ~2,500 frames/s per
+/// stream (the reference server at full speed sends ~4,000 frames/s per
 /// socket).
-pub const FLOOD_FRAMES_PER_S: u64 = 20_000;
+pub const FLOOD_FRAMES_PER_S: u64 = 10_000;
 /// How long a socket may stay over the limit before it is closed.
 pub const FLOOD_SECONDS: u64 = 3;
 
@@ -53,9 +55,10 @@ pub struct FloodGate {
     /// Start of the current window, ms since `origin`.
     window_ms: AtomicU64,
     in_window: AtomicU64,
-    /// When the socket first went over the limit (ms since `origin`, +1;
-    /// 0: it is not over).
-    over_since: AtomicU64,
+    /// Windows in which the socket went over the limit.
+    over_windows: AtomicU64,
+    /// Time spent waiting for the collector (ms), off the clock.
+    paused_ms: AtomicU64,
     /// Dropped frames not counted yet.
     unreported: AtomicU64,
 }
@@ -66,7 +69,8 @@ impl Default for FloodGate {
             origin: Instant::now(),
             window_ms: AtomicU64::new(0),
             in_window: AtomicU64::new(0),
-            over_since: AtomicU64::new(0),
+            over_windows: AtomicU64::new(0),
+            paused_ms: AtomicU64::new(0),
             unreported: AtomicU64::new(0),
         }
     }
@@ -75,12 +79,9 @@ impl Default for FloodGate {
 impl FloodGate {
     /// Judges one frame read at `now`.
     pub fn frame(&self, now: Instant, obs: &ObsSender) -> Gate {
-        let ms = now.saturating_duration_since(self.origin).as_millis() as u64;
+        let ms = (now.saturating_duration_since(self.origin).as_millis() as u64)
+            .saturating_sub(self.paused_ms.load(Relaxed));
         if ms >= self.window_ms.load(Relaxed) + 1000 {
-            // A window ended: one that stayed under the limit ends the flood.
-            if self.in_window.load(Relaxed) <= FLOOD_FRAMES_PER_S {
-                self.over_since.store(0, Relaxed);
-            }
             self.window_ms.store(ms, Relaxed);
             self.in_window.store(0, Relaxed);
             self.flush(obs);
@@ -90,18 +91,19 @@ impl FloodGate {
             return Gate::Pass;
         }
         self.unreported.fetch_add(1, Relaxed);
-        let since = match self.over_since.load(Relaxed) {
-            0 => {
-                self.over_since.store(ms + 1, Relaxed);
-                ms
-            }
-            s => s - 1,
-        };
-        if ms.saturating_sub(since) >= FLOOD_SECONDS * 1000 {
+        if n == FLOOD_FRAMES_PER_S + 1
+            && self.over_windows.fetch_add(1, Relaxed) + 1 >= FLOOD_SECONDS
+        {
             self.flush(obs);
             return Gate::Close;
         }
         Gate::Drop
+    }
+
+    /// The reader waited this long for the collector: off the clock.
+    pub fn paused(&self, waited: std::time::Duration) {
+        self.paused_ms
+            .fetch_add(waited.as_millis() as u64, Relaxed);
     }
 
     /// Counts the dropped frames not counted yet.
@@ -142,15 +144,23 @@ mod tests {
             }
         }
         assert_eq!(last, Gate::Close);
-        // A quiet window ends a flood.
+        // Quiet windows in between do not reset the count.
         let g = FloodGate::default();
-        for _ in 0..=FLOOD_FRAMES_PER_S {
-            g.frame(t0, &obs);
+        let mut last = Gate::Pass;
+        for s in 0..FLOOD_SECONDS {
+            let at = t0 + Duration::from_secs(2 * s);
+            assert_eq!(g.frame(at + Duration::from_secs(1), &obs), Gate::Pass);
+            for _ in 0..FLOOD_FRAMES_PER_S {
+                last = g.frame(at + Duration::from_millis(1500), &obs);
+            }
         }
-        assert_eq!(g.frame(t0 + Duration::from_secs(2), &obs), Gate::Pass);
-        for _ in 0..FLOOD_FRAMES_PER_S {
-            g.frame(t0 + Duration::from_secs(4), &obs);
+        assert_eq!(last, Gate::Close);
+        // Under the limit, never.
+        let g = FloodGate::default();
+        for s in 0..10 * FLOOD_SECONDS {
+            for _ in 0..FLOOD_FRAMES_PER_S {
+                assert_eq!(g.frame(t0 + Duration::from_secs(s), &obs), Gate::Pass);
+            }
         }
-        assert_eq!(g.frame(t0 + Duration::from_secs(4), &obs), Gate::Drop);
     }
 }

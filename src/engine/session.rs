@@ -171,6 +171,11 @@ where
         auth: profile.auth_failure.close_before_ready(code, auth_frame),
     };
     loop {
+        if obs.backlogged() {
+            let t0 = Instant::now();
+            obs.backpressure().await;
+            flood.paused(t0.elapsed());
+        }
         let next = tokio::time::timeout_at(deadline.into(), ws.next()).await;
         let msg = match next {
             Err(_) => return ReadyOutcome::TimedOut,
@@ -425,6 +430,12 @@ where
     };
     tokio::pin!(stopped);
     loop {
+        // The collector is behind: stop reading (bounded, see `ObsSender`).
+        if cx.obs.backlogged() {
+            let t0 = Instant::now();
+            cx.obs.backpressure().await;
+            cx.flood.paused(t0.elapsed());
+        }
         // `next()` is the only await raced against the deadline and the
         // stop: it is cancel-safe. A frame that has arrived wins over both.
         let next = if polling {

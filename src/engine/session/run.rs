@@ -177,7 +177,12 @@ impl ActiveRun {
                 run_id: self.me.run_id.as_deref(),
             },
         );
-        self.violations.push(v);
+        // Every violation is counted (above); the run keeps the first few
+        // (its failure class is the first one's): a server sending
+        // thousands of bad frames during one run must not grow it.
+        if self.violations.len() < VIOLATIONS_KEPT_PER_RUN {
+            self.violations.push(v);
+        }
     }
 
     /// Judges one of this run's events; the outcome when it was terminal.
@@ -229,6 +234,9 @@ impl ActiveRun {
         })
     }
 }
+
+/// Violations a run keeps in its report (all are counted).
+pub const VIOLATIONS_KEPT_PER_RUN: usize = 16;
 
 /// Runs of the current socket remembered for classifying late events.
 pub const EARLIER_RUNS_KEPT: usize = 8;
