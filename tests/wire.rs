@@ -128,7 +128,9 @@ async fn serve_one(mut sock: TcpStream, mode: Mode) -> Option<()> {
         Mode::Late { after } => {
             tokio::time::sleep(after).await;
             // An event of the run the client started.
-            text(&format!(r#"{{"type":"agent_started","run_id":"{run_id}"}}"#))
+            text(&format!(
+                r#"{{"type":"agent_started","run_id":"{run_id}"}}"#
+            ))
         }
         Mode::Flood { .. } => unreachable!(),
     };
@@ -146,7 +148,11 @@ fn client_text(b: &[u8]) -> Option<String> {
     };
     let mask = b.get(at..at + 4)?;
     let body = b.get(at + 4..at + 4 + len)?;
-    let plain: Vec<u8> = body.iter().enumerate().map(|(i, x)| x ^ mask[i % 4]).collect();
+    let plain: Vec<u8> = body
+        .iter()
+        .enumerate()
+        .map(|(i, x)| x ^ mask[i % 4])
+        .collect();
     String::from_utf8(plain).ok()
 }
 
@@ -305,9 +311,7 @@ async fn a_frame_flood_stays_bounded_and_fails_the_run() {
     .await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("flood.toml");
-    let text = format!(
-        "version = 1\nname = \"flood\"\nseed = 7\n[target]\nallow = [\"127.0.0.1\"]\n[workload]\nusers = 5\nduration = \"15s\"\n[[journey]]\nstep = \"connect\"\n[[journey]]\nstep = \"send\"\nmessage = {{ type = \"start_agent\", payload = {{ user_request = \"hi\", run_id = \"{{{{run}}}}\" }} }}\n[[journey]]\nstep = \"await\"\ntimeout = \"20s\"\n"
-    );
+    let text = "version = 1\nname = \"flood\"\nseed = 7\n[target]\nallow = [\"127.0.0.1\"]\n[workload]\nusers = 5\nduration = \"15s\"\n[[journey]]\nstep = \"connect\"\n[[journey]]\nstep = \"send\"\nmessage = { type = \"start_agent\", payload = { user_request = \"hi\", run_id = \"{{run}}\" } }\n[[journey]]\nstep = \"await\"\ntimeout = \"20s\"\n";
     std::fs::write(&path, text).unwrap();
     let out = dir.path().join("out");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_chatload"))
@@ -328,12 +332,14 @@ async fn a_frame_flood_stays_bounded_and_fails_the_run() {
     .await
     .unwrap();
     let (peak_kib, status) = peak_kib;
-    eprintln!("peak RSS under a 15 s flood from 5 sockets: {} MiB", peak_kib / 1024);
+    eprintln!(
+        "peak RSS under a 15 s flood from 5 sockets: {} MiB",
+        peak_kib / 1024
+    );
     assert!(peak_kib < 128 * 1024, "peak RSS {peak_kib} KiB");
     assert_ne!(status.code(), Some(0), "a flood fails the run");
     let snap: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("snapshot.json")).unwrap())
-            .unwrap();
+        serde_json::from_str(&std::fs::read_to_string(out.join("snapshot.json")).unwrap()).unwrap();
     let c = &snap["counters"];
     assert!(c["frames.flood"].as_u64().unwrap_or(0) > 0, "{c:#}");
     assert!(

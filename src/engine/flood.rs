@@ -102,8 +102,7 @@ impl FloodGate {
 
     /// The reader waited this long for the collector: off the clock.
     pub fn paused(&self, waited: std::time::Duration) {
-        self.paused_ms
-            .fetch_add(waited.as_millis() as u64, Relaxed);
+        self.paused_ms.fetch_add(waited.as_millis() as u64, Relaxed);
     }
 
     /// Counts the dropped frames not counted yet.
@@ -146,6 +145,7 @@ mod tests {
         assert_eq!(last, Gate::Close);
         // Quiet windows in between do not reset the count.
         let g = FloodGate::default();
+        let t0 = g.origin;
         let mut last = Gate::Pass;
         for s in 0..FLOOD_SECONDS {
             let at = t0 + Duration::from_secs(2 * s);
@@ -157,6 +157,7 @@ mod tests {
         assert_eq!(last, Gate::Close);
         // Under the limit, never.
         let g = FloodGate::default();
+        let t0 = g.origin;
         for s in 0..10 * FLOOD_SECONDS {
             for _ in 0..FLOOD_FRAMES_PER_S {
                 assert_eq!(g.frame(t0 + Duration::from_secs(s), &obs), Gate::Pass);

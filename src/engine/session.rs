@@ -17,11 +17,12 @@ use std::time::Instant;
 use futures_util::{FutureExt, Sink, SinkExt, Stream, StreamExt};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
+use super::flood::{FloodGate, Gate};
+use super::stop::StopSignal;
+use super::wire::{self, WireClass, WireError};
 use crate::metrics::{ObsSender, Observation, OffendingFrame, SAMPLE_FRAME_BYTES};
 use crate::protocol::validate::{check_isolation, Belongs, Identity, Violation};
 use crate::protocol::{Frame, Profile};
-use super::flood::{FloodGate, Gate};
-use super::wire::{self, WireClass, WireError};
 
 mod run;
 pub use run::{remember_run, ActiveRun, PendingRun, RunOutcome, RunReport, EARLIER_RUNS_KEPT};
@@ -235,69 +236,6 @@ where
             }
             Message::Close(f) => return closed(close_code(f), server_error, auth_frame),
             _ => {}
-        }
-    }
-}
-
-/// A stop request that waiting code can both poll and await: set by a
-/// signal, an `abort_on_fail` breach, a capacity search's failing step or the
-/// load plan's end.
-pub struct StopSignal {
-    flag: AtomicBool,
-    notify: tokio::sync::Notify,
-}
-
-impl Default for StopSignal {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl StopSignal {
-    pub const fn new() -> StopSignal {
-        StopSignal {
-            flag: AtomicBool::new(false),
-            notify: tokio::sync::Notify::const_new(),
-        }
-    }
-
-    pub fn request(&self) {
-        self.flag.store(true, Ordering::SeqCst);
-        self.notify.notify_waiters();
-    }
-
-    pub fn reset(&self) {
-        self.flag.store(false, Ordering::SeqCst);
-    }
-
-    pub fn is_set(&self) -> bool {
-        self.flag.load(Ordering::SeqCst)
-    }
-
-    /// Waits until the stop is requested.
-    pub async fn wait(&self) {
-        loop {
-            let notified = self.notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.is_set() {
-                return;
-            }
-            notified.await;
-        }
-    }
-
-    /// Sleeps until `until`; `false` when the stop came first.
-    pub async fn sleep_until(&self, until: Instant) -> bool {
-        let notified = self.notify.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        if self.is_set() {
-            return false;
-        }
-        tokio::select! {
-            _ = tokio::time::sleep_until(until.into()) => !self.is_set(),
-            _ = notified => false,
         }
     }
 }

@@ -16,9 +16,9 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 
 use super::connect::{self, ConnectFailure, Ws};
 use super::session::{self, Read, ReadCtx, ReadyOutcome, RunOutcome, Want, Who};
-use super::wire::{WireClass, WireError};
 use super::shared::{far_future, Shared, PHASE_BEFORE_READY, PHASE_IDLE};
 use super::user::UserSession;
+use super::wire::{WireClass, WireError};
 use crate::auth::Secret;
 use crate::names;
 use crate::protocol::template;

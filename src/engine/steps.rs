@@ -444,10 +444,7 @@ impl Shared {
                 Some(code),
                 format!("closed with {code} while switching threads"),
             )),
-            Read::Broken(w) => Err((
-                None,
-                format!("{} while switching threads", w.describe()),
-            )),
+            Read::Broken(w) => Err((None, format!("{} while switching threads", w.describe()))),
             Read::TimedOut | Read::Stopped | Read::RunEnded(_) | Read::Violated(_) => {
                 self.obs.count("threads.switch_timeout");
                 Err((

@@ -249,7 +249,16 @@ async fn ready_reports_the_auth_error_and_close_code() {
         Some(close),
         false,
     );
-    let out = await_ready(&mut ws, &p, deadline, &c.sender(), None, &who(), &Default::default()).await;
+    let out = await_ready(
+        &mut ws,
+        &p,
+        deadline,
+        &c.sender(),
+        None,
+        &who(),
+        &Default::default(),
+    )
+    .await;
     assert_eq!(
         out,
         ReadyOutcome::Closed {
@@ -264,7 +273,16 @@ async fn ready_reports_the_auth_error_and_close_code() {
         true,
     );
     assert_eq!(
-        await_ready(&mut ws, &p, deadline, &c.sender(), None, &who(), &Default::default()).await,
+        await_ready(
+            &mut ws,
+            &p,
+            deadline,
+            &c.sender(),
+            None,
+            &who(),
+            &Default::default()
+        )
+        .await,
         ReadyOutcome::Ready
     );
 }
@@ -287,7 +305,17 @@ async fn an_auth_frame_makes_the_close_after_it_an_auth_failure() {
     let busy = r#"{"type":"error_message","error_code":"SERVICE_BUSY","message":"no"}"#;
     for (frames, want) in [(vec![refused], true), (vec![busy], false), (vec![], false)] {
         let mut ws = script(&frames, close_1011(), false);
-        match await_ready(&mut ws, &p, deadline, &c.sender(), None, &who(), &Default::default()).await {
+        match await_ready(
+            &mut ws,
+            &p,
+            deadline,
+            &c.sender(),
+            None,
+            &who(),
+            &Default::default(),
+        )
+        .await
+        {
             ReadyOutcome::Closed { code, auth, .. } => {
                 assert_eq!((code, auth), (1011, want), "{frames:?}")
             }
