@@ -275,6 +275,12 @@ async fn an_event_of_a_timed_out_run_is_a_late_event() {
     assert_eq!(counter(&r, "runs.failed.no_response"), 1, "{c:#?}");
     assert_eq!(counter(&r, "violations.late_event"), 1, "{c:#?}");
     assert_eq!(counter(&r, "violations.crossed_run"), 0, "{c:#?}");
+    let late = r.snapshot.samples.iter().find(|f| f.class == "late_event");
+    let late = late.expect("a late_event sample");
+    assert!(
+        late.run_id.as_deref().is_some_and(|id| !id.is_empty()),
+        "{late:?}"
+    );
 }
 
 /// Peak RSS (VmHWM, KiB) of a running process: the largest seen by polling

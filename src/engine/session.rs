@@ -558,8 +558,10 @@ fn between_runs(
             cx.held.is_some() && ev.run_id.is_none(),
         ),
     };
+    // A late event's sample names the run it belongs to.
     let run_id = match (held, cx.held) {
         (true, Some(id)) => id,
+        _ if matches!(v.class, "late_event" | "duplicate_terminal") => ev.run_id.as_deref(),
         _ => None,
     };
     let who = Who {
