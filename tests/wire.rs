@@ -347,6 +347,10 @@ async fn a_frame_flood_stays_bounded_and_fails_the_run() {
     let snap: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("snapshot.json")).unwrap()).unwrap();
     let c = &snap["counters"];
+    eprintln!(
+        "frames.flood {}, connections.protocol_error.flood {}, frames.unparseable {}",
+        c["frames.flood"], c["connections.protocol_error.flood"], c["frames.unparseable"]
+    );
     assert!(c["frames.flood"].as_u64().unwrap_or(0) > 0, "{c:#}");
     assert!(
         c["connections.protocol_error.flood"].as_u64().unwrap_or(0) >= 5,

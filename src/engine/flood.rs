@@ -3,15 +3,16 @@
 //!
 //! Every frame a socket reads becomes a few observations on the way to the
 //! collector (`bytes.received`, frame counters, violations with a sample).
-//! A socket may read up to [`FLOOD_FRAMES_PER_S`] frames in each
-//! one-second window; frames beyond it are dropped at the reader before
-//! they become observations (only their number is kept, and counted in
+//! A socket may send up to [`FLOOD_UNEXPECTED_PER_S`] frames no run
+//! expects and [`FLOOD_FRAMES_PER_S`] frames in all in each one-second
+//! window; once over either, the window's further frames are dropped at the
+//! reader before they become observations (only their number is kept, and counted in
 //! `frames.flood` once per window). A socket that goes over the limit in
 //! [`FLOOD_SECONDS`] windows (in a row or not) is closed with the protocol
 //! error class `flood` (a `violations.flood` too, so the default
 //! `violations rate == 0` SLO fails the run). So each socket sends at most
 //! `FLOOD_FRAMES_PER_S` frames' observations per second whatever the
-//! server does, and a flooding server loses its socket after
+//! server does (beyond the unexpected ones), and a flooding server loses its socket after
 //! `FLOOD_SECONDS` windows of it. The windows run on reading time: while
 //! a reader waits for the collector to catch up (`ObsSender::backpressure`)
 //! the clock stops, so a slow collector cannot hide a flood.
@@ -21,16 +22,18 @@
 //!
 //! May import: `metrics` (observations), `names`.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 
 use crate::metrics::ObsSender;
 
-/// Frames a socket may read per one-second window before the rest of the
-/// window's frames are dropped as a flood. Far above any agent's event
-/// stream (the reference server at full speed sends ~4,000 frames/s per
-/// socket).
-pub const FLOOD_FRAMES_PER_S: u64 = 10_000;
+/// Frames no run expects (unparseable, unknown, binary, an agent event
+/// while no run is active) a socket may send per one-second window before
+/// the rest of the window's frames are dropped as a flood.
+pub const FLOOD_UNEXPECTED_PER_S: u64 = 1_000;
+/// Frames of any kind a socket may send per one-second window (far above
+/// any agent's event stream, even the reference server's at full speed).
+pub const FLOOD_FRAMES_PER_S: u64 = 100_000;
 /// How long a socket may stay over the limit before it is closed.
 pub const FLOOD_SECONDS: u64 = 3;
 
@@ -55,6 +58,10 @@ pub struct FloodGate {
     /// Start of the current window, ms since `origin`.
     window_ms: AtomicU64,
     in_window: AtomicU64,
+    /// Frames no run expects in the current window.
+    unexpected: AtomicU64,
+    /// The current window is over a limit.
+    dropping: AtomicBool,
     /// Windows in which the socket went over the limit.
     over_windows: AtomicU64,
     /// Time spent waiting for the collector (ms), off the clock.
@@ -70,6 +77,8 @@ impl Default for FloodGate {
             window_ms: AtomicU64::new(0),
             in_window: AtomicU64::new(0),
             over_windows: AtomicU64::new(0),
+            unexpected: AtomicU64::new(0),
+            dropping: AtomicBool::new(false),
             paused_ms: AtomicU64::new(0),
             unreported: AtomicU64::new(0),
         }
@@ -84,20 +93,27 @@ impl FloodGate {
         if ms >= self.window_ms.load(Relaxed) + 1000 {
             self.window_ms.store(ms, Relaxed);
             self.in_window.store(0, Relaxed);
+            self.unexpected.store(0, Relaxed);
+            self.dropping.store(false, Relaxed);
             self.flush(obs);
         }
         let n = self.in_window.fetch_add(1, Relaxed) + 1;
-        if n <= FLOOD_FRAMES_PER_S {
+        if n <= FLOOD_FRAMES_PER_S && self.unexpected.load(Relaxed) <= FLOOD_UNEXPECTED_PER_S {
             return Gate::Pass;
         }
         self.unreported.fetch_add(1, Relaxed);
-        if n == FLOOD_FRAMES_PER_S + 1
+        if !self.dropping.swap(true, Relaxed)
             && self.over_windows.fetch_add(1, Relaxed) + 1 >= FLOOD_SECONDS
         {
             self.flush(obs);
             return Gate::Close;
         }
         Gate::Drop
+    }
+
+    /// The frame just passed was one no run expects.
+    pub fn unexpected(&self) {
+        self.unexpected.fetch_add(1, Relaxed);
     }
 
     /// The reader waited this long for the collector: off the clock.
@@ -155,6 +171,15 @@ mod tests {
             }
         }
         assert_eq!(last, Gate::Close);
+        // Frames no run expects: over their own, lower limit.
+        let g = FloodGate::default();
+        let t0 = g.origin;
+        for _ in 0..=FLOOD_UNEXPECTED_PER_S {
+            assert_eq!(g.frame(t0, &obs), Gate::Pass);
+            g.unexpected();
+        }
+        assert_eq!(g.frame(t0, &obs), Gate::Drop);
+        assert_eq!(g.frame(t0 + Duration::from_secs(1), &obs), Gate::Pass);
         // Under the limit, never.
         let g = FloodGate::default();
         let t0 = g.origin;

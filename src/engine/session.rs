@@ -222,6 +222,9 @@ where
                             .unwrap_or_default()
                     ));
                 }
+                if stray(&frame, false) {
+                    flood.unexpected();
+                }
                 for v in frame_violation(&frame, t.len(), profile) {
                     note_violation(obs, &v, &t, who);
                 }
@@ -230,6 +233,7 @@ where
                 }
             }
             Message::Binary(b) => {
+                flood.unexpected();
                 obs.count_n("bytes.received", b.len() as u64);
                 obs.count("frames.binary");
                 note_violation(obs, &binary_violation(b.len()), "<binary>", who);
@@ -280,12 +284,27 @@ fn broken(e: &WsError) -> Option<WireError> {
     (!w.is_drop()).then_some(w)
 }
 
+/// Whether a frame is one no run expects (for the flood limit): not JSON,
+/// of an unknown type, or an agent event while no run is active.
+fn stray(frame: &Frame, run_active: bool) -> bool {
+    match frame {
+        Frame::Unparseable | Frame::Unknown(_) => true,
+        Frame::Agent(_) => !run_active,
+        Frame::Ready
+        | Frame::Answer(_)
+        | Frame::Handshake
+        | Frame::ServerError { .. }
+        | Frame::Ignored(_) => false,
+    }
+}
+
 /// The flood class with its reason.
 fn flooded() -> WireError {
     WireError::new(
         WireClass::Flood,
         format!(
-            "more than {} frames/s for {} s",
+            "more than {} frames no run expects (or {} frames) per second, in {} windows",
+            super::flood::FLOOD_UNEXPECTED_PER_S,
             super::flood::FLOOD_FRAMES_PER_S,
             super::flood::FLOOD_SECONDS
         ),
@@ -408,6 +427,7 @@ where
         let text = match msg {
             Message::Text(t) => t,
             Message::Binary(b) => {
+                cx.flood.unexpected();
                 cx.obs.count_n("bytes.received", b.len() as u64);
                 cx.obs.count("frames.binary");
                 let v = binary_violation(b.len());
@@ -454,6 +474,9 @@ fn on_text(
     let profile = cx.profile;
     cx.obs.count_n("bytes.received", text.len() as u64);
     let frame = profile.decode(text);
+    if stray(&frame, active.is_some()) {
+        cx.flood.unexpected();
+    }
     if let Frame::ServerError { auth: true, .. } = &frame {
         cx.auth_refused.store(true, Ordering::Relaxed);
     }
