@@ -33,6 +33,8 @@ enum Mode {
     /// An event of the client's run, sent `after` the run message (the
     /// client's await timed out by then).
     Late { after: Duration },
+    /// An upgrade answer with a wrong `Sec-WebSocket-Accept`.
+    BadAccept,
 }
 
 /// A server frame (unmasked) with this first byte and payload; the length
@@ -59,7 +61,7 @@ fn text(t: &str) -> Vec<u8> {
 
 /// Reads the upgrade request and answers 101 (echoing the first
 /// subprotocol asked for).
-async fn upgrade(sock: &mut TcpStream) -> Option<()> {
+async fn upgrade(sock: &mut TcpStream, bad_key: bool) -> Option<()> {
     let mut req = Vec::new();
     let mut buf = [0u8; 4096];
     while !req.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -81,7 +83,11 @@ async fn upgrade(sock: &mut TcpStream) -> Option<()> {
     let key = header("Sec-WebSocket-Key")?;
     let mut resp = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n",
-        derive_accept_key(key.as_bytes())
+        if bad_key {
+            derive_accept_key(b"not the key")
+        } else {
+            derive_accept_key(key.as_bytes())
+        }
     );
     if let Some(p) = header("Sec-WebSocket-Protocol") {
         let first = p.split(',').next().unwrap_or("").trim().to_string();
@@ -101,7 +107,7 @@ async fn hold(sock: &mut TcpStream) {
 }
 
 async fn serve_one(mut sock: TcpStream, mode: Mode) -> Option<()> {
-    upgrade(&mut sock).await?;
+    upgrade(&mut sock, matches!(mode, Mode::BadAccept)).await?;
     if let Mode::Flood { until } = mode {
         let batch: Vec<u8> = (0..2000).flat_map(|_| text("x")).collect();
         while Instant::now() < until {
@@ -132,7 +138,7 @@ async fn serve_one(mut sock: TcpStream, mode: Mode) -> Option<()> {
                 r#"{{"type":"agent_started","run_id":"{run_id}"}}"#
             ))
         }
-        Mode::Flood { .. } => unreachable!(),
+        Mode::Flood { .. } | Mode::BadAccept => unreachable!(),
     };
     sock.write_all(&bad).await.ok()?;
     hold(&mut sock).await;
@@ -250,6 +256,26 @@ async fn an_unrequested_compressed_frame_is_named() {
     let r = broken_run(Mode::Rsv1, "rsv1").await;
     assert_named(&r, "reserved_bits");
     assert!(report_md(&r).contains("compress"), "{}", report_md(&r));
+}
+
+/// An upgrade answered with a wrong accept key was `connections.failed.protocol`
+/// with the reason only in the failures; now the class is counted too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_accept_key_is_named() {
+    let _g = goose_lock().await;
+    let at = hostile(Mode::BadAccept).await;
+    let (_d, out) = out_dir("accept");
+    let sc = parse(&one_run_scenario("{{run}}", "10s", ""));
+    let r = run(sc, Some(format!("ws://{at}/ws")), SECRET, out).await;
+    let c = &r.snapshot.counters;
+    let failed = counter(&r, "connections.failed.protocol");
+    assert!(failed >= 1, "{c:#?}");
+    assert_eq!(
+        counter(&r, "connections.protocol_error.bad_accept_key"),
+        failed,
+        "{c:#?}"
+    );
+    assert!(report_md(&r).contains("bad_accept_key"));
 }
 
 /// An event of a run whose await timed out arrived while no run was active:
