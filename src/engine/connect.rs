@@ -40,6 +40,10 @@ pub enum ConnectFailure {
     /// [`local_errno`]): counted as `connections.failed.local` and
     /// `connections.local_error.<name>`.
     Local(&'static str, String),
+    /// The upgrade answer broke the protocol (`bad_accept_key`,
+    /// `subprotocol_refused`, ...): counted as `connections.failed.protocol`
+    /// and `connections.protocol_error.<class>`.
+    Protocol(super::wire::WireError),
 }
 
 impl ConnectFailure {
@@ -47,7 +51,9 @@ impl ConnectFailure {
     pub fn status(&self) -> Option<u16> {
         match self {
             ConnectFailure::Rejected(s, _) => Some(*s),
-            ConnectFailure::Failed(..) | ConnectFailure::Local(..) => None,
+            ConnectFailure::Failed(..)
+            | ConnectFailure::Local(..)
+            | ConnectFailure::Protocol(..) => None,
         }
     }
 
@@ -59,6 +65,7 @@ impl ConnectFailure {
             ConnectFailure::Rejected(st, body) if body.is_empty() => format!("HTTP {st}"),
             ConnectFailure::Rejected(st, body) => format!("HTTP {st}: {body}"),
             ConnectFailure::Failed(kind, detail) => format!("{kind}: {detail}"),
+            ConnectFailure::Protocol(w) => format!("protocol: {}", w.describe()),
             ConnectFailure::Local(errno, detail) => {
                 format!("local {}: {detail}", errno.to_uppercase())
             }
@@ -157,7 +164,7 @@ fn classify(e: WsError) -> ConnectFailure {
             ConnectFailure::Failed(kind, io.to_string())
         }
         WsError::Tls(t) => ConnectFailure::Failed("tls", tls::reason(&t.to_string())),
-        other => ConnectFailure::Failed("protocol", other.to_string()),
+        other => ConnectFailure::Protocol(super::wire::classify(&other)),
     }
 }
 

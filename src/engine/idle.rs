@@ -93,6 +93,7 @@ impl Shared {
                 Read::Stopped => return reconnected,
                 // A close was settled by `read`; the loop reconnects.
                 Read::Closed(_)
+                | Read::Broken(_)
                 | Read::TimedOut
                 | Read::ServerError(_)
                 | Read::RunEnded(_)

@@ -39,6 +39,7 @@
 //! folder's files for literal names).
 
 pub mod connect;
+pub mod flood;
 mod idle;
 pub mod open;
 mod rest;
@@ -46,9 +47,11 @@ pub mod session;
 mod shared;
 mod socket;
 mod steps;
+mod stop;
 mod tls;
 mod tokens;
 mod user;
+pub mod wire;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -47,11 +47,11 @@ pub struct Pool {
     /// Set when the run is asked to stop: no more arrivals.
     pub stop: AtomicBool,
     /// The run's stop request.
-    run_stop: Arc<super::session::StopSignal>,
+    run_stop: Arc<super::stop::StopSignal>,
 }
 
 impl Pool {
-    pub fn new(size: usize, run_stop: Arc<super::session::StopSignal>) -> Pool {
+    pub fn new(size: usize, run_stop: Arc<super::stop::StopSignal>) -> Pool {
         let (tx, rx) = flume::unbounded();
         Pool {
             size,
@@ -72,7 +72,7 @@ impl Pool {
 
     /// The next arrival for an idle session, or `None` once `stop` is
     /// requested (so goose can stop the user between transactions).
-    pub async fn next(&self, stop: &super::session::StopSignal) -> Option<Arrival> {
+    pub async fn next(&self, stop: &super::stop::StopSignal) -> Option<Arrival> {
         tokio::select! {
             biased;
             _ = stop.wait() => None,

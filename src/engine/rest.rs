@@ -70,7 +70,7 @@ impl Shared {
                     biased;
                     r = &mut call => break r,
                     r = self.read(s, Want::Nothing, far_future(), false) => {
-                        if let Read::Closed(_) = r {
+                        if let Read::Closed(_) | Read::Broken(_) = r {
                             break call.await;
                         }
                     }

@@ -17,6 +17,9 @@ use std::time::Instant;
 use futures_util::{FutureExt, Sink, SinkExt, Stream, StreamExt};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
+use super::flood::{FloodGate, Gate};
+use super::stop::StopSignal;
+use super::wire::{self, WireClass, WireError};
 use crate::metrics::{ObsSender, Observation, OffendingFrame, SAMPLE_FRAME_BYTES};
 use crate::protocol::validate::{check_isolation, Belongs, Identity, Violation};
 use crate::protocol::{Frame, Profile};
@@ -42,6 +45,8 @@ pub enum ReadyOutcome {
         auth: bool,
     },
     TimedOut,
+    /// A protocol error (not a plain drop) or a flood ended the socket.
+    Broken(WireError),
 }
 
 /// Whose socket this is, for isolation checks and samples.
@@ -146,6 +151,7 @@ pub async fn await_ready<S>(
     obs: &ObsSender,
     handshake_reply: Option<&str>,
     who: &Who<'_>,
+    flood: &FloodGate,
 ) -> ReadyOutcome
 where
     S: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin,
@@ -158,12 +164,26 @@ where
         auth: profile.auth_failure.close_before_ready(code, auth_frame),
     };
     loop {
+        if obs.backlogged() {
+            let t0 = Instant::now();
+            obs.backpressure().await;
+            flood.paused(t0.elapsed());
+        }
         let next = tokio::time::timeout_at(deadline.into(), ws.next()).await;
         let msg = match next {
             Err(_) => return ReadyOutcome::TimedOut,
-            Ok(None) | Ok(Some(Err(_))) => return closed(ABNORMAL_CLOSE, server_error, auth_frame),
+            Ok(None) => return closed(ABNORMAL_CLOSE, server_error, auth_frame),
+            Ok(Some(Err(e))) => match broken(&e) {
+                Some(w) => return ReadyOutcome::Broken(w),
+                None => return closed(ABNORMAL_CLOSE, server_error, auth_frame),
+            },
             Ok(Some(Ok(m))) => m,
         };
+        match flood.frame(Instant::now(), obs) {
+            Gate::Pass => {}
+            Gate::Drop => continue,
+            Gate::Close => return ReadyOutcome::Broken(flooded()),
+        }
         match msg {
             Message::Text(t) => {
                 obs.count_n("bytes.received", t.len() as u64);
@@ -194,6 +214,9 @@ where
                             .unwrap_or_default()
                     ));
                 }
+                if stray(&frame, false) {
+                    flood.unexpected();
+                }
                 for v in frame_violation(&frame, t.len(), profile) {
                     note_violation(obs, &v, &t, who);
                 }
@@ -202,75 +225,13 @@ where
                 }
             }
             Message::Binary(b) => {
+                flood.unexpected();
                 obs.count_n("bytes.received", b.len() as u64);
                 obs.count("frames.binary");
                 note_violation(obs, &binary_violation(b.len()), "<binary>", who);
             }
             Message::Close(f) => return closed(close_code(f), server_error, auth_frame),
             _ => {}
-        }
-    }
-}
-
-/// A stop request that waiting code can both poll and await: set by a
-/// signal, an `abort_on_fail` breach, a capacity search's failing step or the
-/// load plan's end.
-pub struct StopSignal {
-    flag: AtomicBool,
-    notify: tokio::sync::Notify,
-}
-
-impl Default for StopSignal {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl StopSignal {
-    pub const fn new() -> StopSignal {
-        StopSignal {
-            flag: AtomicBool::new(false),
-            notify: tokio::sync::Notify::const_new(),
-        }
-    }
-
-    pub fn request(&self) {
-        self.flag.store(true, Ordering::SeqCst);
-        self.notify.notify_waiters();
-    }
-
-    pub fn reset(&self) {
-        self.flag.store(false, Ordering::SeqCst);
-    }
-
-    pub fn is_set(&self) -> bool {
-        self.flag.load(Ordering::SeqCst)
-    }
-
-    /// Waits until the stop is requested.
-    pub async fn wait(&self) {
-        loop {
-            let notified = self.notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.is_set() {
-                return;
-            }
-            notified.await;
-        }
-    }
-
-    /// Sleeps until `until`; `false` when the stop came first.
-    pub async fn sleep_until(&self, until: Instant) -> bool {
-        let notified = self.notify.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        if self.is_set() {
-            return false;
-        }
-        tokio::select! {
-            _ = tokio::time::sleep_until(until.into()) => !self.is_set(),
-            _ = notified => false,
         }
     }
 }
@@ -304,6 +265,42 @@ pub enum Read {
     /// under `violations.*`: that run fails with this class. The socket's
     /// `read` settles it and reads on (it never returns this).
     Violated(&'static str),
+    /// A protocol error or a flood ended the socket (the active run, if
+    /// any, is still active: the caller fails it as `protocol_error`).
+    Broken(WireError),
+}
+
+/// A read error that is a protocol error (`None`: a plain drop, 1006).
+fn broken(e: &WsError) -> Option<WireError> {
+    let w = wire::classify(e);
+    (!w.is_drop()).then_some(w)
+}
+
+/// Whether a frame is one no run expects (for the flood limit): not JSON,
+/// of an unknown type, or an agent event while no run is active.
+fn stray(frame: &Frame, run_active: bool) -> bool {
+    match frame {
+        Frame::Unparseable | Frame::Unknown(_) => true,
+        Frame::Agent(_) => !run_active,
+        Frame::Ready
+        | Frame::Answer(_)
+        | Frame::Handshake
+        | Frame::ServerError { .. }
+        | Frame::Ignored(_) => false,
+    }
+}
+
+/// The flood class with its reason.
+fn flooded() -> WireError {
+    WireError::new(
+        WireClass::Flood,
+        format!(
+            "more than {} frames no run expects (or {} frames) per second, in {} windows",
+            super::flood::FLOOD_UNEXPECTED_PER_S,
+            super::flood::FLOOD_FRAMES_PER_S,
+            super::flood::FLOOD_SECONDS
+        ),
+    )
 }
 
 /// The parts of a read that stay the same for a whole session.
@@ -319,6 +316,8 @@ pub struct ReadCtx<'a> {
     /// a late event of that run, or an event naming no run while none is
     /// active, fails it ([`Read::Violated`]) instead of the active run.
     pub held: Option<Option<&'a str>>,
+    /// The socket's flood limit.
+    pub flood: &'a FloodGate,
 }
 
 impl ReadCtx<'_> {
@@ -335,6 +334,23 @@ impl ReadCtx<'_> {
 /// pings are answered; server errors, unknown and malformed frames counted.
 /// A deadline already past reads only what has arrived.
 pub async fn read<S>(
+    ws: &mut S,
+    cx: &ReadCtx<'_>,
+    active: &mut Option<ActiveRun>,
+    earlier_runs: &mut Vec<String>,
+    want: Want<'_>,
+    deadline: Instant,
+    stop: Option<&StopSignal>,
+) -> Read
+where
+    S: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin,
+{
+    let out = read_frames(ws, cx, active, earlier_runs, want, deadline, stop).await;
+    cx.flood.flush(cx.obs);
+    out
+}
+
+async fn read_frames<S>(
     ws: &mut S,
     cx: &ReadCtx<'_>,
     active: &mut Option<ActiveRun>,
@@ -363,6 +379,12 @@ where
     };
     tokio::pin!(stopped);
     loop {
+        // The collector is behind: stop reading (bounded, see `ObsSender`).
+        if cx.obs.backlogged() {
+            let t0 = Instant::now();
+            cx.obs.backpressure().await;
+            cx.flood.paused(t0.elapsed());
+        }
         // `next()` is the only await raced against the deadline and the
         // stop: it is cancel-safe. A frame that has arrived wins over both.
         let next = if polling {
@@ -382,12 +404,22 @@ where
             }
         };
         let msg = match next {
-            None | Some(Err(_)) => return Read::Closed(ABNORMAL_CLOSE),
+            None => return Read::Closed(ABNORMAL_CLOSE),
+            Some(Err(e)) => {
+                return broken(&e).map_or(Read::Closed(ABNORMAL_CLOSE), Read::Broken);
+            }
             Some(Ok(m)) => m,
         };
+        // Bounded: see `flood.rs`.
+        match cx.flood.frame(Instant::now(), cx.obs) {
+            Gate::Pass => {}
+            Gate::Drop => continue,
+            Gate::Close => return Read::Broken(flooded()),
+        }
         let text = match msg {
             Message::Text(t) => t,
             Message::Binary(b) => {
+                cx.flood.unexpected();
                 cx.obs.count_n("bytes.received", b.len() as u64);
                 cx.obs.count("frames.binary");
                 let v = binary_violation(b.len());
@@ -434,6 +466,9 @@ fn on_text(
     let profile = cx.profile;
     cx.obs.count_n("bytes.received", text.len() as u64);
     let frame = profile.decode(text);
+    if stray(&frame, active.is_some()) {
+        cx.flood.unexpected();
+    }
     if let Frame::ServerError { auth: true, .. } = &frame {
         cx.auth_refused.store(true, Ordering::Relaxed);
     }
@@ -538,8 +573,10 @@ fn between_runs(
             cx.held.is_some() && ev.run_id.is_none(),
         ),
     };
+    // A late event's sample names the run it belongs to.
     let run_id = match (held, cx.held) {
         (true, Some(id)) => id,
+        _ if matches!(v.class, "late_event" | "duplicate_terminal") => ev.run_id.as_deref(),
         _ => None,
     };
     let who = Who {

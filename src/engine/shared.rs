@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use goose::prelude::*;
 
-use super::{open, session, tls};
+use super::{open, tls};
 use crate::auth::{Minter, Secret};
 use crate::metrics::ObsSender;
 
@@ -88,7 +88,7 @@ pub fn stop_early(stop: &StopHandle, reason: &str) {
 /// The run's stop request, made by `run/` (one per run, no static): set by
 /// [`stop_early`] and when the load plan's time is up. The open model's
 /// pacer issues no more arrivals, and every pause ends.
-pub type StopHandle = Arc<session::StopSignal>;
+pub type StopHandle = Arc<super::stop::StopSignal>;
 
 /// How long a step waits, once the users are asked to stop, for goose to stop
 /// its user (see [`steps::run_step`]).

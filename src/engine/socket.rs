@@ -18,6 +18,7 @@ use super::connect::{self, ConnectFailure, Ws};
 use super::session::{self, Read, ReadCtx, ReadyOutcome, RunOutcome, Want, Who};
 use super::shared::{far_future, Shared, PHASE_BEFORE_READY, PHASE_IDLE};
 use super::user::UserSession;
+use super::wire::{WireClass, WireError};
 use crate::auth::Secret;
 use crate::names;
 use crate::protocol::template;
@@ -200,6 +201,7 @@ impl Shared {
             run_id: None,
         };
         let deadline = ready_at + sc.target.ready_timeout;
+        s.flood.reset();
         match session::await_ready(
             &mut ws,
             &sc.profile,
@@ -207,6 +209,7 @@ impl Shared {
             &self.obs,
             reply.as_deref(),
             &who,
+            &s.flood,
         )
         .await
         {
@@ -241,6 +244,13 @@ impl Shared {
                 let msg = format!("closed with {code} before ready{why}");
                 self.obs.failure("ready", msg.clone());
                 Err((Some(code), msg))
+            }
+            ReadyOutcome::Broken(w) => {
+                s.flood.flush(&self.obs);
+                self.obs.count(names::protocol_error(&w.class.name()));
+                let msg = format!("{} before ready", w.describe());
+                self.obs.failure("ready", msg.clone());
+                Err((None, msg))
             }
             ReadyOutcome::TimedOut => {
                 self.obs.count(names::CONN_READY_TIMEOUT);
@@ -299,6 +309,10 @@ impl Shared {
                 let counter = match &f {
                     ConnectFailure::Rejected(status, _) => names::conn_rejected(*status),
                     ConnectFailure::Failed(kind, _) => names::conn_failed(kind),
+                    ConnectFailure::Protocol(w) => {
+                        self.obs.count(names::protocol_error(&w.class.name()));
+                        names::conn_failed("protocol")
+                    }
                     ConnectFailure::Local(errno, _) => {
                         self.obs.count(names::conn_local_error(errno));
                         names::conn_failed("local")
@@ -311,6 +325,9 @@ impl Shared {
                     ConnectFailure::Rejected(st, _) => format!("upgrade rejected with HTTP {st}"),
                     ConnectFailure::Failed(kind, detail) => {
                         format!("connect failed ({kind}): {detail}")
+                    }
+                    ConnectFailure::Protocol(w) => {
+                        format!("connect failed (protocol): {}", w.describe())
                     }
                     ConnectFailure::Local(errno, detail) => format!(
                         "connect failed on this machine ({}): {detail}",
@@ -342,6 +359,7 @@ impl Shared {
                 earlier_runs,
                 auth_refused,
                 held,
+                flood,
                 ..
             } = s;
             let Some(ws) = ws.as_mut() else {
@@ -353,6 +371,7 @@ impl Shared {
                 obs: &self.obs,
                 auth_refused,
                 held: held.as_ref().map(|h| h.run_id.as_deref()),
+                flood,
             };
             let out = session::read(
                 ws,
@@ -376,6 +395,10 @@ impl Shared {
                 Read::Closed(code) => {
                     self.closed(s, code);
                     return Read::Closed(code);
+                }
+                Read::Broken(w) => {
+                    self.broken(s, w.clone());
+                    return Read::Broken(w);
                 }
                 other @ (Read::Got(_) | Read::ServerError(_) | Read::TimedOut | Read::Stopped) => {
                     return other
@@ -411,6 +434,34 @@ impl Shared {
                 }
                 self.lost_socket(s, code);
             }
+        }
+    }
+
+    /// A protocol error (or a flood) ended the socket: counted as
+    /// `connections.protocol_error.<class>` with its reason among the
+    /// failures (stage `protocol`); a flood is also a `violations.flood`
+    /// (the default `violations rate == 0` SLO fails the run). The run in
+    /// flight fails as `runs.failed.protocol_error`; the socket is lost
+    /// (reconnect under the back-off policy).
+    pub(super) fn broken(&self, s: &mut UserSession, w: WireError) {
+        self.obs.count(names::protocol_error(&w.class.name()));
+        self.obs.failure("protocol", w.describe());
+        if w.class == WireClass::Flood {
+            let v = crate::protocol::validate::Violation::new("flood", "frames", w.reason.clone());
+            let run_id = s.pending.as_ref().and_then(|r| r.run.run_id.clone());
+            let who = session::Who {
+                user_id: &s.user_id,
+                run_id: run_id.as_deref(),
+            };
+            session::note_violation(&self.obs, &v, "<flood>", &who);
+        }
+        match s.pending.take() {
+            Some(run) => {
+                let class = w.class.name();
+                let report = self.settle(s, run.finish(RunOutcome::Broken { class }));
+                s.finished = Some(report);
+            }
+            None => self.lost_socket(s, session::ABNORMAL_CLOSE),
         }
     }
 

@@ -201,6 +201,7 @@ async fn await_run(
         RunOutcome::Ok
         | RunOutcome::AgentError
         | RunOutcome::TimedOut { .. }
+        | RunOutcome::Broken { .. }
         | RunOutcome::NotAwaited => None,
     };
     let err = report.failure_class();
@@ -443,6 +444,7 @@ impl Shared {
                 Some(code),
                 format!("closed with {code} while switching threads"),
             )),
+            Read::Broken(w) => Err((None, format!("{} while switching threads", w.describe()))),
             Read::TimedOut | Read::Stopped | Read::RunEnded(_) | Read::Violated(_) => {
                 self.obs.count("threads.switch_timeout");
                 Err((

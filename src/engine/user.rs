@@ -66,6 +66,8 @@ pub(super) struct UserSession {
     pub(super) held: Option<HeldRun>,
     /// Ids of this socket's finished runs, newest last (bounded).
     pub(super) earlier_runs: Vec<String>,
+    /// The current socket's flood limit (`flood.rs`).
+    pub(super) flood: super::flood::FloodGate,
     pub(super) rng: ChaCha8Rng,
     pub(super) tokens: u64,
     /// When the current socket's token expires.
@@ -190,6 +192,7 @@ impl Shared {
             finished: None,
             held: None,
             earlier_runs: Vec::new(),
+            flood: Default::default(),
             rng: ChaCha8Rng::seed_from_u64(
                 self.cfg.seed ^ (index as u64 + 1).wrapping_mul(0x2545_F491_4F6C_DD1D),
             ),
@@ -238,6 +241,7 @@ impl Shared {
     /// N ms") would miss duplicates slower than N and slow every journey.
     pub(super) fn settle(&self, s: &mut UserSession, mut report: RunReport) -> RunReport {
         self.release_held(s);
+        super::session::remember_run(&mut s.earlier_runs, report.run_id.as_deref());
         let phase = if s.runs_on_socket == 0 {
             PHASE_FIRST_EXCHANGE
         } else {
@@ -277,6 +281,9 @@ impl Shared {
                 self.token_refused(s, phase, Some(code));
             }
             self.lost_socket(s, code);
+        }
+        if let RunOutcome::Broken { .. } = report.outcome {
+            self.lost_socket(s, super::session::ABNORMAL_CLOSE);
         }
         report
     }
@@ -348,6 +355,7 @@ impl Shared {
                 earlier_runs,
                 held,
                 auth_refused,
+                flood,
                 ..
             } = &mut *s;
             let (Some(ws), Some(h)) = (ws.as_mut(), held.as_ref()) else {
@@ -359,6 +367,7 @@ impl Shared {
                 obs: &self.obs,
                 auth_refused,
                 held: Some(h.run_id.as_deref()),
+                flood,
             };
             let out = super::session::read(
                 ws,
@@ -371,6 +380,7 @@ impl Shared {
             );
             match out.await {
                 Read::Violated(class) => self.fail_held(s, class),
+                Read::Broken(w) => return self.broken(s, w),
                 Read::RunEnded(_)
                 | Read::Got(_)
                 | Read::ServerError(_)
@@ -424,7 +434,7 @@ impl Shared {
         let deadline = (sent + timeout).max(Instant::now());
         match self.read(s, Want::Run, deadline, false).await {
             Read::RunEnded(report) => Some(report),
-            Read::Closed(_) => s.finished.take(),
+            Read::Closed(_) | Read::Broken(_) => s.finished.take(),
             Read::Got(_)
             | Read::ServerError(_)
             | Read::TimedOut

@@ -1,6 +1,9 @@
 //! The collector: one task that owns the run's [`Recorder`] and applies every
 //! observation the engine sends, in arrival order.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -22,15 +25,61 @@ enum Msg {
     End,
 }
 
+/// Observations queued for the collector above which a socket's reader
+/// waits ([`ObsSender::backpressure`]) before reading its next frame.
+pub const BACKLOG_MAX: usize = 65_536;
+/// The backlog at which waiting readers are woken.
+const BACKLOG_RESUME: usize = BACKLOG_MAX / 2;
+
+/// How many observations are queued, and a wake-up for readers waiting on it.
+#[derive(Default)]
+struct Backlog {
+    queued: AtomicUsize,
+    drained: tokio::sync::Notify,
+}
+
 /// Cheap, cloneable handle the engine emits observations through. Emitting never
 /// blocks and never fails the caller: after the collector ended, observations
 /// are dropped.
+///
+/// What bounds the queue: every observation is kept (the channel itself is
+/// unbounded, so no caller ever waits or loses one), and the only producers
+/// whose volume a server controls, the sockets' readers, call
+/// [`ObsSender::backpressure`] before each frame: past [`BACKLOG_MAX`]
+/// queued observations they stop reading (TCP pushes back on the server)
+/// until the collector has caught up to half of it. Every other producer
+/// emits a bounded number per run, step or interval. A flood is also cut at
+/// the reader (`engine/flood.rs`).
 #[derive(Clone)]
-pub struct ObsSender(mpsc::UnboundedSender<Msg>);
+pub struct ObsSender(mpsc::UnboundedSender<Msg>, Arc<Backlog>);
 
 impl ObsSender {
     pub fn emit(&self, obs: Observation) {
-        let _ = self.0.send(Msg::Obs(obs));
+        self.1.queued.fetch_add(1, Ordering::Relaxed);
+        if self.0.send(Msg::Obs(obs)).is_err() {
+            self.1.queued.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether the collector is behind by more than [`BACKLOG_MAX`].
+    pub fn backlogged(&self) -> bool {
+        self.1.queued.load(Ordering::Relaxed) > BACKLOG_MAX && !self.0.is_closed()
+    }
+
+    /// Waits while the collector is behind (see [`ObsSender`]): returns once
+    /// the backlog is down to half of [`BACKLOG_MAX`] (or the collector ended).
+    pub async fn backpressure(&self) {
+        while self.1.queued.load(Ordering::Relaxed) > BACKLOG_RESUME && !self.0.is_closed() {
+            let woken = self.1.drained.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            if self.1.queued.load(Ordering::Relaxed) <= BACKLOG_RESUME {
+                return;
+            }
+            // The wake-up is exact; the timeout only guards a race with a
+            // producer that emitted as the count passed the mark.
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(5), woken).await;
+        }
     }
     pub fn sample(&self, metric: &str, us: u64) {
         self.emit(Observation::sample(metric, us));
@@ -129,6 +178,7 @@ pub type IntervalSink = Box<dyn FnMut(&Interval) + Send>;
 
 pub struct Collector {
     tx: mpsc::UnboundedSender<Msg>,
+    backlog: Arc<Backlog>,
     handle: JoinHandle<Collected>,
 }
 
@@ -169,6 +219,8 @@ impl Collector {
     /// `sink` as it closes (the interval log writer).
     pub fn with_sink(every: std::time::Duration, mut sink: Option<IntervalSink>) -> Self {
         let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
+        let backlog = Arc::new(Backlog::default());
+        let queue = backlog.clone();
         let handle = tokio::spawn(async move {
             let t0 = tokio::time::Instant::now();
             let mut out = Collected::default();
@@ -205,6 +257,9 @@ impl Collector {
                 tokio::select! {
                     msg = rx.recv() => match msg {
                         Some(Msg::Obs(o)) => {
+                            if queue.queued.fetch_sub(1, Ordering::Relaxed) == BACKLOG_RESUME + 1 {
+                                queue.drained.notify_waiters();
+                            }
                             if let Some(p) = phase {
                                 out.phases.entry(p).or_default().apply(&o);
                             }
@@ -242,11 +297,15 @@ impl Collector {
             }
             out
         });
-        Collector { tx, handle }
+        Collector {
+            tx,
+            backlog,
+            handle,
+        }
     }
 
     pub fn sender(&self) -> ObsSender {
-        ObsSender(self.tx.clone())
+        ObsSender(self.tx.clone(), self.backlog.clone())
     }
 
     /// A copy of everything recorded so far.

@@ -197,7 +197,32 @@ pub const VIOLATIONS: &[&str] = &[
     "unparseable_frame",
     "binary_frame",
     "oversized_frame",
+    "flood",
 ];
+
+/// Fixed classes of `connections.protocol_error.<class>` (`engine/wire.rs`;
+/// the families `http_status_<code>`, `tls_<kind>` and `io_<kind>` come on
+/// top).
+pub const PROTOCOL_ERRORS: &[&str] = &[
+    "frame_too_large",
+    "invalid_utf8",
+    "reserved_bits",
+    "bad_opcode",
+    "bad_frame",
+    "bad_accept_key",
+    "subprotocol_refused",
+    "bad_handshake",
+    "flood",
+    "other",
+];
+
+fn is_protocol_error(class: &str) -> bool {
+    PROTOCOL_ERRORS.contains(&class)
+        || class.strip_prefix("http_status_").is_some_and(is_status)
+        || ["tls_", "io_"]
+            .iter()
+            .any(|p| class.strip_prefix(p).is_some_and(|k| !k.is_empty()))
+}
 
 /// Classes of `runs.failed.<class>` besides the violation classes (a run
 /// with a violation fails by the first one's class).
@@ -205,6 +230,7 @@ pub const RUN_FAILURES: &[&str] = &[
     "timeout",
     "no_response",
     "closed",
+    "protocol_error",
     "agent_error",
     "send_error",
     "not_awaited",
@@ -344,6 +370,7 @@ fn counter_known(name: &str, v: &Vocabulary) -> bool {
             Some(("rejected", st)) => is_status(st),
             Some(("failed", kind)) => CONNECT_FAILURES.contains(&kind),
             Some(("local_error", errno)) => LOCAL_ERRNOS.contains(&errno),
+            Some(("protocol_error", class)) => is_protocol_error(class),
             _ => false,
         },
         "runs" => rest.strip_prefix("failed.").is_some_and(is_run_failure),
@@ -352,7 +379,7 @@ fn counter_known(name: &str, v: &Vocabulary) -> bool {
             let (class, detail) = rest.split_once('.').unwrap_or((rest, "x"));
             VIOLATIONS.contains(&class) && free(detail)
         }
-        "frames" => rest.strip_prefix("server_error.").is_some_and(free),
+        "frames" => rest == "flood" || rest.strip_prefix("server_error.").is_some_and(free),
         "tickets" => rest.strip_prefix("rejected.").is_some_and(is_status),
         "tokens" => match rest.split_once('.') {
             Some(("rejected", phase)) => CLOSE_PHASES.contains(&phase),
@@ -412,6 +439,12 @@ pub fn conn_failed(kind: &str) -> String {
 /// A connect that failed on this machine, by errno name (`emfile`, ...).
 pub fn conn_local_error(errno: &str) -> String {
     format!("connections.local_error.{errno}")
+}
+
+/// A socket ended by a protocol error or a flood, by its class
+/// (`engine/wire.rs`: `frame_too_large`, `invalid_utf8`, `flood`, ...).
+pub fn protocol_error(class: &str) -> String {
+    format!("connections.protocol_error.{class}")
 }
 
 /// A close seen by the client, by code (1006 when the socket dropped without one).

@@ -80,6 +80,11 @@ pub fn render(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
     table(w, "tokens", &d.tokens)?;
     table(w, "threads and history", &d.threads)?;
     table(w, "closes (code, and phase)", &d.closes)?;
+    table(
+        w,
+        "protocol errors (socket ended, by class)",
+        &d.protocol_errors,
+    )?;
     table(w, "events", &d.events)?;
     table(w, "frames and bytes", &d.frames)?;
     thresholds(d, w)?;

@@ -105,6 +105,11 @@ pub fn render(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
     table(&mut o, "Tokens", &d.tokens);
     table(&mut o, "Threads and history", &d.threads);
     table(&mut o, "Closes", &d.closes);
+    table(
+        &mut o,
+        "Protocol errors (socket ended, by class)",
+        &d.protocol_errors,
+    );
     table(&mut o, "Events", &d.events);
     table(&mut o, "Frames and bytes", &d.frames);
     table(&mut o, "Reference server truth", &d.server_truth);

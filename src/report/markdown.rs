@@ -48,6 +48,11 @@ pub fn render(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
     table(w, "Tokens", &d.tokens)?;
     table(w, "Threads and history", &d.threads)?;
     table(w, "Closes", &d.closes)?;
+    table(
+        w,
+        "Protocol errors (socket ended, by class)",
+        &d.protocol_errors,
+    )?;
     table(w, "Events", &d.events)?;
     table(w, "Frames and bytes", &d.frames)?;
     table(w, "Reference server truth", &d.server_truth)?;

@@ -59,6 +59,9 @@ pub struct ReportData {
     /// Threads, switches, REST statuses, history checks and persistence misses.
     pub threads: Vec<(String, u64)>,
     pub closes: Vec<(String, u64)>,
+    /// Sockets ended by a protocol error or a flood, by class (shown
+    /// beside the closes).
+    pub protocol_errors: Vec<(String, u64)>,
     pub events: Vec<(String, u64)>,
     pub frames: Vec<(String, u64)>,
     pub thresholds: Vec<RuleResult>,

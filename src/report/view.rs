@@ -92,6 +92,7 @@ impl ReportData {
             tokens: with_prefix(s, "tokens."),
             threads: threads(s),
             closes: closes(s),
+            protocol_errors: with_prefix(s, "connections.protocol_error."),
             events: with_prefix(s, "events."),
             frames: frames(s),
             thresholds: s.thresholds.clone(),

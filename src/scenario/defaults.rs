@@ -10,6 +10,8 @@ use super::thresholds::Threshold;
 /// [`default_slos`] says which fit a scenario.
 pub const DEFAULT_SLOS: &[(&str, &str)] = &[
     ("run_ok rate", "> 99%"),
+    // Also fails a frame flood: a socket closed for one counts the
+    // violation `flood` (engine/flood.rs), the target's misbehaviour.
     ("violations rate", "== 0"),
     ("close_1011 rate", "< 0.1%"),
     ("auth_failure rate", "< 0.1%"),

@@ -27,6 +27,11 @@ pub enum RunOutcome {
     Closed {
         code: u16,
     },
+    /// A protocol error or a flood ended the socket during the run
+    /// (`connections.protocol_error.<class>` names it).
+    Broken {
+        class: String,
+    },
     /// The journey started another run (or ended) before awaiting this one.
     NotAwaited,
 }
@@ -40,6 +45,7 @@ impl RunOutcome {
             RunOutcome::TimedOut { events: 0 } => Some("no_response"),
             RunOutcome::TimedOut { .. } => Some("timeout"),
             RunOutcome::Closed { .. } => Some("closed"),
+            RunOutcome::Broken { .. } => Some("protocol_error"),
             RunOutcome::NotAwaited => Some("not_awaited"),
         }
     }
@@ -171,7 +177,12 @@ impl ActiveRun {
                 run_id: self.me.run_id.as_deref(),
             },
         );
-        self.violations.push(v);
+        // Every violation is counted (above); the run keeps the first few
+        // (its failure class is the first one's): a server sending
+        // thousands of bad frames during one run must not grow it.
+        if self.violations.len() < VIOLATIONS_KEPT_PER_RUN {
+            self.violations.push(v);
+        }
     }
 
     /// Judges one of this run's events; the outcome when it was terminal.
@@ -224,12 +235,21 @@ impl ActiveRun {
     }
 }
 
+/// Violations a run keeps in its report (all are counted).
+pub const VIOLATIONS_KEPT_PER_RUN: usize = 16;
+
 /// Runs of the current socket remembered for classifying late events.
 pub const EARLIER_RUNS_KEPT: usize = 8;
 
-/// Remembers a finished run's id (bounded, newest last).
+/// Remembers a finished run's id (bounded, newest last; once). Every run
+/// that ends is remembered, whatever its outcome: an event of a run that
+/// timed out (or was not awaited, or failed) is a `late_event`, not a
+/// `crossed_run`.
 pub fn remember_run(earlier_runs: &mut Vec<String>, run_id: Option<&str>) {
     if let Some(id) = run_id {
+        if earlier_runs.iter().any(|e| e == id) {
+            return;
+        }
         if earlier_runs.len() == EARLIER_RUNS_KEPT {
             earlier_runs.remove(0);
         }

@@ -93,6 +93,7 @@ async fn follow(
     obs: &ObsSender,
 ) -> RunReport {
     let cx = ReadCtx {
+        flood: &crate::engine::flood::FloodGate::default(),
         profile: netra(),
         user_id: "u",
         obs,
@@ -248,7 +249,16 @@ async fn ready_reports_the_auth_error_and_close_code() {
         Some(close),
         false,
     );
-    let out = await_ready(&mut ws, &p, deadline, &c.sender(), None, &who()).await;
+    let out = await_ready(
+        &mut ws,
+        &p,
+        deadline,
+        &c.sender(),
+        None,
+        &who(),
+        &Default::default(),
+    )
+    .await;
     assert_eq!(
         out,
         ReadyOutcome::Closed {
@@ -263,7 +273,16 @@ async fn ready_reports_the_auth_error_and_close_code() {
         true,
     );
     assert_eq!(
-        await_ready(&mut ws, &p, deadline, &c.sender(), None, &who()).await,
+        await_ready(
+            &mut ws,
+            &p,
+            deadline,
+            &c.sender(),
+            None,
+            &who(),
+            &Default::default()
+        )
+        .await,
         ReadyOutcome::Ready
     );
 }
@@ -286,7 +305,17 @@ async fn an_auth_frame_makes_the_close_after_it_an_auth_failure() {
     let busy = r#"{"type":"error_message","error_code":"SERVICE_BUSY","message":"no"}"#;
     for (frames, want) in [(vec![refused], true), (vec![busy], false), (vec![], false)] {
         let mut ws = script(&frames, close_1011(), false);
-        match await_ready(&mut ws, &p, deadline, &c.sender(), None, &who()).await {
+        match await_ready(
+            &mut ws,
+            &p,
+            deadline,
+            &c.sender(),
+            None,
+            &who(),
+            &Default::default(),
+        )
+        .await
+        {
             ReadyOutcome::Closed { code, auth, .. } => {
                 assert_eq!((code, auth), (1011, want), "{frames:?}")
             }
@@ -297,6 +326,7 @@ async fn an_auth_frame_makes_the_close_after_it_an_auth_failure() {
     for (frame, want) in [(refused, true), (busy, false)] {
         let flag = AtomicBool::new(false);
         let cx = ReadCtx {
+            flood: &crate::engine::flood::FloodGate::default(),
             profile: netra(),
             user_id: "u",
             obs: &obs,
@@ -341,6 +371,7 @@ async fn the_newest_handshake_is_answered_before_ready() {
         &c.sender(),
         Some(reply),
         &who(),
+        &Default::default(),
     )
     .await;
     assert_eq!(out, ReadyOutcome::Ready);
@@ -352,6 +383,7 @@ async fn a_past_deadline_reads_only_what_already_arrived() {
     let c = Collector::start();
     let obs = c.sender();
     let cx = ReadCtx {
+        flood: &crate::engine::flood::FloodGate::default(),
         profile: netra(),
         user_id: "u",
         obs: &obs,
@@ -403,6 +435,7 @@ async fn events_read_while_thinking_belong_to_the_active_run() {
     let c = Collector::start();
     let obs = c.sender();
     let cx = ReadCtx {
+        flood: &crate::engine::flood::FloodGate::default(),
         profile: netra(),
         user_id: "u",
         obs: &obs,
@@ -449,6 +482,7 @@ async fn a_stop_ends_an_idle_read_and_a_sleep() {
     let c = Collector::start();
     let obs = c.sender();
     let cx = ReadCtx {
+        flood: &crate::engine::flood::FloodGate::default(),
         profile: netra(),
         user_id: "u",
         obs: &obs,
@@ -487,6 +521,7 @@ async fn a_straggler_of_the_held_run_fails_that_run() {
     let c = Collector::start();
     let obs = c.sender();
     let cx = ReadCtx {
+        flood: &crate::engine::flood::FloodGate::default(),
         profile: netra(),
         user_id: "u",
         obs: &obs,
