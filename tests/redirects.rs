@@ -54,7 +54,7 @@ async fn redirector(to: String) -> SocketAddr {
     serve("127.0.0.1:0", app).await
 }
 
-fn scenario(login_url: &str, follow: bool) -> String {
+fn scenario(login_url: &str, follow: bool, duration: &str) -> String {
     format!(
         r#"
 version = 1
@@ -72,7 +72,7 @@ body = {{ user_id = "{{{{user}}}}", password = "hunter2" }}
 token = "access_token"
 [workload]
 users = 2
-duration = "2s"
+duration = "{duration}"
 [[journey]]
 step = "connect"
 [[journey]]
@@ -95,7 +95,12 @@ enum Hop {
 
 /// One 2-user run whose login endpoint answers 307 to `hop`, with
 /// `target.follow_redirects = follow`; with the unlisted host's hit count.
-async fn login_redirected(hop: Hop, follow: bool, tag: &str) -> (chatload::run::RunResult, u64) {
+async fn login_redirected(
+    hop: Hop,
+    follow: bool,
+    tag: &str,
+    duration: &str,
+) -> (chatload::run::RunResult, u64) {
     let srv = server::spawn(
         Settings::new(Secret::new(SECRET)),
         "127.0.0.1:0".parse().unwrap(),
@@ -109,7 +114,11 @@ async fn login_redirected(hop: Hop, follow: bool, tag: &str) -> (chatload::run::
     };
     let login = redirector(to).await;
     let (_d, out) = out_dir(tag);
-    let sc = parse(&scenario(&format!("http://{login}/auth/dev/login"), follow));
+    let sc = parse(&scenario(
+        &format!("http://{login}/auth/dev/login"),
+        follow,
+        duration,
+    ));
     let r = run(sc, Some(srv.ws_url()), SECRET, out).await;
     (r, hits.load(Ordering::SeqCst))
 }
@@ -117,7 +126,7 @@ async fn login_redirected(hop: Hop, follow: bool, tag: &str) -> (chatload::run::
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redirect_is_not_followed_by_default() {
     let _g = goose_lock().await;
-    let (r, hits) = login_redirected(Hop::Unlisted, false, "no-follow").await;
+    let (r, hits) = login_redirected(Hop::Unlisted, false, "no-follow", "2s").await;
     assert_eq!(hits, 0, "the unlisted address got requests");
     assert!(counter(&r, "http.redirects.not_followed") > 0);
     assert!(counter(&r, "tokens.login_failed.307") > 0);
@@ -127,7 +136,25 @@ async fn a_redirect_is_not_followed_by_default() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_followed_redirect_to_an_unlisted_host_is_refused_and_counted() {
     let _g = goose_lock().await;
-    let (r, hits) = login_redirected(Hop::Unlisted, true, "refused").await;
+    // A refused login hop leaves the users without tokens: fail fast ends
+    // the 60 s plan at once, naming the refused hop.
+    let t0 = std::time::Instant::now();
+    let (r, hits) = login_redirected(Hop::Unlisted, true, "refused", "60s").await;
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        t0.elapsed()
+    );
+    assert_eq!(r.snapshot.verdict, "aborted");
+    assert!(
+        r.snapshot
+            .notes
+            .iter()
+            .any(|n| n.contains("fail fast")
+                && n.contains("refused: its host is not in target.allow")),
+        "{:?}",
+        r.snapshot.notes
+    );
     assert_eq!(hits, 0, "the unlisted address got requests");
     let refused = counter(&r, "http.redirects.refused");
     assert!(refused > 0);
@@ -139,7 +166,7 @@ async fn a_followed_redirect_to_an_unlisted_host_is_refused_and_counted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_followed_redirect_to_an_allowed_host_logs_in() {
     let _g = goose_lock().await;
-    let (r, _) = login_redirected(Hop::Allowed, true, "followed").await;
+    let (r, _) = login_redirected(Hop::Allowed, true, "followed", "2s").await;
     assert_eq!(counter(&r, "http.redirects.refused"), 0);
     assert!(
         counter(&r, "tokens.login") >= 2,

@@ -181,7 +181,15 @@ impl Shared {
         if s.ever_connected {
             self.obs.count(names::RECONNECTS);
         }
-        let (token, token_exp) = self.socket_token(s).await?;
+        let (token, token_exp) = match self.socket_token(s).await {
+            Ok(t) => t,
+            Err(e) => {
+                // The token source's own answer (a login refused, a redirect
+                // not followed or refused) is why this attempt failed.
+                self.obs.failure("token", e.1.clone());
+                return Err(e);
+            }
+        };
         let started = Instant::now();
         let mut url = self.cfg.target_url.clone();
         if sc.auth.present.contains(&crate::auth::Presentation::Ticket) {

@@ -4,7 +4,8 @@
 //! attempts failed, or every attempt made in the 5 s after the first one
 //! failed. A failure is what the target (or this machine) answered: a
 //! refused or failed connect, an upgrade refused with an HTTP status, a
-//! close or a ready timeout before ready, a refused ticket. The reasons
+//! close or a ready timeout before ready, a refused ticket, a failed login.
+//! The reasons
 //! are the first distinct ones the recorder keeps (`failures`).
 //!
 //! Imports: `engine` (the stop handle), `metrics`, `names`.
@@ -35,6 +36,9 @@ pub(super) fn connect_failures(rec: &Recorder) -> u64 {
     .sum::<u64>()
         + rec.counter(names::CONN_READY_TIMEOUT)
         + rec.counter(names::TICKETS_FAILED)
+        // A login the token source refused (its status, a redirect not
+        // followed or refused): the attempt never reached the target.
+        + rec.counter_prefix_sum(names::TOKENS_LOGIN_FAILED)
 }
 
 /// Why the run must stop now, if it must: `since_first` is the time since
