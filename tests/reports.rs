@@ -267,10 +267,15 @@ for suite in xml:
         }
         other => panic!("junitparser could not read the file: {other:?}"),
     };
-    // The three failing thresholds are failures (the passing one is not), each with value and limit.
-    assert_eq!(out.lines().count(), 3, "{out}");
+    // The four failing thresholds (three written, plus the default `violations rate == 0`)
+    // are failures and the passing one is not, each with value and limit.
+    assert_eq!(out.lines().count(), 4, "{out}");
     assert!(
-        out.contains("ttc p99 < 150ms | measured 204.8ms, limit ttc p99 < 150ms"),
+        out.contains("ttc p99 < 150ms | measured insufficient data (200 samples, p99 needs 1000; measured 204.8ms), limit ttc p99 < 150ms"),
+        "{out}"
+    );
+    assert!(
+        out.contains("violations rate == 0 (default) | measured 0.5%, limit violations rate == 0"),
         "{out}"
     );
     assert!(out.contains("run_ok rate > 99% | measured 98.5%"), "{out}");
