@@ -28,6 +28,7 @@ fn snapshot(version: &str, index: u32) -> Snapshot {
         rec.count(k, v);
     }
     Snapshot {
+        tags: Default::default(),
         format_version: version.into(),
         tool: ToolInfo {
             name: "chatload".into(),

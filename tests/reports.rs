@@ -63,6 +63,7 @@ fn fixed_snapshot() -> Snapshot {
     half.record("ttc", 100_000);
     half.count("runs.ok", 1);
     Snapshot {
+        tags: Default::default(),
         format_version: FORMAT_VERSION.into(),
         tool: ToolInfo {
             name: "chatload".into(),
@@ -286,7 +287,7 @@ for suite in xml:
 fn html_is_one_self_contained_file_with_charts() {
     let s = fixed_snapshot();
     let html = String::from_utf8(render(&ReportData::from_snapshot(&s), &s, Format::Html)).unwrap();
-    assert!(html.starts_with("<!doctype html>"));
+    assert!(html.to_ascii_lowercase().starts_with("<!doctype html>"));
     assert!(html.contains(r#"class="banner fail""#));
     assert!(
         html.contains("ttc p99 &lt; 150ms (measured"),
@@ -298,11 +299,25 @@ fn html_is_one_self_contained_file_with_charts() {
             "the report must not load anything: found {forbidden}"
         );
     }
-    // Over-time charts (ttfe, ttc, runs/s, closes) and one distribution per metric.
-    assert!(
-        html.matches("<svg").count() >= 3 + 3,
-        "{}",
-        html.matches("<svg").count()
+    // Over-time charts (ttfe, ttc, runs/s, closes), a spectrum per key
+    // metric and one distribution per metric, each a figure with its SVG.
+    for id in [
+        "ttfe-over-time",
+        "ttc-over-time",
+        "runs-per-second",
+        "ttc-spectrum",
+        "ttfe-spectrum",
+        "ttc-distribution",
+    ] {
+        assert!(
+            html.contains(&format!(r#"data-chart="{id}""#)),
+            "chart {id} missing"
+        );
+    }
+    assert_eq!(
+        html.matches("<figure").count(),
+        html.matches("<svg").count(),
+        "every chart is one figure holding one SVG"
     );
     assert!(html.contains("missing_field") && html.contains("chatload-user-00003"));
 }

@@ -256,6 +256,7 @@ fn assemble(
         scenario_name: first.scenario_name.clone(),
         scenario: first.scenario.clone(),
         scenario_hash: first.scenario_hash.clone(),
+        tags: first.tags.clone(),
         seed: first.seed,
         // One insecure shard makes the merged run insecure.
         target: TargetInfo {

@@ -107,6 +107,37 @@ pub(super) fn distributions(s: &Snapshot) -> Vec<(String, Vec<(u64, u64)>)> {
     out
 }
 
+/// The metrics whose percentile spectrum the report draws.
+pub const SPECTRUM_METRICS: [&str; 3] = [names::WS_CONNECT, names::TTFE, names::TTC];
+
+/// A percentile spectrum per key metric, from its whole histogram: points
+/// (x on the "nines" axis, value in µs) every 0.05 nines from p0 up to the
+/// last percentile the count can resolve (log10(count) nines: 1,000 values
+/// reach p99.9), then the maximum there.
+pub(super) fn spectra(s: &Snapshot) -> Vec<(String, Vec<(f64, f64)>)> {
+    let mut out = Vec::new();
+    for m in SPECTRUM_METRICS {
+        let Some(h) = s.histograms.get(m).and_then(|h| h.decode(m).ok()) else {
+            continue;
+        };
+        if h.is_empty() {
+            continue;
+        }
+        let top = (h.len() as f64).log10().clamp(0.5, 6.0);
+        let steps = (top / 0.05).floor() as u32;
+        let mut pts: Vec<(f64, f64)> = (0..=steps)
+            .map(|i| {
+                let x = f64::from(i) * 0.05;
+                let q = 1.0 - 10f64.powf(-x);
+                (x, h.value_at_quantile(q) as f64)
+            })
+            .collect();
+        pts.push((top, h.max() as f64));
+        out.push((m.to_string(), pts));
+    }
+    out
+}
+
 /// Order latency metrics the way people read a run: connect, ready, first
 /// event, per-event, completion.
 pub(super) fn metric_rank(m: &str) -> (u8, String) {

@@ -1,23 +1,25 @@
 //! `report.html`: one self-contained file (inline CSS and SVG, no script, no
-//! network) that opens with the verdict and shows the run over time. One
-//! function per section, in page order; the charts are `svg.rs`.
+//! network) that opens with the verdict and shows the run over time. The
+//! page is a `maud` template (escaped by construction); one function per
+//! section, in page order. The charts are `svg.rs`; the capacity search's
+//! section is `html_capacity.rs`.
 //!
 //! Imports the view model (`report/mod.rs`), `outcome` and the metrics'
 //! comparison type.
 
-use std::fmt::Write as _;
 use std::io::{self, Write};
 
 use html_escape::encode_text as esc;
+use maud::{html, Markup, PreEscaped, DOCTYPE};
 
-use super::svg::{charts, histogram_chart};
-use super::{CapacityView, ReportData};
+use super::svg::{charts, histogram_chart, knee_chart, spectrum_chart};
+use super::ReportData;
 use crate::metrics::compare::{Comparison, RowStatus};
 use crate::outcome::Verdict;
 
 /// Escapes text written for Markdown, turning its `code` spans into
 /// `<code>` (verdict summaries are shared by every format).
-fn code_spans(text: &str) -> String {
+pub(super) fn code_spans(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 16);
     for (i, part) in text.split('`').enumerate() {
         if i % 2 == 1 {
@@ -56,109 +58,111 @@ th{background:#eef0f4;font-weight:600}td.n{text-align:right;font-variant-numeric
 .ok{color:#1f8a4c;font-weight:600}.bad{color:#c0392b;font-weight:600}
 .charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(440px,1fr));gap:12px}
 .chart{background:#fff;border:1px solid #dfe2e8;border-radius:6px;padding:6px}
-svg text{font:11px system-ui,sans-serif;fill:#3a4150}
+figure.chart{margin:0}figure.chart svg{width:100%;height:auto;display:block}
+.tag{background:#e0e7ff;border-radius:4px;padding:1px 6px;font-size:12px}
 pre{background:#fff;border:1px solid #dfe2e8;padding:10px;overflow:auto;font-size:12px}
 code{font-size:12px}.muted{color:#6b7280}
 "#;
 
-fn table(o: &mut String, title: &str, rows: &[(String, u64)]) {
-    if rows.is_empty() {
-        return;
+/// A table of counts, when it has rows.
+fn table(title: &str, rows: &[(String, u64)]) -> Markup {
+    html! {
+        @if !rows.is_empty() {
+            h2 { (title) }
+            table {
+                tr { th {} th { "count" } }
+                @for (k, v) in rows {
+                    tr { td { (k) } td.n { (v) } }
+                }
+            }
+        }
     }
-    let _ = write!(
-        o,
-        "<h2>{}</h2><table><tr><th></th><th>count</th></tr>",
-        esc(title)
-    );
-    for (k, v) in rows {
-        let _ = write!(o, r#"<tr><td>{}</td><td class="n">{v}</td></tr>"#, esc(k));
-    }
-    o.push_str("</table>");
 }
 
 /// The page, top to bottom: banner, cards, thresholds, capacity, baseline,
 /// charts, latency, violations, count tables, shards, notes, settings.
 pub fn render(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
-    let mut o = String::with_capacity(64 * 1024);
-    head_and_banner(&mut o, d);
-    cards(&mut o, d);
-    validity(&mut o, d);
-    thresholds(&mut o, d);
-    if let Some(c) = &d.capacity {
-        capacity(&mut o, c);
+    let page = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width";
+                title { "chatload: " (d.title) " — " (d.verdict.title()) }
+                style { (PreEscaped(CSS)) }
+            }
+            body {
+                (banner(d))
+                main {
+                    (run_line(d))
+                    (cards(d))
+                    (validity(d))
+                    (thresholds(d))
+                    @if let Some(c) = &d.capacity {
+                        (super::html_capacity::capacity_section(c, d.knee.as_ref().map(knee_chart)))
+                    }
+                    @if let Some(c) = &d.baseline { (baseline(c)) }
+                    (offered(d))
+                    (over_time(d))
+                    (latency(d))
+                    (count_tables(d))
+                    (shards(d))
+                    @for n in &d.notes { p.bad { "Note: " (n) } }
+                    h2 { "Settings" }
+                    pre { (d.settings_json) }
+                }
+            }
+        }
+    };
+    w.write_all(page.into_string().as_bytes())?;
+    w.write_all(b"\n")
+}
+
+/// Violations, samples and every count table, in page order.
+fn count_tables(d: &ReportData) -> Markup {
+    html! {
+        (table("Violations", &d.violations))
+        (samples(d))
+        (table("Runs", &d.runs))
+        (table("Connections", &d.connections))
+        (table("Connect and handshake failures (first distinct reasons)", &d.failures))
+        (table("Tokens", &d.tokens))
+        (table("Threads and history", &d.threads))
+        (table("Closes", &d.closes))
+        (table("Protocol errors (socket ended, by class)", &d.protocol_errors))
+        (table("Events", &d.events))
+        (table("Frames and bytes", &d.frames))
+        (table("Reference server truth", &d.server_truth))
     }
-    if let Some(c) = &d.baseline {
-        baseline(&mut o, c);
-    }
-    offered(&mut o, d);
-    over_time(&mut o, d);
-    latency(&mut o, d);
-    table(&mut o, "Violations", &d.violations);
-    samples(&mut o, d);
-    table(&mut o, "Runs", &d.runs);
-    table(&mut o, "Connections", &d.connections);
-    table(
-        &mut o,
-        "Connect and handshake failures (first distinct reasons)",
-        &d.failures,
-    );
-    table(&mut o, "Tokens", &d.tokens);
-    table(&mut o, "Threads and history", &d.threads);
-    table(&mut o, "Closes", &d.closes);
-    table(
-        &mut o,
-        "Protocol errors (socket ended, by class)",
-        &d.protocol_errors,
-    );
-    table(&mut o, "Events", &d.events);
-    table(&mut o, "Frames and bytes", &d.frames);
-    table(&mut o, "Reference server truth", &d.server_truth);
-    shards(&mut o, d);
-    for n in &d.notes {
-        let _ = write!(o, r#"<p class="bad">Note: {}</p>"#, esc(n));
-    }
-    let _ = writeln!(
-        o,
-        "<h2>Settings</h2><pre>{}</pre></main></body></html>",
-        esc(&d.settings_json)
-    );
-    w.write_all(o.as_bytes())
 }
 
 /// Why the run is INVALID, when it is.
-fn validity(o: &mut String, d: &ReportData) {
-    if d.validity.is_empty() {
-        return;
+fn validity(d: &ReportData) -> Markup {
+    html! {
+        @if !d.validity.is_empty() {
+            h2 { "Validity: INVALID" }
+            p.bad { (super::validity_view::INVALID_MEANING) "." }
+            ul { @for c in &d.validity { li { (PreEscaped(code_spans(c))) } } }
+        }
     }
-    let _ = write!(
-        o,
-        r#"<h2>Validity: INVALID</h2><p class="bad">{}.</p><ul>"#,
-        esc(super::validity_view::INVALID_MEANING)
-    );
-    for c in &d.validity {
-        let _ = write!(o, "<li>{}</li>", code_spans(c));
-    }
-    o.push_str("</ul>");
 }
 
 /// Offered vs achieved, one row per phase of the plan.
-fn offered(o: &mut String, d: &ReportData) {
-    if d.offered.is_empty() {
-        return;
-    }
-    o.push_str("<h2>Offered vs achieved</h2><table><tr>");
-    for h in super::validity_view::OFFERED_HEADER {
-        let _ = write!(o, "<th>{}</th>", esc(h));
-    }
-    o.push_str("</tr>");
-    for r in &d.offered {
-        let _ = write!(o, "<tr><td>{}</td><td>{}</td>", esc(&r[0]), esc(&r[1]));
-        for c in &r[2..] {
-            let _ = write!(o, r#"<td class="n">{}</td>"#, esc(c));
+fn offered(d: &ReportData) -> Markup {
+    html! {
+        @if !d.offered.is_empty() {
+            h2 { "Offered vs achieved" }
+            table {
+                tr { @for h in super::validity_view::OFFERED_HEADER { th { (h) } } }
+                @for r in &d.offered {
+                    tr {
+                        td { (r[0]) } td { (r[1]) }
+                        @for c in &r[2..] { td.n { (c) } }
+                    }
+                }
+            }
         }
-        o.push_str("</tr>");
     }
-    o.push_str("</table>");
 }
 
 /// Why the run has its verdict, in one line under the banner.
@@ -186,208 +190,167 @@ fn verdict_reason(d: &ReportData) -> String {
     }
 }
 
-/// `<head>`, the verdict banner and the run line.
-fn head_and_banner(o: &mut String, d: &ReportData) {
+/// The verdict banner.
+fn banner(d: &ReportData) -> Markup {
     let class = match d.verdict {
         Verdict::Pass => "pass",
         Verdict::Fail => "fail",
         Verdict::Invalid | Verdict::Aborted | Verdict::Incomplete | Verdict::Partial => "aborted",
     };
-    let _ = write!(o, "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>chatload: {} — {}</title><style>{CSS}</style></head><body>", esc(&d.title), d.verdict.title());
-    let why = verdict_reason(d);
-    let _ = write!(
-        o,
-        r#"<div class="banner {class}">{} — {}<small>{}</small></div><main>"#,
-        d.verdict.title(),
-        esc(&d.title),
-        code_spans(&why)
-    );
-    let _ = write!(
-        o,
-        r#"<p class="muted">Run <code>{}</code> started {} for {} against {} with {} users ({}).</p>"#,
-        esc(&d.run_id),
-        esc(&d.started_at),
-        esc(&d.duration),
-        esc(&d.target),
-        d.users,
-        esc(&d.tool_version)
-    );
+    html! {
+        div class={ "banner " (class) } {
+            (d.verdict.title()) " — " (d.title)
+            small { (PreEscaped(code_spans(&verdict_reason(d)))) }
+        }
+    }
+}
+
+/// The run line under the banner, and its tags.
+fn run_line(d: &ReportData) -> Markup {
+    html! {
+        p.muted {
+            "Run " code { (d.run_id) } " started " (d.started_at) " for " (d.duration)
+            " against " (d.target) " with " (d.users) " users (" (d.tool_version) ")."
+        }
+        @if !d.tags.is_empty() {
+            p.tags { @for (k, v) in &d.tags { span.tag { (k) "=" (v) } " " } }
+        }
+    }
 }
 
 /// The key numbers, one card each.
-fn cards(o: &mut String, d: &ReportData) {
-    o.push_str(r#"<div class="cards">"#);
-    for (k, v) in &d.key_numbers {
-        let _ = write!(
-            o,
-            r#"<div class="card"><b>{}</b><span>{}</span></div>"#,
-            esc(k),
-            esc(v)
-        );
-    }
-    o.push_str("</div>");
-}
-
-fn thresholds(o: &mut String, d: &ReportData) {
-    if !d.judged() {
-        let _ = write!(o, "<p><b>{}</b></p>", code_spans(super::NOT_JUDGED));
-    }
-    if d.thresholds.is_empty() {
-        return;
-    }
-    o.push_str(
-        "<h2>Thresholds</h2><table><tr><th>result</th><th>threshold</th><th>measured</th></tr>",
-    );
-    for v in &d.thresholds {
-        let (c, t) = if v.passed {
-            ("ok", "pass")
-        } else {
-            ("bad", "FAIL")
-        };
-        let _ = write!(
-            o,
-            r#"<tr><td class="{c}">{t}</td><td><code>{}</code>{}</td><td>{}</td></tr>"#,
-            esc(&v.threshold),
-            super::default_mark(v),
-            esc(&v.observed_text)
-        );
-    }
-    o.push_str("</table>");
-}
-
-/// A capacity search: summary, the SLO and one row per step.
-fn capacity(o: &mut String, c: &CapacityView) {
-    let _ = write!(
-        o,
-        r#"<h2>Capacity search</h2><p class="{}"><b>{}</b></p><p>A step holds when: {}.</p><table><tr><th>step</th><th>load</th><th>runs</th><th>ttc p50</th><th>ttc p95</th><th>ttc p99</th><th>errors</th><th>1011 per run</th>{}<th>result</th></tr>"#,
-        if c.passed { "ok" } else { "bad" },
-        code_spans(&c.summary),
-        c.slo
-            .iter()
-            .map(|r| format!("<code>{}</code>", esc(r)))
-            .collect::<Vec<_>>()
-            .join(", "),
-        if c.rows.iter().any(|r| r.not_on_time.is_some()) {
-            "<th>not on time</th>"
-        } else {
-            ""
+fn cards(d: &ReportData) -> Markup {
+    html! {
+        div.cards {
+            @for (k, v) in &d.key_numbers { div.card { b { (k) } span { (v) } } }
         }
-    );
-    for r in &c.rows {
-        let result = if !r.held {
-            format!(r#"<td class="bad">broke: {}</td>"#, code_spans(&r.broke))
-        } else if c.knee_index == Some(r.index) {
-            r#"<td class="ok"><b>held: knee</b></td>"#.to_string()
-        } else {
-            r#"<td class="ok">held</td>"#.to_string()
-        };
-        let late = r
-            .not_on_time
-            .as_ref()
-            .map(|t| format!("<td>{}</td>", esc(t)))
-            .unwrap_or_default();
-        let _ = write!(
-            o,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>{late}{result}</tr>",
-            r.index, esc(&r.load), r.runs, esc(&r.ttc_p50), esc(&r.ttc_p95), esc(&r.ttc_p99), esc(&r.error_rate), esc(&r.close_1011)
-        );
     }
-    o.push_str("</table>");
 }
 
-fn baseline(o: &mut String, c: &Comparison) {
-    let _ = write!(o, "<h2>Against baseline <code>{}</code>: {}</h2><table><tr><th>statistic</th><th>baseline</th><th>this run</th><th>change</th><th>95% interval</th><th>tolerance</th><th>status</th></tr>", esc(&c.base_run), c.verdict().label());
-    for r in &c.rows {
-        let status = r.status();
-        let class = match status {
-            RowStatus::Regressed => "bad",
-            RowStatus::Inconclusive | RowStatus::InsufficientData | RowStatus::Ok => "",
-        };
-        let _ = write!(
-            o,
-            r#"<tr><td>{}</td><td class="n">{}</td><td class="n">{}</td><td class="n">{}</td><td class="n">{}</td><td>{}</td><td><span class="{class}" title="{}">{}</span></td></tr>"#,
-            esc(&r.name),
-            esc(&r.base_text),
-            esc(&r.new_text),
-            esc(&r.delta_text),
-            esc(&r.interval_text),
-            esc(r.tolerance.as_deref().unwrap_or("")),
-            esc(&r.detail),
-            status.label()
-        );
+fn thresholds(d: &ReportData) -> Markup {
+    html! {
+        @if !d.judged() { p { b { (PreEscaped(code_spans(super::NOT_JUDGED))) } } }
+        @if !d.thresholds.is_empty() {
+            h2 { "Thresholds" }
+            table {
+                tr { th { "result" } th { "threshold" } th { "measured" } }
+                @for v in &d.thresholds {
+                    tr {
+                        @if v.passed { td.ok { "pass" } } @else { td.bad { "FAIL" } }
+                        td { code { (v.threshold) } (super::default_mark(v)) }
+                        td { (v.observed_text) }
+                    }
+                }
+            }
+        }
     }
-    o.push_str("</table>");
 }
 
-fn over_time(o: &mut String, d: &ReportData) {
-    o.push_str("<h2>Over time</h2>");
+/// The baseline table, regressions first, then by significance
+/// (`Comparison::sort_rows`).
+fn baseline(c: &Comparison) -> Markup {
+    html! {
+        h2 { "Against baseline " code { (c.base_run) } ": " (c.verdict().label()) }
+        table {
+            tr {
+                th { "statistic" } th { "baseline" } th { "this run" } th { "change" }
+                th { "95% interval" } th { "p-value" } th { "tolerance" } th { "status" }
+            }
+            @for r in &c.rows {
+                @let status = r.status();
+                @let class = match status {
+                    RowStatus::Regressed => "bad",
+                    RowStatus::Inconclusive | RowStatus::InsufficientData | RowStatus::Ok => "",
+                };
+                tr {
+                    td { (r.name) }
+                    td.n { (r.base_text) }
+                    td.n { (r.new_text) }
+                    td.n { (r.delta_text) }
+                    td.n { (r.interval_text) }
+                    td.n { (r.p_value.map_or(String::new(), |p| format!("{p:.3}"))) }
+                    td { (r.tolerance.as_deref().unwrap_or("")) }
+                    td { span class=(class) title=(r.detail) { (status.label()) } }
+                }
+            }
+        }
+    }
+}
+
+fn over_time(d: &ReportData) -> Markup {
     let ch = charts(&d.over_time);
-    if ch.is_empty() {
-        o.push_str(r#"<p class="muted">No interval data in this snapshot.</p>"#);
-    } else {
-        let _ = write!(o, r#"<div class="charts">{ch}</div>"#);
-    }
-}
-
-/// The latency table and one distribution chart per metric.
-fn latency(o: &mut String, d: &ReportData) {
-    if d.latencies.is_empty() {
-        return;
-    }
-    o.push_str("<h2>Latency</h2><table><tr><th>metric</th><th>count</th><th>p50</th><th>p90</th><th>p95</th><th>p99</th><th>max</th></tr>");
-    for r in &d.latencies {
-        let _ = write!(
-            o,
-            r#"<tr><td><code>{}</code></td><td class="n">{}</td><td class="n">{}</td><td class="n">{}</td><td class="n">{}</td><td class="n">{}</td><td class="n">{}</td></tr>"#,
-            esc(&r.metric),
-            r.count,
-            esc(&r.p50),
-            esc(&r.p90),
-            esc(&r.p95),
-            esc(&r.p99),
-            esc(&r.max)
-        );
-    }
-    o.push_str("</table>");
-    o.push_str(r#"<div class="charts">"#);
-    for (m, buckets) in &d.distributions {
-        o.push_str(&histogram_chart(m, buckets));
-    }
-    o.push_str("</div>");
-}
-
-fn samples(o: &mut String, d: &ReportData) {
-    if d.samples.is_empty() {
-        return;
-    }
-    o.push_str("<h2>Sample offending frames</h2><table><tr><th>class</th><th>user</th><th>run</th><th>what</th><th>frame</th></tr>");
-    for s in &d.samples {
-        let _ = write!(
-            o,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
-            esc(&s.class),
-            esc(&s.user_id),
-            esc(&s.run_id),
-            esc(&s.message),
-            esc(&s.frame.chars().take(400).collect::<String>())
-        );
-    }
-    o.push_str("</table>");
-}
-
-fn shards(o: &mut String, d: &ReportData) {
-    if d.shards.is_empty() {
-        return;
-    }
-    o.push_str("<h2>Shards</h2><table><tr><th>shard</th><th>run</th><th>users</th><th>runs started</th><th>runs ok</th><th>generator CPU</th><th>send lag p99</th><th>verdict</th></tr>");
-    for r in d.shard_rows() {
-        o.push_str("<tr>");
-        for c in r {
-            let _ = write!(o, "<td>{}</td>", esc(&c));
+    html! {
+        h2 { "Over time" }
+        @if ch.is_empty() {
+            p.muted { "No interval data in this snapshot." }
+        } @else {
+            div.charts { (PreEscaped(ch)) }
         }
-        o.push_str("</tr>");
     }
-    o.push_str("</table>");
+}
+
+/// The latency table, the percentile spectra and the distributions.
+fn latency(d: &ReportData) -> Markup {
+    html! {
+        @if !d.latencies.is_empty() {
+            h2 { "Latency" }
+            table {
+                tr {
+                    th { "metric" } th { "count" } th { "p50" } th { "p90" } th { "p95" }
+                    th { "p99" } th { "max" }
+                }
+                @for r in &d.latencies {
+                    tr {
+                        td { code { (r.metric) } }
+                        td.n { (r.count) } td.n { (r.p50) } td.n { (r.p90) }
+                        td.n { (r.p95) } td.n { (r.p99) } td.n { (r.max) }
+                    }
+                }
+            }
+            @if !d.spectra.is_empty() {
+                h2 { "Percentile spectrum" }
+                div.charts {
+                    @for (m, pts) in &d.spectra { (PreEscaped(spectrum_chart(m, pts))) }
+                }
+            }
+            h2 { "Distributions" }
+            div.charts {
+                @for (m, buckets) in &d.distributions { (PreEscaped(histogram_chart(m, buckets))) }
+            }
+        }
+    }
+}
+
+fn samples(d: &ReportData) -> Markup {
+    html! {
+        @if !d.samples.is_empty() {
+            h2 { "Sample offending frames" }
+            table {
+                tr { th { "class" } th { "user" } th { "run" } th { "what" } th { "frame" } }
+                @for s in &d.samples {
+                    tr {
+                        td { (s.class) } td { (s.user_id) } td { (s.run_id) } td { (s.message) }
+                        td { code { (s.frame.chars().take(400).collect::<String>()) } }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn shards(d: &ReportData) -> Markup {
+    html! {
+        @if !d.shards.is_empty() {
+            h2 { "Shards" }
+            table {
+                tr {
+                    th { "shard" } th { "run" } th { "users" } th { "runs started" } th { "runs ok" }
+                    th { "generator CPU" } th { "send lag p99" } th { "verdict" }
+                }
+                @for r in d.shard_rows() { tr { @for c in r { td { (c) } } } }
+            }
+        }
+    }
 }
 
 #[cfg(test)]

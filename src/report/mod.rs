@@ -22,9 +22,13 @@ pub mod charts;
 pub mod console;
 pub mod history;
 pub mod html;
+pub mod html_capacity;
 pub mod junit;
+pub mod knee_view;
 pub mod markdown;
+pub mod plot;
 pub mod svg;
+pub mod ticks;
 pub mod validity_view;
 pub mod view;
 
@@ -34,6 +38,7 @@ use crate::units::format_us;
 
 pub use capacity_view::{CapacityRow, CapacityView};
 pub use charts::OverTime;
+pub use knee_view::KneeView;
 pub use view::{close_label, LatencyRow, SampleLine};
 
 /// Everything a renderer shows, already formatted.
@@ -50,6 +55,8 @@ pub struct ReportData {
     pub insecure: bool,
     pub users: u64,
     pub tool_version: String,
+    /// The run's tags (`key=value`).
+    pub tags: Vec<(String, String)>,
     pub key_numbers: Vec<(String, String)>,
     pub latencies: Vec<LatencyRow>,
     pub runs: Vec<(String, u64)>,
@@ -78,6 +85,8 @@ pub struct ReportData {
     pub over_time: OverTime,
     /// Latency distributions: per metric, (bucket upper bound in µs, count).
     pub distributions: Vec<(String, Vec<(u64, u64)>)>,
+    /// Percentile spectra of the key metrics: per metric, (nines, µs).
+    pub spectra: Vec<(String, Vec<(f64, f64)>)>,
     /// The scenario as run, pretty JSON (holds no secret values).
     pub settings_json: String,
     /// Merged runs: one line per shard.
@@ -86,6 +95,8 @@ pub struct ReportData {
     pub generator: Option<crate::metrics::snapshot::GeneratorHealth>,
     /// A capacity search's steps and knee.
     pub capacity: Option<CapacityView>,
+    /// A capacity search's knee chart (load against ttc).
+    pub knee: Option<KneeView>,
     /// Why the run is INVALID, one line per cause (empty: it is valid).
     pub validity: Vec<String>,
     /// Offered vs achieved, one row per phase of the plan

@@ -11,7 +11,7 @@ use crate::names;
 use crate::units::format_us;
 
 use super::capacity_view::capacity_view;
-use super::charts::{distributions, metric_rank, over_time};
+use super::charts::{distributions, metric_rank, over_time, spectra};
 use super::ReportData;
 
 /// One latency metric's row.
@@ -84,6 +84,7 @@ impl ReportData {
             target: target_text(&s.target),
             insecure: s.target.insecure,
             users: s.users,
+            tags: s.tags.clone().into_iter().collect(),
             tool_version: format!("{} {}", s.tool.name, s.tool.version),
             key_numbers: key_numbers(s),
             latencies,
@@ -113,10 +114,12 @@ impl ReportData {
             }),
             over_time: over_time(s),
             distributions: distributions(s),
+            spectra: spectra(s),
             settings_json: serde_json::to_string_pretty(&s.scenario).unwrap_or_default(),
             shards: s.shards.clone(),
             generator: s.generator.clone(),
             capacity: s.capacity.as_ref().map(capacity_view),
+            knee: s.capacity.as_ref().and_then(super::knee_view::knee_view),
             validity: super::validity_view::cause_lines(s),
             offered: super::validity_view::offered_rows(s),
             failures: super::validity_view::failure_rows(s),

@@ -105,6 +105,7 @@ pub(super) fn first_checkpoint(
 ) -> Result<Snapshot, RunError> {
     let sc = &req.scenario;
     let template = Snapshot {
+        tags: Default::default(),
         format_version: FORMAT_VERSION.into(),
         tool: ToolInfo {
             name: "chatload".into(),
