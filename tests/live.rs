@@ -145,11 +145,11 @@ async fn the_trend_shows_every_recorded_run_with_its_key_figures() {
             r.snapshot.histograms["ttfe"].p95_us,
         ));
     }
-    let rows = chatload::report::history::load(&history, Some("it")).unwrap();
+    let rows = chatload::report::history::load(&history, Some("it"), &[]).unwrap();
     assert_eq!(rows.len(), 3);
     for (row, (id, p95)) in rows.iter().zip(&ids) {
         assert_eq!(&row.run_id, id);
-        assert_eq!(row.ttfe_p95_us, Some(*p95));
+        assert_eq!(row.us("ttfe", "p95"), Some(*p95));
         assert_eq!(row.runs_started, 12);
         assert_eq!(row.ok_rate, Some(1.0));
     }

@@ -203,6 +203,24 @@ fn a_capacity_search_reports_its_steps_and_knee() {
     );
     let html = String::from_utf8(render(&d, &s, Format::Html)).unwrap();
     assert!(html.contains("<h2>Capacity search</h2>") && html.contains("held: knee"));
+    // The knee chart: load against ttc p50/p95/p99, the SLO line, the knee
+    // and the failing step named.
+    let knee = d.knee.as_ref().expect("a knee chart");
+    assert_eq!(knee.points.len(), 3);
+    assert_eq!(knee.slo, [(100_000.0, "ttc p95 < 100ms".to_string())]);
+    assert_eq!(knee.knee.as_ref().map(|k| k.0), Some(8.0));
+    let chart = &html[html.find(r#"data-chart="knee""#).expect("knee chart")..];
+    let chart = &chart[..chart.find("</figure>").unwrap()];
+    for text in [
+        "SLO ttc p95 &lt; 100ms",
+        "knee 8 users",
+        "step 3 broke ttc p95 &lt; 100ms, close_1011 rate &lt; 1%",
+        "p50",
+        "p99",
+        "users",
+    ] {
+        assert!(chart.contains(&format!("\n{text}\n</text>")), "{text}: {chart}");
+    }
     let xml = String::from_utf8(render(&d, &s, Format::Junit)).unwrap();
     assert!(xml.contains("capacity knee carries the target load"));
     assert!(

@@ -1,5 +1,6 @@
 //! `chatload trend`: the key figures of every run recorded with `run --history`.
-//! Glue: reading and rendering the history is `report/history.rs`.
+//! Glue: reading the history is `report/history.rs`, its pages
+//! `report/history_view.rs`.
 
 use std::path::PathBuf;
 
@@ -14,6 +15,9 @@ pub struct TrendArgs {
     /// Only runs of this scenario.
     #[arg(long)]
     pub scenario: Option<String>,
+    /// Only runs carrying this tag (`key=value`; repeat for several, all must match).
+    #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = crate::report::history::parse_tag)]
+    pub tags: Vec<(String, String)>,
     /// md or html.
     #[arg(long, default_value = "md")]
     pub format: String,
@@ -23,7 +27,7 @@ pub struct TrendArgs {
 }
 
 pub fn main(a: TrendArgs) -> u8 {
-    let rows = match crate::report::history::load(&a.history, a.scenario.as_deref()) {
+    let rows = match crate::report::history::load(&a.history, a.scenario.as_deref(), &a.tags) {
         Ok(r) => r,
         Err(e) => {
             say_err!("error: {e}");
@@ -31,8 +35,8 @@ pub fn main(a: TrendArgs) -> u8 {
         }
     };
     let text = match a.format.as_str() {
-        "md" => crate::report::history::render_md(&rows),
-        "html" => crate::report::history::render_html(&rows),
+        "md" => crate::report::history_view::render_md(&rows),
+        "html" => crate::report::history_view::render_html(&rows),
         other => {
             say_err!("error: unknown format `{other}` (md or html)");
             return exit::USAGE;

@@ -58,7 +58,7 @@ th{background:#eef0f4;font-weight:600}td.n{text-align:right;font-variant-numeric
 .ok{color:#1f8a4c;font-weight:600}.bad{color:#c0392b;font-weight:600}
 .charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(440px,1fr));gap:12px}
 .chart{background:#fff;border:1px solid #dfe2e8;border-radius:6px;padding:6px}
-figure.chart{margin:0}figure.chart svg{width:100%;height:auto;display:block}
+figure.chart{margin:0}.charts.wide{grid-template-columns:1fr}.charts.wide figure{max-width:820px}figure.chart svg{width:100%;height:auto;display:block}
 .tag{background:#e0e7ff;border-radius:4px;padding:1px 6px;font-size:12px}
 pre{background:#fff;border:1px solid #dfe2e8;padding:10px;overflow:auto;font-size:12px}
 code{font-size:12px}.muted{color:#6b7280}

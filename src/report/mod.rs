@@ -21,6 +21,7 @@ pub mod capacity_view;
 pub mod charts;
 pub mod console;
 pub mod history;
+pub mod history_view;
 pub mod html;
 pub mod html_capacity;
 pub mod junit;

@@ -17,6 +17,7 @@ use std::ops::Range;
 
 use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint, Ranged};
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::ticks::Axis;
 
@@ -81,6 +82,8 @@ pub struct Mark {
     pub at: (f64, f64),
     pub text: String,
     pub color: RGBColor,
+    /// Label under the marker (else above it).
+    pub below: bool,
 }
 
 /// Everything a chart shows.
@@ -102,16 +105,23 @@ pub struct Chart<'a> {
     pub marks: Vec<Mark>,
     /// Draw a dot at every point (few points, or points that are steps).
     pub dots: bool,
+    /// Long x labels (dates and run ids), written downwards.
+    pub x_rotated: bool,
+    /// Where the legend goes (where the lines usually are not).
+    pub legend: SeriesLabelPosition,
 }
 
 const W: u32 = 560;
 const H: u32 = 270;
+/// Charts with their x labels written downwards are taller.
+const H_ROTATED: u32 = 520;
 
 /// The chart as a `<figure>` holding its SVG.
 pub fn line_chart(c: &Chart<'_>) -> String {
     let mut svg = String::new();
+    let h = if c.x_rotated { H_ROTATED } else { H };
     {
-        let root = SVGBackend::with_string(&mut svg, (W, H)).into_drawing_area();
+        let root = SVGBackend::with_string(&mut svg, (W, h)).into_drawing_area();
         draw(&root, c).expect("drawing into a string cannot fail");
         root.present().expect("drawing into a string cannot fail");
     }
@@ -124,7 +134,9 @@ pub fn figure(id: &str, title: &str, svg: &str) -> String {
         r#"<figure class="chart" data-chart="{}" aria-label="{}">{}</figure>"#,
         html_escape::encode_double_quoted_attribute(id),
         html_escape::encode_double_quoted_attribute(title),
+        // The page sizes the chart (its viewBox keeps the proportions).
         svg.replacen(&format!(r#"width="{W}" height="{H}""#), "", 1)
+            .replacen(&format!(r#"width="{W}" height="{H_ROTATED}""#), "", 1)
     )
 }
 
@@ -136,25 +148,43 @@ fn draw(root: &Area<'_>, c: &Chart<'_>) -> Drawn {
     let mut chart = ChartBuilder::on(root)
         .caption(
             &c.title,
-            ("sans-serif", 16).into_font().style(FontStyle::Bold),
+            ("sans-serif", 18).into_font().style(FontStyle::Bold),
         )
         .margin(10)
-        .x_label_area_size(36)
+        .margin_right(28)
+        .x_label_area_size(if c.x_rotated { 280 } else { 36 })
         .y_label_area_size(60)
         .build_cartesian_2d(Ticked::of(&c.x), Ticked::of(&c.y))?;
     let fx = |v: &f64| (c.x_label)(*v);
     let fy = |v: &f64| (c.y_label)(*v);
+    // Rotated labels are drawn below (plotters centres every x label on
+    // its tick, which would put half of a long rotated label in the plot).
+    let none = |_: &f64| String::new();
     chart
         .configure_mesh()
-        .x_label_formatter(&fx)
+        .label_style(("sans-serif", 15))
+        .x_label_formatter(if c.x_rotated { &none } else { &fx })
         .y_label_formatter(&fy)
         .x_desc(c.x_desc)
         .y_desc(c.y_desc)
         .bold_line_style(RGBColor(0xe5, 0xe7, 0xeb))
         .axis_style(RGBColor(0x9c, 0xa3, 0xaf))
-        .label_style(("sans-serif", 13))
-        .axis_desc_style(("sans-serif", 13))
+        .axis_desc_style(("sans-serif", 15))
         .draw()?;
+    if c.x_rotated {
+        for t in &c.x.ticks {
+            let (px, py) = chart.backend_coord(&(*t, c.y.lo));
+            root.draw(&Text::new(
+                (c.x_label)(*t),
+                (px, py + 8),
+                ("sans-serif", 14)
+                    .into_font()
+                    .transform(FontTransform::Rotate90)
+                    .color(&BLACK)
+                    .pos(Pos::new(HPos::Left, VPos::Center)),
+            ))?;
+        }
+    }
     for (from, to, label) in &c.bands {
         let (from, to) = (from.max(c.x.lo), to.min(c.x.hi));
         chart.draw_series(std::iter::once(Rectangle::new(
@@ -164,7 +194,7 @@ fn draw(root: &Area<'_>, c: &Chart<'_>) -> Drawn {
         chart.draw_series(std::iter::once(Text::new(
             label.to_string(),
             (from, c.y.hi),
-            ("sans-serif", 12)
+            ("sans-serif", 14)
                 .into_font()
                 .color(&RGBColor(0x6d, 0x28, 0xd9)),
         )))?;
@@ -197,29 +227,38 @@ fn draw(root: &Area<'_>, c: &Chart<'_>) -> Drawn {
     for m in &c.marks {
         chart.draw_series(std::iter::once(Circle::new(
             m.at,
-            7,
+            6,
             m.color.stroke_width(3),
         )))?;
-        chart.draw_series(std::iter::once(Text::new(
+        // The label sits just above its marker, towards the middle.
+        let (px, py) = chart.backend_coord(&m.at);
+        let h = if px > (W / 2) as i32 {
+            HPos::Right
+        } else {
+            HPos::Left
+        };
+        let (dy, v) = if m.below {
+            (12, VPos::Top)
+        } else {
+            (-10, VPos::Bottom)
+        };
+        root.draw(&Text::new(
             m.text.clone(),
-            m.at,
-            ("sans-serif", 13)
+            (px, py + dy),
+            ("sans-serif", 15)
                 .into_font()
                 .style(FontStyle::Bold)
                 .color(&m.color)
-                .pos(plotters::style::text_anchor::Pos::new(
-                    plotters::style::text_anchor::HPos::Center,
-                    plotters::style::text_anchor::VPos::Bottom,
-                )),
-        )))?;
+                .pos(Pos::new(h, v)),
+        ))?;
     }
     if !c.lines.is_empty() {
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
+            .position(c.legend.clone())
             .background_style(WHITE.mix(0.85))
             .border_style(RGBColor(0xd1, 0xd5, 0xdb))
-            .label_font(("sans-serif", 12))
+            .label_font(("sans-serif", 14))
             .draw()?;
     }
     Ok(())
@@ -262,7 +301,7 @@ fn draw_bars(root: &Area<'_>, b: &Bars<'_>) -> Drawn {
     let mut chart = ChartBuilder::on(root)
         .caption(
             &b.title,
-            ("sans-serif", 16).into_font().style(FontStyle::Bold),
+            ("sans-serif", 18).into_font().style(FontStyle::Bold),
         )
         .margin(10)
         .x_label_area_size(36)
@@ -284,8 +323,8 @@ fn draw_bars(root: &Area<'_>, b: &Bars<'_>) -> Drawn {
         .y_desc(b.y_desc)
         .bold_line_style(RGBColor(0xe5, 0xe7, 0xeb))
         .axis_style(RGBColor(0x9c, 0xa3, 0xaf))
-        .label_style(("sans-serif", 13))
-        .axis_desc_style(("sans-serif", 13))
+        .label_style(("sans-serif", 15))
+        .axis_desc_style(("sans-serif", 15))
         .draw()?;
     chart.draw_series(b.values.iter().enumerate().map(|(i, v)| {
         Rectangle::new(

@@ -8,6 +8,8 @@
 //! [`KneeView`], `plot.rs` and `ticks.rs`.
 
 use super::knee_view::KneeView;
+use plotters::chart::SeriesLabelPosition;
+
 use super::plot::{bar_chart, line_chart, Bars, Chart, Line, Mark, COLORS};
 use super::ticks::{nines, nines_label, time_axis, time_label, Axis, Quantity};
 use super::OverTime;
@@ -74,6 +76,8 @@ fn over_time_chart(
         rules: Vec::new(),
         marks: Vec::new(),
         dots,
+        x_rotated: false,
+        legend: SeriesLabelPosition::UpperLeft,
     })
 }
 
@@ -200,10 +204,13 @@ pub(super) fn spectrum_chart(metric: &str, points: &[(f64, f64)]) -> String {
                     at: *at,
                     text: format!("{name} {}", format_us(at.1)),
                     color: COLORS[2],
+                    below: false,
                 })
             })
             .collect(),
         dots: false,
+        x_rotated: false,
+        legend: SeriesLabelPosition::LowerRight,
     })
 }
 
@@ -224,6 +231,7 @@ pub(super) fn knee_chart(k: &KneeView) -> String {
             at: (*load, *p95),
             text: text.clone(),
             color: COLORS[3],
+            below: true,
         });
     }
     if let Some((load, p95, text)) = &k.failing {
@@ -231,6 +239,7 @@ pub(super) fn knee_chart(k: &KneeView) -> String {
             at: (*load, *p95),
             text: text.clone(),
             color: COLORS[2],
+            below: false,
         });
     }
     line_chart(&Chart {
@@ -251,5 +260,7 @@ pub(super) fn knee_chart(k: &KneeView) -> String {
             .collect(),
         marks,
         dots: true,
+        x_rotated: false,
+        legend: SeriesLabelPosition::LowerRight,
     })
 }

@@ -183,6 +183,19 @@ pub fn time_label(t: f64, step: f64) -> String {
 }
 
 impl Axis {
+    /// An axis with ticks chosen by the caller (runs on a trend's x axis).
+    pub fn fixed(lo: f64, hi: f64, ticks: Vec<f64>) -> Axis {
+        Axis {
+            lo,
+            hi,
+            ticks,
+            step: 1.0,
+            quantity: Quantity::Plain,
+            scale: 1.0,
+            suffix: "",
+        }
+    }
+
     /// The step between ticks (in the axis' raw unit).
     pub fn step(&self) -> f64 {
         self.step

@@ -91,7 +91,19 @@ pub(super) fn collector(req: &RunRequest, out: &Outputs) -> Result<Collector, Ru
             let _ = failed.set(format!("the interval files: {e}"));
         }
     });
-    Ok(Collector::with_sink(req.scenario.interval, Some(sink)))
+    let interval = req
+        .scenario
+        .interval
+        .unwrap_or_else(|| default_interval(req.scenario.workload.plan.total()));
+    Ok(Collector::with_sink(interval, Some(sink)))
+}
+
+/// The interval when `[output] interval` is not written: 5 s, or for a
+/// run shorter than 150 s its length / 30 in whole seconds (at least 1 s),
+/// so that a short run still has enough points to draw a curve.
+pub(super) fn default_interval(total: std::time::Duration) -> std::time::Duration {
+    let s = total.as_secs().div_ceil(30).clamp(1, 5);
+    std::time::Duration::from_secs(s)
 }
 
 /// The run's identity, as every checkpoint and the final snapshot carry it;

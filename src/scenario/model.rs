@@ -45,8 +45,10 @@ pub struct Scenario {
     pub thresholds: Vec<Threshold>,
     pub prompts: Vec<String>,
     pub output_dir: PathBuf,
-    /// Length of the intervals of over-time data.
-    pub interval: Duration,
+    /// Length of the intervals of over-time data; `None` when `[output]
+    /// interval` is not written: the run picks it from its length
+    /// (`run/outputs.rs`, so a 12 s run still draws a curve).
+    pub interval: Option<Duration>,
     /// How often `snapshot.json` is rewritten during the run.
     pub checkpoint: Duration,
     /// Allowed worsening against a baseline, by metric statistic or rate.

@@ -9,19 +9,19 @@ use super::doc::Obj;
 /// `[output]` as read (defaults where not written).
 pub(super) struct Output {
     pub(super) dir: PathBuf,
-    pub(super) interval: Duration,
+    pub(super) interval: Option<Duration>,
     pub(super) checkpoint: Duration,
 }
 
 pub(super) fn read_output(o: &Obj<'_>) -> Output {
-    let mut interval = Duration::from_secs(5);
+    let mut interval = None;
     let mut checkpoint = Duration::from_secs(60);
     let output_dir = match o.obj("output") {
         Some(out) => {
             let d = out.str("dir").map(PathBuf::from);
             if let Some(n) = out.get("interval") {
                 match n.as_duration() {
-                    Some(d) if d >= Duration::from_millis(100) => interval = d,
+                    Some(d) if d >= Duration::from_millis(100) => interval = Some(d),
                     Some(_) => n.error("must be at least 100ms"),
                     None => {}
                 }
