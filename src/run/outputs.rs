@@ -199,3 +199,25 @@ pub(super) fn write(
     }
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::default_interval;
+    use std::time::Duration;
+
+    #[test]
+    fn a_short_run_gets_intervals_short_enough_to_draw_a_curve() {
+        let n = |total_s: u64| {
+            let i = default_interval(Duration::from_secs(total_s)).as_secs();
+            (i, total_s / i)
+        };
+        // 12 s: 1 s intervals, 12 points (5 s intervals gave 2).
+        assert_eq!(n(12), (1, 12));
+        assert_eq!(n(25), (1, 25));
+        assert_eq!(n(90), (3, 30));
+        // From 150 s on, the 5 s of before.
+        assert_eq!(n(150), (5, 30));
+        assert_eq!(n(8 * 3600).0, 5);
+        assert_eq!(n(0).0, 1);
+    }
+}
