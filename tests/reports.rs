@@ -219,7 +219,10 @@ fn a_capacity_search_reports_its_steps_and_knee() {
         "p99",
         "users",
     ] {
-        assert!(chart.contains(&format!("\n{text}\n</text>")), "{text}: {chart}");
+        assert!(
+            chart.contains(&format!("\n{text}\n</text>")),
+            "{text}: {chart}"
+        );
     }
     let xml = String::from_utf8(render(&d, &s, Format::Junit)).unwrap();
     assert!(xml.contains("capacity knee carries the target load"));
