@@ -141,3 +141,122 @@ fn a_capacity_report_shows_its_knee_chart_in_chromium() {
     assert_charts(&result, &ids);
     assert!(ids.contains("ttc-spectrum") && ids.contains("ttc-over-time"));
 }
+
+/// A plain HTTP GET on 127.0.0.1 (the body), `None` while nothing listens.
+fn http_get(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    text.split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+}
+
+/// The text of the element with this id in a dumped DOM.
+fn by_id(dom: &str, id: &str) -> String {
+    let at = dom
+        .find(&format!(r#"id="{id}">"#))
+        .unwrap_or_else(|| panic!("no #{id} in {dom}"))
+        + id.len()
+        + 6;
+    dom[at..at + dom[at..].find('<').unwrap()].to_string()
+}
+
+/// One read of the live page: its figures, as the browser shows them.
+struct Read {
+    elapsed_s: u64,
+    runs_ok: u64,
+    line: String,
+    dom: String,
+}
+
+fn read_live_page(port: u16) -> Option<Read> {
+    let dom = dump_dom(&format!("http://127.0.0.1:{port}/"), 2500)?;
+    let n = |id: &str| {
+        by_id(&dom, id)
+            .parse::<u64>()
+            .unwrap_or_else(|_| panic!("#{id}: {dom}"))
+    };
+    // The page shows the progress line, built from the same figures as its cards.
+    let line = by_id(&dom, "line");
+    let expected = format!(
+        "{}s/{}s  users {}  runs/s {}  ttfe p95 {}  1011s {}  failed {}",
+        n("elapsed_s"),
+        n("total_s"),
+        n("users"),
+        n("runs_per_s"),
+        by_id(&dom, "ttfe_p95").replace("&nbsp;", " "),
+        n("closes_1011"),
+        n("failed")
+    );
+    assert_eq!(line, expected);
+    Some(Read {
+        elapsed_s: n("elapsed_s"),
+        runs_ok: n("runs_ok"),
+        line,
+        dom,
+    })
+}
+
+#[test]
+fn the_live_page_shows_the_runs_numbers_changing_in_chromium() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chatload"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "run",
+            "scenarios/smoke.toml",
+            "--users",
+            "5",
+            "--duration",
+            "25s",
+            "-q",
+        ])
+        .arg("--metrics-addr")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .env_remove("CHATLOAD_JWT_SECRET")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Until the first second has been read (a bounded wait on a condition).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let json = http_get(port, "/live.json")
+            .and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok());
+        if json.is_some_and(|j| j["figures"]["runs_ok"].as_u64() > Some(0)) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no live figures");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let reads = (|| Some((read_live_page(port)?, read_live_page(port)?)))();
+    let _ = child.kill();
+    let _ = child.wait();
+    let Some((first, second)) = reads else {
+        return;
+    };
+    assert!(
+        second.elapsed_s > first.elapsed_s,
+        "{} then {}",
+        first.line,
+        second.line
+    );
+    assert!(
+        second.runs_ok > first.runs_ok,
+        "{} then {}",
+        first.line,
+        second.line
+    );
+    for id in ["live-ttfe", "live-runs"] {
+        let at = second.dom.find(&format!(r#"data-chart="{id}""#)).unwrap();
+        let fig = &second.dom[at..at + second.dom[at..].find("</figure>").unwrap()];
+        assert!(fig.contains("<polyline"), "{id} not drawn: {fig}");
+        assert!(fig.contains(">p95<") || fig.contains(">ok<"), "{fig}");
+    }
+    assert_eq!(by_id(&second.dom, "status"), "", "the page lost the run");
+}

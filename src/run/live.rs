@@ -64,7 +64,9 @@ pub(super) async fn live_progress(
 
 /// The `/metrics` router: the running totals and the users the plan has now.
 fn metrics_router(obs: ObsSender, plan: LoadPlan, t0: Instant) -> axum::Router {
-    axum::Router::new().route(
+    // The live page: `/` and `/live.json` (live_page.rs).
+    let page = super::live_page::router(obs.clone(), plan.clone(), t0);
+    axum::Router::new().merge(page).route(
         "/metrics",
         axum::routing::get(move || {
             let obs = obs.clone();

@@ -9,7 +9,7 @@
 //! 4. clock: wait for `--start-at`, then the interval files and the first
 //!    checkpoint (`outputs.rs`).
 //! 5. consumers (`consumers.rs`): `/metrics` and the progress line
-//!    (`live.rs`), the capacity controller (`capacity.rs`), checkpoints and
+//!    (`live.rs`), the live page at `/` (`live_page.rs`, `live_figures.rs`), the capacity controller (`capacity.rs`), checkpoints and
 //!    stop signals (`checkpoint.rs`), the `abort_on_fail` watcher, fail
 //!    fast (`fail_fast.rs`).
 //! 6. engine: `engine::execute` drives the users.
@@ -29,6 +29,8 @@ mod consumers;
 mod ending;
 mod fail_fast;
 mod live;
+mod live_figures;
+mod live_page;
 mod outputs;
 pub mod preflight;
 mod resources;

@@ -35,20 +35,6 @@ pub fn dump_dom(url: &str, budget_ms: u32) -> Option<String> {
     }
 }
 
-/// A PNG of the page (for the README's screenshots).
-pub fn screenshot(url: &str, png: &Path, size: (u32, u32)) {
-    let profile = tempfile::tempdir().unwrap();
-    let o = Command::new("chromium")
-        .args(flags(profile.path()))
-        .arg("--hide-scrollbars")
-        .arg(format!("--window-size={},{}", size.0, size.1))
-        .arg(format!("--screenshot={}", png.display()))
-        .arg(url)
-        .output()
-        .unwrap();
-    assert!(o.status.success() && png.exists(), "{o:?}");
-}
-
 fn flags(profile: &Path) -> Vec<String> {
     [
         "--headless",
