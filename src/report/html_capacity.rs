@@ -2,11 +2,11 @@
 //! knee chart (drawn by `svg.rs`) and the step table, kept apart from the
 //! rest of the page so the step table can change on its own.
 //!
-//! Imports the view model's [`CapacityView`] and `html.rs`'s code spans.
+//! Imports the view model's [`CapacityView`] and `html_text.rs`.
 
 use maud::{html, Markup, PreEscaped};
 
-use super::html::code_spans;
+use super::html_text::code_spans;
 use super::CapacityView;
 
 /// Summary, SLO, knee chart (when drawn) and step table.

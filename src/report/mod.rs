@@ -24,6 +24,7 @@ pub mod history;
 pub mod history_view;
 pub mod html;
 pub mod html_capacity;
+pub mod html_text;
 pub mod junit;
 pub mod knee_view;
 pub mod markdown;

@@ -142,7 +142,10 @@ pub fn figure(id: &str, title: &str, svg: &str) -> String {
 
 type Area<'b> = DrawingArea<SVGBackend<'b>, plotters::coord::Shift>;
 type Drawn = Result<(), DrawingAreaErrorKind<std::io::Error>>;
+type Ctx<'a, 'b> =
+    ChartContext<'a, SVGBackend<'b>, plotters::coord::cartesian::Cartesian2d<Ticked, Ticked>>;
 
+/// The chart, phase by phase: axes, shaded bands, rules, lines, marks, legend.
 fn draw(root: &Area<'_>, c: &Chart<'_>) -> Drawn {
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(root)
@@ -172,6 +175,38 @@ fn draw(root: &Area<'_>, c: &Chart<'_>) -> Drawn {
         .axis_desc_style(("sans-serif", 15))
         .draw()?;
     if c.x_rotated {
+        rotated_x_labels(root, &chart, c)?;
+    }
+    bands_and_rules(&mut chart, c)?;
+    for l in &c.lines {
+        let color = l.color;
+        chart
+            .draw_series(LineSeries::new(
+                l.points.iter().copied(),
+                color.stroke_width(2),
+            ))?
+            .label(l.name.clone())
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color.stroke_width(2)));
+        if c.dots || l.points.len() == 1 {
+            chart.draw_series(l.points.iter().map(|p| Circle::new(*p, 3, color.filled())))?;
+        }
+    }
+    marks(root, &mut chart, c)?;
+    if !c.lines.is_empty() {
+        chart
+            .configure_series_labels()
+            .position(c.legend.clone())
+            .background_style(WHITE.mix(0.85))
+            .border_style(RGBColor(0xd1, 0xd5, 0xdb))
+            .label_font(("sans-serif", 14))
+            .draw()?;
+    }
+    Ok(())
+}
+
+/// Long x labels written downwards from their ticks.
+fn rotated_x_labels(root: &Area<'_>, chart: &Ctx<'_, '_>, c: &Chart<'_>) -> Drawn {
+    {
         for t in &c.x.ticks {
             let (px, py) = chart.backend_coord(&(*t, c.y.lo));
             root.draw(&Text::new(
@@ -185,6 +220,11 @@ fn draw(root: &Area<'_>, c: &Chart<'_>) -> Drawn {
             ))?;
         }
     }
+    Ok(())
+}
+
+/// A drift rule's windows shaded, and horizontal rules (an SLO) dashed.
+fn bands_and_rules(chart: &mut Ctx<'_, '_>, c: &Chart<'_>) -> Drawn {
     for (from, to, label) in &c.bands {
         let (from, to) = (from.max(c.x.lo), to.min(c.x.hi));
         chart.draw_series(std::iter::once(Rectangle::new(
@@ -211,19 +251,11 @@ fn draw(root: &Area<'_>, c: &Chart<'_>) -> Drawn {
             .label(label.clone())
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color.stroke_width(2)));
     }
-    for l in &c.lines {
-        let color = l.color;
-        chart
-            .draw_series(LineSeries::new(
-                l.points.iter().copied(),
-                color.stroke_width(2),
-            ))?
-            .label(l.name.clone())
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color.stroke_width(2)));
-        if c.dots || l.points.len() == 1 {
-            chart.draw_series(l.points.iter().map(|p| Circle::new(*p, 3, color.filled())))?;
-        }
-    }
+    Ok(())
+}
+
+/// Named points (the knee, a failing step), each labelled beside its marker.
+fn marks(root: &Area<'_>, chart: &mut Ctx<'_, '_>, c: &Chart<'_>) -> Drawn {
     for m in &c.marks {
         chart.draw_series(std::iter::once(Circle::new(
             m.at,
@@ -251,15 +283,6 @@ fn draw(root: &Area<'_>, c: &Chart<'_>) -> Drawn {
                 .color(&m.color)
                 .pos(Pos::new(h, v)),
         ))?;
-    }
-    if !c.lines.is_empty() {
-        chart
-            .configure_series_labels()
-            .position(c.legend.clone())
-            .background_style(WHITE.mix(0.85))
-            .border_style(RGBColor(0xd1, 0xd5, 0xdb))
-            .label_font(("sans-serif", 14))
-            .draw()?;
     }
     Ok(())
 }
