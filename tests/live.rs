@@ -167,5 +167,9 @@ async fn the_trend_shows_every_recorded_run_with_its_key_figures() {
         .args(["trend", history.to_str().unwrap(), "--format", "html"])
         .output()
         .unwrap();
-    assert!(String::from_utf8_lossy(&o.stdout).matches("<svg").count() == 4);
+    // p50/p95/p99 of ws_connect, ttfe and ttc, the 1011 rate, the ok rate.
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).matches("<svg").count(),
+        5
+    );
 }
