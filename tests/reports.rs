@@ -63,7 +63,7 @@ fn fixed_snapshot() -> Snapshot {
     half.record("ttc", 100_000);
     half.count("runs.ok", 1);
     Snapshot {
-        tags: Default::default(),
+        tags: [("build".to_string(), "1234".to_string())].into(),
         format_version: FORMAT_VERSION.into(),
         tool: ToolInfo {
             name: "chatload".into(),
@@ -341,6 +341,10 @@ fn html_is_one_self_contained_file_with_charts() {
         "every chart is one figure holding one SVG"
     );
     assert!(html.contains("missing_field") && html.contains("chatload-user-00003"));
+    assert!(
+        html.contains(r#"<span class="tag">build=1234</span>"#),
+        "the run's tags"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

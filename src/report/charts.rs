@@ -114,10 +114,12 @@ pub const SPECTRUM_METRICS: [&str; 3] = [names::WS_CONNECT, names::TTFE, names::
 /// (x on the "nines" axis, value in µs) every 0.05 nines from p0 up to the
 /// last percentile the count can resolve (log10(count) nines: 1,000 values
 /// reach p99.9), then the maximum there.
-pub(super) fn spectra(s: &Snapshot) -> Vec<(String, Vec<(f64, f64)>)> {
+pub(super) fn spectra(
+    histograms: &std::collections::BTreeMap<String, crate::metrics::snapshot::HistogramData>,
+) -> Vec<(String, Vec<(f64, f64)>)> {
     let mut out = Vec::new();
     for m in SPECTRUM_METRICS {
-        let Some(h) = s.histograms.get(m).and_then(|h| h.decode(m).ok()) else {
+        let Some(h) = histograms.get(m).and_then(|h| h.decode(m).ok()) else {
             continue;
         };
         if h.is_empty() {
@@ -170,6 +172,38 @@ mod tests {
             length_s,
             rec,
         })
+    }
+
+    #[test]
+    fn the_spectrum_reads_the_whole_histogram_on_the_nines_axis() {
+        let mut rec = Recorder::default();
+        for v in 1..=10_000u64 {
+            rec.record(names::TTC, v);
+        }
+        let spectra = spectra(&Snapshot::histograms_from(&rec));
+        assert_eq!(spectra.len(), 1, "only the key metrics recorded");
+        let (m, pts) = &spectra[0];
+        assert_eq!(m, names::TTC);
+        let at = |x: f64| pts.iter().find(|p| (p.0 - x).abs() < 1e-9).unwrap().1;
+        // 10,000 values 1..=10,000: about p50 5,000, p90 9,000, p99 9,900, up to
+        // 4 nines (p99.99), then the max (HDR's 3 significant digits).
+        let near = |a: f64, b: f64| (a - b).abs() <= b * 0.001 + 1.0;
+        let x50 = nines_of(0.5);
+        let q50 = 1.0 - 10f64.powf(-x50);
+        assert!(near(at(x50), q50 * 10_000.0), "{}", at(x50));
+        assert!(near(at(1.0), 9_000.0), "{}", at(1.0));
+        assert!(near(at(2.0), 9_900.0), "{}", at(2.0));
+        let last = pts.last().unwrap();
+        assert!(
+            (last.0 - 4.0).abs() < 1e-9 && near(last.1, 10_000.0),
+            "{last:?}"
+        );
+        assert!(pts.windows(2).all(|w| w[0].1 <= w[1].1), "never decreasing");
+    }
+
+    fn nines_of(q: f64) -> f64 {
+        // Points are every 0.05 nines: the one nearest q.
+        (crate::report::ticks::nines(q) / 0.05).round() * 0.05
     }
 
     #[test]

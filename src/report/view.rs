@@ -114,7 +114,7 @@ impl ReportData {
             }),
             over_time: over_time(s),
             distributions: distributions(s),
-            spectra: spectra(s),
+            spectra: spectra(&s.histograms),
             settings_json: serde_json::to_string_pretty(&s.scenario).unwrap_or_default(),
             shards: s.shards.clone(),
             generator: s.generator.clone(),
