@@ -429,9 +429,22 @@ async fn a_slower_run_regresses_against_its_baseline_and_an_equal_one_does_not()
             .unwrap()
             .contains("**REGRESSED**")
     );
-    assert!(String::from_utf8(render(&d, &slow.snapshot, Format::Html))
-        .unwrap()
-        .contains("regressed"));
+    let html = String::from_utf8(render(&d, &slow.snapshot, Format::Html)).unwrap();
+    // The baseline table: regressions first, then by significance.
+    let table = &html[html.find("<h2>Against baseline").unwrap()..];
+    let table = &table[..table.find("</table>").unwrap()];
+    let statuses: Vec<&str> = table
+        .split("</span></td></tr>")
+        .filter_map(|row| row.rsplit('>').next())
+        .filter(|s| !s.is_empty())
+        .collect();
+    assert!(statuses.len() >= 10 && statuses[0] == "regressed", "{statuses:?}");
+    let first_other = statuses.iter().position(|s| *s != "regressed").unwrap();
+    assert!(
+        statuses[first_other..].iter().all(|s| *s != "regressed"),
+        "{statuses:?}"
+    );
+    assert!(table.contains("<th>p-value</th>"));
     assert!(String::from_utf8(render(&d, &slow.snapshot, Format::Junit))
         .unwrap()
         .contains("type=\"regression\""));
