@@ -438,7 +438,10 @@ async fn a_slower_run_regresses_against_its_baseline_and_an_equal_one_does_not()
         .filter_map(|row| row.rsplit('>').next())
         .filter(|s| !s.is_empty())
         .collect();
-    assert!(statuses.len() >= 10 && statuses[0] == "regressed", "{statuses:?}");
+    assert!(
+        statuses.len() >= 10 && statuses[0] == "regressed",
+        "{statuses:?}"
+    );
     let first_other = statuses.iter().position(|s| *s != "regressed").unwrap();
     assert!(
         statuses[first_other..].iter().all(|s| *s != "regressed"),

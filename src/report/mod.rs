@@ -3,12 +3,16 @@
 //!
 //! This file owns [`ReportData`], [`Format`] (the one list of formats) and
 //! [`render`]. The view model is built by `view.rs` (key numbers and count
-//! tables), `charts.rs` (over-time series, distributions) and
-//! `capacity_view.rs` (a capacity search's steps), `validity_view.rs`
-//! (INVALID causes, offered vs achieved, failure reasons). One renderer per format:
-//! `markdown.rs`, `html.rs` (with `svg.rs` for its charts), `junit.rs`; the
-//! JSON format is the snapshot itself. `console.rs` prints the end-of-run
-//! summary, `history.rs` the trend pages.
+//! tables), `charts.rs` (over-time series, distributions, percentile
+//! spectra), `capacity_view.rs` (a capacity search's steps), `knee_view.rs`
+//! (its knee chart's data), `validity_view.rs` (INVALID causes, offered vs
+//! achieved, failure reasons). One renderer per format: `markdown.rs`,
+//! `html.rs` (a `maud` template; the capacity section is `html_capacity.rs`,
+//! code spans `html_text.rs`, the charts `svg.rs`), `junit.rs`; the JSON
+//! format is the snapshot itself. Charts are drawn by `plot.rs` (plotters'
+//! SVG backend) on the axes of `ticks.rs` (ticks and units). `console.rs`
+//! prints the end-of-run summary; `history.rs` keeps the run history (schema
+//! versions and migrations) and `history_view.rs` renders the trend pages.
 //!
 //! May import `metrics` and the leaves below it (`names`, `units`,
 //! `outcome`); never `engine`, `run` or `cli`.
