@@ -264,3 +264,35 @@ pub(super) fn knee_chart(k: &KneeView) -> String {
         legend: SeriesLabelPosition::LowerRight,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn charts_of_little_or_flat_data_still_draw() {
+        assert_eq!(charts(&OverTime::default()), "");
+        let one = OverTime {
+            ttc: vec![(0.4, 0.0, 0.0, 0.0)],
+            runs: vec![(0.4, 0.0, 0.0)],
+            ..OverTime::default()
+        };
+        let svg = charts(&one);
+        assert_eq!(svg.matches("<svg").count(), 2);
+        // A flat zero series: a µs axis from 0, no "NaN" anywhere.
+        assert!(svg.contains("0µs") && !svg.contains("NaN"), "{svg}");
+        for svg in [
+            histogram_chart("ttc", &[(1000, 0)]),
+            spectrum_chart("ttc", &[(0.0, 5.0), (0.5, 5.0)]),
+            knee_chart(&KneeView {
+                unit: "users".into(),
+                points: vec![(4.0, 1e3, 2e3, 3e3)],
+                slo: vec![],
+                knee: None,
+                failing: Some((4.0, 2e3, "step 1 broke ttc p95 < 1ms".into())),
+            }),
+        ] {
+            assert!(svg.contains("<svg") && !svg.contains("NaN"), "{svg}");
+        }
+    }
+}
