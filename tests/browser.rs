@@ -203,6 +203,7 @@ fn read_live_page(port: u16) -> Option<Read> {
 fn the_live_page_shows_the_runs_numbers_changing_in_chromium() {
     let dir = tempfile::tempdir().unwrap();
     let port = common::free_port();
+    // Long enough for both reads on a loaded machine; stopped once read.
     let mut child = Command::new(env!("CARGO_BIN_EXE_chatload"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .args([
@@ -211,7 +212,7 @@ fn the_live_page_shows_the_runs_numbers_changing_in_chromium() {
             "--users",
             "5",
             "--duration",
-            "25s",
+            "60s",
             "-q",
         ])
         .arg("--metrics-addr")
