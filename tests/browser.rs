@@ -153,6 +153,24 @@ fn http_get(port: u16, path: &str) -> Option<String> {
         .map(|(_, body)| body.to_string())
 }
 
+/// Until `/live.json`'s figures satisfy `done` (a bounded wait on a
+/// condition, polled every 100 ms).
+fn wait_for(port: u16, done: impl Fn(&serde_json::Value) -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let json = http_get(port, "/live.json")
+            .and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok());
+        if json.is_some_and(|j| done(&j["figures"])) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the live figures did not move"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 /// The text of the element with this id in a dumped DOM.
 fn by_id(dom: &str, id: &str) -> String {
     let at = dom
@@ -224,18 +242,16 @@ fn the_live_page_shows_the_runs_numbers_changing_in_chromium() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    // Until the first second has been read (a bounded wait on a condition).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let json = http_get(port, "/live.json")
-            .and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok());
-        if json.is_some_and(|j| j["figures"]["runs_ok"].as_u64() > Some(0)) {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "no live figures");
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    let reads = (|| Some((read_live_page(port)?, read_live_page(port)?)))();
+    wait_for(port, |f| f["runs_ok"].as_u64() > Some(0));
+    let reads = (|| {
+        let first = read_live_page(port)?;
+        // Until the run has moved on from what the first read showed.
+        wait_for(port, |f| {
+            f["elapsed_s"].as_u64() > Some(first.elapsed_s)
+                && f["runs_ok"].as_u64() > Some(first.runs_ok)
+        });
+        Some((first, read_live_page(port)?))
+    })();
     let _ = child.kill();
     let _ = child.wait();
     let Some((first, second)) = reads else {
