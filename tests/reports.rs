@@ -145,6 +145,7 @@ fn capacity_snapshot() -> Snapshot {
     let slo = vec![
         Threshold::parse("ttc p95", "< 100ms").unwrap(),
         Threshold::parse("close_1011 rate", "< 1%").unwrap(),
+        Threshold::parse("auth_failure rate", "< 5%").unwrap(),
     ];
     let steps = [(4.0, 60_000u64, 0u64), (8.0, 70_000, 0), (12.0, 140_000, 3)]
         .iter()
@@ -156,8 +157,21 @@ fn capacity_snapshot() -> Snapshot {
                 rec.record("ttc", ttc + k * 50);
             }
             rec.count("runs.started", 100);
+            rec.count("runs.ok", 100 - closes);
             rec.count("runs.failed", closes);
+            rec.count("runs.failed.closed", closes);
             rec.count("closes.1011", closes);
+            rec.count("closes_by_phase.during_run.1011", closes);
+            // Each step connects its 4 new users (one auth failure in step 3, retried).
+            let auth = u64::from(i == 2);
+            rec.count("connections.attempted", 4 + auth);
+            rec.count("connections.upgraded", 4 + auth);
+            rec.count("connections.ready", 4);
+            rec.count("tokens.rejected", auth);
+            for k in 0..4u64 {
+                rec.record("ws_connect", 2_000 + k * 100);
+                rec.record("ws_ready", 40_000 + i as u64 * 10_000 + k * 1_000);
+            }
             let i = i as u64;
             let step = CapacityStep {
                 index: i as u32 + 1,
@@ -165,11 +179,15 @@ fn capacity_snapshot() -> Snapshot {
                 start_s: i * 10,
                 measure_s: i * 10 + 2,
                 end_s: i * 10 + 10,
+                at_once: Some(4),
             };
-            // Every user holds one socket through the step.
+            // The users of the steps before hold their sockets through the step.
             let cx = chatload::metrics::capacity::StepContext {
-                sockets_at_start: load as u64,
+                sockets_at_start: load as u64 - 4,
                 open_model: false,
+                sockets_at_end: Some(load as u64),
+                window_s: Some(8.0),
+                drain_s: Some(0.1),
             };
             judge_step(&step, format!("{load} users"), &slo, &rec, cx)
         })

@@ -34,6 +34,20 @@ pub struct StepResult {
     /// and is never the knee.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub invalid: Vec<ValidityCause>,
+    /// Ready sockets when the step began and when its measured window ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sockets_at_start: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sockets_at_end: Option<u64>,
+    /// Seconds the measured window was open (shorter than planned when the
+    /// run stopped in it), and waited after it for the runs started in it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_s: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_s: Option<f64>,
+    /// Sockets the plan opens at once in this step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_once: Option<u64>,
 }
 
 /// The step where the search stopped and why.
@@ -70,16 +84,33 @@ pub struct CapacityResult {
     /// broke: the search ended there without a knee.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generator_limit: Option<FirstFailing>,
+    /// `at_least` when the knee is a lower bound (no step broke), `below`
+    /// when no step held (the headroom is that of the first step, an upper
+    /// bound); absent when the knee was found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headroom_bound: Option<String>,
+    /// The connect/auth and agent-run capacities apart, when the SLOs
+    /// judge both (see `capacity_sides.rs`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sides: Vec<super::capacity_sides::SideKnee>,
+    /// Which capacity broke first (`both`: on the same step).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_broke: Option<super::capacity_sides::Side>,
 }
 
 /// What judging a step needs besides its own data.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct StepContext {
-    /// Ready sockets open when the step's measurement began (they carry the
-    /// step's runs as much as the sockets it opens).
+    /// Ready sockets open when the step began (they carry the step's runs
+    /// as much as the sockets it opens).
     pub sockets_at_start: u64,
     /// An open-model search: the step must also have offered its load.
     pub open_model: bool,
+    /// Ready sockets when the measured window ended.
+    pub sockets_at_end: Option<u64>,
+    /// Seconds the measured window was open, and waited after it for its runs.
+    pub window_s: Option<f64>,
+    pub drain_s: Option<f64>,
 }
 
 /// Judges one step's data against the SLOs. In the open model a step also
@@ -114,6 +145,11 @@ pub fn judge_step(
         counters: rec.counters.clone(),
         histograms: histograms_of(rec),
         invalid,
+        sockets_at_start: Some(cx.sockets_at_start),
+        sockets_at_end: cx.sockets_at_end,
+        window_s: cx.window_s,
+        drain_s: cx.drain_s,
+        at_once: step.at_once,
     }
 }
 
@@ -181,12 +217,23 @@ pub fn conclude(
     let first_bad = first_stop.filter(|_| limit.is_none());
     let held = &steps[..first_stop.unwrap_or(steps.len())];
     let knee = held.last().filter(|_| limit.is_none());
-    let headroom = match (&target, knee) {
-        (Some((t, _)), Some(k)) if *t > 0.0 => Some(k.load / t - 1.0),
-        (Some(_), None) => Some(-1.0),
-        _ => None,
+    let (headroom, headroom_bound) = match (&target, knee, steps.first()) {
+        (Some((t, _)), Some(k), _) if *t > 0.0 => (
+            Some(k.load / t - 1.0),
+            first_bad.is_none().then(|| "at_least".to_string()),
+        ),
+        // No step held: the knee is below the first step's load.
+        (Some((t, _)), None, Some(first)) if *t > 0.0 && limit.is_none() => {
+            (Some(first.load / t - 1.0), Some("below".to_string()))
+        }
+        (Some(_), None, _) => (Some(-1.0), None),
+        _ => (None, None),
     };
+    let sides = super::capacity_sides::side_knees(&steps, slo);
     CapacityResult {
+        first_broke: super::capacity_sides::first_broke(&sides),
+        sides,
+        headroom_bound,
         unit: unit.to_string(),
         slo: slo.iter().map(|t| t.expr.clone()).collect(),
         knee: knee.map(|k| k.load),
@@ -296,10 +343,27 @@ impl CapacityResult {
             (None, None) => "no step was measured".to_string(),
         };
         if let (Some(h), Some(t)) = (self.headroom, &self.target_text) {
+            let bound = match self.headroom_bound.as_deref() {
+                Some("at_least") => "at least ",
+                Some("below") => "below ",
+                _ => "",
+            };
             s.push_str(&format!(
-                "; headroom against the target {t}: {:+.0}%",
+                "; headroom against the target {t}: {bound}{:+.0}%",
                 h * 100.0
             ));
+        }
+        for side in &self.sides {
+            s.push_str("; ");
+            s.push_str(&side.sentence());
+        }
+        if let Some(first) = self.first_broke {
+            s.push_str(&match first {
+                super::capacity_sides::Side::Both => {
+                    "; both capacities broke on the same step".to_string()
+                }
+                side => format!("; the {} capacity broke first", side.name()),
+            });
         }
         s
     }
@@ -322,6 +386,7 @@ mod tests {
             start_s: 0,
             measure_s: 0,
             end_s: 1,
+            at_once: None,
         };
         judge_step(
             &s,
@@ -375,10 +440,11 @@ mod tests {
             start_s: 0,
             measure_s: 0,
             end_s: 1,
+            at_once: None,
         };
         let cx = |sockets| StepContext {
             sockets_at_start: sockets,
-            open_model: false,
+            ..StepContext::default()
         };
         assert!(judge_step(&s, "1".into(), &rate, &rec, cx(0)).held);
         rec.count("closes.1011", 2);
@@ -408,8 +474,8 @@ mod tests {
             &[],
             &open,
             StepContext {
-                sockets_at_start: 0,
                 open_model: true,
+                ..StepContext::default()
             },
         );
         assert!(!o.held);
@@ -450,6 +516,7 @@ mod tests {
             start_s: 0,
             measure_s: 0,
             end_s: 1,
+            at_once: None,
         };
         limited = judge_step(&s, "12 users".into(), &slo, &rec, StepContext::default());
         assert!(!limited.held, "an invalid step does not hold");

@@ -26,6 +26,7 @@
 //! `outcome`; never `report`, `engine`, `run` or `cli`.
 
 pub mod capacity;
+pub mod capacity_sides;
 pub mod collector;
 pub mod compare;
 pub mod encoding;
@@ -40,7 +41,7 @@ pub mod snapshot;
 pub mod threshold;
 pub mod validity;
 
-pub use collector::{Collector, ObsSender};
+pub use collector::{Collector, ObsSender, RunStep};
 pub use recorder::{
     new_histogram, FailureReason, Observation, OffendingFrame, Recorder, MAX_US, SAMPLES_MAX,
     SAMPLES_PER_CLASS, SAMPLE_FRAME_BYTES, SIGFIG,
