@@ -166,9 +166,11 @@ fn offered(rec: &Recorder) -> RuleResult {
         passed: missed == 0,
         observed: Some(missed as f64),
         limit: 0.0,
-        observed_text: format!(
-            "{dropped} dropped and {late} late of {intended} arrivals: the session pool was full"
-        ),
+        observed_text: if missed == 0 {
+            format!("every one of {intended} arrivals started on time")
+        } else {
+            format!("{dropped} dropped and {late} late of {intended} arrivals: the session pool was full")
+        },
         limit_text: "0".to_string(),
         unit: "count".to_string(),
         default: false,

@@ -81,7 +81,9 @@ impl ObsSender {
 
     /// The step a run starting now belongs to (see [`RunStep`]).
     pub fn run_step(&self) -> RunStep {
-        RunStep(std::num::NonZeroU32::new(self.1.measuring.load(Ordering::Relaxed)).map(|n| n.get()))
+        RunStep(
+            std::num::NonZeroU32::new(self.1.measuring.load(Ordering::Relaxed)).map(|n| n.get()),
+        )
     }
 
     /// Opens (or, with `None`, closes) a capacity step's measured window:
@@ -457,7 +459,10 @@ mod tests {
         s.count_for(warm, "runs.ok");
         assert_eq!(s.peek_phase(1).await.counter("runs.started"), 1);
         let one = s.peek_phase(1).await;
-        assert_eq!((one.counter("runs.ok"), one.histograms["ttc"].len()), (1, 1));
+        assert_eq!(
+            (one.counter("runs.ok"), one.histograms["ttc"].len()),
+            (1, 1)
+        );
         let two = s.peek_phase(2).await;
         assert_eq!(two.counter("runs.started") + two.counter("runs.ok"), 0);
         assert_eq!(two.counter("connections.upgraded"), 1);

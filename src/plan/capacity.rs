@@ -165,7 +165,9 @@ impl CapacityPlan {
 impl fmt::Display for CapacityPlan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let what = match (self.mode, self.rate_unit) {
-            (SearchMode::ConnectBurst, _) => "sockets opened at once (each step adds them as new users)",
+            (SearchMode::ConnectBurst, _) => {
+                "sockets opened at once (each step adds them as new users)"
+            }
             (SearchMode::Load, None) => "users",
             (SearchMode::Load, Some(_)) => "arrival rates",
         };
@@ -179,7 +181,9 @@ impl fmt::Display for CapacityPlan {
         match self.connect {
             ConnectRamp::AtOnce => {}
             ConnectRamp::Rate(r) => writeln!(f, "  new users of a step connect at {r}/s")?,
-            ConnectRamp::Over(d) => writeln!(f, "  new users of a step connect over {}s", d.as_secs())?,
+            ConnectRamp::Over(d) => {
+                writeln!(f, "  new users of a step connect over {}s", d.as_secs())?
+            }
         }
         writeln!(
             f,

@@ -204,12 +204,12 @@ fn head_and_banner(o: &mut String, d: &ReportData) {
     );
     let _ = write!(
         o,
-        r#"<p class="muted">Run <code>{}</code> started {} for {} against {} with {} users ({}).</p>"#,
+        r#"<p class="muted">Run <code>{}</code> started {} for {} against {} with {} ({}).</p>"#,
         esc(&d.run_id),
         esc(&d.started_at),
         esc(&d.duration),
         esc(&d.target),
-        d.users,
+        esc(&d.load_text()),
         esc(&d.tool_version)
     );
 }
@@ -259,7 +259,7 @@ fn thresholds(o: &mut String, d: &ReportData) {
 fn capacity(o: &mut String, c: &CapacityView) {
     let _ = write!(
         o,
-        r#"<h2>Capacity search</h2><p class="{}"><b>{}</b></p><p>A step holds when: {}.</p><table><tr><th>step</th><th>load</th><th>runs</th><th>ttc p50</th><th>ttc p95</th><th>ttc p99</th><th>errors</th><th>1011 per run</th>{}<th>result</th></tr>"#,
+        r#"<h2>Capacity search</h2><p class="{}"><b>{}</b></p><p>A step holds when: {}.</p><table><tr><th>step</th><th>load</th><th>runs</th><th>ttc p50</th><th>ttc p95</th><th>ttc p99</th><th>errors</th><th>1011 rate</th>{}<th>result</th></tr>"#,
         if c.passed { "ok" } else { "bad" },
         code_spans(&c.summary),
         c.slo

@@ -149,7 +149,9 @@ fn read_connect(tbl: &Obj<'_>, open_model: bool, mode: Option<SearchMode>) -> Op
         return None;
     }
     if let Some(n) = key.filter(|_| mode == Some(SearchMode::ConnectBurst)) {
-        n.error("a connect-burst search opens each step's sockets at once: remove the connect ramp");
+        n.error(
+            "a connect-burst search opens each step's sockets at once: remove the connect ramp",
+        );
         return None;
     }
     match (rate, over) {

@@ -26,7 +26,10 @@ pub(super) fn check(o: &Obj<'_>, plan: &CapacityPlan, slo: &[Threshold]) -> bool
             continue;
         };
         ok = false;
-        match entries.iter().find(|(k, _, _)| t.expr.starts_with(k.as_str())) {
+        match entries
+            .iter()
+            .find(|(k, _, _)| t.expr.starts_with(k.as_str()))
+        {
             Some((_, n, _)) => n.error(why),
             None => rules.error(why),
         }

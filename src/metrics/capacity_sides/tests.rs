@@ -65,13 +65,27 @@ fn one_search_finds_both_capacities() {
     assert_eq!(c.knee, Some(10.0), "the knee of every SLO is step 1");
     let connect = &c.sides[0];
     let run = &c.sides[1];
-    assert_eq!((connect.side, connect.knee, connect.broke_at), (Side::Connect, Some(10.0), Some(2)));
-    assert_eq!((run.side, run.knee, run.broke_at), (Side::Run, Some(30.0), Some(4)));
+    assert_eq!(
+        (connect.side, connect.knee, connect.broke_at),
+        (Side::Connect, Some(10.0), Some(2))
+    );
+    assert_eq!(
+        (run.side, run.knee, run.broke_at),
+        (Side::Run, Some(30.0), Some(4))
+    );
     assert_eq!(c.first_broke, Some(Side::Connect));
     let text = c.summary();
-    assert!(text.contains("connect/auth capacity: 10 users (step 2 at 20 users broke `auth_failure rate < 1%`"), "{text}");
+    assert!(
+        text.contains(
+            "connect/auth capacity: 10 users (step 2 at 20 users broke `auth_failure rate < 1%`"
+        ),
+        "{text}"
+    );
     assert!(text.contains("agent-run capacity: 30 users"), "{text}");
-    assert!(text.contains("the connect/auth capacity broke first"), "{text}");
+    assert!(
+        text.contains("the connect/auth capacity broke first"),
+        "{text}"
+    );
     // Rules of one side only: the first break ends the search.
     let run_only = vec![Threshold::parse("run_failed rate", "< 1%").unwrap()];
     assert!(!search_goes_on(&[step(1, 0, 5)], &run_only));
