@@ -64,13 +64,13 @@ pub(super) async fn capacity_controller(
     let (ended_tx, ended_rx) = tokio::sync::watch::channel(false);
     let (queue, steps) = tokio::sync::mpsc::unbounded_channel();
     let judge = tokio::spawn(judge_steps(obs.clone(), run.clone(), steps, ended_rx, stop));
-    time_steps(&obs, &run, epoch, &mut done, &queue).await;
+    let ended = time_steps(&obs, &run, epoch, &mut done, &queue).await;
     obs.measure(None);
     obs.phase(None);
     drop(queue);
-    if !*ended_tx.borrow() {
+    if !ended {
         // The plan's clock ran out: the engine ends on its own.
-        let _ = (&mut done).await;
+        let _ = done.await;
     }
     let _ = ended_tx.send(true);
     let _ = judge.await;
@@ -84,14 +84,15 @@ struct Ended {
 
 /// Walks the steps on the plan's clock: opens each step's phase and its
 /// measured window, and hands each step whose window ended to the judge.
-/// Returns at the last step's end, or when the engine ended (`done`).
+/// Returns at the last step's end (false), or when the engine ended
+/// (`done`: true).
 async fn time_steps(
     obs: &ObsSender,
     run: &CapacityRun,
     epoch: Instant,
     done: &mut tokio::sync::oneshot::Receiver<()>,
     queue: &tokio::sync::mpsc::UnboundedSender<Ended>,
-) {
+) -> bool {
     // The engine ends a plan on its clock, so its end and the last step's may
     // land together: a step that was that close to its end is judged.
     const END_SLACK: Duration = Duration::from_millis(250);
@@ -103,7 +104,7 @@ async fn time_steps(
         tokio::select! {
             biased;
             _ = tokio::time::sleep_until(at(step.measure_s)) => {}
-            _ = &mut *done => return,
+            _ = &mut *done => return true,
         }
         obs.measure(Some(step.index));
         let opened = Instant::now();
@@ -114,7 +115,7 @@ async fn time_steps(
             _ = &mut *done => {
                 cut = true;
                 if tokio::time::Instant::now() + END_SLACK < at(step.end_s) {
-                    return;
+                    return true;
                 }
             }
         }
@@ -127,9 +128,10 @@ async fn time_steps(
             drain_s: 0.0,
         };
         if queue.send(Ended { step, window }).is_err() || cut {
-            return;
+            return cut;
         }
     }
+    false
 }
 
 /// Ready sockets open now.
