@@ -144,7 +144,7 @@ fn capacity_snapshot() -> Snapshot {
     use chatload::plan::CapacityStep;
     let slo = vec![
         Threshold::parse("ttc p95", "< 100ms").unwrap(),
-        Threshold::parse("close_1011 rate", "< 1%").unwrap(),
+        Threshold::parse("close_1011_during_run rate", "< 1%").unwrap(),
         Threshold::parse("auth_failure rate", "< 5%").unwrap(),
     ];
     let steps = [(4.0, 60_000u64, 0u64), (8.0, 70_000, 0), (12.0, 140_000, 3)]
@@ -155,6 +155,7 @@ fn capacity_snapshot() -> Snapshot {
             // 200 samples: the fewest a p95 is judged on.
             for k in 0..200u64 {
                 rec.record("ttc", ttc + k * 50);
+                rec.record("ttfe", ttc / 4 + k * 20);
             }
             rec.count("runs.started", 100);
             rec.count("runs.ok", 100 - closes);

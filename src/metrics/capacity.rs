@@ -1,54 +1,17 @@
-//! The result of a capacity search: one section per step (its own histograms
-//! and counters, measured after the step's warm-up), each step judged against
-//! the SLOs, and the knee: the highest step where every SLO held.
-
-use std::collections::BTreeMap;
-
+//! The result of a capacity search: one section per step ([`StepResult`]:
+//! the connect side over the whole step, the runs that started in its
+//! measured window), each step judged against the SLOs, and the knee: the
+//! highest step where every SLO held (each capacity's apart:
+//! `capacity_sides.rs`).
 use serde::{Deserialize, Serialize};
 
-use super::encoding::{histograms_of, HistogramData};
+use super::encoding::histograms_of;
 use super::recorder::Recorder;
 use super::threshold::{RuleResult, Threshold};
 use super::validity::{self, ValidityCause};
 use crate::plan::CapacityStep;
 
-/// One measured step.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct StepResult {
-    pub index: u32,
-    /// Users (closed model) or arrivals per second (open model).
-    pub load: f64,
-    /// The load as written (`12 users`, `20/s`).
-    pub load_text: String,
-    /// Seconds since the plan started: step start, measurement start, end.
-    pub start_s: u64,
-    pub measure_s: u64,
-    pub end_s: u64,
-    /// Every SLO held on this step's data.
-    pub held: bool,
-    pub slo: Vec<RuleResult>,
-    pub counters: BTreeMap<String, u64>,
-    pub histograms: BTreeMap<String, HistogramData>,
-    /// Why the step is INVALID: the generator could not offer its load
-    /// (connects failed on this machine). An invalid step ends the search
-    /// and is never the knee.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub invalid: Vec<ValidityCause>,
-    /// Ready sockets when the step began and when its measured window ended.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sockets_at_start: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sockets_at_end: Option<u64>,
-    /// Seconds the measured window was open (shorter than planned when the
-    /// run stopped in it), and waited after it for the runs started in it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub window_s: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub drain_s: Option<f64>,
-    /// Sockets the plan opens at once in this step.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub at_once: Option<u64>,
-}
+pub use super::capacity_step::StepResult;
 
 /// The step where the search stopped and why.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::capacity::StepResult;
+use super::capacity_step::StepResult;
 use super::encoding::HistogramData;
 use super::threshold::{unexplained_closes, Subject, Threshold};
 use crate::names;
@@ -333,7 +333,7 @@ impl StepResult {
                 .counters
                 .iter()
                 .filter_map(|(k, v)| Some((k.strip_prefix(&prefix)?.to_string(), *v)))
-                .filter(|(k, _)| !k.contains('.'))
+                .filter(|(k, n)| !k.contains('.') && *n > 0)
                 .collect(),
             close_1011_during_runs: closes("1011_first_exchange") + closes("1011_during_run"),
             close_1011_idle: closes("1011_idle"),

@@ -27,6 +27,7 @@
 
 pub mod capacity;
 pub mod capacity_sides;
+pub mod capacity_step;
 pub mod collector;
 pub mod compare;
 pub mod encoding;

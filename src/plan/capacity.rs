@@ -130,6 +130,18 @@ impl CapacityPlan {
         }
     }
 
+    /// A step's load as written; a connect-burst step also names its users
+    /// (`20 at once (50 users)`).
+    pub fn show_step(&self, step: &CapacityStep) -> String {
+        let load = self.show_load(step.load);
+        match (self.mode, self.rate_unit) {
+            (SearchMode::ConnectBurst, None) => {
+                format!("{load} ({} users)", self.users_at(step.index as usize - 1))
+            }
+            _ => load,
+        }
+    }
+
     /// The closed-model staircase: each step moves to its users (at once,
     /// or over its connect ramp) and holds for the rest of the step.
     pub fn closed_plan(&self) -> LoadPlan {

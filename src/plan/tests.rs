@@ -387,4 +387,5 @@ fn capacity_steps_and_plans() {
         vec![Some(5), Some(10), Some(20)]
     );
     assert_eq!(burst.show_load(20.0), "20 at once");
+    assert_eq!(burst.show_step(&burst.steps()[2]), "20 at once (35 users)");
 }

@@ -175,11 +175,7 @@ fn row(
         ws_ready_p50: pct(f.ws_ready, |p| p.p50_us),
         ws_ready_p95: pct(f.ws_ready, |p| p.p95_us),
         ws_ready_p99: pct(f.ws_ready, |p| p.p99_us),
-        auth_failures: if f.auth_failures.of == 0 {
-            "n/a".to_string()
-        } else {
-            format!("{} of {} connects", f.auth_failures.n, f.auth_failures.of)
-        },
+        auth_failures: ratio(f.auth_failures, "connects"),
         reconnects: f.reconnects,
         not_on_time: st.counters.contains_key(names::STARTS_INTENDED).then(|| {
             format!(

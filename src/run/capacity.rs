@@ -204,7 +204,7 @@ async fn judge_step(
     let rec = obs.peek_phase(step.index).await;
     let r = crate::metrics::capacity::judge_step(
         step,
-        cap.show_load(step.load),
+        cap.show_step(step),
         &run.search.slo,
         &rec,
         crate::metrics::capacity::StepContext {
@@ -239,14 +239,14 @@ async fn judge_step(
             &format!(
                 "capacity search: step {} ({}) {why}",
                 step.index,
-                cap.show_load(step.load)
+                cap.show_step(step)
             ),
         );
     } else if !held {
         eprintln!(
             "capacity search: step {} ({}) {why}; the search goes on for the capacity that still holds",
             step.index,
-            cap.show_load(step.load)
+            cap.show_step(step)
         );
     }
     goes_on
