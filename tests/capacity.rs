@@ -207,3 +207,31 @@ fn validate_refuses_connect_slos_no_step_can_measure() {
     );
     assert!(ok.is_ok(), "{}", ok.unwrap_err());
 }
+
+/// The step plan's own mistakes are named at their key, all at once.
+#[test]
+fn step_plan_mistakes_are_named_with_their_key() {
+    let text = format!(
+        "version = 1\nname = \"bad\"\n[workload]\nmodel = \"closed\"\n[capacity]\nlevels = [10, 0, 2.5]\nstart = 5\nstep_duration = \"10s\"\nmode = \"fast\"\nconnect_rate = 1\nconnect_over = \"5s\"\n[capacity.slo]\n\"ttc p95\" = \"< 2s\"\n{JOURNEY}"
+    );
+    let err = chatload::scenario::Scenario::parse(std::path::Path::new("bad.toml"), text)
+        .unwrap_err()
+        .to_string();
+    for want in [
+        "`capacity.start`: `levels` lists the steps",
+        "`capacity.levels[1]`: must be above 0",
+        "`capacity.levels[2]`: the closed model steps whole users",
+        "unknown mode `fast`",
+        "`capacity.connect_over`: give `connect_rate` or `connect_over`, not both",
+    ] {
+        assert!(err.contains(want), "`{want}` missing from:\n{err}");
+    }
+    // A ramp slower than a step never reaches the step's level.
+    let slow = format!(
+        "version = 1\nname = \"slow\"\n[workload]\nmodel = \"closed\"\n[capacity]\nlevels = [10, 40]\nstep_duration = \"10s\"\nconnect_rate = 2\n[capacity.slo]\n\"ttc p95\" = \"< 2s\"\n{JOURNEY}"
+    );
+    let err = chatload::scenario::Scenario::parse(std::path::Path::new("slow.toml"), slow)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("step 2 (40 users) would still be connecting its new users when it ends (15s of a 10s step)"), "{err}");
+}

@@ -449,6 +449,20 @@ mod tests {
         assert!(o.slo[0]
             .observed_text
             .starts_with("3 dropped and 0 late of 100"));
+        // A step that offered its load says so, not that the pool was full.
+        let mut served = Recorder::default();
+        served.count("starts.intended", 100);
+        served.count("runs.started", 100);
+        let cx = StepContext {
+            open_model: true,
+            ..StepContext::default()
+        };
+        let s2 = judge_step(&s, "10/s".into(), &[], &served, cx);
+        assert!(s2.held);
+        assert_eq!(
+            s2.slo[0].observed_text,
+            "every one of 100 arrivals started on time"
+        );
         // Every step held.
         let all = conclude(
             vec![step(1, 4.0, 10), step(2, 8.0, 10)],
@@ -459,6 +473,37 @@ mod tests {
         );
         assert!(all.reached_max && all.passed());
         assert!(all.summary().contains("at least 8 users"));
+        // The headroom carries the knee's bound: a lower bound when no step
+        // broke, an upper bound (the first step's) when none held.
+        let bound = conclude(
+            vec![step(1, 4.0, 10), step(2, 8.0, 10)],
+            2,
+            "users",
+            &slo,
+            Some((6.0, "6 users".into())),
+        );
+        assert_eq!(bound.headroom_bound.as_deref(), Some("at_least"));
+        assert!(
+            bound
+                .summary()
+                .ends_with("headroom against the target 6 users: at least +33%"),
+            "{}",
+            bound.summary()
+        );
+        let below = conclude(
+            vec![step(1, 10.0, 150)],
+            3,
+            "users",
+            &slo,
+            Some((60.0, "60 users".into())),
+        );
+        assert!(
+            below
+                .summary()
+                .ends_with("headroom against the target 60 users: below -83%"),
+            "{}",
+            below.summary()
+        );
     }
 
     /// A step whose connects failed on this machine is the generator's

@@ -177,7 +177,10 @@ fn capacity_runs(c: &CapacityView, w: &mut impl Write) -> io::Result<()> {
     } else {
         ("", "")
     };
-    writeln!(w, "### Agent-run side")?;
+    writeln!(
+        w,
+        "### Agent-run side (runs started in the measured window)"
+    )?;
     writeln!(w)?;
     writeln!(
         w,
@@ -225,7 +228,10 @@ fn capacity_runs(c: &CapacityView, w: &mut impl Write) -> io::Result<()> {
 
 /// The connect/auth side of each step (the whole step, warm-up included).
 fn capacity_connects(c: &CapacityView, w: &mut impl Write) -> io::Result<()> {
-    writeln!(w, "### Connect/auth side")?;
+    writeln!(
+        w,
+        "### Connect/auth side (the whole step, warm-up included)"
+    )?;
     writeln!(w)?;
     writeln!(
         w,

@@ -66,7 +66,8 @@ pub(super) fn read_capacity(
         mode: mode?,
     };
     let measurable = super::capacity_check::check(o, &plan, slo.as_deref()?);
-    if !ok || !measurable {
+    let ramp_fits = check_ramp(o, &plan);
+    if !ok || !measurable || !ramp_fits {
         return None;
     }
     Some(Some(CapacitySearch { plan, slo: slo? }))
@@ -229,6 +230,29 @@ fn check_steps(tbl: &Obj<'_>, open_model: bool, [start, step, max]: [Option<f64>
         }
     }
     ok
+}
+
+/// A connect ramp shorter than a step: a step whose new users are still
+/// connecting when it ends never reaches its level.
+fn check_ramp(o: &Obj<'_>, plan: &CapacityPlan) -> bool {
+    let Some(i) = (0..plan.levels.len()).find(|i| plan.connect_time(*i) >= plan.step_duration)
+    else {
+        return true;
+    };
+    let tbl = o.obj("capacity");
+    if let Some(n) = tbl
+        .as_ref()
+        .and_then(|t| t.get("connect_rate").or_else(|| t.get("connect_over")))
+    {
+        n.error(format!(
+            "step {} ({}) would still be connecting its new users when it ends ({}s of a {}s step): connect faster or lengthen step_duration",
+            i + 1,
+            plan.show_load(plan.levels[i]),
+            plan.connect_time(i).as_secs(),
+            plan.step_duration.as_secs()
+        ));
+    }
+    false
 }
 
 /// A warm-up shorter than a step.
