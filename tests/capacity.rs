@@ -235,3 +235,49 @@ fn step_plan_mistakes_are_named_with_their_key() {
         .to_string();
     assert!(err.contains("step 2 (40 users) would still be connecting its new users when it ends (15s of a 10s step)"), "{err}");
 }
+
+/// The open model's session pool connects before the plan's clock starts:
+/// 30 sessions at once against a server that admits 15 new sockets per
+/// second. Every refusal (an auth failure, 1011 before ready) is counted in
+/// a step (the first), none outside them: a search whose every step
+/// reads 0 beside a run total that does not is what this prevents.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connects_before_the_first_step_count_in_it() {
+    let _g = goose_lock().await;
+    let text = format!(
+        r#"version = 1
+name = "open-pool"
+seed = 5
+[server]
+event_delay = ["2ms", "2ms"]
+thinking = [0, 0]
+tools = [0, 0]
+connect_limit = "15/s"
+[workload]
+model = "open"
+max_users = 30
+[capacity]
+levels = [5, 10]
+step_duration = "3s"
+warmup = "1s"
+[capacity.slo]
+"auth_failure rate" = "< 1%"
+"run_failed rate" = "< 1%"
+{JOURNEY}"#
+    );
+    let (_d, out) = out_dir("open-pool");
+    let r = run(parse(&text), None, SECRET, out).await;
+    let c = r.snapshot.capacity.as_ref().expect("a capacity section");
+    let refused = truth(&r, "connect_limit.refused_1011");
+    assert!(refused >= 15, "30 at once, 15 admitted: {refused}");
+    assert_eq!(counter(&r, names::TOKENS_REJECTED), refused);
+    let in_steps: u64 = c
+        .steps
+        .iter()
+        .map(|s| s.counters.get(names::TOKENS_REJECTED).copied().unwrap_or(0))
+        .sum();
+    assert_eq!(in_steps, refused, "{}", c.summary());
+    let first = &c.steps[0];
+    assert!(!first.held, "step 1 carries the pool's auth failures");
+    assert_eq!(c.sides[0].broke_at, Some(1), "{}", c.summary());
+}

@@ -52,13 +52,20 @@ pub(super) async fn capacity_controller(
     mut done: tokio::sync::oneshot::Receiver<()>,
     stop: engine::StopHandle,
 ) {
+    // The first step's phase opens with the run: sockets opened before the
+    // plan's clock starts (the open model's pool) count in it, not nowhere.
+    obs.phase(Some(1));
     let epoch = loop {
         if let Some(t) = *started.borrow_and_update() {
             break t;
         }
-        tokio::select! {
-            r = started.changed() => if r.is_err() { return },
-            _ = &mut done => return,
+        let gone = tokio::select! {
+            r = started.changed() => r.is_err(),
+            _ = &mut done => true,
+        };
+        if gone {
+            obs.phase(None);
+            return;
         }
     };
     let (ended_tx, ended_rx) = tokio::sync::watch::channel(false);
@@ -99,8 +106,11 @@ async fn time_steps(
     let at = |s: u64| tokio::time::Instant::from_std(epoch + Duration::from_secs(s));
     for step in run.search.plan.steps() {
         obs.phase(Some(step.index));
-        let total = obs.peek().await;
-        let sockets_at_start = open_sockets(&total);
+        // The first step's phase holds every socket since the run began.
+        let sockets_at_start = match step.index {
+            1 => 0,
+            _ => open_sockets(&obs.peek().await),
+        };
         tokio::select! {
             biased;
             _ = tokio::time::sleep_until(at(step.measure_s)) => {}
