@@ -253,7 +253,7 @@ async fn judge_step(
             ),
         );
     } else if !held {
-        eprintln!(
+        say_err!(
             "capacity search: step {} ({}) {why}; the search goes on for the capacity that still holds",
             step.index,
             cap.show_step(step)
