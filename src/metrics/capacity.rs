@@ -449,7 +449,29 @@ mod tests {
         assert!(o.slo[0]
             .observed_text
             .starts_with("3 dropped and 0 late of 100"));
-        // A step that offered its load says so, not that the pool was full.
+        // Every step held.
+        let all = conclude(
+            vec![step(1, 4.0, 10), step(2, 8.0, 10)],
+            2,
+            "users",
+            &slo,
+            None,
+        );
+        assert!(all.reached_max && all.passed());
+        assert!(all.summary().contains("at least 8 users"));
+    }
+
+    /// A step that offered its load says so, not that the pool was full.
+    #[test]
+    fn the_offered_rule_says_what_its_counts_say() {
+        let s = CapacityStep {
+            index: 1,
+            load: 1.0,
+            start_s: 0,
+            measure_s: 0,
+            end_s: 1,
+            at_once: None,
+        };
         let mut served = Recorder::default();
         served.count("starts.intended", 100);
         served.count("runs.started", 100);
@@ -463,18 +485,13 @@ mod tests {
             s2.slo[0].observed_text,
             "every one of 100 arrivals started on time"
         );
-        // Every step held.
-        let all = conclude(
-            vec![step(1, 4.0, 10), step(2, 8.0, 10)],
-            2,
-            "users",
-            &slo,
-            None,
-        );
-        assert!(all.reached_max && all.passed());
-        assert!(all.summary().contains("at least 8 users"));
-        // The headroom carries the knee's bound: a lower bound when no step
-        // broke, an upper bound (the first step's) when none held.
+    }
+
+    /// The headroom carries the knee's bound: a lower bound when no step
+    /// broke, an upper bound (the first step's) when none held.
+    #[test]
+    fn the_headroom_carries_the_knee_bound() {
+        let slo = vec![Threshold::parse("ttc p95", "< 100ms").unwrap()];
         let bound = conclude(
             vec![step(1, 4.0, 10), step(2, 8.0, 10)],
             2,

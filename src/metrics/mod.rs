@@ -11,7 +11,9 @@
 //! recovered from), `threshold.rs` (one rule on recorded data), `judge.rs`
 //! (the one judge of a snapshot: rules, capacity, verdict; used by run,
 //! merge and `report --recover`), `merge.rs` (shards), `capacity.rs` (a
-//! capacity search's per-step results), `compare/` (baselines: a noise-aware
+//! capacity search's judged steps and knee; one step in `capacity_step.rs`,
+//! its figures and the connect/auth and agent-run capacities apart in
+//! `capacity_sides.rs`), `compare/` (baselines: a noise-aware
 //! comparison of two runs, and whether they are the same scenario),
 //! `prometheus.rs` (live metrics text), `validity.rs` (whether the run is
 //! valid: the causes of INVALID), `offered.rs` (offered vs achieved, per

@@ -1,7 +1,11 @@
-//! A capacity search's controller: marks each step's measured part as a
-//! collector phase, judges the step against the SLOs when it ends, and stops
-//! the load at the first step that breaks one. The steps are `plan/`; the
-//! per-step results and the knee are `metrics/capacity.rs`.
+//! A capacity search's controller: makes each step a collector phase (its
+//! connects over the whole step) and opens its measured window (the runs
+//! that start in it are its runs, however late they end), judges the step
+//! once those runs have ended or timed out, and stops the load when the
+//! search ends (the first step that breaks an SLO; with SLOs of both the
+//! connect and the run side, the first step where both have broken). The
+//! steps are `plan/`; the per-step results and the knees are
+//! `metrics/capacity.rs` and `metrics/capacity_sides.rs`.
 //!
 //! Imports: `engine` (the stop handle), `metrics`, `scenario`, `names`.
 
@@ -155,7 +159,7 @@ fn open_sockets(total: &crate::metrics::Recorder) -> u64 {
 /// runs to end (every one started is ok or failed), at most the journey's
 /// longest run twice over (an ok run is counted when the next run on its
 /// socket settles) plus a second, or until the engine ended; then judges
-/// it. Stops at the first step that does not hold.
+/// it. Stops when the search ends (`capacity_sides::search_goes_on`).
 async fn judge_steps(
     obs: ObsSender,
     run: CapacityRun,
