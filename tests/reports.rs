@@ -145,7 +145,8 @@ fn capacity_snapshot() -> Snapshot {
     use chatload::plan::CapacityStep;
     let slo = vec![
         Threshold::parse("ttc p95", "< 100ms").unwrap(),
-        Threshold::parse("close_1011 rate", "< 1%").unwrap(),
+        Threshold::parse("close_1011_during_run rate", "< 1%").unwrap(),
+        Threshold::parse("auth_failure rate", "< 5%").unwrap(),
     ];
     let steps = [(4.0, 60_000u64, 0u64), (8.0, 70_000, 0), (12.0, 140_000, 3)]
         .iter()
@@ -155,10 +156,24 @@ fn capacity_snapshot() -> Snapshot {
             // 200 samples: the fewest a p95 is judged on.
             for k in 0..200u64 {
                 rec.record("ttc", ttc + k * 50);
+                rec.record("ttfe", ttc / 4 + k * 20);
             }
             rec.count("runs.started", 100);
+            rec.count("runs.ok", 100 - closes);
             rec.count("runs.failed", closes);
+            rec.count("runs.failed.closed", closes);
             rec.count("closes.1011", closes);
+            rec.count("closes_by_phase.during_run.1011", closes);
+            // Each step connects its 4 new users (one auth failure in step 3, retried).
+            let auth = u64::from(i == 2);
+            rec.count("connections.attempted", 4 + auth);
+            rec.count("connections.upgraded", 4 + auth);
+            rec.count("connections.ready", 4);
+            rec.count("tokens.rejected", auth);
+            for k in 0..4u64 {
+                rec.record("ws_connect", 2_000 + k * 100);
+                rec.record("ws_ready", 40_000 + i as u64 * 10_000 + k * 1_000);
+            }
             let i = i as u64;
             let step = CapacityStep {
                 index: i as u32 + 1,
@@ -166,11 +181,15 @@ fn capacity_snapshot() -> Snapshot {
                 start_s: i * 10,
                 measure_s: i * 10 + 2,
                 end_s: i * 10 + 10,
+                at_once: Some(4),
             };
-            // Every user holds one socket through the step.
+            // The users of the steps before hold their sockets through the step.
             let cx = chatload::metrics::capacity::StepContext {
-                sockets_at_start: load as u64,
+                sockets_at_start: load as u64 - 4,
                 open_model: false,
+                sockets_at_end: Some(load as u64),
+                window_s: Some(8.0),
+                drain_s: Some(0.1),
             };
             judge_step(&step, format!("{load} users"), &slo, &rec, cx)
         })
@@ -203,6 +222,12 @@ fn a_capacity_search_reports_its_steps_and_knee() {
     );
     let html = String::from_utf8(render(&d, &s, Format::Html)).unwrap();
     assert!(html.contains("<h2>Capacity search</h2>") && html.contains("held: knee"));
+    // Both capacities, as in report.md: the agent-run and the connect/auth tables.
+    assert!(
+        html.contains("<h3>Agent-run side (runs started in the measured window)</h3>")
+            && html.contains("<h3>Connect/auth side (the whole step, warm-up included)</h3>"),
+        "both sides of the step table"
+    );
     // The knee chart: load against ttc p50/p95/p99, the SLO line, the knee
     // and the failing step named.
     let knee = d.knee.as_ref().expect("a knee chart");
@@ -214,7 +239,7 @@ fn a_capacity_search_reports_its_steps_and_knee() {
     for text in [
         "SLO ttc p95 &lt; 100ms",
         "knee 8 users",
-        "step 3 broke ttc p95 &lt; 100ms, close_1011 rate &lt; 1%",
+        "step 3 broke ttc p95 &lt; 100ms, close_1011_during_run rate &lt; 1%, auth_failure rate &lt; 5%",
         "p50",
         "p99",
         "users",

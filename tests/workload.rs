@@ -220,7 +220,7 @@ target = 6
         md.contains("## Capacity search") && md.contains("(**knee**)"),
         "{md}"
     );
-    assert!(md.contains("| ttc p50 | ttc p95 | ttc p99 | errors | 1011 per run |"));
+    assert!(md.contains("| ttc p50 | ttc p95 | ttc p99 | run_ok | failures | 1011 rate |"));
 }
 
 /// The open model's capacity search: steps of arrival rates against a server

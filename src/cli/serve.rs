@@ -32,6 +32,10 @@ pub struct ServeArgs {
     /// QUEUE more wait, and a run finding the queue full is closed with 1011.
     #[arg(long)]
     pub capacity: Option<server::Capacity>,
+    /// Connect limit, N/s (e.g. 20/s): new sockets beyond N within one second
+    /// get an auth-failure frame (VALIDATION_FAILED) and close 1011 before ready.
+    #[arg(long)]
+    pub connect_limit: Option<crate::protocol::connect_limit::ConnectLimit>,
     /// Periodic stall, EVERY/LENGTH (e.g. 10s/1s): no agent event is sent for
     /// LENGTH once every EVERY.
     #[arg(long)]
@@ -67,6 +71,7 @@ pub async fn main(a: ServeArgs) -> u8 {
     cfg.ready = a.ready;
     cfg.faults = a.faults;
     cfg.capacity = a.capacity;
+    cfg.connect_limit = a.connect_limit;
     cfg.stall = a.stall;
     cfg.login_lifetime = a.login_lifetime;
     cfg.heartbeat = a.heartbeat;

@@ -103,18 +103,20 @@ pub async fn pace(
             }
             Pace::Start { intended } => {
                 count += 1;
-                obs.count(names::STARTS_INTENDED);
+                // Counted in the capacity step whose window the arrival fell due in.
+                let step = obs.run_step();
+                obs.count_for(step, names::STARTS_INTENDED);
                 let intended = epoch + intended;
                 let slot = match pool.slots.clone().try_acquire_owned() {
                     Ok(slot) => {
                         if backlog_until.is_some_and(|b| intended < b) {
-                            obs.count(names::STARTS_LATE);
+                            obs.count_for(step, names::STARTS_LATE);
                         }
                         slot
                     }
                     Err(_) => match when_full {
                         WhenFull::Drop => {
-                            obs.count(names::STARTS_DROPPED);
+                            obs.count_for(step, names::STARTS_DROPPED);
                             continue;
                         }
                         WhenFull::Queue => {
@@ -123,10 +125,10 @@ pub async fn pace(
                             // late too.
                             let Some(slot) = wait_for_slot(&pool).await else {
                                 // Stopped while waiting: this one never started.
-                                obs.count(names::STARTS_DROPPED);
+                                obs.count_for(step, names::STARTS_DROPPED);
                                 break;
                             };
-                            obs.count(names::STARTS_LATE);
+                            obs.count_for(step, names::STARTS_LATE);
                             backlog_until = Some(Instant::now());
                             slot
                         }

@@ -110,14 +110,30 @@ impl Shared {
     /// its close, if any, also as `closes_auth.<code>` (beside the raw
     /// `closes.<code>`) so the close rates leave it out. The token goes.
     pub(super) fn token_refused(&self, s: &mut UserSession, phase: &str, close: Option<u16>) {
-        self.obs.count(names::TOKENS_REJECTED);
-        self.obs.count(names::tokens_rejected(phase));
+        self.token_refused_in(s, phase, close, None);
+    }
+
+    /// [`Shared::token_refused`] during a run: counted in the run's
+    /// capacity step (`run`), as the run's close is.
+    pub(super) fn token_refused_in(
+        &self,
+        s: &mut UserSession,
+        phase: &str,
+        close: Option<u16>,
+        run: Option<crate::metrics::RunStep>,
+    ) {
+        let count = |name: String| match run {
+            Some(step) => self.obs.count_for(step, name),
+            None => self.obs.count(name),
+        };
+        count(names::TOKENS_REJECTED.to_string());
+        count(names::tokens_rejected(phase));
         for name in close
             .map(|code| names::close_auth(phase, code))
             .into_iter()
             .flatten()
         {
-            self.obs.count(name);
+            count(name);
         }
         s.token = None;
         s.refused_403 = 0;

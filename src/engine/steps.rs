@@ -351,7 +351,8 @@ impl Shared {
         // Open model: the first run of an arrival counts from its intended
         // start, so time spent waiting (for a session, a socket) is measured.
         let started = s.intended.take().map_or(t0, |i| i.min(t0));
-        self.obs.count(names::RUNS_STARTED);
+        let step = self.obs.run_step();
+        self.obs.count_for(step, names::RUNS_STARTED);
         self.obs.count_n("bytes.sent", text.len() as u64);
         match ws.send(Message::Text(text.into())).await {
             Ok(()) => {
@@ -361,6 +362,7 @@ impl Shared {
                     user_id: s.user_id.clone(),
                     started,
                     sent: t0,
+                    step,
                 };
                 s.pending = Some(ActiveRun::new(run, self.profile).defer_end_samples());
                 Ok(t0.elapsed())
@@ -369,8 +371,9 @@ impl Shared {
                 // The socket was already gone: the run failed before it began.
                 s.in_flight = None;
                 self.lost_socket(s, session::ABNORMAL_CLOSE);
-                self.fail_run("send_error");
-                self.obs.count(names::close_code(session::ABNORMAL_CLOSE));
+                self.fail_run(step, "send_error");
+                self.obs
+                    .count_for(step, names::close_code(session::ABNORMAL_CLOSE));
                 Err((Some(session::ABNORMAL_CLOSE), format!("send failed: {e}")))
             }
         }

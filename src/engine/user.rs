@@ -22,6 +22,7 @@ use tokio_tungstenite::tungstenite::Message;
 use super::session::{ActiveRun, Read, ReadCtx, RunOutcome, RunReport, Want};
 use super::shared::{Shared, PHASE_DURING_RUN, PHASE_FIRST_EXCHANGE};
 use crate::auth::Secret;
+use crate::metrics::RunStep;
 use crate::names;
 use crate::protocol::template::Vars;
 
@@ -269,16 +270,17 @@ impl Shared {
             }
             Some(class) => {
                 report.record_end_samples(&self.obs);
-                self.fail_run(class)
+                self.fail_run(report.step, class)
             }
         }
         if let RunOutcome::Closed { code } = report.outcome {
-            self.obs.count(names::close_code(code));
-            self.obs.count(names::close_phase(phase, code));
+            self.obs.count_for(report.step, names::close_code(code));
+            self.obs
+                .count_for(report.step, names::close_phase(phase, code));
             if s.auth_refused
                 .swap(false, std::sync::atomic::Ordering::Relaxed)
             {
-                self.token_refused(s, phase, Some(code));
+                self.token_refused_in(s, phase, Some(code), Some(report.step));
             }
             self.lost_socket(s, code);
         }
@@ -316,16 +318,17 @@ impl Shared {
         Some(std::borrow::Cow::Owned(m))
     }
 
-    pub(super) fn fail_run(&self, class: &str) {
-        self.obs.count(names::RUNS_FAILED);
-        self.obs.count(names::run_failed(class));
+    /// Counts a failed run, in its capacity step.
+    pub(super) fn fail_run(&self, step: RunStep, class: &str) {
+        self.obs.count_for(step, names::RUNS_FAILED);
+        self.obs.count_for(step, names::run_failed(class));
     }
 
     /// The held ok run (see [`Shared::settle`]) is final: counted ok.
     pub(super) fn release_held(&self, s: &mut UserSession) {
         if let Some(mut h) = s.held.take() {
             h.report.record_end_samples(&self.obs);
-            self.obs.count(names::RUNS_OK);
+            self.obs.count_for(h.report.step, names::RUNS_OK);
         }
     }
 
@@ -395,7 +398,7 @@ impl Shared {
     pub(super) fn fail_held(&self, s: &mut UserSession, class: &str) {
         if let Some(mut h) = s.held.take() {
             h.report.record_end_samples(&self.obs);
-            self.fail_run(class);
+            self.fail_run(h.report.step, class);
         }
     }
 

@@ -1,40 +1,17 @@
-//! The result of a capacity search: one section per step (its own histograms
-//! and counters, measured after the step's warm-up), each step judged against
-//! the SLOs, and the knee: the highest step where every SLO held.
-
-use std::collections::BTreeMap;
-
+//! The result of a capacity search: one section per step ([`StepResult`]:
+//! the connect side over the whole step, the runs that started in its
+//! measured window), each step judged against the SLOs, and the knee: the
+//! highest step where every SLO held (each capacity's apart:
+//! `capacity_sides.rs`).
 use serde::{Deserialize, Serialize};
 
-use super::encoding::{histograms_of, HistogramData};
+use super::encoding::histograms_of;
 use super::recorder::Recorder;
 use super::threshold::{RuleResult, Threshold};
 use super::validity::{self, ValidityCause};
 use crate::plan::CapacityStep;
 
-/// One measured step.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct StepResult {
-    pub index: u32,
-    /// Users (closed model) or arrivals per second (open model).
-    pub load: f64,
-    /// The load as written (`12 users`, `20/s`).
-    pub load_text: String,
-    /// Seconds since the plan started: step start, measurement start, end.
-    pub start_s: u64,
-    pub measure_s: u64,
-    pub end_s: u64,
-    /// Every SLO held on this step's data.
-    pub held: bool,
-    pub slo: Vec<RuleResult>,
-    pub counters: BTreeMap<String, u64>,
-    pub histograms: BTreeMap<String, HistogramData>,
-    /// Why the step is INVALID: the generator could not offer its load
-    /// (connects failed on this machine). An invalid step ends the search
-    /// and is never the knee.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub invalid: Vec<ValidityCause>,
-}
+pub use super::capacity_step::StepResult;
 
 /// The step where the search stopped and why.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -70,16 +47,33 @@ pub struct CapacityResult {
     /// broke: the search ended there without a knee.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generator_limit: Option<FirstFailing>,
+    /// `at_least` when the knee is a lower bound (no step broke), `below`
+    /// when no step held (the headroom is that of the first step, an upper
+    /// bound); absent when the knee was found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headroom_bound: Option<String>,
+    /// The connect/auth and agent-run capacities apart, when the SLOs
+    /// judge both (see `capacity_sides.rs`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sides: Vec<super::capacity_sides::SideKnee>,
+    /// Which capacity broke first (`both`: on the same step).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_broke: Option<super::capacity_sides::Side>,
 }
 
 /// What judging a step needs besides its own data.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct StepContext {
-    /// Ready sockets open when the step's measurement began (they carry the
-    /// step's runs as much as the sockets it opens).
+    /// Ready sockets open when the step began (they carry the step's runs
+    /// as much as the sockets it opens).
     pub sockets_at_start: u64,
     /// An open-model search: the step must also have offered its load.
     pub open_model: bool,
+    /// Ready sockets when the measured window ended.
+    pub sockets_at_end: Option<u64>,
+    /// Seconds the measured window was open, and waited after it for its runs.
+    pub window_s: Option<f64>,
+    pub drain_s: Option<f64>,
 }
 
 /// Judges one step's data against the SLOs. In the open model a step also
@@ -114,6 +108,11 @@ pub fn judge_step(
         counters: rec.counters.clone(),
         histograms: histograms_of(rec),
         invalid,
+        sockets_at_start: Some(cx.sockets_at_start),
+        sockets_at_end: cx.sockets_at_end,
+        window_s: cx.window_s,
+        drain_s: cx.drain_s,
+        at_once: step.at_once,
     }
 }
 
@@ -130,9 +129,11 @@ fn offered(rec: &Recorder) -> RuleResult {
         passed: missed == 0,
         observed: Some(missed as f64),
         limit: 0.0,
-        observed_text: format!(
-            "{dropped} dropped and {late} late of {intended} arrivals: the session pool was full"
-        ),
+        observed_text: if missed == 0 {
+            format!("every one of {intended} arrivals started on time")
+        } else {
+            format!("{dropped} dropped and {late} late of {intended} arrivals: the session pool was full")
+        },
         limit_text: "0".to_string(),
         unit: "count".to_string(),
         default: false,
@@ -181,12 +182,23 @@ pub fn conclude(
     let first_bad = first_stop.filter(|_| limit.is_none());
     let held = &steps[..first_stop.unwrap_or(steps.len())];
     let knee = held.last().filter(|_| limit.is_none());
-    let headroom = match (&target, knee) {
-        (Some((t, _)), Some(k)) if *t > 0.0 => Some(k.load / t - 1.0),
-        (Some(_), None) => Some(-1.0),
-        _ => None,
+    let (headroom, headroom_bound) = match (&target, knee, steps.first()) {
+        (Some((t, _)), Some(k), _) if *t > 0.0 => (
+            Some(k.load / t - 1.0),
+            first_bad.is_none().then(|| "at_least".to_string()),
+        ),
+        // No step held: the knee is below the first step's load.
+        (Some((t, _)), None, Some(first)) if *t > 0.0 && limit.is_none() => {
+            (Some(first.load / t - 1.0), Some("below".to_string()))
+        }
+        (Some(_), None, _) => (Some(-1.0), None),
+        _ => (None, None),
     };
+    let sides = super::capacity_sides::side_knees(&steps, slo);
     CapacityResult {
+        first_broke: super::capacity_sides::first_broke(&sides),
+        sides,
+        headroom_bound,
         unit: unit.to_string(),
         slo: slo.iter().map(|t| t.expr.clone()).collect(),
         knee: knee.map(|k| k.load),
@@ -296,10 +308,27 @@ impl CapacityResult {
             (None, None) => "no step was measured".to_string(),
         };
         if let (Some(h), Some(t)) = (self.headroom, &self.target_text) {
+            let bound = match self.headroom_bound.as_deref() {
+                Some("at_least") => "at least ",
+                Some("below") => "below ",
+                _ => "",
+            };
             s.push_str(&format!(
-                "; headroom against the target {t}: {:+.0}%",
+                "; headroom against the target {t}: {bound}{:+.0}%",
                 h * 100.0
             ));
+        }
+        for side in &self.sides {
+            s.push_str("; ");
+            s.push_str(&side.sentence());
+        }
+        if let Some(first) = self.first_broke {
+            s.push_str(&match first {
+                super::capacity_sides::Side::Both => {
+                    "; both capacities broke on the same step".to_string()
+                }
+                side => format!("; the {} capacity broke first", side.name()),
+            });
         }
         s
     }
@@ -322,6 +351,7 @@ mod tests {
             start_s: 0,
             measure_s: 0,
             end_s: 1,
+            at_once: None,
         };
         judge_step(
             &s,
@@ -375,10 +405,11 @@ mod tests {
             start_s: 0,
             measure_s: 0,
             end_s: 1,
+            at_once: None,
         };
         let cx = |sockets| StepContext {
             sockets_at_start: sockets,
-            open_model: false,
+            ..StepContext::default()
         };
         assert!(judge_step(&s, "1".into(), &rate, &rec, cx(0)).held);
         rec.count("closes.1011", 2);
@@ -408,8 +439,8 @@ mod tests {
             &[],
             &open,
             StepContext {
-                sockets_at_start: 0,
                 open_model: true,
+                ..StepContext::default()
             },
         );
         assert!(!o.held);
@@ -428,6 +459,68 @@ mod tests {
         );
         assert!(all.reached_max && all.passed());
         assert!(all.summary().contains("at least 8 users"));
+    }
+
+    /// A step that offered its load says so, not that the pool was full.
+    #[test]
+    fn the_offered_rule_says_what_its_counts_say() {
+        let s = CapacityStep {
+            index: 1,
+            load: 1.0,
+            start_s: 0,
+            measure_s: 0,
+            end_s: 1,
+            at_once: None,
+        };
+        let mut served = Recorder::default();
+        served.count("starts.intended", 100);
+        served.count("runs.started", 100);
+        let cx = StepContext {
+            open_model: true,
+            ..StepContext::default()
+        };
+        let s2 = judge_step(&s, "10/s".into(), &[], &served, cx);
+        assert!(s2.held);
+        assert_eq!(
+            s2.slo[0].observed_text,
+            "every one of 100 arrivals started on time"
+        );
+    }
+
+    /// The headroom carries the knee's bound: a lower bound when no step
+    /// broke, an upper bound (the first step's) when none held.
+    #[test]
+    fn the_headroom_carries_the_knee_bound() {
+        let slo = vec![Threshold::parse("ttc p95", "< 100ms").unwrap()];
+        let bound = conclude(
+            vec![step(1, 4.0, 10), step(2, 8.0, 10)],
+            2,
+            "users",
+            &slo,
+            Some((6.0, "6 users".into())),
+        );
+        assert_eq!(bound.headroom_bound.as_deref(), Some("at_least"));
+        assert!(
+            bound
+                .summary()
+                .ends_with("headroom against the target 6 users: at least +33%"),
+            "{}",
+            bound.summary()
+        );
+        let below = conclude(
+            vec![step(1, 10.0, 150)],
+            3,
+            "users",
+            &slo,
+            Some((60.0, "60 users".into())),
+        );
+        assert!(
+            below
+                .summary()
+                .ends_with("headroom against the target 60 users: below -83%"),
+            "{}",
+            below.summary()
+        );
     }
 
     /// A step whose connects failed on this machine is the generator's
@@ -450,6 +543,7 @@ mod tests {
             start_s: 0,
             measure_s: 0,
             end_s: 1,
+            at_once: None,
         };
         limited = judge_step(&s, "12 users".into(), &slo, &rec, StepContext::default());
         assert!(!limited.held, "an invalid step does not hold");

@@ -11,7 +11,9 @@ use super::encoding::IntervalData;
 use super::recorder::{Observation, Recorder};
 
 enum Msg {
-    Obs(Observation),
+    /// An observation; with a step it belongs to that step's phase whatever
+    /// the current phase is (a run's figures: see [`RunStep`]).
+    Obs(Observation, Option<RunStep>),
     /// Reply with a copy of everything recorded so far.
     Peek(oneshot::Sender<Recorder>),
     /// Reply with the last closed interval.
@@ -36,7 +38,19 @@ const BACKLOG_RESUME: usize = BACKLOG_MAX / 2;
 struct Backlog {
     queued: AtomicUsize,
     drained: tokio::sync::Notify,
+    /// The capacity step whose measured window is open (0: none); read
+    /// when a run starts ([`ObsSender::run_step`]).
+    measuring: std::sync::atomic::AtomicU32,
 }
+
+/// The capacity step a run belongs to: the one whose measured window was
+/// open when the run started (`None`: it started outside every measured
+/// window, in a warm-up or outside a capacity search). Every figure of the
+/// run (started, ok or failed by class, ttfe, ttc, events, a close during
+/// it) is kept in that step, however late it comes, so a step's rates have
+/// the same runs above and below the line and never exceed 100%.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RunStep(pub Option<u32>);
 
 /// Cheap, cloneable handle the engine emits observations through. Emitting never
 /// blocks and never fails the caller: after the collector ended, observations
@@ -55,10 +69,37 @@ pub struct ObsSender(mpsc::UnboundedSender<Msg>, Arc<Backlog>);
 
 impl ObsSender {
     pub fn emit(&self, obs: Observation) {
+        self.send_obs(obs, None);
+    }
+
+    fn send_obs(&self, obs: Observation, step: Option<RunStep>) {
         self.1.queued.fetch_add(1, Ordering::Relaxed);
-        if self.0.send(Msg::Obs(obs)).is_err() {
+        if self.0.send(Msg::Obs(obs, step)).is_err() {
             self.1.queued.fetch_sub(1, Ordering::Relaxed);
         }
+    }
+
+    /// The step a run starting now belongs to (see [`RunStep`]).
+    pub fn run_step(&self) -> RunStep {
+        RunStep(
+            std::num::NonZeroU32::new(self.1.measuring.load(Ordering::Relaxed)).map(|n| n.get()),
+        )
+    }
+
+    /// Opens (or, with `None`, closes) a capacity step's measured window:
+    /// runs that start from now on belong to `step` ([`ObsSender::run_step`]).
+    pub fn measure(&self, step: Option<u32>) {
+        self.1.measuring.store(step.unwrap_or(0), Ordering::Relaxed);
+    }
+
+    /// A sample of a run: kept in the run's step (see [`RunStep`]).
+    pub fn sample_for(&self, step: RunStep, metric: &str, us: u64) {
+        self.send_obs(Observation::sample(metric, us), Some(step));
+    }
+
+    /// A count of a run: kept in the run's step (see [`RunStep`]).
+    pub fn count_for(&self, step: RunStep, counter: impl Into<String>) {
+        self.send_obs(Observation::count(counter), Some(step));
     }
 
     /// Whether the collector is behind by more than [`BACKLOG_MAX`].
@@ -117,7 +158,8 @@ impl ObsSender {
 
     /// Starts (or, with `None`, ends) a phase: observations emitted after this
     /// call, until the next one, are also kept in that phase's recorder (a
-    /// capacity step's measured part).
+    /// capacity step, warm-up included), except a run's own figures, which
+    /// go to the step the run started in ([`RunStep`]).
     pub fn phase(&self, phase: Option<u32>) {
         let _ = self.0.send(Msg::Phase(phase));
     }
@@ -256,11 +298,12 @@ impl Collector {
             loop {
                 tokio::select! {
                     msg = rx.recv() => match msg {
-                        Some(Msg::Obs(o)) => {
+                        Some(Msg::Obs(o, step)) => {
                             if queue.queued.fetch_sub(1, Ordering::Relaxed) == BACKLOG_RESUME + 1 {
                                 queue.drained.notify_waiters();
                             }
-                            if let Some(p) = phase {
+                            // A run's figure goes to the step it started in; anything else to the step under way.
+                            if let Some(p) = step.map_or(phase, |s| s.0) {
                                 out.phases.entry(p).or_default().apply(&o);
                             }
                             out.total.apply(&o);
@@ -390,6 +433,40 @@ mod tests {
         assert_eq!(out.total.counter("runs.ok"), 5);
         assert_eq!(out.phases[&1].histograms["ttc"].len(), 1);
         assert_eq!(out.phases.len(), 2);
+    }
+
+    /// A run's figures go to the step whose measured window was open when
+    /// it started, however late they come; a run started outside every
+    /// window (a warm-up) is in no step.
+    #[tokio::test]
+    async fn a_run_belongs_to_the_step_it_started_in() {
+        let c = Collector::start();
+        let s = c.sender();
+        s.phase(Some(1));
+        s.measure(Some(1));
+        let first = s.run_step();
+        assert_eq!(first, RunStep(Some(1)));
+        s.count_for(first, "runs.started");
+        s.phase(Some(2));
+        s.measure(None);
+        let warm = s.run_step();
+        assert_eq!(warm, RunStep(None));
+        s.count_for(warm, "runs.started");
+        s.count("connections.upgraded");
+        s.measure(Some(2));
+        s.count_for(first, "runs.ok");
+        s.sample_for(first, "ttc", 7);
+        s.count_for(warm, "runs.ok");
+        assert_eq!(s.peek_phase(1).await.counter("runs.started"), 1);
+        let one = s.peek_phase(1).await;
+        assert_eq!(
+            (one.counter("runs.ok"), one.histograms["ttc"].len()),
+            (1, 1)
+        );
+        let two = s.peek_phase(2).await;
+        assert_eq!(two.counter("runs.started") + two.counter("runs.ok"), 0);
+        assert_eq!(two.counter("connections.upgraded"), 1);
+        assert_eq!(c.finish().await.total.counter("runs.ok"), 2);
     }
 
     #[test]

@@ -11,7 +11,9 @@
 //! recovered from), `threshold.rs` (one rule on recorded data), `judge.rs`
 //! (the one judge of a snapshot: rules, capacity, verdict; used by run,
 //! merge and `report --recover`), `merge.rs` (shards), `capacity.rs` (a
-//! capacity search's per-step results), `compare/` (baselines: a noise-aware
+//! capacity search's judged steps and knee; one step in `capacity_step.rs`,
+//! its figures and the connect/auth and agent-run capacities apart in
+//! `capacity_sides.rs`), `compare/` (baselines: a noise-aware
 //! comparison of two runs, and whether they are the same scenario),
 //! `prometheus.rs` (live metrics text), `validity.rs` (whether the run is
 //! valid: the causes of INVALID), `offered.rs` (offered vs achieved, per
@@ -26,6 +28,8 @@
 //! `outcome`; never `report`, `engine`, `run` or `cli`.
 
 pub mod capacity;
+pub mod capacity_sides;
+pub mod capacity_step;
 pub mod collector;
 pub mod compare;
 pub mod encoding;
@@ -40,7 +44,7 @@ pub mod snapshot;
 pub mod threshold;
 pub mod validity;
 
-pub use collector::{Collector, ObsSender};
+pub use collector::{Collector, ObsSender, RunStep};
 pub use recorder::{
     new_histogram, FailureReason, Observation, OffendingFrame, Recorder, MAX_US, SAMPLES_MAX,
     SAMPLES_PER_CLASS, SAMPLE_FRAME_BYTES, SIGFIG,

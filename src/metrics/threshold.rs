@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Recorder;
 use crate::names;
-pub use crate::scenario::thresholds::{DriftSpec, Op, Stat, Subject, Threshold};
+pub use crate::scenario::thresholds::{samples_needed, DriftSpec, Op, Stat, Subject, Threshold};
 use crate::units::{format_us, format_value};
 
 /// A statistic of a recorded latency metric, `None` without samples.
@@ -237,14 +237,6 @@ impl Threshold {
             default: self.default,
         })
     }
-}
-
-/// The fewest samples a percentile can be judged on: 10 / (1 - q), so at
-/// least ten samples lie beyond it (p99: 1,000, p95: 200, p50: 20); `None`
-/// for p100 (the maximum).
-pub fn samples_needed(q: f64) -> Option<u64> {
-    let tail = 1.0 - q / 100.0;
-    (tail > 1e-9).then(|| (10.0 / tail - 1e-6).ceil() as u64)
 }
 
 /// `99`, `99.9`, `50` as written after the `p`.

@@ -15,7 +15,7 @@ mod closed;
 mod open;
 mod shard;
 
-pub use capacity::{CapacityPlan, CapacityStep};
+pub use capacity::{arithmetic_levels, CapacityPlan, CapacityStep, ConnectRamp, SearchMode};
 pub use closed::{LoadPlan, RampStep, Stage};
 pub use open::{
     show_rate, Arrivals, OpenModel, Pace, Pacer, RatePlan, RateStage, RateStep, WhenFull,

@@ -323,24 +323,24 @@ fn arrival_counts_add_up_and_match_the_pacer() {
 #[test]
 fn capacity_steps_and_plans() {
     let cap = CapacityPlan {
-        start: 4.0,
-        step: 4.0,
-        max: 12.0,
+        levels: arithmetic_levels(4.0, 4.0, 12.0),
         step_duration: Duration::from_secs(10),
         warmup: Duration::from_secs(2),
         target: None,
         rate_unit: None,
+        connect: ConnectRamp::AtOnce,
+        mode: SearchMode::Load,
     };
     let steps = cap.steps();
     assert_eq!(
         steps
             .iter()
-            .map(|s| (s.index, s.load, s.start_s, s.measure_s, s.end_s))
+            .map(|s| (s.index, s.load, s.start_s, s.measure_s, s.end_s, s.at_once))
             .collect::<Vec<_>>(),
         vec![
-            (1, 4.0, 0, 2, 10),
-            (2, 8.0, 10, 12, 20),
-            (3, 12.0, 20, 22, 30)
+            (1, 4.0, 0, 2, 10, Some(4)),
+            (2, 8.0, 10, 12, 20, Some(4)),
+            (3, 12.0, 20, 22, 30, Some(4))
         ]
     );
     assert_eq!(
@@ -352,11 +352,40 @@ fn capacity_steps_and_plans() {
     assert_eq!(r.rate_at(15.0), 8.0);
     assert!((r.expected(30.0) - 240.0).abs() < 1e-9);
     // Float steps keep `max` itself.
-    let f = CapacityPlan {
-        start: 0.1,
-        step: 0.1,
-        max: 0.3,
+    assert_eq!(arithmetic_levels(0.1, 0.1, 0.3).len(), 3);
+    // A list of levels; new users connect at 5/s, apart from the level.
+    let listed = CapacityPlan {
+        levels: vec![10.0, 20.0, 40.0],
+        connect: ConnectRamp::Rate(5.0),
+        ..cap.clone()
+    };
+    assert_eq!(
+        listed.closed_plan().goose_test_plan(),
+        "10,2;10,8;20,2;20,8;40,4;40,6;0,0"
+    );
+    assert!(listed.steps().iter().all(|s| s.at_once.is_none()));
+    let over = CapacityPlan {
+        connect: ConnectRamp::Over(Duration::from_secs(3)),
+        ..listed.clone()
+    };
+    assert_eq!(
+        over.closed_plan().goose_test_plan(),
+        "10,3;10,7;20,3;20,7;40,3;40,7;0,0"
+    );
+    // A connect-burst search: each step adds its level as new users at once.
+    let burst = CapacityPlan {
+        levels: vec![5.0, 10.0, 20.0],
+        mode: SearchMode::ConnectBurst,
         ..cap
     };
-    assert_eq!(f.steps().len(), 3);
+    assert_eq!(
+        burst.closed_plan().goose_test_plan(),
+        "5,0;5,10;15,0;15,10;35,0;35,10;0,0"
+    );
+    assert_eq!(
+        burst.steps().iter().map(|s| s.at_once).collect::<Vec<_>>(),
+        vec![Some(5), Some(10), Some(20)]
+    );
+    assert_eq!(burst.show_load(20.0), "20 at once");
+    assert_eq!(burst.show_step(&burst.steps()[2]), "20 at once (35 users)");
 }

@@ -18,6 +18,7 @@
 //! then `server/faults.rs` (its draw) and the server file that applies it.
 
 pub mod auth_failure;
+pub mod connect_limit;
 pub mod dialect;
 pub mod faults;
 pub mod sequence;

@@ -3,9 +3,9 @@
 //!
 //! Imports `metrics`, `names` and `units` (below `report`).
 
-use crate::metrics::snapshot::HistogramData;
+use crate::metrics::capacity_sides::{Percentiles, Ratio};
 use crate::names;
-use crate::units::format_us;
+use crate::units::{format_us, format_value, trim_float};
 
 /// A capacity search, formatted.
 #[derive(Debug, Clone, PartialEq)]
@@ -17,21 +17,57 @@ pub struct CapacityView {
     /// The step that is the knee.
     pub knee_index: Option<u32>,
     pub passed: bool,
+    /// Each capacity apart (connect/auth, agent-run), when the SLOs judge both.
+    pub sides: Vec<String>,
+    /// The most load a step reached (`18 users reached`), for the header.
+    pub reached: Option<String>,
 }
 
-/// One step of a capacity search.
+/// One step of a capacity search: the load asked and reached, the
+/// connect side over the whole step and the run side over the runs that
+/// started in its measured window, each rate with the numerator and
+/// denominator of the SLO it feeds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CapacityRow {
     pub index: u32,
+    /// The load asked (`12 users`, `20/s`, `15 at once`).
     pub load: String,
+    /// Reached: ready sockets at the window's end (closed), runs started
+    /// per second of the window (open).
+    pub reached: String,
+    /// The measured window, and the wait after it for its runs (`8s +0.4s`).
+    pub window: String,
+    /// Runs started in the window.
     pub runs: u64,
+    pub runs_per_s: String,
+    pub ttfe_p50: String,
+    pub ttfe_p95: String,
+    pub ttfe_p99: String,
     pub ttc_p50: String,
     pub ttc_p95: String,
     pub ttc_p99: String,
-    /// Failed runs per started run.
+    /// Failed runs per started run (`run_failed rate`).
     pub error_rate: String,
-    /// 1011 closes per started run.
+    /// `run_ok rate` with its counts: `97% (97 of 100)`.
+    pub run_ok: String,
+    /// Failed runs by class: `closed 3, timeout 1`, or `-`.
+    pub failures: String,
+    /// 1011 closes (auth failures left out) per socket in use in the step,
+    /// as `close_1011 rate` judges them: `25% (3 of 12 sockets)`.
     pub close_1011: String,
+    /// 1011 closes by phase: before ready / during runs / idle.
+    pub close_1011_phases: String,
+    /// Sockets the plan opens at once (`-`: ramped or open model).
+    pub at_once: String,
+    /// Sockets that became ready in the step, per second of the step.
+    pub opened_per_s: String,
+    pub ws_connect_p95: String,
+    pub ws_ready_p50: String,
+    pub ws_ready_p95: String,
+    pub ws_ready_p99: String,
+    /// `auth_failure rate` with its counts: `1 of 5 connects`.
+    pub auth_failures: String,
+    pub reconnects: u64,
     /// Open model: arrivals of the step that did not start on time
     /// (`dropped D, late L`); `None` in the closed model.
     pub not_on_time: Option<String>,
@@ -41,54 +77,7 @@ pub struct CapacityRow {
 }
 
 pub(super) fn capacity_view(c: &crate::metrics::capacity::CapacityResult) -> CapacityView {
-    let rows = c
-        .steps
-        .iter()
-        .map(|st| {
-            let n = |k: &str| st.counters.get(k).copied().unwrap_or(0);
-            let started = n(names::RUNS_STARTED);
-            let per_run_of = |count: u64| {
-                if started == 0 {
-                    "n/a".to_string()
-                } else {
-                    crate::units::format_value(count as f64 / started as f64, "fraction")
-                }
-            };
-            let per_run = |k: &str| per_run_of(n(k));
-            let ttc = |q: fn(&HistogramData) -> u64| {
-                st.histograms
-                    .get(names::TTC)
-                    .map_or_else(|| "n/a".to_string(), |h| format_us(q(h) as f64))
-            };
-            CapacityRow {
-                index: st.index,
-                load: st.load_text.clone(),
-                runs: started,
-                ttc_p50: ttc(|h| h.p50_us),
-                ttc_p95: ttc(|h| h.p95_us),
-                ttc_p99: ttc(|h| h.p99_us),
-                error_rate: per_run(names::RUNS_FAILED),
-                // As `close_1011 rate`: recognised auth failures left out.
-                close_1011: per_run_of(n("closes.1011").saturating_sub(n("closes_auth.1011"))),
-                not_on_time: st.counters.contains_key(names::STARTS_INTENDED).then(|| {
-                    format!(
-                        "{} dropped, {} late",
-                        n(names::STARTS_DROPPED),
-                        n(names::STARTS_LATE)
-                    )
-                }),
-                held: st.held,
-                broke: st
-                    .slo
-                    .iter()
-                    .filter(|v| !v.passed)
-                    .map(|v| format!("{} (measured {})", v.threshold, v.observed_text))
-                    .chain(st.invalid.iter().map(|c| format!("INVALID: {}", c.detail)))
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            }
-        })
-        .collect();
+    let rows = c.steps.iter().map(|st| row(c, st)).collect();
     let knee_index = c
         .steps
         .iter()
@@ -102,5 +91,118 @@ pub(super) fn capacity_view(c: &crate::metrics::capacity::CapacityResult) -> Cap
         rows,
         knee_index,
         passed: c.passed(),
+        sides: c.sides.iter().map(|s| s.sentence()).collect(),
+        reached: reached(c),
+    }
+}
+
+/// The most load a step reached: `18 users reached`, `19.5/s reached`.
+fn reached(c: &crate::metrics::capacity::CapacityResult) -> Option<String> {
+    let figures: Vec<_> = c.steps.iter().map(|s| s.figures()).collect();
+    if c.unit == "arrivals_per_s" {
+        let best = figures
+            .iter()
+            .filter_map(|f| f.runs_per_s)
+            .fold(None, |m: Option<f64>, r| Some(m.map_or(r, |m| m.max(r))))?;
+        return Some(format!("{} runs/s reached", trim_float(best, 1)));
+    }
+    let users = figures.iter().filter_map(|f| f.sockets_at_end).max()?;
+    Some(format!("{users} users reached"))
+}
+
+fn row(
+    c: &crate::metrics::capacity::CapacityResult,
+    st: &crate::metrics::capacity::StepResult,
+) -> CapacityRow {
+    let f = st.figures();
+    let n = |k: &str| st.counters.get(k).copied().unwrap_or(0);
+    let pct = |p: Option<Percentiles>, q: fn(&Percentiles) -> u64| {
+        p.as_ref()
+            .map_or_else(|| "n/a".to_string(), |p| format_us(q(p) as f64))
+    };
+    let ratio = |r: Ratio, of: &str| match r.value() {
+        Some(v) => format!("{} ({} of {} {of})", format_value(v, "fraction"), r.n, r.of),
+        None => "n/a".to_string(),
+    };
+    let open = c.unit == "arrivals_per_s";
+    CapacityRow {
+        index: st.index,
+        load: st.load_text.clone(),
+        reached: match (open, f.runs_per_s, f.sockets_at_end) {
+            (true, Some(r), _) => format!("{}/s", trim_float(r, 1)),
+            (false, _, Some(u)) => format!("{u} users"),
+            _ => "n/a".to_string(),
+        },
+        window: match (f.window_s, f.drain_s) {
+            (Some(w), Some(d)) => format!("{}s +{}s", trim_float(w, 1), trim_float(d, 1)),
+            (Some(w), None) => format!("{}s", trim_float(w, 1)),
+            _ => "n/a".to_string(),
+        },
+        runs: f.runs.of,
+        runs_per_s: f
+            .runs_per_s
+            .map_or_else(|| "n/a".to_string(), |r| trim_float(r, 1)),
+        ttfe_p50: pct(f.ttfe, |p| p.p50_us),
+        ttfe_p95: pct(f.ttfe, |p| p.p95_us),
+        ttfe_p99: pct(f.ttfe, |p| p.p99_us),
+        ttc_p50: pct(f.ttc, |p| p.p50_us),
+        ttc_p95: pct(f.ttc, |p| p.p95_us),
+        ttc_p99: pct(f.ttc, |p| p.p99_us),
+        error_rate: Ratio {
+            n: n(names::RUNS_FAILED),
+            of: f.runs.of,
+        }
+        .value()
+        .map_or_else(|| "n/a".to_string(), |v| format_value(v, "fraction")),
+        run_ok: ratio(f.runs, "runs"),
+        failures: if f.failed_by_class.is_empty() {
+            "-".to_string()
+        } else {
+            f.failed_by_class
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
+        close_1011: ratio(f.close_1011, "sockets"),
+        close_1011_phases: format!(
+            "{} / {} / {}",
+            f.close_1011_before_ready, f.close_1011_during_runs, f.close_1011_idle
+        ),
+        at_once: f.at_once.map_or_else(|| "-".to_string(), |n| n.to_string()),
+        opened_per_s: trim_float(f.opened_per_s, 1),
+        ws_connect_p95: pct(f.ws_connect, |p| p.p95_us),
+        ws_ready_p50: pct(f.ws_ready, |p| p.p50_us),
+        ws_ready_p95: pct(f.ws_ready, |p| p.p95_us),
+        ws_ready_p99: pct(f.ws_ready, |p| p.p99_us),
+        auth_failures: ratio(f.auth_failures, "connects"),
+        reconnects: f.reconnects,
+        not_on_time: st.counters.contains_key(names::STARTS_INTENDED).then(|| {
+            format!(
+                "{} dropped, {} late",
+                n(names::STARTS_DROPPED),
+                n(names::STARTS_LATE)
+            )
+        }),
+        held: st.held,
+        broke: st
+            .slo
+            .iter()
+            .filter(|v| !v.passed)
+            .map(|v| format!("{} (measured {})", v.threshold, v.observed_text))
+            .chain(st.invalid.iter().map(|c| format!("INVALID: {}", c.detail)))
+            .collect::<Vec<_>>()
+            .join("; "),
+    }
+}
+
+impl super::ReportData {
+    /// The load the header states: a capacity search's load reached
+    /// (`18 users reached`, not the plan's peak), else the plan's users.
+    pub fn load_text(&self) -> String {
+        self.capacity
+            .as_ref()
+            .and_then(|c| c.reached.clone())
+            .unwrap_or_else(|| format!("{} users", self.users))
     }
 }

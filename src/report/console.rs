@@ -53,8 +53,10 @@ pub fn render(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
     writeln!(w, "chatload: {} — {}  [{}]", d.title, d.verdict, d.run_id)?;
     writeln!(
         w,
-        "  target {}  |  {} users  |  {}",
-        d.target, d.users, d.duration
+        "  target {}  |  {}  |  {}",
+        d.target,
+        d.load_text(),
+        d.duration
     )?;
     validity(d, w)?;
     writeln!(w)?;
@@ -239,7 +241,7 @@ fn capacity(c: &CapacityView, w: &mut impl Write) -> io::Result<()> {
     writeln!(
         w,
         "    {:>4}  {:>12}  {:>7}  {:>9}  {:>9}  {:>9}  {:>8}  {:>8}  result",
-        "step", "load", "runs", "ttc p50", "ttc p95", "ttc p99", "errors", "1011/run"
+        "step", "load", "runs", "ttc p50", "ttc p95", "ttc p99", "errors", "1011 rate"
     )?;
     for r in &c.rows {
         writeln!(

@@ -185,7 +185,7 @@ fn run_line(d: &ReportData) -> Markup {
     html! {
         p.muted {
             "Run " code { (d.run_id) } " started " (d.started_at) " for " (d.duration)
-            " against " (d.target) " with " (d.users) " users (" (d.tool_version) ")."
+            " against " (d.target) " with " (d.load_text()) " (" (d.tool_version) ")."
         }
         @if !d.tags.is_empty() {
             p.tags { @for (k, v) in &d.tags { span.tag { (k) "=" (v) } " " } }

@@ -29,23 +29,32 @@ pub(super) fn capacity_section(c: &CapacityView, knee_svg: Option<String>) -> Ma
     }
 }
 
-/// One row per step: load, runs, ttc percentiles, error and 1011 rates,
-/// (open model) arrivals not on time, and whether it held.
+/// The two sides of each step: the agent-run table (runs started in the
+/// measured window) and the connect/auth table (the whole step, warm-up
+/// included), the same figures as `report.md`'s.
 fn step_table(c: &CapacityView) -> Markup {
     let late = c.rows.iter().any(|r| r.not_on_time.is_some());
     html! {
+        p { "A step's runs are those that started in its measured window, however late they ended; "
+            "the window (" code { "+" } ": the wait after it for those runs) closes when they have all ended or timed out. "
+            "Its connects are every socket opened in the step, warm-up included." }
+        h3 { "Agent-run side (runs started in the measured window)" }
         table {
             tr {
-                th { "step" } th { "load" } th { "runs" } th { "ttc p50" } th { "ttc p95" }
-                th { "ttc p99" } th { "errors" } th { "1011 per run" }
+                th { "step" } th { "load" } th { "reached" } th { "window" } th { "runs" } th { "runs/s" }
+                th { "ttfe p50" } th { "ttfe p95" } th { "ttfe p99" }
+                th { "ttc p50" } th { "ttc p95" } th { "ttc p99" }
+                th { "run_ok" } th { "failures" } th { "1011 rate" }
                 @if late { th { "not on time" } }
                 th { "result" }
             }
             @for r in &c.rows {
                 tr {
-                    td { (r.index) } td { (r.load) } td { (r.runs) } td { (r.ttc_p50) }
-                    td { (r.ttc_p95) } td { (r.ttc_p99) } td { (r.error_rate) } td { (r.close_1011) }
-                    @if let Some(t) = &r.not_on_time { td { (t) } }
+                    td { (r.index) } td { (r.load) } td { (r.reached) } td { (r.window) } td { (r.runs) }
+                    td { (r.runs_per_s) } td { (r.ttfe_p50) } td { (r.ttfe_p95) } td { (r.ttfe_p99) }
+                    td { (r.ttc_p50) } td { (r.ttc_p95) } td { (r.ttc_p99) }
+                    td { (r.run_ok) } td { (r.failures) } td { (r.close_1011) }
+                    @if late { td { (r.not_on_time.as_deref().unwrap_or("")) } }
                     @if !r.held {
                         td.bad { "broke: " (PreEscaped(code_spans(&r.broke))) }
                     } @else if c.knee_index == Some(r.index) {
@@ -53,6 +62,22 @@ fn step_table(c: &CapacityView) -> Markup {
                     } @else {
                         td.ok { "held" }
                     }
+                }
+            }
+        }
+        h3 { "Connect/auth side (the whole step, warm-up included)" }
+        table {
+            tr {
+                th { "step" } th { "load" } th { "at once" } th { "opened/s" } th { "ws_connect p95" }
+                th { "ws_ready p50" } th { "ws_ready p95" } th { "ws_ready p99" } th { "auth failures" }
+                th { "1011 before ready / during runs / idle" } th { "reconnects" }
+            }
+            @for r in &c.rows {
+                tr {
+                    td { (r.index) } td { (r.load) } td { (r.at_once) } td { (r.opened_per_s) }
+                    td { (r.ws_connect_p95) } td { (r.ws_ready_p50) } td { (r.ws_ready_p95) }
+                    td { (r.ws_ready_p99) } td { (r.auth_failures) } td { (r.close_1011_phases) }
+                    td { (r.reconnects) }
                 }
             }
         }

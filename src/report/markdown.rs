@@ -70,12 +70,12 @@ fn header(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
     writeln!(w)?;
     writeln!(
         w,
-        "Run `{}` started {} for {} against {} with {} users ({}).",
+        "Run `{}` started {} for {} against {} with {} ({}).",
         d.run_id,
         d.started_at,
         d.duration,
         esc(&d.target),
-        d.users,
+        d.load_text(),
         d.tool_version
     )?;
     writeln!(w)?;
@@ -171,6 +171,14 @@ fn capacity(c: &CapacityView, w: &mut impl Write) -> io::Result<()> {
             .join(", ")
     )?;
     writeln!(w)?;
+    writeln!(w, "A step's runs are those that started in its measured window, however late they ended; the window (`+`: the wait after it for those runs) closes when they have all ended or timed out. Its connects are every socket opened in the step, warm-up included.")?;
+    writeln!(w)?;
+    capacity_runs(c, w)?;
+    capacity_connects(c, w)
+}
+
+/// The agent-run side of each step, with its result.
+fn capacity_runs(c: &CapacityView, w: &mut impl Write) -> io::Result<()> {
     // The open model's steps also say which arrivals did not start on time.
     let open = c.rows.iter().any(|r| r.not_on_time.is_some());
     let (col, rule) = if open {
@@ -180,9 +188,17 @@ fn capacity(c: &CapacityView, w: &mut impl Write) -> io::Result<()> {
     };
     writeln!(
         w,
-        "| step | load | runs | ttc p50 | ttc p95 | ttc p99 | errors | 1011 per run |{col} result |"
+        "### Agent-run side (runs started in the measured window)"
     )?;
-    writeln!(w, "|---:|---:|---:|---:|---:|---:|---:|---:|{rule}---|")?;
+    writeln!(w)?;
+    writeln!(
+        w,
+        "| step | load | reached | window | runs | runs/s | ttfe p50 | ttfe p95 | ttfe p99 | ttc p50 | ttc p95 | ttc p99 | run_ok | failures | 1011 rate |{col} result |"
+    )?;
+    writeln!(
+        w,
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|{rule}---|"
+    )?;
     for r in &c.rows {
         let result = if !r.held {
             format!("**broke**: {}", esc(&r.broke))
@@ -198,16 +214,57 @@ fn capacity(c: &CapacityView, w: &mut impl Write) -> io::Result<()> {
         };
         writeln!(
             w,
-            "| {} | {} | {} | {} | {} | {} | {} | {} |{late} {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |{late} {result} |",
             r.index,
             esc(&r.load),
+            esc(&r.reached),
+            r.window,
             r.runs,
+            r.runs_per_s,
+            r.ttfe_p50,
+            r.ttfe_p95,
+            r.ttfe_p99,
             r.ttc_p50,
             r.ttc_p95,
             r.ttc_p99,
-            r.error_rate,
+            r.run_ok,
+            esc(&r.failures),
             r.close_1011,
-            result
+        )?;
+    }
+    writeln!(w)
+}
+
+/// The connect/auth side of each step (the whole step, warm-up included).
+fn capacity_connects(c: &CapacityView, w: &mut impl Write) -> io::Result<()> {
+    writeln!(
+        w,
+        "### Connect/auth side (the whole step, warm-up included)"
+    )?;
+    writeln!(w)?;
+    writeln!(
+        w,
+        "| step | load | at once | opened/s | ws_connect p95 | ws_ready p50 | ws_ready p95 | ws_ready p99 | auth failures | 1011 before ready / during runs / idle | reconnects |"
+    )?;
+    writeln!(
+        w,
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    )?;
+    for r in &c.rows {
+        writeln!(
+            w,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.index,
+            esc(&r.load),
+            r.at_once,
+            r.opened_per_s,
+            r.ws_connect_p95,
+            r.ws_ready_p50,
+            r.ws_ready_p95,
+            r.ws_ready_p99,
+            r.auth_failures,
+            r.close_1011_phases,
+            r.reconnects,
         )?;
     }
     writeln!(w)

@@ -79,6 +79,12 @@ pub(super) async fn start(
     let capacity = sc.workload.capacity.clone().map(|search| CapacityRun {
         search,
         open: sc.workload.open().is_some(),
+        run_timeout: sc
+            .journeys
+            .iter()
+            .flat_map(|j| crate::scenario::Step::await_timeouts(&j.steps))
+            .max()
+            .unwrap_or_default(),
         log: Arc::default(),
     });
     let controller = capacity.clone().map(|run| {

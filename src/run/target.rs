@@ -25,6 +25,7 @@ pub(super) fn server_config(sc: &Scenario, secret: &Secret, seed: u64) -> Settin
     c.slowdown_per_minute = sc.server.slowdown_per_minute;
     c.faults = sc.server.faults.clone();
     c.capacity = sc.server.capacity;
+    c.connect_limit = sc.server.connect_limit;
     c.stall = sc.server.stall;
     c.login_lifetime = sc.server.login_lifetime;
     c.heartbeat = sc.server.heartbeat;

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::plan::{CapacityPlan, OpenModel};
+use crate::plan::{arithmetic_levels, CapacityPlan, ConnectRamp, OpenModel, SearchMode};
 
 use super::doc::{non_negative_f64, Obj};
 use super::model::{CapacitySearch, Model, Workload};
@@ -37,9 +37,7 @@ pub(super) fn read_capacity(
         }
         Some(per_s(v))
     };
-    let start = load("start", true);
-    let step = load("step", true);
-    let max = load("max", true);
+    let levels = read_levels(&tbl, open_model, &load, &per_s);
     let target = load("target", false);
     let step_duration = tbl.require("step_duration").and_then(|n| {
         let d = n.as_duration().and_then(|d| whole_seconds(&n, d))?;
@@ -54,24 +52,128 @@ pub(super) fn read_capacity(
         Some(n) => n.as_duration().and_then(|d| whole_seconds(&n, d)),
     };
     let slo = read_slo(&tbl, vocabulary);
-    let loads = [start, step, max];
-    let ok = check_steps(&tbl, open_model, loads, step_duration, warmup);
+    let mode = read_mode(&tbl, open_model);
+    let connect = read_connect(&tbl, open_model, mode);
+    let ok = check_warmup(&tbl, step_duration, warmup);
     tbl.finish();
+    let plan = CapacityPlan {
+        levels: levels?,
+        step_duration: step_duration?,
+        warmup: warmup?,
+        target,
+        rate_unit: unit,
+        connect: connect?,
+        mode: mode?,
+    };
+    let measurable = super::capacity_check::check(o, &plan, slo.as_deref()?);
+    let ramp_fits = check_ramp(o, &plan);
+    if !ok || !measurable || !ramp_fits {
+        return None;
+    }
+    Some(Some(CapacitySearch { plan, slo: slo? }))
+}
+
+/// The levels: `levels = [10, 20, 40]` as written, or `start`, `step` and
+/// `max` (not both). Each above zero, at most 1000 of them.
+fn read_levels(
+    tbl: &Obj<'_>,
+    open_model: bool,
+    load: &dyn Fn(&str, bool) -> Option<f64>,
+    per_s: &dyn Fn(f64) -> f64,
+) -> Option<Vec<f64>> {
+    let Some(list) = tbl.get("levels") else {
+        let [start, step, max] = [load("start", true), load("step", true), load("max", true)];
+        if !check_steps(tbl, open_model, [start, step, max]) {
+            return None;
+        }
+        return Some(arithmetic_levels(start?, step?, max?));
+    };
+    for key in ["start", "step", "max"] {
+        if let Some(n) = tbl.get(key) {
+            n.error("`levels` lists the steps: remove `start`, `step` and `max` (or `levels`)");
+        }
+    }
+    let items = list.as_array()?;
+    if items.is_empty() || items.len() > 1000 {
+        list.error("needs 1 to 1000 levels, such as [10, 20, 40, 60, 80, 100]");
+        return None;
+    }
+    let mut out = Vec::new();
+    let mut ok = true;
+    for n in &items {
+        let Some(v) = non_negative_f64(n) else {
+            ok = false;
+            continue;
+        };
+        if v <= 0.0 {
+            n.error("must be above 0: a step at 0 has no runs, so it measures no data");
+            ok = false;
+        } else if !open_model && v.fract() != 0.0 {
+            n.error("the closed model steps whole users");
+            ok = false;
+        }
+        out.push(v);
+    }
     if !ok {
         return None;
     }
-    Some(Some(CapacitySearch {
-        plan: CapacityPlan {
-            start: start?,
-            step: step?,
-            max: max?,
-            step_duration: step_duration?,
-            warmup: warmup?,
-            target,
-            rate_unit: unit,
-        },
-        slo: slo?,
-    }))
+    Some(out.into_iter().map(per_s).collect())
+}
+
+/// `mode`: `load` (the default) or `connect_burst` (closed model only).
+fn read_mode(tbl: &Obj<'_>, open_model: bool) -> Option<SearchMode> {
+    let Some(n) = tbl.get("mode") else {
+        return Some(SearchMode::Load);
+    };
+    match n.as_str()? {
+        "load" => Some(SearchMode::Load),
+        "connect_burst" if open_model => {
+            n.error("a connect-burst search steps the sockets closed users open at once; the open model's session pool connects before the first step");
+            None
+        }
+        "connect_burst" => Some(SearchMode::ConnectBurst),
+        other => {
+            n.error(format!("unknown mode `{other}` (load, connect_burst)"));
+            None
+        }
+    }
+}
+
+/// `connect_rate` (new sockets per second) or `connect_over` (a duration):
+/// how a closed step's new users connect, apart from its level.
+fn read_connect(tbl: &Obj<'_>, open_model: bool, mode: Option<SearchMode>) -> Option<ConnectRamp> {
+    let rate = tbl.get("connect_rate");
+    let over = tbl.get("connect_over");
+    let key = rate.as_ref().or(over.as_ref());
+    if let Some(n) = key.filter(|_| open_model) {
+        n.error("the open model's session pool connects before the first step: a connect ramp applies to closed users");
+        return None;
+    }
+    if let Some(n) = key.filter(|_| mode == Some(SearchMode::ConnectBurst)) {
+        n.error(
+            "a connect-burst search opens each step's sockets at once: remove the connect ramp",
+        );
+        return None;
+    }
+    match (rate, over) {
+        (Some(_), Some(o)) => {
+            o.error("give `connect_rate` or `connect_over`, not both");
+            None
+        }
+        (Some(r), None) => {
+            let v = non_negative_f64(&r)?;
+            if v <= 0.0 {
+                r.error("must be above 0 (new sockets per second)");
+                return None;
+            }
+            Some(ConnectRamp::Rate(v))
+        }
+        (None, Some(o)) => {
+            let d = o.as_duration().and_then(|d| whole_seconds(&o, d))?;
+            Some(ConnectRamp::Over(d))
+        }
+        (None, None) => Some(ConnectRamp::AtOnce),
+    }
 }
 
 /// `[capacity.slo]`: at least one rule; drift rules do not apply.
@@ -95,16 +197,10 @@ fn read_slo(tbl: &Obj<'_>, vocabulary: &crate::names::Vocabulary) -> Option<Vec<
     }
 }
 
-/// The steps against each other: `start` and `step` above zero, `max` at
-/// least `start`, at most 1000 steps, a warm-up shorter than a step.
-fn check_steps(
-    tbl: &Obj<'_>,
-    open_model: bool,
-    [start, step, max]: [Option<f64>; 3],
-    step_duration: Option<Duration>,
-    warmup: Option<Duration>,
-) -> bool {
-    let mut ok = true;
+/// `start`, `step` and `max` against each other: `start` and `step` above
+/// zero, `max` at least `start`, at most 1000 steps.
+fn check_steps(tbl: &Obj<'_>, open_model: bool, [start, step, max]: [Option<f64>; 3]) -> bool {
+    let mut ok = start.is_some() && step.is_some() && max.is_some();
     if let (Some(n), Some(s)) = (tbl.get("start"), start) {
         if s <= 0.0 {
             n.error(if open_model {
@@ -127,12 +223,6 @@ fn check_steps(
             ok = false;
         }
     }
-    if let (Some(n), Some(d), Some(w)) = (tbl.get("warmup"), step_duration, warmup) {
-        if w >= d {
-            n.error("must be shorter than `step_duration` (the rest of the step is measured)");
-            ok = false;
-        }
-    }
     if let (Some(n), Some(s), Some(st), Some(m)) = (tbl.get("max"), start, step, max) {
         if st > 0.0 && (m - s) / st > 1000.0 {
             n.error("more than 1000 steps: raise `step` or lower `max`");
@@ -140,6 +230,40 @@ fn check_steps(
         }
     }
     ok
+}
+
+/// A connect ramp shorter than a step: a step whose new users are still
+/// connecting when it ends never reaches its level.
+fn check_ramp(o: &Obj<'_>, plan: &CapacityPlan) -> bool {
+    let Some(i) = (0..plan.levels.len()).find(|i| plan.connect_time(*i) >= plan.step_duration)
+    else {
+        return true;
+    };
+    let tbl = o.obj("capacity");
+    if let Some(n) = tbl
+        .as_ref()
+        .and_then(|t| t.get("connect_rate").or_else(|| t.get("connect_over")))
+    {
+        n.error(format!(
+            "step {} ({}) would still be connecting its new users when it ends ({}s of a {}s step): connect faster or lengthen step_duration",
+            i + 1,
+            plan.show_load(plan.levels[i]),
+            plan.connect_time(i).as_secs(),
+            plan.step_duration.as_secs()
+        ));
+    }
+    false
+}
+
+/// A warm-up shorter than a step.
+fn check_warmup(tbl: &Obj<'_>, step_duration: Option<Duration>, warmup: Option<Duration>) -> bool {
+    if let (Some(n), Some(d), Some(w)) = (tbl.get("warmup"), step_duration, warmup) {
+        if w >= d {
+            n.error("must be shorter than `step_duration` (the rest of the step is measured)");
+            return false;
+        }
+    }
+    true
 }
 
 /// `workload.model` as written, read without reporting anything (the

@@ -35,6 +35,7 @@ pub mod thresholds;
 
 mod auth;
 mod capacity;
+mod capacity_check;
 mod data;
 mod fills;
 pub mod input;

@@ -211,6 +211,8 @@ pub struct ServerTable {
     pub slowdown_per_minute: f64,
     pub faults: FaultPlan,
     pub capacity: Option<crate::protocol::faults::Capacity>,
+    /// New sockets admitted per second (`connect_limit = "20/s"`).
+    pub connect_limit: Option<crate::protocol::connect_limit::ConnectLimit>,
     pub stall: Option<crate::protocol::faults::Stall>,
     pub login_lifetime: Duration,
     pub heartbeat: Option<Duration>,

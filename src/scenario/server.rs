@@ -73,6 +73,7 @@ fn defaults() -> ServerTable {
         slowdown_per_minute: 0.0,
         faults: FaultPlan::default(),
         capacity: None,
+        connect_limit: None,
         stall: None,
         login_lifetime: Duration::from_secs(900),
         heartbeat: None,
@@ -117,6 +118,11 @@ fn read_limits(tbl: &Obj<'_>, s: &mut ServerTable) -> bool {
             Some(runs) => s.capacity = Some(crate::protocol::faults::Capacity { runs, queue }),
             None => ok = false,
         }
+    }
+    if let Some(n) = tbl.get("connect_limit") {
+        let mut limit = crate::protocol::connect_limit::ConnectLimit { per_second: 1 };
+        ok &= n.parse_into(&mut limit);
+        s.connect_limit = Some(limit);
     }
     if let Some(n) = tbl.get("login_lifetime") {
         match n.as_duration() {

@@ -88,6 +88,14 @@ pub enum Stat {
     Min,
 }
 
+/// The fewest samples a percentile can be judged on: 10 / (1 - q), so at
+/// least ten samples lie beyond it (p99: 1,000, p95: 200, p50: 20); `None`
+/// for p100 (the maximum).
+pub fn samples_needed(q: f64) -> Option<u64> {
+    let tail = 1.0 - q / 100.0;
+    (tail > 1e-9).then(|| (10.0 / tail - 1e-6).ceil() as u64)
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Subject {
     /// A statistic of a histogram metric; limit in microseconds.

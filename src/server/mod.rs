@@ -29,6 +29,7 @@
 //! fault of the socket, `server/rest.rs` for a REST fault).
 
 pub mod agent;
+pub mod connect_limit;
 pub mod draw;
 pub mod faults;
 mod listener;
@@ -80,6 +81,8 @@ pub struct ServerState {
     pub threads: threads::Store,
     /// Draws for REST faults (history leaks), seeded.
     rest_rng: Mutex<ChaCha8Rng>,
+    /// Sockets admitted in the last second (the connect limit).
+    admitted: connect_limit::Admitted,
 }
 
 /// How long a ticket stays valid.
@@ -177,6 +180,7 @@ pub async fn spawn(config: Settings, addr: SocketAddr) -> std::io::Result<Runnin
         stall_window: AtomicU64::new(0),
         threads: threads::Store::default(),
         rest_rng: Mutex::new(ChaCha8Rng::seed_from_u64(config_seed ^ 0x0457_0000_0001)),
+        admitted: connect_limit::Admitted::default(),
         config,
     });
     let router = app(state.clone());

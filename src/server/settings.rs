@@ -33,6 +33,8 @@ pub struct Settings {
     pub faults: FaultPlan,
     /// How many agent runs the server serves at once (None: unlimited).
     pub capacity: Option<Capacity>,
+    /// New sockets admitted per second (None: unlimited; `connect_limit.rs`).
+    pub connect_limit: Option<crate::protocol::connect_limit::ConnectLimit>,
     /// A periodic stall of every agent run (None: never).
     pub stall: Option<Stall>,
     /// Lifetime of tokens from the login endpoint (`POST /auth/dev/login`).
@@ -58,6 +60,7 @@ impl Settings {
             slowdown_per_minute: 0.0,
             faults: FaultPlan::default(),
             capacity: None,
+            connect_limit: None,
             stall: None,
             login_lifetime: Duration::from_secs(900),
             heartbeat: None,

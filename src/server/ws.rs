@@ -362,7 +362,7 @@ async fn connection(mut socket: WebSocket, st: Arc<ServerState>, auth: Auth) {
         }
     };
     let mut rng = faults::connection_rng(&st, &user);
-    if faults::reject_token(&st, &mut rng) {
+    if faults::reject_token(&st, &mut rng) || super::connect_limit::refused(&st) {
         let frame = json!({"type": "error_message", "error_code": "VALIDATION_FAILED", "message": "token validation failed"});
         send_json(&mut socket, &frame).await;
         close(&mut socket, 1011, "SSOT Auth failed").await;

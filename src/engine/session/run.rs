@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use super::{note_violation, Who};
-use crate::metrics::ObsSender;
+use crate::metrics::{ObsSender, RunStep};
 use crate::names;
 use crate::protocol::validate::{Identity, RunCheck, Violation};
 use crate::protocol::Profile;
@@ -64,6 +64,8 @@ pub struct PendingRun {
     pub started: Instant,
     /// When the message went out (an `await` timeout counts from it).
     pub sent: Instant,
+    /// The capacity step the run belongs to: every figure of it is kept there.
+    pub step: RunStep,
 }
 
 /// How a run ended and what was wrong with it.
@@ -78,14 +80,16 @@ pub struct RunReport {
     /// `ttc` and `event_gap_max` of a run that ended ok, not yet recorded
     /// (see [`ActiveRun::defer_end_samples`]).
     pub end_samples: Option<(Duration, Duration)>,
+    /// The capacity step the run belongs to (its start's).
+    pub step: RunStep,
 }
 
 impl RunReport {
     /// Records the deferred `ttc` and `event_gap_max`, if any.
     pub fn record_end_samples(&mut self, obs: &ObsSender) {
         if let Some((ttc, gap)) = self.end_samples.take() {
-            obs.sample(names::TTC, ttc.as_micros() as u64);
-            obs.sample(names::EVENT_GAP_MAX, gap.as_micros() as u64);
+            obs.sample_for(self.step, names::TTC, ttc.as_micros() as u64);
+            obs.sample_for(self.step, names::EVENT_GAP_MAX, gap.as_micros() as u64);
         }
     }
 }
@@ -164,6 +168,7 @@ impl ActiveRun {
             run_id: self.me.run_id,
             took: self.run.started.elapsed(),
             end_samples: self.end_samples,
+            step: self.run.step,
         }
     }
 
@@ -198,18 +203,19 @@ impl ActiveRun {
         }
         let at = self.run.started.elapsed();
         let t = &mut self.times;
-        obs.count(names::events(&ev.name));
+        let step = self.run.step;
+        obs.count_for(step, names::events(&ev.name));
         t.events += 1;
         if t.first.is_none() {
             t.first = Some(at);
-            obs.sample(names::TTFE, at.as_micros() as u64);
+            obs.sample_for(step, names::TTFE, at.as_micros() as u64);
         }
         if let Some(prev) = t.last {
             t.gap_max = t.gap_max.max(at.saturating_sub(prev));
         }
         t.last = Some(at);
         if t.seen.insert(ev.name.clone()) {
-            obs.sample(&names::event_metric(&ev.name), at.as_micros() as u64);
+            obs.sample_for(step, &names::event_metric(&ev.name), at.as_micros() as u64);
         }
         for v in self.check.on_event(ev, text, at) {
             self.violated(obs, v, text);
@@ -224,8 +230,8 @@ impl ActiveRun {
         if ok && self.defer_end && self.violations.is_empty() {
             self.end_samples = Some((at, gap));
         } else {
-            obs.sample(names::TTC, at.as_micros() as u64);
-            obs.sample(names::EVENT_GAP_MAX, gap.as_micros() as u64);
+            obs.sample_for(step, names::TTC, at.as_micros() as u64);
+            obs.sample_for(step, names::EVENT_GAP_MAX, gap.as_micros() as u64);
         }
         Some(if ok {
             RunOutcome::Ok

@@ -81,6 +81,7 @@ fn run() -> PendingRun {
         user_id: "u".into(),
         started: Instant::now(),
         sent: Instant::now(),
+        step: Default::default(),
     }
 }
 
