@@ -118,7 +118,10 @@ fn binary_violation(len: usize) -> Violation {
 /// Counts a classified non-agent frame; returns a reply to send, if any.
 fn count_frame(frame: &Frame, obs: &ObsSender) -> Option<String> {
     match frame {
-        Frame::Answer(v) => Some(v.to_string()),
+        Frame::Answer(v) => {
+            obs.count(crate::names::FRAMES_ANSWERED);
+            Some(v.to_string())
+        }
         Frame::Unknown(_) => {
             obs.count("frames.unknown");
             None

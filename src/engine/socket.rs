@@ -190,6 +190,11 @@ impl Shared {
                 return Err(e);
             }
         };
+        // The server identity this token gives the user (`identity.rs`).
+        let identity = super::identity::token_identity(token.expose())
+            .unwrap_or_else(|| s.user_id.clone());
+        self.identities.record(&identity, &s.user_id);
+        s.identity = identity;
         let started = Instant::now();
         let mut url = self.cfg.target_url.clone();
         if sc.auth.present.contains(&crate::auth::Presentation::Ticket) {
@@ -362,7 +367,7 @@ impl Shared {
         loop {
             let UserSession {
                 ws,
-                user_id,
+                identity: user_id,
                 pending,
                 earlier_runs,
                 auth_refused,

@@ -98,6 +98,12 @@ pub const THREADS_SWITCH_TIMEOUT: &str = "threads.switch_timeout";
 pub const THREADS_SWITCH_REQUESTED: &str = "threads.switch_requested";
 /// Protocol violations of every class (`violations.<class>` summed).
 pub const VIOLATIONS_ALL: &str = "violations";
+/// Server frames the profile answers (`[profile.answers]`: the server's
+/// own application heartbeats, such as the platform's `ping`).
+pub const FRAMES_ANSWERED: &str = "frames.answered";
+/// Simulated users whose server identity (the token's `sub`, or the ready
+/// frame's user id) another user shares: isolation is not checked between them.
+pub const IDENTITIES_SHARED: &str = "identities.shared";
 pub const FRAMES_UNKNOWN: &str = "frames.unknown";
 pub const FRAMES_UNPARSEABLE: &str = "frames.unparseable";
 pub const FRAMES_BINARY: &str = "frames.binary";
@@ -153,6 +159,8 @@ pub const COUNTERS: &[&str] = &[
     THREADS_SWITCH_TIMEOUT,
     THREADS_SWITCH_REQUESTED,
     VIOLATIONS_ALL,
+    FRAMES_ANSWERED,
+    IDENTITIES_SHARED,
     FRAMES_UNKNOWN,
     FRAMES_UNPARSEABLE,
     FRAMES_BINARY,
@@ -198,6 +206,7 @@ pub const VIOLATIONS: &[&str] = &[
     "binary_frame",
     "oversized_frame",
     "flood",
+    "seq_gap",
 ];
 
 /// Fixed classes of `connections.protocol_error.<class>` (`engine/wire.rs`;

@@ -39,6 +39,8 @@ mod data;
 mod fills;
 pub mod input;
 mod journey;
+mod profile_platform;
+mod server_platform;
 mod limits;
 mod model;
 mod output;
@@ -245,7 +247,7 @@ fn read_scenario(o: &Obj<'_>, path: &Path) -> Option<Scenario> {
         (Some(w), Some(_)) => Some(w.peak_users()),
         _ => None,
     };
-    let auth = auth::read_auth(o, base, peak_users, max_input);
+    let auth = auth::read_auth(o, base, peak_users, max_input, profile.as_ref());
     let reconnect = reconnect::read_reconnect(o);
     let thresholds = thresholds::read_thresholds(o, &vocabulary).map(|(mut rules, on)| {
         if on {

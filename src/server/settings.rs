@@ -42,6 +42,8 @@ pub struct Settings {
     pub heartbeat: Option<Duration>,
     /// Close a socket (1008) when the token it connected with expires.
     pub enforce_expiry: bool,
+    /// Behaviours of real platforms (`protocol::platform`; presets set them).
+    pub platform: crate::protocol::platform::PlatformOptions,
 }
 
 impl Settings {
@@ -62,6 +64,7 @@ impl Settings {
             login_lifetime: Duration::from_secs(900),
             heartbeat: None,
             enforce_expiry: false,
+            platform: Default::default(),
         }
     }
 }
