@@ -25,10 +25,7 @@ fn serve(profile: &str) -> (Child, String) {
         .expect("serve starts");
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let addr = loop {
-        let line = lines
-            .next()
-            .expect("serve announces its address")
-            .unwrap();
+        let line = lines.next().expect("serve announces its address").unwrap();
         if let Some(rest) = line.strip_prefix("reference server on ") {
             break rest.split_whitespace().next().unwrap().to_string();
         }
@@ -116,7 +113,11 @@ timeout = "10s"
         assert_eq!(code, Some(0), "{profile}: {console}");
         assert_eq!(snap_counter(&snap, "runs.ok"), 9, "{profile}: {console}");
         assert_eq!(snap_counter(&snap, "violations"), 0, "{profile}: {console}");
-        assert_eq!(snap_counter(&snap, "tokens.login"), 3, "{profile}: {console}");
+        assert_eq!(
+            snap_counter(&snap, "tokens.login"),
+            3,
+            "{profile}: {console}"
+        );
     }
 }
 
@@ -162,7 +163,11 @@ async fn a_claim_set_to_false_is_removed_for_a_server_refusing_aud() {
         let r = run(parse(&text), None, SECRET, out).await;
         if refused {
             assert_eq!(counter(&r, "runs.ok"), 0, "{:#?}", r.snapshot.counters);
-            assert!(counter(&r, "tokens.rejected") > 0, "{:#?}", r.snapshot.counters);
+            assert!(
+                counter(&r, "tokens.rejected") > 0,
+                "{:#?}",
+                r.snapshot.counters
+            );
         } else {
             assert_eq!(counter(&r, "runs.ok"), 6, "{:#?}", r.snapshot.counters);
             assert_eq!(counter(&r, "tokens.rejected"), 0);
@@ -239,7 +244,11 @@ step = "history"
         let (_tmp, out) = out_dir("persist");
         let r = run(parse(&text), None, SECRET, out).await;
         let c = &r.snapshot.counters;
-        assert_eq!(counter(&r, "history.messages_checked"), 6, "{method}: {c:#?}");
+        assert_eq!(
+            counter(&r, "history.messages_checked"),
+            6,
+            "{method}: {c:#?}"
+        );
         assert_eq!(counter(&r, "persistence_miss"), missed, "{method}: {c:#?}");
     }
 }
@@ -268,7 +277,12 @@ async fn users_sharing_one_identity_are_reported_once_and_no_leak_is_counted() {
         .collect();
     assert_eq!(notes.len(), 1, "{:?}", r.snapshot.notes);
     assert!(notes[0].starts_with("3 users ("), "{}", notes[0]);
-    assert_eq!(r.snapshot.verdict.to_string(), "PASS", "{:?}", r.snapshot.notes);
+    assert_eq!(
+        r.snapshot.verdict.to_string(),
+        "PASS",
+        "{:?}",
+        r.snapshot.notes
+    );
 }
 
 /// Point 8: a refused login reaches the console with its status, its URL
@@ -377,13 +391,14 @@ step = "await"
     let chatload::scenario::StepKind::Send { message } = &sc.journeys[0].steps[0].kind else {
         panic!("a send step");
     };
-    let rendered =
-        chatload::protocol::template::render(message, &chatload::protocol::template::Vars::default());
+    let rendered = chatload::protocol::template::render(
+        message,
+        &chatload::protocol::template::Vars::default(),
+    );
     assert_eq!(rendered["payload"]["context"], serde_json::Value::Null);
     let bad = ok.replace("\"{{null}}\"", "\"x {{null}}\"");
     let err = chatload::scenario::Scenario::parse(std::path::Path::new("t.toml"), bad)
-        .err()
-        .expect("refused")
+        .expect_err("refused")
         .to_string();
     assert!(err.contains("journey[0].message.payload.context"), "{err}");
     assert!(err.contains("must be the whole string"), "{err}");
@@ -417,8 +432,7 @@ fn the_staging_journey_passes_against_the_embedded_server() {
     );
     assert_eq!(o.status.code(), Some(0), "{console}");
     let snap: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("snapshot.json")).unwrap())
-            .unwrap();
+        serde_json::from_str(&std::fs::read_to_string(out.join("snapshot.json")).unwrap()).unwrap();
     for k in [
         "runs.ok",
         "threads.created",

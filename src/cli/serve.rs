@@ -9,7 +9,11 @@ use crate::auth::{Secret, EMBEDDED_DEV_SECRET};
 use crate::protocol::platform::Preset;
 use crate::server::{self, Envelope, FaultPlan, ReadyStyle, Settings};
 
-/// `--profile NAME`: a built-in preset.
+/// `--profile NAME`: a built-in preset's name.
+fn preset_name(name: &str) -> Result<String, String> {
+    preset(name).map(|_| name.to_string())
+}
+
 fn preset(name: &str) -> Result<Preset, String> {
     crate::protocol::platform::preset(name).ok_or_else(|| crate::protocol::platform::unknown(name))
 }
@@ -27,8 +31,8 @@ pub struct ServeArgs {
     /// Speak one protocol generation: netra (the default),
     /// netra-start-agent or netra-agent-request (envelope, ready frames,
     /// heartbeats and platform options; the flags below override it).
-    #[arg(long, default_value = "netra", value_parser = preset)]
-    pub profile: Preset,
+    #[arg(long, default_value = "netra", value_parser = preset_name)]
+    pub profile: String,
     /// Agent-event envelope: payload, data, flat or wrapped (default: the profile's).
     #[arg(long)]
     pub envelope: Option<Envelope>,
@@ -86,11 +90,14 @@ pub async fn main(a: ServeArgs) -> u8 {
             Secret::new(EMBEDDED_DEV_SECRET)
         }
     };
+    let Ok(profile) = preset(&a.profile) else {
+        return exit::USAGE;
+    };
     let mut cfg = Settings::new(secret);
     cfg.seed = a.seed;
-    cfg.envelope = a.envelope.unwrap_or(a.profile.envelope);
-    cfg.ready = a.ready.unwrap_or(a.profile.ready);
-    cfg.platform = a.profile.options.clone();
+    cfg.envelope = a.envelope.unwrap_or(profile.envelope);
+    cfg.ready = a.ready.unwrap_or(profile.ready);
+    cfg.platform = profile.options.clone();
     cfg.platform.refuse_aud |= a.refuse_aud;
     cfg.platform.seq |= a.seq;
     if a.limit_max.is_some() {
@@ -103,7 +110,7 @@ pub async fn main(a: ServeArgs) -> u8 {
     cfg.capacity = a.capacity;
     cfg.stall = a.stall;
     cfg.login_lifetime = a.login_lifetime;
-    cfg.heartbeat = a.heartbeat.or(a.profile.heartbeat);
+    cfg.heartbeat = a.heartbeat.or(profile.heartbeat);
     cfg.enforce_expiry = a.enforce_token_expiry;
     let srv = match server::spawn(cfg, a.addr).await {
         Ok(s) => s,

@@ -5,7 +5,8 @@
 //! end the run says once, per shared identity, which users share it and
 //! that isolation was not checked between them. It does not fail the run.
 //!
-//! May import: `metrics` (observations), `auth`, `names`.
+//! May import: `metrics` (observations), `auth`, `names` (not `shared.rs`
+//! or `user.rs`, which hold it: `socket.rs` adopts a user's identity).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;

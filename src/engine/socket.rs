@@ -190,11 +190,7 @@ impl Shared {
                 return Err(e);
             }
         };
-        // The server identity this token gives the user (`identity.rs`).
-        let identity = super::identity::token_identity(token.expose())
-            .unwrap_or_else(|| s.user_id.clone());
-        self.identities.record(&identity, &s.user_id);
-        s.identity = identity;
+        adopt_identity(self, s, token.expose());
         let started = Instant::now();
         let mut url = self.cfg.target_url.clone();
         if sc.auth.present.contains(&crate::auth::Presentation::Ticket) {
@@ -559,4 +555,12 @@ impl Shared {
             self.close_socket(s, reason).await;
         }
     }
+}
+
+/// The server identity `token` gives the user (its `sub`; the user id for
+/// an opaque token), recorded (`identity.rs`) and used for its isolation checks.
+fn adopt_identity(shared: &Shared, s: &mut UserSession, token: &str) {
+    let identity = super::identity::token_identity(token).unwrap_or_else(|| s.user_id.clone());
+    shared.identities.record(&identity, &s.user_id);
+    s.identity = identity;
 }

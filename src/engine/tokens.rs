@@ -30,10 +30,7 @@ fn body_excerpt(text: &str) -> String {
         cut -= 1;
     }
     let more = if cut < one_line.len() { "..." } else { "" };
-    format!(
-        ": {}{more}",
-        crate::auth::redact::redact(&one_line[..cut])
-    )
+    format!(": {}{more}", crate::auth::redact::redact(&one_line[..cut]))
 }
 
 /// An epoch-seconds expiry as an `Instant` (in the past when already expired).

@@ -54,13 +54,23 @@ impl Profile {
     pub fn netra_agent_request() -> Self {
         let mut p = Profile::netra();
         p.base = "netra-agent-request".into();
-        p.wrapper_types = strings(&["system_message", "agent_progress", "agent_response_complete"]);
+        p.wrapper_types = strings(&[
+            "system_message",
+            "agent_progress",
+            "agent_response_complete",
+        ]);
         p.run_id_fields = strings(&["turn_id"]);
         p.thread_id_fields = Vec::new();
         p.ready = strings(&["connection_established"]);
         p.handshake = None;
         p.answers = BTreeMap::from([("ping".to_string(), json!({"type": "pong"}))]);
-        p.ignore = strings(&["ack", "pong", "heartbeat", "heartbeat_ack", "connection_recovery"]);
+        p.ignore = strings(&[
+            "ack",
+            "pong",
+            "heartbeat",
+            "heartbeat_ack",
+            "connection_recovery",
+        ]);
         p.rules.required = rules(&[
             ("agent_started", &["user_id"]),
             ("agent_thinking", &["status"]),
@@ -90,7 +100,10 @@ mod tests {
         let p = Profile::netra_agent_request();
         let f = p.decode(r#"{"type":"agent_progress","data":{"event":"agent_thinking","turn_id":"t1","user_id":"u","status":"thinking"}}"#);
         let Frame::Agent(e) = f else { panic!("{f:?}") };
-        assert_eq!((e.name.as_str(), e.run_id.as_deref(), e.thread_id), ("agent_thinking", Some("t1"), None));
+        assert_eq!(
+            (e.name.as_str(), e.run_id.as_deref(), e.thread_id),
+            ("agent_thinking", Some("t1"), None)
+        );
         assert_eq!(
             p.decode(r#"{"type":"ping","data":{"timestamp":1.5}}"#),
             Frame::Answer(json!({"type": "pong"}))
@@ -106,12 +119,20 @@ mod tests {
     #[test]
     fn start_agent_reads_the_nested_payload_and_the_default_is_unchanged() {
         let p = Profile::netra_start_agent();
-        let f = p.decode(r#"{"type":"agent_started","run_id":"r1","payload":{"user_id":"u","thread_id":"th"}}"#);
+        let f = p.decode(
+            r#"{"type":"agent_started","run_id":"r1","payload":{"user_id":"u","thread_id":"th"}}"#,
+        );
         let Frame::Agent(e) = f else { panic!("{f:?}") };
-        assert_eq!((e.run_id.as_deref(), e.thread_id.as_deref()), (Some("r1"), Some("th")));
+        assert_eq!(
+            (e.run_id.as_deref(), e.thread_id.as_deref()),
+            (Some("r1"), Some("th"))
+        );
         assert_eq!(Profile::builtin("netra"), Some(Profile::netra()));
         for name in Profile::BUILTIN {
-            assert_eq!(Profile::builtin(name).map(|p| p.base), Some(name.to_string()));
+            assert_eq!(
+                Profile::builtin(name).map(|p| p.base),
+                Some(name.to_string())
+            );
         }
     }
 }

@@ -65,8 +65,17 @@ impl History {
 
     /// The thread-list call.
     pub fn threads(&self) -> String {
-        let sep = if self.threads_path.contains('?') { '&' } else { '?' };
-        format!("{}{sep}{}={}", self.threads_path, self.limit_param, self.page_size.min(100))
+        let sep = if self.threads_path.contains('?') {
+            '&'
+        } else {
+            '?'
+        };
+        format!(
+            "{}{sep}{}={}",
+            self.threads_path,
+            self.limit_param,
+            self.page_size.min(100)
+        )
     }
 }
 
@@ -77,8 +86,14 @@ mod tests {
     #[test]
     fn pages_by_offset_or_cursor_with_the_profiles_names() {
         let h = History::netra(100);
-        assert_eq!(h.page("t1", 0, None), "/api/threads/t1/messages?limit=100&offset=0");
-        assert_eq!(h.page("t1", 200, None), "/api/threads/t1/messages?limit=100&offset=200");
+        assert_eq!(
+            h.page("t1", 0, None),
+            "/api/threads/t1/messages?limit=100&offset=0"
+        );
+        assert_eq!(
+            h.page("t1", 200, None),
+            "/api/threads/t1/messages?limit=100&offset=200"
+        );
         assert_eq!(h.threads(), "/api/threads?limit=100");
         let c = History {
             messages_path: "/v2/chats/{{thread}}/items?order=asc".into(),
@@ -89,7 +104,13 @@ mod tests {
             },
             ..History::netra(50)
         };
-        assert_eq!(c.page("x", 0, None), "/v2/chats/x/items?order=asc&page_size=50");
-        assert_eq!(c.page("x", 50, Some("k9")), "/v2/chats/x/items?order=asc&page_size=50&after=k9");
+        assert_eq!(
+            c.page("x", 0, None),
+            "/v2/chats/x/items?order=asc&page_size=50"
+        );
+        assert_eq!(
+            c.page("x", 50, Some("k9")),
+            "/v2/chats/x/items?order=asc&page_size=50&after=k9"
+        );
     }
 }

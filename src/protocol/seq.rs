@@ -80,7 +80,10 @@ mod tests {
         ];
         for (seq, gaps) in cases {
             let mut c = SeqCheck::default();
-            let found: Vec<Violation> = seq.iter().filter_map(|n| c.on_event(&rule, &ev(*n))).collect();
+            let found: Vec<Violation> = seq
+                .iter()
+                .filter_map(|n| c.on_event(&rule, &ev(*n)))
+                .collect();
             assert_eq!(found.len(), gaps, "{seq:?}: {found:?}");
             assert!(found.iter().all(|v| v.class == "seq_gap"));
         }

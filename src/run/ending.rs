@@ -179,7 +179,11 @@ fn stop_notes(
         ending = Ending::Aborted;
     }
     // Identity collapse is said once per shared identity (engine/identity.rs).
-    for f in rec.failures.iter().filter(|f| f.stage == crate::engine::identity::IDENTITY_STAGE) {
+    for f in rec
+        .failures
+        .iter()
+        .filter(|f| f.stage == crate::engine::identity::IDENTITY_STAGE)
+    {
         notes.push(f.reason.clone());
     }
     ending

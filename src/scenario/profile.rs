@@ -22,7 +22,9 @@ pub(super) fn read_profile(o: &Obj<'_>) -> Option<Profile> {
             match Profile::builtin(b) {
                 Some(base) => p = base,
                 None => {
-                    n.error(crate::protocol::platform::unknown(b).replace("profile", "profile base"));
+                    n.error(
+                        crate::protocol::platform::unknown(b).replace("profile", "profile base"),
+                    );
                     ok = false;
                 }
             }

@@ -93,7 +93,10 @@ mod tests {
             .cloned()
             .unwrap();
         shape(&o, "tool_completed", 0, &mut f);
-        assert_eq!(Value::Object(f), json!({"tool_name": "t", "result": 1, "seq": 1}));
+        assert_eq!(
+            Value::Object(f),
+            json!({"tool_name": "t", "result": 1, "seq": 1})
+        );
         let classic = PlatformOptions::default();
         let mut f = json!({"reasoning": "x"}).as_object().cloned().unwrap();
         shape(&classic, "agent_thinking", 0, &mut f);
@@ -108,8 +111,11 @@ mod tests {
             ..PlatformOptions::default()
         };
         assert_eq!(paging(&capped, &q("100")).ok(), Some((100, 0)));
-        let r = paging(&capped, &q("1000")).err().expect("refused");
+        let r = paging(&capped, &q("1000")).expect_err("refused");
         assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
-        assert_eq!(paging(&PlatformOptions::default(), &q("5000")).ok(), Some((1000, 0)));
+        assert_eq!(
+            paging(&PlatformOptions::default(), &q("5000")).ok(),
+            Some((1000, 0))
+        );
     }
 }

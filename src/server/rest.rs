@@ -140,7 +140,6 @@ fn denied(st: &ServerState, d: threads::Denied) -> Response {
     }
 }
 
-
 /// `GET /api/threads?limit&offset`
 pub(super) async fn list_threads(
     State(st): State<Arc<ServerState>>,
