@@ -331,7 +331,8 @@ async fn each_dropped_event_of_a_numbered_stream_is_one_seq_gap() {
 }
 
 /// Point 10: the server's own application pings are answered as the
-/// profile declares (a JSON `pong`) and counted on both sides.
+/// profile declares (a JSON `pong`), counted on both sides and timed
+/// (`server_ping_gap`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_servers_application_pings_are_answered_and_counted() {
     let _g = goose_lock().await;
@@ -353,6 +354,14 @@ duration = "1500ms"
     assert!(answered <= truth(&r, "heartbeats.sent"));
     assert!(truth(&r, "heartbeats.answered") <= answered);
     assert!(truth(&r, "heartbeats.answered") > 0);
+    // Timed: the gap between two pings on one socket (the first has none).
+    let gap = &r.snapshot.histograms["server_ping_gap"];
+    assert_eq!(gap.count + counter(&r, "connections.ready"), answered);
+    assert!(
+        (66_000..=600_000).contains(&gap.p50_us),
+        "pings every 200 ms: p50 {} µs",
+        gap.p50_us
+    );
 }
 
 /// Point 10: `start = "together"` holds every user until the last one is

@@ -116,10 +116,13 @@ fn binary_violation(len: usize) -> Violation {
 }
 
 /// Counts a classified non-agent frame; returns a reply to send, if any.
-fn count_frame(frame: &Frame, obs: &ObsSender) -> Option<String> {
+fn count_frame(frame: &Frame, obs: &ObsSender, flood: &FloodGate) -> Option<String> {
     match frame {
         Frame::Answer(v) => {
             obs.count(crate::names::FRAMES_ANSWERED);
+            if let Some(gap) = flood.answered() {
+                obs.sample(crate::names::SERVER_PING_GAP, gap.as_micros() as u64);
+            }
             Some(v.to_string())
         }
         Frame::Unknown(_) => {
@@ -223,7 +226,7 @@ where
                 for v in frame_violation(&frame, t.len(), profile) {
                     note_violation(obs, &v, &t, who);
                 }
-                if let Some(reply) = count_frame(&frame, obs) {
+                if let Some(reply) = count_frame(&frame, obs, flood) {
                     let _ = ws.send(Message::Text(reply.into())).await;
                 }
             }
@@ -483,7 +486,7 @@ fn on_text(
         }
         if let Frame::ServerError { code, .. } = &frame {
             let code = code.clone().unwrap_or_else(|| "error".into());
-            count_frame(&frame, cx.obs);
+            count_frame(&frame, cx.obs, cx.flood);
             return OnText::Done(Read::ServerError(code));
         }
     }
@@ -494,7 +497,7 @@ fn on_text(
         }
     }
     let Frame::Agent(ev) = frame else {
-        return match count_frame(&frame, cx.obs) {
+        return match count_frame(&frame, cx.obs, cx.flood) {
             Some(reply) => OnText::Reply(reply),
             None => OnText::Next,
         };

@@ -30,6 +30,9 @@ pub const RECONNECT_BACKOFF: &str = "reconnect_backoff";
 pub const LOGIN: &str = "login";
 /// `POST /api/websocket/ticket` of the ticket presentation.
 pub const REST_TICKET: &str = "rest_ticket";
+/// Between two frames the profile answers on one socket (the server's own
+/// application pings: their cadence as the client sees it).
+pub const SERVER_PING_GAP: &str = "server_ping_gap";
 /// `switch_thread` sent to its confirmation.
 pub const THREAD_SWITCH: &str = "thread_switch";
 
@@ -47,6 +50,7 @@ pub const HISTOGRAMS: &[&str] = &[
     RECONNECT_BACKOFF,
     LOGIN,
     REST_TICKET,
+    SERVER_PING_GAP,
 ];
 
 /// Open model: arrivals the rate plan called for.
