@@ -1,6 +1,7 @@
 //! Identity collapse: two simulated users that the server knows as the same
-//! user (the same `sub` in their tokens, as with a dev login that makes
-//! everyone `dev-user-001`). Each user's events are judged against its
+//! user (the same user id in their ready frames, or the same `sub` in their
+//! tokens, as with a dev login that makes everyone `dev-user-001`; adopted
+//! in `socket.rs`). Each user's events are judged against its
 //! server identity, so no leak is counted between users sharing one; at the
 //! end the run says once, per shared identity, which users share it and
 //! that isolation was not checked between them. It does not fail the run.

@@ -35,7 +35,9 @@ pub const NO_STATUS_CLOSE: u16 = 1005;
 /// How waiting for the ready frame ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ReadyOutcome {
-    Ready,
+    Ready {
+        user_id: Option<String>,
+    },
     /// The server closed (or the socket dropped) before ready.
     Closed {
         code: u16,
@@ -195,7 +197,8 @@ where
                 obs.count_n("bytes.received", t.len() as u64);
                 let frame = profile.decode(&t);
                 if frame == Frame::Ready {
-                    return ReadyOutcome::Ready;
+                    let user_id = profile.ready_user_id(&t);
+                    return ReadyOutcome::Ready { user_id };
                 }
                 if frame == Frame::Handshake {
                     if let Some(reply) = handshake_reply {

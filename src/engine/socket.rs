@@ -190,7 +190,6 @@ impl Shared {
                 return Err(e);
             }
         };
-        adopt_identity(self, s, token.expose());
         let started = Instant::now();
         let mut url = self.cfg.target_url.clone();
         if sc.auth.present.contains(&crate::auth::Presentation::Ticket) {
@@ -222,7 +221,8 @@ impl Shared {
         )
         .await
         {
-            ReadyOutcome::Ready => {
+            ReadyOutcome::Ready { user_id } => {
+                adopt_identity(self, s, user_id, token.expose());
                 self.obs.count(names::CONN_READY);
                 self.obs
                     .sample(names::WS_READY, ready_at.elapsed().as_micros() as u64);
@@ -557,10 +557,13 @@ impl Shared {
     }
 }
 
-/// The server identity `token` gives the user (its `sub`; the user id for
-/// an opaque token), recorded (`identity.rs`) and used for its isolation checks.
-fn adopt_identity(shared: &Shared, s: &mut UserSession, token: &str) {
-    let identity = super::identity::token_identity(token).unwrap_or_else(|| s.user_id.clone());
+/// The server identity of the user: the ready frame's user id, else its
+/// token's `sub`, else its own id; recorded (`identity.rs`) and used for its
+/// isolation checks.
+fn adopt_identity(shared: &Shared, s: &mut UserSession, ready: Option<String>, token: &str) {
+    let identity = ready
+        .or_else(|| super::identity::token_identity(token))
+        .unwrap_or_else(|| s.user_id.clone());
     shared.identities.record(&identity, &s.user_id);
     s.identity = identity;
 }

@@ -290,6 +290,13 @@ impl Profile {
         Frame::Unknown(name)
     }
 
+    /// The user id a ready frame names (the server's own id for the user,
+    /// at the profile's `user_id_fields`), if any.
+    pub fn ready_user_id(&self, text: &str) -> Option<String> {
+        let root: Value = serde_json::from_str(text).ok()?;
+        self.first_str(&merged_view(root.as_object()?), &self.user_id_fields)
+    }
+
     /// Terminal outcome of an event name, if it ends a run.
     pub fn terminal(&self, name: &str) -> Option<bool> {
         if self.terminal_ok.iter().any(|t| t == name) {
