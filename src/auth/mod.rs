@@ -179,6 +179,10 @@ pub struct VerifyPolicy {
     pub max_future_iat: Duration,
     /// Largest accepted token age.
     pub max_age: Duration,
+    /// Refuse a token that carries any `aud` (a JWT library that was given
+    /// no audience to expect, such as PyJWT's default); when false, `aud`
+    /// is required and must be one of `audiences`.
+    pub refuse_aud: bool,
 }
 
 impl VerifyPolicy {
@@ -199,20 +203,38 @@ impl VerifyPolicy {
             token_type: "access".into(),
             max_future_iat: Duration::from_secs(60),
             max_age: Duration::from_secs(24 * 3600),
+            refuse_aud: false,
         }
+    }
+
+    /// The same policy, refusing any `aud` when `refuse` (see `refuse_aud`).
+    pub fn refusing_aud(mut self, refuse: bool) -> Self {
+        self.refuse_aud = refuse;
+        self
     }
 
     /// Verifies signature, expiry, issuer, audience, type, `iat` skew and age.
     pub fn verify(&self, token: &str, now: SystemTime) -> Result<Claims, AuthError> {
         let mut v = Validation::new(Algorithm::HS256);
         v.set_issuer(&[&self.issuer]);
-        v.set_audience(&self.audiences);
-        v.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
+        if self.refuse_aud {
+            v.validate_aud = false;
+            v.set_required_spec_claims(&["exp", "sub", "iss"]);
+        } else {
+            v.set_audience(&self.audiences);
+            v.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
+        }
         // Expiry is checked below against the clock passed in, not the system clock.
         v.validate_exp = false;
         let data = decode::<Claims>(token, &self.key, &v)
             .map_err(|e| AuthError::Invalid(e.to_string()))?;
         let c = data.claims;
+        if self.refuse_aud && !c.aud.is_null() {
+            return Err(AuthError::Invalid(format!(
+                "unexpected audience {} (this server expects no `aud`)",
+                c.aud
+            )));
+        }
         let now_s = epoch_secs(now);
         if c.exp <= now_s {
             return Err(AuthError::Invalid("token expired".into()));

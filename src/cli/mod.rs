@@ -60,7 +60,7 @@ pub enum Command {
     )]
     Run(run::RunArgs),
     /// Run the reference server.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Re-render a run's report from its snapshot.json, offline.
     Report(report::ReportArgs),
     /// Compare a run with a baseline run; exit 1 on a regression.
@@ -94,7 +94,7 @@ pub fn main() -> ExitCode {
             crate::stdout_guard::install();
             rt.block_on(run::main(args))
         }
-        Command::Serve(args) => rt.block_on(serve::main(args)),
+        Command::Serve(args) => rt.block_on(serve::main(*args)),
         Command::Validate { scenario } => validate::main(&scenario),
         Command::Report(args) => report::report(args),
         Command::Compare(args) => compare::main(args),

@@ -6,7 +6,17 @@ use std::net::SocketAddr;
 use clap::Args;
 
 use crate::auth::{Secret, EMBEDDED_DEV_SECRET};
+use crate::protocol::platform::Preset;
 use crate::server::{self, Envelope, FaultPlan, ReadyStyle, Settings};
+
+/// `--profile NAME`: a built-in preset's name.
+fn preset_name(name: &str) -> Result<String, String> {
+    preset(name).map(|_| name.to_string())
+}
+
+fn preset(name: &str) -> Result<Preset, String> {
+    crate::protocol::platform::preset(name).ok_or_else(|| crate::protocol::platform::unknown(name))
+}
 
 use super::exit;
 
@@ -18,12 +28,31 @@ pub struct ServeArgs {
     /// Seed of the fault and latency generators.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Agent-event envelope: payload, data, flat or wrapped.
-    #[arg(long, default_value = "data")]
-    pub envelope: Envelope,
-    /// Ready generation: connection_established, system_message or handshake.
-    #[arg(long, default_value = "connection_established")]
-    pub ready: ReadyStyle,
+    /// Speak one protocol generation: netra (the default),
+    /// netra-start-agent or netra-agent-request (envelope, ready frames,
+    /// heartbeats and platform options; the flags below override it).
+    #[arg(long, default_value = "netra", value_parser = preset_name)]
+    pub profile: String,
+    /// Agent-event envelope: payload, data, flat or wrapped (default: the profile's).
+    #[arg(long)]
+    pub envelope: Option<Envelope>,
+    /// Ready generation: connection_established, system_message or handshake
+    /// (default: the profile's).
+    #[arg(long)]
+    pub ready: Option<ReadyStyle>,
+    /// Refuse tokens that carry any `aud` claim (instead of requiring one).
+    #[arg(long)]
+    pub refuse_aud: bool,
+    /// The largest `limit` of the history and thread-list calls; above it
+    /// the answer is 422 (default: the profile's; none clamps to 1000).
+    #[arg(long)]
+    pub limit_max: Option<usize>,
+    /// Every login issues a token for this one user (as a dev login does).
+    #[arg(long)]
+    pub login_as: Option<String>,
+    /// Number each run's events `seq` = 1, 2, ...
+    #[arg(long)]
+    pub seq: bool,
     /// Fault plan, e.g. "close_1011=0.5%@first_exchange,drop_event=agent_started:1%"
     /// (every class is listed in README.md).
     #[arg(long, default_value = "", value_parser = FaultPlan::parse)]
@@ -43,7 +72,7 @@ pub struct ServeArgs {
     /// Lifetime of tokens from `POST /auth/dev/login`, e.g. 20s.
     #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
     pub login_lifetime: std::time::Duration,
-    /// Send a `ping` frame on every socket this often, e.g. 25s.
+    /// Send a `ping` frame on every socket this often, e.g. 25s (default: the profile's).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub heartbeat: Option<std::time::Duration>,
     /// Close a socket (1008) when the token it connected with expires.
@@ -65,16 +94,28 @@ pub async fn main(a: ServeArgs) -> u8 {
             Secret::new(EMBEDDED_DEV_SECRET)
         }
     };
+    let Ok(profile) = preset(&a.profile) else {
+        return exit::USAGE;
+    };
     let mut cfg = Settings::new(secret);
     cfg.seed = a.seed;
-    cfg.envelope = a.envelope;
-    cfg.ready = a.ready;
+    cfg.envelope = a.envelope.unwrap_or(profile.envelope);
+    cfg.ready = a.ready.unwrap_or(profile.ready);
+    cfg.platform = profile.options.clone();
+    cfg.platform.refuse_aud |= a.refuse_aud;
+    cfg.platform.seq |= a.seq;
+    if a.limit_max.is_some() {
+        cfg.platform.history_limit_max = a.limit_max;
+    }
+    if a.login_as.is_some() {
+        cfg.platform.login_identity = a.login_as.clone();
+    }
     cfg.faults = a.faults;
     cfg.capacity = a.capacity;
     cfg.connect_limit = a.connect_limit;
     cfg.stall = a.stall;
     cfg.login_lifetime = a.login_lifetime;
-    cfg.heartbeat = a.heartbeat;
+    cfg.heartbeat = a.heartbeat.or(profile.heartbeat);
     cfg.enforce_expiry = a.enforce_token_expiry;
     let srv = match server::spawn(cfg, a.addr).await {
         Ok(s) => s,

@@ -188,9 +188,10 @@ fn describe_steps(o: &mut String, steps: &[crate::scenario::Step], depth: usize)
                 path,
                 expect,
                 capture,
+                persist,
                 ..
             } => format!(
-                "{method} {path} (expect {}){}",
+                "{method} {path} (expect {}){}{}",
                 expect
                     .iter()
                     .map(|c| c.to_string())
@@ -207,7 +208,10 @@ fn describe_steps(o: &mut String, steps: &[crate::scenario::Step], depth: usize)
                             .collect::<Vec<_>>()
                             .join(", ")
                     )
-                }
+                },
+                persist.as_ref().map_or(String::new(), |p| format!(
+                    "; stores body.{p} in the thread (checked by history)"
+                ))
             ),
             StepKind::Disconnect => "close the socket normally".into(),
             StepKind::Reconnect => "close and reopen the socket, wait for ready".into(),

@@ -68,6 +68,10 @@ pub struct FloodGate {
     paused_ms: AtomicU64,
     /// Dropped frames not counted yet.
     unreported: AtomicU64,
+    /// When the last frame the profile answers arrived (µs since `origin`,
+    /// plus one; 0: none yet), for `server_ping_gap`. Kept here because this
+    /// is the one per-socket state every read path already holds.
+    answered_us: AtomicU64,
 }
 
 impl Default for FloodGate {
@@ -81,6 +85,7 @@ impl Default for FloodGate {
             dropping: AtomicBool::new(false),
             paused_ms: AtomicU64::new(0),
             unreported: AtomicU64::new(0),
+            answered_us: AtomicU64::new(0),
         }
     }
 }
@@ -109,6 +114,14 @@ impl FloodGate {
             return Gate::Close;
         }
         Gate::Drop
+    }
+
+    /// A frame the profile answers (a server's application ping) arrived:
+    /// the time since the previous one on this socket, if any.
+    pub fn answered(&self) -> Option<std::time::Duration> {
+        let now = self.origin.elapsed().as_micros() as u64 + 1;
+        let prev = self.answered_us.swap(now, Relaxed);
+        (prev > 0).then(|| std::time::Duration::from_micros(now.saturating_sub(prev)))
     }
 
     /// The frame just passed was one no run expects.

@@ -40,6 +40,7 @@
 
 pub mod connect;
 pub mod flood;
+pub mod identity;
 mod idle;
 pub mod open;
 mod rest;
@@ -95,6 +96,7 @@ pub async fn execute(cfg: EngineConfig, obs: ObsSender) -> Result<(), EngineErro
     let pacing = start_pacing(&shared, &cfg);
     let result = attack.execute().await;
     finish(&shared, pacing).await;
+    shared.identities.report(&shared.obs);
     result?;
     Ok(())
 }
@@ -148,6 +150,9 @@ fn build_shared(
         http_base,
         next_row: std::sync::atomic::AtomicUsize::new(0),
         checks_history: sc.journeys.iter().any(|j| Step::reads_history(&j.steps)),
+        identities: Default::default(),
+        start_barrier: (sc.workload.start_together && sc.workload.open().is_none())
+            .then(|| tokio::sync::Barrier::new(plan.peak_users().max(1) as usize)),
     }))
 }
 
@@ -171,6 +176,13 @@ fn start_transaction(shared: &Arc<Shared>, uses_socket: bool) -> Transaction {
                 open::join(pool);
             } else {
                 user.set_session_data(SessionHandle(Arc::new(Mutex::new(s))));
+                if let Some(b) = &shared.start_barrier {
+                    // Every user waits for the last one (or a stop).
+                    tokio::select! {
+                        _ = b.wait() => {}
+                        _ = shared.cfg.stop.wait() => {}
+                    }
+                }
             }
             Ok(())
         })

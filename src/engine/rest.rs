@@ -16,8 +16,8 @@ use super::user::{content_hash, Guard, UserSession};
 use crate::protocol::template::{self, Vars};
 use crate::scenario::Step;
 
-/// A history read pages through at most this many messages.
-const HISTORY_PAGE: usize = 1000;
+/// A history read pages through at most this many pages (of the profile's
+/// `history.page_size`).
 const HISTORY_PAGES_MAX: usize = 100;
 
 /// What a REST step ended with: status, body and how long the call took,
@@ -112,7 +112,7 @@ impl Shared {
         let mut found: std::collections::HashMap<u64, usize> = Default::default();
         for m in messages {
             let owner = m.get("user_id").and_then(|u| u.as_str());
-            if let Some(other) = owner.filter(|o| *o != s.user_id) {
+            if let Some(other) = owner.filter(|o| *o != s.user_id && *o != s.identity) {
                 let v = crate::protocol::validate::Violation::new(
                     "cross_user_history",
                     "history",
@@ -169,28 +169,36 @@ pub(super) async fn history(
     metric: &str,
 ) -> Result<Duration, (Option<u16>, String)> {
     let thread = s.thread_id.clone();
+    let h = &shared.cfg.scenario.profile.history;
     let mut messages = Vec::new();
     let mut took = Duration::ZERO;
+    let mut cursor: Option<String> = None;
     for page in 0..HISTORY_PAGES_MAX {
-        let path = format!(
-            "/api/threads/{thread}/messages?limit={HISTORY_PAGE}&offset={}",
-            page * HISTORY_PAGE
-        );
+        let path = h.page(&thread, messages.len(), cursor.as_deref());
         match shared
             .rest(s, metric, (reqwest::Method::GET, &[]), &path, None)
             .await
         {
             Ok((200..=299, v, t)) => {
                 took += t;
-                let got = v
-                    .get("messages")
+                let got = at_path(&v, &h.items_field)
                     .and_then(|m| m.as_array())
                     .cloned()
                     .unwrap_or_default();
-                let total = v.get("total").and_then(|t| t.as_u64());
+                let total = at_path(&v, &h.total_field).and_then(|t| t.as_u64());
                 let n = got.len();
                 messages.extend(got);
-                let more = total.map_or(n == HISTORY_PAGE, |t| (messages.len() as u64) < t);
+                let more = match &h.paging {
+                    crate::protocol::history::Paging::Offset { .. } => {
+                        total.map_or(n == h.page_size, |t| (messages.len() as u64) < t)
+                    }
+                    crate::protocol::history::Paging::Cursor { next_field, .. } => {
+                        cursor = at_path(&v, next_field)
+                            .filter(|c| !c.is_null())
+                            .map(|c| c.as_str().map_or_else(|| c.to_string(), str::to_string));
+                        cursor.is_some()
+                    }
+                };
                 if n == 0 || !more {
                     break;
                 }
@@ -253,7 +261,7 @@ pub(super) async fn create_thread(
             &mut s,
             &step.name,
             (reqwest::Method::POST, &[]),
-            "/api/threads",
+            &shared.cfg.scenario.profile.history.threads_path,
             Some(body),
         )
         .await;
@@ -293,7 +301,7 @@ pub(super) async fn list_threads(
             &mut s,
             &step.name,
             (reqwest::Method::GET, &[]),
-            "/api/threads?limit=100",
+            &shared.cfg.scenario.profile.history.threads(),
             None,
         )
         .await;
@@ -326,6 +334,7 @@ pub(super) struct HttpCall<'a> {
     pub(super) body: &'a Option<serde_json::Value>,
     pub(super) expect: &'a [u16],
     pub(super) capture: &'a [(String, String)],
+    pub(super) persist: &'a Option<String>,
 }
 
 /// The `http` step: a templated REST call whose status must be expected;
@@ -343,6 +352,7 @@ pub(super) async fn http(
         body,
         expect,
         capture,
+        persist,
     } = call;
     // The same variables as a `send`: the user's data row (the one its
     // last run took), captured fields, the user, thread and iteration.
@@ -365,10 +375,17 @@ pub(super) async fn http(
     let body = body.as_ref().map(|b| template::render(b, &vars));
     let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap_or(reqwest::Method::GET);
     let r = shared
-        .rest(&mut s, &step.name, (m, expect), &path, body)
+        .rest(&mut s, &step.name, (m, expect), &path, body.clone())
         .await;
     let r = match r {
         Ok((st, v, took)) if expect.contains(&st) => {
+            if let Some(text) = persist
+                .as_deref()
+                .and_then(|p| at_path(body.as_ref()?, p)?.as_str())
+            {
+                let thread = s.thread_id.clone();
+                super::user::remember_sent(&mut s, thread, text);
+            }
             capture_fields(shared, &mut s, step, capture, st, &v, took)
         }
         Ok((st, _, _)) => Err((

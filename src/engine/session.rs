@@ -35,7 +35,9 @@ pub const NO_STATUS_CLOSE: u16 = 1005;
 /// How waiting for the ready frame ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ReadyOutcome {
-    Ready,
+    Ready {
+        user_id: Option<String>,
+    },
     /// The server closed (or the socket dropped) before ready.
     Closed {
         code: u16,
@@ -116,9 +118,15 @@ fn binary_violation(len: usize) -> Violation {
 }
 
 /// Counts a classified non-agent frame; returns a reply to send, if any.
-fn count_frame(frame: &Frame, obs: &ObsSender) -> Option<String> {
+fn count_frame(frame: &Frame, obs: &ObsSender, flood: &FloodGate) -> Option<String> {
     match frame {
-        Frame::Answer(v) => Some(v.to_string()),
+        Frame::Answer(v) => {
+            obs.count(crate::names::FRAMES_ANSWERED);
+            if let Some(gap) = flood.answered() {
+                obs.sample(crate::names::SERVER_PING_GAP, gap.as_micros() as u64);
+            }
+            Some(v.to_string())
+        }
         Frame::Unknown(_) => {
             obs.count("frames.unknown");
             None
@@ -189,7 +197,8 @@ where
                 obs.count_n("bytes.received", t.len() as u64);
                 let frame = profile.decode(&t);
                 if frame == Frame::Ready {
-                    return ReadyOutcome::Ready;
+                    let user_id = profile.ready_user_id(&t);
+                    return ReadyOutcome::Ready { user_id };
                 }
                 if frame == Frame::Handshake {
                     if let Some(reply) = handshake_reply {
@@ -220,7 +229,7 @@ where
                 for v in frame_violation(&frame, t.len(), profile) {
                     note_violation(obs, &v, &t, who);
                 }
-                if let Some(reply) = count_frame(&frame, obs) {
+                if let Some(reply) = count_frame(&frame, obs, flood) {
                     let _ = ws.send(Message::Text(reply.into())).await;
                 }
             }
@@ -480,7 +489,7 @@ fn on_text(
         }
         if let Frame::ServerError { code, .. } = &frame {
             let code = code.clone().unwrap_or_else(|| "error".into());
-            count_frame(&frame, cx.obs);
+            count_frame(&frame, cx.obs, cx.flood);
             return OnText::Done(Read::ServerError(code));
         }
     }
@@ -491,7 +500,7 @@ fn on_text(
         }
     }
     let Frame::Agent(ev) = frame else {
-        return match count_frame(&frame, cx.obs) {
+        return match count_frame(&frame, cx.obs, cx.flood) {
             Some(reply) => OnText::Reply(reply),
             None => OnText::Next,
         };

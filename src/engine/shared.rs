@@ -74,6 +74,11 @@ pub(super) struct Shared {
     pub(super) next_row: std::sync::atomic::AtomicUsize,
     /// Some journey reads thread histories, so sent messages are remembered.
     pub(super) checks_history: bool,
+    /// Which users the server knows as the same user (`identity.rs`).
+    pub(super) identities: super::identity::Identities,
+    /// `start = "together"`: every closed-model user of this process waits
+    /// here before its journey, so all begin at one instant.
+    pub(super) start_barrier: Option<tokio::sync::Barrier>,
 }
 
 /// Asks every user to stop after its current step (goose's kill switch):

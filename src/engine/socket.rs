@@ -237,7 +237,8 @@ impl Shared {
         )
         .await
         {
-            ReadyOutcome::Ready => {
+            ReadyOutcome::Ready { user_id } => {
+                adopt_identity(self, s, user_id, token.expose());
                 self.obs.count(names::CONN_READY);
                 self.obs
                     .sample(names::WS_READY, ready_at.elapsed().as_micros() as u64);
@@ -378,7 +379,7 @@ impl Shared {
         loop {
             let UserSession {
                 ws,
-                user_id,
+                identity: user_id,
                 pending,
                 earlier_runs,
                 auth_refused,
@@ -570,4 +571,15 @@ impl Shared {
             self.close_socket(s, reason).await;
         }
     }
+}
+
+/// The server identity of the user: the ready frame's user id, else its
+/// token's `sub`, else its own id; recorded (`identity.rs`) and used for its
+/// isolation checks.
+fn adopt_identity(shared: &Shared, s: &mut UserSession, ready: Option<String>, token: &str) {
+    let identity = ready
+        .or_else(|| super::identity::token_identity(token))
+        .unwrap_or_else(|| s.user_id.clone());
+    shared.identities.record(&identity, &s.user_id);
+    s.identity = identity;
 }

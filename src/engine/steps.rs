@@ -90,6 +90,7 @@ async fn run_step_inner(shared: &Shared, step: &Step, user: &mut GooseUser) -> T
             body,
             expect,
             capture,
+            persist,
         } => {
             let call = rest::HttpCall {
                 method,
@@ -97,6 +98,7 @@ async fn run_step_inner(shared: &Shared, step: &Step, user: &mut GooseUser) -> T
                 body,
                 expect,
                 capture,
+                persist,
             };
             rest::http(shared, step, user, s, call).await
         }
@@ -359,7 +361,7 @@ impl Shared {
                 let run = PendingRun {
                     run_id: uses.run.then_some(run_id),
                     thread_id: uses.thread.then(|| s.thread_id.clone()),
-                    user_id: s.user_id.clone(),
+                    user_id: s.identity.clone(),
                     started,
                     sent: t0,
                     step,

@@ -47,9 +47,22 @@ pub(super) fn content_hash(text: &str) -> u64 {
 /// checks the newest this many (older ones were checked by earlier reads).
 pub(super) const SENT_KEPT_PER_THREAD: usize = 500;
 
+/// Remembers a message the user stored in `thread` (a completed run's, or
+/// an `http` step's with `persist`), for the next history read (bounded).
+pub(super) fn remember_sent(s: &mut UserSession, thread: String, content: &str) {
+    let log = s.logs.entry(thread).or_default();
+    if log.sent.len() == SENT_KEPT_PER_THREAD {
+        log.sent.pop_front();
+    }
+    log.sent.push_back((content_hash(content), false));
+}
+
 /// One simulated user's state, kept in goose's session data.
 pub(super) struct UserSession {
     pub(super) user_id: String,
+    /// Who the server knows this user as (its token's `sub`; the user id
+    /// until a token says otherwise): its events must carry this id.
+    pub(super) identity: String,
     pub(super) ws: Option<Ws>,
     pub(super) ever_connected: bool,
     /// Runs started on the current socket (0 means the next one is its first exchange).
@@ -183,6 +196,7 @@ impl Shared {
             .unwrap_or_else(|| format!("{}{:05}", self.cfg.scenario.auth.user_prefix, index));
         UserSession {
             thread_id: format!("thread-{user_id}-1"),
+            identity: user_id.clone(),
             user_id,
             ws: None,
             ever_connected: false,
@@ -261,11 +275,7 @@ impl Shared {
                 Self::proved(s);
                 // Set only when a step will check the history.
                 if let Some((thread, content)) = in_flight {
-                    let log = s.logs.entry(thread).or_default();
-                    if log.sent.len() == SENT_KEPT_PER_THREAD {
-                        log.sent.pop_front();
-                    }
-                    log.sent.push_back((content_hash(&content), false));
+                    remember_sent(s, thread, &content);
                 }
             }
             Some(class) => {
@@ -353,7 +363,7 @@ impl Shared {
         loop {
             let UserSession {
                 ws,
-                user_id,
+                identity: user_id,
                 pending,
                 earlier_runs,
                 held,

@@ -30,6 +30,9 @@ pub const RECONNECT_BACKOFF: &str = "reconnect_backoff";
 pub const LOGIN: &str = "login";
 /// `POST /api/websocket/ticket` of the ticket presentation.
 pub const REST_TICKET: &str = "rest_ticket";
+/// Between two frames the profile answers on one socket (the server's own
+/// application pings: their cadence as the client sees it).
+pub const SERVER_PING_GAP: &str = "server_ping_gap";
 /// `switch_thread` sent to its confirmation.
 pub const THREAD_SWITCH: &str = "thread_switch";
 
@@ -47,6 +50,7 @@ pub const HISTOGRAMS: &[&str] = &[
     RECONNECT_BACKOFF,
     LOGIN,
     REST_TICKET,
+    SERVER_PING_GAP,
 ];
 
 /// Open model: arrivals the rate plan called for.
@@ -98,6 +102,12 @@ pub const THREADS_SWITCH_TIMEOUT: &str = "threads.switch_timeout";
 pub const THREADS_SWITCH_REQUESTED: &str = "threads.switch_requested";
 /// Protocol violations of every class (`violations.<class>` summed).
 pub const VIOLATIONS_ALL: &str = "violations";
+/// Server frames the profile answers (`[profile.answers]`: the server's
+/// own application heartbeats, such as the platform's `ping`).
+pub const FRAMES_ANSWERED: &str = "frames.answered";
+/// Simulated users whose server identity (the ready frame's user id, or the
+/// token's `sub`) another user shares: isolation is not checked between them.
+pub const IDENTITIES_SHARED: &str = "identities.shared";
 pub const FRAMES_UNKNOWN: &str = "frames.unknown";
 pub const FRAMES_UNPARSEABLE: &str = "frames.unparseable";
 pub const FRAMES_BINARY: &str = "frames.binary";
@@ -153,6 +163,8 @@ pub const COUNTERS: &[&str] = &[
     THREADS_SWITCH_TIMEOUT,
     THREADS_SWITCH_REQUESTED,
     VIOLATIONS_ALL,
+    FRAMES_ANSWERED,
+    IDENTITIES_SHARED,
     FRAMES_UNKNOWN,
     FRAMES_UNPARSEABLE,
     FRAMES_BINARY,
@@ -198,6 +210,7 @@ pub const VIOLATIONS: &[&str] = &[
     "binary_frame",
     "oversized_frame",
     "flood",
+    "seq_gap",
 ];
 
 /// Fixed classes of `connections.protocol_error.<class>` (`engine/wire.rs`;

@@ -12,7 +12,10 @@
 //! this one (profiles, envelope normalisation), `template.rs`, `sequence.rs`
 //! (sequence automaton), `validate.rs` (whole-run validation), `dialect.rs`
 //! (what a server speaks), `faults.rs` (the server's fault vocabulary) and
-//! `auth_failure.rs` (which early frames and closes mean a refused token).
+//! `auth_failure.rs` (which early frames and closes mean a refused token),
+//! `generations.rs` (the built-in profiles besides `netra`), `history.rs`
+//! (REST history paging), `seq.rs` (event numbering), `platform.rs` (the
+//! reference server's presets of the same names).
 //!
 //! A new server fault class touches `faults.rs` here (its field and syntax),
 //! then `server/faults.rs` (its draw) and the server file that applies it.
@@ -21,6 +24,10 @@ pub mod auth_failure;
 pub mod connect_limit;
 pub mod dialect;
 pub mod faults;
+mod generations;
+pub mod history;
+pub mod platform;
+pub mod seq;
 pub mod sequence;
 pub mod template;
 pub mod validate;
@@ -70,6 +77,15 @@ pub struct Profile {
     pub switch_thread: SwitchThread,
     /// Client heartbeats while the user is idle (None: the client never pings).
     pub heartbeat: Option<Heartbeat>,
+    /// How the token is presented unless `auth.present` says otherwise
+    /// (names as in `auth.present`: `subprotocol:browser`, `header`, ...).
+    pub present: Vec<String>,
+    /// The login path unless `[auth.login] url` says otherwise.
+    pub login_path: String,
+    /// The REST history calls: paths, page size, paging.
+    pub history: history::History,
+    /// Events numbered within a run (None: not checked).
+    pub seq: Option<seq::SeqRule>,
 }
 
 /// Client heartbeats: while a user is idle (a `think` step) its socket sends
@@ -108,7 +124,7 @@ pub struct Handshake {
     pub reply: Value,
 }
 
-fn strings(v: &[&str]) -> Vec<String> {
+pub(crate) fn strings(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
 
@@ -175,13 +191,22 @@ impl Profile {
                 reply: Some("thread_data".into()),
                 messages_path: "data.messages".into(),
             },
+            present: strings(&["subprotocol:jwt"]),
+            login_path: "/auth/dev/login".into(),
+            history: history::History::netra(1000),
+            seq: None,
         }
     }
+
+    /// The built-in profile names, the default first.
+    pub const BUILTIN: [&'static str; 3] = platform::PRESETS;
 
     /// A built-in profile by name.
     pub fn builtin(name: &str) -> Option<Self> {
         match name {
             "netra" => Some(Profile::netra()),
+            "netra-start-agent" => Some(Profile::netra_start_agent()),
+            "netra-agent-request" => Some(Profile::netra_agent_request()),
             _ => None,
         }
     }
@@ -264,6 +289,13 @@ impl Profile {
             return Frame::Ignored(name);
         }
         Frame::Unknown(name)
+    }
+
+    /// The user id a ready frame names (the server's own id for the user,
+    /// at the profile's `user_id_fields`), if any.
+    pub fn ready_user_id(&self, text: &str) -> Option<String> {
+        let root: Value = serde_json::from_str(text).ok()?;
+        self.first_str(&merged_view(root.as_object()?), &self.user_id_fields)
     }
 
     /// Terminal outcome of an event name, if it ends a run.

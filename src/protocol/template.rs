@@ -98,11 +98,25 @@ fn walk_strings(v: &Value, f: &mut impl FnMut(&str)) {
     }
 }
 
-/// Fills every placeholder; `{{env.NAME}}` becomes the environment variable
+/// A string that is exactly `{{null}}` renders as JSON `null` (TOML has
+/// no null). Inside other text it is refused when the scenario is loaded.
+pub fn is_null(s: &str) -> bool {
+    let t = s.trim();
+    t.len() >= 4
+        && t.starts_with("{{")
+        && t.ends_with("}}")
+        && t[2..t.len() - 2].trim() == NULL_NAME
+}
+
+/// The placeholder name of JSON `null`.
+pub const NULL_NAME: &str = "null";
+
+/// Fills every placeholder; `{{null}}` (the whole string) is JSON `null`; `{{env.NAME}}` becomes the environment variable
 /// NAME (empty when unset: `run` refuses to start then). Unknown placeholders
 /// were refused when the scenario was loaded, so they are left as written here.
 pub fn render(v: &Value, vars: &Vars<'_>) -> Value {
     match v {
+        Value::String(s) if is_null(s) => Value::Null,
         Value::String(s) if s.contains("{{") => Value::String(render_str(s, vars)),
         Value::Array(a) => Value::Array(a.iter().map(|x| render(x, vars)).collect()),
         Value::Object(o) => Value::Object(
@@ -172,6 +186,16 @@ mod tests {
 
     /// An unterminated `{{user` is not a use of `user` (the loader refuses it
     /// as unterminated; it used to pass as `{{user}}`).
+    #[test]
+    fn a_whole_null_placeholder_is_json_null() {
+        let t = json!({"a": "{{null}}", "b": ["{{ null }}", "x {{null}}"], "c": 1});
+        assert_eq!(
+            render(&t, &Vars::default()),
+            json!({"a": null, "b": [null, "x {{null}}"], "c": 1})
+        );
+        assert!(is_null(" {{null}} ") && !is_null("{{nullx}}") && !is_null("{{null}} x"));
+    }
+
     #[test]
     fn unterminated_placeholders_are_kept_and_are_not_placeholders() {
         let vars = Vars::default();

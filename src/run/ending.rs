@@ -178,6 +178,14 @@ fn stop_notes(
         notes.push(explain_no_ready(rec));
         ending = Ending::Aborted;
     }
+    // Identity collapse is said once per shared identity (engine/identity.rs).
+    for f in rec
+        .failures
+        .iter()
+        .filter(|f| f.stage == crate::engine::identity::IDENTITY_STAGE)
+    {
+        notes.push(f.reason.clone());
+    }
     ending
 }
 
@@ -229,7 +237,13 @@ fn explain_no_ready(rec: &Recorder) -> String {
             parts.push(format!("{v} connects failed ({kind})"));
         } else if let Some(code) = k.strip_prefix("frames.server_error.") {
             parts.push(format!("{v} server error frames `{code}`"));
+        } else if let Some(why) = k.strip_prefix("tokens.login_failed.") {
+            parts.push(format!("{v} logins refused ({why})"));
         }
+    }
+    // The token source's own words (the login URL, its status and answer).
+    if let Some(f) = rec.failures.iter().find(|f| f.stage == "token") {
+        parts.push(format!("first: {}", f.reason));
     }
     let t = rec.counter(names::CONN_READY_TIMEOUT);
     if t > 0 {

@@ -30,6 +30,7 @@ pub(super) fn server_config(sc: &Scenario, secret: &Secret, seed: u64) -> Settin
     c.login_lifetime = sc.server.login_lifetime;
     c.heartbeat = sc.server.heartbeat;
     c.enforce_expiry = sc.server.enforce_token_expiry;
+    c.platform = sc.server.platform.clone();
     c
 }
 

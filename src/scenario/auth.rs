@@ -21,13 +21,22 @@ pub(super) fn read_auth(
     base: &Path,
     peak_users: Option<u64>,
     max_bytes: u64,
+    profile: Option<&crate::protocol::Profile>,
 ) -> Option<Auth> {
     let mut a = defaults();
+    // The profile's presentation and login path, unless written here.
+    let login_path = profile.map_or("/auth/dev/login", |p| p.login_path.as_str());
+    if let Some(p) = profile {
+        let present: Vec<Presentation> = p.present.iter().filter_map(|x| x.parse().ok()).collect();
+        if !present.is_empty() {
+            a.present = present;
+        }
+    }
     let Some(tbl) = o.obj("auth") else {
         return Some(a);
     };
     let mut ok = true;
-    ok &= read_source(&tbl, (base, max_bytes), peak_users, &mut a);
+    ok &= read_source(&tbl, (base, max_bytes, login_path), peak_users, &mut a);
     ok &= read_key(&tbl, &mut a);
     let lifetime = tbl.get("lifetime");
     let mut times_ok = true;
@@ -107,7 +116,7 @@ fn read_mode<'a>(tbl: &Obj<'a>) -> Option<&'a str> {
 /// `[auth.login]`); a key of another mode is refused.
 fn read_source(
     tbl: &Obj<'_>,
-    (base, max_bytes): (&Path, u64),
+    (base, max_bytes, login_path): (&Path, u64, &str),
     peak_users: Option<u64>,
     a: &mut Auth,
 ) -> bool {
@@ -153,7 +162,7 @@ fn read_source(
                 ok = false;
             }
             if m == "login" {
-                match read_login(tbl) {
+                match read_login(tbl, login_path) {
                     Some(source) => a.source = source,
                     None => ok = false,
                 }
@@ -239,7 +248,8 @@ fn read_key(tbl: &Obj<'_>, a: &mut Auth) -> bool {
     ok
 }
 
-/// `[auth.claims]`: extra claims over the defaults, filling only `{{user}}`.
+/// `[auth.claims]`: extra claims over the defaults, filling only `{{user}}`;
+/// a claim set to `false` is removed (`aud = false`: no audience at all).
 fn read_claims(tbl: &Obj<'_>, a: &mut Auth) -> bool {
     let mut ok = true;
     if let Some(n) = tbl.get("claims") {
@@ -259,7 +269,10 @@ fn read_claims(tbl: &Obj<'_>, a: &mut Auth) -> bool {
                         ok = false;
                     }
                 });
-                if let Some(j) = v.to_json() {
+                // `false` removes a claim (the default `aud` a server may refuse).
+                if v.item.to_json_quiet() == Some(serde_json::Value::Bool(false)) {
+                    a.claims.remove(&k);
+                } else if let Some(j) = v.to_json() {
                     a.claims.insert(k, j);
                 }
             }
@@ -335,11 +348,12 @@ pub(super) fn read_tokens(
     Some(tokens)
 }
 
-/// `[auth.login]` of mode = "login" (every key has a default).
-pub(super) fn read_login(tbl: &Obj<'_>) -> Option<TokenSource> {
+/// `[auth.login]` of mode = "login" (every key has a default; the url's is
+/// the profile's login path).
+pub(super) fn read_login(tbl: &Obj<'_>, login_path: &str) -> Option<TokenSource> {
     let default_body = || serde_json::json!({"user_id": "{{user}}", "email": "{{user}}@loadtest.chatload.invalid"});
     let mut source = TokenSource::Login {
-        url: "/auth/dev/login".into(),
+        url: login_path.into(),
         body: default_body(),
         token_field: "access_token".into(),
     };

@@ -71,6 +71,9 @@ impl Fills<'_> {
                 "`{{{{env.{name}}}}}`: an environment variable name is A-Z, 0-9 and _"
             )),
             Token::Env(_) => None,
+            Token::Var(v) if v == template::NULL_NAME => Some(
+                "`{{null}}` sends JSON null: it must be the whole string, e.g. `field = \"{{null}}\"`".to_string(),
+            ),
             Token::Var(v) => {
                 let column = matches!(self.columns, Columns::Known(c) if c.contains(v));
                 if self.builtins.contains(&v.as_str())
@@ -103,6 +106,9 @@ impl Fills<'_> {
 pub(super) fn check_template(n: &Node<'_>, fills: &Fills<'_>) -> bool {
     let mut ok = true;
     doc::for_each_string(n, &mut |node, text| {
+        if template::is_null(text) {
+            return;
+        }
         for t in template::tokens(text) {
             if let Some(why) = fills.problem(&t) {
                 node.error(why);

@@ -44,8 +44,10 @@ mod limits;
 mod model;
 mod output;
 mod profile;
+mod profile_platform;
 mod reconnect;
 mod server;
+mod server_platform;
 mod steps;
 mod tls;
 mod workload;
@@ -246,7 +248,7 @@ fn read_scenario(o: &Obj<'_>, path: &Path) -> Option<Scenario> {
         (Some(w), Some(_)) => Some(w.peak_users()),
         _ => None,
     };
-    let auth = auth::read_auth(o, base, peak_users, max_input);
+    let auth = auth::read_auth(o, base, peak_users, max_input, profile.as_ref());
     let reconnect = reconnect::read_reconnect(o);
     let thresholds = thresholds::read_thresholds(o, &vocabulary).map(|(mut rules, on)| {
         if on {

@@ -217,6 +217,8 @@ pub struct ServerTable {
     pub login_lifetime: Duration,
     pub heartbeat: Option<Duration>,
     pub enforce_token_expiry: bool,
+    /// `profile` (a preset) and the platform options over it.
+    pub platform: crate::protocol::platform::PlatformOptions,
 }
 
 /// The workload model, decided once when the file is read (oha's
@@ -250,6 +252,9 @@ pub struct Workload {
     pub capacity: Option<CapacitySearch>,
     /// A stop signal is a normal end (thresholds judged as usual) rather than an abort.
     pub on_signal_ends: bool,
+    /// `start = "together"`: the closed model's users of one process wait
+    /// for each other and begin their journeys at one instant.
+    pub start_together: bool,
 }
 
 impl Workload {
@@ -427,13 +432,15 @@ pub enum StepKind {
     /// A REST call on the target's host with the user's token: `path` and
     /// `body` are templates; a status outside `expect` fails the step;
     /// `capture` copies JSON fields of the answer into variables for later
-    /// steps (`{{name}}`).
+    /// steps (`{{name}}`); `persist` names the body field holding a message
+    /// this call stores in the current thread (checked by `history`).
     Http {
         method: String,
         path: String,
         body: Option<Value>,
         expect: Vec<u16>,
         capture: Vec<(String, String)>,
+        persist: Option<String>,
     },
     /// Run `steps` `times` times, or until `for` has passed.
     Repeat {

@@ -22,7 +22,9 @@ pub(super) fn read_profile(o: &Obj<'_>) -> Option<Profile> {
             match Profile::builtin(b) {
                 Some(base) => p = base,
                 None => {
-                    n.error(format!("unknown profile base `{b}` (built in: netra)"));
+                    n.error(
+                        crate::protocol::platform::unknown(b).replace("profile", "profile base"),
+                    );
                     ok = false;
                 }
             }
@@ -45,6 +47,7 @@ pub(super) fn read_profile(o: &Obj<'_>) -> Option<Profile> {
     if let Some(n) = tbl.u64("max_frame_bytes") {
         p.rules.max_frame_bytes = n as usize;
     }
+    ok &= super::profile_platform::read_platform_keys(&tbl, &mut p);
     ok &= check_terminals(&tbl, &p, sequence.as_ref(), sequence_ok);
     tbl.finish();
     ok.then_some(p)

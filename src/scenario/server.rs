@@ -33,6 +33,8 @@ pub(super) fn read_server(o: &Obj<'_>) -> Option<ServerTable> {
         return Some(s);
     };
     let mut ok = true;
+    // The preset first: every other key overrides it.
+    ok &= super::server_platform::read_server_platform(&tbl, &mut s);
     s.seed = tbl.u64("seed");
     if let Some(n) = tbl.get("envelope") {
         ok &= n.parse_into(&mut s.envelope);
@@ -78,6 +80,7 @@ fn defaults() -> ServerTable {
         login_lifetime: Duration::from_secs(900),
         heartbeat: None,
         enforce_token_expiry: false,
+        platform: Default::default(),
     }
 }
 

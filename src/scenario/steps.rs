@@ -285,6 +285,7 @@ pub(super) fn read_http(st: &Obj<'_>, fills: &StepFills<'_>) -> Option<StepKind>
         .get("expect")
         .map_or(Some(vec![200, 201, 204]), |n| read_expect(&n));
     let capture = read_capture(st, &mut ok);
+    let persist = read_persist(st, body.as_ref(), &mut ok);
     match (method, path, body, expect) {
         (Some(method), Some(path), Some(body), Some(expect)) if ok => Some(StepKind::Http {
             method,
@@ -292,8 +293,32 @@ pub(super) fn read_http(st: &Obj<'_>, fills: &StepFills<'_>) -> Option<StepKind>
             body,
             expect,
             capture,
+            persist,
         }),
         _ => None,
+    }
+}
+
+/// `persist`: the dotted path of a string field of the body, the message
+/// text the call stores in the current thread (`{{thread}}`); the next
+/// `history` step must find it (`persistence_miss` otherwise).
+fn read_persist(st: &Obj<'_>, body: Option<&Option<Value>>, ok: &mut bool) -> Option<String> {
+    let n = st.get("persist")?;
+    let path = n.as_str()?.to_string();
+    let field = body
+        .and_then(|b| b.as_ref())
+        .and_then(|b| path.split('.').try_fold(b, |v, k| v.get(k)));
+    match (body, field) {
+        // The body itself did not load: already reported.
+        (None, _) => None,
+        (Some(_), Some(Value::String(_))) => Some(path),
+        (Some(_), _) => {
+            n.error(format!(
+                "`{path}` must name a string field of the body (the message text the call stores)"
+            ));
+            *ok = false;
+            None
+        }
     }
 }
 

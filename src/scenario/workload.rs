@@ -243,6 +243,7 @@ fn read_open(c: Common<'_>) -> Option<Workload> {
         model: Model::Open(model),
         capacity: None,
         on_signal_ends,
+        start_together: false,
     })
 }
 
@@ -350,6 +351,7 @@ fn read_closed(c: Common<'_>) -> Option<Workload> {
         Some(n) => read_users_ramp(n, users, iterations, &mut ok),
         None => Vec::new(),
     };
+    let start_together = read_start(&tbl, ramp_node.is_some(), &mut ok);
     tbl.finish();
     if !ok {
         return None;
@@ -364,6 +366,7 @@ fn read_closed(c: Common<'_>) -> Option<Workload> {
             model: Model::Closed,
             capacity: None,
             on_signal_ends,
+            start_together: false,
         });
     }
     let users = users?;
@@ -380,7 +383,36 @@ fn read_closed(c: Common<'_>) -> Option<Workload> {
         model: Model::Closed,
         capacity: None,
         on_signal_ends,
+        start_together,
     })
+}
+
+/// `start`: `spread` (goose starts the users over about a second, the
+/// default) or `together` (every user of the process waits for the last
+/// one, then all begin at one instant; across shards `--start-at` lines the
+/// processes up). A `ramp` spreads users by design, so it is refused there.
+fn read_start(tbl: &Obj<'_>, ramp: bool, ok: &mut bool) -> bool {
+    let Some(n) = tbl.get("start") else {
+        return false;
+    };
+    match n.as_str() {
+        Some("spread") => false,
+        Some("together") if ramp => {
+            n.error("`start = \"together\"` starts every user at once; a `ramp` adds them over time (use one or the other)");
+            *ok = false;
+            false
+        }
+        Some("together") => true,
+        Some(other) => {
+            n.error(format!("`{other}` is not spread or together"));
+            *ok = false;
+            false
+        }
+        None => {
+            *ok = false;
+            false
+        }
+    }
 }
 
 /// A closed model's `ramp`, its `to` at most `users`; refused beside `iterations`.

@@ -317,7 +317,9 @@ fn plain_script(c: &Settings, ids: &RunIds, plan: &RunPlan) -> Vec<Outgoing> {
         .iter()
         .enumerate()
         .map(|(i, (name, fields))| {
-            let mut frame = frame(c.envelope, name, ids, fields);
+            let mut fields = fields.clone();
+            super::platform::shape(&c.platform, name, i, &mut fields);
+            let mut frame = frame(c.envelope, name, ids, &fields);
             apply_naming(&mut frame, &c.naming);
             Outgoing {
                 delay: plan.delays.get(i).copied().unwrap_or_default(),

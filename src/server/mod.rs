@@ -21,7 +21,9 @@
 //! - `ws.rs`: the upgrade, the ready handshake and the connection loop;
 //! - `agent.rs`: a run's script (events in the configured envelope, with the
 //!   run's drawn faults applied);
-//! - `threads.rs`: every user's threads and messages.
+//! - `threads.rs`: every user's threads and messages;
+//! - `platform.rs`: the platform options (generation fields, `seq`, the
+//!   `limit` cap, the identity-collapsing login).
 //!
 //! A new server fault class touches: `protocol/faults.rs` (the vocabulary in
 //! `FaultPlan`), `server/faults.rs` (its draw) and the file that applies it
@@ -33,6 +35,7 @@ pub mod connect_limit;
 pub mod draw;
 pub mod faults;
 mod listener;
+pub mod platform;
 pub mod rest;
 pub mod settings;
 pub mod threads;
@@ -162,7 +165,7 @@ pub async fn spawn(config: Settings, addr: SocketAddr) -> std::io::Result<Runnin
     let (stop, shutdown) = watch::channel(false);
     let config_seed = config.seed;
     let state = Arc::new(ServerState {
-        policy: VerifyPolicy::netra(&config.secret),
+        policy: VerifyPolicy::netra(&config.secret).refusing_aud(config.platform.refuse_aud),
         truth: Truth::default(),
         conn_seq: AtomicU64::new(0),
         shutdown: shutdown.clone(),

@@ -140,18 +140,16 @@ fn denied(st: &ServerState, d: threads::Denied) -> Response {
     }
 }
 
-fn paging(q: &HashMap<String, String>) -> (usize, usize) {
-    let n = |k: &str, d: usize| q.get(k).and_then(|v| v.parse().ok()).unwrap_or(d);
-    (n("limit", 50).min(1000), n("offset", 0))
-}
-
 /// `GET /api/threads?limit&offset`
 pub(super) async fn list_threads(
     State(st): State<Arc<ServerState>>,
     Query(q): Query<HashMap<String, String>>,
     AuthUser(user): AuthUser,
 ) -> Response {
-    let (limit, offset) = paging(&q);
+    let (limit, offset) = match super::platform::paging(&st.config.platform, &q) {
+        Ok(p) => p,
+        Err(refused) => return refused,
+    };
     Json(st.threads.list(&user, limit, offset)).into_response()
 }
 
@@ -225,7 +223,10 @@ pub(super) async fn thread_messages(
     Query(q): Query<HashMap<String, String>>,
     AuthUser(user): AuthUser,
 ) -> Response {
-    let (limit, offset) = paging(&q);
+    let (limit, offset) = match super::platform::paging(&st.config.platform, &q) {
+        Ok(p) => p,
+        Err(refused) => return refused,
+    };
     let (msgs, total) = match st.threads.messages(&user, &id, limit, offset) {
         Ok(m) => m,
         Err(d) => return denied(&st, d),
@@ -288,8 +289,13 @@ pub(super) async fn login_handler(
         )
             .into_response();
     };
+    let user = super::platform::login_user(&st.config.platform, user);
     let lifetime = st.config.login_lifetime;
-    let minter = crate::auth::Minter::new(&st.config.secret, crate::auth::netra_claims(), lifetime);
+    let mut claims = crate::auth::netra_claims();
+    if st.config.platform.refuse_aud {
+        claims.remove("aud");
+    }
+    let minter = crate::auth::Minter::new(&st.config.secret, claims, lifetime);
     let n = st.conn_seq.load(Ordering::Relaxed);
     let jti = format!("login-{user}-{n}-{:08x}", rand::random::<u32>());
     match minter.mint(&user, SystemTime::now(), &jti) {

@@ -44,6 +44,8 @@ pub struct Settings {
     pub heartbeat: Option<Duration>,
     /// Close a socket (1008) when the token it connected with expires.
     pub enforce_expiry: bool,
+    /// Behaviours of real platforms (`protocol::platform`; presets set them).
+    pub platform: crate::protocol::platform::PlatformOptions,
 }
 
 impl Settings {
@@ -65,6 +67,7 @@ impl Settings {
             login_lifetime: Duration::from_secs(900),
             heartbeat: None,
             enforce_expiry: false,
+            platform: Default::default(),
         }
     }
 }

@@ -357,7 +357,8 @@ async fn connection(mut socket: WebSocket, st: Arc<ServerState>, auth: Auth) {
             let (code, message) = why.split_once(": ").unwrap_or(("AUTH_FAILED", &why));
             let frame = json!({"type": "error_message", "error_code": code, "message": message});
             send_json(&mut socket, &frame).await;
-            close(&mut socket, 1008, "authentication failed").await;
+            let why = "authentication failed";
+            close(&mut socket, st.config.platform.auth_close, why).await;
             return;
         }
     };

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use super::{note_violation, Who};
 use crate::metrics::{ObsSender, RunStep};
 use crate::names;
+use crate::protocol::seq::{SeqCheck, SeqRule};
 use crate::protocol::validate::{Identity, RunCheck, Violation};
 use crate::protocol::Profile;
 
@@ -121,6 +122,8 @@ pub struct ActiveRun {
     pub run: PendingRun,
     times: RunTimes,
     check: RunCheck<'static>,
+    /// The profile's `seq` numbering, judged per run (`seq_gap`).
+    seq: Option<(&'static SeqRule, SeqCheck)>,
     pub(super) me: Identity,
     violations: Vec<Violation>,
     /// Keep an ok run's `ttc` and `event_gap_max` in its report instead of
@@ -140,6 +143,7 @@ impl ActiveRun {
             run,
             times: RunTimes::default(),
             check: RunCheck::new(&profile.rules),
+            seq: profile.seq.as_ref().map(|r| (r, SeqCheck::default())),
             violations: Vec::new(),
             defer_end: false,
             end_samples: None,
@@ -218,6 +222,9 @@ impl ActiveRun {
             obs.sample_for(step, &names::event_metric(&ev.name), at.as_micros() as u64);
         }
         for v in self.check.on_event(ev, text, at) {
+            self.violated(obs, v, text);
+        }
+        if let Some(v) = self.seq.as_mut().and_then(|(r, c)| c.on_event(r, ev)) {
             self.violated(obs, v, text);
         }
         let ok = profile.terminal(&ev.name)?;

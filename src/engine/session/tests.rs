@@ -269,7 +269,7 @@ async fn ready_reports_the_auth_error_and_close_code() {
         }
     );
     let mut ws = script(
-        &[r#"{"type":"connection_established","data":{}}"#],
+        &[r#"{"type":"connection_established","data":{"user_id":"u7"}}"#],
         None,
         true,
     );
@@ -284,7 +284,9 @@ async fn ready_reports_the_auth_error_and_close_code() {
             &Default::default()
         )
         .await,
-        ReadyOutcome::Ready
+        ReadyOutcome::Ready {
+            user_id: Some("u7".into())
+        }
     );
 }
 
@@ -375,7 +377,7 @@ async fn the_newest_handshake_is_answered_before_ready() {
         &Default::default(),
     )
     .await;
-    assert_eq!(out, ReadyOutcome::Ready);
+    assert_eq!(out, ReadyOutcome::Ready { user_id: None });
     assert_eq!(ws.sent, vec![Message::Text(reply.into())]);
 }
 

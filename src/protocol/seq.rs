@@ -1,0 +1,98 @@
+//! `seq` numbering: a server that numbers its events (1, 2, ... within each
+//! run) lets a profile say so (`[profile] seq = { field = "seq" }`), and a
+//! dropped event is then caught whatever the run's length: each jump is one
+//! `seq_gap` violation. Imports only its own folder (the view lookup and
+//! [`Violation`]).
+
+use super::validate::{lookup, Violation};
+use super::Event;
+
+/// Where a run's events carry their number, and the first one's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeqRule {
+    /// Dotted path in the merged view (`seq`).
+    pub field: String,
+    /// The first event's number (1); `None`: whatever the first one says.
+    pub first: Option<u64>,
+}
+
+/// One run's numbering so far.
+#[derive(Debug, Clone, Default)]
+pub struct SeqCheck {
+    last: Option<u64>,
+}
+
+impl SeqCheck {
+    /// Judges one event of the run: a number that is not the last one plus
+    /// one (or, for the first event, not `first`) is a gap; an event without
+    /// a number is not judged (its required fields say whether it must have one).
+    pub fn on_event(&mut self, rule: &SeqRule, ev: &Event) -> Option<Violation> {
+        let n = lookup(&ev.view, &rule.field)?.as_u64()?;
+        let expected = match self.last {
+            Some(prev) => Some(prev + 1),
+            None => rule.first,
+        };
+        self.last = Some(n);
+        let want = expected?;
+        (n != want).then(|| {
+            let missing = n.saturating_sub(want);
+            Violation::new(
+                "seq_gap",
+                ev.name.clone(),
+                format!(
+                    "`{}` has {} = {n}, expected {want} ({missing} event{} missing before it)",
+                    ev.name,
+                    rule.field,
+                    if missing == 1 { "" } else { "s" }
+                ),
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ev(n: u64) -> Event {
+        Event {
+            name: "agent_thinking".into(),
+            run_id: None,
+            thread_id: None,
+            user_id: None,
+            view: json!({ "seq": n }).as_object().cloned().unwrap(),
+        }
+    }
+
+    #[test]
+    fn each_jump_is_one_gap_and_a_run_counted_from_one() {
+        let rule = SeqRule {
+            field: "seq".into(),
+            first: Some(1),
+        };
+        let cases: [(&[u64], usize); 5] = [
+            (&[1, 2, 3, 4], 0),
+            (&[1, 3, 4], 1),
+            (&[2, 3], 1),
+            (&[1, 3, 5, 6], 2),
+            (&[1, 2, 2], 1),
+        ];
+        for (seq, gaps) in cases {
+            let mut c = SeqCheck::default();
+            let found: Vec<Violation> = seq
+                .iter()
+                .filter_map(|n| c.on_event(&rule, &ev(*n)))
+                .collect();
+            assert_eq!(found.len(), gaps, "{seq:?}: {found:?}");
+            assert!(found.iter().all(|v| v.class == "seq_gap"));
+        }
+        let loose = SeqRule {
+            field: "seq".into(),
+            first: None,
+        };
+        let mut c = SeqCheck::default();
+        assert!(c.on_event(&loose, &ev(7)).is_none());
+        assert!(c.on_event(&loose, &ev(8)).is_none());
+    }
+}
