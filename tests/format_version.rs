@@ -58,6 +58,7 @@ fn snapshot(version: &str, index: u32) -> Snapshot {
         intervals: vec![],
         samples: vec![],
         server_truth: None,
+        tags: Default::default(),
         capacity: None,
         validity: vec![],
         offered: vec![],

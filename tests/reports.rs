@@ -106,6 +106,7 @@ fn fixed_snapshot() -> Snapshot {
             frame: r#"{"type":"tool_completed","tool_name":"tool_1"}"#.into(),
         }],
         server_truth: None,
+        tags: Default::default(),
         capacity: None,
         validity: vec![],
         offered: vec![],

@@ -13,7 +13,9 @@
 //! merge and `report --recover`), `merge.rs` (shards), `capacity.rs` (a
 //! capacity search's per-step results), `compare/` (baselines: a noise-aware
 //! comparison of two runs, and whether they are the same scenario),
-//! `prometheus.rs` (live metrics text), `validity.rs` (whether the run is
+//! `families.rs` (the live metric families, shared by `/metrics` and
+//! remote write), `buckets.rs` (classic histogram buckets off the HDR
+//! recorders), `prometheus.rs` (live metrics text), `validity.rs` (whether the run is
 //! valid: the causes of INVALID), `offered.rs` (offered vs achieved, per
 //! phase of the plan).
 //!
@@ -25,10 +27,12 @@
 //! Imports: `scenario`, `plan`, `protocol`, `auth`, `names`, `units`,
 //! `outcome`; never `report`, `engine`, `run` or `cli`.
 
+pub mod buckets;
 pub mod capacity;
 pub mod collector;
 pub mod compare;
 pub mod encoding;
+pub mod families;
 pub mod interval_log;
 pub mod judge;
 pub mod merge;

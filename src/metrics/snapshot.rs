@@ -147,6 +147,9 @@ pub struct Snapshot {
     /// The first distinct connect and handshake failure reasons, with counts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failures: Vec<super::recorder::FailureReason>,
+    /// The run's tags (`[tags]`, `--tag`), values redacted like every output.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: std::collections::BTreeMap<String, String>,
 }
 
 /// The key of an encoded histogram's base64, which redaction leaves alone.

@@ -70,7 +70,11 @@ pub(super) async fn start(
         None => None,
         Some(addr) => {
             let plan = sc.workload.plan.shard(req.shard);
-            Some(live::serve_metrics(addr, collector.sender(), plan, t0).await?)
+            let labels = Arc::new(live::LiveLabels {
+                tags: sc.tags.clone(),
+                step_tags: sc.step_tags(),
+            });
+            Some(live::serve_metrics(addr, collector.sender(), plan, t0, labels).await?)
         }
     };
     let stop: engine::StopHandle = Arc::default();

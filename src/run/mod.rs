@@ -101,7 +101,8 @@ impl RunResult {
 }
 
 /// Performs one run and writes `snapshot.json`, `report.md` (and goose's report).
-pub async fn run(req: RunRequest) -> Result<RunResult, RunError> {
+pub async fn run(mut req: RunRequest) -> Result<RunResult, RunError> {
+    redact_tags(&mut req.scenario);
     let checked = preflight::check(&req)?;
     let out = outputs::prepare(&req)?;
     let target =
@@ -140,6 +141,20 @@ pub async fn run(req: RunRequest) -> Result<RunResult, RunError> {
         out_dir: out.dir,
         report,
     })
+}
+
+/// Tag values that match a secret are redacted once, before any output
+/// (`/metrics`, remote write, the raw stream) sees them.
+fn redact_tags(sc: &mut Scenario) {
+    let redact = |tags: &mut std::collections::BTreeMap<String, String>| {
+        for v in tags.values_mut() {
+            *v = crate::auth::redact::redact(v);
+        }
+    };
+    redact(&mut sc.tags);
+    for j in &mut sc.journeys {
+        crate::scenario::Step::walk_mut(&mut j.steps, &mut |s| redact(&mut s.tags));
+    }
 }
 
 /// When the users started, by the wall clock, the monotonic clock and the

@@ -138,6 +138,7 @@ pub(super) fn first_checkpoint(
         shards: Vec::new(),
         intervals: Vec::new(),
         server_truth: None,
+        tags: sc.tags.clone(),
         capacity: None,
         validity: Vec::new(),
         offered: Vec::new(),

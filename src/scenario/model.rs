@@ -53,6 +53,12 @@ pub struct Scenario {
     pub baseline: Vec<super::baseline::Tolerance>,
     /// Caps on users, arrival rate and plan length (`[limits]`).
     pub limits: super::limits::Limits,
+    /// The run's tags (`[tags]`, then `--tag`): labels of every live series,
+    /// kept in the snapshot and every report (`tags.rs`).
+    pub tags: std::collections::BTreeMap<String, String>,
+    /// Live outputs beyond the reports (`[output]`: progress lines,
+    /// remote write, the raw-results stream).
+    pub live: super::output::LiveOutputs,
     /// The file's content as JSON, for the snapshot (the file never holds secret values).
     pub echo: Value,
 }
@@ -393,6 +399,9 @@ pub struct Step {
     /// Metric and goose transaction name.
     pub name: String,
     pub kind: StepKind,
+    /// The step's own tags (`tags = { k = "v" }`): labels of the latency
+    /// series of the metric it records, and of its raw-results lines.
+    pub tags: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
