@@ -212,6 +212,14 @@ fn head_and_banner(o: &mut String, d: &ReportData) {
         d.users,
         esc(&d.tool_version)
     );
+    if !d.tags.is_empty() {
+        let tags: Vec<String> = d
+            .tags
+            .iter()
+            .map(|(k, v)| format!("<code>{}={}</code>", esc(k), esc(v)))
+            .collect();
+        let _ = write!(o, r#"<p class="muted">Tags: {}</p>"#, tags.join(" "));
+    }
 }
 
 /// The key numbers, one card each.

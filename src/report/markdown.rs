@@ -79,6 +79,15 @@ fn header(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
         d.tool_version
     )?;
     writeln!(w)?;
+    if !d.tags.is_empty() {
+        let tags: Vec<String> = d
+            .tags
+            .iter()
+            .map(|(k, v)| format!("`{k}={}`", esc(v)))
+            .collect();
+        writeln!(w, "Tags: {}.", tags.join(", "))?;
+        writeln!(w)?;
+    }
     for n in &d.notes {
         writeln!(w, "> **{}**", esc(n))?;
         writeln!(w)?;

@@ -93,6 +93,8 @@ pub struct ReportData {
     pub offered: Vec<[String; 8]>,
     /// The first distinct connect and handshake failure reasons, with counts.
     pub failures: Vec<(String, u64)>,
+    /// The run's tags (`[tags]`, `--tag`), by name.
+    pub tags: std::collections::BTreeMap<String, String>,
 }
 
 impl ReportData {
