@@ -108,13 +108,22 @@ pub(super) async fn start(
         stop: stop.clone(),
         write_failure: out.write_failure.clone(),
     }));
-    let progress = (req.progress && std::io::stderr().is_terminal()).then(|| {
-        tokio::spawn(live::live_progress(
-            collector.sender(),
-            sc.workload.plan.clone(),
-            sc.workload.open().cloned(),
-            t0,
-        ))
+    let progress = req.progress.then(|| {
+        if std::io::stderr().is_terminal() {
+            tokio::spawn(live::live_progress(
+                collector.sender(),
+                sc.workload.plan.clone(),
+                sc.workload.open().cloned(),
+                t0,
+            ))
+        } else {
+            tokio::spawn(super::progress::plain_progress(
+                collector.sender(),
+                sc.workload.plan.shard(req.shard),
+                t0,
+                sc.live.progress_every.unwrap_or(sc.interval),
+            ))
+        }
     });
     let watcher = watcher(&sc.thresholds, collector, t0, &stop);
     let users = sc.workload.plan.shard(req.shard).peak_users();

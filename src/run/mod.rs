@@ -9,7 +9,7 @@
 //! 4. clock: wait for `--start-at`, then the interval files and the first
 //!    checkpoint (`outputs.rs`).
 //! 5. consumers (`consumers.rs`): `/metrics` and the progress line
-//!    (`live.rs`), the capacity controller (`capacity.rs`), checkpoints and
+//!    (`live.rs`; plain lines off a terminal: `progress.rs`), the capacity controller (`capacity.rs`), checkpoints and
 //!    stop signals (`checkpoint.rs`), the `abort_on_fail` watcher, fail
 //!    fast (`fail_fast.rs`).
 //! 6. engine: `engine::execute` drives the users.
@@ -31,6 +31,7 @@ mod fail_fast;
 mod live;
 mod outputs;
 pub mod preflight;
+mod progress;
 mod resources;
 mod safety;
 mod target;
