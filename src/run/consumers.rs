@@ -1,7 +1,8 @@
 //! The tasks that consume a run's observations while the engine drives it:
 //! the `/metrics` endpoint, a capacity search's controller, the checkpoint
 //! loop (and stop signals), the live progress line, the watcher of
-//! `abort_on_fail` thresholds and fail fast (`fail_fast.rs`). Started together before the engine, stopped
+//! `abort_on_fail` thresholds, fail fast (`fail_fast.rs`) and Prometheus
+//! remote write (`remote_write.rs`). Started together before the engine, stopped
 //! together after it, in that order.
 //!
 //! Imports: `engine` (the stop handle), `metrics`, `scenario`.
@@ -17,6 +18,7 @@ use tokio::task::JoinHandle;
 use super::capacity::{capacity_controller, CapacityRun};
 use super::checkpoint::{checkpoint_loop, signals_since, Checkpoints, Judging, STOP_SIGNALS};
 use super::outputs::Outputs;
+use super::remote_write::{RemoteWriter, RunLabels};
 use super::{live, RunError, RunRequest};
 use crate::engine;
 use crate::metrics::snapshot::Snapshot;
@@ -37,6 +39,7 @@ pub(super) struct Consumers {
     watcher: Option<JoinHandle<Option<String>>>,
     fail_fast: Option<JoinHandle<Option<String>>>,
     memory: Option<JoinHandle<Option<String>>>,
+    remote: Option<RemoteWriter>,
     signals_at_start: u32,
     capacity: Option<CapacityRun>,
 }
@@ -53,6 +56,8 @@ pub(super) struct Stopped {
     pub signalled: bool,
     /// The count of stop signals when the run started.
     pub signals_at_start: u32,
+    /// Remote-write pushes that failed.
+    pub remote_write_failures: u64,
     pub capacity: Option<CapacityRun>,
 }
 
@@ -125,6 +130,16 @@ pub(super) async fn start(
             ))
         }
     });
+    let remote = sc.live.remote_write.clone().map(|url| {
+        let run = RunLabels {
+            run_id: out.run_id.clone(),
+            scenario: sc.name.clone(),
+            tags: sc.tags.clone(),
+            step_tags: sc.step_tags(),
+        };
+        let plan = sc.workload.plan.shard(req.shard);
+        RemoteWriter::start(url, collector.sender(), plan, t0, sc.interval, run)
+    });
     let watcher = watcher(&sc.thresholds, collector, t0, &stop);
     let users = sc.workload.plan.shard(req.shard).peak_users();
     let fail_fast = (sc.target.fail_fast && users > 0).then(|| {
@@ -151,6 +166,7 @@ pub(super) async fn start(
         watcher,
         fail_fast,
         memory,
+        remote,
         signals_at_start,
         capacity,
     })
@@ -214,6 +230,10 @@ impl Consumers {
         }
         self.checkpoints.abort();
         let _ = self.checkpoints.await;
+        let remote_write_failures = match self.remote {
+            Some(r) => r.finish().await,
+            None => 0,
+        };
         if let Some(m) = self.metrics_server {
             m.abort();
             let _ = m.await;
@@ -224,6 +244,7 @@ impl Consumers {
             memory_limit,
             signalled: signals_since(self.signals_at_start) > 0,
             signals_at_start: self.signals_at_start,
+            remote_write_failures,
             capacity: self.capacity,
         }
     }

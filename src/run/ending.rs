@@ -146,6 +146,12 @@ fn stop_notes(
     if let Some(why) = &ended.stopped.aborted_by {
         notes.push(why.clone());
     }
+    if ended.stopped.remote_write_failures > 0 {
+        notes.push(format!(
+            "remote write: {} pushes failed (the reports hold everything recorded)",
+            ended.stopped.remote_write_failures
+        ));
+    }
     if let Some(why) = &ended.stopped.failed_fast {
         notes.push(why.clone());
         ending = Ending::Aborted;

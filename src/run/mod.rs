@@ -32,6 +32,7 @@ mod live;
 mod outputs;
 pub mod preflight;
 mod progress;
+mod remote_write;
 mod resources;
 mod safety;
 mod target;
