@@ -177,7 +177,9 @@ async fn send(
     mut s: Guard<'_>,
     message: &serde_json::Value,
 ) -> TransactionResult {
-    let r = shared.send(&mut s, message, TemplateUse::of(message)).await;
+    let r = shared
+        .send(&mut s, &step.name, message, TemplateUse::of(message))
+        .await;
     drop(s);
     record_ws(user, &step.name, r, None).await
 }
@@ -301,6 +303,7 @@ impl Shared {
     async fn send(
         &self,
         s: &mut UserSession,
+        step: &str,
         message: &serde_json::Value,
         uses: TemplateUse,
     ) -> Result<Duration, (Option<u16>, String)> {
@@ -362,7 +365,9 @@ impl Shared {
                     started,
                     sent: t0,
                 };
-                s.pending = Some(ActiveRun::new(run, self.profile).defer_end_samples());
+                let mut active = ActiveRun::new(run, self.profile).defer_end_samples();
+                active.step = Some(step.to_string());
+                s.pending = Some(active);
                 Ok(t0.elapsed())
             }
             Err(e) => {
@@ -370,6 +375,7 @@ impl Shared {
                 s.in_flight = None;
                 self.lost_socket(s, session::ABNORMAL_CLOSE);
                 self.fail_run("send_error");
+                self.raw_send_error(s, step, run_id);
                 self.obs.count(names::close_code(session::ABNORMAL_CLOSE));
                 Err((Some(session::ABNORMAL_CLOSE), format!("send failed: {e}")))
             }

@@ -269,7 +269,8 @@ impl Shared {
             }
             Some(class) => {
                 report.record_end_samples(&self.obs);
-                self.fail_run(class)
+                self.fail_run(class);
+                self.raw_run(&s.user_id, &report, Some(class));
             }
         }
         if let RunOutcome::Closed { code } = report.outcome {
@@ -326,6 +327,7 @@ impl Shared {
         if let Some(mut h) = s.held.take() {
             h.report.record_end_samples(&self.obs);
             self.obs.count(names::RUNS_OK);
+            self.raw_run(&s.user_id, &h.report, None);
         }
     }
 
@@ -396,6 +398,7 @@ impl Shared {
         if let Some(mut h) = s.held.take() {
             h.report.record_end_samples(&self.obs);
             self.fail_run(class);
+            self.raw_run(&s.user_id, &h.report, Some(class));
         }
     }
 

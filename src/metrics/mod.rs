@@ -39,6 +39,7 @@ pub mod merge;
 pub mod offered;
 pub use crate::names;
 pub mod prometheus;
+pub mod raw;
 pub mod recorder;
 pub mod snapshot;
 pub mod threshold;

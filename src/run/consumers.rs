@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 use super::capacity::{capacity_controller, CapacityRun};
 use super::checkpoint::{checkpoint_loop, signals_since, Checkpoints, Judging, STOP_SIGNALS};
 use super::outputs::Outputs;
+use super::raw_results::{RawSummary, RawWriter};
 use super::remote_write::{RemoteWriter, RunLabels};
 use super::{live, RunError, RunRequest};
 use crate::engine;
@@ -40,6 +41,8 @@ pub(super) struct Consumers {
     fail_fast: Option<JoinHandle<Option<String>>>,
     memory: Option<JoinHandle<Option<String>>>,
     remote: Option<RemoteWriter>,
+    /// The raw-results stream, when asked for.
+    pub raw: Option<RawWriter>,
     signals_at_start: u32,
     capacity: Option<CapacityRun>,
 }
@@ -58,6 +61,8 @@ pub(super) struct Stopped {
     pub signals_at_start: u32,
     /// Remote-write pushes that failed.
     pub remote_write_failures: u64,
+    /// How the raw-results stream ended (None: not asked for).
+    pub raw: Option<RawSummary>,
     pub capacity: Option<CapacityRun>,
 }
 
@@ -77,7 +82,7 @@ pub(super) async fn start(
             let plan = sc.workload.plan.shard(req.shard);
             let labels = Arc::new(live::LiveLabels {
                 tags: sc.tags.clone(),
-                step_tags: sc.step_tags(),
+                step_tags: sc.metric_tags(),
             });
             Some(live::serve_metrics(addr, collector.sender(), plan, t0, labels).await?)
         }
@@ -135,11 +140,16 @@ pub(super) async fn start(
             run_id: out.run_id.clone(),
             scenario: sc.name.clone(),
             tags: sc.tags.clone(),
-            step_tags: sc.step_tags(),
+            step_tags: sc.metric_tags(),
         };
         let plan = sc.workload.plan.shard(req.shard);
         RemoteWriter::start(url, collector.sender(), plan, t0, sc.interval, run)
     });
+    let raw = if sc.live.raw_results {
+        Some(RawWriter::start(&out.dir, sc.tags.clone(), sc.step_tags())?)
+    } else {
+        None
+    };
     let watcher = watcher(&sc.thresholds, collector, t0, &stop);
     let users = sc.workload.plan.shard(req.shard).peak_users();
     let fail_fast = (sc.target.fail_fast && users > 0).then(|| {
@@ -167,6 +177,7 @@ pub(super) async fn start(
         fail_fast,
         memory,
         remote,
+        raw,
         signals_at_start,
         capacity,
     })
@@ -230,6 +241,10 @@ impl Consumers {
         }
         self.checkpoints.abort();
         let _ = self.checkpoints.await;
+        let raw = match self.raw {
+            Some(w) => Some(w.finish().await),
+            None => None,
+        };
         let remote_write_failures = match self.remote {
             Some(r) => r.finish().await,
             None => 0,
@@ -245,6 +260,7 @@ impl Consumers {
             signalled: signals_since(self.signals_at_start) > 0,
             signals_at_start: self.signals_at_start,
             remote_write_failures,
+            raw,
             capacity: self.capacity,
         }
     }

@@ -32,6 +32,7 @@ mod live;
 mod outputs;
 pub mod preflight;
 mod progress;
+mod raw_results;
 mod remote_write;
 mod resources;
 mod safety;
@@ -205,6 +206,7 @@ async fn drive(
         started: Arc::new(started),
         tokens,
         stop: consumers.stop.clone(),
+        raw: consumers.raw.as_ref().map(|w| w.sink()),
     };
     if req.scenario.workload.plan.shard(req.shard).peak_users() == 0 {
         return Ok(());

@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 
 use super::doc::{Node, Obj};
-use super::model::{Scenario, Step};
+use super::model::{Scenario, Step, StepKind};
 
 /// Tags by name.
 pub type Tags = BTreeMap<String, String>;
@@ -34,8 +34,9 @@ impl Step {
 }
 
 impl Scenario {
-    /// The tags of the steps that have some, by the metric the step records
-    /// (its name); steps of one name merge their tags.
+    /// The tags of the steps that have some, by step name (steps of one
+    /// name merge their tags): the raw-results lines of the runs a `send`
+    /// step starts carry them.
     pub fn step_tags(&self) -> BTreeMap<String, Tags> {
         let mut out: BTreeMap<String, Tags> = BTreeMap::new();
         for j in &self.journeys {
@@ -44,6 +45,35 @@ impl Scenario {
                     let t = out.entry(s.name.clone()).or_default();
                     t.extend(s.tags.iter().map(|(k, v)| (k.clone(), v.clone())));
                 }
+            });
+        }
+        out
+    }
+
+    /// The tags of the steps that have some, by the latency metric the step
+    /// records: `step.<name>` for `send`, `think`, `disconnect` and
+    /// `reconnect`, the step's name for the others.
+    pub fn metric_tags(&self) -> BTreeMap<String, Tags> {
+        let mut out: BTreeMap<String, Tags> = BTreeMap::new();
+        for j in &self.journeys {
+            Step::walk(&j.steps, &mut |s| {
+                if s.tags.is_empty() {
+                    return;
+                }
+                let timed = matches!(
+                    s.kind,
+                    StepKind::Send { .. }
+                        | StepKind::Think { .. }
+                        | StepKind::Disconnect
+                        | StepKind::Reconnect
+                );
+                let metric = if timed {
+                    format!("step.{}", s.name)
+                } else {
+                    s.name.clone()
+                };
+                let t = out.entry(metric).or_default();
+                t.extend(s.tags.iter().map(|(k, v)| (k.clone(), v.clone())));
             });
         }
         out

@@ -78,6 +78,10 @@ pub struct RunReport {
     /// `ttc` and `event_gap_max` of a run that ended ok, not yet recorded
     /// (see [`ActiveRun::defer_end_samples`]).
     pub end_samples: Option<(Duration, Duration)>,
+    /// From the run's start to its first event (none: no event came).
+    pub first_event: Option<Duration>,
+    /// The `send` step that started the run.
+    pub step: Option<String>,
 }
 
 impl RunReport {
@@ -123,6 +127,8 @@ pub struct ActiveRun {
     /// recording them at its terminal event.
     defer_end: bool,
     end_samples: Option<(Duration, Duration)>,
+    /// The `send` step that started the run (for the raw-results stream).
+    pub step: Option<String>,
 }
 
 impl ActiveRun {
@@ -139,6 +145,7 @@ impl ActiveRun {
             violations: Vec::new(),
             defer_end: false,
             end_samples: None,
+            step: None,
         }
     }
 
@@ -164,6 +171,8 @@ impl ActiveRun {
             run_id: self.me.run_id,
             took: self.run.started.elapsed(),
             end_samples: self.end_samples,
+            first_event: self.times.first,
+            step: self.step,
         }
     }
 
