@@ -8,8 +8,9 @@
 //!    the scenario's `[server]` table applied to `server::Settings`.
 //! 4. clock: wait for `--start-at`, then the interval files and the first
 //!    checkpoint (`outputs.rs`).
-//! 5. consumers (`consumers.rs`): `/metrics` and the progress line
-//!    (`live.rs`; plain lines off a terminal: `progress.rs`), the capacity controller (`capacity.rs`), checkpoints and
+//! 5. consumers (`consumers.rs`): the live outputs (`live_outputs.rs`:
+//!    `/metrics` and the progress line in `live.rs`, plain lines off a
+//!    terminal in `progress.rs`, `remote_write.rs`, `raw_results.rs`), the capacity controller (`capacity.rs`), checkpoints and
 //!    stop signals (`checkpoint.rs`), the `abort_on_fail` watcher, fail
 //!    fast (`fail_fast.rs`).
 //! 6. engine: `engine::execute` drives the users.
@@ -29,6 +30,7 @@ mod consumers;
 mod ending;
 mod fail_fast;
 mod live;
+mod live_outputs;
 mod outputs;
 pub mod preflight;
 mod progress;
@@ -206,7 +208,7 @@ async fn drive(
         started: Arc::new(started),
         tokens,
         stop: consumers.stop.clone(),
-        raw: consumers.raw.as_ref().map(|w| w.sink()),
+        raw: consumers.live.raw.as_ref().map(|w| w.sink()),
     };
     if req.scenario.workload.plan.shard(req.shard).peak_users() == 0 {
         return Ok(());

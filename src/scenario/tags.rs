@@ -130,9 +130,7 @@ pub fn parse_flag(s: &str) -> Result<(String, String), String> {
 /// A table of tags (`[tags]`, a step's `tags`): every bad entry reported at
 /// its key.
 pub(super) fn read_table(n: &Node<'_>) -> Option<BTreeMap<String, String>> {
-    let Some(t) = n.as_obj() else {
-        return None;
-    };
+    let t = n.as_obj()?;
     let mut out = BTreeMap::new();
     let mut ok = true;
     for (k, v, _) in t.entries() {
