@@ -319,3 +319,37 @@ fn every_dashboard_query_returns_the_runs_series_from_a_real_prometheus() {
         assert_eq!(m[0]["metric"]["run_id"], snap.run_id.as_str());
     }
 }
+
+/// A remote-write host outside `target.allow`, or a URL that is not
+/// http(s), is a usage error before anything is sent.
+#[test]
+fn a_remote_write_url_outside_the_allow_list_is_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    for (url, why) in [
+        (
+            "http://metrics.example.com/api/v1/write",
+            "not in the scenario's target.allow",
+        ),
+        (
+            "ftp://127.0.0.1/write",
+            "must be an http:// or https:// URL",
+        ),
+    ] {
+        let o = Command::new(env!("CARGO_BIN_EXE_chatload"))
+            .args([
+                "run",
+                scenario(dir.path()).to_str().unwrap(),
+                "--remote-write",
+                url,
+                "--out",
+            ])
+            .arg(dir.path().join("out"))
+            .env_remove("CHATLOAD_JWT_SECRET")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{url}: {err}");
+        assert!(err.contains(why), "{url}: {err}");
+        assert!(!dir.path().join("out").exists(), "{url}: a run started");
+    }
+}
