@@ -118,3 +118,44 @@ fn a_reserved_tag_flag_is_exit_2_before_any_socket() {
         assert!(!dir.path().join("out").exists(), "{bad}: a run started");
     }
 }
+
+/// The live-output keys of `[output]` are checked at their line and column.
+#[test]
+fn bad_live_output_keys_are_refused_at_their_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("o.toml");
+    let text = iterations_scenario(
+        1,
+        1,
+        "[output]\ninterval = \"5s\"\nprogress_every = \"1s\"\nremote_write = \"ws://127.0.0.1:9090/api/v1/write\"\nraw_results = \"yes\"\n",
+    );
+    std::fs::write(&f, &text).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_chatload"))
+        .arg("validate")
+        .arg(&f)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    let line_of = |needle: &str| text.lines().position(|l| l.starts_with(needle)).unwrap() + 1;
+    for (needle, path, why) in [
+        (
+            "progress_every",
+            "output.progress_every",
+            "at least output.interval",
+        ),
+        ("remote_write", "output.remote_write", "http:// or https://"),
+        (
+            "raw_results",
+            "output.raw_results",
+            "expected true or false",
+        ),
+    ] {
+        let at = format!("o.toml:{}:", line_of(needle));
+        assert!(
+            err.lines()
+                .any(|l| l.contains(&at) && l.contains(path) && l.contains(why)),
+            "no `{why}` at {at} ({path}) in\n{err}"
+        );
+    }
+}

@@ -10,7 +10,7 @@
 //! allow check, `scenario/target.rs`). A failed push is counted and said
 //! once on stderr; it never stops the run (the reports are the record).
 //!
-//! Imports: `metrics`, `scenario`, `plan`.
+//! Imports: `metrics`, `scenario`, `plan`, `auth::redact`.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -70,9 +70,13 @@ pub(super) fn check_host(sc: &Scenario) -> Result<(), String> {
     ))
 }
 
-/// One series: sorted labels (with `__name__`) and a value.
+/// One series: sorted labels (with `__name__`) and a value. Label values
+/// can hold a server's text (event names): redacted like `/metrics`.
 fn series(name: String, labels: Vec<(String, String)>, value: f64, ts: i64) -> TimeSeries {
-    let mut all: BTreeMap<String, String> = labels.into_iter().collect();
+    let mut all: BTreeMap<String, String> = labels
+        .into_iter()
+        .map(|(k, v)| (k, crate::auth::redact::redact(&v)))
+        .collect();
     all.insert("__name__".into(), name);
     TimeSeries {
         labels: all
