@@ -159,3 +159,29 @@ fn bad_live_output_keys_are_refused_at_their_line_and_column() {
         );
     }
 }
+
+/// `validate` shows the run's tags and where remote write goes.
+#[test]
+fn validate_shows_the_tags_and_the_remote_write_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("v.toml");
+    let extra = "[tags]\ntestid = \"x1\"\nrelease = \"v1\"\n[output]\ninterval = \"2s\"\nremote_write = \"http://127.0.0.1:9090/api/v1/write\"\n";
+    std::fs::write(&f, iterations_scenario(1, 1, extra)).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_chatload"))
+        .arg("validate")
+        .arg(&f)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(out.contains("tags: release=v1 testid=x1\n"), "{out}");
+    assert!(
+        out.contains("remote write: every 2s to http://127.0.0.1:9090/api/v1/write"),
+        "{out}"
+    );
+}

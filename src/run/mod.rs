@@ -107,8 +107,9 @@ impl RunResult {
 
 /// Performs one run and writes `snapshot.json`, `report.md` (and goose's report).
 pub async fn run(mut req: RunRequest) -> Result<RunResult, RunError> {
-    redact_tags(&mut req.scenario);
     let checked = preflight::check(&req)?;
+    // After the preflight: it teaches the redactor the login body's secrets.
+    redact_tags(&mut req.scenario);
     let out = outputs::prepare(&req)?;
     let target =
         target::Target::start(checked.external, &req.scenario, &req.secret, req.seed).await?;
