@@ -74,9 +74,13 @@ fn stderr_to_a_file_gets_one_progress_line_per_interval_and_stdout_only_the_summ
         "{} lines over {secs}s:\n{err}",
         lines.len()
     );
+    let mut last = 0;
     for (i, l) in lines.iter().enumerate() {
         let words: Vec<&str> = l.split_whitespace().collect();
-        assert_eq!(words[1], format!("{}s/6s", i + 1), "{l}");
+        // The i-th line comes after i + 1 intervals (later on a loaded machine).
+        let secs: u64 = words[1].strip_suffix("s/6s").unwrap().parse().unwrap();
+        assert!(secs >= last && secs > i as u64, "{l}\n{err}");
+        last = secs;
         for (k, at) in [
             ("users", 2),
             ("runs/s", 4),
@@ -115,5 +119,8 @@ fn progress_every_thins_the_lines() {
         "{} lines over {secs}s:\n{err}",
         lines.len()
     );
-    assert!(lines[0].starts_with("progress 3s/6s "), "{err}");
+    assert!(
+        lines[0].starts_with("progress 3s/6s ") || lines[0].starts_with("progress 4s/6s "),
+        "{err}"
+    );
 }

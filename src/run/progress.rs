@@ -19,8 +19,9 @@ use crate::plan::LoadPlan;
 
 /// Prints a progress line every `every` until aborted.
 pub(super) async fn plain_progress(obs: ObsSender, plan: LoadPlan, t0: Instant, every: Duration) {
+    // Ticks stay on the grid of `every` (a late one is caught up, not
+    // shifted), so a loaded machine still prints one line per interval.
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last = (Duration::ZERO, 0u64);
     loop {
         tick.tick().await;
