@@ -29,16 +29,18 @@ macro_rules! say_err_raw {
 /// `println!` that does not panic when stdout is closed (`| head`).
 macro_rules! say {
     ($($t:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stdout(), "{}", $crate::auth::redact::redact(&format!($($t)*)));
+        let _ = $crate::stdout_guard::write_out(
+            format!("{}\n", $crate::auth::redact::redact(&format!($($t)*))).as_bytes(),
+        );
     }};
 }
 
 /// `print!` that does not panic when stdout is closed.
 macro_rules! say_raw {
     ($($t:tt)*) => {{
-        use std::io::Write as _;
-        let _ = write!(std::io::stdout(), "{}", $crate::auth::redact::redact(&format!($($t)*)));
+        let _ = $crate::stdout_guard::write_out(
+            $crate::auth::redact::redact(&format!($($t)*)).as_bytes(),
+        );
     }};
 }
 

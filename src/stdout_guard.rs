@@ -1,56 +1,71 @@
-//! Keeps a run alive when its stdout reader goes away.
+//! Keeps stdout for chatload's own summary during `chatload run`.
 //!
-//! goose prints with `println!` ("N users launched.", its own tables), and
-//! `println!` panics when stdout is a pipe whose reader has exited
-//! (`chatload run … | head -1`, a CI step that stopped reading): the run died
-//! with exit 101 and wrote no reports. chatload's own output goes through
-//! `say!`, which ignores such errors, but goose's cannot be changed from here.
+//! goose prints with `println!` ("All N users launched.", its own tables).
+//! That text is not chatload's: a CI step that reads the run's stdout must
+//! find only chatload's summary there. And `println!` panics when stdout is
+//! a pipe whose reader has exited (`chatload run … | head -1`): the run died
+//! with exit 101 and wrote no reports.
 //!
-//! So, when stdout is a pipe or a socket (a terminal or a file cannot lose
-//! its reader), [`install`] points file descriptor 1 at a pipe of this
-//! process's own, and a thread copies what arrives there to the real stdout.
-//! Once a write to the real stdout fails, the thread discards the rest, and
-//! every writer in the process keeps going. [`finish`] puts the real stdout
-//! back and forwards what is left; it runs before the process exits.
+//! So [`install`] keeps a copy of the real stdout for chatload's own output
+//! ([`write_out`], which the `say!` macros use and which ignores a reader
+//! gone), points file descriptor 1 at a pipe of this process's own, and a
+//! thread copies what arrives there (goose's text) to stderr, where it
+//! stays visible in a log. Once a write to stderr fails, the thread discards
+//! the rest, and every writer in the process keeps going. [`finish`] puts
+//! the real stdout back and forwards what is left; it runs before the
+//! process exits.
 //!
 //! Descriptor 1 is process-wide, so this is tested end to end
-//! (`tests/cli.rs`), on a binary whose stdout reader exits at once.
+//! (`tests/cli.rs`): a binary whose stdout reader exits at once, and a run
+//! whose stdout holds no goose line.
 
 #[cfg(unix)]
 struct Guard {
     real: std::os::fd::OwnedFd,
+    /// The real stdout, for chatload's own output while fd 1 is the pipe.
+    out: std::fs::File,
     done: std::sync::mpsc::Receiver<()>,
 }
 
 #[cfg(unix)]
 static GUARD: std::sync::Mutex<Option<Guard>> = std::sync::Mutex::new(None);
 
-/// Shields stdout if it is a pipe or a socket; a no-op otherwise, or when the
+/// Takes fd 1 from goose (see the module header); a no-op when the
 /// descriptors cannot be set up (the run then behaves as before).
 pub fn install() {
     #[cfg(unix)]
     {
         let mut guard = GUARD.lock().unwrap_or_else(|e| e.into_inner());
         if guard.is_none() {
-            *guard = shield().ok().flatten();
+            *guard = shield().ok();
         }
     }
 }
 
+/// Writes chatload's own output to the real stdout (errors ignored by the
+/// callers: a reader gone must not stop a run).
+pub fn write_out(bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    {
+        let guard = GUARD.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(g) = guard.as_ref() {
+            let mut out = &g.out;
+            return out.write_all(bytes);
+        }
+    }
+    std::io::stdout().write_all(bytes)
+}
+
 #[cfg(unix)]
-fn shield() -> std::io::Result<Option<Guard>> {
+fn shield() -> std::io::Result<Guard> {
     use std::io::{Read, Write};
     use std::os::fd::AsFd;
-    use std::os::unix::fs::FileTypeExt;
 
+    let _ = std::io::stdout().flush();
     let real = std::io::stdout().as_fd().try_clone_to_owned()?;
-    let kind = std::fs::File::from(real.try_clone()?)
-        .metadata()?
-        .file_type();
-    if !(kind.is_fifo() || kind.is_socket()) {
-        return Ok(None);
-    }
-    let mut sink = std::fs::File::from(real.try_clone()?);
+    let out = std::fs::File::from(real.try_clone()?);
+    let mut sink = std::fs::File::from(std::io::stderr().as_fd().try_clone_to_owned()?);
     let (mut reader, writer) = std::io::pipe()?;
     let (done_tx, done) = std::sync::mpsc::channel();
     std::thread::Builder::new()
@@ -63,7 +78,7 @@ fn shield() -> std::io::Result<Option<Guard>> {
                     Ok(0) => break,
                     Ok(n) => {
                         if open && !forward(&mut sink, &buf[..n]) {
-                            // The reader went away: drop the rest.
+                            // stderr went away: drop the rest.
                             open = false;
                         }
                     }
@@ -73,15 +88,14 @@ fn shield() -> std::io::Result<Option<Guard>> {
             }
             let _ = done_tx.send(());
         })?;
-    let _ = std::io::stdout().flush();
     rustix::stdio::dup2_stdout(&writer)?;
     drop(writer);
-    Ok(Some(Guard { real, done }))
+    Ok(Guard { real, out, done })
 }
 
-/// Writes all of `bytes` to the real stdout; false once it failed for good.
-/// A stdout a parent left non-blocking refuses writes for a moment when its
-/// reader is slow: that is waited out, not taken for a reader gone.
+/// Writes all of `bytes` to `sink`; false once it failed for good. A sink
+/// a parent left non-blocking refuses writes for a moment when its reader
+/// is slow: that is waited out, not taken for a reader gone.
 #[cfg(unix)]
 fn forward(sink: &mut std::fs::File, mut bytes: &[u8]) -> bool {
     use std::io::{ErrorKind, Write};
@@ -99,10 +113,9 @@ fn forward(sink: &mut std::fs::File, mut bytes: &[u8]) -> bool {
     true
 }
 
-/// Puts the real stdout back and forwards what the shield still holds
+/// Puts the real stdout back and forwards what the pipe still holds
 /// (waiting at most a second for it). Call before the process exits
-/// normally; an immediate exit (a second stop signal) skips it, since it
-/// flushes stdout and could wait on a reader that stopped reading.
+/// normally; an immediate exit (a second stop signal) skips it.
 pub fn finish() {
     #[cfg(unix)]
     {

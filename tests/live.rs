@@ -39,7 +39,7 @@ fn metrics_endpoint_serves_parseable_openmetrics_during_the_run() {
             .ok()
             .and_then(|mut s| {
                 use std::io::{Read, Write};
-                s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+                s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\nAccept: application/openmetrics-text; version=1.0.0\r\n\r\n")
                     .ok()?;
                 let mut text = String::new();
                 s.read_to_string(&mut text).ok()?;

@@ -62,6 +62,20 @@ pub struct RunArgs {
     /// Print only the verdict line and the report folder (no live progress).
     #[arg(long, short)]
     pub quiet: bool,
+    /// Tag the run, e.g. --tag testid=nightly-42 (repeatable; wins over the
+    /// scenario's [tags]): a label on every live series, kept in the
+    /// snapshot, every report and the history.
+    #[arg(long = "tag", value_name = "NAME=VALUE", value_parser = crate::scenario::tags::parse_flag)]
+    pub tags: Vec<(String, String)>,
+    /// Push the live metrics every interval to this Prometheus remote-write
+    /// URL (e.g. http://127.0.0.1:9090/api/v1/write); its host must be
+    /// loopback or in target.allow. Same as [output] remote_write.
+    #[arg(long, value_name = "URL")]
+    pub remote_write: Option<String>,
+    /// Stream one JSON line per finished run to runs.jsonl in the output
+    /// folder as the run goes. Same as [output] raw_results = true.
+    #[arg(long)]
+    pub raw_results: bool,
 }
 
 /// Counts SIGINT and SIGTERM for the run in progress (see `crate::run::STOP_SIGNALS`).
@@ -197,6 +211,12 @@ fn apply_overrides(sc: &mut Scenario, a: &RunArgs) -> Result<(), String> {
         }
         sc.workload.plan = sc.workload.plan.with_hold(d);
     }
+    sc.tags.extend(a.tags.iter().cloned());
+    if let Some(u) = &a.remote_write {
+        crate::scenario::check_remote_write_url(u).map_err(|e| format!("--remote-write {e}"))?;
+        sc.live.remote_write = Some(u.clone());
+    }
+    sc.live.raw_results |= a.raw_results;
     // The scenario's caps hold for the overridden plan too.
     let over = sc.workload.over_limits(&sc.limits);
     if !over.is_empty() {

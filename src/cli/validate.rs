@@ -52,6 +52,16 @@ pub fn describe(s: &Scenario) -> String {
     if let Some(f) = &tls.ca_file {
         o.push_str(&format!("  CA file {f} added to the trust roots\n"));
     }
+    if !s.tags.is_empty() {
+        let tags: Vec<String> = s.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        o.push_str(&format!("tags: {}\n", tags.join(" ")));
+    }
+    if let Some(u) = &s.live.remote_write {
+        o.push_str(&format!(
+            "remote write: every {} to {u}\n",
+            crate::units::format_us(s.interval_or_default().as_micros() as f64)
+        ));
+    }
     let w = &s.workload;
     describe_plan(&mut o, w);
     let total: usize = s.journeys.iter().map(|j| j.weight).sum();

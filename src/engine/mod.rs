@@ -25,7 +25,8 @@
 //! The rooms: `shared.rs` (the configuration, the `Shared` state, the stop
 //! handle and small helpers: the bottom of the folder), `steps.rs` (one fn
 //! per step kind), `user.rs` (per-user state),
-//! `socket.rs` (connect, read, close, reconnect back-off), `connect.rs` (the
+//! `socket.rs` (connect, read, close, reconnect back-off), `raw.rs` (the
+//! raw-results records), `connect.rs` (the
 //! upgrade handshake and its failure classes), `tokens.rs`, `rest.rs` (REST
 //! steps and the history check), `session.rs` (generic Sink/Stream frame
 //! logic, unit-tested), `open.rs` (the open model's pool and pacer).
@@ -43,6 +44,7 @@ pub mod flood;
 pub mod identity;
 mod idle;
 pub mod open;
+mod raw;
 mod rest;
 pub mod session;
 mod shared;

@@ -44,6 +44,8 @@ pub struct EngineConfig {
     pub tokens: Option<Arc<Vec<Secret>>>,
     /// The run's stop request (see [`stop_early`]).
     pub stop: StopHandle,
+    /// One record per finished run, for the raw-results stream (`raw.rs`).
+    pub raw: Option<crate::metrics::raw::RawSink>,
 }
 
 /// Shared by every user.

@@ -179,7 +179,9 @@ async fn send(
     mut s: Guard<'_>,
     message: &serde_json::Value,
 ) -> TransactionResult {
-    let r = shared.send(&mut s, message, TemplateUse::of(message)).await;
+    let r = shared
+        .send(&mut s, &step.name, message, TemplateUse::of(message))
+        .await;
     drop(s);
     record_ws(user, &step.name, r, None).await
 }
@@ -303,6 +305,7 @@ impl Shared {
     async fn send(
         &self,
         s: &mut UserSession,
+        step: &str,
         message: &serde_json::Value,
         uses: TemplateUse,
     ) -> Result<Duration, (Option<u16>, String)> {
@@ -353,8 +356,8 @@ impl Shared {
         // Open model: the first run of an arrival counts from its intended
         // start, so time spent waiting (for a session, a socket) is measured.
         let started = s.intended.take().map_or(t0, |i| i.min(t0));
-        let step = self.obs.run_step();
-        self.obs.count_for(step, names::RUNS_STARTED);
+        let run_step = self.obs.run_step();
+        self.obs.count_for(run_step, names::RUNS_STARTED);
         self.obs.count_n("bytes.sent", text.len() as u64);
         match ws.send(Message::Text(text.into())).await {
             Ok(()) => {
@@ -364,18 +367,21 @@ impl Shared {
                     user_id: s.identity.clone(),
                     started,
                     sent: t0,
-                    step,
+                    step: run_step,
                 };
-                s.pending = Some(ActiveRun::new(run, self.profile).defer_end_samples());
+                let mut active = ActiveRun::new(run, self.profile).defer_end_samples();
+                active.send_step = Some(step.to_string());
+                s.pending = Some(active);
                 Ok(t0.elapsed())
             }
             Err(e) => {
                 // The socket was already gone: the run failed before it began.
                 s.in_flight = None;
                 self.lost_socket(s, session::ABNORMAL_CLOSE);
-                self.fail_run(step, "send_error");
+                self.fail_run(run_step, "send_error");
+                self.raw_send_error(s, step, run_id);
                 self.obs
-                    .count_for(step, names::close_code(session::ABNORMAL_CLOSE));
+                    .count_for(run_step, names::close_code(session::ABNORMAL_CLOSE));
                 Err((Some(session::ABNORMAL_CLOSE), format!("send failed: {e}")))
             }
         }

@@ -280,7 +280,8 @@ impl Shared {
             }
             Some(class) => {
                 report.record_end_samples(&self.obs);
-                self.fail_run(report.step, class)
+                self.fail_run(report.step, class);
+                self.raw_run(&s.user_id, &report, Some(class));
             }
         }
         if let RunOutcome::Closed { code } = report.outcome {
@@ -339,6 +340,7 @@ impl Shared {
         if let Some(mut h) = s.held.take() {
             h.report.record_end_samples(&self.obs);
             self.obs.count_for(h.report.step, names::RUNS_OK);
+            self.raw_run(&s.user_id, &h.report, None);
         }
     }
 
@@ -409,6 +411,7 @@ impl Shared {
         if let Some(mut h) = s.held.take() {
             h.report.record_end_samples(&self.obs);
             self.fail_run(h.report.step, class);
+            self.raw_run(&s.user_id, &h.report, Some(class));
         }
     }
 

@@ -256,7 +256,6 @@ fn assemble(
         scenario_name: first.scenario_name.clone(),
         scenario: first.scenario.clone(),
         scenario_hash: first.scenario_hash.clone(),
-        tags: first.tags.clone(),
         seed: first.seed,
         // One insecure shard makes the merged run insecure.
         target: TargetInfo {
@@ -282,6 +281,13 @@ fn assemble(
         validity: super::validity::combine(seen.values().map(|s| s.validity.as_slice())),
         offered: super::offered::combine(seen.values().map(|s| s.offered.as_slice())),
         capacity: None,
+        // The tags every shard has with the same value.
+        tags: first
+            .tags
+            .iter()
+            .filter(|(k, v)| seen.values().all(|s| s.tags.get(*k) == Some(*v)))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
         server_truth: sums
             .truth
             .filter(|t| !t.is_empty())

@@ -15,7 +15,9 @@
 //! its figures and the connect/auth and agent-run capacities apart in
 //! `capacity_sides.rs`), `compare/` (baselines: a noise-aware
 //! comparison of two runs, and whether they are the same scenario),
-//! `prometheus.rs` (live metrics text), `validity.rs` (whether the run is
+//! `families.rs` (the live metric families, shared by `/metrics` and
+//! remote write), `buckets.rs` (classic histogram buckets off the HDR
+//! recorders), `prometheus.rs` (live metrics text), `validity.rs` (whether the run is
 //! valid: the causes of INVALID), `offered.rs` (offered vs achieved, per
 //! phase of the plan).
 //!
@@ -27,18 +29,21 @@
 //! Imports: `scenario`, `plan`, `protocol`, `auth`, `names`, `units`,
 //! `outcome`; never `report`, `engine`, `run` or `cli`.
 
+pub mod buckets;
 pub mod capacity;
 pub mod capacity_sides;
 pub mod capacity_step;
 pub mod collector;
 pub mod compare;
 pub mod encoding;
+pub mod families;
 pub mod interval_log;
 pub mod judge;
 pub mod merge;
 pub mod offered;
 pub use crate::names;
 pub mod prometheus;
+pub mod raw;
 pub mod recorder;
 pub mod snapshot;
 pub mod threshold;

@@ -98,7 +98,8 @@ pub struct Snapshot {
     /// `compare` refuses runs of different scenarios. Absent in older snapshots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scenario_hash: Option<String>,
-    /// The run's tags (`key=value`), shown in reports and kept in the history.
+    /// The run's tags (`[tags]`, `--tag`), values redacted like every
+    /// output; shown in reports and kept in the history.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: std::collections::BTreeMap<String, String>,
     pub seed: u64,

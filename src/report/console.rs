@@ -58,6 +58,10 @@ pub fn render(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
         d.load_text(),
         d.duration
     )?;
+    if !d.tags.is_empty() {
+        let tags: Vec<String> = d.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        writeln!(w, "  tags {}", tags.join(" "))?;
+    }
     validity(d, w)?;
     writeln!(w)?;
     for (k, v) in &d.key_numbers {

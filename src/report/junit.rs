@@ -16,6 +16,10 @@ pub fn render(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
     let mut report = Report::new(format!("chatload {}", d.title));
     let mut suite = TestSuite::new("thresholds");
     tls(d, &mut suite);
+    // Tags as suite properties, `tag.<name>`, so CI pages can tell runs apart.
+    for (k, v) in &d.tags {
+        suite.add_property((format!("tag.{k}"), v.clone()));
+    }
     for v in &d.thresholds {
         let status = if v.passed {
             TestCaseStatus::success()

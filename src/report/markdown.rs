@@ -83,9 +83,9 @@ fn header(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
         let tags: Vec<String> = d
             .tags
             .iter()
-            .map(|(k, v)| format!("`{}={}`", k, v))
+            .map(|(k, v)| format!("`{k}={}`", esc(v)))
             .collect();
-        writeln!(w, "Tags: {}", tags.join(" "))?;
+        writeln!(w, "Tags: {}.", tags.join(", "))?;
         writeln!(w)?;
     }
     for n in &d.notes {

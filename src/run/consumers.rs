@@ -1,12 +1,12 @@
 //! The tasks that consume a run's observations while the engine drives it:
-//! the `/metrics` endpoint, a capacity search's controller, the checkpoint
-//! loop (and stop signals), the live progress line, the watcher of
-//! `abort_on_fail` thresholds and fail fast (`fail_fast.rs`). Started together before the engine, stopped
-//! together after it, in that order.
+//! the live outputs (`live_outputs.rs`: `/metrics`, the progress line,
+//! remote write, the raw stream), a capacity search's controller, the
+//! checkpoint loop (and stop signals), the watcher of `abort_on_fail`
+//! thresholds and fail fast (`fail_fast.rs`). Started together before the
+//! engine, stopped together after it, in that order.
 //!
 //! Imports: `engine` (the stop handle), `metrics`, `scenario`.
 
-use std::io::IsTerminal;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,8 +16,10 @@ use tokio::task::JoinHandle;
 
 use super::capacity::{capacity_controller, CapacityRun};
 use super::checkpoint::{checkpoint_loop, signals_since, Checkpoints, Judging, STOP_SIGNALS};
+use super::live_outputs::LiveOutputs;
 use super::outputs::Outputs;
-use super::{live, RunError, RunRequest};
+use super::raw_results::RawSummary;
+use super::{RunError, RunRequest};
 use crate::engine;
 use crate::metrics::snapshot::Snapshot;
 use crate::metrics::threshold::Threshold;
@@ -30,13 +32,13 @@ pub(super) struct Consumers {
     pub started: Option<watch::Sender<Option<Instant>>>,
     started_rx: watch::Receiver<Option<Instant>>,
     done: oneshot::Sender<()>,
-    metrics_server: Option<JoinHandle<()>>,
     controller: Option<JoinHandle<()>>,
     checkpoints: JoinHandle<()>,
-    progress: Option<JoinHandle<()>>,
     watcher: Option<JoinHandle<Option<String>>>,
     fail_fast: Option<JoinHandle<Option<String>>>,
     memory: Option<JoinHandle<Option<String>>>,
+    /// `/metrics`, progress, remote write, the raw stream.
+    pub live: LiveOutputs,
     signals_at_start: u32,
     capacity: Option<CapacityRun>,
 }
@@ -53,6 +55,10 @@ pub(super) struct Stopped {
     pub signalled: bool,
     /// The count of stop signals when the run started.
     pub signals_at_start: u32,
+    /// Remote-write pushes that failed.
+    pub remote_write_failures: u64,
+    /// How the raw-results stream ended (None: not asked for).
+    pub raw: Option<RawSummary>,
     pub capacity: Option<CapacityRun>,
 }
 
@@ -66,13 +72,7 @@ pub(super) async fn start(
 ) -> Result<Consumers, RunError> {
     let sc = &req.scenario;
     let signals_at_start = STOP_SIGNALS.load(Ordering::SeqCst);
-    let metrics_server = match req.metrics_addr {
-        None => None,
-        Some(addr) => {
-            let plan = sc.workload.plan.shard(req.shard);
-            Some(live::serve_metrics(addr, collector.sender(), plan, t0).await?)
-        }
-    };
+    let live = LiveOutputs::start(req, collector, out, t0).await?;
     let stop: engine::StopHandle = Arc::default();
     let (started_tx, started_rx) = watch::channel(None);
     let (done_tx, done_rx) = oneshot::channel();
@@ -110,14 +110,6 @@ pub(super) async fn start(
         stop: stop.clone(),
         write_failure: out.write_failure.clone(),
     }));
-    let progress = (req.progress && std::io::stderr().is_terminal()).then(|| {
-        tokio::spawn(live::live_progress(
-            collector.sender(),
-            sc.workload.plan.clone(),
-            sc.workload.open().cloned(),
-            t0,
-        ))
-    });
     let watcher = watcher(&sc.thresholds, collector, t0, &stop);
     let users = sc.workload.plan.shard(req.shard).peak_users();
     let fail_fast = (sc.target.fail_fast && users > 0).then(|| {
@@ -137,13 +129,12 @@ pub(super) async fn start(
         started: Some(started_tx),
         started_rx,
         done: done_tx,
-        metrics_server,
         controller,
         checkpoints,
-        progress,
         watcher,
         fail_fast,
         memory,
+        live,
         signals_at_start,
         capacity,
     })
@@ -201,22 +192,17 @@ impl Consumers {
             }
             None => None,
         };
-        if let Some(p) = self.progress {
-            p.abort();
-            let _ = p.await;
-        }
         self.checkpoints.abort();
         let _ = self.checkpoints.await;
-        if let Some(m) = self.metrics_server {
-            m.abort();
-            let _ = m.await;
-        }
+        let live = self.live.stop().await;
         Stopped {
             aborted_by,
             failed_fast,
             memory_limit,
             signalled: signals_since(self.signals_at_start) > 0,
             signals_at_start: self.signals_at_start,
+            remote_write_failures: live.remote_write_failures,
+            raw: live.raw,
             capacity: self.capacity,
         }
     }

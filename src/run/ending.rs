@@ -146,6 +146,24 @@ fn stop_notes(
     if let Some(why) = &ended.stopped.aborted_by {
         notes.push(why.clone());
     }
+    if let Some(raw) = &ended.stopped.raw {
+        if raw.dropped > 0 {
+            notes.push(format!(
+                "raw results: {} lines dropped (the writer fell {} lines behind); runs.jsonl is incomplete",
+                raw.dropped,
+                crate::metrics::raw::RAW_QUEUE
+            ));
+        }
+        if let Some(e) = &raw.error {
+            notes.push(format!("raw results: {e}; runs.jsonl is incomplete"));
+        }
+    }
+    if ended.stopped.remote_write_failures > 0 {
+        notes.push(format!(
+            "remote write: {} pushes failed (the reports hold everything recorded)",
+            ended.stopped.remote_write_failures
+        ));
+    }
     if let Some(why) = &ended.stopped.failed_fast {
         notes.push(why.clone());
         ending = Ending::Aborted;

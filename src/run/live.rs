@@ -3,12 +3,16 @@
 //!
 //! Imports: `metrics`, `scenario`, `names`, `units`.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
 
 use super::RunError;
+use crate::metrics::families::Live;
+use crate::metrics::prometheus::Format;
 use crate::metrics::ObsSender;
 use crate::names;
 use crate::plan::{LoadPlan, OpenModel};
@@ -62,22 +66,44 @@ pub(super) async fn live_progress(
     }
 }
 
-/// The `/metrics` router: the running totals and the users the plan has now.
-fn metrics_router(obs: ObsSender, plan: LoadPlan, t0: Instant) -> axum::Router {
+/// The labels of the live series: the run's tags and the steps' tags.
+#[derive(Debug, Clone, Default)]
+pub(super) struct LiveLabels {
+    pub tags: BTreeMap<String, String>,
+    pub step_tags: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// The `/metrics` router: the running totals and the users the plan has
+/// now, as OpenMetrics or Prometheus text by the `Accept` header.
+fn metrics_router(
+    obs: ObsSender,
+    plan: LoadPlan,
+    t0: Instant,
+    labels: Arc<LiveLabels>,
+) -> axum::Router {
     // The live page: `/` and `/live.json` (live_page.rs).
     let page = super::live_page::router(obs.clone(), plan.clone(), t0);
     axum::Router::new().merge(page).route(
         "/metrics",
-        axum::routing::get(move || {
+        axum::routing::get(move |headers: axum::http::HeaderMap| {
             let obs = obs.clone();
+            let labels = labels.clone();
             let users = plan.users_at(t0.elapsed());
+            let format = Format::from_accept(
+                headers
+                    .get(axum::http::header::ACCEPT)
+                    .and_then(|v| v.to_str().ok()),
+            );
             async move {
-                let body = crate::metrics::prometheus::render(&obs.peek().await, users);
+                let rec = obs.peek().await;
+                let live = Live {
+                    rec: &rec,
+                    users,
+                    step_tags: &labels.step_tags,
+                };
+                let body = crate::metrics::prometheus::render(live, &labels.tags, format);
                 (
-                    [(
-                        axum::http::header::CONTENT_TYPE,
-                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    )],
+                    [(axum::http::header::CONTENT_TYPE, format.content_type())],
                     body,
                 )
             }
@@ -92,11 +118,12 @@ pub(super) async fn serve_metrics(
     obs: ObsSender,
     plan: LoadPlan,
     t0: Instant,
+    labels: Arc<LiveLabels>,
 ) -> Result<JoinHandle<()>, RunError> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| RunError::Usage(format!("cannot serve metrics on {addr}: {e}")))?;
-    let app = metrics_router(obs, plan, t0);
+    let app = metrics_router(obs, plan, t0, labels);
     Ok(tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     }))

@@ -8,8 +8,10 @@
 //!    the scenario's `[server]` table applied to `server::Settings`.
 //! 4. clock: wait for `--start-at`, then the interval files and the first
 //!    checkpoint (`outputs.rs`).
-//! 5. consumers (`consumers.rs`): `/metrics` and the progress line
-//!    (`live.rs`), the live page at `/` (`live_page.rs`, `live_figures.rs`), the capacity controller (`capacity.rs`), checkpoints and
+//! 5. consumers (`consumers.rs`): the live outputs (`live_outputs.rs`:
+//!    `/metrics` and the progress line in `live.rs`, plain lines off a
+//!    terminal in `progress.rs`, `remote_write.rs`, `raw_results.rs`), the
+//!    live page at `/` (`live_page.rs`, `live_figures.rs`), the capacity controller (`capacity.rs`), checkpoints and
 //!    stop signals (`checkpoint.rs`), the `abort_on_fail` watcher, fail
 //!    fast (`fail_fast.rs`).
 //! 6. engine: `engine::execute` drives the users.
@@ -30,9 +32,13 @@ mod ending;
 mod fail_fast;
 mod live;
 mod live_figures;
+mod live_outputs;
 mod live_page;
 mod outputs;
 pub mod preflight;
+mod progress;
+mod raw_results;
+mod remote_write;
 mod resources;
 mod safety;
 mod target;
@@ -103,8 +109,10 @@ impl RunResult {
 }
 
 /// Performs one run and writes `snapshot.json`, `report.md` (and goose's report).
-pub async fn run(req: RunRequest) -> Result<RunResult, RunError> {
+pub async fn run(mut req: RunRequest) -> Result<RunResult, RunError> {
     let checked = preflight::check(&req)?;
+    // After the preflight: it teaches the redactor the login body's secrets.
+    redact_tags(&mut req.scenario);
     let out = outputs::prepare(&req)?;
     let target =
         target::Target::start(checked.external, &req.scenario, &req.secret, req.seed).await?;
@@ -142,6 +150,20 @@ pub async fn run(req: RunRequest) -> Result<RunResult, RunError> {
         out_dir: out.dir,
         report,
     })
+}
+
+/// Tag values that match a secret are redacted once, before any output
+/// (`/metrics`, remote write, the raw stream) sees them.
+fn redact_tags(sc: &mut Scenario) {
+    let redact = |tags: &mut std::collections::BTreeMap<String, String>| {
+        for v in tags.values_mut() {
+            *v = crate::auth::redact::redact(v);
+        }
+    };
+    redact(&mut sc.tags);
+    for j in &mut sc.journeys {
+        crate::scenario::Step::walk_mut(&mut j.steps, &mut |s| redact(&mut s.tags));
+    }
 }
 
 /// When the users started, by the wall clock, the monotonic clock and the
@@ -190,6 +212,7 @@ async fn drive(
         started: Arc::new(started),
         tokens,
         stop: consumers.stop.clone(),
+        raw: consumers.live.raw.as_ref().map(|w| w.sink()),
     };
     if req.scenario.workload.plan.shard(req.shard).peak_users() == 0 {
         return Ok(());

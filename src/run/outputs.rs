@@ -91,19 +91,8 @@ pub(super) fn collector(req: &RunRequest, out: &Outputs) -> Result<Collector, Ru
             let _ = failed.set(format!("the interval files: {e}"));
         }
     });
-    let interval = req
-        .scenario
-        .interval
-        .unwrap_or_else(|| default_interval(req.scenario.workload.plan.total()));
+    let interval = req.scenario.interval_or_default();
     Ok(Collector::with_sink(interval, Some(sink)))
-}
-
-/// The interval when `[output] interval` is not written: 5 s, or for a
-/// run shorter than 150 s its length / 30 in whole seconds (at least 1 s),
-/// so that a short run still has enough points to draw a curve.
-pub(super) fn default_interval(total: std::time::Duration) -> std::time::Duration {
-    let s = total.as_secs().div_ceil(30).clamp(1, 5);
-    std::time::Duration::from_secs(s)
 }
 
 /// The run's identity, as every checkpoint and the final snapshot carry it;
@@ -117,7 +106,6 @@ pub(super) fn first_checkpoint(
 ) -> Result<Snapshot, RunError> {
     let sc = &req.scenario;
     let template = Snapshot {
-        tags: Default::default(),
         format_version: FORMAT_VERSION.into(),
         tool: ToolInfo {
             name: "chatload".into(),
@@ -151,6 +139,7 @@ pub(super) fn first_checkpoint(
         shards: Vec::new(),
         intervals: Vec::new(),
         server_truth: None,
+        tags: sc.tags.clone(),
         capacity: None,
         validity: Vec::new(),
         offered: Vec::new(),
@@ -202,7 +191,7 @@ pub(super) fn write(
 
 #[cfg(test)]
 mod tests {
-    use super::default_interval;
+    use crate::scenario::default_interval;
     use std::time::Duration;
 
     #[test]

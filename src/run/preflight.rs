@@ -29,6 +29,7 @@ pub(super) fn check(req: &RunRequest) -> Result<Checked, RunError> {
         check_target(sc, url)?;
     }
     check_login(sc)?;
+    super::remote_write::check_host(sc).map_err(RunError::Usage)?;
     check_env(sc)?;
     learn_secrets(sc);
     if sc.workload.capacity.is_some() && req.shard.count > 1 {
@@ -52,6 +53,9 @@ pub fn refusals(sc: &Scenario) -> Vec<String> {
         }
     }
     if let Err(RunError::Usage(e) | RunError::Aborted(e)) = check_login(sc) {
+        why.push(e);
+    }
+    if let Err(e) = super::remote_write::check_host(sc) {
         why.push(e);
     }
     why

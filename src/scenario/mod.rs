@@ -10,7 +10,8 @@
 //! file: `target.rs`, `auth.rs`, `data.rs`, `profile.rs`, `server.rs`,
 //! `reconnect.rs`, `workload.rs`, `capacity.rs`, `journey.rs` (with
 //! `steps.rs`), `thresholds.rs` (and `[drift]`; the default SLOs that join
-//! them are `defaults.rs`), `baseline.rs`, `output.rs`.
+//! them are `defaults.rs`), `baseline.rs`, `output.rs`, `tags.rs` (`[tags]`
+//! and a step's `tags`).
 //! The types they build are in `model.rs`; `doc/` is the span-aware TOML
 //! reader and its diagnostics; `fills.rs` checks template placeholders.
 //!
@@ -49,6 +50,7 @@ mod reconnect;
 mod server;
 mod server_platform;
 mod steps;
+pub mod tags;
 mod tls;
 mod workload;
 
@@ -60,6 +62,7 @@ pub use model::{
     Auth, CapacitySearch, DataRow, DataSelect, DataSet, Journey, Model, Reconnect, Scenario,
     ServerTable, Step, StepKind, Target, TargetTls, Think, TokenSource, Workload, THINK_CAP,
 };
+pub use output::{check_remote_write_url, default_interval, LiveOutputs};
 pub use target::check_ws_url;
 pub use workload::pool_plan;
 
@@ -260,6 +263,7 @@ fn read_scenario(o: &Obj<'_>, path: &Path) -> Option<Scenario> {
     });
     let prompts = read_prompts(o);
     let output = output::read_output(o);
+    let tags = tags::read_tags(o);
     let baseline = baseline::read_baseline(o);
     if let (Some(l), Some(w), Some(n)) = (&limits, &workload, o.get("workload")) {
         for why in w.over_limits(l) {
@@ -288,6 +292,8 @@ fn read_scenario(o: &Obj<'_>, path: &Path) -> Option<Scenario> {
         output_dir: output.dir,
         interval: output.interval,
         checkpoint: output.checkpoint,
+        tags: tags?,
+        live: output.live?,
         baseline: baseline?,
         limits: limits?,
         echo: Value::Null,

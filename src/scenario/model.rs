@@ -47,7 +47,7 @@ pub struct Scenario {
     pub output_dir: PathBuf,
     /// Length of the intervals of over-time data; `None` when `[output]
     /// interval` is not written: the run picks it from its length
-    /// (`run/outputs.rs`, so a 12 s run still draws a curve).
+    /// (`Scenario::interval_or_default`, so a 12 s run still draws a curve).
     pub interval: Option<Duration>,
     /// How often `snapshot.json` is rewritten during the run.
     pub checkpoint: Duration,
@@ -55,6 +55,12 @@ pub struct Scenario {
     pub baseline: Vec<super::baseline::Tolerance>,
     /// Caps on users, arrival rate and plan length (`[limits]`).
     pub limits: super::limits::Limits,
+    /// The run's tags (`[tags]`, then `--tag`): labels of every live series,
+    /// kept in the snapshot and every report (`tags.rs`).
+    pub tags: std::collections::BTreeMap<String, String>,
+    /// Live outputs beyond the reports (`[output]`: progress lines,
+    /// remote write, the raw-results stream).
+    pub live: super::output::LiveOutputs,
     /// The file's content as JSON, for the snapshot (the file never holds secret values).
     pub echo: Value,
 }
@@ -402,6 +408,9 @@ pub struct Step {
     /// Metric and goose transaction name.
     pub name: String,
     pub kind: StepKind,
+    /// The step's own tags (`tags = { k = "v" }`): labels of the latency
+    /// series of the metric it records, and of its raw-results lines.
+    pub tags: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -570,5 +579,15 @@ impl StepKind {
             | StepKind::Http { .. }
             | StepKind::Repeat { .. } => false,
         }
+    }
+}
+
+impl Scenario {
+    /// The interval of over-time data: `[output] interval`, or when it is not
+    /// written 5 s, or for a run shorter than 150 s its length / 30 in whole
+    /// seconds (at least 1 s), so that a short run still draws a curve.
+    pub fn interval_or_default(&self) -> Duration {
+        self.interval
+            .unwrap_or_else(|| super::output::default_interval(self.workload.plan.total()))
     }
 }

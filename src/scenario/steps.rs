@@ -77,10 +77,14 @@ pub(super) fn read_steps(n: &Node<'_>, depth: usize, fills: &StepFills<'_>) -> O
             .require("step")
             .and_then(|n| n.as_str().map(str::to_string));
         let name = st.str("name");
+        let tags = match st.get("tags") {
+            Some(n) => super::tags::read_table(&n),
+            None => Some(Default::default()),
+        };
         let kind = read_step_kind(&st, kind_name.as_deref(), depth, fills);
         st.finish();
-        match kind {
-            Some(kind) => {
+        match (kind, tags) {
+            (Some(kind), Some(tags)) => {
                 let default = match &kind {
                     StepKind::SwitchThread { .. } => "thread_switch".to_string(),
                     StepKind::Connect
@@ -96,9 +100,9 @@ pub(super) fn read_steps(n: &Node<'_>, depth: usize, fills: &StepFills<'_>) -> O
                     | StepKind::Repeat { .. } => kind_name.clone().unwrap_or_default(),
                 };
                 let name = name.unwrap_or(default);
-                steps.push(Step { name, kind });
+                steps.push(Step { name, kind, tags });
             }
-            None => ok = false,
+            _ => ok = false,
         }
     }
     if ok && steps.is_empty() {

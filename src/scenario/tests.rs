@@ -159,6 +159,7 @@ fn step_walks_see_inside_repeat_blocks() {
     let step = |name: &str, kind: StepKind| Step {
         name: name.to_string(),
         kind,
+        tags: Default::default(),
     };
     let secs = Duration::from_secs;
     let inner = vec![

@@ -83,6 +83,10 @@ pub struct RunReport {
     pub end_samples: Option<(Duration, Duration)>,
     /// The capacity step the run belongs to (its start's).
     pub step: RunStep,
+    /// From the run's start to its first event (none: no event came).
+    pub first_event: Option<Duration>,
+    /// The `send` step that started the run.
+    pub send_step: Option<String>,
 }
 
 impl RunReport {
@@ -130,6 +134,8 @@ pub struct ActiveRun {
     /// recording them at its terminal event.
     defer_end: bool,
     end_samples: Option<(Duration, Duration)>,
+    /// The `send` step that started the run (for the raw-results stream).
+    pub send_step: Option<String>,
 }
 
 impl ActiveRun {
@@ -147,6 +153,7 @@ impl ActiveRun {
             violations: Vec::new(),
             defer_end: false,
             end_samples: None,
+            send_step: None,
         }
     }
 
@@ -173,6 +180,8 @@ impl ActiveRun {
             took: self.run.started.elapsed(),
             end_samples: self.end_samples,
             step: self.run.step,
+            first_event: self.times.first,
+            send_step: self.send_step,
         }
     }
 

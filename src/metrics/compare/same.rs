@@ -52,16 +52,34 @@ fn canonical(v: &Value, out: &mut String) {
 }
 
 /// The hash of a scenario echo's journey, journeys and profile parts
-/// (canonical JSON, FNV-1a), as 16 hex digits.
+/// (canonical JSON, FNV-1a), as 16 hex digits. A step's `tags` are left
+/// out: they label its series, they do not change what the users do.
 pub fn scenario_hash(echo: &Value) -> String {
     let mut text = String::new();
     for part in HASHED {
         text.push_str(part);
         text.push('=');
-        canonical(echo.get(part).unwrap_or(&Value::Null), &mut text);
+        let mut v = echo.get(part).cloned().unwrap_or(Value::Null);
+        drop_step_tags(&mut v);
+        canonical(&v, &mut text);
         text.push('\n');
     }
     format!("{:016x}", fnv1a(text.as_bytes()))
+}
+
+/// Removes `tags` from every step (an object with a `step` key), nested
+/// steps too.
+fn drop_step_tags(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            if m.contains_key("step") {
+                m.remove("tags");
+            }
+            m.values_mut().for_each(drop_step_tags);
+        }
+        Value::Array(a) => a.iter_mut().for_each(drop_step_tags),
+        Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) => {}
+    }
 }
 
 /// What a comparison needs to know of each run to check they are comparable.

@@ -231,6 +231,12 @@ fn the_scenario_hash_covers_journey_and_profile_in_any_key_order() {
     let c = serde_json::json!({"name": "x", "journey": [{"step": "connect", "timeout": "6s"}], "profile": {"a": 1, "b": 2}});
     assert_eq!(scenario_hash(&a), scenario_hash(&b));
     assert_ne!(scenario_hash(&a), scenario_hash(&c));
+    // A step's tags label series; they do not make another scenario (a
+    // message field named `tags` does).
+    let tagged = serde_json::json!({"journey": [{"step": "connect", "timeout": "5s", "tags": {"phase": "p"}}], "profile": {"a": 1, "b": 2}});
+    assert_eq!(scenario_hash(&a), scenario_hash(&tagged));
+    let m = |t: &str| serde_json::json!({"journey": [{"step": "send", "message": {"tags": t}}]});
+    assert_ne!(scenario_hash(&m("a")), scenario_hash(&m("b")));
     let id = |name, scenario| Identity {
         run_id: "r",
         scenario_name: name,
