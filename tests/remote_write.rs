@@ -353,3 +353,144 @@ fn a_remote_write_url_outside_the_allow_list_is_exit_2() {
         assert!(!dir.path().join("out").exists(), "{url}: a run started");
     }
 }
+
+/// A hostile remote-write endpoint: answers every push with a 307 to a second
+/// listener and echoes the request's `Authorization` header in its body.
+/// Returns the headers it saw; the second listener counts its connections.
+fn hostile_endpoint() -> (
+    u16,
+    std::sync::mpsc::Receiver<String>,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let b = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (port_a, port_b) = (
+        a.local_addr().unwrap().port(),
+        b.local_addr().unwrap().port(),
+    );
+    let hops = std::sync::Arc::new(AtomicUsize::new(0));
+    let h = hops.clone();
+    std::thread::spawn(move || {
+        for c in b.incoming().flatten() {
+            h.fetch_add(1, Ordering::SeqCst);
+            drop(c);
+        }
+    });
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for mut c in a.incoming().flatten() {
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut got = Vec::new();
+            // Read the head; the body is small and may be left unread.
+            while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                match c.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+            let head = String::from_utf8_lossy(&got).to_string();
+            let auth = head
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix("authorization: ")
+                        .or(l.strip_prefix("Authorization: "))
+                })
+                .unwrap_or("")
+                .to_string();
+            let body = format!("{{\"echo\":\"{auth}\"}}");
+            let _ = write!(
+                c,
+                "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://127.0.0.1:{port_b}/api/v1/write\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = tx.send(auth);
+        }
+    });
+    (port_a, rx, hops)
+}
+
+#[test]
+fn remote_write_credentials_come_from_the_environment_and_appear_nowhere() {
+    let dir = tempfile::tempdir().unwrap();
+    // Credentials in the URL are refused before anything is sent, and the
+    // refusal does not print them.
+    let o = Command::new(env!("CARGO_BIN_EXE_chatload"))
+        .args([
+            "run",
+            scenario(dir.path()).to_str().unwrap(),
+            "--remote-write",
+            "http://promuser:SekritRWtoken99@127.0.0.1:1/api/v1/write",
+            "--out",
+        ])
+        .arg(dir.path().join("refused"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("remote_write_auth_env"), "{err}");
+    assert!(!err.contains("SekritRWtoken99"), "{err}");
+    assert!(!dir.path().join("refused").exists());
+
+    // From the environment: sent as the Authorization header, never followed
+    // through a redirect, and redacted where the endpoint echoes it.
+    let secret = "Basic cHJvbXVzZXI6U2Vrcml0UldUb2tlbjk5";
+    let (port, seen, hops) = hostile_endpoint();
+    let out = dir.path().join("out");
+    let o = Command::new(env!("CARGO_BIN_EXE_chatload"))
+        .args([
+            "run",
+            scenario(dir.path()).to_str().unwrap(),
+            "--remote-write",
+            &format!("http://127.0.0.1:{port}/api/v1/write"),
+            "--remote-write-auth-env",
+            "CHATLOAD_TEST_RW_AUTH",
+            "--out",
+        ])
+        .arg(&out)
+        .env("CHATLOAD_TEST_RW_AUTH", secret)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "a failing push never fails the run: {stderr}"
+    );
+    let first = seen.recv_timeout(Duration::from_secs(10)).expect("a push");
+    assert_eq!(first, secret, "the header carries the variable's value");
+    assert!(stderr.contains("warning: remote write to"), "{stderr}");
+    assert!(stderr.contains("307"), "{stderr}");
+    assert_eq!(
+        hops.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "a redirect is not followed"
+    );
+    let mut texts = vec![stdout.to_string(), stderr.to_string()];
+    for e in std::fs::read_dir(&out).unwrap().flatten() {
+        let p = e.path();
+        let files: Vec<PathBuf> = if p.is_dir() {
+            std::fs::read_dir(&p)
+                .unwrap()
+                .flatten()
+                .map(|e| e.path())
+                .collect()
+        } else {
+            vec![p]
+        };
+        for f in files {
+            texts.push(String::from_utf8_lossy(&std::fs::read(&f).unwrap()).into_owned());
+        }
+    }
+    assert!(texts.len() > 3, "the run wrote its reports");
+    for t in &texts {
+        assert!(
+            !t.contains("cHJvbXVzZXI6U2Vrcml0UldUb2tlbjk5"),
+            "the credential leaked: {t}"
+        );
+    }
+}

@@ -72,6 +72,11 @@ pub struct RunArgs {
     /// loopback or in target.allow. Same as [output] remote_write.
     #[arg(long, value_name = "URL")]
     pub remote_write: Option<String>,
+    /// The environment variable whose value is the remote-write requests'
+    /// Authorization header (e.g. "Basic dXNlcjpwYXNz" or "Bearer abc");
+    /// redacted everywhere. Same as [output] remote_write_auth_env.
+    #[arg(long, value_name = "NAME")]
+    pub remote_write_auth_env: Option<String>,
     /// Stream one JSON line per finished run to runs.jsonl in the output
     /// folder as the run goes. Same as [output] raw_results = true.
     #[arg(long)]
@@ -215,6 +220,9 @@ fn apply_overrides(sc: &mut Scenario, a: &RunArgs) -> Result<(), String> {
     if let Some(u) = &a.remote_write {
         crate::scenario::check_remote_write_url(u).map_err(|e| format!("--remote-write {e}"))?;
         sc.live.remote_write = Some(u.clone());
+    }
+    if let Some(n) = &a.remote_write_auth_env {
+        sc.live.remote_write_auth_env = Some(n.clone());
     }
     sc.live.raw_results |= a.raw_results;
     // The scenario's caps hold for the overridden plan too.

@@ -85,8 +85,14 @@ impl LiveOutputs {
                 tags: sc.tags.clone(),
                 step_tags: sc.metric_tags(),
             };
+            let auth = sc
+                .live
+                .remote_write_auth_env
+                .as_ref()
+                .and_then(|n| std::env::var(n).ok());
             RemoteWriter::start(
                 url,
+                auth,
                 collector.sender(),
                 plan,
                 t0,

@@ -61,6 +61,16 @@ pub(super) fn check_host(sc: &Scenario) -> Result<(), String> {
     let Some(url) = &sc.live.remote_write else {
         return Ok(());
     };
+    if let Some(name) = &sc.live.remote_write_auth_env {
+        match std::env::var(name) {
+            Ok(v) if !v.is_empty() => crate::auth::redact::learn(&v),
+            _ => {
+                return Err(format!(
+                    "remote_write_auth_env names ${name}, which is not set (its value is the remote-write Authorization header)"
+                ))
+            }
+        }
+    }
     let host = crate::scenario::target::host_of(url);
     if crate::scenario::target::host_allowed(&host, &sc.target.allow) {
         return Ok(());
@@ -173,7 +183,30 @@ pub(super) struct RunLabels {
 struct Pusher {
     http: reqwest::Client,
     url: String,
+    /// The `Authorization` header's value (`remote_write_auth_env`).
+    auth: Option<String>,
     failed: u64,
+}
+
+/// How much of a refusing endpoint's answer is read and quoted.
+const ERROR_BODY_MAX: usize = 2048;
+
+/// At most [`ERROR_BODY_MAX`] bytes of an answer, redacted whole, then cut
+/// on a character boundary (a secret is never cut in two before redaction).
+async fn body_excerpt(mut r: reqwest::Response) -> String {
+    let mut buf = Vec::new();
+    while buf.len() < ERROR_BODY_MAX {
+        match r.chunk().await {
+            Ok(Some(c)) => buf.extend_from_slice(&c),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    let text = crate::auth::redact::redact(String::from_utf8_lossy(&buf).trim());
+    let mut end = text.len().min(ERROR_BODY_MAX / 4);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_string()
 }
 
 impl Pusher {
@@ -183,9 +216,11 @@ impl Pusher {
             Ok(b) => b,
             Err(e) => return self.fail(&e.to_string()),
         };
-        let sent = self
-            .http
-            .post(&self.url)
+        let mut req_b = self.http.post(&self.url);
+        if let Some(a) = &self.auth {
+            req_b = req_b.header("Authorization", a);
+        }
+        let sent = req_b
             .header("Content-Encoding", "snappy")
             .header("Content-Type", "application/x-protobuf")
             .header("X-Prometheus-Remote-Write-Version", "0.1.0")
@@ -197,8 +232,8 @@ impl Pusher {
             Ok(r) if r.status().is_success() => {}
             Ok(r) => {
                 let status = r.status();
-                let text = r.text().await.unwrap_or_default();
-                self.fail(&format!("HTTP {status}: {}", text.trim()));
+                let text = body_excerpt(r).await;
+                self.fail(&format!("HTTP {status}: {text}"));
             }
             Err(e) => self.fail(&e.to_string()),
         }
@@ -206,7 +241,7 @@ impl Pusher {
 
     fn fail(&mut self, why: &str) {
         if self.failed == 0 {
-            say_err!("warning: remote write to {} failed ({why}); the run goes on, later failures are counted", self.url);
+            say_err!("warning: remote write to {} failed ({why}); the run goes on, later failures are counted", crate::auth::redact::redact(&self.url));
         }
         self.failed += 1;
     }
@@ -221,8 +256,10 @@ pub(super) struct RemoteWriter {
 
 impl RemoteWriter {
     /// Starts pushing every `every`, with the start marker first.
+    /// `auth` is the `Authorization` header's value, if any.
     pub fn start(
         url: String,
+        auth: Option<String>,
         obs: ObsSender,
         plan: LoadPlan,
         t0: Instant,
@@ -232,8 +269,14 @@ impl RemoteWriter {
         let (done, mut done_rx) = oneshot::channel();
         let task = tokio::spawn(async move {
             let mut p = Pusher {
-                http: reqwest::Client::new(),
+                // No redirects: a hop could lead off the allow-listed host
+                // (and a 307/308 would re-send the body there).
+                http: reqwest::Client::builder()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .build()
+                    .unwrap_or_default(),
                 url,
+                auth,
                 failed: 0,
             };
             // Each push later than the one before: a series never gets two

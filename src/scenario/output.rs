@@ -25,13 +25,24 @@ pub struct LiveOutputs {
     pub progress_every: Option<Duration>,
     /// Push every interval to this Prometheus remote-write URL (`remote_write`).
     pub remote_write: Option<String>,
+    /// The environment variable whose value is sent as the remote-write
+    /// requests' `Authorization` header (`remote_write_auth_env`), e.g.
+    /// `Basic dXNlcjpwYXNz` or `Bearer abc`: learned as a secret, so it is
+    /// redacted wherever it could appear.
+    pub remote_write_auth_env: Option<String>,
     /// Stream one JSON line per finished run to `runs.jsonl` (`raw_results`).
     pub raw_results: bool,
 }
 
 /// A remote-write URL: `http://` or `https://` with a host.
 pub fn check_remote_write_url(u: &str) -> Result<(), String> {
-    let parsed = url::Url::parse(u).map_err(|e| format!("`{u}` is not a URL: {e}"))?;
+    let parsed =
+        url::Url::parse(u).map_err(|e| format!("the remote-write URL is not a URL: {e}"))?;
+    // Credentials in the URL would travel into the scenario's echo in every
+    // report and into console lines: they belong in the environment.
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err("the remote-write URL carries credentials (user:password@); put them in an environment variable and name it with `remote_write_auth_env` (or --remote-write-auth-env): its value is sent as the Authorization header and redacted everywhere".into());
+    }
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
         return Err(format!(
             "`{u}` must be an http:// or https:// URL with a host, e.g. http://127.0.0.1:9090/api/v1/write"
@@ -64,6 +75,16 @@ fn read_live(out: &Obj<'_>, interval: Option<Duration>) -> Option<LiveOutputs> {
             Some(Ok(u)) => live.remote_write = Some(u.to_string()),
             Some(Err(e)) => {
                 n.error(e);
+                ok = false;
+            }
+            None => ok = false,
+        }
+    }
+    if let Some(n) = out.get("remote_write_auth_env") {
+        match n.as_str() {
+            Some(v) if !v.is_empty() => live.remote_write_auth_env = Some(v.to_string()),
+            Some(_) => {
+                n.error("must name an environment variable");
                 ok = false;
             }
             None => ok = false,
