@@ -79,6 +79,8 @@ pub const BODY_EXCERPT_CHARS: usize = 120;
 /// The first [`BODY_EXCERPT_CHARS`] characters of a body, on one line.
 fn excerpt(body: Option<&[u8]>) -> String {
     let text = String::from_utf8_lossy(body.unwrap_or_default());
+    // Redacted whole before the cut, so no secret is left half-matched.
+    let text = crate::auth::redact::redact(&text);
     let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
     match one_line.char_indices().nth(BODY_EXCERPT_CHARS) {
         Some((i, _)) => format!("{}…", &one_line[..i]),
@@ -200,13 +202,22 @@ pub async fn ticket_url(
         })?;
     if !resp.status().is_success() {
         let status = resp.status().as_u16();
-        let body = resp.bytes().await.unwrap_or_default();
+        let (body, _) = super::body::read_capped(resp, super::body::SMALL_BODY_MAX)
+            .await
+            .unwrap_or_default();
         return Err(ConnectFailure::Rejected(status, excerpt(Some(&body))));
     }
-    let body: serde_json::Value = resp
-        .json()
+    let (bytes, more) = super::body::read_capped(resp, super::body::SMALL_BODY_MAX)
         .await
         .map_err(|e| ConnectFailure::Failed("protocol", e.without_url().to_string()))?;
+    if more {
+        return Err(ConnectFailure::Failed(
+            "protocol",
+            "the ticket answer is larger than 1 MiB".into(),
+        ));
+    }
+    let body: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| ConnectFailure::Failed("protocol", format!("the ticket answer: {e}")))?;
     let id = body
         .get("ticket_id")
         .and_then(|v| v.as_str())

@@ -39,6 +39,7 @@
 //! A new recorded metric name: `names.rs` (a unit test there scans this
 //! folder's files for literal names).
 
+mod body;
 pub mod connect;
 pub mod flood;
 pub mod identity;

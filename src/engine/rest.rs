@@ -59,8 +59,10 @@ impl Shared {
             let resp = req.send().await?;
             let status = resp.status().as_u16();
             let location = resp.headers().get(reqwest::header::LOCATION).cloned();
-            let bytes = resp.bytes().await.unwrap_or_default();
-            Ok::<_, reqwest::Error>((status, location, bytes))
+            let (bytes, more) = super::body::read_capped(resp, super::body::REST_BODY_MAX)
+                .await
+                .unwrap_or_default();
+            Ok::<_, reqwest::Error>((status, location, bytes, more))
         };
         // A run in flight keeps being read (and timed) during the call.
         let answer = if s.pending.is_some() && s.ws.is_some() {
@@ -80,13 +82,20 @@ impl Shared {
             call.await
         };
         let took = t0.elapsed();
-        let (status, location, bytes) = match answer {
+        let (status, location, bytes, more) = match answer {
             Ok(a) => a,
             Err(e) => {
                 self.obs.count(format!("rest.{metric}.failed"));
                 return Err(format!("{metric}: request failed: {}", http_error(&e)));
             }
         };
+        if more {
+            self.obs.count(format!("rest.{metric}.failed"));
+            return Err(format!(
+                "{metric}: the answer is larger than {} MiB",
+                super::body::REST_BODY_MAX >> 20
+            ));
+        }
         // Counted (and named in goose's report through the step's status);
         // the step's own status check decides whether it failed.
         let _ = unfollowed_redirect(&self.obs, status, location.as_ref());

@@ -14,25 +14,6 @@ use super::user::UserSession;
 use crate::auth::Secret;
 use crate::protocol::template;
 
-/// Longest part of a refused login's answer quoted in its failure reason.
-const LOGIN_BODY_EXCERPT: usize = 200;
-
-/// `: <the answer's first bytes>` with every known secret redacted (the
-/// answer may echo the body, and the body may carry a password), or nothing
-/// for an empty answer.
-fn body_excerpt(text: &str) -> String {
-    let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if one_line.is_empty() {
-        return String::new();
-    }
-    let mut cut = one_line.len().min(LOGIN_BODY_EXCERPT);
-    while !one_line.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    let more = if cut < one_line.len() { "..." } else { "" };
-    format!(": {}{more}", crate::auth::redact::redact(&one_line[..cut]))
-}
-
 /// An epoch-seconds expiry as an `Instant` (in the past when already expired).
 pub(super) fn instant_of(exp_epoch: u64) -> Instant {
     let now = crate::auth::epoch_secs(SystemTime::now());
@@ -139,7 +120,10 @@ impl Shared {
                     status,
                     resp.headers().get(reqwest::header::LOCATION),
                 );
-                let text = resp.text().await.unwrap_or_default();
+                let (bytes, more) = super::body::read_capped(resp, super::body::SMALL_BODY_MAX)
+                    .await
+                    .unwrap_or_default();
+                let text = String::from_utf8_lossy(&bytes);
                 let v: serde_json::Value =
                     serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
                 self.obs.sample("login", t0.elapsed().as_micros() as u64);
@@ -148,7 +132,20 @@ impl Shared {
                     let why = redirect.unwrap_or_else(|| format!("HTTP {status}"));
                     return Err((
                         Some(status),
-                        format!("login at {url} answered {why}{}", body_excerpt(&text)),
+                        format!(
+                            "login at {url} answered {why}{}",
+                            super::body::excerpt(&text)
+                        ),
+                    ));
+                }
+                if more {
+                    self.obs.count("tokens.login_failed.too_large");
+                    return Err((
+                        None,
+                        format!(
+                            "the login answer at {url} is larger than {} MiB",
+                            super::body::SMALL_BODY_MAX >> 20
+                        ),
                     ));
                 }
                 let Some(token) = at_path(&v, token_field).and_then(|t| t.as_str()) else {
