@@ -185,3 +185,55 @@ fn validate_shows_the_tags_and_the_remote_write_target() {
         "{out}"
     );
 }
+
+/// A step tag may not reuse a run tag's name: the step's series would carry
+/// the label twice and Prometheus would refuse every scrape.
+#[test]
+fn a_step_tag_that_reuses_a_run_tag_name_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("t.toml");
+    let text = iterations_scenario(1, 1, "[tags]\nphase = \"run\"\n").replace(
+        "step = \"await\"\n",
+        "step = \"await\"\ntags = { phase = \"question\" }\n",
+    );
+    std::fs::write(&f, &text).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_chatload"))
+        .arg("validate")
+        .arg(&f)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("tags = { phase"))
+        .unwrap()
+        + 1;
+    assert!(
+        err.lines().any(|l| l.contains(&format!("t.toml:{line}:"))
+            && l.contains("journey[2].tags.phase")
+            && l.contains("also a run tag")),
+        "{err}"
+    );
+    // The same clash from --tag: exit 2 before any socket opens.
+    let f2 = dir.path().join("t2.toml");
+    std::fs::write(&f2, text.replace("[tags]\nphase = \"run\"\n", "")).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_chatload"))
+        .args([
+            "run",
+            f2.to_str().unwrap(),
+            "--tag",
+            "phase=nightly",
+            "--out",
+        ])
+        .arg(dir.path().join("out"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--tag") && err.contains("also a run tag"),
+        "{err}"
+    );
+    assert!(!dir.path().join("out").exists(), "a run started");
+}

@@ -216,6 +216,15 @@ fn apply_overrides(sc: &mut Scenario, a: &RunArgs) -> Result<(), String> {
         }
         sc.workload.plan = sc.workload.plan.with_hold(d);
     }
+    let step_tags = sc.step_tags();
+    for (k, _) in &a.tags {
+        if step_tags.values().any(|t| t.contains_key(k)) {
+            return Err(format!(
+                "--tag {}",
+                crate::scenario::tags::clash(k, "--tag")
+            ));
+        }
+    }
     sc.tags.extend(a.tags.iter().cloned());
     if let Some(u) = &a.remote_write {
         crate::scenario::check_remote_write_url(u).map_err(|e| format!("--remote-write {e}"))?;

@@ -21,9 +21,14 @@ pub(super) fn read_journey(
             capture_names(&v, &mut captures);
         }
     }
+    let run_tags: Vec<String> = match o.get("tags").and_then(|n| n.item.to_json_quiet()) {
+        Some(serde_json::Value::Object(m)) => m.keys().cloned().collect(),
+        _ => Vec::new(),
+    };
     let fills = StepFills {
         columns,
         captures: &captures,
+        run_tags: &run_tags,
     };
     // A closed-model user repeats its journey (unless it runs it once), so an
     // await early in a journey can wait for the run of a later send.

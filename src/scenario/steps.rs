@@ -17,6 +17,9 @@ use super::model::{Step, StepKind, Think};
 pub(super) struct StepFills<'a> {
     pub(super) columns: &'a Columns,
     pub(super) captures: &'a [String],
+    /// The names of the run's tags (`[tags]`): a step tag may not reuse one
+    /// (a series would carry the label twice, and Prometheus refuses it).
+    pub(super) run_tags: &'a [String],
 }
 
 pub(super) fn read_think(st: &Obj<'_>) -> Option<Think> {
@@ -78,7 +81,7 @@ pub(super) fn read_steps(n: &Node<'_>, depth: usize, fills: &StepFills<'_>) -> O
             .and_then(|n| n.as_str().map(str::to_string));
         let name = st.str("name");
         let tags = match st.get("tags") {
-            Some(n) => super::tags::read_table(&n),
+            Some(n) => super::tags::read_step_table(&n, fills.run_tags),
             None => Some(Default::default()),
         };
         let kind = read_step_kind(&st, kind_name.as_deref(), depth, fills);

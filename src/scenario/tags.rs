@@ -151,6 +151,32 @@ pub(super) fn read_table(n: &Node<'_>) -> Option<BTreeMap<String, String>> {
     ok.then_some(out)
 }
 
+/// A step's `tags`: as [`read_table`], and no name of the run's own tags
+/// (`[tags]`), reported at the step's key.
+pub(super) fn read_step_table(
+    n: &Node<'_>,
+    run_tags: &[String],
+) -> Option<BTreeMap<String, String>> {
+    let t = read_table(n)?;
+    let mut ok = true;
+    if let Some(o) = n.as_obj() {
+        for (k, v, _) in o.entries() {
+            if run_tags.contains(&k) {
+                v.error(clash(&k, "[tags]"));
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(t)
+}
+
+/// Why a step tag may not share a run tag's name.
+pub fn clash(name: &str, run_source: &str) -> String {
+    format!(
+        "tag `{name}` is also a run tag ({run_source}): a step's series would carry the label `{name}` twice, which Prometheus refuses; rename one of them"
+    )
+}
+
 /// `[tags]` (none when absent).
 pub(super) fn read_tags(o: &Obj<'_>) -> Option<BTreeMap<String, String>> {
     match o.get("tags") {
