@@ -277,9 +277,51 @@ async fn users_sharing_one_identity_are_reported_once_and_no_leak_is_counted() {
         .collect();
     assert_eq!(notes.len(), 1, "{:?}", r.snapshot.notes);
     assert!(notes[0].starts_with("3 users ("), "{}", notes[0]);
+    assert!(
+        r.snapshot
+            .failures
+            .iter()
+            .all(|f| !f.reason.contains("share identity")),
+        "the note is not a connect failure: {:?}",
+        r.snapshot.failures
+    );
     assert_eq!(
         r.snapshot.verdict.to_string(),
         "PASS",
+        "{:?}",
+        r.snapshot.notes
+    );
+}
+
+/// Point 7's other side: a server that takes every minted token for one
+/// user (it ignores the token's identity) is not a shared identity but an
+/// `identity_mismatch` per socket, and the run FAILs; no shared-identity
+/// note excuses it, and the note never shows as a connect failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_ignoring_minted_identities_fails_and_is_not_excused() {
+    let _g = goose_lock().await;
+    let text = scenario(
+        "[server]\nsocket_identity = \"dev-user-001\"\n",
+        iterations_journey(),
+    );
+    let (_tmp, out) = out_dir("identity-mismatch");
+    let r = run(parse(&text), None, SECRET, out).await;
+    let c = &r.snapshot.counters;
+    let ready = counter(&r, "connections.ready");
+    assert!(ready >= 3, "{c:#?}");
+    assert_eq!(counter(&r, "violations.identity_mismatch"), ready, "{c:#?}");
+    assert_eq!(counter(&r, "identities.shared"), 0, "{c:#?}");
+    assert!(
+        !r.snapshot
+            .notes
+            .iter()
+            .any(|n| n.contains("share identity")),
+        "{:?}",
+        r.snapshot.notes
+    );
+    assert_eq!(
+        r.snapshot.verdict.to_string(),
+        "FAIL",
         "{:?}",
         r.snapshot.notes
     );

@@ -50,6 +50,10 @@ pub struct ServeArgs {
     /// Every login issues a token for this one user (as a dev login does).
     #[arg(long)]
     pub login_as: Option<String>,
+    /// Every socket is this one user, whatever its token says (a server
+    /// that ignores the token's identity).
+    #[arg(long, value_name = "USER")]
+    pub socket_as: Option<String>,
     /// Number each run's events `seq` = 1, 2, ...
     #[arg(long)]
     pub seq: bool,
@@ -109,6 +113,9 @@ pub async fn main(a: ServeArgs) -> u8 {
     }
     if a.login_as.is_some() {
         cfg.platform.login_identity = a.login_as.clone();
+    }
+    if a.socket_as.is_some() {
+        cfg.platform.socket_identity = a.socket_as.clone();
     }
     cfg.faults = a.faults;
     cfg.capacity = a.capacity;

@@ -1,7 +1,9 @@
 //! Identity collapse: two simulated users that the server knows as the same
-//! user (the same user id in their ready frames, or the same `sub` in their
-//! tokens, as with a dev login that makes everyone `dev-user-001`; adopted
-//! in `socket.rs`). Each user's events are judged against its
+//! user (the same `sub` in their tokens, as with a dev login that makes
+//! everyone `dev-user-001`, or for opaque tokens the same user id in their
+//! ready frames; adopted in `socket.rs`). A minted token whose `sub` the
+//! ready frame contradicts is not a shared identity but an
+//! `identity_mismatch` violation ([`mismatch`]). Each user's events are judged against its
 //! server identity, so no leak is counted between users sharing one; at the
 //! end the run says once, per shared identity, which users share it and
 //! that isolation was not checked between them. It does not fail the run.
@@ -61,6 +63,23 @@ impl Identities {
             obs.failure(IDENTITY_STAGE, note(identity, users));
         }
     }
+}
+
+/// A ready frame that names another user than the minted token's `sub`: one
+/// `identity_mismatch` violation per socket.
+pub(super) fn mismatch(obs: &ObsSender, user: &str, sub: &str, ready: &str) {
+    let v = crate::protocol::validate::Violation::new(
+        "identity_mismatch",
+        "ready",
+        format!(
+            "the ready frame of {user} names user {ready}, not its token's sub {sub}: the server did not take the token's identity"
+        ),
+    );
+    let who = super::session::Who {
+        user_id: user,
+        run_id: None,
+    };
+    super::session::note_violation(obs, &v, ready, &who);
 }
 
 /// `users chatload-user-00000, ... (20 users) share identity dev-user-001: ...`

@@ -573,13 +573,26 @@ impl Shared {
     }
 }
 
-/// The server identity of the user: the ready frame's user id, else its
-/// token's `sub`, else its own id; recorded (`identity.rs`) and used for its
-/// isolation checks.
+/// The server identity of the user: its token's `sub` when the token names
+/// one, else (an opaque token) the ready frame's user id, else its own id;
+/// recorded (`identity.rs`) and used for its isolation checks. A minted
+/// token's `sub` is chatload's own choice: a ready frame naming someone else
+/// is an `identity_mismatch` violation (the server did not take the token's
+/// identity, e.g. every user mapped to one account), and isolation is still
+/// judged against the token's `sub`, so such a server cannot pass as users
+/// that merely share an identity.
 fn adopt_identity(shared: &Shared, s: &mut UserSession, ready: Option<String>, token: &str) {
-    let identity = ready
-        .or_else(|| super::identity::token_identity(token))
-        .unwrap_or_else(|| s.user_id.clone());
+    let sub = super::identity::token_identity(token);
+    let minted = matches!(
+        shared.cfg.scenario.auth.source,
+        crate::scenario::TokenSource::Mint
+    );
+    if let (true, Some(sub), Some(r)) = (minted, &sub, &ready) {
+        if sub != r {
+            super::identity::mismatch(&shared.obs, &s.user_id, sub, r);
+        }
+    }
+    let identity = sub.or(ready).unwrap_or_else(|| s.user_id.clone());
     shared.identities.record(&identity, &s.user_id);
     s.identity = identity;
 }

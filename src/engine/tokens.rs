@@ -93,71 +93,81 @@ impl Shared {
                 url,
                 body,
                 token_field,
-            } => {
-                let vars = s.vars();
-                let body = template::render(body, &vars);
-                let url = if url.starts_with('/') {
-                    format!("{}{url}", self.http_base)
-                } else {
-                    self.tls.present(url)
-                };
-                let t0 = Instant::now();
-                let resp = self
-                    .http
-                    .post(&url)
-                    .json(&body)
-                    .timeout(sc.target.connect_timeout)
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        self.obs.count("tokens.login_failed");
-                        let why = super::tls::http_failure(&e).unwrap_or_else(|| http_error(&e));
-                        (None, format!("login request to {url} failed: {why}"))
-                    })?;
-                let status = resp.status().as_u16();
-                let redirect = unfollowed_redirect(
-                    &self.obs,
-                    status,
-                    resp.headers().get(reqwest::header::LOCATION),
-                );
-                let (bytes, more) = super::body::read_capped(resp, super::body::SMALL_BODY_MAX)
-                    .await
-                    .unwrap_or_default();
-                let text = String::from_utf8_lossy(&bytes);
-                let v: serde_json::Value =
-                    serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
-                self.obs.sample("login", t0.elapsed().as_micros() as u64);
-                if !(200..300).contains(&status) {
-                    self.obs.count(format!("tokens.login_failed.{status}"));
-                    let why = redirect.unwrap_or_else(|| format!("HTTP {status}"));
-                    return Err((
-                        Some(status),
-                        format!(
-                            "login at {url} answered {why}{}",
-                            super::body::excerpt(&text)
-                        ),
-                    ));
-                }
-                if more {
-                    self.obs.count("tokens.login_failed.too_large");
-                    return Err((
-                        None,
-                        format!(
-                            "the login answer at {url} is larger than {} MiB",
-                            super::body::SMALL_BODY_MAX >> 20
-                        ),
-                    ));
-                }
-                let Some(token) = at_path(&v, token_field).and_then(|t| t.as_str()) else {
-                    self.obs.count("tokens.login_failed.no_token");
-                    return Err((None, format!("the login answer has no `{token_field}`")));
-                };
-                self.obs.count("tokens.login");
-                // Trust the token's own `exp`, not `expires_in` (they disagree on the platform).
-                let exp = crate::auth::unverified_exp(token).map(instant_of);
-                Ok((Secret::new(token), exp))
-            }
+            } => self.login(s, url, body, token_field).await,
         }
+    }
+
+    /// A token from the login endpoint: its answer read bounded, a refusal
+    /// named with its URL, status and a redacted excerpt of the answer.
+    async fn login(
+        &self,
+        s: &mut UserSession,
+        url: &str,
+        body: &serde_json::Value,
+        token_field: &str,
+    ) -> Result<(Secret, Option<Instant>), (Option<u16>, String)> {
+        let sc = &self.cfg.scenario;
+        let vars = s.vars();
+        let body = template::render(body, &vars);
+        let url = if url.starts_with('/') {
+            format!("{}{url}", self.http_base)
+        } else {
+            self.tls.present(url)
+        };
+        let t0 = Instant::now();
+        let resp = self
+            .http
+            .post(&url)
+            .json(&body)
+            .timeout(sc.target.connect_timeout)
+            .send()
+            .await
+            .map_err(|e| {
+                self.obs.count("tokens.login_failed");
+                let why = super::tls::http_failure(&e).unwrap_or_else(|| http_error(&e));
+                (None, format!("login request to {url} failed: {why}"))
+            })?;
+        let status = resp.status().as_u16();
+        let redirect = unfollowed_redirect(
+            &self.obs,
+            status,
+            resp.headers().get(reqwest::header::LOCATION),
+        );
+        let (bytes, more) = super::body::read_capped(resp, super::body::SMALL_BODY_MAX)
+            .await
+            .unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes);
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+        self.obs.sample("login", t0.elapsed().as_micros() as u64);
+        if !(200..300).contains(&status) {
+            self.obs.count(format!("tokens.login_failed.{status}"));
+            let why = redirect.unwrap_or_else(|| format!("HTTP {status}"));
+            return Err((
+                Some(status),
+                format!(
+                    "login at {url} answered {why}{}",
+                    super::body::excerpt(&text)
+                ),
+            ));
+        }
+        if more {
+            self.obs.count("tokens.login_failed.too_large");
+            return Err((
+                None,
+                format!(
+                    "the login answer at {url} is larger than {} MiB",
+                    super::body::SMALL_BODY_MAX >> 20
+                ),
+            ));
+        }
+        let Some(token) = at_path(&v, token_field).and_then(|t| t.as_str()) else {
+            self.obs.count("tokens.login_failed.no_token");
+            return Err((None, format!("the login answer has no `{token_field}`")));
+        };
+        self.obs.count("tokens.login");
+        // Trust the token's own `exp`, not `expires_in` (they disagree on the platform).
+        let exp = crate::auth::unverified_exp(token).map(instant_of);
+        Ok((Secret::new(token), exp))
     }
 
     /// Closes the socket normally and reconnects with a fresh token when the

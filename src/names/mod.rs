@@ -105,8 +105,9 @@ pub const VIOLATIONS_ALL: &str = "violations";
 /// Server frames the profile answers (`[profile.answers]`: the server's
 /// own application heartbeats, such as the platform's `ping`).
 pub const FRAMES_ANSWERED: &str = "frames.answered";
-/// Simulated users whose server identity (the ready frame's user id, or the
-/// token's `sub`) another user shares: isolation is not checked between them.
+/// Simulated users whose server identity (the token's `sub`, or for an
+/// opaque token the ready frame's user id) another user shares: isolation
+/// is not checked between them.
 pub const IDENTITIES_SHARED: &str = "identities.shared";
 pub const FRAMES_UNKNOWN: &str = "frames.unknown";
 pub const FRAMES_UNPARSEABLE: &str = "frames.unparseable";
@@ -211,6 +212,7 @@ pub const VIOLATIONS: &[&str] = &[
     "oversized_frame",
     "flood",
     "seq_gap",
+    "identity_mismatch",
 ];
 
 /// Fixed classes of `connections.protocol_error.<class>` (`engine/wire.rs`;

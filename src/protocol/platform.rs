@@ -52,6 +52,10 @@ pub struct PlatformOptions {
     /// Every login issues a token for this one user (`POST /auth/dev/login`
     /// on the platform: every user is `dev-user-001`).
     pub login_identity: Option<String>,
+    /// Every socket is this one user, whatever its token says (a server
+    /// that ignores the token's identity: the auth defect chatload's
+    /// `identity_mismatch` catches).
+    pub socket_identity: Option<String>,
     /// Number each run's events `seq` = 1, 2, ... (a dropped event leaves a gap).
     pub seq: bool,
     /// The fields the events carry.
@@ -66,6 +70,7 @@ impl Default for PlatformOptions {
             refuse_aud: false,
             history_limit_max: None,
             login_identity: None,
+            socket_identity: None,
             seq: false,
             fields: EventFields::Classic,
             auth_close: 1008,

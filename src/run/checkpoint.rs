@@ -62,7 +62,14 @@ pub(super) fn fill(
     s.histograms = Snapshot::histograms_from(rec);
     s.counters = rec.counters.clone();
     s.samples = rec.samples.clone();
-    s.failures = rec.failures.clone();
+    // The shared-identity notes ride the failure list to the run's end
+    // (`run/ending.rs` makes them notes); they are not connect failures.
+    s.failures = rec
+        .failures
+        .iter()
+        .filter(|f| f.stage != crate::engine::identity::IDENTITY_STAGE)
+        .cloned()
+        .collect();
     s.intervals = intervals.to_vec();
     s.duration_s = elapsed.as_secs_f64();
     s.ended_at = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);

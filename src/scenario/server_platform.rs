@@ -1,7 +1,7 @@
 //! The `[server]` keys that make the embedded reference server behave like
 //! one real platform: `profile` (a preset of `protocol::platform`, applied
 //! before every other `[server]` key) and the platform options over it:
-//! `refuse_aud`, `history_limit_max`, `login_identity`, `seq`,
+//! `refuse_aud`, `history_limit_max`, `login_identity`, `socket_identity`, `seq`,
 //! `event_fields`, `auth_close`. Imports `protocol::platform` and the `doc`
 //! readers.
 
@@ -48,6 +48,16 @@ pub(super) fn read_server_platform(tbl: &Obj<'_>, s: &mut ServerTable) -> bool {
             Some(u) if !u.is_empty() => o.login_identity = Some(u.to_string()),
             Some(_) => {
                 n.error("the user every login is issued for, e.g. \"dev-user-001\"");
+                ok = false;
+            }
+            None => ok = false,
+        }
+    }
+    if let Some(n) = tbl.get("socket_identity") {
+        match n.as_str() {
+            Some(u) if !u.is_empty() => o.socket_identity = Some(u.to_string()),
+            Some(_) => {
+                n.error("the user every socket is taken for, e.g. \"dev-user-001\"");
                 ok = false;
             }
             None => ok = false,

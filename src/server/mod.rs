@@ -41,6 +41,7 @@ pub mod settings;
 pub mod threads;
 pub mod truth;
 pub mod ws;
+mod ws_auth;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;

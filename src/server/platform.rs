@@ -74,6 +74,12 @@ pub fn login_user(o: &PlatformOptions, asked: String) -> String {
     o.login_identity.clone().unwrap_or(asked)
 }
 
+/// The user a socket is taken for: the identity-ignoring server's one user,
+/// or the token's.
+pub fn socket_user(o: &PlatformOptions, sub: String) -> String {
+    o.socket_identity.clone().unwrap_or(sub)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -36,7 +36,7 @@ struct Presented {
 
 /// The user and the token's `exp` (epoch seconds; None for a ticket), or
 /// why authentication failed (`CODE: message`).
-type Auth = Result<(String, Option<u64>), String>;
+use super::ws_auth::Auth;
 
 fn decode_token_text(t: &str) -> String {
     // A raw JWT has two dots; otherwise it may be base64url of one.
@@ -96,27 +96,6 @@ fn presented(headers: &HeaderMap, query: &HashMap<String, String>) -> Result<Pre
     Ok(out)
 }
 
-/// A ticket (consumed even when a token is presented too) wins over the token.
-fn authenticate(st: &ServerState, p: &Presented, query: &HashMap<String, String>) -> Auth {
-    let ticket_user = query.get("ticket").map(|t| {
-        let mut tickets = st.tickets.lock().unwrap_or_else(|e| e.into_inner());
-        match tickets.remove(t) {
-            Some((user, exp)) if exp > std::time::Instant::now() => Ok((user, None)),
-            Some(_) => Err("AUTH_FAILED: ticket expired".to_string()),
-            None => Err("AUTH_FAILED: unknown or used ticket".to_string()),
-        }
-    });
-    match (&p.token, ticket_user) {
-        (_, Some(t)) => t,
-        (None, None) => Err("NO_TOKEN: no token presented".to_string()),
-        (Some(t), None) => st
-            .policy
-            .verify(t, SystemTime::now())
-            .map(|c| (c.sub, Some(c.exp)))
-            .map_err(|e| format!("AUTH_FAILED: {e}")),
-    }
-}
-
 /// `GET /ws` (alias `/api/v1/websocket`): upgrade faults, then the upgrade.
 pub(super) async fn ws_handler(
     State(st): State<Arc<ServerState>>,
@@ -138,7 +117,7 @@ pub(super) async fn ws_handler(
         st.truth.add(truth::REJECTED_NO_SUBPROTOCOL, 1);
         return (StatusCode::FORBIDDEN, "no supported subprotocol").into_response();
     };
-    let auth = authenticate(&st, &p, &query);
+    let auth = super::ws_auth::authenticate(&st, p.token.as_deref(), &query);
     let ws = ws.read_buffer_size(4096).write_buffer_size(4096);
     let ws = match p.protocol {
         Some(proto) => ws.protocols([proto]),
