@@ -151,7 +151,7 @@ impl Shared {
             ));
         }
         if more {
-            self.obs.count("tokens.login_failed.too_large");
+            self.obs.count(crate::names::TOKENS_LOGIN_TOO_LARGE);
             return Err((
                 None,
                 format!(

@@ -83,6 +83,8 @@ pub const TOKENS_FROM_FILE: &str = "tokens.from_file";
 pub const TOKENS_LOGIN: &str = "tokens.login";
 pub const TOKENS_LOGIN_FAILED: &str = "tokens.login_failed";
 pub const TOKENS_LOGIN_NO_TOKEN: &str = "tokens.login_failed.no_token";
+/// Login answers larger than the bounded read (1 MiB, `engine/body.rs`).
+pub const TOKENS_LOGIN_TOO_LARGE: &str = "tokens.login_failed.too_large";
 pub const TOKENS_REFRESHED: &str = "tokens.refreshed";
 pub const TOKENS_REJECTED: &str = "tokens.rejected";
 pub const TOKENS_EXPIRED: &str = "tokens.expired";
@@ -149,6 +151,7 @@ pub const COUNTERS: &[&str] = &[
     TOKENS_LOGIN,
     TOKENS_LOGIN_FAILED,
     TOKENS_LOGIN_NO_TOKEN,
+    TOKENS_LOGIN_TOO_LARGE,
     TOKENS_REFRESHED,
     TOKENS_REJECTED,
     TOKENS_EXPIRED,
