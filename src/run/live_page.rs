@@ -57,14 +57,15 @@ pub(super) fn router(obs: ObsSender, plan: LoadPlan, t0: Instant) -> axum::Route
 async fn read_every_second(live: Weak<Live>, obs: ObsSender, plan: LoadPlan, t0: Instant) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut prev_ok = 0;
+    let mut prev = (0, Duration::ZERO);
     loop {
         tick.tick().await;
         if live.strong_count() == 0 {
             return;
         }
-        let f = live_figures::read(&obs, &plan, t0, prev_ok).await;
-        prev_ok = f.runs_ok;
+        let elapsed = t0.elapsed();
+        let f = live_figures::read(&obs, &plan, t0, prev).await;
+        prev = (f.runs_ok, elapsed);
         let intervals = obs.peek_all().await.intervals;
         let doc = document(&f, &intervals, t0.elapsed().as_millis() as u64);
         let Some(l) = live.upgrade() else {
