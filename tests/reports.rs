@@ -298,6 +298,25 @@ fn a_capacity_search_reports_its_steps_and_knee() {
         runs[3].contains("BROKE") && runs[2].contains("<- knee"),
         "{console}"
     );
+    assert!(!console.contains("Outside any step"), "{console}");
+    // Closes and failed runs the run counted outside the steps (a warm-up,
+    // after the last window) are named beside the step tables.
+    let mut more = s.clone();
+    more.counters.insert("closes.1011".into(), 11);
+    more.counters.insert("runs.failed".into(), 5);
+    let dm = ReportData::from_snapshot(&more);
+    let want = "Outside any step (a warm-up, or after the last step's window): 8 close_1011 of the run's 11, 2 failed runs of its 5";
+    let md = String::from_utf8(render(&dm, &more, Format::Markdown)).unwrap();
+    let mut con = Vec::new();
+    chatload::report::console::render(&dm, &mut con).unwrap();
+    let html = String::from_utf8(render(&dm, &more, Format::Html)).unwrap();
+    for text in [
+        md,
+        String::from_utf8(con).unwrap(),
+        html.replace("&#39;", "'"),
+    ] {
+        assert!(text.contains(want), "{text}");
+    }
     let xml = String::from_utf8(render(&d, &s, Format::Junit)).unwrap();
     assert!(xml.contains("capacity knee carries the target load"));
     assert!(

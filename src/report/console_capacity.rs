@@ -26,6 +26,9 @@ pub(super) fn capacity(c: &CapacityView, w: &mut impl Write) -> io::Result<()> {
         "    connect/auth side (the whole step, warm-up included):"
     )?;
     table(w, &CONNECT_HEADER, &connect_rows(c))?;
+    if let Some(o) = &c.outside {
+        writeln!(w, "    {o}")?;
+    }
     writeln!(w, "    {}", c.summary)
 }
 
