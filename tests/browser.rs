@@ -199,9 +199,10 @@ fn read_live_page(port: u16) -> Option<Read> {
     // The page shows the progress line, built from the same figures as its cards.
     let line = by_id(&dom, "line");
     let expected = format!(
-        "{}s/{}s  users {}  runs/s {}  ttfe p95 {}  1011s {}  failed {}",
+        "{}s/{}s  users {}/{}  runs/s {}  ttfe p95 {}  1011s {}  failed {}",
         n("elapsed_s"),
         n("total_s"),
+        n("connected"),
         n("users"),
         n("runs_per_s"),
         by_id(&dom, "ttfe_p95").replace("&nbsp;", " "),

@@ -237,6 +237,38 @@ fn step_plan_mistakes_are_named_with_their_key() {
     assert!(err.contains("step 2 (40 users) would still be connecting its new users when it ends (15s of a 10s step)"), "{err}");
 }
 
+/// A target above the plan's highest step could never pass: `validate` (and
+/// `run`, which shares the checks) refuses it at `target`, with the fix for
+/// the plan's kind.
+#[test]
+fn a_target_above_the_highest_step_is_refused_at_target() {
+    let parse = |plan: &str| {
+        let text = format!(
+            "version = 1\nname = \"t\"\n[workload]\nmodel = \"closed\"\n[capacity]\n{plan}\nstep_duration = \"10s\"\n[capacity.slo]\n\"ttc p95\" = \"< 2s\"\n{JOURNEY}"
+        );
+        chatload::scenario::Scenario::parse(std::path::Path::new("t.toml"), text)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    let listed = parse("levels = [2, 4]\ntarget = 12").unwrap_err();
+    assert!(
+        listed.contains("t.toml:7:")
+            && listed.contains("`capacity.target`")
+            && listed.contains("12 is above the plan's highest step")
+            && listed.contains("highest of `levels` is 4"),
+        "{listed}"
+    );
+    let stepped = parse("start = 2\nstep = 2\nmax = 5\ntarget = 6").unwrap_err();
+    assert!(
+        stepped.contains("`capacity.target`")
+            && stepped.contains("(`max`) is 4")
+            && stepped.contains("raise `max`"),
+        "{stepped}"
+    );
+    parse("levels = [2, 4]\ntarget = 4").unwrap();
+    parse("start = 2\nstep = 2\nmax = 6\ntarget = 3").unwrap();
+}
+
 /// The open model's session pool connects before the plan's clock starts:
 /// 30 sessions at once against a server that admits 15 new sockets per
 /// second. Every refusal (an auth failure, 1011 before ready) is counted in

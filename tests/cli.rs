@@ -218,6 +218,24 @@ fn help_shows_examples_and_exit_codes() {
     );
 }
 
+#[test]
+fn run_help_names_the_live_page_beside_metrics() {
+    let o = chatload(&["run", "--help"], &[]);
+    let (out, _) = text(&o);
+    let flag = out
+        .split("--metrics-addr")
+        .nth(1)
+        .and_then(|rest| rest.split("\n      --").next())
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        flag.contains("/metrics") && flag.contains("http://ADDR/") && flag.contains("/live.json"),
+        "{out}"
+    );
+}
+
 /// Two users, two runs each: the smallest scenario a run writes reports for.
 fn tiny_scenario(dir: &std::path::Path) -> std::path::PathBuf {
     let f = dir.join("tiny.toml");

@@ -407,26 +407,61 @@ duration = "1500ms"
 }
 
 /// Point 10: `start = "together"` holds every user until the last one is
-/// started. Two users, a server serving one run at a time with no queue,
-/// runs of about 180 ms: started together, the second run finds the server
-/// busy and is refused; spread (goose starts two users 500 ms apart), both
-/// runs pass.
+/// started, so their sockets open at one instant. Measured directly: each
+/// run's start (its end in `runs.jsonl` less its duration, the connect step
+/// just before it) for four users. Together, the starts lie within
+/// [`TOGETHER_BOUND_MS`] (a safety bound: the spread measured here is a few
+/// ms); spread, goose launches the users one by one and the same measure
+/// exceeds the bound, so the check cannot pass without the barrier.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_started_together_arrive_at_one_instant() {
     let _g = goose_lock().await;
-    for (start, ok, failed) in [("together", 1, 1), ("spread", 2, 0)] {
+    let mut spreads = Vec::new();
+    for start in ["together", "spread"] {
         let text = scenario(
-            "[server]\ncapacity = { runs = 1 }\nthinking = [1, 1]\ntools = [0, 0]\nevent_delay = [\"60ms\", \"60ms\"]\n",
+            "[server]\nthinking = [0, 0]\ntools = [0, 0]\nevent_delay = [\"1ms\", \"1ms\"]\n[output]\nraw_results = true\n",
             iterations_journey(),
         )
         .replace("iterations = 2", &format!("iterations = 1\nstart = \"{start}\""))
-        .replace("users = 3", "users = 2");
+        .replace("users = 3", "users = 4");
         let (_tmp, out) = out_dir("together");
-        let r = run(parse(&text), None, SECRET, out).await;
-        let c = &r.snapshot.counters;
-        assert_eq!(counter(&r, "runs.ok"), ok, "{start}: {c:#?}");
-        assert_eq!(counter(&r, "runs.failed"), failed, "{start}: {c:#?}");
+        let r = run(parse(&text), None, SECRET, out.clone()).await;
+        assert_eq!(
+            counter(&r, "runs.ok"),
+            4,
+            "{start}: {:#?}",
+            r.snapshot.counters
+        );
+        let starts = run_starts_ms(&out.join("runs.jsonl"));
+        assert_eq!(starts.len(), 4, "{start}: one line per run");
+        let spread = starts.iter().cloned().fold(f64::MIN, f64::max)
+            - starts.iter().cloned().fold(f64::MAX, f64::min);
+        spreads.push((start, spread));
     }
+    assert!(
+        spreads[0].1 < TOGETHER_BOUND_MS && spreads[1].1 > TOGETHER_BOUND_MS,
+        "run starts' spread (ms), bound {TOGETHER_BOUND_MS}: {spreads:?}"
+    );
+}
+
+/// Users started together begin their runs within this many ms of each
+/// other: typically under 20, so 100 is a safety bound over 3x that; spread,
+/// goose's launch gap puts them hundreds of ms apart.
+const TOGETHER_BOUND_MS: f64 = 100.0;
+
+/// Each run's start in ms since the epoch: `ended_at` less `duration_ms`.
+fn run_starts_ms(path: &std::path::Path) -> Vec<f64> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let end = chrono::DateTime::parse_from_rfc3339(v["ended_at"].as_str().unwrap())
+                .unwrap()
+                .timestamp_millis() as f64;
+            end - v["duration_ms"].as_f64().unwrap()
+        })
+        .collect()
 }
 
 /// Point 10: JSON `null` in a message template (`"{{null}}"`, the whole

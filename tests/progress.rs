@@ -81,6 +81,10 @@ fn stderr_to_a_file_gets_one_progress_line_per_interval_and_stdout_only_the_summ
         let secs: u64 = words[1].strip_suffix("s/6s").unwrap().parse().unwrap();
         assert!(secs >= last && secs > i as u64, "{l}\n{err}");
         last = secs;
+        // Users: connected now / wanted by the plan (at most 2 each).
+        let (connected, wanted) = words[3].split_once('/').expect(l);
+        assert!(connected.parse::<u64>().unwrap() <= 2, "{l}");
+        assert!(wanted.parse::<u64>().unwrap() <= 2, "{l}");
         for (k, at) in [
             ("users", 2),
             ("runs/s", 4),
@@ -91,6 +95,10 @@ fn stderr_to_a_file_gets_one_progress_line_per_interval_and_stdout_only_the_summ
             assert_eq!(words[at], k, "{l}");
         }
     }
+    assert!(
+        lines.iter().any(|l| l.contains(" users 2/2 ")),
+        "no line had both users connected:\n{err}"
+    );
     assert!(
         lines.iter().any(|l| !l.contains("ttfe_p95 - ")),
         "no line had a ttfe p95:\n{err}"

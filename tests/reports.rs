@@ -249,6 +249,74 @@ fn a_capacity_search_reports_its_steps_and_knee() {
             "{text}: {chart}"
         );
     }
+    // The console gives both sides too, each row under its header.
+    let mut console = Vec::new();
+    chatload::report::console::render(&d, &mut console).unwrap();
+    let console = String::from_utf8(console).unwrap();
+    let after = |head: &str| -> Vec<&str> {
+        let at = console
+            .find(head)
+            .unwrap_or_else(|| panic!("{head}: {console}"));
+        console[at..].lines().skip(1).take(4).collect()
+    };
+    let runs = after("agent-run side (runs started in the measured window):");
+    let connects = after("connect/auth side (the whole step, warm-up included):");
+    for (table, cols) in [
+        (
+            &runs,
+            &[
+                "step",
+                "runs/s",
+                "ttfe p95",
+                "ttc p95",
+                "run_ok",
+                "1011 rate",
+                "result",
+            ][..],
+        ),
+        (
+            &connects,
+            &[
+                "opened/s",
+                "ws_connect p95",
+                "ws_ready p95",
+                "auth failures",
+                "reconnects",
+            ][..],
+        ),
+    ] {
+        assert!(cols.iter().all(|c| table[0].contains(c)), "{console}");
+        for (i, row) in table[1..].iter().enumerate() {
+            assert!(
+                row.trim_start().starts_with(&format!("{} ", i + 1)),
+                "step {} row: {console}",
+                i + 1
+            );
+        }
+    }
+    assert!(
+        runs[3].contains("BROKE") && runs[2].contains("<- knee"),
+        "{console}"
+    );
+    assert!(!console.contains("Outside any step"), "{console}");
+    // Closes and failed runs the run counted outside the steps (a warm-up,
+    // after the last window) are named beside the step tables.
+    let mut more = s.clone();
+    more.counters.insert("closes.1011".into(), 11);
+    more.counters.insert("runs.failed".into(), 5);
+    let dm = ReportData::from_snapshot(&more);
+    let want = "Outside any step (a warm-up, or after the last step's window): 8 close_1011 of the run's 11, 2 failed runs of its 5";
+    let md = String::from_utf8(render(&dm, &more, Format::Markdown)).unwrap();
+    let mut con = Vec::new();
+    chatload::report::console::render(&dm, &mut con).unwrap();
+    let html = String::from_utf8(render(&dm, &more, Format::Html)).unwrap();
+    for text in [
+        md,
+        String::from_utf8(con).unwrap(),
+        html.replace("&#39;", "'"),
+    ] {
+        assert!(text.contains(want), "{text}");
+    }
     let xml = String::from_utf8(render(&d, &s, Format::Junit)).unwrap();
     assert!(xml.contains("capacity knee carries the target load"));
     assert!(

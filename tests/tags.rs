@@ -237,3 +237,22 @@ fn a_step_tag_that_reuses_a_run_tag_name_is_refused() {
     );
     assert!(!dir.path().join("out").exists(), "a run started");
 }
+
+#[test]
+fn validate_redacts_a_tag_that_carries_the_signing_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("t.toml");
+    let text = iterations_scenario(1, 1, &format!("[tags]\nk = \"{SECRET}\"\n"));
+    std::fs::write(&f, &text).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_chatload"))
+        .arg("validate")
+        .arg(&f)
+        .env("CHATLOAD_JWT_SECRET", SECRET)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{out}{err}");
+    assert!(out.contains("tags: k=<redacted>"), "{out}");
+    assert!(!out.contains(SECRET) && !err.contains(SECRET), "{out}{err}");
+}

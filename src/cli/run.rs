@@ -48,7 +48,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub start_at: Option<chrono::DateTime<chrono::Utc>>,
     /// Serve live metrics in the Prometheus text format at http://ADDR/metrics
-    /// during the run, e.g. 127.0.0.1:9464.
+    /// during the run, e.g. 127.0.0.1:9464. The same address serves a live
+    /// page for a browser at http://ADDR/ and its figures at /live.json.
     #[arg(long)]
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// Append the finished run's key figures to this SQLite file (created if

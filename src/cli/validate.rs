@@ -13,6 +13,9 @@ pub fn main(path: &Path) -> u8 {
             exit::USAGE
         }
         Ok(s) => {
+            // The secrets `run` would hold are learned first, so a tag or
+            // header that carries one prints as `<redacted>`, as in `run`.
+            crate::run::preflight::learn_for_output(&s);
             let refused = crate::run::preflight::refusals(&s);
             if !refused.is_empty() {
                 say_err!("{}: `run` would refuse this scenario:", s.file.display());

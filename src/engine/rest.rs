@@ -182,6 +182,8 @@ pub(super) async fn history(
     let mut messages = Vec::new();
     let mut took = Duration::ZERO;
     let mut cursor: Option<String> = None;
+    let mut seen = std::collections::HashSet::new();
+    let mut last_page = false;
     for page in 0..HISTORY_PAGES_MAX {
         let path = h.page(&thread, messages.len(), cursor.as_deref());
         match shared
@@ -205,10 +207,16 @@ pub(super) async fn history(
                         cursor = at_path(&v, next_field)
                             .filter(|c| !c.is_null())
                             .map(|c| c.as_str().map_or_else(|| c.to_string(), str::to_string));
-                        cursor.is_some()
+                        // A cursor given twice would page in a circle.
+                        let repeated = cursor.as_ref().is_some_and(|c| !seen.insert(c.clone()));
+                        if repeated {
+                            shared.obs.count(crate::names::HISTORY_CURSOR_REPEATED);
+                        }
+                        cursor.is_some() && !repeated
                     }
                 };
                 if n == 0 || !more {
+                    last_page = true;
                     break;
                 }
             }
@@ -221,6 +229,9 @@ pub(super) async fn history(
             Ok((st, _, _)) => return Err((Some(st), format!("history: HTTP {st}"))),
             Err(e) => return Err((None, e)),
         }
+    }
+    if !last_page {
+        shared.obs.count(crate::names::HISTORY_PAGES_CAPPED);
     }
     shared.check_history(s, &thread, &messages);
     Ok(took)

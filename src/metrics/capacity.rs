@@ -293,7 +293,7 @@ impl CapacityResult {
                     .join(", ")
             ),
             (Some(k), None) if self.reached_max => {
-                format!("knee: at least {k}: every step held up to the plan's max; raise capacity.max to find it")
+                format!("knee: at least {k}: every step held, up to the plan's highest; add higher steps (a higher capacity.max, or a higher level in capacity.levels) to find it")
             }
             (Some(k), None) => format!("knee: at least {k}: the search ended before a step broke"),
             (None, Some(f)) => format!(

@@ -7,6 +7,7 @@
 //! re-renders it. An interval's counts go to the phases it overlaps, in
 //! proportion to the overlap; the plan's clock is taken to start with the
 //! run's (goose's own start-up, well under an interval, is ignored).
+//! Phases that begin after the run ended are left out.
 //!
 //! Imports: `encoding` (interval data), `plan`, `names`.
 
@@ -61,6 +62,9 @@ pub fn offered(
 ) -> Vec<OfferedPhase> {
     planned(plan, open, run_s)
         .into_iter()
+        // A phase the run never reached (it stopped before: a capacity
+        // search's step after the failing one, an abort) offered nothing.
+        .filter(|p| p.start_s < run_s)
         .map(|p| measure(p, intervals))
         .collect()
 }
@@ -223,6 +227,11 @@ mod tests {
         assert_eq!((hold.users_end, hold.users_max), (3, 4));
         assert_eq!((hold.runs_per_s, hold.runs_ok_per_s), (7.0, 4.0));
         assert_eq!(hold.arrivals_per_s, None);
+        // Stopped in the ramp (a capacity search's failing step, an
+        // abort): the hold never ran and has no row.
+        let stopped = offered(&plan, None, &ints[..2], 1.5);
+        assert_eq!(stopped.len(), 1, "{stopped:?}");
+        assert_eq!(stopped[0].phase, "1 ramp");
     }
 
     #[test]

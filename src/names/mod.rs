@@ -120,6 +120,11 @@ pub const HANDSHAKES_ANSWERED: &str = "handshakes.answered";
 pub const BYTES_SENT: &str = "bytes.sent";
 pub const BYTES_RECEIVED: &str = "bytes.received";
 pub const HISTORY_MESSAGES_CHECKED: &str = "history.messages_checked";
+/// History reads that stopped because the server answered a cursor it had
+/// already given (it would page forever).
+pub const HISTORY_CURSOR_REPEATED: &str = "history.cursor_repeated";
+/// History reads that stopped at the page cap with more pages announced.
+pub const HISTORY_PAGES_CAPPED: &str = "history.pages_capped";
 pub const PERSISTENCE_MISS: &str = "persistence_miss";
 pub const HISTOGRAM_CLAMPED: &str = "histogram.clamped";
 /// Redirect hops refused because their host is not in `target.allow`
@@ -178,6 +183,8 @@ pub const COUNTERS: &[&str] = &[
     BYTES_SENT,
     BYTES_RECEIVED,
     HISTORY_MESSAGES_CHECKED,
+    HISTORY_CURSOR_REPEATED,
+    HISTORY_PAGES_CAPPED,
     PERSISTENCE_MISS,
     HISTOGRAM_CLAMPED,
     HTTP_REDIRECTS_REFUSED,

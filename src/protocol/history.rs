@@ -2,7 +2,7 @@
 //! threads (`[profile.history]`): the paths, the page size and the query
 //! names, offset or cursor paging. Profile data, so a server that caps
 //! `limit` at 100 (and answers 422 above) is read with pages of 100.
-//! Imports nothing from the crate.
+//! Imports nothing from the crate (the `url` crate encodes a cursor).
 
 /// The history calls of one generation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,7 +57,12 @@ impl History {
         let mut q = format!("{path}{sep}{}={}", self.limit_param, self.page_size);
         match (&self.paging, cursor) {
             (Paging::Offset { param }, _) => q.push_str(&format!("&{param}={read}")),
-            (Paging::Cursor { param, .. }, Some(c)) => q.push_str(&format!("&{param}={c}")),
+            (Paging::Cursor { param, .. }, Some(c)) => {
+                // The server's cursor is opaque: any `&`, `=`, `#`, space or
+                // non-ASCII byte in it is percent-encoded.
+                let c: String = url::form_urlencoded::byte_serialize(c.as_bytes()).collect();
+                q.push_str(&format!("&{param}={c}"))
+            }
             (Paging::Cursor { .. }, None) => {}
         }
         q
@@ -111,6 +116,11 @@ mod tests {
         assert_eq!(
             c.page("x", 50, Some("k9")),
             "/v2/chats/x/items?order=asc&page_size=50&after=k9"
+        );
+        // An opaque cursor is one query value, whatever it holds.
+        assert_eq!(
+            c.page("x", 50, Some("a&b=c d/é#")),
+            "/v2/chats/x/items?order=asc&page_size=50&after=a%26b%3Dc+d%2F%C3%A9%23"
         );
     }
 }

@@ -28,25 +28,42 @@ impl SeqCheck {
     /// a number is not judged (its required fields say whether it must have one).
     pub fn on_event(&mut self, rule: &SeqRule, ev: &Event) -> Option<Violation> {
         let n = lookup(&ev.view, &rule.field)?.as_u64()?;
-        let expected = match self.last {
-            Some(prev) => Some(prev + 1),
+        let prev = self.last;
+        let expected = match prev {
+            Some(p) => Some(p + 1),
             None => rule.first,
         };
         self.last = Some(n);
         let want = expected?;
         (n != want).then(|| {
-            let missing = n.saturating_sub(want);
             Violation::new(
                 "seq_gap",
                 ev.name.clone(),
                 format!(
-                    "`{}` has {} = {n}, expected {want} ({missing} event{} missing before it)",
+                    "`{}` has {} = {n}, expected {want} ({})",
                     ev.name,
                     rule.field,
-                    if missing == 1 { "" } else { "s" }
+                    why(n, want, prev)
                 ),
             )
         })
+    }
+}
+
+/// Why `n` is not the `want`ed number: events missing before it, the
+/// previous number repeated, or a number that goes back.
+fn why(n: u64, want: u64, prev: Option<u64>) -> String {
+    match prev {
+        Some(p) if n == p => "repeated: the previous event had this number too".into(),
+        Some(p) if n < p => format!("out of order: back from {p}"),
+        None if n < want => format!("out of order: below the first number {want}"),
+        _ => {
+            let missing = n - want;
+            format!(
+                "{missing} event{} missing before it",
+                if missing == 1 { "" } else { "s" }
+            )
+        }
     }
 }
 
@@ -94,5 +111,33 @@ mod tests {
         let mut c = SeqCheck::default();
         assert!(c.on_event(&loose, &ev(7)).is_none());
         assert!(c.on_event(&loose, &ev(8)).is_none());
+    }
+
+    #[test]
+    fn a_repeat_or_a_step_back_is_named_not_counted_as_missing_events() {
+        let rule = SeqRule {
+            field: "seq".into(),
+            first: Some(1),
+        };
+        let cases: [(&[u64], &str); 4] = [
+            (&[1, 2, 2], "repeated"),
+            (&[1, 2, 3, 1], "out of order: back from 3"),
+            (&[0], "out of order: below the first number 1"),
+            (&[1, 4], "2 events missing before it"),
+        ];
+        for (seq, says) in cases {
+            let mut c = SeqCheck::default();
+            let found: Vec<Violation> = seq
+                .iter()
+                .filter_map(|n| c.on_event(&rule, &ev(*n)))
+                .collect();
+            assert_eq!(found.len(), 1, "{seq:?}: {found:?}");
+            let m = &found[0].message;
+            assert!(m.contains(says), "{seq:?}: {m}");
+            assert!(
+                says.contains("missing") || !m.contains("missing"),
+                "{seq:?}: {m}"
+            );
+        }
     }
 }

@@ -21,6 +21,10 @@ pub struct CapacityView {
     pub sides: Vec<String>,
     /// The most load a step reached (`18 users reached`), for the header.
     pub reached: Option<String>,
+    /// The run's 1011 closes and failed runs that belong to no step (in a
+    /// warm-up, or after the last step's window), so the step table adds
+    /// up to the key numbers; `None` when every one is in a step.
+    pub outside: Option<String>,
 }
 
 /// One step of a capacity search: the load asked and reached, the
@@ -76,7 +80,10 @@ pub struct CapacityRow {
     pub broke: String,
 }
 
-pub(super) fn capacity_view(c: &crate::metrics::capacity::CapacityResult) -> CapacityView {
+pub(super) fn capacity_view(
+    c: &crate::metrics::capacity::CapacityResult,
+    run_counters: &std::collections::BTreeMap<String, u64>,
+) -> CapacityView {
     let rows = c.steps.iter().map(|st| row(c, st)).collect();
     let knee_index = c
         .steps
@@ -93,7 +100,34 @@ pub(super) fn capacity_view(c: &crate::metrics::capacity::CapacityResult) -> Cap
         passed: c.passed(),
         sides: c.sides.iter().map(|s| s.sentence()).collect(),
         reached: reached(c),
+        outside: outside(c, run_counters),
     }
+}
+
+/// The 1011 closes (auth failures left out, as the key numbers count them)
+/// and failed runs of the whole run that no step accounts for.
+fn outside(
+    c: &crate::metrics::capacity::CapacityResult,
+    run: &std::collections::BTreeMap<String, u64>,
+) -> Option<String> {
+    let at = |m: &std::collections::BTreeMap<String, u64>, k: &str| m.get(k).copied().unwrap_or(0);
+    let closes = |m: &std::collections::BTreeMap<String, u64>| {
+        at(m, "closes.1011").saturating_sub(at(m, "closes_auth.1011"))
+    };
+    let in_steps = |f: &dyn Fn(&std::collections::BTreeMap<String, u64>) -> u64| {
+        c.steps.iter().map(|s| f(&s.counters)).sum::<u64>()
+    };
+    let failed = |m: &std::collections::BTreeMap<String, u64>| at(m, names::RUNS_FAILED);
+    let closes_out = closes(run).saturating_sub(in_steps(&closes));
+    let failed_out = failed(run).saturating_sub(in_steps(&failed));
+    if closes_out == 0 && failed_out == 0 {
+        return None;
+    }
+    Some(format!(
+        "Outside any step (a warm-up, or after the last step's window): {closes_out} close_1011 of the run's {}, {failed_out} failed runs of its {}; the steps judge only their own.",
+        closes(run),
+        failed(run)
+    ))
 }
 
 /// The most load a step reached: `18 users reached`, `19.5/s reached`.

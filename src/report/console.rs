@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 
-use super::{CapacityView, ReportData};
+use super::ReportData;
 use crate::names;
 
 /// What the recognised auth failures (`tokens.rejected`) say, for a run's
@@ -96,7 +96,7 @@ pub fn render(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
     thresholds(d, w)?;
     baseline(d, w)?;
     if let Some(c) = &d.capacity {
-        capacity(c, w)?;
+        super::console_capacity::capacity(c, w)?;
     }
     for n in &d.notes {
         writeln!(w)?;
@@ -232,43 +232,4 @@ fn baseline(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
         )?;
     }
     Ok(())
-}
-
-/// A capacity search: one row per step, then the summary.
-fn capacity(c: &CapacityView, w: &mut impl Write) -> io::Result<()> {
-    writeln!(w)?;
-    writeln!(
-        w,
-        "  capacity search (a step holds when: {})",
-        c.slo.join("; ")
-    )?;
-    writeln!(
-        w,
-        "    {:>4}  {:>12}  {:>7}  {:>9}  {:>9}  {:>9}  {:>8}  {:>8}  result",
-        "step", "load", "runs", "ttc p50", "ttc p95", "ttc p99", "errors", "1011 rate"
-    )?;
-    for r in &c.rows {
-        writeln!(
-            w,
-            "    {:>4}  {:>12}  {:>7}  {:>9}  {:>9}  {:>9}  {:>8}  {:>8}  {}",
-            r.index,
-            r.load,
-            r.runs,
-            r.ttc_p50,
-            r.ttc_p95,
-            r.ttc_p99,
-            r.error_rate,
-            r.close_1011,
-            if r.held {
-                if c.knee_index == Some(r.index) {
-                    "held  <- knee".to_string()
-                } else {
-                    "held".to_string()
-                }
-            } else {
-                format!("BROKE {}", r.broke)
-            }
-        )?;
-    }
-    writeln!(w, "    {}", c.summary)
 }

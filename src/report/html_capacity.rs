@@ -26,6 +26,9 @@ pub(super) fn capacity_section(c: &CapacityView, knee_svg: Option<String>) -> Ma
             div.charts.wide { (PreEscaped(svg)) }
         }
         (step_table(c))
+        @if let Some(o) = &c.outside {
+            p { (o) }
+        }
     }
 }
 

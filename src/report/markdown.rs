@@ -174,7 +174,12 @@ fn capacity(c: &CapacityView, w: &mut impl Write) -> io::Result<()> {
     writeln!(w, "A step's runs are those that started in its measured window, however late they ended; the window (`+`: the wait after it for those runs) closes when they have all ended or timed out. Its connects are every socket opened in the step, warm-up included.")?;
     writeln!(w)?;
     capacity_runs(c, w)?;
-    capacity_connects(c, w)
+    capacity_connects(c, w)?;
+    if let Some(o) = &c.outside {
+        writeln!(w, "{}", esc(o))?;
+        writeln!(w)?;
+    }
+    Ok(())
 }
 
 /// The agent-run side of each step, with its result.

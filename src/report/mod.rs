@@ -24,6 +24,7 @@
 pub mod capacity_view;
 pub mod charts;
 pub mod console;
+mod console_capacity;
 pub mod history;
 pub mod history_view;
 pub mod html;

@@ -118,7 +118,7 @@ impl ReportData {
             settings_json: serde_json::to_string_pretty(&s.scenario).unwrap_or_default(),
             shards: s.shards.clone(),
             generator: s.generator.clone(),
-            capacity: s.capacity.as_ref().map(capacity_view),
+            capacity: s.capacity.as_ref().map(|c| capacity_view(c, &s.counters)),
             knee: s.capacity.as_ref().and_then(super::knee_view::knee_view),
             validity: super::validity_view::cause_lines(s),
             offered: super::validity_view::offered_rows(s),

@@ -62,6 +62,7 @@ pub(super) fn judge(req: &RunRequest, template: &Snapshot, ended: Ended) -> Snap
     }
     let ending = stop_notes(req, &ended, shard_users, &mut notes);
     notes.extend(crate::report::console::auth_note(&rec.counters));
+    notes.extend(history_notes(&rec.counters));
     let mut snapshot = fill(template, rec, &ended.intervals, ended.elapsed);
     snapshot.validity = validity(req, rec, ended.server_truth.as_ref());
     snapshot.offered = offered(req, &ended.intervals, ended.elapsed);
@@ -325,4 +326,25 @@ fn not_offered_note(rec: &Recorder, open: Option<&crate::plan::OpenModel>) -> Op
         pct(dropped),
         pct(late)
     ))
+}
+
+/// History reads that ended early: at a cursor the server had already
+/// given (it would page in a circle), or at the page cap with more pages
+/// announced. Either way the messages after it were not checked.
+fn history_notes(counters: &std::collections::BTreeMap<String, u64>) -> Vec<String> {
+    let c = |k: &str| counters.get(k).copied().unwrap_or(0);
+    let mut out = Vec::new();
+    let repeated = c(crate::names::HISTORY_CURSOR_REPEATED);
+    if repeated > 0 {
+        out.push(format!(
+            "{repeated} history read(s) stopped at a repeated cursor (the server gave a cursor it had already given); messages past it were not checked"
+        ));
+    }
+    let capped = c(crate::names::HISTORY_PAGES_CAPPED);
+    if capped > 0 {
+        out.push(format!(
+            "{capped} history read(s) stopped at the page cap with more pages announced; messages past it were not checked"
+        ));
+    }
+    out
 }

@@ -30,8 +30,9 @@ pub(super) async fn live_progress(
         indicatif::ProgressStyle::with_template("{spinner} {msg}").expect("valid template"),
     );
     let total = plan.total().as_secs();
-    let mut last_ok = 0u64;
+    let mut last = (0u64, Duration::ZERO);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         let rec = obs.peek().await;
@@ -50,19 +51,23 @@ pub(super) async fn live_progress(
                 rec.counter(names::STARTS_DROPPED),
                 rec.counter(names::STARTS_LATE)
             ),
-            None => format!("users {}", plan.users_at(elapsed)),
+            None => format!(
+                "users {}/{}",
+                super::live_figures::connected(&rec),
+                plan.users_at(elapsed)
+            ),
         };
         bar.set_message(format!(
             "{}s/{}s  {load}  runs/s {}  ttfe p95 {}  1011s {}  failed {}",
             elapsed.as_secs(),
             total,
-            ok - last_ok,
+            super::live_figures::per_s(ok - last.0, elapsed.saturating_sub(last.1)).round(),
             ttfe,
             rec.counter("closes.1011"),
             rec.counter(names::RUNS_FAILED)
         ));
         bar.tick();
-        last_ok = ok;
+        last = (ok, elapsed);
     }
 }
 

@@ -2,15 +2,20 @@
 //! self-contained HTML page (`live_page.html`, inline CSS and script, no
 //! external asset) that polls `/live.json` once a second and redraws its
 //! numbers and charts. `/live.json` holds the latest [`Figures`] (the
-//! progress line's numbers, read once a second by a task that ends with the
-//! server) and the run's closed intervals as series: ttfe p50/p95/p99 and
-//! ok/failed runs per second.
+//! progress line's numbers) and the run's closed intervals as series: ttfe
+//! p50/p95/p99 and ok/failed runs per second, with `computed_at_ms` (ms
+//! since the run began) saying when. One task, ending with the server,
+//! computes that document once a second and keeps it serialized; a request
+//! is answered with the kept bytes and never reaches the collector, so any
+//! number of clients cost the run nothing extra.
 //!
 //! Imports: `metrics`, `plan`, `names` (and `live_figures.rs`).
 
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
+use axum::body::Bytes;
+use axum::http::header;
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use serde_json::{json, Value};
@@ -23,51 +28,61 @@ use crate::plan::LoadPlan;
 
 const PAGE: &str = include_str!("live_page.html");
 
-/// What the page's requests share: the collector and the latest figures.
+/// What the page's requests share: the latest `/live.json`, serialized.
 struct Live {
-    obs: ObsSender,
-    figures: Mutex<Figures>,
+    json: Mutex<Bytes>,
 }
 
 /// The routes `/` and `/live.json`, merged into the metrics router.
 pub(super) fn router(obs: ObsSender, plan: LoadPlan, t0: Instant) -> axum::Router {
+    let first = document(&Figures::default(), &[], 0);
     let live = Arc::new(Live {
-        obs,
-        figures: Mutex::new(Figures::default()),
+        json: Mutex::new(first),
     });
-    tokio::spawn(read_every_second(Arc::downgrade(&live), plan, t0));
+    tokio::spawn(read_every_second(Arc::downgrade(&live), obs, plan, t0));
     axum::Router::new()
         .route("/", get(|| async { Html(PAGE) }))
         .route(
             "/live.json",
             get(move || {
-                let live = live.clone();
-                async move { axum::Json(snapshot(&live).await).into_response() }
+                let body = live.json.lock().expect("not poisoned").clone();
+                async move { ([(header::CONTENT_TYPE, "application/json")], body).into_response() }
             }),
         )
 }
 
-/// Reads the figures once a second, as the progress line does, until the
-/// server (and so every strong reference to `live`) is gone.
-async fn read_every_second(live: Weak<Live>, plan: LoadPlan, t0: Instant) {
+/// Computes the document once a second, as the progress line reads its
+/// figures, until the server (and so every strong reference to `live`) is
+/// gone.
+async fn read_every_second(live: Weak<Live>, obs: ObsSender, plan: LoadPlan, t0: Instant) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut prev_ok = 0;
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut prev = (0, Duration::ZERO);
     loop {
         tick.tick().await;
+        if live.strong_count() == 0 {
+            return;
+        }
+        let elapsed = t0.elapsed();
+        let f = live_figures::read(&obs, &plan, t0, prev).await;
+        prev = (f.runs_ok, elapsed);
+        let intervals = obs.peek_all().await.intervals;
+        let doc = document(&f, &intervals, t0.elapsed().as_millis() as u64);
         let Some(l) = live.upgrade() else {
             return;
         };
-        let f = live_figures::read(&l.obs, &plan, t0, prev_ok).await;
-        prev_ok = f.runs_ok;
-        *l.figures.lock().expect("not poisoned") = f;
+        *l.json.lock().expect("not poisoned") = doc;
     }
 }
 
-/// The latest figures and the closed intervals' series.
-async fn snapshot(live: &Live) -> Value {
-    let figures = live.figures.lock().expect("not poisoned").clone();
-    let intervals = live.obs.peek_all().await.intervals;
-    json!({ "figures": figures, "series": series(&intervals) })
+/// `/live.json`: the figures, the closed intervals' series, and when.
+fn document(figures: &Figures, intervals: &[IntervalData], computed_at_ms: u64) -> Bytes {
+    let v = json!({
+        "figures": figures,
+        "series": series(intervals),
+        "computed_at_ms": computed_at_ms,
+    });
+    Bytes::from(serde_json::to_vec(&v).expect("JSON values serialize"))
 }
 
 /// Per closed interval: its end (s), ttfe p50/p95/p99 (µs, null without
@@ -97,4 +112,58 @@ fn series(intervals: &[IntervalData]) -> Value {
         "ok_per_s": per_s(names::RUNS_OK),
         "failed_per_s": per_s(names::RUNS_FAILED),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Many clients at once read the one document of the second (at most
+    /// two, when a tick falls among them), byte for byte: none of them
+    /// made the server read the collector.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_client_gets_the_one_document_of_the_second() {
+        let collector = crate::metrics::Collector::start();
+        let obs = collector.sender();
+        obs.count_n(names::RUNS_OK, 3);
+        let plan =
+            LoadPlan::from_ramp(&[crate::plan::RampStep::Hold(Duration::from_secs(5))], None);
+        let app = router(obs, plan, Instant::now());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let at = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        let client = reqwest::Client::new();
+        let url = format!("http://{at}/live.json");
+        // The first reading holds the count (a condition, polled).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let v: Value = client.get(&url).send().await.unwrap().json().await.unwrap();
+            if v["figures"]["runs_ok"] == 3 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no reading: {v}");
+            tokio::task::yield_now().await;
+        }
+        let gets = (0..32).map(|_| {
+            let (c, u) = (client.clone(), url.clone());
+            tokio::spawn(async move { c.get(u).send().await.unwrap().bytes().await.unwrap() })
+        });
+        let mut bodies = std::collections::BTreeMap::new();
+        for g in gets {
+            let b = g.await.unwrap();
+            let v: Value = serde_json::from_slice(&b).unwrap();
+            let at = v["computed_at_ms"].as_u64().expect("computed_at_ms");
+            let prev = bodies.insert(at, b.clone());
+            assert!(prev.is_none_or(|p| p == b), "one document per reading");
+        }
+        assert!(
+            (1..=2).contains(&bodies.len()),
+            "32 clients read {} documents: {:?}",
+            bodies.len(),
+            bodies.keys()
+        );
+        drop(collector);
+    }
 }

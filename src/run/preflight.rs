@@ -90,6 +90,18 @@ fn check_login(sc: &Scenario) -> Result<(), RunError> {
     Ok(())
 }
 
+/// Teaches the redactor every secret `run` would hold that `validate` can
+/// print beside (a tag whose value is the signing key): the signing key
+/// from its variable, when set, and the login body's secrets. `validate`
+/// calls this before describing the scenario, as `run` does before its
+/// first line.
+pub fn learn_for_output(sc: &Scenario) {
+    if let Ok(k) = std::env::var(&sc.auth.secret_env) {
+        crate::auth::redact::learn(&k);
+    }
+    learn_secrets(sc);
+}
+
 /// Teaches the redactor (`auth/redact.rs`) the login body's secrets: the
 /// values of its `{{env.NAME}}` variables and its literal strings (a
 /// password written into the scenario). Keys and tokens are taught as they

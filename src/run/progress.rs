@@ -4,9 +4,10 @@
 //! never silent and a CI system never kills it for lack of output. On a
 //! terminal the live spinner of `live.rs` is shown instead.
 //!
-//! A line: `progress 35s/60s users 20 runs/s 12.4 ttfe_p95 80.2ms 1011s 0 failed 0`:
-//! elapsed/planned seconds, the users the plan wants now, finished runs per
-//! second since the previous line, ttfe p95 of the last closed interval
+//! A line: `progress 35s/60s users 18/20 runs/s 12.4 ttfe_p95 80.2ms 1011s 0 failed 0`:
+//! elapsed/planned seconds, users with a ready socket now / the users the
+//! plan wants now, finished runs per second over the real time since the
+//! previous line, ttfe p95 of the last closed interval
 //! (`-` before one), 1011 closes and failed runs so far.
 //!
 //! Imports: `metrics`, `plan`, `names`, `units`.
@@ -19,9 +20,7 @@ use crate::plan::LoadPlan;
 
 /// Prints a progress line every `every` until aborted.
 pub(super) async fn plain_progress(obs: ObsSender, plan: LoadPlan, t0: Instant, every: Duration) {
-    // Ticks stay on the grid of `every` (a late one is caught up, not
-    // shifted), so a loaded machine still prints one line per interval.
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    let mut tick = ticker(every);
     let mut last = (Duration::ZERO, 0u64);
     loop {
         tick.tick().await;
@@ -37,6 +36,7 @@ pub(super) async fn plain_progress(obs: ObsSender, plan: LoadPlan, t0: Instant, 
             line(Line {
                 elapsed,
                 total: plan.total(),
+                connected: super::live_figures::connected(&rec),
                 users: plan.users_at(elapsed),
                 runs_per_s: rate(done - last.1, elapsed.saturating_sub(last.0)),
                 ttfe_p95_us: p95,
@@ -48,10 +48,23 @@ pub(super) async fn plain_progress(obs: ObsSender, plan: LoadPlan, t0: Instant, 
     }
 }
 
+/// The progress line's clock: the first tick after `every`, then every
+/// `every` after the previous one. A late tick (a loaded machine) delays
+/// the next rather than being caught up in a burst, so no line's rate is
+/// taken over the few microseconds between two catch-up ticks.
+fn ticker(every: Duration) -> tokio::time::Interval {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick
+}
+
 /// What one progress line shows.
 struct Line {
     elapsed: Duration,
     total: Duration,
+    /// Users with a ready socket now.
+    connected: u64,
+    /// Users the plan wants now.
     users: u64,
     runs_per_s: f64,
     ttfe_p95_us: Option<u64>,
@@ -60,11 +73,7 @@ struct Line {
 }
 
 fn rate(n: u64, over: Duration) -> f64 {
-    if over.is_zero() {
-        0.0
-    } else {
-        n as f64 / over.as_secs_f64()
-    }
+    super::live_figures::per_s(n, over)
 }
 
 fn line(l: Line) -> String {
@@ -72,9 +81,10 @@ fn line(l: Line) -> String {
         .ttfe_p95_us
         .map_or_else(|| "-".to_string(), |v| crate::units::format_us(v as f64));
     format!(
-        "progress {}s/{}s users {} runs/s {:.1} ttfe_p95 {ttfe} 1011s {} failed {}",
+        "progress {}s/{}s users {}/{} runs/s {:.1} ttfe_p95 {ttfe} 1011s {} failed {}",
         l.elapsed.as_secs(),
         l.total.as_secs(),
+        l.connected,
         l.users,
         l.runs_per_s,
         l.closes_1011,
@@ -91,6 +101,7 @@ mod tests {
         let s = line(Line {
             elapsed: Duration::from_secs(35),
             total: Duration::from_secs(60),
+            connected: 18,
             users: 20,
             runs_per_s: rate(62, Duration::from_secs(5)),
             ttfe_p95_us: Some(80_200),
@@ -100,13 +111,14 @@ mod tests {
         assert_eq!(
             s,
             format!(
-                "progress 35s/60s users 20 runs/s 12.4 ttfe_p95 {} 1011s 1 failed 2",
+                "progress 35s/60s users 18/20 runs/s 12.4 ttfe_p95 {} 1011s 1 failed 2",
                 crate::units::format_us(80_200.0)
             )
         );
         assert!(line(Line {
             elapsed: Duration::ZERO,
             total: Duration::ZERO,
+            connected: 0,
             users: 0,
             runs_per_s: rate(5, Duration::ZERO),
             ttfe_p95_us: None,
@@ -114,5 +126,25 @@ mod tests {
             failed: 0
         })
         .contains("runs/s 0.0 ttfe_p95 - "));
+    }
+
+    /// A tick that comes late (the runtime stalled for 3.5 periods) is
+    /// followed by the next a whole period later, not by a burst of
+    /// catch-up ticks microseconds apart.
+    #[tokio::test(start_paused = true)]
+    async fn a_late_tick_is_not_caught_up_in_a_burst() {
+        let every = Duration::from_secs(5);
+        let mut tick = ticker(every);
+        tick.tick().await;
+        // A stall: the loop is busy (the clock is tokio's paused one).
+        tokio::time::advance(every * 7 / 2).await;
+        tick.tick().await;
+        let late = tokio::time::Instant::now();
+        tick.tick().await;
+        assert!(
+            tokio::time::Instant::now() - late >= every,
+            "the tick after a late one came {:?} later",
+            tokio::time::Instant::now() - late
+        );
     }
 }

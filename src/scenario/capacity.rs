@@ -54,7 +54,8 @@ pub(super) fn read_capacity(
     let slo = read_slo(&tbl, vocabulary);
     let mode = read_mode(&tbl, open_model);
     let connect = read_connect(&tbl, open_model, mode);
-    let ok = check_warmup(&tbl, step_duration, warmup);
+    let ok = check_warmup(&tbl, step_duration, warmup)
+        & check_target(&tbl, levels.as_deref(), target, per_s(1.0));
     tbl.finish();
     let plan = CapacityPlan {
         levels: levels?,
@@ -71,6 +72,40 @@ pub(super) fn read_capacity(
         return None;
     }
     Some(Some(CapacitySearch { plan, slo: slo? }))
+}
+
+/// A target above the highest step can never be reached: every step could
+/// hold and the search would still fail with no broken rule to show. Named
+/// at `target`, with the way to fix it for the plan's kind. `per_unit`:
+/// the factor from the written unit to the stored one.
+fn check_target(tbl: &Obj<'_>, levels: Option<&[f64]>, target: Option<f64>, per_unit: f64) -> bool {
+    let (Some(levels), Some(t)) = (levels, target) else {
+        return true;
+    };
+    let top = levels.iter().copied().fold(f64::MIN, f64::max);
+    if t <= top * (1.0 + 1e-9) {
+        return true;
+    }
+    let Some(n) = tbl.get("target") else {
+        return true;
+    };
+    let shown = |v: f64| crate::units::trim_float(v / per_unit, 3);
+    let fix = if tbl.get("levels").is_some() {
+        format!(
+            "the highest of `levels` is {}; add a level at or above the target, or lower the target",
+            shown(top)
+        )
+    } else {
+        format!(
+            "the highest step (`max`) is {}; raise `max` to at least the target, or lower the target",
+            shown(top)
+        )
+    };
+    n.error(format!(
+        "{} is above the plan's highest step: the knee can never reach it, so every step could hold and the search would still fail; {fix}",
+        shown(t)
+    ));
+    false
 }
 
 /// The levels: `levels = [10, 20, 40]` as written, or `start`, `step` and
