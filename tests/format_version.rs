@@ -63,6 +63,7 @@ fn snapshot(version: &str, index: u32) -> Snapshot {
         validity: vec![],
         offered: vec![],
         failures: vec![],
+        probes: None,
         scenario_hash: None,
     }
 }

@@ -118,6 +118,7 @@ fn the_dashboard_is_structurally_sound() {
             rec: &rec,
             users: 0,
             step_tags: &none,
+            probes: &[],
         })
         .iter()
         .flat_map(|f| {

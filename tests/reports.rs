@@ -111,6 +111,7 @@ fn fixed_snapshot() -> Snapshot {
         validity: vec![],
         offered: vec![],
         failures: vec![],
+        probes: None,
     }
 }
 

@@ -67,6 +67,7 @@ pub fn describe(s: &Scenario) -> String {
     }
     let w = &s.workload;
     describe_plan(&mut o, w);
+    describe_probes(&mut o, s);
     let total: usize = s.journeys.iter().map(|j| j.weight).sum();
     for j in &s.journeys {
         let who = if w.open().is_some() {
@@ -117,6 +118,41 @@ fn describe_plan(o: &mut String, w: &crate::scenario::Workload) {
             o.push_str("  as arrival rates:\n");
             o.push_str(&m.to_string());
         }
+    }
+}
+
+/// The probes, and the time the after_close rules add after the users.
+fn describe_probes(o: &mut String, s: &Scenario) {
+    if s.probes.is_empty() {
+        return;
+    }
+    o.push_str(
+        "
+probes (the target's own numbers, read during the run):
+",
+    );
+    for p in &s.probes {
+        let every = crate::units::format_us(p.period(s.interval_or_default()).as_micros() as f64);
+        let values: Vec<String> = p
+            .values
+            .iter()
+            .map(|v| format!("probe.{}", v.name))
+            .collect();
+        o.push_str(&format!(
+            "  `{}`: GET {} every {every}: {}\n",
+            p.name,
+            p.url,
+            values.join(", ")
+        ));
+    }
+    if let Some(w) = crate::scenario::probe_rules::ProbeRule::after_close_wait(&s.probe_rules) {
+        o.push_str(&format!(
+            "  after the users are done: +{} to read every probe once more (after_close rules)\n",
+            crate::units::format_us(w.as_micros() as f64)
+        ));
+    }
+    for r in &s.probe_rules {
+        o.push_str(&format!("  rule: {}\n", r.expr));
     }
 }
 

@@ -15,7 +15,7 @@ pub(super) const EXCERPT_BYTES: usize = 200;
 
 /// The answer's body, at most `max` bytes; `true` when there was more (the
 /// rest is not read: the connection is dropped with the response).
-pub(super) async fn read_capped(
+pub async fn read_capped(
     mut resp: reqwest::Response,
     max: usize,
 ) -> Result<(Vec<u8>, bool), reqwest::Error> {

@@ -70,9 +70,13 @@ use crate::metrics::ObsSender;
 use crate::names;
 use crate::plan::LoadPlan;
 use crate::scenario::{Model, Step};
+pub use body::read_capped;
 use shared::Shared;
-pub use shared::{stop_early, EngineConfig, EngineError, StopHandle};
+pub use shared::{
+    http_base, http_client, http_error, stop_early, EngineConfig, EngineError, StopHandle,
+};
 use steps::{run_step, serve_arrival};
+pub use tls::WsTls;
 use user::{session, SessionHandle};
 
 /// Longest wait for the open model's pool to start before pacing begins.
@@ -122,18 +126,7 @@ fn build_shared(
             cfg.stop.clone(),
         ))
     });
-    let http_base = {
-        let mut u = url::Url::parse(&cfg.target_url)
-            .map_err(|e| EngineError::Goose(format!("bad target URL: {e}")))?;
-        let scheme = if u.scheme() == "wss" { "https" } else { "http" };
-        u.set_path("");
-        u.set_query(None);
-        let mut b = u.to_string().replacen(u.scheme(), scheme, 1);
-        while b.ends_with('/') {
-            b.pop();
-        }
-        tls.present(&b)
-    };
+    let http_base = shared::http_base(&tls, &cfg.target_url)?;
     let drain_timeout = journeys
         .iter()
         .flat_map(|j| Step::await_timeouts(&j.steps))

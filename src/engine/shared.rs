@@ -130,7 +130,7 @@ pub(super) fn goose_error(msg: &str) -> String {
 /// (counted `http.redirects.refused`) instead of sending anything to it.
 /// TLS: `target.ca_file`, `target.insecure` and `target.tls_server_name`
 /// (`tls.rs`).
-pub(super) fn http_client(
+pub fn http_client(
     target: &crate::scenario::Target,
     target_url: &str,
     obs: ObsSender,
@@ -165,11 +165,27 @@ pub(super) fn http_client(
         .map_err(|e| EngineError::Goose(format!("cannot build the HTTP client: {e}")))
 }
 
+/// The HTTP base of a ws(s) target (`wss://h:p/ws` -> `https://h:p`), as
+/// presented with `target.tls_server_name`: where paths such as the login
+/// endpoint's and a probe's go.
+pub fn http_base(tls: &super::tls::WsTls, target_url: &str) -> Result<String, EngineError> {
+    let mut u = url::Url::parse(target_url)
+        .map_err(|e| EngineError::Goose(format!("bad target URL: {e}")))?;
+    let scheme = if u.scheme() == "wss" { "https" } else { "http" };
+    u.set_path("");
+    u.set_query(None);
+    let mut b = u.to_string().replacen(u.scheme(), scheme, 1);
+    while b.ends_with('/') {
+        b.pop();
+    }
+    Ok(tls.present(&b))
+}
+
 /// Hops a followed redirect chain may take.
 const MAX_REDIRECTS: usize = 10;
 
 /// A request's error with its causes (a refused redirect hop says which).
-pub(super) fn http_error(e: &reqwest::Error) -> String {
+pub fn http_error(e: &reqwest::Error) -> String {
     let mut text = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {

@@ -70,6 +70,8 @@ pub struct Live<'a> {
     pub users: u64,
     /// Tags of the steps that record a metric, by metric name.
     pub step_tags: &'a BTreeMap<String, BTreeMap<String, String>>,
+    /// The latest reading of every `[[probe]]` value: (probe, value, number).
+    pub probes: &'a [(String, String, f64)],
 }
 
 fn one(k: &str, v: impl Into<String>) -> Labels {
@@ -178,7 +180,46 @@ pub fn families(live: Live<'_>) -> Vec<Family> {
         generator(rec),
     ];
     out.push(latency(live));
+    out.extend(probes(live));
     out
+}
+
+/// The target's own numbers (`[[probe]]`): the latest reading of each
+/// value, and the reads by outcome (every failure kind from the start).
+/// Absent when the run has no probes.
+fn probes(live: Live<'_>) -> Vec<Family> {
+    let rec = live.rec;
+    if live.probes.is_empty()
+        && rec.counter(names::PROBES_OK) + rec.counter(names::PROBES_FAILED) == 0
+    {
+        return Vec::new();
+    }
+    let mut reads = by_prefix(rec, "probes.failed.", names::PROBE_FAILURES);
+    reads.insert("ok".to_string(), rec.counter(names::PROBES_OK));
+    vec![
+        Family {
+            name: "chatload_probe_value",
+            help: "The latest reading of a [[probe]] value: the target's own number",
+            kind: Kind::Gauge,
+            rows: live
+                .probes
+                .iter()
+                .map(|(p, v, x)| {
+                    let labels = vec![
+                        ("probe".to_string(), p.clone()),
+                        ("value".to_string(), v.clone()),
+                    ];
+                    (labels, Value::Number(*x))
+                })
+                .collect(),
+        },
+        counter_family(
+            "chatload_probe_reads",
+            "Reads of [[probe]] URLs, by outcome (ok, or the kind of failure)",
+            "outcome",
+            reads,
+        ),
+    ]
 }
 
 /// The load generator's own trouble: arrivals it could not start (or
@@ -246,6 +287,7 @@ mod tests {
             rec: &rec,
             users: 0,
             step_tags: &none,
+            probes: &[],
         });
         let rows = |name: &str| -> Vec<String> {
             fams.iter()
@@ -286,6 +328,7 @@ mod tests {
         let fams = families(Live {
             rec: &rec,
             users: 1,
+            probes: &[],
             step_tags: &tags,
         });
         let lat = fams.last().unwrap();

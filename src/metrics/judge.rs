@@ -39,6 +39,8 @@ pub struct Inputs<'a> {
     pub rules: &'a [Threshold],
     /// A capacity search's result: a search whose knee misses its target fails the run.
     pub capacity: Option<CapacityResult>,
+    /// The probe rules, judged on the snapshot's probe series (when it has one).
+    pub probe_rules: &'a [crate::scenario::probe_rules::ProbeRule],
     pub ending: Ending,
 }
 
@@ -48,6 +50,9 @@ impl Snapshot {
     /// Notes are the caller's.
     pub fn judge(&mut self, rec: &Recorder, inputs: Inputs<'_>) {
         self.thresholds = judge_all(inputs.rules, rec, &self.intervals);
+        if let Some(p) = &self.probes {
+            self.thresholds.extend(p.judge(inputs.probe_rules));
+        }
         self.capacity = inputs.capacity;
         let failed = !self.thresholds.iter().all(|v| v.passed)
             || self.capacity.as_ref().is_some_and(|c| !c.passed());
@@ -121,7 +126,7 @@ pub fn thresholds_from_echo(scenario: &Value) -> Result<Vec<Threshold>, String> 
     };
     let spec = drift_spec_from_echo(scenario)?;
     t.iter()
-        .filter(|(k, _)| k.as_str() != "defaults")
+        .filter(|(k, _)| k.as_str() != "defaults" && !k.starts_with("probe."))
         .map(|(k, v)| {
             let (rule, abort, grace) = match v {
                 Value::String(s) => (s.clone(), false, None),
@@ -147,6 +152,46 @@ pub fn thresholds_from_echo(scenario: &Value) -> Result<Vec<Threshold>, String> 
         .collect()
 }
 
+/// The probe rules of a scenario, read back from its echo in a snapshot.
+pub fn probe_rules_from_echo(
+    scenario: &Value,
+) -> Result<Vec<crate::scenario::probe_rules::ProbeRule>, String> {
+    let Some(t) = scenario.get("thresholds").and_then(Value::as_object) else {
+        return Ok(Vec::new());
+    };
+    let values: Vec<&str> = scenario
+        .get("probe")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p.get("values").and_then(Value::as_object))
+        .flat_map(|v| v.keys().map(String::as_str))
+        .collect();
+    t.iter()
+        .filter(|(k, _)| k.starts_with("probe."))
+        .map(|(k, v)| {
+            let (rule, consecutive, wait) = match v {
+                Value::String(s) => (s.clone(), None, None),
+                Value::Object(o) => (
+                    o.get("rule")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string(),
+                    o.get("consecutive").and_then(Value::as_u64),
+                    o.get("wait").and_then(Value::as_str).map(str::to_string),
+                ),
+                other => return Err(format!("threshold `{k}` is {other}, not a rule")),
+            };
+            let wait = match wait {
+                Some(w) => crate::units::parse_duration(&w)?,
+                None => std::time::Duration::from_secs(5),
+            };
+            let k3 = consecutive.unwrap_or(3).clamp(1, 1000) as u32;
+            crate::scenario::probe_rules::parse_rule(k, &rule, k3, wait, &values)
+        })
+        .collect()
+}
+
 /// Rebuilds a killed run's snapshot from its folder's interval files, judged
 /// as incomplete (`chatload report --recover`).
 pub fn recover(dir: &std::path::Path) -> Result<Snapshot, String> {
@@ -162,10 +207,15 @@ pub fn recover(dir: &std::path::Path) -> Result<Snapshot, String> {
         .map(super::snapshot::IntervalData::from_interval)
         .collect();
     let capacity = s.capacity.take();
+    let probe_rules = probe_rules_from_echo(&s.scenario)?;
+    if let Some(p) = s.probes.as_mut() {
+        p.samples = super::probes::read_jsonl(&dir.join(super::probes::PROBES_FILE));
+    }
     s.judge(
         &total,
         Inputs {
             rules: &thresholds,
+            probe_rules: &probe_rules,
             capacity,
             ending: Ending::Incomplete,
         },

@@ -38,6 +38,8 @@ pub fn merge(snaps: &[Snapshot]) -> Result<Snapshot, MergeError> {
     let (first, count, seen) = check(snaps)?;
     let mut sums = add_shards(&seen)?;
     let thresholds = super::judge::rules_of(first).map_err(MergeError::Mismatch)?;
+    let probe_rules =
+        super::judge::probe_rules_from_echo(&first.scenario).map_err(MergeError::Mismatch)?;
     let (ending, notes) = partial_notes(count, &seen, &sums);
     let total = std::mem::take(&mut sums.total);
     let mut merged = assemble(first, count, &seen, sums, &total, notes);
@@ -45,6 +47,7 @@ pub fn merge(snaps: &[Snapshot]) -> Result<Snapshot, MergeError> {
         &total,
         Inputs {
             rules: &thresholds,
+            probe_rules: &probe_rules,
             capacity: None,
             ending,
         },
@@ -281,6 +284,8 @@ fn assemble(
         validity: super::validity::combine(seen.values().map(|s| s.validity.as_slice())),
         offered: super::offered::combine(seen.values().map(|s| s.offered.as_slice())),
         capacity: None,
+        // Only shard 0 probes the target: its series is the run's.
+        probes: seen.get(&0).and_then(|s| s.probes.clone()),
         // The tags every shard has with the same value.
         tags: first
             .tags

@@ -42,6 +42,7 @@ pub mod judge;
 pub mod merge;
 pub mod offered;
 pub use crate::names;
+pub mod probes;
 pub mod prometheus;
 pub mod raw;
 pub mod recorder;

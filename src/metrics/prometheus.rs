@@ -55,7 +55,11 @@ impl EncodeMetric for Encoded {
             let mut e = encoder.encode_family(labels)?;
             match (self.0.kind, value) {
                 // Every gauge and counter here counts whole things.
-                (Kind::Gauge, Value::Number(n)) => e.encode_gauge(&(*n as i64))?,
+                (Kind::Gauge, Value::Number(n)) if n.fract() == 0.0 && n.abs() < 9e15 => {
+                    e.encode_gauge(&(*n as i64))?
+                }
+                // A probe's reading may have a fraction.
+                (Kind::Gauge, Value::Number(n)) => e.encode_gauge(n)?,
                 (Kind::Counter, Value::Number(n)) => {
                     e.encode_counter::<NoLabelSet, _, f64>(&(*n as u64), None)?
                 }
@@ -135,6 +139,7 @@ mod tests {
                 rec: r,
                 users: 3,
                 step_tags: &none,
+                probes: &[],
             },
             &tags,
             format,

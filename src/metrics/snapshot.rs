@@ -148,6 +148,10 @@ pub struct Snapshot {
     /// Offered vs achieved, per phase of the load plan.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub offered: Vec<super::offered::OfferedPhase>,
+    /// The target's own numbers read by `[[probe]]`s (shard 0 only), with
+    /// chatload's own figures beside each reading.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probes: Option<super::probes::ProbeSeries>,
     /// The first distinct connect and handshake failure reasons, with counts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failures: Vec<super::recorder::FailureReason>,

@@ -36,6 +36,9 @@ pub const SERVER_PING_GAP: &str = "server_ping_gap";
 /// `switch_thread` sent to its confirmation.
 pub const THREAD_SWITCH: &str = "thread_switch";
 
+/// A `[[probe]]` read of the target's own numbers, request to answer.
+pub const PROBE_LATENCY: &str = "probe_latency";
+
 /// Histograms recorded whatever the journey (some only with a setting:
 /// heartbeats, a login source, tickets, the open model, reconnects).
 pub const HISTOGRAMS: &[&str] = &[
@@ -51,6 +54,7 @@ pub const HISTOGRAMS: &[&str] = &[
     LOGIN,
     REST_TICKET,
     SERVER_PING_GAP,
+    PROBE_LATENCY,
 ];
 
 /// Open model: arrivals the rate plan called for.
@@ -132,6 +136,26 @@ pub const HISTOGRAM_CLAMPED: &str = "histogram.clamped";
 pub const HTTP_REDIRECTS_REFUSED: &str = "http.redirects.refused";
 /// Redirect answers not followed (without `target.follow_redirects`).
 pub const HTTP_REDIRECTS_NOT_FOLLOWED: &str = "http.redirects.not_followed";
+/// `[[probe]]` reads that found every value.
+pub const PROBES_OK: &str = "probes.ok";
+/// `[[probe]]` reads that failed (by kind: `probes.failed.<kind>`).
+pub const PROBES_FAILED: &str = "probes.failed";
+/// Kinds of `probes.failed.<kind>`: no answer in time, no connection, a
+/// status that is not 2xx, an answer over 1 MiB, an answer that does not
+/// parse, a value not in the answer (or not a number).
+pub const PROBE_FAILURES: &[&str] = &[
+    "timeout",
+    "connect",
+    "status",
+    "too_large",
+    "parse",
+    "missing",
+];
+
+/// `probes.failed.<kind>`.
+pub fn probe_failed(kind: &str) -> String {
+    format!("{PROBES_FAILED}.{kind}")
+}
 
 /// Every counter with a fixed name. (Families such as `closes.<code>` are
 /// in [`check_counter`].)
@@ -189,6 +213,8 @@ pub const COUNTERS: &[&str] = &[
     HISTOGRAM_CLAMPED,
     HTTP_REDIRECTS_REFUSED,
     HTTP_REDIRECTS_NOT_FOLLOWED,
+    PROBES_OK,
+    PROBES_FAILED,
 ];
 
 /// Phases of `closes_by_phase.<phase>.<code>`.
@@ -411,6 +437,9 @@ fn counter_known(name: &str, v: &Vocabulary) -> bool {
             _ => rest.strip_prefix("login_failed.").is_some_and(is_status),
         },
         "threads" => rest.strip_prefix("switch_failed.").is_some_and(free),
+        "probes" => rest
+            .strip_prefix("failed.")
+            .is_some_and(|k| PROBE_FAILURES.contains(&k)),
         "steps" => rest.strip_prefix("skipped.").is_some_and(|s| {
             Vocabulary::known(&v.timed_steps, s) || Vocabulary::known(&v.rest_steps, s)
         }),

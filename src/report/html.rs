@@ -79,6 +79,7 @@ pub fn render(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
                     @if let Some(c) = &d.baseline { (baseline(c)) }
                     (offered(d))
                     (over_time(d))
+                    (probes(d))
                     (latency(d))
                     (count_tables(d))
                     (shards(d))
@@ -260,6 +261,24 @@ fn over_time(d: &ReportData) -> Markup {
             p.muted { "No interval data in this snapshot." }
         } @else {
             div.charts { (PreEscaped(ch)) }
+        }
+    }
+}
+
+/// The target's own numbers: a table, and each value charted beside
+/// chatload's open sockets.
+fn probes(d: &ReportData) -> Markup {
+    let h = super::probe_view::HEADER;
+    html! {
+        @if !d.probes.is_empty() {
+            h2 { "Target probes" }
+            table {
+                tr { @for c in h { th { (c) } } }
+                @for p in &d.probes {
+                    tr { @for c in p.row() { td { (c) } } }
+                }
+            }
+            div.charts { (PreEscaped(super::probe_view::charts(&d.probes))) }
         }
     }
 }

@@ -34,6 +34,7 @@ pub fn render(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
     }
     writeln!(w)?;
     offered(d, w)?;
+    probes(d, w)?;
     latency(d, w)?;
     table(w, "Runs", &d.runs)?;
     if !d.violations.is_empty() {
@@ -57,6 +58,23 @@ pub fn render(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
     table(w, "Frames and bytes", &d.frames)?;
     table(w, "Reference server truth", &d.server_truth)?;
     shards(d, w)
+}
+
+/// The target's own numbers (`[[probe]]`), one row per value.
+fn probes(d: &ReportData, w: &mut impl Write) -> io::Result<()> {
+    if d.probes.is_empty() {
+        return Ok(());
+    }
+    writeln!(w, "## Target probes")?;
+    writeln!(w)?;
+    let h = super::probe_view::HEADER;
+    writeln!(w, "| {} |", h.join(" | "))?;
+    writeln!(w, "|{}", "---|".repeat(h.len()))?;
+    for p in &d.probes {
+        let row: Vec<String> = p.row().iter().map(|c| esc(c)).collect();
+        writeln!(w, "| {} |", row.join(" | "))?;
+    }
+    writeln!(w)
 }
 
 /// The title with the verdict, the run line and the notes.

@@ -34,6 +34,7 @@ pub mod junit;
 pub mod knee_view;
 pub mod markdown;
 pub mod plot;
+pub mod probe_view;
 pub mod svg;
 pub mod ticks;
 pub mod validity_view;
@@ -111,6 +112,8 @@ pub struct ReportData {
     pub offered: Vec<[String; 8]>,
     /// The first distinct connect and handshake failure reasons, with counts.
     pub failures: Vec<(String, u64)>,
+    /// The target's own numbers (`[[probe]]`), one per value.
+    pub probes: Vec<probe_view::ProbeView>,
 }
 
 impl ReportData {

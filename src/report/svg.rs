@@ -33,7 +33,7 @@ fn percentile_lines(data: &[(f64, f64, f64, f64)]) -> Vec<Line> {
 }
 
 /// A chart over the run's time, its x axis adapted to the run's length.
-fn over_time_chart(
+pub(super) fn over_time_chart(
     id: &str,
     title: &str,
     lines: Vec<Line>,

@@ -123,6 +123,7 @@ impl ReportData {
             validity: super::validity_view::cause_lines(s),
             offered: super::validity_view::offered_rows(s),
             failures: super::validity_view::failure_rows(s),
+            probes: super::probe_view::probe_views(s),
         }
     }
 }

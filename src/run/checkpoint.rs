@@ -133,6 +133,8 @@ async fn checkpoint(c: &Checkpoints) -> Snapshot {
         &all.total,
         Inputs {
             rules: &c.judging.thresholds,
+            // A checkpoint holds no probe readings: probe rules are judged at the end.
+            probe_rules: &[],
             capacity: c.judging.capacity.as_ref().map(CapacityRun::result),
             ending: Ending::Incomplete,
         },

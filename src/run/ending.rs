@@ -31,6 +31,8 @@ pub(super) struct Ended {
     pub cpu_before: Option<f64>,
     pub engine: Result<(), crate::engine::EngineError>,
     pub stopped: Stopped,
+    /// The probes' series (shard 0 of a scenario with `[[probe]]`).
+    pub probes: Option<crate::metrics::probes::ProbeSeries>,
 }
 
 /// The final snapshot: `template` filled with the recorded data, judged,
@@ -66,10 +68,14 @@ pub(super) fn judge(req: &RunRequest, template: &Snapshot, ended: Ended) -> Snap
     let mut snapshot = fill(template, rec, &ended.intervals, ended.elapsed);
     snapshot.validity = validity(req, rec, ended.server_truth.as_ref());
     snapshot.offered = offered(req, &ended.intervals, ended.elapsed);
+    if let Some(p) = &ended.probes {
+        snapshot.probes = Some(p.clone());
+    }
     snapshot.judge(
         rec,
         Inputs {
             rules: &sc.thresholds,
+            probe_rules: &sc.probe_rules,
             capacity: ended.stopped.capacity.as_ref().map(|c| c.result()),
             ending,
         },

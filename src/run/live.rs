@@ -76,6 +76,8 @@ pub(super) async fn live_progress(
 pub(super) struct LiveLabels {
     pub tags: BTreeMap<String, String>,
     pub step_tags: BTreeMap<String, BTreeMap<String, String>>,
+    /// The latest `[[probe]]` readings (`probe.rs`).
+    pub probe_values: super::probe::LatestValues,
 }
 
 /// The `/metrics` router: the running totals and the users the plan has
@@ -101,9 +103,17 @@ fn metrics_router(
             );
             async move {
                 let rec = obs.peek().await;
+                let probes: Vec<(String, String, f64)> = labels
+                    .probe_values
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .iter()
+                    .map(|((p, v), x)| (p.clone(), v.clone(), *x))
+                    .collect();
                 let live = Live {
                     rec: &rec,
                     users,
+                    probes: &probes,
                     step_tags: &labels.step_tags,
                 };
                 let body = crate::metrics::prometheus::render(live, &labels.tags, format);

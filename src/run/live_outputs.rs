@@ -25,6 +25,8 @@ pub(super) struct LiveOutputs {
     remote: Option<RemoteWriter>,
     /// The raw-results stream, when asked for (the engine takes its sink).
     pub raw: Option<RawWriter>,
+    /// The latest `[[probe]]` readings, shown on `/metrics`.
+    pub probe_values: super::probe::LatestValues,
 }
 
 /// How the live outputs ended.
@@ -43,12 +45,14 @@ impl LiveOutputs {
     ) -> Result<LiveOutputs, RunError> {
         let sc = &req.scenario;
         let plan = sc.workload.plan.shard(req.shard);
+        let probe_values = super::probe::LatestValues::default();
         let metrics_server = match req.metrics_addr {
             None => None,
             Some(addr) => {
                 let labels = Arc::new(live::LiveLabels {
                     tags: sc.tags.clone(),
                     step_tags: sc.metric_tags(),
+                    probe_values: probe_values.clone(),
                 });
                 let obs = collector.sender();
                 Some(live::serve_metrics(addr, obs, plan.clone(), t0, labels).await?)
@@ -105,6 +109,7 @@ impl LiveOutputs {
             progress,
             remote,
             raw,
+            probe_values,
         })
     }
 

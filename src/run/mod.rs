@@ -36,6 +36,8 @@ mod live_outputs;
 mod live_page;
 mod outputs;
 pub mod preflight;
+mod probe;
+mod probe_read;
 mod progress;
 mod raw_results;
 mod remote_write;
@@ -120,6 +122,15 @@ pub async fn run(mut req: RunRequest) -> Result<RunResult, RunError> {
     let collector = outputs::collector(&req, &out)?;
     let template = outputs::first_checkpoint(&req, &out, &target, clock.started_at)?;
     let mut consumers = consumers::start(&req, &collector, &template, &out, clock.t0).await?;
+    let probing = probe::Probing::start(
+        &req.scenario,
+        template.probes.clone(),
+        &target.url,
+        collector.sender(),
+        clock.t0,
+        &out.dir,
+        consumers.live.probe_values.clone(),
+    )?;
     let engine = drive(
         &req,
         checked.tokens,
@@ -129,6 +140,16 @@ pub async fn run(mut req: RunRequest) -> Result<RunResult, RunError> {
         &collector,
     )
     .await;
+    // The users are done; after_close rules read the target once more after their wait.
+    let probes = match probing {
+        Some(p) => {
+            let wait = crate::scenario::probe_rules::ProbeRule::after_close_wait(
+                &req.scenario.probe_rules,
+            );
+            Some(p.finish(wait).await)
+        }
+        None => None,
+    };
     let stopped = consumers.stop().await;
     let collected = collector.finish().await;
     let elapsed = clock.t0.elapsed();
@@ -142,6 +163,7 @@ pub async fn run(mut req: RunRequest) -> Result<RunResult, RunError> {
         cpu_before: clock.cpu_before,
         engine,
         stopped,
+        probes,
     };
     let snapshot = ending::judge(&req, &template, ended);
     let report = outputs::write(&req, &out, &snapshot)?;

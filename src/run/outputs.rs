@@ -144,6 +144,7 @@ pub(super) fn first_checkpoint(
         validity: Vec::new(),
         offered: Vec::new(),
         failures: Vec::new(),
+        probes: super::probe::template(sc, req.shard),
     };
     write_atomic(&out.snapshot_path, template.to_json().as_bytes()).map_err(|e| {
         RunError::Usage(format!("cannot write {}: {e}", out.snapshot_path.display()))

@@ -31,7 +31,9 @@ pub(super) fn check(req: &RunRequest) -> Result<Checked, RunError> {
     check_login(sc)?;
     super::remote_write::check_host(sc).map_err(RunError::Usage)?;
     check_env(sc)?;
+    super::probe::check(sc, req.shard.count).map_err(RunError::Usage)?;
     learn_secrets(sc);
+    super::probe::learn_identities(sc);
     if sc.workload.capacity.is_some() && req.shard.count > 1 {
         return Err(RunError::Usage(
             "a capacity search runs in one process: the decision to stop at a step needs the whole load's data (remove --shard/--shards, or give this machine more of the load)".into(),
@@ -56,6 +58,9 @@ pub fn refusals(sc: &Scenario) -> Vec<String> {
         why.push(e);
     }
     if let Err(e) = super::remote_write::check_host(sc) {
+        why.push(e);
+    }
+    if let Err(e) = super::probe::check(sc, 1) {
         why.push(e);
     }
     why
@@ -100,6 +105,7 @@ pub fn learn_for_output(sc: &Scenario) {
         crate::auth::redact::learn(&k);
     }
     learn_secrets(sc);
+    super::probe::learn_identities(sc);
 }
 
 /// Teaches the redactor (`auth/redact.rs`) the login body's secrets: the

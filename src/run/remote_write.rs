@@ -299,6 +299,7 @@ impl RemoteWriter {
                     rec: &rec,
                     users: if last { 0 } else { plan.users_at(t0.elapsed()) },
                     step_tags: &run.step_tags,
+                    probes: &[],
                 };
                 p.push(&write_request(live, &run.tags, next_ts())).await;
                 if last {
@@ -337,6 +338,7 @@ mod tests {
             Live {
                 rec: &rec,
                 users: 2,
+                probes: &[],
                 step_tags: &none,
             },
             &tags,

@@ -31,6 +31,8 @@
 pub mod baseline;
 pub mod defaults;
 pub mod doc;
+pub mod probe;
+pub mod probe_rules;
 pub mod target;
 pub mod thresholds;
 
@@ -201,8 +203,9 @@ impl Scenario {
     }
 }
 
-fn read_scenario(o: &Obj<'_>, path: &Path) -> Option<Scenario> {
-    let version = o.require("version").and_then(|n| {
+/// `version`: the one this chatload reads.
+fn read_version(o: &Obj<'_>) -> Option<u64> {
+    o.require("version").and_then(|n| {
         let v = n.as_u64()?;
         if v != VERSION {
             n.error(format!(
@@ -211,7 +214,11 @@ fn read_scenario(o: &Obj<'_>, path: &Path) -> Option<Scenario> {
             return None;
         }
         Some(v)
-    });
+    })
+}
+
+fn read_scenario(o: &Obj<'_>, path: &Path) -> Option<Scenario> {
+    let version = read_version(o);
     let name = o.require("name").and_then(|n| {
         let name = n.as_str()?;
         match limits::check_name(name) {
@@ -261,6 +268,8 @@ fn read_scenario(o: &Obj<'_>, path: &Path) -> Option<Scenario> {
         }
         rules
     });
+    let probes = probe::read_probes(o);
+    let probe_rules = probe_rules::read_probe_rules(o, probes.as_deref());
     let prompts = read_prompts(o);
     let output = output::read_output(o);
     let tags = tags::read_tags(o);
@@ -288,6 +297,8 @@ fn read_scenario(o: &Obj<'_>, path: &Path) -> Option<Scenario> {
         },
         journeys: journey?,
         thresholds: thresholds?,
+        probes: probes?,
+        probe_rules: probe_rules?,
         prompts: prompts?,
         output_dir: output.dir,
         interval: output.interval,

@@ -43,6 +43,9 @@ pub struct Scenario {
     /// The journeys users walk: one (`[[journey]]`) or a weighted mix (`[[journeys]]`).
     pub journeys: Vec<Journey>,
     pub thresholds: Vec<Threshold>,
+    /// `[[probe]]`: the target's own numbers, and their rules (`probe.*` keys).
+    pub probes: Vec<super::probe::Probe>,
+    pub probe_rules: Vec<super::probe_rules::ProbeRule>,
     pub prompts: Vec<String>,
     pub output_dir: PathBuf,
     /// Length of the intervals of over-time data; `None` when `[output]

@@ -508,6 +508,10 @@ pub(super) fn read_rules(
         if key == "defaults" && drift.is_some() {
             continue;
         }
+        // `probe.*` rules are read by `probe_rules.rs`, on the probes' series.
+        if key.starts_with("probe.") && drift.is_some() {
+            continue;
+        }
         // Either "< 2s" or { rule = "< 2s", abort_on_fail = true, grace = "30s" }.
         let (rule, abort, grace) = if let Some(v) = value.item_str() {
             (Some(v.to_string()), false, std::time::Duration::ZERO)

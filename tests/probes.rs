@@ -1,0 +1,345 @@
+//! `[[probe]]` against the reference server's own numbers
+//! (`/__chatload/stats` as JSON, `/__chatload/metrics` as Prometheus text):
+//! a clean server passes every kind of probe rule; `leak_connections` fails
+//! the bound and `after_close` rules with the probe's and chatload's figures,
+//! and the value read after the close equals the server's truth exactly;
+//! `leak_memory` (a separate server process, whose RSS is its own) fails the
+//! slope rule; a probe outside `target.allow` is refused before the run
+//! (exit 2); a probe that times out is counted and the run goes on.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chatload::outcome::Verdict;
+use common::*;
+
+const JOURNEY: &str = r#"
+[[journey]]
+step = "connect"
+[[journey]]
+step = "send"
+message = { type = "start_agent", payload = { user_request = "{{prompt}}", thread_id = "{{thread}}", run_id = "{{run}}" } }
+[[journey]]
+step = "await"
+timeout = "10s"
+"#;
+
+fn rule<'a>(
+    r: &'a chatload::run::RunResult,
+    expr_start: &str,
+) -> &'a chatload::metrics::threshold::RuleResult {
+    r.snapshot
+        .thresholds
+        .iter()
+        .find(|t| t.threshold.starts_with(expr_start))
+        .unwrap_or_else(|| panic!("no rule `{expr_start}` in {:#?}", r.snapshot.thresholds))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_clean_server_passes_every_probe_rule_json_and_prometheus() {
+    let _g = goose_lock().await;
+    let (_tmp, out) = out_dir("clean");
+    let scenario = parse(&format!(
+        r#"
+version = 1
+name = "probes-clean"
+seed = 7
+[workload]
+users = 10
+ramp = [{{ to = 10, over = "1s" }}, {{ hold = "5s" }}]
+[output]
+interval = "1s"
+[drift]
+warmup = "1s"
+{JOURNEY}
+[[journey]]
+step = "think"
+duration = "100ms"
+
+[[probe]]
+name = "health"
+url = "/__chatload/stats"
+every = "250ms"
+[probe.values]
+active = "/active_connections"
+manager = "/manager/connections"
+
+[[probe]]
+name = "prom"
+url = "/__chatload/metrics"
+format = "prometheus"
+every = "250ms"
+[probe.values]
+prom_active = 'chatload_server_connections{{state="active"}}'
+
+[thresholds]
+"probe.active" = "<= sockets_open * 1.1 + 2"
+"probe.prom_active" = "<= sockets_open + 2"
+"probe.manager drift" = "< 10%"
+"probe.active slope" = "< 100/h"
+"probe.active after_close" = {{ rule = "<= 0", wait = "1s" }}
+"#
+    ));
+    let r = run(scenario, None, SECRET, out).await;
+    for t in &r.snapshot.thresholds {
+        assert!(t.passed, "{} failed: {}", t.threshold, t.observed_text);
+    }
+    assert_eq!(r.snapshot.verdict, Verdict::Pass);
+    let series = r.snapshot.probes.as_ref().expect("the probes' series");
+    // Both formats were read, with the same value: 10 users, every one open.
+    let last_during = |v: &str| {
+        series
+            .samples
+            .iter()
+            .filter(|s| !s.after_close)
+            .filter_map(|s| s.values.get(v))
+            .copied()
+            .fold(0.0, f64::max)
+    };
+    assert_eq!(last_during("active"), 10.0);
+    assert_eq!(last_during("prom_active"), 10.0);
+    assert_eq!(rule(&r, "probe.active after_close").observed, Some(0.0));
+    // Every read is counted, ok or failed, and each has a line in probes.jsonl.
+    let reads = counter(&r, "probes.ok") + counter(&r, "probes.failed");
+    let lines = std::fs::read_to_string(r.out_dir.join("probes.jsonl")).unwrap();
+    assert_eq!(lines.lines().count() as u64, reads);
+    assert!(reads >= 2 * 20, "{reads} reads");
+    let md = std::fs::read_to_string(r.out_dir.join("report.md")).unwrap();
+    assert!(md.contains("## Target probes"), "{md}");
+    let html = std::fs::read_to_string(r.out_dir.join("report.html")).unwrap();
+    assert!(html.contains(r#"data-chart="probe-active""#));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn leaked_connections_fail_the_bound_with_both_figures_and_after_close_equals_the_truth() {
+    let _g = goose_lock().await;
+    let (_tmp, out) = out_dir("leak");
+    let scenario = parse(&format!(
+        r#"
+version = 1
+name = "probes-leak"
+seed = 7
+[workload]
+users = 20
+ramp = [{{ to = 20, over = "1s" }}, {{ hold = "6s" }}]
+[server]
+faults = "leak_connections=5%"
+{JOURNEY}
+[[journey]]
+step = "disconnect"
+
+[[probe]]
+name = "health"
+url = "/__chatload/stats"
+every = "200ms"
+[probe.values]
+active = "/active_connections"
+
+[thresholds]
+"probe.active" = "<= sockets_open * 1.1 + 5"
+"probe.active after_close" = {{ rule = "<= 0", wait = "1s" }}
+"#
+    ));
+    let r = run(scenario, None, SECRET, out).await;
+    assert_eq!(r.snapshot.verdict, Verdict::Fail);
+    let leaked = truth(&r, "faults.leak_connections");
+    assert!(leaked > 0);
+    let bound = rule(&r, "probe.active <=");
+    assert!(!bound.passed, "{}", bound.observed_text);
+    assert!(
+        bound.observed_text.contains("sockets_open") && bound.observed_text.contains("in a row"),
+        "{}",
+        bound.observed_text
+    );
+    assert!(bound.observed.unwrap() > bound.limit);
+    // Once every socket closed, the server's count is exactly what it leaked.
+    let after = rule(&r, "probe.active after_close");
+    assert!(!after.passed);
+    assert_eq!(after.observed, Some(leaked as f64));
+    let md = std::fs::read_to_string(r.out_dir.join("report.md")).unwrap();
+    assert!(
+        md.contains("probe.active <= sockets_open * 1.1 + 5"),
+        "{md}"
+    );
+}
+
+/// The server process, killed however the test ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(faults: &str) -> (KillOnDrop, u16) {
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_chatload"))
+        .args([
+            "serve",
+            "--addr",
+            &format!("127.0.0.1:{port}"),
+            "--faults",
+            faults,
+        ])
+        .env("CHATLOAD_JWT_SECRET", SECRET)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = KillOnDrop(child);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (server, port)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn leaked_memory_fails_the_slope_rule() {
+    let _g = goose_lock().await;
+    let (_server, port) = serve("leak_memory=256KiB");
+    let (_tmp, out) = out_dir("leak-memory");
+    let scenario = parse(&format!(
+        r#"
+version = 1
+name = "probes-memory"
+seed = 7
+[workload]
+users = 5
+ramp = [{{ to = 5, over = "0s" }}, {{ hold = "8s" }}]
+{JOURNEY}
+[[journey]]
+step = "think"
+duration = "50ms"
+
+[[probe]]
+name = "server"
+url = "/__chatload/stats"
+every = "200ms"
+[probe.values]
+rss = "/rss_bytes"
+
+[thresholds]
+"probe.rss slope" = "< 100MB/h"
+"#
+    ));
+    let target = format!("ws://127.0.0.1:{port}/ws");
+    let r = run(scenario, Some(target), SECRET, out).await;
+    let slope = rule(&r, "probe.rss slope");
+    assert!(!slope.passed, "{}", slope.observed_text);
+    let series = r.snapshot.probes.as_ref().unwrap();
+    let steady = series
+        .samples
+        .iter()
+        .filter(|s| s.values.contains_key("rss"))
+        .filter(|s| s.t_s >= series.steady_from_s && s.t_s <= series.steady_to_s)
+        .count();
+    assert!(steady >= 30, "{steady} readings in the steady phase");
+    // Every run kept 256 KiB: the slope is at least a tenth of that rate
+    // (RSS lags the heap a little; 1 MB/h is far below it).
+    let runs = counter(&r, "runs.ok") as f64;
+    let kept_per_hour = runs * 256.0 * 1024.0 / r.snapshot.duration_s * 3600.0;
+    assert!(
+        slope.observed.unwrap() > kept_per_hour / 10.0,
+        "slope {} against {kept_per_hour} kept per hour",
+        slope.observed_text
+    );
+    assert_eq!(r.snapshot.verdict, Verdict::Fail);
+}
+
+#[test]
+fn a_probe_outside_the_allow_list_is_refused_before_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("s.toml");
+    let out = dir.path().join("out");
+    std::fs::write(
+        &file,
+        format!(
+            r#"
+version = 1
+name = "probe-allow"
+[workload]
+users = 1
+iterations = 1
+[output]
+dir = "{}"
+{JOURNEY}
+[[probe]]
+name = "elsewhere"
+url = "http://metrics.example.com/health"
+[probe.values]
+up = "/up"
+"#,
+            out.display()
+        ),
+    )
+    .unwrap();
+    for cmd in ["validate", "run"] {
+        let o = Command::new(env!("CARGO_BIN_EXE_chatload"))
+            .args([cmd, file.to_str().unwrap()])
+            .env("CHATLOAD_JWT_SECRET", SECRET)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{cmd}: {err}");
+        assert!(
+            err.contains("probe `elsewhere`") && err.contains("metrics.example.com"),
+            "{cmd}: {err}"
+        );
+    }
+    assert!(!out.exists(), "nothing was written: the run never started");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_probe_that_times_out_is_counted_and_the_run_goes_on() {
+    let _g = goose_lock().await;
+    // Accepts and never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap();
+    let hold = tokio::spawn(async move {
+        let mut kept = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            kept.push(s);
+        }
+    });
+    let (_tmp, out) = out_dir("timeout");
+    let scenario = parse(&format!(
+        r#"
+version = 1
+name = "probes-timeout"
+seed = 7
+[workload]
+users = 2
+ramp = [{{ to = 2, over = "0s" }}, {{ hold = "3s" }}]
+{JOURNEY}
+[[journey]]
+step = "think"
+duration = "100ms"
+
+[[probe]]
+name = "silent"
+url = "http://{addr}/stats"
+every = "500ms"
+timeout = "200ms"
+[probe.values]
+x = "/x"
+"#
+    ));
+    let r = run(scenario, None, SECRET, out).await;
+    hold.abort();
+    let timeouts = counter(&r, "probes.failed.timeout");
+    let samples = &r.snapshot.probes.as_ref().unwrap().samples;
+    assert!(timeouts >= 3, "{timeouts} timeouts");
+    assert_eq!(timeouts, samples.len() as u64);
+    assert_eq!(counter(&r, "probes.failed"), timeouts);
+    assert!(samples
+        .iter()
+        .all(|s| !s.ok && s.error.as_deref().is_some_and(|e| e.contains("200ms"))));
+    assert!(counter(&r, "runs.ok") > 0);
+    assert_eq!(r.snapshot.verdict, Verdict::Pass);
+}
