@@ -77,6 +77,12 @@ async fn server_truth(srv: &Served, key: &str) -> i64 {
     t[key].as_i64().unwrap_or(0)
 }
 
+/// Every socket closed and every run ended (a run's task ends a moment
+/// after its last event is handed to the socket).
+fn quiet(s: &Value) -> bool {
+    n(s, "/open_sockets") == 0 && n(s, "/runs_in_flight") == 0
+}
+
 /// Polls the stats until `done` holds (a condition, not a fixed sleep; the
 /// server counts a close a moment after the client saw it).
 async fn stats_when(srv: &Served, what: &str, done: impl Fn(&Value) -> bool) -> Value {
@@ -160,14 +166,14 @@ async fn a_clean_server_counts_sockets_as_they_open_and_close() {
     for mut ws in sockets {
         ws.close(None).await.unwrap();
     }
-    let s = stats_when(&srv, "all closed", |s| n(s, "/open_sockets") == 0).await;
+    let s = stats_when(&srv, "all closed", quiet).await;
     assert_eq!(n(&s, "/active_connections"), 0, "{s}");
     assert_eq!(n(&s, "/manager/connections"), 0, "{s}");
 
     // The chatload client's users, too: every socket and run ends at 0.
     let r = drive(&srv, 6, 3).await;
     assert_eq!(counter(&r, "runs.ok"), 18);
-    let s = stats_when(&srv, "all closed", |s| n(s, "/open_sockets") == 0).await;
+    let s = stats_when(&srv, "all closed", quiet).await;
     assert_eq!(
         [
             n(&s, "/active_connections"),
@@ -214,7 +220,7 @@ async fn leaked_connections_are_exactly_the_truth_count_and_replay() {
         let srv = serve(9, "leak_connections=50%");
         let r = drive(&srv, 8, 3).await;
         assert_eq!(counter(&r, "runs.ok"), 24);
-        let s = stats_when(&srv, "all closed", |s| n(s, "/open_sockets") == 0).await;
+        let s = stats_when(&srv, "all closed", quiet).await;
         let truth = server_truth(&srv, "faults.leak_connections").await;
         let ready = server_truth(&srv, "connections.ready").await;
         assert!(truth > 0 && truth < ready, "{truth} of {ready}");
@@ -320,7 +326,7 @@ async fn leaked_memory_grows_the_servers_rss() {
     let before = n(&stats(&srv).await, "/rss_bytes");
     let r = drive(&srv, 4, 5).await;
     assert_eq!(counter(&r, "runs.ok"), 20);
-    let s = stats_when(&srv, "all closed", |s| n(s, "/open_sockets") == 0).await;
+    let s = stats_when(&srv, "all closed", quiet).await;
     assert_eq!(server_truth(&srv, "faults.leak_memory_runs").await, 20);
     assert_eq!(
         server_truth(&srv, "faults.leak_memory_bytes").await,
