@@ -99,6 +99,50 @@ pub struct FaultPlan {
     /// Per connection, before ready: refuse the token as the platform does
     /// under load (`error_message` with `VALIDATION_FAILED`, then close 1011).
     pub reject_token: f64,
+    /// Per socket close: forget to decrement the server's own connection
+    /// counts (`active_connections`, `manager.connections` in
+    /// `/__chatload/stats`), as a leaking platform does.
+    pub leak_connections: f64,
+    /// Bytes every completed agent run leaves behind for good (really
+    /// allocated and written, so the server's RSS grows); 0: none.
+    pub leak_memory: u64,
+}
+
+/// Every fault class [`FaultPlan::set`] knows, in the order README lists them.
+pub const KNOWN_FAULTS: &[&str] = &[
+    "close_1011",
+    "close_1006",
+    "drop_event",
+    "duplicate_event",
+    "reorder",
+    "omit_field",
+    "leak",
+    "stall",
+    "malformed",
+    "binary",
+    "oversized",
+    "refuse_upgrade",
+    "slow_accept",
+    "lose_message",
+    "leak_history",
+    "mute_heartbeat",
+    "reject_token",
+    "rest_error",
+    "leak_connections",
+    "leak_memory",
+];
+
+/// The most a run may leak with `leak_memory` (a typo of a unit should not
+/// take the machine's memory).
+pub const LEAK_MEMORY_MAX: u64 = 1 << 30;
+
+fn parse_leak_memory(value: &str) -> Result<u64, String> {
+    let bytes = crate::units::parse_bytes(value)
+        .map_err(|e| format!("leak_memory takes a size per run, e.g. leak_memory=256KiB: {e}"))?;
+    if bytes > LEAK_MEMORY_MAX {
+        return Err(format!("leak_memory `{value}` is more than 1GiB per run"));
+    }
+    Ok(bytes)
 }
 
 fn split_arg<'a>(name: &str, value: &'a str) -> Result<(&'a str, &'a str), String> {
@@ -139,11 +183,18 @@ impl FaultPlan {
             "leak_history" => self.leak_history = parse_rate(value)?,
             "mute_heartbeat" => self.mute_heartbeat = parse_rate(value)?,
             "reject_token" => self.reject_token = parse_rate(value)?,
+            "leak_connections" => self.leak_connections = parse_rate(value)?,
+            "leak_memory" => self.leak_memory = parse_leak_memory(value)?,
             "malformed" => self.malformed = parse_rate(value)?,
             "binary" => self.binary = parse_rate(value)?,
             "oversized" => {
                 let (size, rate) = match value.rsplit_once(':') {
-                    Some((b, r)) => (b.trim().parse::<usize>().map_err(|_| format!("oversized size `{b}` is not a number of bytes"))?, r),
+                    Some((b, r)) => (
+                        b.trim().parse::<usize>().map_err(|_| {
+                            format!("oversized size `{b}` is not a number of bytes")
+                        })?,
+                        r,
+                    ),
                     None => (256 * 1024, value),
                 };
                 self.oversized = parse_rate(rate)?;
@@ -163,7 +214,10 @@ impl FaultPlan {
             }
             "refuse_upgrade" | "rest_error" => {
                 let (status, rate) = split_arg(name, value)?;
-                let status: u16 = status.trim().parse().map_err(|_| format!("{name} status `{status}` is not an HTTP status"))?;
+                let status: u16 = status
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("{name} status `{status}` is not an HTTP status"))?;
                 if !(400..600).contains(&status) {
                     return Err(format!("{name} status {status} must be 4xx or 5xx"));
                 }
@@ -181,7 +235,8 @@ impl FaultPlan {
             }
             other => {
                 return Err(format!(
-                    "unknown fault `{other}` (known: close_1011, close_1006, drop_event, duplicate_event, reorder, omit_field, leak, stall, malformed, binary, oversized, refuse_upgrade, slow_accept, lose_message, leak_history, mute_heartbeat, reject_token, rest_error)"
+                    "unknown fault `{other}` (known: {})",
+                    KNOWN_FAULTS.join(", ")
                 ))
             }
         }
@@ -218,6 +273,7 @@ impl fmt::Display for FaultPlan {
             ("leak_history", self.leak_history),
             ("mute_heartbeat", self.mute_heartbeat),
             ("reject_token", self.reject_token),
+            ("leak_connections", self.leak_connections),
         ] {
             if r > 0.0 {
                 parts.push(format!("{name}={}", pct(r)));
@@ -247,6 +303,9 @@ impl fmt::Display for FaultPlan {
         }
         if let Some((d, r)) = self.slow_accept {
             parts.push(format!("slow_accept={}ms:{}", d.as_millis(), pct(r)));
+        }
+        if self.leak_memory > 0 {
+            parts.push(format!("leak_memory={}", self.leak_memory));
         }
         f.write_str(&parts.join(","))
     }
@@ -394,9 +453,16 @@ mod tests {
         let p = FaultPlan::parse(
             "close_1011=0.5%@first_exchange,close_1011=1%@idle,drop_event=agent_thinking:1%,omit_field=tool_completed.results:2%,\
              duplicate_event=agent_started:3%,reorder=1%,leak=0.01%,stall=1%,malformed=1%,binary=1%,oversized=100000:1%,\
-             refuse_upgrade=503:5%,slow_accept=300ms:10%,close_1006=2%,reject_token=30%,rest_error=500:4%",
+             refuse_upgrade=503:5%,slow_accept=300ms:10%,close_1006=2%,reject_token=30%,rest_error=500:4%,\
+             leak_connections=5%,leak_memory=256KiB",
         )
         .unwrap();
+        assert!((p.leak_connections - 0.05).abs() < 1e-12);
+        assert_eq!(p.leak_memory, 256 * 1024);
+        assert_eq!(
+            FaultPlan::parse("leak_memory=1000").unwrap().leak_memory,
+            1000
+        );
         assert!((p.reject_token - 0.3).abs() < 1e-12);
         assert!((p.close_1011[&Phase::FirstExchange] - 0.005).abs() < 1e-12);
         assert!((p.close_1011[&Phase::Idle] - 0.01).abs() < 1e-12);
@@ -420,10 +486,18 @@ mod tests {
             "refuse_upgrade=200:1%",
             "rest_error=200:1%",
             "drop_event=1%",
+            "leak_connections=120%",
+            "leak_memory=lots",
+            "leak_memory=2GiB",
         ] {
             assert!(FaultPlan::parse(bad).is_err(), "{bad}");
         }
         assert!(FaultPlan::parse("").unwrap().is_empty());
+        // The unknown-fault message lists every class, the new ones too.
+        let e = FaultPlan::parse("explode=1%").unwrap_err();
+        for known in KNOWN_FAULTS {
+            assert!(e.contains(known), "{e}");
+        }
         assert_eq!(
             FaultPlan::parse("close_1011=0.25").unwrap().close_1011[&Phase::FirstExchange],
             0.25

@@ -10,6 +10,8 @@
 //! - a connection's generator, seeded from the user and how many sockets that
 //!   user opened (never accept order): reject_token, close_1011 at connect,
 //!   mute_heartbeat, close_1011 on the first exchange;
+//! - a close's generator, seeded from the same user and socket number (and
+//!   its own tag), drawn once when a ready socket closes: leak_connections;
 //! - a run's generator, seeded from the user and the run id: the run's shape,
 //!   its leak victim and the script faults `agent::script` applies;
 //! - a per-message generator for lose_message, and the REST generator for
@@ -52,17 +54,44 @@ pub(super) fn upgrade_faults(st: &ServerState) -> (Option<u16>, Option<Duration>
 /// A connection's generator. Draws depend on who connects and how often,
 /// never on accept order, so the same seed replays the same behaviour however
 /// connections interleave.
-pub(super) fn connection_rng(st: &ServerState, user: &str) -> ChaCha8Rng {
+/// Also returns the socket's number among this user's (1, 2, ...).
+pub(super) fn connection_rng(st: &ServerState, user: &str) -> (ChaCha8Rng, u64) {
     let user_conn = {
         let mut m = st.user_conns.lock().unwrap_or_else(|e| e.into_inner());
         let n = m.entry(user.to_string()).or_insert(0);
         *n += 1;
         *n
     };
-    ChaCha8Rng::seed_from_u64(stable_seed(
+    let rng = ChaCha8Rng::seed_from_u64(stable_seed(
         st.config.seed,
         &[user.as_bytes(), &user_conn.to_le_bytes()],
-    ))
+    ));
+    (rng, user_conn)
+}
+
+/// The leak_connections fault for one ready socket's close: whether the
+/// server forgets to subtract it from its own counts. Drawn from the user
+/// and the socket's number alone (its own generator, so the connection's
+/// other draws stay where they were); counts the leak.
+pub(super) fn leak_connection(st: &ServerState, user: &str, user_conn: u64) -> bool {
+    let rate = st.config.faults.leak_connections;
+    let armed = rate > 0.0;
+    if !armed {
+        return false;
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(stable_seed(
+        st.config.seed,
+        &[
+            user.as_bytes(),
+            &user_conn.to_le_bytes(),
+            b"leak_connections",
+        ],
+    ));
+    let leaked = draw(&mut rng, rate);
+    if leaked {
+        st.truth.add(truth::FAULT_LEAK_CONNECTIONS, 1);
+    }
+    leaked
 }
 
 /// The reject_token fault, the first draw from a connection's generator

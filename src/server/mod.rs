@@ -15,6 +15,9 @@
 //! - `faults.rs`: every seeded fault decision (which generator, which draw,
 //!   in which order), the capacity queue and the stall windows;
 //! - `truth.rs`: the truth counters and `GET /__chatload/truth`;
+//! - `stats.rs`: the server's own numbers as a platform shows them
+//!   (`GET /__chatload/stats`, `GET /__chatload/metrics`) and the heap the
+//!   leak_memory fault keeps;
 //! - `listener.rs`: accepts, counting the server's own accept errors;
 //! - `rest.rs`: login, tickets and the thread REST routes (auth is the
 //!   [`rest::AuthUser`] extractor);
@@ -38,6 +41,7 @@ mod listener;
 pub mod platform;
 pub mod rest;
 pub mod settings;
+pub mod stats;
 pub mod threads;
 pub mod truth;
 pub mod ws;
@@ -65,6 +69,8 @@ pub struct ServerState {
     pub config: Settings,
     policy: VerifyPolicy,
     pub truth: Truth,
+    /// The server's own numbers (`stats.rs`).
+    pub stats: stats::Live,
     conn_seq: AtomicU64,
     shutdown: watch::Receiver<bool>,
     /// Per-attempt faults (refused and slow upgrades) draw from this generator.
@@ -103,6 +109,9 @@ pub fn app(state: Arc<ServerState>) -> Router {
             get(|| async { Json(json!({"status": "ready"})) }),
         )
         .route("/__chatload/truth", get(truth::truth_handler))
+        .route("/__chatload/stats", get(stats::stats_handler))
+        .route("/ws/health", get(stats::stats_handler))
+        .route("/__chatload/metrics", get(stats::metrics_handler))
         .route("/api/websocket/ticket", post(rest::ticket_handler))
         .merge(thread_routes(state.clone()))
         .route("/auth/dev/login", post(rest::login_handler))
@@ -168,6 +177,7 @@ pub async fn spawn(config: Settings, addr: SocketAddr) -> std::io::Result<Runnin
     let state = Arc::new(ServerState {
         policy: VerifyPolicy::netra(&config.secret).refusing_aud(config.platform.refuse_aud),
         truth: Truth::default(),
+        stats: stats::Live::default(),
         conn_seq: AtomicU64::new(0),
         shutdown: shutdown.clone(),
         upgrade_rng: Mutex::new(ChaCha8Rng::seed_from_u64(config_seed ^ 0x005E_ED0F_u64)),

@@ -59,6 +59,13 @@ pub const FAULT_REST_ERROR: &str = "faults.rest_error";
 /// Thread and history requests refused for isolation (403) or unknown ids (404).
 pub const THREADS_FORBIDDEN: &str = "threads.forbidden_403";
 pub const THREADS_NOT_FOUND: &str = "threads.not_found_404";
+/// Socket closes the server forgot to subtract from its own connection
+/// counts (leak_connections fault): after every socket closed,
+/// `active_connections` in `/__chatload/stats` equals this.
+pub const FAULT_LEAK_CONNECTIONS: &str = "faults.leak_connections";
+/// Heap kept for good by the leak_memory fault, and the runs that kept it.
+pub const FAULT_LEAK_MEMORY_BYTES: &str = "faults.leak_memory_bytes";
+pub const FAULT_LEAK_MEMORY_RUNS: &str = "faults.leak_memory_runs";
 /// Tokens issued by the login endpoint.
 pub const LOGINS: &str = "auth.logins";
 /// Connections the listener could not accept, by errno name

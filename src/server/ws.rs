@@ -24,6 +24,7 @@ use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
 
 use super::settings::{Phase, ReadyStyle};
+use super::stats::{ActiveGuard, RunGuard, SocketGuard};
 use super::{agent, faults, threads, truth, ServerState};
 use crate::auth::TOKEN_SUBPROTOCOL_PREFIXES;
 
@@ -183,21 +184,32 @@ fn persist_request(
 /// Serves one agent run: waits for a free slot when the server has a
 /// capacity (or refuses the run with 1011 when the queue is full), then plays
 /// the run's script into the connection task, holding events back while a
-/// stall window is open. Ends early when the connection is gone.
+/// stall window is open. Ends early when the connection is gone; counts in
+/// `runs_in_flight` until it ends.
 async fn serve_run(
     st: Arc<ServerState>,
     script: Vec<agent::Outgoing>,
     out: mpsc::Sender<agent::Outgoing>,
     thread: Option<(String, String)>,
+    _in_flight: RunGuard,
 ) {
     let Ok(_slot) = faults::take_slot(&st, &out).await else {
         return;
     };
     let mut delayed = false;
+    let mut finished = false;
     for step in script {
-        tokio::time::sleep(step.delay).await;
-        faults::hold_for_stall(&st, &mut delayed).await;
+        let delay = step.delay;
+        let due = async {
+            tokio::time::sleep(delay).await;
+            faults::hold_for_stall(&st, &mut delayed).await;
+        };
+        tokio::select! {
+            () = due => {}
+            () = out.closed() => return,
+        }
         let last = step.last;
+        finished |= last;
         if out.send(step).await.is_err() {
             return;
         }
@@ -209,6 +221,11 @@ async fn serve_run(
             }
         }
     }
+    if !finished {
+        // Cut short without a close (the stall fault): the run hangs, in
+        // flight, until its socket ends.
+        out.closed().await;
+    }
 }
 
 fn is_run_start(t: &str) -> bool {
@@ -216,22 +233,6 @@ fn is_run_start(t: &str) -> bool {
         t,
         "start_agent" | "user_message" | "chat_message" | "message" | "agent_request"
     )
-}
-
-/// Removes a connection from the active set when it ends, however it ends.
-struct ActiveGuard {
-    st: Arc<ServerState>,
-    conn: u64,
-}
-
-impl Drop for ActiveGuard {
-    fn drop(&mut self) {
-        self.st
-            .active
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.conn);
-    }
 }
 
 /// Sends the ready frame(s) of the configured generation. Returns false when
@@ -328,6 +329,7 @@ struct Conn {
 /// One socket: authentication, connect faults, the ready phase, then the loop.
 async fn connection(mut socket: WebSocket, st: Arc<ServerState>, auth: Auth) {
     st.truth.add(truth::CONNECTIONS_UPGRADED, 1);
+    let _open = SocketGuard::new(st.clone());
     let conn = st.conn_seq.fetch_add(1, Ordering::Relaxed);
     let (user, token_exp) = match auth {
         Ok(u) => u,
@@ -341,7 +343,7 @@ async fn connection(mut socket: WebSocket, st: Arc<ServerState>, auth: Auth) {
             return;
         }
     };
-    let mut rng = faults::connection_rng(&st, &user);
+    let (mut rng, user_conn) = faults::connection_rng(&st, &user);
     if faults::reject_token(&st, &mut rng) || super::connect_limit::refused(&st) {
         let frame = json!({"type": "error_message", "error_code": "VALIDATION_FAILED", "message": "token validation failed"});
         send_json(&mut socket, &frame).await;
@@ -359,14 +361,7 @@ async fn connection(mut socket: WebSocket, st: Arc<ServerState>, auth: Auth) {
         return;
     }
     st.truth.add(truth::CONNECTIONS_READY, 1);
-    st.active
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(conn, user.clone());
-    let _active = ActiveGuard {
-        st: st.clone(),
-        conn,
-    };
+    let _active = ActiveGuard::new(st.clone(), conn, &user, user_conn);
     let (out_tx, out_rx) = mpsc::channel::<agent::Outgoing>(64);
     let muted = faults::draw(&mut rng, st.config.faults.mute_heartbeat);
     if muted {
@@ -473,6 +468,7 @@ async fn on_outgoing(socket: &mut WebSocket, st: &ServerState, out: agent::Outgo
     count_faults(&out.faults);
     if out.last {
         st.truth.add(truth::RUNS_COMPLETED, 1);
+        super::stats::retain_run_memory(st);
     }
     Flow::Continue
 }
@@ -568,12 +564,14 @@ async fn start_run(socket: &mut WebSocket, c: &mut Conn, m: &Map<String, Value>)
     c.run_seq += 1;
     let ids = agent::RunIds::from_request(&payload, &c.user, &c.connection_id, c.run_seq);
     st.truth.add(truth::RUNS_STARTED, 1);
+    let in_flight = RunGuard::new(st.clone());
     let mut run_rng = faults::run_rng(&st, &c.user, &ids.run_id);
     let plan = faults::run_plan(&st, &mut run_rng);
     let other = faults::leak_victim(&st, &c.user, &mut run_rng);
     let script = agent::script(&st.config, &ids, &plan, &mut run_rng, other.as_deref());
     let thread = persist_request(&st, &c.user, &payload, &ids.run_id);
     let thread = thread.map(|t| (c.user.clone(), t));
-    tokio::spawn(serve_run(st.clone(), script, c.out_tx.clone(), thread));
+    let out = c.out_tx.clone();
+    tokio::spawn(serve_run(st.clone(), script, out, thread, in_flight));
     Flow::Continue
 }
