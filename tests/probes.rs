@@ -343,3 +343,80 @@ x = "/x"
     assert!(counter(&r, "runs.ok") > 0);
     assert_eq!(r.snapshot.verdict, Verdict::Pass);
 }
+
+#[test]
+fn probe_values_on_a_mid_run_scrape_pass_promtool() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("s.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"
+version = 1
+name = "probe-metrics"
+[workload]
+users = 3
+ramp = [{{ to = 3, over = "0s" }}, {{ hold = "6s" }}]
+{JOURNEY}
+[[journey]]
+step = "think"
+duration = "100ms"
+[[probe]]
+name = "health"
+url = "/__chatload/stats"
+every = "200ms"
+[probe.values]
+active = "/active_connections"
+"#
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let mut child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_chatload"))
+            .args(["run", file.to_str().unwrap(), "-q", "--metrics-addr"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--out")
+            .arg(dir.path().join("out"))
+            .env("CHATLOAD_JWT_SECRET", SECRET)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // Polls until a scrape shows the probe's reading of 3 open connections.
+    let want = r#"chatload_probe_value{probe="health",value="active"} 3"#;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let body = loop {
+        if let Some((_, body)) = scrape(port, None) {
+            if body.lines().any(|l| l == want) {
+                break body;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no probe reading of 3 on /metrics"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(body.contains("# TYPE chatload_probe_value gauge"), "{body}");
+    for outcome in [
+        "ok",
+        "timeout",
+        "connect",
+        "status",
+        "too_large",
+        "parse",
+        "missing",
+    ] {
+        assert!(
+            body.contains(&format!(
+                "chatload_probe_reads_total{{outcome=\"{outcome}\"}}"
+            )),
+            "{outcome} missing:\n{body}"
+        );
+    }
+    assert!(body.contains("metric=\"probe_latency\""), "{body}");
+    promtool_check(&body);
+    assert_eq!(child.0.wait().unwrap().code(), Some(0));
+}

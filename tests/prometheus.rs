@@ -11,21 +11,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// `GET /metrics` with an optional `Accept` header: (head, body).
-fn scrape(port: u16, accept: Option<&str>) -> Option<(String, String)> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    let accept = accept
-        .map(|a| format!("Accept: {a}\r\n"))
-        .unwrap_or_default();
-    s.write_all(format!("GET /metrics HTTP/1.0\r\nHost: x\r\n{accept}\r\n").as_bytes())
-        .ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    Some((head.to_string(), body.to_string()))
-}
-
 /// Starts `chatload run` on the smoke scenario with live metrics on `port`.
 fn start(port: u16, out: &std::path::Path, extra: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_chatload"))
@@ -125,37 +110,5 @@ fn a_mid_run_scrape_passes_promtool_check_metrics() {
         );
     }
 
-    let check = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
-    let mut check = match check {
-        Ok(c) => c,
-        Err(e) if std::env::var_os("CI").is_none() => {
-            eprintln!("skipped: promtool is not installed here ({e}; .ci/run installs Debian's prometheus)");
-            return;
-        }
-        Err(e) => panic!("promtool is missing in CI: {e}"),
-    };
-    {
-        use std::io::Write;
-        check
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(body.as_bytes())
-            .unwrap();
-    }
-    let out = check.wait_with_output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && text.trim().is_empty(),
-        "promtool: {text}\n{body}"
-    );
+    promtool_check(&body);
 }
