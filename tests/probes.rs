@@ -420,3 +420,163 @@ active = "/active_connections"
     promtool_check(&body);
     assert_eq!(child.0.wait().unwrap().code(), Some(0));
 }
+
+/// Only shard 0 probes, and the merge keeps its series and judges its rules;
+/// a bound against one shard's own sockets is refused in a sharded run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn in_a_sharded_run_shard_0_probes_and_the_merge_judges_its_series() {
+    let _g = goose_lock().await;
+    let (_server, port) = serve("");
+    let target = format!("ws://127.0.0.1:{port}/ws");
+    let text = |rule: &str| {
+        format!(
+            r#"
+version = 1
+name = "probes-shards"
+seed = 7
+[workload]
+users = 4
+ramp = [{{ to = 4, over = "0s" }}, {{ hold = "3s" }}]
+{JOURNEY}
+[[journey]]
+step = "think"
+duration = "100ms"
+[[probe]]
+name = "health"
+url = "/__chatload/stats"
+every = "250ms"
+[probe.values]
+active = "/active_connections"
+[thresholds]
+{rule}
+"#
+        )
+    };
+    let refused = {
+        let (_d, out) = out_dir("refused");
+        let mut req = request(
+            parse(&text(r#""probe.active" = "<= sockets_open + 5""#)),
+            Some(target.clone()),
+            SECRET,
+            out,
+        );
+        req.shard = chatload::plan::Shard { index: 0, count: 2 };
+        chatload::run::run(req).await.err().expect("refused")
+    };
+    assert!(refused.to_string().contains("sharded run"), "{refused}");
+    let mut snaps = Vec::new();
+    let mut dirs = Vec::new();
+    for index in 0..2 {
+        let (d, out) = out_dir(&format!("shard-{index}"));
+        let mut req = request(
+            parse(&text(r#""probe.active" = "<= users_active + 5""#)),
+            Some(target.clone()),
+            SECRET,
+            out,
+        );
+        req.shard = chatload::plan::Shard { index, count: 2 };
+        let r = chatload::run::run(req).await.expect("the shard runs");
+        assert_eq!(r.snapshot.probes.is_some(), index == 0, "shard {index}");
+        assert_eq!(
+            r.out_dir.join("probes.jsonl").exists(),
+            index == 0,
+            "shard {index}"
+        );
+        snaps.push(r.snapshot);
+        dirs.push(d);
+    }
+    let merged = chatload::metrics::merge::merge(&snaps).expect("the shards merge");
+    assert_eq!(merged.probes, snaps[0].probes);
+    let bound = merged
+        .thresholds
+        .iter()
+        .find(|t| t.threshold.starts_with("probe.active"))
+        .expect("the probe rule judged on the merged run");
+    assert!(bound.passed, "{}", bound.observed_text);
+    assert_eq!(merged.verdict, Verdict::Pass);
+}
+
+/// A killed run keeps its probe readings: `report --recover` reads
+/// `probes.jsonl` back and judges the probe rules on it.
+#[test]
+fn a_killed_run_keeps_its_probe_readings_for_recover() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("s.toml");
+    let out = dir.path().join("out");
+    std::fs::write(
+        &file,
+        format!(
+            r#"
+version = 1
+name = "probe-kill"
+[workload]
+users = 2
+ramp = [{{ to = 2, over = "0s" }}, {{ hold = "60s" }}]
+{JOURNEY}
+[[journey]]
+step = "think"
+duration = "100ms"
+[[probe]]
+name = "health"
+url = "/__chatload/stats"
+every = "100ms"
+[probe.values]
+active = "/active_connections"
+[thresholds]
+"probe.active" = "<= users_active + 5"
+"#
+        ),
+    )
+    .unwrap();
+    let mut child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_chatload"))
+            .args(["run", file.to_str().unwrap(), "-q", "--out"])
+            .arg(&out)
+            .env("CHATLOAD_JWT_SECRET", SECRET)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let lines = || {
+        std::fs::read_to_string(out.join("probes.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| serde_json::from_str::<serde_json::Value>(l).is_ok())
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while lines() < 10 {
+        assert!(Instant::now() < deadline, "no probe readings were written");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.0.kill();
+    let _ = child.0.wait();
+    let kept = lines();
+    let o = Command::new(env!("CARGO_BIN_EXE_chatload"))
+        .args([
+            "report",
+            "--recover",
+            out.to_str().unwrap(),
+            "--format",
+            "md",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let text = std::fs::read_to_string(out.join("recovered/snapshot.json")).unwrap();
+    check_schema(&text);
+    let s = chatload::metrics::Snapshot::from_json(&text).unwrap();
+    assert_eq!(s.probes.as_ref().map(|p| p.samples.len()), Some(kept));
+    let bound = s
+        .thresholds
+        .iter()
+        .find(|t| t.threshold.starts_with("probe.active"))
+        .expect("the probe rule judged on the recovered readings");
+    assert!(bound.passed, "{}", bound.observed_text);
+}
