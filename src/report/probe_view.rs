@@ -1,7 +1,8 @@
 //! The target's own numbers (`[[probe]]`) in the reports: a table of each
 //! probe value (first, last, min, max, readings, failed reads) and, in the
-//! HTML report, each value charted beside chatload's own open sockets on
-//! one time axis, so a count that drifts away from chatload's shows.
+//! HTML report, each value charted beside chatload's own open sockets and
+//! the plan's users on one time axis, so a count that drifts away from
+//! chatload's shows (a value of another size, such as bytes, alone).
 //!
 //! Imports `metrics` (the series), `svg.rs` (the over-time chart) and `plot.rs`.
 
@@ -19,6 +20,8 @@ pub struct ProbeView {
     pub points: Vec<(f64, f64)>,
     /// chatload's ready sockets at the same readings.
     pub sockets_open: Vec<(f64, f64)>,
+    /// The users the plan wanted at the same readings.
+    pub users_active: Vec<(f64, f64)>,
     /// The reading after the last socket closed, if one was taken.
     pub after_close: Option<f64>,
     /// Reads of this value's probe, and how many failed.
@@ -47,6 +50,7 @@ pub fn probe_views(s: &Snapshot) -> Vec<ProbeView> {
                     value: name.clone(),
                     points: Vec::new(),
                     sockets_open: Vec::new(),
+                    users_active: Vec::new(),
                     after_close: None,
                     reads: 0,
                     failed: 0,
@@ -56,6 +60,7 @@ pub fn probe_views(s: &Snapshot) -> Vec<ProbeView> {
             } else {
                 e.points.push((smp.t_s, *v));
                 e.sockets_open.push((smp.t_s, smp.own.sockets_open as f64));
+                e.users_active.push((smp.t_s, smp.own.users_active as f64));
             }
         }
     }
@@ -118,7 +123,7 @@ pub const HEADER: [&str; 9] = [
     "failed",
 ];
 
-/// The charts: each value beside chatload's open sockets.
+/// The charts: each value beside chatload's open sockets and the plan's users.
 pub fn charts(views: &[ProbeView]) -> String {
     use super::plot::{Line, COLORS};
     let end = views
@@ -144,11 +149,16 @@ pub fn charts(views: &[ProbeView]) -> String {
                     color: COLORS[0],
                     points: v.sockets_open.clone(),
                 });
+                lines.push(Line {
+                    name: "users_active (plan)".into(),
+                    color: COLORS[3],
+                    points: v.users_active.clone(),
+                });
             }
             super::svg::over_time_chart(
                 &format!("probe-{}", v.value),
                 &format!(
-                    "probe.{} ({}) beside chatload's open sockets",
+                    "probe.{} ({}) beside chatload's sockets and users",
                     v.value, v.probe
                 ),
                 lines,
