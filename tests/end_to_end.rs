@@ -247,7 +247,11 @@ timeout = "5s"
     let r = tokio::time::timeout(Duration::from_secs(60), run(parse(text), None, SECRET, out))
         .await
         .expect("the run ended");
-    assert_eq!(r.snapshot.verdict, "pass");
+    assert_eq!(
+        r.snapshot.verdict, "pass",
+        "{:#?}\n{:#?}",
+        r.snapshot.thresholds, r.snapshot.counters
+    );
     assert!(counter(&r, "runs.ok") > 0);
 }
 

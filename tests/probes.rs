@@ -580,3 +580,90 @@ active = "/active_connections"
         .expect("the probe rule judged on the recovered readings");
     assert!(bound.passed, "{}", bound.observed_text);
 }
+
+/// A probe's identity goes only to its own host: with redirects followed, a
+/// hop to another host is refused (and counted) instead of carrying it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_probe_identity_never_follows_a_redirect_to_another_host() {
+    use std::sync::{Arc, Mutex};
+    let _g = goose_lock().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen_by_json = seen.clone();
+    let app = axum::Router::new()
+        .route(
+            "/redir",
+            axum::routing::get(move || async move {
+                (
+                    axum::http::StatusCode::FOUND,
+                    [(
+                        axum::http::header::LOCATION,
+                        format!("http://localhost:{port}/json"),
+                    )],
+                )
+            }),
+        )
+        .route(
+            "/json",
+            axum::routing::get(move |h: axum::http::HeaderMap| {
+                let seen = seen_by_json.clone();
+                async move {
+                    if let Some(v) = h.get("x-probe") {
+                        seen.lock()
+                            .unwrap()
+                            .push(v.to_str().unwrap_or("").to_string());
+                    }
+                    axum::Json(serde_json::json!({"up": 1}))
+                }
+            }),
+        );
+    let srv = tokio::spawn(async move { axum::serve(listener, app).await });
+    std::env::set_var("CHATLOAD_TEST_PROBE_IDENTITY", "probe-identity-7f3a9c");
+    let (_tmp, out) = out_dir("redirect");
+    let scenario = parse(&format!(
+        r#"
+version = 1
+name = "probes-redirect"
+seed = 7
+[target]
+allow = ["127.0.0.1", "localhost"]
+follow_redirects = true
+[workload]
+users = 1
+ramp = [{{ to = 1, over = "0s" }}, {{ hold = "2s" }}]
+{JOURNEY}
+[[journey]]
+step = "think"
+duration = "100ms"
+[[probe]]
+name = "moved"
+url = "http://127.0.0.1:{port}/redir"
+every = "250ms"
+identity_env = "CHATLOAD_TEST_PROBE_IDENTITY"
+header = "X-Probe"
+[probe.values]
+up = "/up"
+"#
+    ));
+    let r = run(scenario, None, SECRET, out).await;
+    srv.abort();
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "the identity reached another host"
+    );
+    let samples = &r.snapshot.probes.as_ref().unwrap().samples;
+    assert!(!samples.is_empty());
+    assert!(samples.iter().all(|s| !s.ok));
+    assert_eq!(counter(&r, "probes.failed.connect"), samples.len() as u64);
+    assert!(counter(&r, "http.redirects.refused") >= samples.len() as u64);
+    let jsonl = std::fs::read_to_string(r.out_dir.join("probes.jsonl")).unwrap();
+    assert!(jsonl.contains("only on its own host"), "{jsonl}");
+    for f in ["probes.jsonl", "snapshot.json", "report.md", "report.html"] {
+        let text = std::fs::read_to_string(r.out_dir.join(f)).unwrap();
+        assert!(
+            !text.contains("probe-identity-7f3a9c"),
+            "{f} holds the identity"
+        );
+    }
+}

@@ -147,8 +147,11 @@ probes (the target's own numbers, read during the run):
     }
     if let Some(w) = crate::scenario::probe_rules::ProbeRule::after_close_wait(&s.probe_rules) {
         o.push_str(&format!(
-            "  after the users are done: +{} to read every probe once more (after_close rules)\n",
-            crate::units::format_us(w.as_micros() as f64)
+            "  after the users are done: +{} to read every probe once more (after_close rules), plus up to {} for the slowest answer\n",
+            crate::units::format_us(w.as_micros() as f64),
+            crate::units::format_us(
+                s.probes.iter().map(|p| p.timeout).max().unwrap_or_default().as_micros() as f64
+            )
         ));
     }
     for r in &s.probe_rules {

@@ -73,7 +73,8 @@ use crate::scenario::{Model, Step};
 pub use body::read_capped;
 use shared::Shared;
 pub use shared::{
-    http_base, http_client, http_error, stop_early, EngineConfig, EngineError, StopHandle,
+    http_base, http_client, http_client_with, http_error, stop_early, EngineConfig, EngineError,
+    StopHandle,
 };
 use steps::{run_step, serve_arrival};
 pub use tls::WsTls;

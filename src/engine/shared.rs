@@ -135,11 +135,30 @@ pub fn http_client(
     target_url: &str,
     obs: ObsSender,
 ) -> Result<reqwest::Client, EngineError> {
+    http_client_with(target, target_url, obs, false)
+}
+
+/// [`http_client`], and with `same_host` a redirect is followed only to the
+/// host it came from: a probe's identity header goes nowhere else.
+pub fn http_client_with(
+    target: &crate::scenario::Target,
+    target_url: &str,
+    obs: ObsSender,
+    same_host: bool,
+) -> Result<reqwest::Client, EngineError> {
     let policy = if target.follow_redirects {
         let allow = target.allow.clone();
         reqwest::redirect::Policy::custom(move |attempt| {
             let host = attempt.url().host_str().unwrap_or("").to_string();
-            if !crate::scenario::target::host_allowed(&host, &allow) {
+            let from = attempt.previous().last().and_then(|u| u.host_str());
+            if same_host && from.is_some_and(|f| f != host) {
+                obs.count(crate::names::HTTP_REDIRECTS_REFUSED);
+                let why = format!(
+                    "redirect to {} refused: a probe follows redirects only on its own host (its identity goes nowhere else)",
+                    attempt.url()
+                );
+                attempt.error(why)
+            } else if !crate::scenario::target::host_allowed(&host, &allow) {
                 obs.count(crate::names::HTTP_REDIRECTS_REFUSED);
                 let why = format!(
                     "redirect to {} refused: its host is not in target.allow",

@@ -209,7 +209,7 @@ pub fn recover(dir: &std::path::Path) -> Result<Snapshot, String> {
     let capacity = s.capacity.take();
     let probe_rules = probe_rules_from_echo(&s.scenario)?;
     if let Some(p) = s.probes.as_mut() {
-        p.samples = super::probes::read_jsonl(&dir.join(super::probes::PROBES_FILE));
+        p.read_jsonl(&dir.join(super::probes::PROBES_FILE), &probe_rules);
     }
     s.judge(
         &total,

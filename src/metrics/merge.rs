@@ -40,7 +40,13 @@ pub fn merge(snaps: &[Snapshot]) -> Result<Snapshot, MergeError> {
     let thresholds = super::judge::rules_of(first).map_err(MergeError::Mismatch)?;
     let probe_rules =
         super::judge::probe_rules_from_echo(&first.scenario).map_err(MergeError::Mismatch)?;
-    let (ending, notes) = partial_notes(count, &seen, &sums);
+    let (ending, mut notes) = partial_notes(count, &seen, &sums);
+    if !probe_rules.is_empty() && !seen.contains_key(&0) {
+        notes.push(format!(
+            "{} probe rule(s) not judged: shard 0, the one that probes the target, is missing",
+            probe_rules.len()
+        ));
+    }
     let total = std::mem::take(&mut sums.total);
     let mut merged = assemble(first, count, &seen, sums, &total, notes);
     merged.judge(

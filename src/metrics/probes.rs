@@ -19,19 +19,24 @@ use crate::scenario::probe_rules::{OwnSeries, ProbeRule, ProbeRuleKind};
 /// The file of every probe reading, one JSON line each, beside the interval files.
 pub const PROBES_FILE: &str = "probes.jsonl";
 
-/// The readings of a `probes.jsonl` (lines that do not parse, such as a
-/// last line cut by a kill, are left out).
-pub fn read_jsonl(path: &std::path::Path) -> Vec<ProbeSample> {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return Vec::new();
-    };
-    let mut s = ProbeSeries::default();
-    for line in text.lines() {
-        if let Ok(x) = serde_json::from_str(line) {
-            s.push(x);
+impl ProbeSeries {
+    /// Replaces the readings with those of a `probes.jsonl`, judging the
+    /// bounds on each as it is read (lines that do not parse, such as a last
+    /// line cut by a kill, are left out).
+    pub fn read_jsonl(&mut self, path: &std::path::Path, rules: &[ProbeRule]) {
+        self.samples.clear();
+        self.breaches.clear();
+        self.streaks.clear();
+        self.kept.clear();
+        let Ok(text) = std::fs::read_to_string(path) else {
+            return;
+        };
+        for line in text.lines() {
+            if let Ok(x) = serde_json::from_str(line) {
+                self.push(x, rules);
+            }
         }
     }
-    s.samples
 }
 
 /// The most samples kept in memory and in the snapshot; beyond it every
@@ -85,19 +90,99 @@ pub struct ProbeSeries {
     pub steady_from_s: f64,
     /// ...to the end of the plan's peak.
     pub steady_to_s: f64,
+    /// The share of the steady phase's time in each drift window (`[drift] window`).
+    #[serde(default = "default_window")]
+    pub window: f64,
     pub samples: Vec<ProbeSample>,
+    /// The first failing streak of each bound rule, found as the readings
+    /// came (before any thinning), by rule.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub breaches: BTreeMap<String, Breach>,
+    /// Readings in a row that broke each bound so far (while recording).
+    #[serde(skip)]
+    streaks: BTreeMap<String, u32>,
+    /// Kept readings (during the run) per probe, while recording.
+    #[serde(skip)]
+    kept: BTreeMap<String, usize>,
+}
+
+fn default_window() -> f64 {
+    0.1
+}
+
+/// The reading that completed a bound's first failing streak.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Breach {
+    pub t_s: f64,
+    pub value: f64,
+    pub limit: f64,
+    pub own: OwnFigures,
 }
 
 impl ProbeSeries {
-    /// Adds a sample, halving the kept resolution past [`MAX_PROBE_SAMPLES`].
-    pub fn push(&mut self, s: ProbeSample) {
+    pub fn new(steady_from_s: f64, steady_to_s: f64, window: f64) -> ProbeSeries {
+        ProbeSeries {
+            steady_from_s,
+            steady_to_s,
+            window,
+            ..ProbeSeries::default()
+        }
+    }
+
+    /// Adds a sample, halving the kept resolution of its probe past
+    /// [`MAX_PROBE_SAMPLES`] (every other of that probe's readings, so each
+    /// probe keeps its whole time span). Bounds are judged on every reading
+    /// first (`rules`), so thinning never hides a failing streak.
+    pub fn push(&mut self, s: ProbeSample, rules: &[ProbeRule]) {
+        if !s.after_close {
+            self.observe(&s, rules);
+        }
+        let probe = s.probe.clone();
+        let thinned = !s.after_close;
         self.samples.push(s);
-        if self.samples.len() > MAX_PROBE_SAMPLES {
-            let mut i = 0;
-            self.samples.retain(|s| {
+        if !thinned {
+            return;
+        }
+        let mine = self.kept.entry(probe.clone()).or_insert(0);
+        *mine += 1;
+        if *mine > MAX_PROBE_SAMPLES {
+            let mut i: usize = 0;
+            self.samples.retain(|x| {
+                if x.probe != probe || x.after_close {
+                    return true;
+                }
                 i += 1;
-                i % 2 == 1 || s.after_close
+                i % 2 == 1
             });
+            self.kept.insert(probe, i.div_ceil(2));
+        }
+    }
+
+    /// Follows each bound rule's streak on one reading.
+    fn observe(&mut self, s: &ProbeSample, rules: &[ProbeRule]) {
+        for r in rules {
+            let ProbeRuleKind::Bound { rhs, consecutive } = &r.kind else {
+                continue;
+            };
+            let Some(v) = s.values.get(&r.value) else {
+                continue;
+            };
+            let limit = rhs.eval(|o| s.own.get(o));
+            let streak = self.streaks.entry(r.expr.clone()).or_insert(0);
+            if r.op.holds(*v, limit) {
+                *streak = 0;
+                continue;
+            }
+            *streak += 1;
+            if *streak >= *consecutive && !self.breaches.contains_key(&r.expr) {
+                let b = Breach {
+                    t_s: s.t_s,
+                    value: *v,
+                    limit,
+                    own: s.own,
+                };
+                self.breaches.insert(r.expr.clone(), b);
+            }
         }
     }
 
@@ -123,7 +208,13 @@ impl ProbeSeries {
         let (observed, observed_text, limit, limit_text, unit, passed) = match &r.kind {
             ProbeRuleKind::Bound { rhs, consecutive } => {
                 let pts = self.points(&r.value, false);
-                bound(r, &pts, |o| rhs.eval(|s| o.get(s)), *consecutive)
+                let judged = bound(r, &pts, |o| rhs.eval(|s| o.get(s)), *consecutive);
+                match self.breaches.get(&r.expr) {
+                    // Found on every reading as they came: it stands even if
+                    // the kept readings were thinned since.
+                    Some(b) if judged.5 => breach_result(b, *consecutive),
+                    _ => judged,
+                }
             }
             ProbeRuleKind::AfterClose { rhs, .. } => {
                 let pts = self.points(&r.value, true);
@@ -178,17 +269,31 @@ impl ProbeSeries {
             .collect()
     }
 
-    /// Relative change of the mean from the first tenth of the steady
-    /// phase's readings to the last tenth (at least one reading each):
+    /// Relative change of the mean from the first `window` of the steady
+    /// phase's time to the last (at least one reading each):
     /// `(change, first mean, last mean)`.
     fn drift(&self, value: &str) -> Option<(f64, f64, f64)> {
         let pts = self.steady(value);
         if pts.len() < 2 {
             return None;
         }
-        let w = (pts.len() / 10).max(1);
-        let mean = |s: &[(f64, f64)]| s.iter().map(|p| p.1).sum::<f64>() / s.len() as f64;
-        let (f, l) = (mean(&pts[..w]), mean(&pts[pts.len() - w..]));
+        // Windows by time: the first and last `window` of the steady span
+        // the readings cover (at least one reading each).
+        let (t0, t1) = (pts[0].0, pts[pts.len() - 1].0);
+        let span = (t1 - t0) * self.window;
+        let first: Vec<f64> = pts
+            .iter()
+            .take_while(|p| p.0 <= t0 + span)
+            .map(|p| p.1)
+            .collect();
+        let last: Vec<f64> = pts
+            .iter()
+            .rev()
+            .take_while(|p| p.0 >= t1 - span)
+            .map(|p| p.1)
+            .collect();
+        let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len() as f64;
+        let (f, l) = (mean(&first), mean(&last));
         let change = if f == 0.0 {
             if l == 0.0 {
                 0.0
@@ -218,6 +323,18 @@ impl ProbeSeries {
 
 type Judged = (Option<f64>, String, f64, String, &'static str, bool);
 
+fn breach_result(b: &Breach, k: u32) -> Judged {
+    let text = format!(
+        "{} at {:.1}s (chatload: sockets_open {}, users_active {}, runs_in_flight {}), {k} readings in a row over the bound",
+        num(b.value),
+        b.t_s,
+        b.own.sockets_open,
+        b.own.users_active,
+        b.own.runs_in_flight
+    );
+    (Some(b.value), text, b.limit, num(b.limit), "count", false)
+}
+
 /// A value against a bound at every reading: fails once `k` readings in a
 /// row break it. Observed: the reading that completed the first failing
 /// streak (or the one closest to breaking it).
@@ -236,6 +353,13 @@ fn bound(
             "count",
             false,
         );
+    }
+    if pts.len() < k as usize {
+        let text = format!(
+            "insufficient data ({} readings; the bound fails after {k} in a row, so it needs at least {k})",
+            pts.len()
+        );
+        return (None, text, 0.0, "-".into(), "count", false);
     }
     let mut streak = 0u32;
     let mut failed_at: Option<usize> = None;
@@ -300,26 +424,25 @@ mod tests {
     use std::time::Duration;
 
     fn series(vals: &[(f64, f64, u64)]) -> ProbeSeries {
-        let mut s = ProbeSeries {
-            steady_from_s: 0.0,
-            steady_to_s: 1e9,
-            samples: vec![],
-        };
+        let mut s = ProbeSeries::new(0.0, 1e9, 0.1);
         for (t, v, sockets) in vals {
-            s.push(ProbeSample {
-                t_s: *t,
-                probe: "p".into(),
-                ok: true,
-                latency_ms: 1.0,
-                error: None,
-                values: [("x".to_string(), *v)].into(),
-                own: OwnFigures {
-                    sockets_open: *sockets,
-                    users_active: *sockets,
-                    runs_in_flight: 0,
+            s.push(
+                ProbeSample {
+                    t_s: *t,
+                    probe: "p".into(),
+                    ok: true,
+                    latency_ms: 1.0,
+                    error: None,
+                    values: [("x".to_string(), *v)].into(),
+                    own: OwnFigures {
+                        sockets_open: *sockets,
+                        users_active: *sockets,
+                        runs_in_flight: 0,
+                    },
+                    after_close: false,
                 },
-                after_close: false,
-            });
+                &[],
+            );
         }
         s
     }
@@ -349,6 +472,64 @@ mod tests {
         );
         assert_eq!(r.observed, Some(14.0));
         assert_eq!(r.limit, 12.0);
+    }
+
+    #[test]
+    fn fewer_readings_than_the_streak_are_insufficient_data() {
+        let b = rule("probe.x", "< 0");
+        let r = &series(&[(1.0, 4.0, 1), (2.0, 4.0, 1)]).judge(&[b])[0];
+        assert!(!r.passed);
+        assert_eq!(r.observed, None);
+        assert!(
+            r.observed_text.starts_with("insufficient data (2 readings"),
+            "{}",
+            r.observed_text
+        );
+    }
+
+    #[test]
+    fn thinning_keeps_each_probes_span_and_never_hides_a_streak() {
+        let b = rule("probe.x", "<= sockets_open");
+        let mut s = ProbeSeries::new(0.0, 1e9, 0.1);
+        let sample = |probe: &str, t: f64, v: f64| ProbeSample {
+            t_s: t,
+            probe: probe.into(),
+            ok: true,
+            latency_ms: 1.0,
+            error: None,
+            values: [("x".to_string(), v), ("y".to_string(), 1.0)].into(),
+            own: OwnFigures {
+                sockets_open: 10,
+                users_active: 10,
+                runs_in_flight: 0,
+            },
+            after_close: false,
+        };
+        // Two probes read together; "a" breaks the bound 3 times in a row
+        // early on, which thinning would leave as a streak of 1 or 2.
+        let n = MAX_PROBE_SAMPLES + 10;
+        for i in 0..n {
+            let t = i as f64;
+            let v = if (5..8).contains(&i) { 11.0 } else { 10.0 };
+            s.push(sample("a", t, v), std::slice::from_ref(&b));
+            let mut other = sample("b", t, 1.0);
+            other.values.remove("x");
+            s.push(other, std::slice::from_ref(&b));
+        }
+        let count = |p: &str| s.samples.iter().filter(|x| x.probe == p).count();
+        assert!(count("a") <= MAX_PROBE_SAMPLES && count("a") > MAX_PROBE_SAMPLES / 3);
+        assert_eq!(count("a"), count("b"));
+        let first_b = s
+            .samples
+            .iter()
+            .filter(|x| x.probe == "b")
+            .map(|x| x.t_s)
+            .fold(f64::MAX, f64::min);
+        assert_eq!(first_b, 0.0, "probe b keeps its start");
+        let r = &s.judge(&[b])[0];
+        assert!(!r.passed, "{}", r.observed_text);
+        assert_eq!(r.observed, Some(11.0));
+        assert!(r.observed_text.contains("at 7.0s"), "{}", r.observed_text);
     }
 
     #[test]

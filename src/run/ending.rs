@@ -70,6 +70,11 @@ pub(super) fn judge(req: &RunRequest, template: &Snapshot, ended: Ended) -> Snap
     snapshot.offered = offered(req, &ended.intervals, ended.elapsed);
     if let Some(p) = &ended.probes {
         snapshot.probes = Some(p.clone());
+    } else if !sc.probe_rules.is_empty() {
+        notes.push(format!(
+            "{} probe rule(s) not judged here: only shard 0 probes the target, and `chatload merge` judges them on its readings",
+            sc.probe_rules.len()
+        ));
     }
     snapshot.judge(
         rec,

@@ -103,13 +103,7 @@ fn metrics_router(
             );
             async move {
                 let rec = obs.peek().await;
-                let probes: Vec<(String, String, f64)> = labels
-                    .probe_values
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .iter()
-                    .map(|((p, v), x)| (p.clone(), v.clone(), *x))
-                    .collect();
+                let probes = super::probe::latest(&labels.probe_values);
                 let live = Live {
                     rec: &rec,
                     users,

@@ -88,6 +88,7 @@ impl LiveOutputs {
                 scenario: sc.name.clone(),
                 tags: sc.tags.clone(),
                 step_tags: sc.metric_tags(),
+                probe_values: probe_values.clone(),
             };
             let auth = sc
                 .live

@@ -39,6 +39,16 @@ const MAX_ANSWER: usize = 1 << 20;
 /// The latest value of every probe value, for `/metrics`: (probe, value) -> number.
 pub type LatestValues = Arc<Mutex<BTreeMap<(String, String), f64>>>;
 
+/// The latest readings as (probe, value, number), for the live families.
+pub fn latest(values: &LatestValues) -> Vec<(String, String, f64)> {
+    values
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .map(|((p, v), x)| (p.clone(), v.clone(), *x))
+        .collect()
+}
+
 /// A probe ready to read: its resolved URL and identity.
 struct Ready {
     probe: Probe,
@@ -55,6 +65,10 @@ struct Shared {
     series: Mutex<ProbeSeries>,
     file: Mutex<Option<std::io::BufWriter<std::fs::File>>>,
     latest: LatestValues,
+    /// The probe rules: bounds are judged on every reading as it comes.
+    rules: Vec<crate::scenario::probe_rules::ProbeRule>,
+    /// The last reading of chatload's own figures, and when.
+    own: Mutex<Option<(Instant, OwnFigures)>>,
 }
 
 /// The running probes.
@@ -71,19 +85,19 @@ pub(super) fn template(sc: &Scenario, shard: crate::plan::Shard) -> Option<Probe
     if sc.probes.is_empty() || shard.index != 0 {
         return None;
     }
-    let warmup = crate::metrics::judge::drift_spec_from_echo(&sc.echo)
-        .map(|d| d.warmup)
-        .unwrap_or_default()
-        .as_secs_f64();
+    let drift = crate::metrics::judge::drift_spec_from_echo(&sc.echo).unwrap_or_default();
     let (from, to) = match sc.workload.open() {
         Some(m) => (0.0, m.rate.total().as_secs_f64()),
+        // Every user starts at once and runs its iterations: steady from the
+        // start to the end, whenever that comes.
+        None if sc.workload.plan.iterations.is_some() => (0.0, f64::MAX),
         None => steady_of(&sc.workload.plan),
     };
-    Some(ProbeSeries {
-        steady_from_s: from + warmup,
-        steady_to_s: to,
-        samples: Vec::new(),
-    })
+    Some(ProbeSeries::new(
+        from + drift.warmup.as_secs_f64(),
+        to,
+        drift.window,
+    ))
 }
 
 /// From the moment the plan first holds its peak to the end of that hold.
@@ -166,8 +180,8 @@ impl Probing {
         let engine_err = |e: crate::engine::EngineError| RunError::Usage(e.to_string());
         let tls = crate::engine::WsTls::new(&sc.target.tls, target_url).map_err(RunError::Usage)?;
         let base = crate::engine::http_base(&tls, target_url).map_err(engine_err)?;
-        let http =
-            crate::engine::http_client(&sc.target, target_url, obs.clone()).map_err(engine_err)?;
+        let http = crate::engine::http_client_with(&sc.target, target_url, obs.clone(), true)
+            .map_err(engine_err)?;
         let probes: Vec<Ready> = sc
             .probes
             .iter()
@@ -200,6 +214,8 @@ impl Probing {
             series: Mutex::new(series),
             file: Mutex::new(Some(std::io::BufWriter::new(file))),
             latest,
+            rules: sc.probe_rules.clone(),
+            own: Mutex::new(None),
         });
         let probes = Arc::new(probes);
         let (stop, stop_rx) = watch::channel(false);
@@ -239,9 +255,8 @@ impl Probing {
         }
         if let Some(wait) = after_close {
             tokio::time::sleep(wait).await;
-            for p in self.probes.iter() {
-                read_once(&self.shared, p, true).await;
-            }
+            let reads = self.probes.iter().map(|p| read_once(&self.shared, p, true));
+            futures_util::future::join_all(reads).await;
         }
         if let Some(mut f) = self
             .shared
@@ -256,26 +271,47 @@ impl Probing {
     }
 }
 
-/// chatload's own figures now.
-async fn own_figures(shared: &Shared) -> OwnFigures {
+/// How long one reading of chatload's own figures serves probes read
+/// together (each reading copies the collector's recorder).
+const OWN_FRESH: Duration = Duration::from_millis(50);
+
+/// chatload's own figures now (or read less than [`OWN_FRESH`] ago).
+/// `users_active`: the users the plan wants now; a plan of iterations
+/// starts every user at once, so all of them until the users are done.
+async fn own_figures(shared: &Shared, after_close: bool) -> OwnFigures {
+    if let Some((at, own)) = *shared.own.lock().unwrap_or_else(|e| e.into_inner()) {
+        if at.elapsed() < OWN_FRESH && !after_close {
+            return own;
+        }
+    }
     let rec = shared.obs.peek().await;
     let started = rec.counter(names::RUNS_STARTED);
     let ended = rec.counter(names::RUNS_OK) + rec.counter(names::RUNS_FAILED);
-    OwnFigures {
+    let users_active = match (after_close, shared.plan.iterations) {
+        (true, _) => 0,
+        (false, Some(_)) => shared.plan.peak_users(),
+        (false, None) => shared.plan.users_at(shared.t0.elapsed()),
+    };
+    let own = OwnFigures {
         sockets_open: rec
             .counter(names::CONN_READY)
             .saturating_sub(rec.counter(names::CONN_CLOSED)),
-        users_active: shared.plan.users_at(shared.t0.elapsed()),
+        users_active,
         runs_in_flight: started.saturating_sub(ended),
-    }
+    };
+    *shared.own.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), own));
+    own
 }
 
-/// One read of one probe: records the sample everywhere it goes.
+/// One read of one probe: records the sample everywhere it goes. The
+/// reading's time and chatload's figures are those of the request's send
+/// (a slow answer is not compared with later figures).
 async fn read_once(shared: &Shared, p: &Ready, after_close: bool) {
+    let own = own_figures(shared, after_close).await;
+    let t_s = shared.t0.elapsed().as_secs_f64();
     let sent = Instant::now();
     let (values, failure) = fetch(shared, p).await;
     let latency = sent.elapsed();
-    let own = own_figures(shared).await;
     shared
         .obs
         .sample(names::PROBE_LATENCY, latency.as_micros() as u64);
@@ -293,7 +329,7 @@ async fn read_once(shared: &Shared, p: &Ready, after_close: bool) {
         }
     }
     let sample = ProbeSample {
-        t_s: shared.t0.elapsed().as_secs_f64(),
+        t_s,
         probe: p.probe.name.clone(),
         ok: failure.is_none(),
         latency_ms: latency.as_secs_f64() * 1e3,
@@ -316,7 +352,7 @@ async fn read_once(shared: &Shared, p: &Ready, after_close: bool) {
         .series
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .push(sample);
+        .push(sample, &shared.rules);
 }
 
 /// The answer's values, or why the read failed (`probes.failed.<kind>`, text).

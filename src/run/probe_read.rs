@@ -69,6 +69,10 @@ pub(super) fn read_values(
                     )
                 }
             };
+            if scrape.samples.is_empty() && !body.trim().is_empty() {
+                let why = "no Prometheus samples in the answer (not the text exposition format?)";
+                return (found, Some(ReadError::Parse(why.into())));
+            }
             for w in wanted {
                 let Selector::Metric { name, labels } = &w.select else {
                     continue;
@@ -84,8 +88,10 @@ pub(super) fn read_values(
                     })
                     .filter_map(|s| prometheus_number(&s.value))
                     .collect();
-                if !matching.is_empty() {
-                    found.insert(w.name.clone(), matching.iter().sum());
+                // A sum that overflows (two samples of 1e308) is no number.
+                let sum: f64 = matching.iter().sum();
+                if !matching.is_empty() && sum.is_finite() {
+                    found.insert(w.name.clone(), sum);
                 }
             }
         }
@@ -127,6 +133,12 @@ mod tests {
         assert_eq!(err, Some(ReadError::Missing(vec!["gone".into()])));
         let (_, err) = read_values(ProbeFormat::Json, "<html>", &wanted);
         assert!(matches!(err, Some(ReadError::Parse(_))));
+        let (_, err) = read_values(
+            ProbeFormat::Prometheus,
+            "<html><body>hi</body></html>",
+            &wanted,
+        );
+        assert!(matches!(err, Some(ReadError::Parse(_))), "{err:?}");
     }
 
     #[test]
@@ -148,5 +160,11 @@ mod tests {
         assert_eq!(v["open"], 12.0);
         assert_eq!(v["all"], 27.0);
         assert_eq!(v["rss"], 35_000_000.0);
+        // Two samples of 1e308 sum to infinity: no number, so missing.
+        let huge = "x{a=\"1\"} 1e308\nx{a=\"2\"} 1e308\n";
+        let wanted = [value("x", parse_metric_selector("x").unwrap())];
+        let (v, err) = read_values(ProbeFormat::Prometheus, huge, &wanted);
+        assert!(v.is_empty());
+        assert_eq!(err, Some(ReadError::Missing(vec!["x".into()])));
     }
 }

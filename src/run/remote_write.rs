@@ -177,6 +177,8 @@ pub(super) struct RunLabels {
     pub scenario: String,
     pub tags: BTreeMap<String, String>,
     pub step_tags: BTreeMap<String, BTreeMap<String, String>>,
+    /// The latest `[[probe]]` readings (`probe.rs`), pushed as `chatload_probe_value`.
+    pub probe_values: super::probe::LatestValues,
 }
 
 /// The pusher's state: the endpoint, and whether a failure was said yet.
@@ -295,11 +297,12 @@ impl RemoteWriter {
                     _ = &mut done_rx => true,
                 };
                 let rec = obs.peek().await;
+                let probes = super::probe::latest(&run.probe_values);
                 let live = Live {
                     rec: &rec,
                     users: if last { 0 } else { plan.users_at(t0.elapsed()) },
                     step_tags: &run.step_tags,
-                    probes: &[],
+                    probes: &probes,
                 };
                 p.push(&write_request(live, &run.tags, next_ts())).await;
                 if last {

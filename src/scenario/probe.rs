@@ -111,36 +111,77 @@ pub fn parse_metric_selector(s: &str) -> Result<Selector, String> {
         Some(i) => (&s[..i], Some(&s[i..])),
         None => (s, None),
     };
+    // Letters, digits and _ (the Prometheus parser reads no `:` of
+    // recording-rule names, so such a value could never be found).
     let ok_name = !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         && !name.starts_with(|c: char| c.is_ascii_digit());
     if !ok_name {
-        return Err(format!("`{s}` is not a metric name (write e.g. process_resident_memory_bytes or http_connections{{state=\"open\"}})"));
+        return Err(format!("`{s}` is not a metric name of letters, digits and _ (write e.g. process_resident_memory_bytes or http_connections{{state=\"open\"}})"));
     }
-    let mut labels = Vec::new();
-    if let Some(rest) = rest {
-        let inner = rest
-            .strip_prefix('{')
-            .and_then(|r| r.strip_suffix('}'))
-            .ok_or_else(|| format!("`{s}`: labels go between {{ and }} at the end"))?;
-        for pair in inner.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (k, v) = pair
-                .split_once('=')
-                .ok_or_else(|| format!("`{pair}` is not label=\"value\""))?;
-            let v = v
-                .trim()
-                .strip_prefix('"')
-                .and_then(|v| v.strip_suffix('"'))
-                .ok_or_else(|| format!("`{pair}`: the label's value goes in double quotes"))?;
-            labels.push((k.trim().to_string(), v.to_string()));
+    let labels = match rest {
+        None => Vec::new(),
+        Some(rest) => {
+            let inner = rest
+                .strip_prefix('{')
+                .and_then(|r| r.strip_suffix('}'))
+                .ok_or_else(|| format!("`{s}`: labels go between {{ and }} at the end"))?;
+            parse_labels(inner).map_err(|e| format!("`{s}`: {e}"))?
         }
-    }
+    };
     Ok(Selector::Metric {
         name: name.to_string(),
         labels,
     })
+}
+
+/// `a="x", b="y,z"`: names and quoted values (a value may hold `,`, `=`,
+/// and `\"` or `\\` escapes).
+fn parse_labels(inner: &str) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    let mut rest = inner.trim();
+    while !rest.is_empty() {
+        let (k, after) = rest
+            .split_once('=')
+            .ok_or_else(|| format!("`{rest}` is not label=\"value\""))?;
+        let k = k.trim();
+        if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(format!("`{k}` is not a label name"));
+        }
+        let mut chars = after.trim_start().char_indices();
+        if chars.next().map(|(_, c)| c) != Some('"') {
+            return Err(format!("label `{k}`: its value goes in double quotes"));
+        }
+        let body = after.trim_start();
+        let (mut value, mut end) = (String::new(), None);
+        let mut escaped = false;
+        for (i, c) in chars {
+            match (escaped, c) {
+                (true, 'n') => value.push('\n'),
+                (true, c) => value.push(c),
+                (false, '\\') => {
+                    escaped = true;
+                    continue;
+                }
+                (false, '"') => {
+                    end = Some(i);
+                    break;
+                }
+                (false, c) => value.push(c),
+            }
+            escaped = false;
+        }
+        let end =
+            end.ok_or_else(|| format!("label `{k}`: the value's closing quote is missing"))?;
+        out.push((k.to_string(), value));
+        rest = body[end + 1..].trim_start();
+        rest = match rest.strip_prefix(',') {
+            Some(r) => r.trim_start(),
+            None if rest.is_empty() => rest,
+            None => return Err(format!("`{rest}`: labels are separated by commas")),
+        };
+    }
+    Ok(out)
 }
 
 /// Every `[[probe]]`; value names are unique across probes (each is the
@@ -234,7 +275,15 @@ fn read_one(t: &Obj<'_>, seen_values: &mut Vec<String>) -> Option<Probe> {
         }
     };
     let identity_env = t.str("identity_env");
-    let header = t.str("header");
+    let header = t.get("header").and_then(|n| {
+        let h = n.as_str()?;
+        if http::HeaderName::from_bytes(h.as_bytes()).is_err() {
+            n.error(format!("`{h}` is not an HTTP header name"));
+            ok = false;
+            return None;
+        }
+        Some(h.to_string())
+    });
     if header.is_some() && identity_env.is_none() {
         t.error("`header` carries the value of `identity_env`: set identity_env too");
         ok = false;
@@ -321,6 +370,17 @@ mod tests {
             }
         );
         assert!(parse_metric_selector("9bad").is_err());
+        assert!(parse_metric_selector("job:rate5m").is_err());
+        assert_eq!(
+            parse_metric_selector(r#"x{state="open,closed", q="a\"b"}"#).unwrap(),
+            Selector::Metric {
+                name: "x".into(),
+                labels: vec![
+                    ("state".into(), "open,closed".into()),
+                    ("q".into(), "a\"b".into())
+                ]
+            }
+        );
         assert!(parse_metric_selector(r#"x{state=open}"#).is_err());
         assert!(check_probe_url("/ws/health").is_ok());
         assert!(check_probe_url("http://u:p@host/x").is_err());

@@ -296,6 +296,7 @@ pub(super) fn read_probe_rules(o: &Obj<'_>, probes: Option<&[Probe]>) -> Option<
             continue;
         }
         let (mut consecutive, mut wait) = (3u32, Duration::from_secs(5));
+        let kind = key.split_once(' ').map_or("", |(_, k)| k.trim());
         let rule = if let Some(v) = node.item_str() {
             Some(v.to_string())
         } else if let Some(t) = node.as_obj() {
@@ -304,13 +305,31 @@ pub(super) fn read_probe_rules(o: &Obj<'_>, probes: Option<&[Probe]>) -> Option<
                 .and_then(|r| r.as_str().map(str::to_string));
             if let Some(n) = t.get("consecutive") {
                 match n.as_u64() {
+                    Some(_) if !kind.is_empty() => {
+                        n.error("`consecutive` is for a bound (`probe.NAME`) only");
+                        ok = false;
+                    }
                     Some(k) if (1..=1000).contains(&k) => consecutive = k as u32,
-                    Some(_) => n.error("must be 1 to 1000"),
-                    None => {}
+                    Some(_) => {
+                        n.error("must be 1 to 1000");
+                        ok = false;
+                    }
+                    None => ok = false,
                 }
             }
-            if let Some(d) = t.duration("wait") {
-                wait = d.min(Duration::from_secs(600));
+            if let Some(n) = t.get("wait") {
+                match n.as_duration() {
+                    Some(_) if kind != "after_close" => {
+                        n.error("`wait` is for `probe.NAME after_close` only");
+                        ok = false;
+                    }
+                    Some(d) if d <= Duration::from_secs(600) => wait = d,
+                    Some(_) => {
+                        n.error("at most 10m");
+                        ok = false;
+                    }
+                    None => ok = false,
+                }
             }
             t.finish();
             rule
