@@ -12,7 +12,6 @@
 mod common;
 
 use std::alloc::{GlobalAlloc, Layout};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -62,22 +61,6 @@ unsafe impl GlobalAlloc for Counting {
 
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
-
-/// The server process, killed however the test ends.
-struct KillOnDrop(std::process::Child);
-
-impl KillOnDrop {
-    fn stop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -146,20 +129,7 @@ async fn generator_memory_stays_flat_over_a_long_soak() {
 /// the floor of quarter `from` against that of the last.
 async fn soak(hold_s: u64, interval: &str, from: usize) {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let server = Command::new(env!("CARGO_BIN_EXE_chatload"))
-        .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
-        .env("CHATLOAD_JWT_SECRET", SECRET)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut server = KillOnDrop(server);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "the server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (mut server, port) = serve_process("");
     let scenario = parse(&format!(
         r#"
 version = 1

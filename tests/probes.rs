@@ -26,6 +26,62 @@ step = "await"
 timeout = "10s"
 "#;
 
+/// `users` users held for `hold` after a 0 s ramp, walking the journey with
+/// a 100 ms think, and `rest` (probes, thresholds, other tables).
+fn held(name: &str, users: u32, hold: &str, rest: &str) -> String {
+    format!(
+        r#"
+version = 1
+name = "{name}"
+seed = 7
+[workload]
+users = {users}
+ramp = [{{ to = {users}, over = "0s" }}, {{ hold = "{hold}" }}]
+{JOURNEY}
+[[journey]]
+step = "think"
+duration = "100ms"
+{rest}
+"#
+    )
+}
+
+/// A probe of the reference server's own count of open connections.
+fn stats_probe(every: &str) -> String {
+    format!(
+        r#"
+[[probe]]
+name = "health"
+url = "/__chatload/stats"
+every = "{every}"
+[probe.values]
+active = "/active_connections"
+"#
+    )
+}
+
+/// Writes `text` as a scenario file in `dir`.
+fn write_scenario(dir: &std::path::Path, text: &str) -> std::path::PathBuf {
+    let file = dir.join("s.toml");
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
+/// `chatload run FILE -q --out OUT ARGS...`, killed however the test ends.
+fn spawn_run(file: &std::path::Path, out: &std::path::Path, args: &[&str]) -> KillOnDrop {
+    KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_chatload"))
+            .args(["run", file.to_str().unwrap(), "-q", "--out"])
+            .arg(out)
+            .args(args)
+            .env("CHATLOAD_JWT_SECRET", SECRET)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
 fn rule<'a>(
     r: &'a chatload::run::RunResult,
     expr_start: &str,
@@ -165,69 +221,22 @@ active = "/active_connections"
     );
 }
 
-/// The server process, killed however the test ends.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve(faults: &str) -> (KillOnDrop, u16) {
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_chatload"))
-        .args([
-            "serve",
-            "--addr",
-            &format!("127.0.0.1:{port}"),
-            "--faults",
-            faults,
-        ])
-        .env("CHATLOAD_JWT_SECRET", SECRET)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let server = KillOnDrop(child);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "the server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (server, port)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn leaked_memory_fails_the_slope_rule() {
     let _g = goose_lock().await;
-    let (_server, port) = serve("leak_memory=256KiB");
+    let (_server, port) = serve_process("leak_memory=256KiB");
     let (_tmp, out) = out_dir("leak-memory");
-    let scenario = parse(&format!(
-        r#"
-version = 1
-name = "probes-memory"
-seed = 7
-[workload]
-users = 5
-ramp = [{{ to = 5, over = "0s" }}, {{ hold = "8s" }}]
-{JOURNEY}
-[[journey]]
-step = "think"
-duration = "50ms"
-
+    let rest = r#"
 [[probe]]
 name = "server"
 url = "/__chatload/stats"
 every = "200ms"
 [probe.values]
 rss = "/rss_bytes"
-
 [thresholds]
 "probe.rss slope" = "< 100MB/h"
-"#
-    ));
+"#;
+    let scenario = parse(&held("probes-memory", 5, "8s", rest));
     let target = format!("ws://127.0.0.1:{port}/ws");
     let r = run(scenario, Some(target), SECRET, out).await;
     let slope = rule(&r, "probe.rss slope");
@@ -255,30 +264,20 @@ rss = "/rss_bytes"
 #[test]
 fn a_probe_outside_the_allow_list_is_refused_before_the_run() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("s.toml");
     let out = dir.path().join("out");
-    std::fs::write(
-        &file,
-        format!(
-            r#"
-version = 1
-name = "probe-allow"
-[workload]
-users = 1
-iterations = 1
+    let rest = format!(
+        r#"
 [output]
 dir = "{}"
-{JOURNEY}
 [[probe]]
 name = "elsewhere"
 url = "http://metrics.example.com/health"
 [probe.values]
 up = "/up"
 "#,
-            out.display()
-        ),
-    )
-    .unwrap();
+        out.display()
+    );
+    let file = write_scenario(dir.path(), &held("probe-allow", 1, "1s", &rest));
     for cmd in ["validate", "run"] {
         let o = Command::new(env!("CARGO_BIN_EXE_chatload"))
             .args([cmd, file.to_str().unwrap()])
@@ -308,19 +307,8 @@ async fn a_probe_that_times_out_is_counted_and_the_run_goes_on() {
         }
     });
     let (_tmp, out) = out_dir("timeout");
-    let scenario = parse(&format!(
+    let probe = format!(
         r#"
-version = 1
-name = "probes-timeout"
-seed = 7
-[workload]
-users = 2
-ramp = [{{ to = 2, over = "0s" }}, {{ hold = "3s" }}]
-{JOURNEY}
-[[journey]]
-step = "think"
-duration = "100ms"
-
 [[probe]]
 name = "silent"
 url = "http://{addr}/stats"
@@ -329,7 +317,8 @@ timeout = "200ms"
 [probe.values]
 x = "/x"
 "#
-    ));
+    );
+    let scenario = parse(&held("probes-timeout", 2, "3s", &probe));
     let r = run(scenario, None, SECRET, out).await;
     hold.abort();
     let timeouts = counter(&r, "probes.failed.timeout");
@@ -347,43 +336,13 @@ x = "/x"
 #[test]
 fn probe_values_on_a_mid_run_scrape_pass_promtool() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("s.toml");
-    std::fs::write(
-        &file,
-        format!(
-            r#"
-version = 1
-name = "probe-metrics"
-[workload]
-users = 3
-ramp = [{{ to = 3, over = "0s" }}, {{ hold = "6s" }}]
-{JOURNEY}
-[[journey]]
-step = "think"
-duration = "100ms"
-[[probe]]
-name = "health"
-url = "/__chatload/stats"
-every = "200ms"
-[probe.values]
-active = "/active_connections"
-"#
-        ),
-    )
-    .unwrap();
-    let port = free_port();
-    let mut child = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_chatload"))
-            .args(["run", file.to_str().unwrap(), "-q", "--metrics-addr"])
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--out")
-            .arg(dir.path().join("out"))
-            .env("CHATLOAD_JWT_SECRET", SECRET)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let file = write_scenario(
+        dir.path(),
+        &held("probe-metrics", 3, "6s", &stats_probe("200ms")),
     );
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = spawn_run(&file, &dir.path().join("out"), &["--metrics-addr", &addr]);
     // Polls until a scrape shows the probe's reading of 3 open connections.
     let want = r#"chatload_probe_value{probe="health",value="active"} 3"#;
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -426,31 +385,11 @@ active = "/active_connections"
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn in_a_sharded_run_shard_0_probes_and_the_merge_judges_its_series() {
     let _g = goose_lock().await;
-    let (_server, port) = serve("");
+    let (_server, port) = serve_process("");
     let target = format!("ws://127.0.0.1:{port}/ws");
     let text = |rule: &str| {
-        format!(
-            r#"
-version = 1
-name = "probes-shards"
-seed = 7
-[workload]
-users = 4
-ramp = [{{ to = 4, over = "0s" }}, {{ hold = "3s" }}]
-{JOURNEY}
-[[journey]]
-step = "think"
-duration = "100ms"
-[[probe]]
-name = "health"
-url = "/__chatload/stats"
-every = "250ms"
-[probe.values]
-active = "/active_connections"
-[thresholds]
-{rule}
-"#
-        )
+        let rest = format!("{}\n[thresholds]\n{rule}\n", stats_probe("250ms"));
+        held("probes-shards", 4, "3s", &rest)
     };
     let refused = {
         let (_d, out) = out_dir("refused");
@@ -501,43 +440,13 @@ active = "/active_connections"
 #[test]
 fn a_killed_run_keeps_its_probe_readings_for_recover() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("s.toml");
     let out = dir.path().join("out");
-    std::fs::write(
-        &file,
-        format!(
-            r#"
-version = 1
-name = "probe-kill"
-[workload]
-users = 2
-ramp = [{{ to = 2, over = "0s" }}, {{ hold = "60s" }}]
-{JOURNEY}
-[[journey]]
-step = "think"
-duration = "100ms"
-[[probe]]
-name = "health"
-url = "/__chatload/stats"
-every = "100ms"
-[probe.values]
-active = "/active_connections"
-[thresholds]
-"probe.active" = "<= users_active + 5"
-"#
-        ),
-    )
-    .unwrap();
-    let mut child = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_chatload"))
-            .args(["run", file.to_str().unwrap(), "-q", "--out"])
-            .arg(&out)
-            .env("CHATLOAD_JWT_SECRET", SECRET)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let rest = format!(
+        "{}\n[thresholds]\n\"probe.active\" = \"<= users_active + 5\"\n",
+        stats_probe("100ms")
     );
+    let file = write_scenario(dir.path(), &held("probe-kill", 2, "60s", &rest));
+    let mut child = spawn_run(&file, &out, &[]);
     let lines = || {
         std::fs::read_to_string(out.join("probes.jsonl"))
             .unwrap_or_default()
@@ -550,8 +459,7 @@ active = "/active_connections"
         assert!(Instant::now() < deadline, "no probe readings were written");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let _ = child.0.kill();
-    let _ = child.0.wait();
+    child.stop();
     let kept = lines();
     let o = Command::new(env!("CARGO_BIN_EXE_chatload"))
         .args([
@@ -621,21 +529,11 @@ async fn a_probe_identity_never_follows_a_redirect_to_another_host() {
     let srv = tokio::spawn(async move { axum::serve(listener, app).await });
     std::env::set_var("CHATLOAD_TEST_PROBE_IDENTITY", "probe-identity-7f3a9c");
     let (_tmp, out) = out_dir("redirect");
-    let scenario = parse(&format!(
+    let rest = format!(
         r#"
-version = 1
-name = "probes-redirect"
-seed = 7
 [target]
 allow = ["127.0.0.1", "localhost"]
 follow_redirects = true
-[workload]
-users = 1
-ramp = [{{ to = 1, over = "0s" }}, {{ hold = "2s" }}]
-{JOURNEY}
-[[journey]]
-step = "think"
-duration = "100ms"
 [[probe]]
 name = "moved"
 url = "http://127.0.0.1:{port}/redir"
@@ -645,7 +543,8 @@ header = "X-Probe"
 [probe.values]
 up = "/up"
 "#
-    ));
+    );
+    let scenario = parse(&held("probes-redirect", 1, "2s", &rest));
     let r = run(scenario, None, SECRET, out).await;
     srv.abort();
     assert!(

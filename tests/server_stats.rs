@@ -282,42 +282,6 @@ async fn prometheus_matches_json(srv: &Served) {
     promtool_check(&text);
 }
 
-fn promtool_check(text: &str) {
-    let check = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
-    let mut check = match check {
-        Ok(c) => c,
-        Err(e) if std::env::var_os("CI").is_none() => {
-            eprintln!("skipped: promtool is not installed here ({e}; .ci/run installs Debian's prometheus)");
-            return;
-        }
-        Err(e) => panic!("promtool is missing in CI: {e}"),
-    };
-    {
-        use std::io::Write;
-        check
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
-    }
-    let out = check.wait_with_output().unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && said.trim().is_empty(),
-        "promtool: {said}\n{text}"
-    );
-}
-
 /// leak_memory=1MiB: 20 completed runs keep 20 MiB for good, and the
 /// server's own RSS shows it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -123,21 +123,12 @@ impl ProbeRule {
 }
 
 fn split_op(s: &str) -> Result<(Op, &str), String> {
-    let s = s.trim();
-    for (tok, op) in [
-        ("<=", Op::Le),
-        (">=", Op::Ge),
-        ("==", Op::Eq),
-        ("<", Op::Lt),
-        (">", Op::Gt),
-    ] {
-        if let Some(rest) = s.strip_prefix(tok) {
-            return Ok((op, rest.trim()));
-        }
-    }
-    Err(format!(
-        "`{s}` must start with an operator: <, <=, >, >= or =="
-    ))
+    super::thresholds::parse_op(s.trim()).ok_or_else(|| {
+        format!(
+            "`{}` must start with an operator: <, <=, >, >= or ==",
+            s.trim()
+        )
+    })
 }
 
 fn number(s: &str) -> Result<f64, String> {

@@ -147,7 +147,8 @@ impl Default for DriftSpec {
     }
 }
 
-fn parse_op(s: &str) -> Option<(Op, &str)> {
+/// The operator a rule starts with, and the rest (trimmed).
+pub(super) fn parse_op(s: &str) -> Option<(Op, &str)> {
     for (tok, op) in [
         ("<=", Op::Le),
         (">=", Op::Ge),

@@ -188,3 +188,47 @@ pub fn promtool_check(body: &str) {
         "promtool: {text}\n{body}"
     );
 }
+
+/// A child process (a server, a run), killed however the test ends.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl KillOnDrop {
+    pub fn stop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// `chatload serve` in its own process (its RSS is its own) with a fault
+/// plan, once it accepts connections: the process and its port.
+pub fn serve_process(faults: &str) -> (KillOnDrop, u16) {
+    use std::time::{Duration, Instant};
+    let port = free_port();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_chatload"))
+        .args([
+            "serve",
+            "--addr",
+            &format!("127.0.0.1:{port}"),
+            "--faults",
+            faults,
+        ])
+        .env("CHATLOAD_JWT_SECRET", SECRET)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = KillOnDrop(child);
+    // Polls for the listening port (a condition, not a fixed sleep).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (server, port)
+}
