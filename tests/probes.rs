@@ -566,3 +566,36 @@ up = "/up"
         );
     }
 }
+
+/// A probe identity whose variable is not set: `validate` passes the file
+/// (the variable may be set where it runs), `run` refuses it before anything
+/// is sent (exit 2).
+#[test]
+fn run_refuses_an_unset_probe_identity_and_validate_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let rest = r#"
+[[probe]]
+name = "health"
+url = "/__chatload/stats"
+identity_env = "CHATLOAD_TEST_UNSET_PROBE_TOKEN"
+[probe.values]
+active = "/active_connections"
+"#;
+    let file = write_scenario(dir.path(), &held("probe-env", 1, "1s", rest));
+    let chatload = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_chatload"))
+            .args(args)
+            .env("CHATLOAD_JWT_SECRET", SECRET)
+            .env_remove("CHATLOAD_TEST_UNSET_PROBE_TOKEN")
+            .output()
+            .unwrap()
+    };
+    let f = file.to_str().unwrap();
+    assert_eq!(chatload(&["validate", f]).status.code(), Some(0));
+    let o = chatload(&["run", f, "--out", out.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("$CHATLOAD_TEST_UNSET_PROBE_TOKEN"), "{err}");
+    assert!(!out.exists());
+}

@@ -31,7 +31,7 @@ pub(super) fn check(req: &RunRequest) -> Result<Checked, RunError> {
     check_login(sc)?;
     super::remote_write::check_host(sc).map_err(RunError::Usage)?;
     check_env(sc)?;
-    super::probe::check(sc, req.shard.count).map_err(RunError::Usage)?;
+    super::probe::check(sc, req.shard.count, true).map_err(RunError::Usage)?;
     learn_secrets(sc);
     super::probe::learn_identities(sc);
     if sc.workload.capacity.is_some() && req.shard.count > 1 {
@@ -60,7 +60,7 @@ pub fn refusals(sc: &Scenario) -> Vec<String> {
     if let Err(e) = super::remote_write::check_host(sc) {
         why.push(e);
     }
-    if let Err(e) = super::probe::check(sc, 1) {
+    if let Err(e) = super::probe::check(sc, 1, false) {
         why.push(e);
     }
     why

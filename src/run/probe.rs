@@ -121,9 +121,10 @@ fn steady_of(plan: &LoadPlan) -> (f64, f64) {
 }
 
 /// The probes' own checks before any socket: a full URL's host against
-/// `target.allow`, every identity variable set, no bound against one
-/// shard's own sockets in a sharded run.
-pub(super) fn check(sc: &Scenario, shards: u32) -> Result<(), String> {
+/// `target.allow`, every identity variable set (with `env`: `run` checks
+/// it, `validate` does not, as for the login body's variables), no bound
+/// against one shard's own sockets in a sharded run.
+pub(super) fn check(sc: &Scenario, shards: u32, env: bool) -> Result<(), String> {
     for p in &sc.probes {
         if !p.url.starts_with('/') {
             let host = crate::scenario::target::host_of(&p.url);
@@ -134,7 +135,7 @@ pub(super) fn check(sc: &Scenario, shards: u32) -> Result<(), String> {
                 ));
             }
         }
-        if let Some(var) = &p.identity_env {
+        if let Some(var) = p.identity_env.as_ref().filter(|_| env) {
             if std::env::var_os(var).is_none() {
                 return Err(format!(
                     "probe `{}` sends its identity from ${var}, which is not set; export it before the run",
