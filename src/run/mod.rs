@@ -14,7 +14,9 @@
 //!    live page at `/` (`live_page.rs`, `live_figures.rs`), the capacity controller (`capacity.rs`), checkpoints and
 //!    stop signals (`checkpoint.rs`), the `abort_on_fail` watcher, fail
 //!    fast (`fail_fast.rs`).
-//! 6. engine: `engine::execute` drives the users.
+//! 6. engine: `engine::execute` drives the users, while `probe.rs` reads the
+//!    target's own numbers (`[[probe]]`); after the users, the `after_close`
+//!    reads.
 //! 7. judge (`ending.rs`): notes on how the run ended, then the one judge
 //!    (`metrics/judge.rs`) and the baseline.
 //! 8. write (`outputs.rs`): snapshot, samples, history, every report.

@@ -18,6 +18,9 @@
 //! Imports: `protocol`, `auth`, `names`, `units`, `plan` (never `metrics`,
 //! `report`, `server`, `engine`, `run` or `cli`).
 //!
+//! `probe.rs` reads `[[probe]]` and `probe_rules.rs` the `probe.*` keys of
+//! `[thresholds]` (the threshold reader leaves them to it).
+//!
 //! - A new journey step: `model.rs` (a `StepKind` variant: the compiler then
 //!   names every match that must handle it, here and in the engine),
 //!   `steps.rs` (its reader in `read_step_kind`), and the engine's step runner.
