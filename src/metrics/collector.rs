@@ -8,6 +8,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::encoding::IntervalData;
+use super::interval_store::IntervalStore;
 use super::recorder::{Observation, Recorder};
 
 enum Msg {
@@ -18,6 +19,8 @@ enum Msg {
     Peek(oneshot::Sender<Recorder>),
     /// Reply with the last closed interval.
     Last(oneshot::Sender<Option<IntervalData>>),
+    /// Reply with the intervals closed after the first n (at most [`RECENT_KEPT`]).
+    Since(u64, oneshot::Sender<Closed>),
     /// Reply with everything: the whole run and the closed intervals.
     All(oneshot::Sender<Collected>),
     /// From now on, observations also go to this phase's recorder (None: to no phase).
@@ -156,6 +159,17 @@ impl ObsSender {
         rx.await.ok().flatten()
     }
 
+    /// The intervals closed after the first `seen` of the run, oldest
+    /// first: at most the last [`RECENT_KEPT`] of them (for a reader that
+    /// keeps its own series, as the live page does).
+    pub async fn intervals_since(&self, seen: u64) -> Closed {
+        let (reply, rx) = oneshot::channel();
+        if self.0.send(Msg::Since(seen, reply)).is_err() {
+            return Closed::default();
+        }
+        rx.await.unwrap_or_default()
+    }
+
     /// Starts (or, with `None`, ends) a phase: observations emitted after this
     /// call, until the next one, are also kept in that phase's recorder (a
     /// capacity step, warm-up included), except a run's own figures, which
@@ -183,37 +197,19 @@ impl ObsSender {
     }
 }
 
-/// Most intervals kept in memory (and in the snapshot); beyond it neighbours
-/// are merged pairwise, halving the resolution. intervals.hlog keeps them all.
-pub const MAX_KEPT_INTERVALS: usize = 720;
+/// The last closed intervals kept in memory for [`ObsSender::intervals_since`].
+pub const RECENT_KEPT: usize = 16;
 
-/// Rolls intervals up pairwise until at most [`MAX_KEPT_INTERVALS`] remain.
-pub fn bounded(mut intervals: Vec<IntervalData>) -> Vec<IntervalData> {
-    while intervals.len() > MAX_KEPT_INTERVALS {
-        intervals = roll_up(&intervals);
-    }
-    intervals
+/// The answer of [`ObsSender::intervals_since`].
+#[derive(Debug, Clone, Default)]
+pub struct Closed {
+    /// How many intervals the run has closed.
+    pub count: u64,
+    /// The last of them, oldest first (those after the `seen` asked for).
+    pub recent: Vec<IntervalData>,
 }
 
-/// Merges neighbouring intervals pairwise (exact: histograms add, counters sum).
-pub fn roll_up(intervals: &[IntervalData]) -> Vec<IntervalData> {
-    intervals
-        .chunks(2)
-        .map(|pair| {
-            let mut rec = Recorder::default();
-            for i in pair {
-                rec.merge(&i.to_recorder());
-            }
-            let last = pair.last().expect("chunks are never empty");
-            IntervalData {
-                start_s: pair[0].start_s,
-                length_s: last.start_s + last.length_s - pair[0].start_s,
-                counters: rec.counters.clone(),
-                histograms: super::encoding::histograms_of(&rec),
-            }
-        })
-        .collect()
-}
+pub use super::interval_store::{bounded, roll_up, MAX_KEPT_INTERVALS};
 
 /// Receives each interval as it closes.
 pub type IntervalSink = Box<dyn FnMut(&Interval) + Send>;
@@ -237,8 +233,10 @@ pub struct Interval {
 #[derive(Debug, Clone, Default)]
 pub struct Collected {
     pub total: Recorder,
-    /// Closed intervals, compressed (histograms encoded): memory stays small and,
-    /// past [`MAX_KEPT_INTERVALS`], bounded by merging neighbours pairwise.
+    /// Closed intervals, compressed (histograms encoded), past
+    /// [`MAX_KEPT_INTERVALS`] merged pairwise. Filled when asked for (a
+    /// checkpoint, the run's end): while the run goes they are in an
+    /// [`IntervalStore`], spilled to files when the collector has a folder.
     pub intervals: Vec<IntervalData>,
     /// The last closed interval.
     pub last: Option<IntervalData>,
@@ -259,7 +257,17 @@ impl Collector {
 
     /// Like [`Collector::with_interval`], also handing every closed interval to
     /// `sink` as it closes (the interval log writer).
-    pub fn with_sink(every: std::time::Duration, mut sink: Option<IntervalSink>) -> Self {
+    pub fn with_sink(every: std::time::Duration, sink: Option<IntervalSink>) -> Self {
+        Collector::with_store(every, sink, IntervalStore::memory())
+    }
+
+    /// Like [`Collector::with_sink`], keeping the closed intervals in `store`
+    /// (spilled to a run's folder: [`IntervalStore::spill_in`]).
+    pub fn with_store(
+        every: std::time::Duration,
+        sink: Option<IntervalSink>,
+        store: IntervalStore,
+    ) -> Self {
         let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
         let backlog = Arc::new(Backlog::default());
         let queue = backlog.clone();
@@ -267,34 +275,10 @@ impl Collector {
             let t0 = tokio::time::Instant::now();
             let mut out = Collected::default();
             let mut current = Recorder::default();
-            let mut opened = 0.0f64;
             let mut phase: Option<u32> = None;
+            let mut closing = Closing::new(t0, sink, store);
             let mut tick = tokio::time::interval_at(t0 + every, every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut close = |current: &mut Recorder, opened: &mut f64, out: &mut Collected| {
-                let now = t0.elapsed().as_secs_f64();
-                let mut interval = Interval {
-                    start_s: *opened,
-                    length_s: now - *opened,
-                    rec: std::mem::take(current),
-                };
-                if let Some(sink) = sink.as_mut() {
-                    sink(&interval);
-                }
-                let data = IntervalData::from_interval(&interval);
-                // Kept compressed (a few KiB each) and rolled up past
-                // MAX_KEPT_INTERVALS, so their memory is bounded.
-                out.intervals.push(data.clone());
-                if out.intervals.len() > MAX_KEPT_INTERVALS {
-                    out.intervals = roll_up(&out.intervals);
-                }
-                out.last = Some(data);
-                // Reuse the histograms' memory for the next interval: allocating
-                // and freeing them every interval fragments the heap over a soak.
-                interval.rec.clear();
-                *current = interval.rec;
-                *opened = now;
-            };
             loop {
                 tokio::select! {
                     msg = rx.recv() => match msg {
@@ -324,20 +308,30 @@ impl Collector {
                             let _ = reply.send(out.total.clone());
                         }
                         Some(Msg::Last(reply)) => {
-                            let _ = reply.send(out.last.clone());
+                            let _ = reply.send(closing.recent.back().cloned());
+                        }
+                        Some(Msg::Since(seen, reply)) => {
+                            let _ = reply.send(closing.since(seen));
                         }
                         Some(Msg::All(reply)) => {
-                            let _ = reply.send(out.clone());
+                            let _ = reply.send(Collected {
+                                total: out.total.clone(),
+                                intervals: closing.store.all(),
+                                last: closing.recent.back().cloned(),
+                                phases: out.phases.clone(),
+                            });
                         }
                         Some(Msg::End) | None => break,
                     },
-                    _ = tick.tick() => close(&mut current, &mut opened, &mut out),
+                    _ = tick.tick() => closing.close(&mut current),
                 }
             }
             // The last, partial interval.
             if !current.counters.is_empty() || !current.histograms.is_empty() {
-                close(&mut current, &mut opened, &mut out);
+                closing.close(&mut current);
             }
+            out.intervals = closing.store.all();
+            out.last = closing.recent.back().cloned();
             out
         });
         Collector {
@@ -365,6 +359,75 @@ impl Collector {
     pub async fn finish(self) -> Collected {
         let _ = self.tx.send(Msg::End);
         self.handle.await.unwrap_or_default()
+    }
+}
+
+/// The collector's side of closing intervals: where each goes as it closes.
+struct Closing {
+    t0: tokio::time::Instant,
+    /// When the interval under way opened, seconds since `t0`.
+    opened: f64,
+    sink: Option<IntervalSink>,
+    /// Every closed interval, compressed (~12 KiB each): spilled to files
+    /// in a run, so the heap holds only the last few however long it is.
+    store: IntervalStore,
+    /// The last [`RECENT_KEPT`] closed, oldest first.
+    recent: std::collections::VecDeque<IntervalData>,
+    /// How many closed on the tick.
+    closed: u64,
+}
+
+impl Closing {
+    fn new(t0: tokio::time::Instant, sink: Option<IntervalSink>, store: IntervalStore) -> Self {
+        Closing {
+            t0,
+            opened: 0.0,
+            sink,
+            store,
+            recent: Default::default(),
+            closed: 0,
+        }
+    }
+
+    /// Closes the interval under way (`current`) and opens the next.
+    fn close(&mut self, current: &mut Recorder) {
+        let now = self.t0.elapsed().as_secs_f64();
+        let mut interval = Interval {
+            start_s: self.opened,
+            length_s: now - self.opened,
+            rec: std::mem::take(current),
+        };
+        if let Some(sink) = self.sink.as_mut() {
+            sink(&interval);
+        }
+        let data = IntervalData::from_interval(&interval);
+        self.store.push(data.clone());
+        if self.recent.len() == RECENT_KEPT {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(data);
+        self.closed += 1;
+        // Reuse the histograms' memory for the next interval: allocating
+        // and freeing them every interval fragments the heap over a soak.
+        interval.rec.clear();
+        *current = interval.rec;
+        self.opened = now;
+    }
+
+    /// The intervals closed after the first `seen` (as many as are kept).
+    fn since(&self, seen: u64) -> Closed {
+        let new = self
+            .closed
+            .saturating_sub(seen)
+            .min(self.recent.len() as u64) as usize;
+        Closed {
+            count: self.closed,
+            recent: self
+                .recent
+                .range(self.recent.len() - new..)
+                .cloned()
+                .collect(),
+        }
     }
 }
 

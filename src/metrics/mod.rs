@@ -8,7 +8,8 @@
 //! Files: `recorder.rs` (Recorder, Observation: the bottom), `encoding.rs`
 //! (stored histograms and intervals, the format version), `collector.rs` (the observation channel, intervals), `snapshot.rs`
 //! (`snapshot.json`), `interval_log.rs` (interval files a killed run is
-//! recovered from), `threshold.rs` (one rule on recorded data), `judge.rs`
+//! recovered from), `interval_store.rs` (the closed intervals of a run,
+//! spilled to files while it runs), `threshold.rs` (one rule on recorded data), `judge.rs`
 //! (the one judge of a snapshot: rules, capacity, verdict; used by run,
 //! merge and `report --recover`), `merge.rs` (shards), `capacity.rs` (a
 //! capacity search's judged steps and knee; one step in `capacity_step.rs`,
@@ -38,6 +39,7 @@ pub mod compare;
 pub mod encoding;
 pub mod families;
 pub mod interval_log;
+pub mod interval_store;
 pub mod judge;
 pub mod merge;
 pub mod offered;

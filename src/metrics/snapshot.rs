@@ -181,9 +181,47 @@ impl Snapshot {
     /// The snapshot as written: every string and key through the redactor
     /// (`auth/redact.rs`), so no secret reaches `snapshot.json` or a checkpoint.
     pub fn to_json(&self) -> String {
-        let mut v = serde_json::to_value(self).expect("a snapshot always serializes");
+        self.clone().into_json()
+    }
+
+    /// [`Snapshot::to_json`], consuming the snapshot. A long run's snapshot
+    /// is mostly its intervals (up to 720 of ~12 KiB): they become JSON
+    /// values one at a time, never all in one tree, which was several times
+    /// their size and, built at every checkpoint of a soak, raised the
+    /// generator's RSS a step at a time (BENCHMARKS.md). The text is the
+    /// same byte for byte: each interval pretty-printed alone and indented
+    /// to its place in the array.
+    pub fn into_json(mut self) -> String {
+        let intervals = std::mem::take(&mut self.intervals);
+        let mut v = serde_json::to_value(&self).expect("a snapshot always serializes");
         crate::auth::redact::redact_json_keeping(&mut v, HISTOGRAM_DATA);
-        serde_json::to_string_pretty(&v).expect("a snapshot always serializes")
+        let text = serde_json::to_string_pretty(&v).expect("a snapshot always serializes");
+        // The empty array at the top level (two spaces in), where the intervals go.
+        const EMPTY: &str = "\n  \"intervals\": []";
+        let Some(at) = text.find(EMPTY).filter(|_| !intervals.is_empty()) else {
+            return text;
+        };
+        let mut out = String::with_capacity(text.len() + intervals.len() * 16 * 1024);
+        out.push_str(&text[..at]);
+        out.push_str("\n  \"intervals\": [");
+        for (k, i) in intervals.into_iter().enumerate() {
+            let mut v = serde_json::to_value(&i).expect("an interval always serializes");
+            drop(i);
+            crate::auth::redact::redact_json_keeping(&mut v, HISTOGRAM_DATA);
+            let one = serde_json::to_string_pretty(&v).expect("an interval always serializes");
+            out.push_str(if k == 0 { "\n" } else { ",\n" });
+            // JSON strings hold no raw newline: every line break is the printer's.
+            for (n, line) in one.split('\n').enumerate() {
+                if n > 0 {
+                    out.push('\n');
+                }
+                out.push_str("    ");
+                out.push_str(line);
+            }
+        }
+        out.push_str("\n  ]");
+        out.push_str(&text[at + EMPTY.len()..]);
+        out
     }
 
     /// A copy with every string and key redacted, for what is rendered from
@@ -233,6 +271,70 @@ mod tests {
         assert_eq!(data.count, 6);
         let back = data.decode("ttc").unwrap();
         assert_eq!(back, rec.histograms["ttc"]);
+    }
+
+    /// The intervals printed one at a time read exactly as the whole tree
+    /// printed at once (the way `to_json` wrote snapshots before).
+    #[test]
+    fn intervals_printed_one_at_a_time_are_the_whole_tree_byte_for_byte() {
+        let mut s = Snapshot {
+            tags: [("build".to_string(), "7".to_string())].into(),
+            format_version: FORMAT_VERSION.into(),
+            tool: ToolInfo {
+                name: "chatload".into(),
+                version: "0".into(),
+            },
+            run_id: "r1".into(),
+            scenario_name: "s".into(),
+            scenario: serde_json::json!({"version": 1, "intervals": []}),
+            scenario_hash: None,
+            seed: 1,
+            target: TargetInfo::default(),
+            started_at: "2026-01-01T00:00:00.000Z".into(),
+            ended_at: "2026-01-01T00:00:01.000Z".into(),
+            duration_s: 1.0,
+            users: 2,
+            histograms: BTreeMap::new(),
+            counters: BTreeMap::from([("runs.ok".to_string(), 3)]),
+            thresholds: vec![],
+            verdict: crate::outcome::Verdict::Pass,
+            notes: vec!["a note".into()],
+            baseline: None,
+            shard: None,
+            generator: None,
+            shards: vec![],
+            intervals: vec![],
+            samples: vec![],
+            server_truth: None,
+            capacity: None,
+            validity: vec![],
+            offered: vec![],
+            failures: vec![],
+        };
+        let whole = |s: &Snapshot| {
+            let mut v = serde_json::to_value(s).unwrap();
+            crate::auth::redact::redact_json_keeping(&mut v, HISTOGRAM_DATA);
+            serde_json::to_string_pretty(&v).unwrap()
+        };
+        assert_eq!(s.to_json(), whole(&s), "no intervals");
+        for k in 0..3u64 {
+            let mut r = Recorder::default();
+            if k != 1 {
+                r.record("ttfe", 1000 + k);
+                r.count("frames.unknown.\"odd\"\nname", k);
+            }
+            s.intervals.push(IntervalData {
+                start_s: k as f64 / 3.0,
+                length_s: 1.0 / 3.0,
+                counters: r.counters.clone(),
+                histograms: Snapshot::histograms_from(&r),
+            });
+        }
+        assert_eq!(s.to_json(), whole(&s));
+        assert_eq!(
+            Snapshot::from_json(&s.to_json()).unwrap().intervals,
+            s.intervals
+        );
     }
 
     #[test]

@@ -116,7 +116,7 @@ pub(super) async fn checkpoint_loop(c: Checkpoints) {
             if signals >= 2 {
                 exit_now(s, &c.path);
             }
-            if let Err(e) = write_atomic(&c.path, s.to_json().as_bytes()) {
+            if let Err(e) = write_atomic(&c.path, s.into_json().as_bytes()) {
                 say_err!("error: checkpoint {} failed: {e}", c.path.display());
                 let _ = c.write_failure.set(format!("{}: {e}", c.path.display()));
             }
@@ -128,7 +128,9 @@ pub(super) async fn checkpoint_loop(c: Checkpoints) {
 /// Everything recorded so far, judged as incomplete.
 async fn checkpoint(c: &Checkpoints) -> Snapshot {
     let all = c.obs.peek_all().await;
-    let mut s = fill(&c.template, &all.total, &all.intervals, c.t0.elapsed());
+    let mut s = fill(&c.template, &all.total, &[], c.t0.elapsed());
+    // Moved, not copied: a long run's checkpoint is mostly its intervals.
+    s.intervals = all.intervals;
     s.judge(
         &all.total,
         Inputs {
@@ -146,7 +148,7 @@ async fn checkpoint(c: &Checkpoints) -> Snapshot {
 fn exit_now(mut s: Snapshot, path: &std::path::Path) -> ! {
     s.notes
         .push("aborted: a second stop signal exited at once after this checkpoint".into());
-    let _ = write_atomic(path, s.to_json().as_bytes());
+    let _ = write_atomic(path, s.into_json().as_bytes());
     say_err!(
         "second stop signal: exited; {} holds everything recorded",
         path.display()

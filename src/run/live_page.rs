@@ -21,6 +21,7 @@ use axum::routing::get;
 use serde_json::{json, Value};
 
 use super::live_figures::{self, Figures};
+use crate::metrics::collector::MAX_KEPT_INTERVALS;
 use crate::metrics::snapshot::IntervalData;
 use crate::metrics::ObsSender;
 use crate::names;
@@ -53,11 +54,15 @@ pub(super) fn router(obs: ObsSender, plan: LoadPlan, t0: Instant) -> axum::Route
 
 /// Computes the document once a second, as the progress line reads its
 /// figures, until the server (and so every strong reference to `live`) is
-/// gone.
+/// gone. The series is kept here, a few numbers per interval, from the
+/// intervals the collector closed since the last reading: the collector
+/// itself keeps the whole list on disk, not in the heap.
 async fn read_every_second(live: Weak<Live>, obs: ObsSender, plan: LoadPlan, t0: Instant) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut prev = (0, Duration::ZERO);
+    let mut rows: Vec<Row> = Vec::new();
+    let mut seen = 0u64;
     loop {
         tick.tick().await;
         if live.strong_count() == 0 {
@@ -66,8 +71,15 @@ async fn read_every_second(live: Weak<Live>, obs: ObsSender, plan: LoadPlan, t0:
         let elapsed = t0.elapsed();
         let f = live_figures::read(&obs, &plan, t0, prev).await;
         prev = (f.runs_ok, elapsed);
-        let intervals = obs.peek_all().await.intervals;
-        let doc = document(&f, &intervals, t0.elapsed().as_millis() as u64);
+        let closed = obs.intervals_since(seen).await;
+        seen = closed.count;
+        for i in &closed.recent {
+            rows.push(Row::of(i));
+            if rows.len() > MAX_KEPT_INTERVALS {
+                rows = rows.chunks(2).map(Row::merged).collect();
+            }
+        }
+        let doc = document(&f, &rows, t0.elapsed().as_millis() as u64);
         let Some(l) = live.upgrade() else {
             return;
         };
@@ -75,11 +87,58 @@ async fn read_every_second(live: Weak<Live>, obs: ObsSender, plan: LoadPlan, t0:
     }
 }
 
+/// One closed interval as the page charts it.
+#[derive(Debug, Clone, Copy)]
+struct Row {
+    /// Its end, seconds since the run began.
+    end_s: f64,
+    length_s: f64,
+    /// ttfe p50, p95, p99 (µs; `None` without data).
+    ttfe: [Option<u64>; 3],
+    ok: u64,
+    failed: u64,
+}
+
+impl Row {
+    fn of(i: &IntervalData) -> Row {
+        let h = i.histograms.get(names::TTFE);
+        let n = |k: &str| i.counters.get(k).copied().unwrap_or(0);
+        Row {
+            end_s: i.start_s + i.length_s,
+            length_s: i.length_s,
+            ttfe: [
+                h.map(|h| h.p50_us),
+                h.map(|h| h.p95_us),
+                h.map(|h| h.p99_us),
+            ],
+            ok: n(names::RUNS_OK),
+            failed: n(names::RUNS_FAILED),
+        }
+    }
+
+    /// Neighbours merged, as a long run's series halves its resolution:
+    /// counts add, and each percentile is the higher of the two (the page
+    /// keeps no histograms, so a merged percentile is an upper bound).
+    fn merged(pair: &[Row]) -> Row {
+        let (a, b) = (pair[0], *pair.last().expect("chunks are never empty"));
+        if pair.len() == 1 {
+            return a;
+        }
+        Row {
+            end_s: b.end_s,
+            length_s: a.length_s + b.length_s,
+            ttfe: std::array::from_fn(|k| a.ttfe[k].max(b.ttfe[k])),
+            ok: a.ok + b.ok,
+            failed: a.failed + b.failed,
+        }
+    }
+}
+
 /// `/live.json`: the figures, the closed intervals' series, and when.
-fn document(figures: &Figures, intervals: &[IntervalData], computed_at_ms: u64) -> Bytes {
+fn document(figures: &Figures, rows: &[Row], computed_at_ms: u64) -> Bytes {
     let v = json!({
         "figures": figures,
-        "series": series(intervals),
+        "series": series(rows),
         "computed_at_ms": computed_at_ms,
     });
     Bytes::from(serde_json::to_vec(&v).expect("JSON values serialize"))
@@ -87,30 +146,17 @@ fn document(figures: &Figures, intervals: &[IntervalData], computed_at_ms: u64) 
 
 /// Per closed interval: its end (s), ttfe p50/p95/p99 (µs, null without
 /// data), ok and failed runs per second.
-fn series(intervals: &[IntervalData]) -> Value {
-    let col = |f: &dyn Fn(&IntervalData) -> Value| -> Value {
-        Value::Array(intervals.iter().map(f).collect())
-    };
-    let ttfe = |q: fn(&crate::metrics::snapshot::HistogramData) -> u64| {
-        col(&|i| {
-            i.histograms
-                .get(names::TTFE)
-                .map_or(Value::Null, |h| json!(q(h)))
-        })
-    };
-    let per_s = |k: &'static str| {
-        col(&move |i| {
-            let n = i.counters.get(k).copied().unwrap_or(0) as f64;
-            json!(n / i.length_s.max(1e-3))
-        })
-    };
+fn series(rows: &[Row]) -> Value {
+    let col = |f: &dyn Fn(&Row) -> Value| -> Value { Value::Array(rows.iter().map(f).collect()) };
+    let ttfe = |k: usize| col(&|r| r.ttfe[k].map_or(Value::Null, |v| json!(v)));
+    let per_s = |n: fn(&Row) -> u64| col(&|r| json!(n(r) as f64 / r.length_s.max(1e-3)));
     json!({
-        "t": col(&|i| json!(i.start_s + i.length_s)),
-        "ttfe_p50_us": ttfe(|h| h.p50_us),
-        "ttfe_p95_us": ttfe(|h| h.p95_us),
-        "ttfe_p99_us": ttfe(|h| h.p99_us),
-        "ok_per_s": per_s(names::RUNS_OK),
-        "failed_per_s": per_s(names::RUNS_FAILED),
+        "t": col(&|r| json!(r.end_s)),
+        "ttfe_p50_us": ttfe(0),
+        "ttfe_p95_us": ttfe(1),
+        "ttfe_p99_us": ttfe(2),
+        "ok_per_s": per_s(|r| r.ok),
+        "failed_per_s": per_s(|r| r.failed),
     })
 }
 

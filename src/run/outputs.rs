@@ -92,7 +92,15 @@ pub(super) fn collector(req: &RunRequest, out: &Outputs) -> Result<Collector, Ru
         }
     });
     let interval = req.scenario.interval_or_default();
-    Ok(Collector::with_sink(interval, Some(sink)))
+    // The closed intervals wait in unlinked files beside the interval files
+    // until a checkpoint or the end reads them: the heap stays flat over a soak.
+    let store = crate::metrics::interval_store::IntervalStore::spill_in(&out.dir).map_err(|e| {
+        RunError::Usage(format!(
+            "cannot write the interval files in {}: {e}",
+            out.dir.display()
+        ))
+    })?;
+    Ok(Collector::with_store(interval, Some(sink), store))
 }
 
 /// The run's identity, as every checkpoint and the final snapshot carry it;
