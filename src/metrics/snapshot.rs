@@ -310,6 +310,7 @@ mod tests {
             validity: vec![],
             offered: vec![],
             failures: vec![],
+            probes: None,
         };
         let whole = |s: &Snapshot| {
             let mut v = serde_json::to_value(s).unwrap();
