@@ -188,7 +188,7 @@ impl Snapshot {
     /// is mostly its intervals (up to 720 of ~12 KiB): they become JSON
     /// values one at a time, never all in one tree, which was several times
     /// their size and, built at every checkpoint of a soak, raised the
-    /// generator's RSS a step at a time (BENCHMARKS.md). The text is the
+    /// generator's RSS peaks minute after minute (BENCHMARKS.md). The text is the
     /// same byte for byte: each interval pretty-printed alone and indented
     /// to its place in the array.
     pub fn into_json(mut self) -> String {
