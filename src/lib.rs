@@ -47,6 +47,7 @@ macro_rules! say_raw {
 pub mod auth;
 pub mod cli;
 pub mod engine;
+pub mod heap;
 pub mod metrics;
 pub mod names;
 pub mod outcome;

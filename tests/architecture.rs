@@ -14,7 +14,7 @@
 //!
 //! ```text
 //! cli -> run -> {engine, report, server} -> metrics -> scenario -> plan
-//!     -> {protocol, auth, names, units, outcome, stdout_guard}
+//!     -> {protocol, auth, names, units, outcome, stdout_guard, heap}
 //! ```
 //!
 //! with two narrower rules: `server` shares only `protocol`, `auth` and
@@ -42,6 +42,7 @@ const TIERS: &[(&str, u32)] = &[
     ("units", 0),
     ("outcome", 0),
     ("stdout_guard", 0),
+    ("heap", 0),
 ];
 
 /// Edges inside the lowest tier that the order allows (protocol speaks about

@@ -11,56 +11,15 @@
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout};
-use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
 
-/// The binary's allocator (mimalloc, see `src/main.rs`), counting the bytes
-/// it has handed out and not yet been given back.
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded unchanged to mimalloc.
-        let p = unsafe { mimalloc::MiMalloc.alloc(layout) };
-        if !p.is_null() {
-            LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        }
-        p
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded unchanged to mimalloc.
-        let p = unsafe { mimalloc::MiMalloc.alloc_zeroed(layout) };
-        if !p.is_null() {
-            LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        }
-        p
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from this allocator (so from mimalloc) with `layout`.
-        unsafe { mimalloc::MiMalloc.dealloc(ptr, layout) };
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: forwarded unchanged to mimalloc.
-        let p = unsafe { mimalloc::MiMalloc.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
-            LIVE.fetch_add(
-                new_size as isize - layout.size() as isize,
-                Ordering::Relaxed,
-            );
-        }
-        p
-    }
-}
-
+/// The binary's allocator (mimalloc), counting live bytes (`chatload::heap`).
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: chatload::heap::Counting = chatload::heap::Counting;
 
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -162,7 +121,7 @@ duration = "1s"
             while !done.load(Ordering::Relaxed) {
                 samples.push((
                     t0.elapsed().as_secs_f64(),
-                    LIVE.load(Ordering::Relaxed) as i64,
+                    chatload::heap::live_bytes() as i64,
                     rss_kib(),
                 ));
                 std::thread::sleep(Duration::from_millis(500));
