@@ -17,7 +17,7 @@ arenas), so read the trend, and the live heap beside it.
 
 Usage (from the repository root):  python3 bench/soak_rss.py [--minutes 30]
     [--users 200] [--interval 10s] [--bin OTHER/target/release/chatload]
-    [--samples FILE]
+    [--samples FILE] [--checkpoint 1m|off]
 
 Without `--bin` it builds this repository with `--features heap-count`
 (release, into $CARGO_TARGET_DIR or target/). A `--bin` built without the
@@ -39,8 +39,7 @@ SOAK = """version = 1
 name = "bench-soak"
 [output]
 interval = "{interval}"
-checkpoint = "1m"
-[workload]
+{checkpoint}[workload]
 users = {users}
 ramp = [{{ to = {users}, over = "10s" }}, {{ hold = "{hold}s" }}]
 [[journey]]
@@ -107,7 +106,9 @@ def soak(a, binary, samples_out):
         with tempfile.TemporaryDirectory() as tmp:
             scenario = os.path.join(tmp, "soak.toml")
             with open(scenario, "w") as f:
-                f.write(SOAK.format(users=a.users, interval=a.interval, hold=int(a.minutes * 60)))
+                ckpt = "" if a.checkpoint == "off" else f'checkpoint = "{a.checkpoint}"\n'
+                f.write(SOAK.format(users=a.users, interval=a.interval, hold=int(a.minutes * 60),
+                                    checkpoint=ckpt))
             out = os.path.join(tmp, "out")
             heap = HeapLog(os.path.join(tmp, "heap.log"))
             gen = subprocess.Popen([binary, "run", scenario, "--target", f"ws://127.0.0.1:{port}/ws",
@@ -198,6 +199,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--minutes", type=float, default=30)
     ap.add_argument("--users", type=int, default=200)
+    ap.add_argument("--checkpoint", default="1m",
+                    help='how often the generator writes its checkpoint ("off": never)')
     ap.add_argument("--interval", default="10s", help="the scenario's output.interval")
     ap.add_argument("--bin", help="the chatload binary to measure (default: this repository's "
                                   "release build with --features heap-count)")
