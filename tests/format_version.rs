@@ -89,7 +89,7 @@ fn chatload(args: &[&Path], first: &[&str], out: Option<&Path>) -> (Option<i32>,
 
 #[test]
 fn compare_and_merge_refuse_to_mix_the_two_definitions_of_close_1011_rate() {
-    assert_eq!(FORMAT_VERSION, "1.1");
+    assert_eq!(FORMAT_VERSION, "1.2");
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let old0 = write(d, "old0.json", &snapshot("1.0", 0));

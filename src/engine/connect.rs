@@ -10,10 +10,21 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use super::stamp::{RxClock, Stamped};
 use super::tls::{self, WsTls};
 use crate::auth::{Presentation, Secret};
 
-pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+/// A socket: TLS (for `wss://`) over a TCP stream that keeps the kernel's
+/// receive times (`stamp.rs`).
+pub type Ws = WebSocketStream<MaybeTlsStream<Stamped>>;
+
+/// An upgraded socket, the clock of its kernel receive times (`None`:
+/// stamps are off or the kernel refused them) and the time to the 101.
+pub struct Opened {
+    pub ws: Ws,
+    pub rx: Option<std::sync::Arc<RxClock>>,
+    pub took: Duration,
+}
 
 /// Socket buffer sizes for thousands of sockets per process: tungstenite's
 /// defaults (128 KiB read buffer, 128 KiB write buffer) would dominate memory.
@@ -228,24 +239,30 @@ pub async fn ticket_url(
     Ok(u.to_string())
 }
 
-/// Connects and upgrades within `timeout`; returns the socket and the time
-/// to the 101. A `wss://` URL is verified the scenario's way (`tls`).
+/// Connects and upgrades within `timeout`. A `wss://` URL is verified the
+/// scenario's way (`tls`); with `kernel_stamps` the socket's reads carry
+/// the kernel's receive times.
 pub async fn open(
     url: &str,
     tls: &WsTls,
     token: &Secret,
     present: &[Presentation],
     timeout: Duration,
-) -> Result<(Ws, Duration), ConnectFailure> {
+    kernel_stamps: bool,
+) -> Result<Opened, ConnectFailure> {
     let req = request(&tls.present(url), token, present).map_err(classify)?;
     let t0 = Instant::now();
-    match tokio::time::timeout(timeout, connect(url, tls, req)).await {
+    match tokio::time::timeout(timeout, connect(url, tls, req, kernel_stamps)).await {
         Err(_) => Err(ConnectFailure::Failed(
             "timeout",
             format!("no upgrade within {timeout:?}"),
         )),
         Ok(Err(e)) => Err(classify(e)),
-        Ok(Ok((ws, _resp))) => Ok((ws, t0.elapsed())),
+        Ok(Ok((ws, rx))) => Ok(Opened {
+            ws,
+            rx,
+            took: t0.elapsed(),
+        }),
     }
 }
 
@@ -255,23 +272,8 @@ async fn connect(
     url: &str,
     tls: &WsTls,
     req: tokio_tungstenite::tungstenite::handshake::client::Request,
-) -> Result<
-    (
-        Ws,
-        tokio_tungstenite::tungstenite::handshake::client::Response,
-    ),
-    WsError,
-> {
-    let connector = tls.connector.clone();
-    if tls.server_name.is_none() {
-        return tokio_tungstenite::connect_async_tls_with_config(
-            req,
-            Some(ws_config()),
-            true,
-            connector,
-        )
-        .await;
-    }
+    kernel_stamps: bool,
+) -> Result<(Ws, Option<std::sync::Arc<RxClock>>), WsError> {
     let u = url::Url::parse(url).map_err(|e| {
         WsError::Url(
             tokio_tungstenite::tungstenite::error::UrlError::UnableToConnect(e.to_string()),
@@ -279,10 +281,18 @@ async fn connect(
     })?;
     let host = u.host_str().unwrap_or_default();
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    let port = u.port_or_known_default().unwrap_or(443);
+    let port = u
+        .port_or_known_default()
+        .unwrap_or(if u.scheme() == "wss" { 443 } else { 80 });
     let stream = TcpStream::connect((host, port)).await?;
     stream.set_nodelay(true)?;
-    tokio_tungstenite::client_async_tls_with_config(req, stream, Some(ws_config()), connector).await
+    let stream = Stamped::new(stream, kernel_stamps);
+    let rx = stream.clock();
+    let connector = tls.connector.clone();
+    let (ws, _resp) =
+        tokio_tungstenite::client_async_tls_with_config(req, stream, Some(ws_config()), connector)
+            .await?;
+    Ok((ws, rx))
 }
 
 #[cfg(test)]

@@ -50,6 +50,7 @@ mod rest;
 pub mod session;
 mod shared;
 mod socket;
+pub mod stamp;
 mod steps;
 mod stop;
 mod tls;

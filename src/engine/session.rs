@@ -24,7 +24,9 @@ use crate::metrics::{ObsSender, Observation, OffendingFrame, SAMPLE_FRAME_BYTES}
 use crate::protocol::validate::{check_isolation, Belongs, Identity, Violation};
 use crate::protocol::{Frame, Profile};
 
+mod between;
 mod run;
+use between::{between_runs, late_or_duplicate};
 pub use run::{remember_run, ActiveRun, PendingRun, RunOutcome, RunReport, EARLIER_RUNS_KEPT};
 
 /// Code recorded when the socket ended without a close frame (seen by the client only).
@@ -327,6 +329,9 @@ pub struct ReadCtx<'a> {
     pub held: Option<Option<&'a str>>,
     /// The socket's flood limit.
     pub flood: &'a FloodGate,
+    /// The kernel receive times of the socket's reads (`None`: frames are
+    /// timed when chatload's task has them).
+    pub rx: Option<&'a super::stamp::RxClock>,
 }
 
 impl ReadCtx<'_> {
@@ -419,8 +424,10 @@ where
             }
             Some(Ok(m)) => m,
         };
+        let now = Instant::now();
+        let rx = received(cx, now);
         // Bounded: see `flood.rs`.
-        match cx.flood.frame(Instant::now(), cx.obs) {
+        match cx.flood.frame(now, cx.obs) {
             Gate::Pass => {}
             Gate::Drop => continue,
             Gate::Close => return Read::Broken(flooded()),
@@ -441,7 +448,7 @@ where
             Message::Close(f) => return Read::Closed(close_code(f)),
             _ => continue,
         };
-        match on_text(&text, cx, active, earlier_runs, want, &who) {
+        match on_text(&text, cx, active, earlier_runs, want, &who, rx) {
             OnText::Next => {}
             OnText::Reply(reply) => {
                 let _ = ws.send(Message::Text(reply.into())).await;
@@ -471,6 +478,7 @@ fn on_text(
     earlier_runs: &mut Vec<String>,
     want: Want<'_>,
     who: &Who<'_>,
+    rx: Instant,
 ) -> OnText {
     let profile = cx.profile;
     cx.obs.count_n("bytes.received", text.len() as u64);
@@ -526,7 +534,7 @@ fn on_text(
         run.violated(cx.obs, v, text);
         return OnText::Next;
     }
-    if let Some(outcome) = run.on_event(&ev, text, profile, cx.obs) {
+    if let Some(outcome) = run.on_event(&ev, text, profile, cx.obs, rx) {
         let report = active.take().expect("a run is active").finish(outcome);
         remember_run(earlier_runs, report.run_id.as_deref());
         return OnText::Done(Read::RunEnded(report));
@@ -534,66 +542,18 @@ fn on_text(
     OnText::Next
 }
 
-/// A late event that is a terminal one is a `duplicate_terminal`.
-fn late_or_duplicate(ev: &crate::protocol::Event, late: Violation, profile: &Profile) -> Violation {
-    if profile.terminal(&ev.name).is_some() {
-        Violation::new(
-            "duplicate_terminal",
-            ev.name.clone(),
-            format!("a second `{}` after the run ended", ev.name),
-        )
-    } else {
-        late
+/// When the kernel had the frame in hand at `now` (`now` itself without a
+/// kernel stamp), recording how long chatload took to get to it
+/// (`generator_delay`): latencies end at the kernel's time.
+fn received(cx: &ReadCtx<'_>, now: Instant) -> Instant {
+    match cx.rx.and_then(|c| c.received(now)) {
+        Some(rx) => {
+            let delay = (now - rx).as_micros() as u64;
+            cx.obs.sample(crate::names::GENERATOR_DELAY, delay);
+            rx
+        }
+        None => now,
     }
-}
-
-/// An agent event with no run active: late (a finished run's), a second
-/// terminal, foreign, or one that names no run at all. Returns the class
-/// when it is the held run's violation (its own id, or no run id at all
-/// while a run is held): that run then fails by it.
-fn between_runs(
-    ev: &crate::protocol::Event,
-    text: &str,
-    profile: &Profile,
-    cx: &ReadCtx<'_>,
-    earlier_runs: &[String],
-) -> Option<&'static str> {
-    cx.obs.count("frames.between_runs");
-    let me = Identity {
-        user_id: cx.user_id.to_string(),
-        thread_id: None,
-        run_id: Some(String::new()),
-    };
-    let (v, held) = match check_isolation(ev, &me, earlier_runs) {
-        Belongs::Foreign(v) if v.class == "late_event" => (
-            late_or_duplicate(ev, v, profile),
-            cx.is_held(ev.run_id.as_deref()),
-        ),
-        Belongs::Foreign(v) => (v, false),
-        Belongs::Mine => (
-            Violation::new(
-                "crossed_run",
-                ev.name.clone(),
-                format!(
-                    "`{}` without a run id arrived while no run was active",
-                    ev.name
-                ),
-            ),
-            cx.held.is_some() && ev.run_id.is_none(),
-        ),
-    };
-    // A late event's sample names the run it belongs to.
-    let run_id = match (held, cx.held) {
-        (true, Some(id)) => id,
-        _ if matches!(v.class, "late_event" | "duplicate_terminal") => ev.run_id.as_deref(),
-        _ => None,
-    };
-    let who = Who {
-        user_id: cx.user_id,
-        run_id,
-    };
-    note_violation(cx.obs, &v, text, &who);
-    held.then_some(v.class)
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use rand::Rng;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 
-use super::connect::{self, ConnectFailure, Ws};
+use super::connect::{self, ConnectFailure};
 use super::session::{self, Read, ReadCtx, ReadyOutcome, RunOutcome, Want, Who};
 use super::shared::{far_future, Shared, PHASE_BEFORE_READY, PHASE_IDLE};
 use super::user::UserSession;
@@ -211,7 +211,7 @@ impl Shared {
         if sc.auth.present.contains(&crate::auth::Presentation::Ticket) {
             url = self.ticket(&url, &token).await?;
         }
-        let (mut ws, took) = self.upgrade(&url, &token).await?;
+        let connect::Opened { mut ws, rx, took } = self.upgrade(&url, &token).await?;
         self.obs.count(names::CONN_UPGRADED);
         self.obs.sample(names::WS_CONNECT, took.as_micros() as u64);
         s.ever_connected = true;
@@ -242,15 +242,7 @@ impl Shared {
                 self.obs.count(names::CONN_READY);
                 self.obs
                     .sample(names::WS_READY, ready_at.elapsed().as_micros() as u64);
-                s.ws = Some(ws);
-                // The server checks a token when a socket connects: this
-                // socket lives on this token until it expires.
-                s.token_exp = token_exp;
-                s.last_ping = Some(Instant::now());
-                s.ping_pending = None;
-                s.runs_on_socket = 0;
-                s.earlier_runs.clear();
-                *s.auth_refused.get_mut() = false;
+                s.socket_ready(ws, rx, token_exp);
                 Ok(started.elapsed())
             }
             ReadyOutcome::Closed {
@@ -318,7 +310,7 @@ impl Shared {
         &self,
         url: &str,
         token: &Secret,
-    ) -> Result<(Ws, Duration), (Option<u16>, String)> {
+    ) -> Result<connect::Opened, (Option<u16>, String)> {
         let sc = &self.cfg.scenario;
         match connect::open(
             url,
@@ -326,6 +318,7 @@ impl Shared {
             token,
             &sc.auth.present,
             sc.target.connect_timeout,
+            sc.generator.kernel_timestamps,
         )
         .await
         {
@@ -385,6 +378,7 @@ impl Shared {
                 auth_refused,
                 held,
                 flood,
+                rx,
                 ..
             } = s;
             let Some(ws) = ws.as_mut() else {
@@ -397,6 +391,7 @@ impl Shared {
                 auth_refused,
                 held: held.as_ref().map(|h| h.run_id.as_deref()),
                 flood,
+                rx: rx.as_deref(),
             };
             let out = session::read(
                 ws,

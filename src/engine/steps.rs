@@ -46,6 +46,13 @@ pub(super) async fn run_step(
     }
     let t0 = Instant::now();
     let r = run_step_inner(shared, step, user).await;
+    // A send falls due when the step before it ends (a think sets its own
+    // intended end): `send_lag` is measured from there.
+    if !matches!(step.kind, StepKind::Think { .. } | StepKind::Repeat { .. }) {
+        if let Some(h) = session(user) {
+            h.0.lock().await.send_due = Some(Instant::now());
+        }
+    }
     if matches!(
         step.kind,
         StepKind::Send { .. } | StepKind::Think { .. } | StepKind::Disconnect | StepKind::Reconnect
@@ -225,16 +232,11 @@ async fn think_step(
     let duration = think.sample(&mut s.rng);
     let intended = Instant::now() + duration;
     let reconnected = shared.idle(&mut s, intended).await;
-    drop(s);
-    // The generator's own lateness: how far past its intended time the
-    // user woke (`idle` returns at that time, or on a stop). A think
-    // that reopened the socket may end late by the handshake: the
-    // target's time, not the generator's.
-    if !shared.cfg.stop.is_set() && !reconnected {
-        shared
-            .obs
-            .sample(names::SEND_LAG, intended.elapsed().as_micros() as u64);
-    }
+    // The next send falls due at the think's intended end, so `send_lag`
+    // shows how late the user woke and sent. A think that reopened the
+    // socket may end late by the handshake: the target's time, not the
+    // generator's, so that send is not measured.
+    s.send_due = (!reconnected).then_some(intended);
     Ok(())
 }
 
@@ -309,6 +311,7 @@ impl Shared {
         message: &serde_json::Value,
         uses: TemplateUse,
     ) -> Result<Duration, (Option<u16>, String)> {
+        let due = s.send_due.take();
         self.drain(s).await;
         s.finished = None;
         // The journey starts a run while the last one is still in flight: that
@@ -353,20 +356,29 @@ impl Shared {
             return Err((None, "no socket".into()));
         };
         let t0 = Instant::now();
-        // Open model: the first run of an arrival counts from its intended
-        // start, so time spent waiting (for a session, a socket) is measured.
-        let started = s.intended.take().map_or(t0, |i| i.min(t0));
+        let intended = s.intended.take();
         let run_step = self.obs.run_step();
         self.obs.count_for(run_step, names::RUNS_STARTED);
         self.obs.count_n("bytes.sent", text.len() as u64);
         match ws.send(Message::Text(text.into())).await {
             Ok(()) => {
+                // Sent: the write that flushed the frame returned.
+                let sent = Instant::now();
+                // A socket opened after the send fell due put the target's
+                // handshake into the wait: not the generator's lateness.
+                if let Some(due) = due.filter(|d| s.ready_at.is_none_or(|r| r <= *d)) {
+                    self.obs
+                        .sample(names::SEND_LAG, (sent - due.min(sent)).as_micros() as u64);
+                }
+                // Open model: the first run of an arrival counts from its intended
+                // start, so time spent waiting (for a session, a socket) is measured.
+                let started = intended.map_or(sent, |i| i.min(sent));
                 let run = PendingRun {
                     run_id: uses.run.then_some(run_id),
                     thread_id: uses.thread.then(|| s.thread_id.clone()),
                     user_id: s.identity.clone(),
                     started,
-                    sent: t0,
+                    sent,
                     step: run_step,
                 };
                 let mut active = ActiveRun::new(run, self.profile).defer_end_samples();
@@ -549,6 +561,9 @@ pub(super) async fn serve_arrival(
         s.iteration += 1;
         s.unavailable.clear();
         s.intended = Some(intended);
+        // The pickup's lateness is recorded above; the journey's first send
+        // falls due now, unless a step comes before it.
+        s.send_due = Some(Instant::now());
     }
     for step in journey {
         // A failed step is recorded by run_step; the journey goes on, as goose

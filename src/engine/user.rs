@@ -64,6 +64,8 @@ pub(super) struct UserSession {
     /// until a token says otherwise): its events must carry this id.
     pub(super) identity: String,
     pub(super) ws: Option<Ws>,
+    /// The kernel receive times of `ws`'s reads (`None`: user-space times).
+    pub(super) rx: Option<std::sync::Arc<super::stamp::RxClock>>,
     pub(super) ever_connected: bool,
     /// Runs started on the current socket (0 means the next one is its first exchange).
     pub(super) runs_on_socket: u64,
@@ -89,6 +91,11 @@ pub(super) struct UserSession {
     /// Open model: the intended start of the arrival being served; its first
     /// run's latencies are measured from it.
     pub(super) intended: Option<Instant>,
+    /// When the next send falls due (`send_lag`): the end of the step
+    /// before it, or a think's intended end; `None`: not measured.
+    pub(super) send_due: Option<Instant>,
+    /// When the socket last became ready.
+    pub(super) ready_at: Option<Instant>,
     /// Threads this user created, oldest first (`switch_thread` cycles through them).
     pub(super) threads: Vec<String>,
     /// What this user sent per thread.
@@ -170,6 +177,29 @@ pub(super) struct HeldRun {
 /// The locked session a step works on.
 pub(super) type Guard<'a> = tokio::sync::MutexGuard<'a, UserSession>;
 
+impl UserSession {
+    /// A socket became ready: it is the user's now, with the clock of its
+    /// receive times. The server checks a token when a socket connects, so
+    /// the socket lives on this token until `token_exp`.
+    pub(super) fn socket_ready(
+        &mut self,
+        ws: Ws,
+        rx: Option<std::sync::Arc<super::stamp::RxClock>>,
+        token_exp: Option<Instant>,
+    ) {
+        let now = Instant::now();
+        self.ws = Some(ws);
+        self.rx = rx;
+        self.ready_at = Some(now);
+        self.token_exp = token_exp;
+        self.last_ping = Some(now);
+        self.ping_pending = None;
+        self.runs_on_socket = 0;
+        self.earlier_runs.clear();
+        *self.auth_refused.get_mut() = false;
+    }
+}
+
 #[derive(Clone)]
 pub(super) struct SessionHandle(pub(super) Arc<Mutex<UserSession>>);
 
@@ -199,6 +229,7 @@ impl Shared {
             identity: user_id.clone(),
             user_id,
             ws: None,
+            rx: None,
             ever_connected: false,
             runs_on_socket: 0,
             runs: 0,
@@ -214,6 +245,8 @@ impl Shared {
             tokens: 0,
             token_exp: None,
             intended: None,
+            send_due: None,
+            ready_at: None,
             threads: Vec::new(),
             logs: Default::default(),
             in_flight: None,
@@ -371,6 +404,7 @@ impl Shared {
                 held,
                 auth_refused,
                 flood,
+                rx,
                 ..
             } = &mut *s;
             let (Some(ws), Some(h)) = (ws.as_mut(), held.as_ref()) else {
@@ -383,6 +417,7 @@ impl Shared {
                 auth_refused,
                 held: Some(h.run_id.as_deref()),
                 flood,
+                rx: rx.as_deref(),
             };
             let out = super::session::read(
                 ws,

@@ -17,7 +17,14 @@ use super::recorder::Recorder;
 /// leaves out the closes that ended a recognised auth failure; 1.0 counted
 /// every close. `compare` and `merge` refuse to mix the two
 /// ([`same_definitions`]); a 1.0 snapshot alone still reads and renders.
-pub const FORMAT_VERSION: &str = "1.1";
+/// 1.2: run latencies end at the frame's kernel receive time (they ended
+/// when chatload's task read it, up to the generator's own delay later:
+/// `generator_delay`), and `send_lag` is measured at every send, from the
+/// moment it fell due (an arrival's intended start, a think's end, or the
+/// end of the step before), not only after a think. 1.1 and 1.2 mix in
+/// `compare` and `merge`: the closes are defined alike, and the latencies
+/// differ by the generator's delay, which `compare` shows as a change.
+pub const FORMAT_VERSION: &str = "1.2";
 const ENCODING: &str = "hdr-v2-deflate-base64";
 
 #[derive(Debug, thiserror::Error)]

@@ -25,6 +25,9 @@ pub struct RawRun {
     /// From its start to its first agent event (none: no event came).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ttfe_ms: Option<f64>,
+    /// From its start to its terminal event (none: none came).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttc_ms: Option<f64>,
     /// `ok` or `failed`.
     pub outcome: &'static str,
     /// The failure class counted under `runs.failed.<class>` (failed runs).

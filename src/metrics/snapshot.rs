@@ -69,8 +69,42 @@ pub struct GeneratorHealth {
     pub cores: u32,
     /// p99 of `send_lag` (how late users woke from their think time), µs.
     pub send_lag_p99_us: Option<u64>,
-    /// The generator was likely the bottleneck (CPU above 85% of its cores, or send lag p99 above 50 ms).
+    /// The generator was likely the bottleneck: why in `saturated_by`
+    /// (`run/generator_health.rs` has the rules).
     pub saturated: bool,
+    /// Each reason it was saturated, in words.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub saturated_by: Vec<String>,
+    /// The CPUs it could use: its affinity mask, capped by its cgroup quota.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usable_cpus: Option<f64>,
+    /// How busy those CPUs were over the run, every process counted (0-1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus_busy: Option<f64>,
+    /// `generator_delay` (kernel receive to chatload having the frame), µs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_p50_us: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_p99_us: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_p999_us: Option<u64>,
+    /// Where frames were timed: `kernel`, or `user (...)` with why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receive_times: Option<String>,
+    /// Runs counted (ok and failed) per second of the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runs_per_s: Option<f64>,
+    /// The generator's CPU time per run counted, µs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_us_per_run: Option<f64>,
+    /// Steps of the realtime clock over 1 ms against the monotonic one
+    /// (kernel stamps taken across one are off by it).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub clock_jumps: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// One shard's line in a merged snapshot.

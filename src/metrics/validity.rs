@@ -36,6 +36,8 @@ pub const SERVER_ACCEPT_ERROR: &str = "server_accept_error";
 pub const STARTS_NOT_ON_TIME: &str = "starts_not_on_time";
 /// Cause of a capacity search that reached the generator's limit.
 pub const GENERATOR_LIMIT: &str = "generator_limit";
+/// Cause of a generator too late reading its frames (`[generator]` delay rule).
+pub const GENERATOR_DELAY: &str = "generator_delay";
 
 /// One reason the run is INVALID.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -57,6 +59,8 @@ pub struct Facts {
     pub start_tolerance: Option<f64>,
     /// Accept errors of the embedded reference server, by errno name.
     pub accept_errors: BTreeMap<String, u64>,
+    /// `[generator]`'s rule on chatload's own delay (`None`: off).
+    pub max_delay: Option<crate::scenario::generator::DelayLimit>,
 }
 
 /// Every validity cause of a run's data.
@@ -75,7 +79,51 @@ pub fn causes(rec: &Recorder, facts: &Facts) -> Vec<ValidityCause> {
     if let Some(tol) = facts.start_tolerance {
         out.extend(starts_not_on_time(rec, tol));
     }
+    out.extend(facts.max_delay.and_then(|l| generator_delay(rec, l)));
     out
+}
+
+/// `generator_delay` p99 and `ttfe` p50 (µs), when both were recorded.
+fn delay_figures(rec: &Recorder) -> Option<(u64, u64, u64)> {
+    let q = |m: &str, q: f64| {
+        rec.histograms
+            .get(m)
+            .filter(|h| !h.is_empty())
+            .map(|h| (h.value_at_quantile(q), h.len()))
+    };
+    let (delay, frames) = q(names::GENERATOR_DELAY, 0.99)?;
+    let (ttfe, _) = q(names::TTFE, 0.5)?;
+    Some((delay, ttfe, frames))
+}
+
+/// Whether chatload's own delay breaks `limit`: `generator_delay` p99
+/// above `limit.share` of `ttfe` p50 and above `limit.floor`.
+pub fn delay_broken(rec: &Recorder, limit: crate::scenario::generator::DelayLimit) -> bool {
+    delay_figures(rec).is_some_and(|(d, t, _)| {
+        d as f64 > limit.share * t as f64 && u128::from(d) > limit.floor.as_micros()
+    })
+}
+
+fn generator_delay(
+    rec: &Recorder,
+    limit: crate::scenario::generator::DelayLimit,
+) -> Option<ValidityCause> {
+    let (delay, ttfe, frames) = delay_figures(rec)?;
+    if !delay_broken(rec, limit) {
+        return None;
+    }
+    let us = |v: u64| crate::units::format_us(v as f64);
+    Some(ValidityCause {
+        cause: GENERATOR_DELAY.into(),
+        count: frames,
+        detail: format!(
+            "chatload read its frames late: generator_delay p99 {} is above {} of ttfe p50 ({}) and above {}. Latencies end at the kernel's receive time, but a generator this late also sends late and paces late, so the target was not offered the planned load on time; give it more CPU (fewer users per process, --shard, a machine of its own), or relax [generator] max_delay_share / max_delay_floor",
+            us(delay),
+            crate::units::format_value(limit.share, "fraction"),
+            us(ttfe),
+            us(limit.floor.as_micros() as u64),
+        ),
+    })
 }
 
 /// Connects that failed on this machine, one cause per errno.
@@ -150,6 +198,42 @@ pub fn combine<'a>(lists: impl IntoIterator<Item = &'a [ValidityCause]>) -> Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_delay_rule_needs_both_the_share_and_the_floor() {
+        use crate::scenario::generator::Generator;
+        let limit = Generator::default().max_delay.unwrap(); // 25% and 10 ms
+        let rec = |delay_us: u64, ttfe_us: u64| {
+            let mut r = Recorder::default();
+            for _ in 0..100 {
+                r.record(names::GENERATOR_DELAY, delay_us);
+                r.record(names::TTFE, ttfe_us);
+            }
+            r
+        };
+        let facts = Facts {
+            max_delay: Some(limit),
+            ..Facts::default()
+        };
+        assert!(causes(&rec(12_000, 60_000), &facts).is_empty(), "under 25%");
+        assert!(
+            causes(&rec(9_000, 20_000), &facts).is_empty(),
+            "under 10 ms"
+        );
+        let c = causes(&rec(12_000, 40_000), &facts);
+        assert_eq!(c.len(), 1, "{c:?}");
+        assert_eq!(c[0].cause, GENERATOR_DELAY);
+        assert_eq!(c[0].count, 100, "the frames it judged");
+        assert!(c[0].detail.contains("p99 12"), "{}", c[0].detail);
+        assert!(
+            causes(&rec(12_000, 40_000), &Facts::default()).is_empty(),
+            "off"
+        );
+        assert!(
+            causes(&Recorder::default(), &facts).is_empty(),
+            "nothing recorded"
+        );
+    }
 
     #[test]
     fn local_errnos_and_server_accept_errors_are_causes() {

@@ -18,8 +18,19 @@ pub const TTFE: &str = "ttfe";
 pub const TTC: &str = "ttc";
 /// Largest gap between consecutive events of a run.
 pub const EVENT_GAP_MAX: &str = "event_gap_max";
-/// Intended start to actual send.
+/// The generator's own lateness at a send: the intended send (the
+/// arrival's intended start, the end of a think, or, with no think, the end
+/// of the step before) to the write of the message done.
 pub const SEND_LAG: &str = "send_lag";
+/// The kernel receiving a frame to chatload's task having it in hand
+/// (kernel receive stamps only, `engine/stamp.rs`): latencies end at the
+/// kernel's time, this is what chatload's own delay would have added.
+pub const GENERATOR_DELAY: &str = "generator_delay";
+/// Open model: the run's actual send to its first event (service time;
+/// `ttfe` counts from the intended start).
+pub const TTFE_SERVICE: &str = "ttfe_service";
+/// Open model: the run's actual send to its terminal event.
+pub const TTC_SERVICE: &str = "ttc_service";
 /// A heartbeat ping to its reply.
 pub const WS_PING: &str = "ws_ping";
 /// A dropped socket (or a first failed connect) to ready again.
@@ -55,6 +66,9 @@ pub const HISTOGRAMS: &[&str] = &[
     REST_TICKET,
     SERVER_PING_GAP,
     PROBE_LATENCY,
+    GENERATOR_DELAY,
+    TTFE_SERVICE,
+    TTC_SERVICE,
 ];
 
 /// Open model: arrivals the rate plan called for.
@@ -123,6 +137,9 @@ pub const FRAMES_FOREIGN: &str = "frames.foreign";
 pub const HANDSHAKES_ANSWERED: &str = "handshakes.answered";
 pub const BYTES_SENT: &str = "bytes.sent";
 pub const BYTES_RECEIVED: &str = "bytes.received";
+/// Steps over 1 ms of the realtime clock against the monotonic one, sampled
+/// once an interval (kernel receive stamps are realtime).
+pub const CLOCK_JUMPS: &str = "clock.jumps";
 pub const HISTORY_MESSAGES_CHECKED: &str = "history.messages_checked";
 /// History reads that stopped because the server answered a cursor it had
 /// already given (it would page forever).
@@ -206,6 +223,7 @@ pub const COUNTERS: &[&str] = &[
     HANDSHAKES_ANSWERED,
     BYTES_SENT,
     BYTES_RECEIVED,
+    CLOCK_JUMPS,
     HISTORY_MESSAGES_CHECKED,
     HISTORY_CURSOR_REPEATED,
     HISTORY_PAGES_CAPPED,

@@ -23,6 +23,8 @@ fn histogram_names_table() {
         ("ws_ready", true),
         ("ws_ping", true),
         ("send_lag", true),
+        ("generator_delay", true),
+        ("ttfe_service", true),
         ("event_gap_max", true),
         ("reconnect_time", true),
         ("reconnect_backoff", true),

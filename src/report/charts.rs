@@ -150,6 +150,7 @@ pub(super) fn metric_rank(m: &str) -> (u8, String) {
         names::TTC => 4,
         names::EVENT_GAP_MAX => 5,
         names::SEND_LAG => 6,
+        names::GENERATOR_DELAY => 6,
         _ if m.starts_with("event_") => 3,
         _ => 7,
     };

@@ -128,6 +128,47 @@ impl ReportData {
     }
 }
 
+/// The generator's own health in one line: where frames were timed, its
+/// delay, its CPU against what it could use, its rate, and whether it was
+/// saturated (and why).
+pub fn generator_text(g: &crate::metrics::snapshot::GeneratorHealth) -> String {
+    let us = |v: Option<u64>| v.map_or_else(|| "n/a".to_string(), |v| format_us(v as f64));
+    let mut parts = Vec::new();
+    if let Some(t) = &g.receive_times {
+        parts.push(format!("{t} receive times"));
+    }
+    if g.delay_p50_us.is_some() {
+        parts.push(format!(
+            "delay p50 / p99 / p99.9 {} / {} / {}",
+            us(g.delay_p50_us),
+            us(g.delay_p99_us),
+            us(g.delay_p999_us)
+        ));
+    }
+    let mut cpu = g
+        .cpu_s
+        .map_or("CPU n/a".to_string(), |c| format!("CPU {c:.1} s"));
+    if let Some(per_run) = g.cpu_us_per_run {
+        cpu.push_str(&format!(" ({per_run:.1} us per run)"));
+    }
+    if let Some(u) = g.usable_cpus {
+        cpu.push_str(&format!(" of {u:.1} usable CPUs"));
+    }
+    if let Some(b) = g.cpus_busy {
+        cpu.push_str(&format!(", those {:.0}% busy", b * 100.0));
+    }
+    parts.push(cpu);
+    if let Some(r) = g.runs_per_s {
+        parts.push(format!("{r:.1} runs/s"));
+    }
+    parts.push(if g.saturated {
+        format!("SATURATED ({})", g.saturated_by.join("; "))
+    } else {
+        "not saturated".to_string()
+    });
+    parts.join("; ")
+}
+
 /// A counter of the snapshot (0 when absent).
 fn counter(s: &Snapshot, k: &str) -> u64 {
     s.counters.get(k).copied().unwrap_or(0)
@@ -187,6 +228,9 @@ fn key_numbers(s: &Snapshot) -> Vec<(String, String)> {
         ("ttfe p50 / p95 / p99".to_string(), percentiles(names::TTFE)),
         ("ttc p50 / p95 / p99".to_string(), percentiles(names::TTC)),
     ];
+    if let Some(g) = &s.generator {
+        key_numbers.push(("generator".to_string(), generator_text(g)));
+    }
     if s.counters.contains_key(names::STARTS_INTENDED) {
         // Open model: what the rate plan called for, and what the pool could not serve.
         key_numbers.insert(

@@ -37,6 +37,8 @@ pub(super) struct Consumers {
     watcher: Option<JoinHandle<Option<String>>>,
     fail_fast: Option<JoinHandle<Option<String>>>,
     memory: Option<JoinHandle<Option<String>>>,
+    /// Watches the realtime clock against the monotonic one (`clock.jumps`).
+    clock: JoinHandle<()>,
     /// `/metrics`, progress, remote write, the raw stream.
     pub live: LiveOutputs,
     signals_at_start: u32,
@@ -124,7 +126,9 @@ pub(super) async fn start(
         out.write_failure.clone(),
         stop.clone(),
     )));
+    let clock = tokio::spawn(watch_clock(collector.sender()));
     Ok(Consumers {
+        clock,
         stop,
         started: Some(started_tx),
         started_rx,
@@ -139,6 +143,23 @@ pub(super) async fn start(
         capacity,
     })
 }
+
+/// Samples the realtime clock against the monotonic one every few seconds
+/// and counts each step over 1 ms (`clock.jumps`): kernel receive stamps
+/// are realtime (`engine/stamp.rs`).
+async fn watch_clock(obs: ObsSender) {
+    let mut watch = engine::stamp::ClockWatch::default();
+    let mut tick = tokio::time::interval(CLOCK_SAMPLE);
+    loop {
+        tick.tick().await;
+        if watch.sample().is_some() {
+            obs.count(crate::names::CLOCK_JUMPS);
+        }
+    }
+}
+
+/// How often [`watch_clock`] samples.
+const CLOCK_SAMPLE: Duration = Duration::from_secs(5);
 
 /// The watcher of the `abort_on_fail` thresholds, when there are any.
 fn watcher(
@@ -192,6 +213,7 @@ impl Consumers {
             }
             None => None,
         };
+        self.clock.abort();
         self.checkpoints.abort();
         let _ = self.checkpoints.await;
         let live = self.live.stop().await;

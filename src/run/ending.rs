@@ -16,7 +16,7 @@ use super::checkpoint::{fill, signals_since};
 use super::consumers::Stopped;
 use super::RunRequest;
 use crate::metrics::judge::{Ending, Inputs};
-use crate::metrics::snapshot::{GeneratorHealth, IntervalData, Snapshot};
+use crate::metrics::snapshot::{IntervalData, Snapshot};
 use crate::metrics::Recorder;
 use crate::names;
 
@@ -27,8 +27,8 @@ pub(super) struct Ended {
     pub elapsed: Duration,
     pub ended_at: DateTime<Utc>,
     pub server_truth: Option<serde_json::Value>,
-    /// CPU seconds the process had used when the users started.
-    pub cpu_before: Option<f64>,
+    /// The CPU figures when the users started.
+    pub cpu_before: super::generator_health::CpuStart,
     pub engine: Result<(), crate::engine::EngineError>,
     pub stopped: Stopped,
     /// The probes' series (shard 0 of a scenario with `[[probe]]`).
@@ -49,15 +49,27 @@ pub(super) fn judge(req: &RunRequest, template: &Snapshot, ended: Ended) -> Snap
             req.shard.index, req.shard.count
         ));
     }
-    let generator = generator_health(ended.cpu_before, ended.elapsed, rec);
+    let generator =
+        super::generator_health::health(&ended.cpu_before, ended.elapsed, rec, &sc.generator);
     if generator.saturated {
         notes.push(format!(
-            "the generator may have been the bottleneck (CPU {:.1} s over {:.0} s on {} cores, send lag p99 {}); results may understate the target",
+            "the generator may have been the bottleneck ({}; CPU {:.1} s over {:.0} s, {:.1} CPUs usable); results may understate the target",
+            generator.saturated_by.join("; "),
             generator.cpu_s.unwrap_or(0.0),
             ended.elapsed.as_secs_f64(),
-            generator.cores,
-            generator.send_lag_p99_us.map_or("n/a".to_string(), |v| crate::units::format_us(v as f64))
+            generator.usable_cpus.unwrap_or(generator.cores as f64),
         ));
+    }
+    if let Some(why) = generator
+        .receive_times
+        .as_deref()
+        .filter(|t| t.starts_with("user (kernel stamps unavailable"))
+    {
+        notes.push(format!("frames were timed in user space, {}: latencies include chatload's own delay in reading them", why.trim_start_matches("user ")));
+    }
+    let jumps = generator.clock_jumps;
+    if jumps > 0 {
+        notes.push(format!("the realtime clock stepped {jumps} time(s) by over 1 ms during the run (NTP?): frames received across a step are off by it"));
     }
     if let Some(note) = not_offered_note(rec, sc.workload.open()) {
         notes.push(note);
@@ -122,6 +134,7 @@ fn validity(
             .filter(|_| w.capacity.is_none())
             .map(|m| m.start_tolerance),
         accept_errors,
+        max_delay: req.scenario.generator.max_delay,
     };
     crate::metrics::validity::causes(rec, &facts)
 }
@@ -289,35 +302,6 @@ fn explain_no_ready(rec: &Recorder) -> String {
             parts.join(", ")
         }
     )
-}
-
-/// CPU seconds (user + system) this process has used, on Linux.
-pub(super) fn process_cpu_s() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    // The kernel reports in USER_HZ, 100 on every Linux this runs on.
-    Some(ticks / 100.0)
-}
-
-fn generator_health(cpu_before: Option<f64>, elapsed: Duration, rec: &Recorder) -> GeneratorHealth {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
-    let cpu_s = process_cpu_s().zip(cpu_before).map(|(a, b)| a - b);
-    let send_lag_p99_us = rec
-        .histograms
-        .get(names::SEND_LAG)
-        .filter(|h| !h.is_empty())
-        .map(|h| h.value_at_quantile(0.99));
-    let busy = cpu_s.is_some_and(|c| {
-        elapsed.as_secs_f64() > 5.0 && c > 0.85 * cores as f64 * elapsed.as_secs_f64()
-    });
-    let late = send_lag_p99_us.is_some_and(|l| l > 50_000);
-    GeneratorHealth {
-        cpu_s,
-        cores,
-        send_lag_p99_us,
-        saturated: busy || late,
-    }
 }
 
 /// The open model's arrivals that did not start on time: the target was

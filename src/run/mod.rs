@@ -32,6 +32,7 @@ mod checkpoint;
 mod consumers;
 mod ending;
 mod fail_fast;
+mod generator_health;
 mod live;
 mod live_figures;
 mod live_outputs;
@@ -195,7 +196,7 @@ fn redact_tags(sc: &mut Scenario) {
 struct Clock {
     t0: Instant,
     started_at: chrono::DateTime<Utc>,
-    cpu_before: Option<f64>,
+    cpu_before: generator_health::CpuStart,
 }
 
 impl Clock {
@@ -205,7 +206,7 @@ impl Clock {
             let wait = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
             tokio::time::sleep(wait).await;
         }
-        let cpu_before = ending::process_cpu_s();
+        let cpu_before = generator_health::CpuStart::now();
         let started_at = Utc::now();
         Clock {
             t0: Instant::now(),

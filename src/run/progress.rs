@@ -4,11 +4,12 @@
 //! never silent and a CI system never kills it for lack of output. On a
 //! terminal the live spinner of `live.rs` is shown instead.
 //!
-//! A line: `progress 35s/60s users 18/20 runs/s 12.4 ttfe_p95 80.2ms 1011s 0 failed 0`:
+//! A line: `progress 35s/60s users 18/20 runs/s 12.4 ttfe_p95 80.2ms gen_delay_p99 41µs 1011s 0 failed 0`:
 //! elapsed/planned seconds, users with a ready socket now / the users the
 //! plan wants now, finished runs per second over the real time since the
-//! previous line, ttfe p95 of the last closed interval
-//! (`-` before one), 1011 closes and failed runs so far.
+//! previous line, ttfe p95 and chatload's own `generator_delay` p99 of the
+//! last closed interval (`-` before one, or without kernel receive stamps),
+//! 1011 closes and failed runs so far.
 //!
 //! Imports: `metrics`, `plan`, `names`, `units`.
 
@@ -25,10 +26,10 @@ pub(super) async fn plain_progress(obs: ObsSender, plan: LoadPlan, t0: Instant, 
     loop {
         tick.tick().await;
         let rec = obs.peek().await;
-        let p95 = obs
-            .last_interval()
-            .await
-            .and_then(|i| i.histograms.get(names::TTFE).map(|h| h.p95_us));
+        let last_interval = obs.last_interval().await;
+        let of = |m: &str| last_interval.as_ref().and_then(|i| i.histograms.get(m));
+        let p95 = of(names::TTFE).map(|h| h.p95_us);
+        let delay = of(names::GENERATOR_DELAY).map(|h| h.p99_us);
         let elapsed = t0.elapsed();
         let done = rec.counter(names::RUNS_OK) + rec.counter(names::RUNS_FAILED);
         say_err!(
@@ -40,6 +41,7 @@ pub(super) async fn plain_progress(obs: ObsSender, plan: LoadPlan, t0: Instant, 
                 users: plan.users_at(elapsed),
                 runs_per_s: rate(done - last.1, elapsed.saturating_sub(last.0)),
                 ttfe_p95_us: p95,
+                delay_p99_us: delay,
                 closes_1011: rec.counter("closes.1011"),
                 failed: rec.counter(names::RUNS_FAILED),
             })
@@ -68,6 +70,7 @@ struct Line {
     users: u64,
     runs_per_s: f64,
     ttfe_p95_us: Option<u64>,
+    delay_p99_us: Option<u64>,
     closes_1011: u64,
     failed: u64,
 }
@@ -77,11 +80,11 @@ fn rate(n: u64, over: Duration) -> f64 {
 }
 
 fn line(l: Line) -> String {
-    let ttfe = l
-        .ttfe_p95_us
-        .map_or_else(|| "-".to_string(), |v| crate::units::format_us(v as f64));
+    let us =
+        |v: Option<u64>| v.map_or_else(|| "-".to_string(), |v| crate::units::format_us(v as f64));
+    let (ttfe, delay) = (us(l.ttfe_p95_us), us(l.delay_p99_us));
     format!(
-        "progress {}s/{}s users {}/{} runs/s {:.1} ttfe_p95 {ttfe} 1011s {} failed {}",
+        "progress {}s/{}s users {}/{} runs/s {:.1} ttfe_p95 {ttfe} gen_delay_p99 {delay} 1011s {} failed {}",
         l.elapsed.as_secs(),
         l.total.as_secs(),
         l.connected,
@@ -105,14 +108,16 @@ mod tests {
             users: 20,
             runs_per_s: rate(62, Duration::from_secs(5)),
             ttfe_p95_us: Some(80_200),
+            delay_p99_us: Some(41),
             closes_1011: 1,
             failed: 2,
         });
         assert_eq!(
             s,
             format!(
-                "progress 35s/60s users 18/20 runs/s 12.4 ttfe_p95 {} 1011s 1 failed 2",
-                crate::units::format_us(80_200.0)
+                "progress 35s/60s users 18/20 runs/s 12.4 ttfe_p95 {} gen_delay_p99 {} 1011s 1 failed 2",
+                crate::units::format_us(80_200.0),
+                crate::units::format_us(41.0)
             )
         );
         assert!(line(Line {
@@ -122,10 +127,11 @@ mod tests {
             users: 0,
             runs_per_s: rate(5, Duration::ZERO),
             ttfe_p95_us: None,
+            delay_p99_us: None,
             closes_1011: 0,
             failed: 0
         })
-        .contains("runs/s 0.0 ttfe_p95 - "));
+        .contains("runs/s 0.0 ttfe_p95 - gen_delay_p99 - "));
     }
 
     /// A tick that comes late (the runtime stalled for 3.5 periods) is

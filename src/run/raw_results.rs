@@ -114,6 +114,7 @@ mod tests {
             ended_at: "2026-12-07T05:00:00.000Z".into(),
             duration_ms: 12.5,
             ttfe_ms: Some(3.25),
+            ttc_ms: None,
             outcome: "failed",
             class: Some("timeout".into()),
             user: "u1".into(),

@@ -44,6 +44,7 @@ mod capacity;
 mod capacity_check;
 mod data;
 mod fills;
+pub mod generator;
 pub mod input;
 mod journey;
 mod limits;
@@ -277,6 +278,7 @@ fn read_scenario(o: &Obj<'_>, path: &Path) -> Option<Scenario> {
     let output = output::read_output(o);
     let tags = tags::read_tags(o);
     let baseline = baseline::read_baseline(o);
+    let generator = generator::read_generator(o);
     if let (Some(l), Some(w), Some(n)) = (&limits, &workload, o.get("workload")) {
         for why in w.over_limits(l) {
             n.error(why);
@@ -310,6 +312,7 @@ fn read_scenario(o: &Obj<'_>, path: &Path) -> Option<Scenario> {
         live: output.live?,
         baseline: baseline?,
         limits: limits?,
+        generator: generator?,
         echo: Value::Null,
     })
 }

@@ -58,6 +58,8 @@ pub struct Scenario {
     pub baseline: Vec<super::baseline::Tolerance>,
     /// Caps on users, arrival rate and plan length (`[limits]`).
     pub limits: super::limits::Limits,
+    /// `[generator]`: receive stamps and the validity rule on chatload's own delay.
+    pub generator: super::generator::Generator,
     /// The run's tags (`[tags]`, then `--tag`): labels of every live series,
     /// kept in the snapshot and every report (`tags.rs`).
     pub tags: std::collections::BTreeMap<String, String>,

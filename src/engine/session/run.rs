@@ -87,6 +87,11 @@ pub struct RunReport {
     pub first_event: Option<Duration>,
     /// The `send` step that started the run.
     pub send_step: Option<String>,
+    /// From the run's start to its terminal event (none: none came).
+    pub terminal: Option<Duration>,
+    /// Open model: from the intended start to the actual send (service
+    /// times are the run's latencies less this); zero in the closed model.
+    pub queued: Duration,
 }
 
 impl RunReport {
@@ -95,6 +100,10 @@ impl RunReport {
         if let Some((ttc, gap)) = self.end_samples.take() {
             obs.sample_for(self.step, names::TTC, ttc.as_micros() as u64);
             obs.sample_for(self.step, names::EVENT_GAP_MAX, gap.as_micros() as u64);
+            if !self.queued.is_zero() {
+                let service = ttc.saturating_sub(self.queued);
+                obs.sample_for(self.step, names::TTC_SERVICE, service.as_micros() as u64);
+            }
         }
     }
 }
@@ -115,6 +124,7 @@ struct RunTimes {
     events: u64,
     first: Option<Duration>,
     last: Option<Duration>,
+    terminal: Option<Duration>,
     gap_max: Duration,
     seen: BTreeSet<String>,
 }
@@ -166,6 +176,11 @@ impl ActiveRun {
         self
     }
 
+    /// Open model: the intended start to the actual send.
+    fn queued(&self) -> Duration {
+        self.run.sent.saturating_duration_since(self.run.started)
+    }
+
     /// Events of this run so far.
     pub fn events(&self) -> u64 {
         self.times.events
@@ -173,6 +188,7 @@ impl ActiveRun {
 
     /// Ends the run with `outcome`.
     pub fn finish(self, outcome: RunOutcome) -> RunReport {
+        let queued = self.queued();
         RunReport {
             outcome,
             violations: self.violations,
@@ -182,6 +198,8 @@ impl ActiveRun {
             step: self.run.step,
             first_event: self.times.first,
             send_step: self.send_step,
+            terminal: self.times.terminal,
+            queued,
         }
     }
 
@@ -210,11 +228,13 @@ impl ActiveRun {
         text: &str,
         profile: &Profile,
         obs: &ObsSender,
+        rx: Instant,
     ) -> Option<RunOutcome> {
         if self.me.run_id.is_none() {
             self.me.run_id = ev.run_id.clone();
         }
-        let at = self.run.started.elapsed();
+        // From the (intended) start to the frame's receive time.
+        let at = rx.saturating_duration_since(self.run.started);
         let t = &mut self.times;
         let step = self.run.step;
         obs.count_for(step, names::events(&ev.name));
@@ -222,6 +242,11 @@ impl ActiveRun {
         if t.first.is_none() {
             t.first = Some(at);
             obs.sample_for(step, names::TTFE, at.as_micros() as u64);
+            let queued = self.run.sent.saturating_duration_since(self.run.started);
+            if !queued.is_zero() {
+                let service = at.saturating_sub(queued);
+                obs.sample_for(step, names::TTFE_SERVICE, service.as_micros() as u64);
+            }
         }
         if let Some(prev) = t.last {
             t.gap_max = t.gap_max.max(at.saturating_sub(prev));
@@ -237,6 +262,7 @@ impl ActiveRun {
             self.violated(obs, v, text);
         }
         let ok = profile.terminal(&ev.name)?;
+        self.times.terminal = Some(at);
         if ok {
             for v in self.check.on_end() {
                 self.violated(obs, v, text);
@@ -248,6 +274,11 @@ impl ActiveRun {
         } else {
             obs.sample_for(step, names::TTC, at.as_micros() as u64);
             obs.sample_for(step, names::EVENT_GAP_MAX, gap.as_micros() as u64);
+            let queued = self.queued();
+            if !queued.is_zero() {
+                let service = at.saturating_sub(queued);
+                obs.sample_for(step, names::TTC_SERVICE, service.as_micros() as u64);
+            }
         }
         Some(if ok {
             RunOutcome::Ok

@@ -94,6 +94,7 @@ async fn follow(
     obs: &ObsSender,
 ) -> RunReport {
     let cx = ReadCtx {
+        rx: None,
         flood: &crate::engine::flood::FloodGate::default(),
         profile: netra(),
         user_id: "u",
@@ -329,6 +330,7 @@ async fn an_auth_frame_makes_the_close_after_it_an_auth_failure() {
     for (frame, want) in [(refused, true), (busy, false)] {
         let flag = AtomicBool::new(false);
         let cx = ReadCtx {
+            rx: None,
             flood: &crate::engine::flood::FloodGate::default(),
             profile: netra(),
             user_id: "u",
@@ -386,6 +388,7 @@ async fn a_past_deadline_reads_only_what_already_arrived() {
     let c = Collector::start();
     let obs = c.sender();
     let cx = ReadCtx {
+        rx: None,
         flood: &crate::engine::flood::FloodGate::default(),
         profile: netra(),
         user_id: "u",
@@ -438,6 +441,7 @@ async fn events_read_while_thinking_belong_to_the_active_run() {
     let c = Collector::start();
     let obs = c.sender();
     let cx = ReadCtx {
+        rx: None,
         flood: &crate::engine::flood::FloodGate::default(),
         profile: netra(),
         user_id: "u",
@@ -485,6 +489,7 @@ async fn a_stop_ends_an_idle_read_and_a_sleep() {
     let c = Collector::start();
     let obs = c.sender();
     let cx = ReadCtx {
+        rx: None,
         flood: &crate::engine::flood::FloodGate::default(),
         profile: netra(),
         user_id: "u",
@@ -524,6 +529,7 @@ async fn a_straggler_of_the_held_run_fails_that_run() {
     let c = Collector::start();
     let obs = c.sender();
     let cx = ReadCtx {
+        rx: None,
         flood: &crate::engine::flood::FloodGate::default(),
         profile: netra(),
         user_id: "u",
