@@ -33,9 +33,10 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import uuid
 
-from bench import ROOT, free_port, wait_listening
+from bench import ROOT, free_port, proc_cpu, wait_listening
 
 SKIP = 77  # the exit status of "cannot measure here" (missing tool or right)
 
@@ -126,7 +127,8 @@ class Direction:
         self.dead = False  # not a WebSocket (an upgrade refused, a sentinel)
         self.fragments = None  # (opcode, [payloads]) of a message in pieces
         self.messages = []  # (ns of its last byte, text bytes)
-        self.out_of_order = 0  # segments not at the next byte (early or repeated)
+        self.out_of_order = 0  # segments that came past a gap
+        self.repeated = 0  # segments that came again
 
     def segment(self, ns, seq, flags, payload):
         if flags & SYN:
@@ -138,7 +140,9 @@ class Direction:
             self.next = seq
         self.early.setdefault(seq, payload)
         if seq != self.next:
-            self.out_of_order += 1
+            behind = (self.next - seq) & 0xFFFFFFFF < 1 << 31
+            self.repeated += behind  # a retransmission (a loss probe, say)
+            self.out_of_order += not behind
         progress = True
         while progress:
             progress = False
@@ -231,7 +235,7 @@ def completes(msg):
 def analyse(pcap_path, server_port, stats=None):
     """Per run_id on the wire: {"sent_ns", "first_event_ns", "completed_ns"}
     (None where the capture holds no such frame). `stats`, a dict, gets the
-    packets read and the segments that came out of order."""
+    packets read and the segments that came past a gap or came again."""
     streams = {}
     packets = 0
     with open(pcap_path, "rb") as f:
@@ -269,6 +273,7 @@ def analyse(pcap_path, server_port, stats=None):
     if stats is not None:
         stats["packets"] = packets
         stats["out_of_order_segments"] = sum(d.out_of_order for d in streams.values())
+        stats["repeated_segments"] = sum(d.repeated for d in streams.values())
     return {rid: r for rid, r in runs.items() if r["sent_ns"] is not None}
 
 
@@ -344,14 +349,16 @@ class Capture:
             sys.exit("the capture never received its end marker")
 
     def stop(self):
-        """Stops tcpdump; returns the packets its kernel buffer dropped."""
+        """Stops tcpdump; returns the packets its kernel buffer dropped and
+        the CPU seconds it used (the capture's own load on the machine)."""
+        cpu = proc_cpu(self.proc.pid)
         self.proc.send_signal(signal.SIGINT)
         self.stderr += [line.decode(errors="replace") for line in self.proc.stderr]
         self.proc.wait()
         self.copier.join()
         for line in self.stderr:
             if "dropped by kernel" in line:
-                return int(line.split()[0])
+                return int(line.split()[0]), cpu
         sys.exit("tcpdump did not report its drops: " + "".join(self.stderr))
 
 
@@ -381,7 +388,8 @@ def measure(a, binary, tmp):
                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             cap.settle()
         finally:
-            dropped = cap.stop()
+            dropped, tcpdump_cpu = cap.stop()
+            copier_cpu = time.process_time()  # this process, the copier thread almost alone
         if gen.returncode not in (0, 1):
             sys.exit(f"chatload run failed ({gen.returncode}): {gen.stderr}")
     finally:
@@ -389,7 +397,7 @@ def measure(a, binary, tmp):
         server.wait()
     with open(os.path.join(out, "runs.jsonl")) as f:
         lines = [json.loads(line) for line in f if line.strip()]
-    stats = {"packets_dropped_by_kernel": dropped}
+    stats = {"packets_dropped_by_kernel": dropped, "tcpdump_cpu_s": tcpdump_cpu, "copier_cpu_s": copier_cpu}
     wire = analyse(pcap, port, stats)
     return lines, wire, stats
 
@@ -439,7 +447,8 @@ def compare(lines, wire):
 def print_report(r):
     print(f"wire truth: {r['users']} users, think {r['think']}, {r['seconds']} s hold; "
           f"{r['packets']} packets, {r['packets_dropped_by_kernel']} dropped by the kernel, "
-          f"{r['out_of_order_segments']} segments out of order")
+          f"segments: {r['out_of_order_segments']} past a gap, {r['repeated_segments']} again")
+    print(f"capture CPU: tcpdump {r['tcpdump_cpu_s']:.1f} s, copier {r['copier_cpu_s']:.1f} s")
     print(f"runs: chatload {r['runs']['chatload']}, wire {r['runs']['wire']}")
     for side in ("only_chatload", "only_wire"):
         if r[side]:

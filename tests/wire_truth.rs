@@ -64,8 +64,14 @@ fn chatload_mean_ttfe_is_within_30_us_of_the_loopback_wire() {
     assert_eq!(r["runs"]["wire"], runs, "{r}");
     assert_eq!(r["only_chatload"], Value::Array(vec![]), "{r}");
     assert_eq!(r["only_wire"], Value::Array(vec![]), "{r}");
-    assert_eq!(r["ttfe"]["paired"], runs, "every run has its ttfe on both sides: {r}");
-    assert_eq!(r["ttc"]["paired"], runs, "every run has its ttc on both sides: {r}");
+    assert_eq!(
+        r["ttfe"]["paired"], runs,
+        "every run has its ttfe on both sides: {r}"
+    );
+    assert_eq!(
+        r["ttc"]["paired"], runs,
+        "every run has its ttc on both sides: {r}"
+    );
 
     let ttfe = &r["ttfe"];
     let gap = ttfe["chatload_minus_wire"]["mean_us"].as_f64().unwrap();
