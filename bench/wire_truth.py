@@ -17,6 +17,16 @@ figures), and chatload's figures printed beside the wire's.
 Usage (from the repository root):  python3 bench/wire_truth.py [--users 20]
     [--think 500ms] [--seconds 10] [--bin PATH] [--json]
 
+The load: `--users` users connect over max(1, users/200) s, then hold for
+`--seconds`, each sending `start_agent` (run_id and thread_id set), awaiting
+its end and thinking `--think` (0: no think step). The capture is
+`tcpdump -i lo -B 65536 -s 0 -U --time-stamp-precision=nano -w -` (the
+server port only), copied to a file by this script: tcpdump gets the
+kernel's packets in blocks, so a SIGINT right after the run loses its last
+half second; the script sends a marker through the server port and stops
+tcpdump only once the marker is in the file. The capture's own CPU
+(tcpdump and the copier) is reported beside the figures.
+
 Without `--bin` it builds this repository (release, into $CARGO_TARGET_DIR
 or target/). Needs tcpdump and the right to capture (root or
 CAP_NET_RAW); exits 77 when either is missing (tests/wire_truth.rs skips
