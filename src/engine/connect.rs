@@ -10,7 +10,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use super::stamp::{RxClock, Stamped};
+use super::stamp::{Stamped, WireClock};
 use super::tls::{self, WsTls};
 use crate::auth::{Presentation, Secret};
 
@@ -22,7 +22,7 @@ pub type Ws = WebSocketStream<MaybeTlsStream<Stamped>>;
 /// stamps are off or the kernel refused them) and the time to the 101.
 pub struct Opened {
     pub ws: Ws,
-    pub rx: Option<std::sync::Arc<RxClock>>,
+    pub rx: Option<std::sync::Arc<WireClock>>,
     pub took: Duration,
 }
 
@@ -273,7 +273,7 @@ async fn connect(
     tls: &WsTls,
     req: tokio_tungstenite::tungstenite::handshake::client::Request,
     kernel_stamps: bool,
-) -> Result<(Ws, Option<std::sync::Arc<RxClock>>), WsError> {
+) -> Result<(Ws, Option<std::sync::Arc<WireClock>>), WsError> {
     let u = url::Url::parse(url).map_err(|e| {
         WsError::Url(
             tokio_tungstenite::tungstenite::error::UrlError::UnableToConnect(e.to_string()),

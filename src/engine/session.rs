@@ -331,7 +331,7 @@ pub struct ReadCtx<'a> {
     pub flood: &'a FloodGate,
     /// The kernel receive times of the socket's reads (`None`: frames are
     /// timed when chatload's task has them).
-    pub rx: Option<&'a super::stamp::RxClock>,
+    pub rx: Option<&'a super::stamp::WireClock>,
 }
 
 impl ReadCtx<'_> {

@@ -12,8 +12,14 @@
 //! later segment: never earlier than the wire, at most the gap between two
 //! segments that waited in the socket together.
 //!
+//! A frame's send time is when the write system call that carried its last
+//! bytes was made (tungstenite's write buffer is off, so a frame goes out in
+//! the write that sends it): a capture stamps the packet inside that call,
+//! and on loopback the call returns only after the receiver's side has run,
+//! so the time after it would be late by that (about 80 µs in a debug build).
+//!
 //! Kernel stamps are `CLOCK_REALTIME`; chatload's other times are
-//! monotonic. [`RxClock::received`] converts through the age of the stamp
+//! monotonic. [`WireClock::received`] converts through the age of the stamp
 //! (realtime now minus the stamp), taken at the moment the frame is in
 //! hand, so an NTP step only matters if it falls between the two reads of
 //! the clock; [`ClockWatch`] samples the offset between the two clocks and
@@ -26,7 +32,7 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -37,15 +43,25 @@ use tokio::net::TcpStream;
 /// step (the realtime clock moved), and the frame is timed in user space.
 const MAX_AGE: Duration = Duration::from_secs(60);
 
-/// The kernel receive time of a socket's last read.
+/// When a socket's bytes last crossed the wire: the kernel receive time of
+/// its last read, and the start of its last write.
 #[derive(Debug, Default)]
-pub struct RxClock {
+pub struct WireClock {
     /// `CLOCK_REALTIME` nanoseconds of the newest segment of the last read
     /// that brought bytes; 0: none yet.
     ns: AtomicU64,
+    /// Nanoseconds after [`base`] (plus one; 0: none yet) when the last
+    /// write that took bytes was called.
+    tx: AtomicU64,
 }
 
-impl RxClock {
+/// The origin of [`WireClock`]'s write times.
+fn base() -> Instant {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    *BASE.get_or_init(Instant::now)
+}
+
+impl WireClock {
     /// When the kernel received the last read's newest segment, as an
     /// [`Instant`] in the same clock as `now` (the moment the frame is in
     /// hand); `None` when no stamp came or it cannot be trusted.
@@ -65,6 +81,19 @@ impl RxClock {
     fn set(&self, ns: u64) {
         self.ns.store(ns, Ordering::Relaxed);
     }
+
+    /// When the last write that took bytes was called: for a frame sent
+    /// whole (tungstenite's write buffer is off), the system call that put
+    /// its last bytes on the wire, which a capture stamps inside that call.
+    pub fn sent(&self) -> Option<Instant> {
+        let v = self.tx.load(Ordering::Relaxed);
+        (v > 0).then(|| base() + Duration::from_nanos(v - 1))
+    }
+
+    fn wrote(&self, at: Instant) {
+        let ns = at.saturating_duration_since(base()).as_nanos() as u64;
+        self.tx.store(ns + 1, Ordering::Relaxed);
+    }
 }
 
 /// `CLOCK_REALTIME` in nanoseconds since the epoch.
@@ -75,23 +104,32 @@ pub fn realtime_ns() -> Option<u64> {
     u64::try_from(d.as_nanos()).ok()
 }
 
-/// A TCP stream whose reads keep the kernel's receive time in an
-/// [`RxClock`]. Writes go straight through.
+/// A TCP stream whose reads keep the kernel's receive time in a
+/// [`WireClock`], and whose writes the time they were called.
 pub struct Stamped {
     inner: TcpStream,
-    clock: Option<Arc<RxClock>>,
+    clock: Option<Arc<WireClock>>,
 }
 
 impl Stamped {
     /// Wraps `inner`; with `kernel` asks the kernel for receive stamps.
     /// `clock()` is `None` when stamps are off or the socket refused them.
     pub fn new(inner: TcpStream, kernel: bool) -> Stamped {
-        let clock = (kernel && enable(&inner)).then(|| Arc::new(RxClock::default()));
+        let clock = (kernel && enable(&inner)).then(|| Arc::new(WireClock::default()));
         Stamped { inner, clock }
     }
 
+    /// Keeps `at` as the last write's time when the write took bytes.
+    fn wrote(&self, at: Option<Instant>, r: &Poll<io::Result<usize>>) {
+        if let (Some(clock), Some(at), Poll::Ready(Ok(n))) = (&self.clock, at, r) {
+            if *n > 0 {
+                clock.wrote(at);
+            }
+        }
+    }
+
     /// The clock the reads keep, shared with the session that reads frames.
-    pub fn clock(&self) -> Option<Arc<RxClock>> {
+    pub fn clock(&self) -> Option<Arc<WireClock>> {
         self.clock.clone()
     }
 }
@@ -179,9 +217,10 @@ impl AsyncRead for Stamped {
                         // SAFETY: the kernel wrote `n` bytes.
                         unsafe { buf.assume_init(n) };
                         buf.advance(n);
-                        if let Some(ns) = stamp {
-                            clock.set(ns);
-                        }
+                        // A read without a stamp (the kernel turns
+                        // stamping on a moment after the first socket asks)
+                        // must not leave the last read's time behind.
+                        clock.set(stamp.unwrap_or(0));
                         return Poll::Ready(Ok(()));
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
@@ -199,7 +238,11 @@ impl AsyncWrite for Stamped {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        let at = this.clock.as_ref().map(|_| Instant::now());
+        let r = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.wrote(at, &r);
+        r
     }
 
     fn poll_write_vectored(
@@ -207,7 +250,11 @@ impl AsyncWrite for Stamped {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let at = this.clock.as_ref().map(|_| Instant::now());
+        let r = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.wrote(at, &r);
+        r
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -273,13 +320,23 @@ mod tests {
         let (mut server, _) = l.accept().await.unwrap();
         let mut s = Stamped::new(client, true);
         let clock = s.clock().expect("Linux stamps loopback sockets");
-        let before = Instant::now();
-        server.write_all(b"hello").await.unwrap();
+        // The kernel turns stamping on a moment after the first socket of
+        // the system asks (a deferred switch): the first reads may come
+        // unstamped, and then say so rather than keep an older stamp.
         let mut buf = [0u8; 16];
-        let n = s.read(&mut buf).await.unwrap();
-        let now = Instant::now();
-        assert_eq!(&buf[..n], b"hello");
-        let rx = clock.received(now).expect("a stamp came with the bytes");
+        let mut exchange = 0;
+        let (before, rx, now) = loop {
+            exchange += 1;
+            assert!(exchange <= 1000, "no read came stamped");
+            let before = Instant::now();
+            server.write_all(b"hello").await.unwrap();
+            let n = s.read(&mut buf).await.unwrap();
+            let now = Instant::now();
+            assert_eq!(&buf[..n], b"hello");
+            if let Some(rx) = clock.received(now) {
+                break (before, rx, now);
+            }
+        };
         // The stamp lies between the write and the read (a little slack
         // for the two clocks being read at different moments).
         let slack = Duration::from_millis(2);
@@ -287,8 +344,15 @@ mod tests {
             rx + slack >= before && rx <= now,
             "{before:?} {rx:?} {now:?}"
         );
-        // Writes go through.
+        // Writes go through, and keep when they were called.
+        let before = Instant::now();
         s.write_all(b"back").await.unwrap();
+        let after = Instant::now();
+        let sent = clock.sent().expect("a write took bytes");
+        assert!(
+            sent >= before && sent <= after,
+            "{before:?} {sent:?} {after:?}"
+        );
         let n = server.read(&mut buf).await.unwrap();
         assert_eq!(&buf[..n], b"back");
     }
@@ -307,7 +371,7 @@ mod tests {
 
     #[test]
     fn a_stale_or_missing_stamp_is_not_trusted() {
-        let c = RxClock::default();
+        let c = WireClock::default();
         let now = Instant::now();
         assert_eq!(c.received(now), None);
         c.set(realtime_ns().unwrap() - 120_000_000_000);

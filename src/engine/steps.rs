@@ -362,8 +362,14 @@ impl Shared {
         self.obs.count_n("bytes.sent", text.len() as u64);
         match ws.send(Message::Text(text.into())).await {
             Ok(()) => {
-                // Sent: the write that flushed the frame returned.
-                let sent = Instant::now();
+                // Sent: the write system call that put the frame on the
+                // wire (its start: a capture stamps the packet inside it),
+                // else when the write returned.
+                let sent =
+                    s.rx.as_deref()
+                        .and_then(super::stamp::WireClock::sent)
+                        .filter(|at| *at >= t0)
+                        .unwrap_or_else(Instant::now);
                 // A socket opened after the send fell due put the target's
                 // handshake into the wait: not the generator's lateness.
                 if let Some(due) = due.filter(|d| s.ready_at.is_none_or(|r| r <= *d)) {

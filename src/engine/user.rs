@@ -65,7 +65,7 @@ pub(super) struct UserSession {
     pub(super) identity: String,
     pub(super) ws: Option<Ws>,
     /// The kernel receive times of `ws`'s reads (`None`: user-space times).
-    pub(super) rx: Option<std::sync::Arc<super::stamp::RxClock>>,
+    pub(super) rx: Option<std::sync::Arc<super::stamp::WireClock>>,
     pub(super) ever_connected: bool,
     /// Runs started on the current socket (0 means the next one is its first exchange).
     pub(super) runs_on_socket: u64,
@@ -184,7 +184,7 @@ impl UserSession {
     pub(super) fn socket_ready(
         &mut self,
         ws: Ws,
-        rx: Option<std::sync::Arc<super::stamp::RxClock>>,
+        rx: Option<std::sync::Arc<super::stamp::WireClock>>,
         token_exp: Option<Instant>,
     ) {
         let now = Instant::now();
