@@ -400,7 +400,9 @@ def measure(a, binary, tmp):
         finally:
             dropped, tcpdump_cpu = cap.stop()
             copier_cpu = time.process_time()  # this process, the copier thread almost alone
-        if gen.returncode not in (0, 1):
+        # 4 (INVALID) is a measurement too: at 1,000 users think 0 on two
+        # cores the generator's own delay breaks its validity rule.
+        if gen.returncode not in (0, 1, 4):
             sys.exit(f"chatload run failed ({gen.returncode}): {gen.stderr}")
     finally:
         server.terminate()
