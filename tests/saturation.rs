@@ -157,7 +157,8 @@ fn a_generator_starved_of_cpu_is_saturated_and_the_run_invalid() {
     );
     let p99 = g["delay_p99_us"].as_u64().unwrap();
     let p50 = g["delay_p50_us"].as_u64().unwrap();
-    assert!(p99 > 10_000 && p99 >= p50, "{why}");
+    eprintln!("{why}");
+    assert!(p99 > 25_000 && p99 >= p50, "{why}");
     assert_eq!(g["saturated"], true, "{why}");
     let by = g["saturated_by"].to_string();
     assert!(

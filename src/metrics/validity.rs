@@ -202,7 +202,7 @@ mod tests {
     #[test]
     fn the_delay_rule_needs_both_the_share_and_the_floor() {
         use crate::scenario::generator::Generator;
-        let limit = Generator::default().max_delay.unwrap(); // 25% and 10 ms
+        let limit = Generator::default().max_delay.unwrap(); // 25% and 25 ms
         let rec = |delay_us: u64, ttfe_us: u64| {
             let mut r = Recorder::default();
             for _ in 0..100 {
@@ -215,18 +215,21 @@ mod tests {
             max_delay: Some(limit),
             ..Facts::default()
         };
-        assert!(causes(&rec(12_000, 60_000), &facts).is_empty(), "under 25%");
         assert!(
-            causes(&rec(9_000, 20_000), &facts).is_empty(),
-            "under 10 ms"
+            causes(&rec(30_000, 200_000), &facts).is_empty(),
+            "under 25%"
         );
-        let c = causes(&rec(12_000, 40_000), &facts);
+        assert!(
+            causes(&rec(24_000, 40_000), &facts).is_empty(),
+            "under 25 ms"
+        );
+        let c = causes(&rec(30_000, 100_000), &facts);
         assert_eq!(c.len(), 1, "{c:?}");
         assert_eq!(c[0].cause, GENERATOR_DELAY);
         assert_eq!(c[0].count, 100, "the frames it judged");
-        assert!(c[0].detail.contains("p99 12"), "{}", c[0].detail);
+        assert!(c[0].detail.contains("p99 30"), "{}", c[0].detail);
         assert!(
-            causes(&rec(12_000, 40_000), &Facts::default()).is_empty(),
+            causes(&rec(30_000, 100_000), &Facts::default()).is_empty(),
             "off"
         );
         assert!(

@@ -9,8 +9,11 @@ use super::doc::Obj;
 
 /// `generator_delay` p99 above this share of `ttfe` p50 ...
 pub const DEFAULT_DELAY_SHARE: f64 = 0.25;
-/// ... and above this makes the run INVALID (both must hold).
-pub const DEFAULT_DELAY_FLOOR: Duration = Duration::from_millis(10);
+/// ... and above this makes the run INVALID (both must hold). Generous on
+/// purpose: a debug build's test suite on two shared cores, beside two
+/// compiles, reached a p99 of 12 ms on runs whose load was offered as
+/// planned; a generator 25 ms late at p99 is late by any measure.
+pub const DEFAULT_DELAY_FLOOR: Duration = Duration::from_millis(25);
 
 /// The generator's settings.
 #[derive(Debug, Clone, PartialEq)]
