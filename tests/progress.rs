@@ -89,8 +89,9 @@ fn stderr_to_a_file_gets_one_progress_line_per_interval_and_stdout_only_the_summ
             ("users", 2),
             ("runs/s", 4),
             ("ttfe_p95", 6),
-            ("1011s", 8),
-            ("failed", 10),
+            ("gen_delay_p99", 8),
+            ("1011s", 10),
+            ("failed", 12),
         ] {
             assert_eq!(words[at], k, "{l}");
         }
