@@ -255,7 +255,9 @@ fn latency(live: Live<'_>) -> Family {
         .iter()
         .map(|m| (*m, Buckets::empty()))
         .collect();
-    for (metric, h) in &live.rec.histograms {
+    // A histogram allocated ahead (the collector's rare ones) is not a
+    // series until it has a sample.
+    for (metric, h) in live.rec.histograms.iter().filter(|(_, h)| !h.is_empty()) {
         rows.insert(metric.as_str(), Buckets::of(h));
     }
     Family {

@@ -179,6 +179,16 @@ impl Recorder {
         }
     }
 
+    /// Allocates `metrics`' histograms now, empty (none is reported before
+    /// it has a sample), so their first samples allocate nothing.
+    pub fn preallocate(&mut self, metrics: &[&str]) {
+        for m in metrics {
+            self.histograms
+                .entry((*m).to_string())
+                .or_insert_with(new_histogram);
+        }
+    }
+
     /// Empties the recorder but keeps its histograms' memory for reuse.
     pub fn clear(&mut self) {
         self.histograms.values_mut().for_each(|h| h.reset());
