@@ -83,24 +83,44 @@ pub fn causes(rec: &Recorder, facts: &Facts) -> Vec<ValidityCause> {
     out
 }
 
-/// `generator_delay` p99 and `ttfe` p50 (µs), when both were recorded.
-fn delay_figures(rec: &Recorder) -> Option<(u64, u64, u64)> {
-    let q = |m: &str, q: f64| {
-        rec.histograms
-            .get(m)
-            .filter(|h| !h.is_empty())
-            .map(|h| (h.value_at_quantile(q), h.len()))
-    };
-    let (delay, frames) = q(names::GENERATOR_DELAY, 0.99)?;
-    let (ttfe, _) = q(names::TTFE, 0.5)?;
-    Some((delay, ttfe, frames))
+/// Late frames a run needs before its generator is judged late: p99 of a
+/// short run is its single worst stall (a 1-second run of 52 frames read
+/// one frame 28 ms late on a busy machine and was otherwise on time).
+pub const LATE_FRAMES_MIN: u64 = 10;
+
+/// What the delay rule judges (µs and counts), when both metrics were recorded.
+struct DelayFigures {
+    p99: u64,
+    ttfe_p50: u64,
+    frames: u64,
+    /// Frames read later than the rule's bound.
+    late: u64,
+}
+
+fn delay_figures(
+    rec: &Recorder,
+    limit: crate::scenario::generator::DelayLimit,
+) -> Option<DelayFigures> {
+    let h = |m: &str| rec.histograms.get(m).filter(|h| !h.is_empty());
+    let (delay, ttfe) = (h(names::GENERATOR_DELAY)?, h(names::TTFE)?);
+    let ttfe_p50 = ttfe.value_at_quantile(0.5);
+    let bound = (limit.share * ttfe_p50 as f64).max(limit.floor.as_micros() as f64) as u64;
+    Some(DelayFigures {
+        p99: delay.value_at_quantile(0.99),
+        ttfe_p50,
+        frames: delay.len(),
+        late: delay.len() - delay.count_between(0, bound),
+    })
 }
 
 /// Whether chatload's own delay breaks `limit`: `generator_delay` p99
-/// above `limit.share` of `ttfe` p50 and above `limit.floor`.
+/// above `limit.share` of `ttfe` p50 and above `limit.floor`, with at least
+/// [`LATE_FRAMES_MIN`] frames that late.
 pub fn delay_broken(rec: &Recorder, limit: crate::scenario::generator::DelayLimit) -> bool {
-    delay_figures(rec).is_some_and(|(d, t, _)| {
-        d as f64 > limit.share * t as f64 && u128::from(d) > limit.floor.as_micros()
+    delay_figures(rec, limit).is_some_and(|f| {
+        f.p99 as f64 > limit.share * f.ttfe_p50 as f64
+            && u128::from(f.p99) > limit.floor.as_micros()
+            && f.late >= LATE_FRAMES_MIN
     })
 }
 
@@ -108,20 +128,22 @@ fn generator_delay(
     rec: &Recorder,
     limit: crate::scenario::generator::DelayLimit,
 ) -> Option<ValidityCause> {
-    let (delay, ttfe, frames) = delay_figures(rec)?;
+    let f = delay_figures(rec, limit)?;
     if !delay_broken(rec, limit) {
         return None;
     }
     let us = |v: u64| crate::units::format_us(v as f64);
     Some(ValidityCause {
         cause: GENERATOR_DELAY.into(),
-        count: frames,
+        count: f.late,
         detail: format!(
-            "chatload read its frames late: generator_delay p99 {} is above {} of ttfe p50 ({}) and above {}. Latencies end at the kernel's receive time, but a generator this late also sends late and paces late, so the target was not offered the planned load on time; give it more CPU (fewer users per process, --shard, a machine of its own), or relax [generator] max_delay_share / max_delay_floor",
-            us(delay),
+            "chatload read its frames late: generator_delay p99 {} is above {} of ttfe p50 ({}) and above {} ({} of {} frames that late). Latencies end at the kernel's receive time, but a generator this late also sends late and paces late, so the target was not offered the planned load on time; give it more CPU (fewer users per process, --shard, a machine of its own), or relax [generator] max_delay_share / max_delay_floor",
+            us(f.p99),
             crate::units::format_value(limit.share, "fraction"),
-            us(ttfe),
+            us(f.ttfe_p50),
             us(limit.floor.as_micros() as u64),
+            f.late,
+            f.frames,
         ),
     })
 }
@@ -226,7 +248,18 @@ mod tests {
         let c = causes(&rec(30_000, 100_000), &facts);
         assert_eq!(c.len(), 1, "{c:?}");
         assert_eq!(c[0].cause, GENERATOR_DELAY);
-        assert_eq!(c[0].count, 100, "the frames it judged");
+        assert_eq!(c[0].count, 100, "the frames that late");
+        // A short run's single stall is not a late generator.
+        let mut one_stall = rec(1_000, 100_000);
+        for _ in 0..5 {
+            one_stall.record(names::GENERATOR_DELAY, 40_000);
+        }
+        let p99 = one_stall.histograms[names::GENERATOR_DELAY].value_at_quantile(0.99);
+        assert!(p99 > 25_000, "{p99}");
+        assert!(
+            causes(&one_stall, &facts).is_empty(),
+            "5 late frames of 105"
+        );
         assert!(c[0].detail.contains("p99 30"), "{}", c[0].detail);
         assert!(
             causes(&rec(30_000, 100_000), &Facts::default()).is_empty(),
