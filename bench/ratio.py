@@ -173,9 +173,10 @@ def median(xs):
 PROBES = ("mi_malloc_aligned", "mi_zalloc_aligned", "mi_realloc_aligned")
 
 
-def count_allocs(bin_, name, tmp, run_cmd):
-    """Allocation calls of one generator run under perf uprobes on a private
-    copy of its binary; returns (calls, run figures) or (None, reason)."""
+def count_allocs(bin_, name, tmp, run_cmd, durations):
+    """Allocation calls of generator runs of each duration under perf uprobes
+    on a private copy of the binary (the server's copy is not probed);
+    returns [(calls, run figures)] or (None, reason)."""
     copy = os.path.join(tmp, name)
     shutil.copy(bin_, copy)
     events = []
@@ -185,15 +186,18 @@ def count_allocs(bin_, name, tmp, run_cmd):
             if p.returncode != 0:
                 return None, f"perf probe failed: {p.stderr.strip()[:200]}"
             events.append(f"probe_{name}:{fn}")
-        stat = os.path.join(tmp, name + ".perf")
-        m = run_cmd(copy, ["perf", "stat", "-x", ",", "-o", stat, "-e", ",".join(events), "--"])
-        calls = 0
-        with open(stat) as f:
-            for line in f:
-                parts = line.strip().split(",")
-                if len(parts) > 2 and parts[2].startswith("probe_"):
-                    calls += int(parts[0])
-        return calls, m
+        out = []
+        for secs in durations:
+            stat = os.path.join(tmp, f"{name}-{secs}.perf")
+            m = run_cmd(copy, ["perf", "stat", "-x", ",", "-o", stat, "-e", ",".join(events), "--"], secs)
+            calls = 0
+            with open(stat) as f:
+                for line in f:
+                    parts = line.strip().split(",")
+                    if len(parts) > 2 and parts[2].startswith("probe_"):
+                        calls += int(parts[0])
+            out.append((calls, m))
+        return out
     finally:
         subprocess.run(["perf", "probe", "-q", "-d", f"probe_{name}:*"], capture_output=True)
 
@@ -208,6 +212,7 @@ def main():
     ap.add_argument("--idle-hold", type=int, default=20)
     ap.add_argument("--idle-ramp", type=int, default=10, help="chatload's ramp to the idle users; the raw client connects 200 at a time")
     ap.add_argument("--alloc-duration", type=int, default=10)
+    ap.add_argument("--skip-journey", action="store_true")
     ap.add_argument("--skip-idle", action="store_true")
     ap.add_argument("--skip-allocs", action="store_true")
     a = ap.parse_args()
@@ -235,7 +240,7 @@ def main():
             out = os.path.join(tmp, f"cl-{tag}-{time.time_ns()}")
             return chatload_result(measure(chatload_cmd(bin_, path, target, out), server.pid, prefix=prefix), out)
 
-        for r in range(a.rounds):
+        for r in range(0 if a.skip_journey else a.rounds):
             order = [("raw", raw_journey), ("chatload", cl_journey)]
             for who, fn in (order if r % 2 == 0 else order[::-1]):
                 m = fn()
@@ -261,20 +266,30 @@ def main():
                               f"{m['cpu_s']:.2f} s CPU", flush=True)
 
         if not a.skip_allocs:
-            for who, cmd in (("raw", lambda b, pre: raw_journey(b, pre, a.alloc_duration)),
-                             ("chatload", None)):
-                if who == "chatload":
-                    apath = os.path.join(tmp, "alloc.toml")
-                    with open(apath, "w") as f:
-                        f.write(JOURNEY.format(users=a.users, hold=a.alloc_duration - 1))
-                    cmd = lambda b, pre: cl_journey(b, pre, apath, "alloc")  # noqa: E731
-                calls, m = count_allocs(raw if who == "raw" else chatload, "rawgen" if who == "raw" else "clgen", tmp, cmd)
-                allocs[who] = (calls, m)
-                if calls is None:
-                    print(f"allocations {who}: not measured ({m})", flush=True)
-                else:
-                    print(f"allocations {who}: {calls} calls over {m['runs']} runs = "
-                          f"{calls / max(1, m['runs']):.1f} per run", flush=True)
+            # Two lengths: the difference removes start-up and the final
+            # report, so the figure is per run; the probes slow a generator
+            # (a trap per call), so its runs/s here is not the journey's.
+            short, long_ = a.alloc_duration, 3 * a.alloc_duration
+
+            def cl_alloc(b, pre, secs):
+                path = os.path.join(tmp, f"alloc-{secs}.toml")
+                with open(path, "w") as f:
+                    f.write(JOURNEY.format(users=a.users, hold=secs - 1))
+                return cl_journey(b, pre, path, "alloc")
+
+            for who, bin_, cmd in (("raw", raw, lambda b, pre, secs: raw_journey(b, pre, secs)),
+                                   ("chatload", chatload, cl_alloc)):
+                got = count_allocs(bin_, who + "gen", tmp, cmd, (short, long_))
+                if got[0] is None:
+                    print(f"allocations {who}: not measured ({got[1]})", flush=True)
+                    continue
+                (c1, m1), (c2, m2) = got
+                marginal = (c2 - c1) / max(1, m2["runs"] - m1["runs"])
+                allocs[who] = {"per_run": marginal, "whole_long": c2 / max(1, m2["runs"]),
+                               "runs": (m1["runs"], m2["runs"]), "calls": (c1, c2)}
+                print(f"allocations {who}: {c1} calls over {m1['runs']} runs ({short} s), {c2} over "
+                      f"{m2['runs']} runs ({long_} s): {marginal:.1f} per run (marginal), "
+                      f"{c2 / max(1, m2['runs']):.1f} whole-run calls / runs at {long_} s", flush=True)
     finally:
         server.terminate()
         server.wait()
@@ -304,7 +319,7 @@ def report(a, res, allocs):
             "cpu_us": per_run(j),
             "runs": median([m["runs"] for m in j]),
             "failed": sum(m["failed"] for m in j),
-            "peak_mib": median([m["maxrss_kib"] for m in j]) / 1024,
+            "peak_mib": (median([m["maxrss_kib"] for m in j]) or 0) / 1024 or None,
             "server_us": median([m["server_cpu_s"] / max(1, m["runs"]) * 1e6 for m in j]),
         }
         idle = res[who]["idle"]
@@ -320,8 +335,8 @@ def report(a, res, allocs):
             fig[who]["idle_abs_kib"] = median([m["rss_sample_kib"] / a.idle_large for n, m in idle if n == a.idle_large
                                                and m["rss_sample_kib"]])
             fig[who]["idle_ready"] = [m["ready"] for n, m in idle if n == a.idle_large]
-        if who in allocs and allocs[who][0] is not None:
-            fig[who]["allocs"] = allocs[who][0] / max(1, allocs[who][1]["runs"])
+        if who in allocs:
+            fig[who]["allocs"] = allocs[who]["per_run"]
 
     def ratio(k):
         r, c = fig["raw"].get(k), fig["chatload"].get(k)
@@ -331,7 +346,7 @@ def report(a, res, allocs):
         return fmt.format(v) if v is not None else "not measured"
 
     rows.append(("generator CPU per completed run (median of %d)" % a.rounds, "cpu_us", "{:.1f} us"))
-    rows.append(("allocations per run (Rust global-allocator calls)", "allocs", "{:.1f}"))
+    rows.append(("allocations per run (Rust global-allocator calls, marginal)", "allocs", "{:.1f}"))
     rows.append(("memory per idle authenticated socket (marginal %d -> %d)" % (a.idle_small, a.idle_large), "idle_kib", "{:.1f} KiB"))
     rows.append(("memory per socket, absolute at %d" % a.idle_large, "idle_abs_kib", "{:.1f} KiB"))
     rows.append(("peak RSS during the %d s journey" % a.duration, "peak_mib", "{:.1f} MiB"))
