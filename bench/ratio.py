@@ -33,6 +33,7 @@ import tempfile
 import threading
 import time
 
+sys.dont_write_bytecode = True  # importing bench.py must not leave bench/__pycache__
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench import free_port, proc_cpu, wait_listening  # noqa: E402
 
