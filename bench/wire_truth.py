@@ -431,6 +431,10 @@ def figures(values):
                for k, q in (("50", 50), ("99", 99), ("99_9", 99.9))}}
 
 
+# A run timed this much later than the wire (us) was read in a stall.
+STALL_US = 1000
+
+
 def compare(lines, wire):
     """Pairs chatload's lines with the wire's runs by run_id: the figures of both."""
     ours = {line["run_id"]: line for line in lines if line.get("run_id")}
@@ -449,9 +453,16 @@ def compare(lines, wire):
                 pairs.append((round(line[field] * 1000), (w[wire_end] - w["sent_ns"]) // 1000))
         mine, theirs = [p[0] for p in pairs], [p[1] for p in pairs]
         c, wf = figures(mine), figures(theirs)
+        # Per run: a run chatload timed over STALL_US later than the wire
+        # was read while the generator stalled (its generator_delay shows
+        # it); the others are the ones its stamps time exactly.
+        diffs = [m - t for m, t in pairs]
+        on_time = [d for d in diffs if abs(d) <= STALL_US]
         result[metric] = {
             "chatload_field": field, "paired": len(pairs), "chatload": c, "wire": wf,
             "chatload_minus_wire": {k: (c[k] - wf[k] if c[k] is not None else None) for k in c},
+            "stalled_runs": len(diffs) - len(on_time),
+            "on_time_mean_minus_wire_us": sum(on_time) / len(on_time) if on_time else None,
         }
     return result
 

@@ -6,11 +6,14 @@
 //! and pairs them by run_id with chatload's `runs.jsonl`. chatload times a
 //! run from the write system call that sent its frame to the kernel's
 //! receive stamp of each event (`src/engine/stamp.rs`), so at this light
-//! load its mean ttfe must be within 30 us of the wire's. Stamps are exact
-//! only while chatload keeps up (the kernel merges segments waiting in a
-//! socket under the newest stamp): a capture whose mean is off because the
-//! shared machine stalled the generator is taken once more, with the first
-//! figures printed. Without tcpdump (or the right to capture) the test is
+//! load its mean ttfe must be within 30 us of the wire's over the runs it
+//! read on time. Stamps are exact only while chatload keeps up (the kernel
+//! merges segments waiting in a socket under the newest stamp): a debug
+//! build on a shared machine stalls now and then, and one run read 17 ms
+//! late moves a 364-run mean by 47 us. So runs timed over 1 ms later than
+//! the wire are counted as stalled (at most 1% of them may be) and left
+//! out of the mean; a capture that still misses is taken once more, with
+//! the first figures printed. Without tcpdump (or the right to capture) the test is
 //! skipped, except with `CI` set (`.ci/run` installs tcpdump).
 
 use std::process::Command;
@@ -50,17 +53,24 @@ fn capture() -> Option<Value> {
     Some(serde_json::from_slice(&o.stdout).expect("one JSON object"))
 }
 
-/// chatload's mean ttfe minus the wire's, in us.
+/// chatload's mean ttfe minus the wire's over the runs read on time, in us.
 fn mean_gap(r: &Value) -> f64 {
-    r["ttfe"]["chatload_minus_wire"]["mean_us"]
-        .as_f64()
-        .unwrap()
+    r["ttfe"]["on_time_mean_minus_wire_us"].as_f64().unwrap()
+}
+
+/// Runs chatload read in a stall (timed over 1 ms later than the wire).
+fn stalled(r: &Value) -> u64 {
+    r["ttfe"]["stalled_runs"].as_u64().unwrap()
 }
 
 #[test]
 fn chatload_mean_ttfe_is_within_30_us_of_the_loopback_wire() {
     let Some(mut r) = capture() else { return };
-    if mean_gap(&r).abs() > MEAN_TTFE_WITHIN_US && r["packets_dropped_by_kernel"] == 0 {
+    let missed = |r: &Value| {
+        mean_gap(r).abs() > MEAN_TTFE_WITHIN_US
+            || stalled(r) * 100 > r["ttfe"]["paired"].as_u64().unwrap()
+    };
+    if missed(&r) && r["packets_dropped_by_kernel"] == 0 {
         eprintln!(
             "mean ttfe {:+.1} us from the wire (generator stalled?): capturing again; {r}",
             mean_gap(&r)
@@ -94,9 +104,15 @@ fn chatload_mean_ttfe_is_within_30_us_of_the_loopback_wire() {
 
     let ttfe = &r["ttfe"];
     let gap = mean_gap(&r);
+    let paired = r["ttfe"]["paired"].as_u64().unwrap();
+    assert!(
+        stalled(&r) * 100 <= paired,
+        "{} of {paired} runs read over 1 ms late; {r}",
+        stalled(&r)
+    );
     assert!(
         gap.abs() <= MEAN_TTFE_WITHIN_US,
-        "chatload's mean ttfe {:.1} us, the wire's {:.1} us: {gap:+.1} us apart (bound {MEAN_TTFE_WITHIN_US} us); {r}",
+        "over the runs read on time, chatload's ttfe is {gap:+.1} us from the wire's on average (bound {MEAN_TTFE_WITHIN_US} us; all runs: chatload {:.1} us, wire {:.1} us); {r}",
         ttfe["chatload"]["mean_us"].as_f64().unwrap(),
         ttfe["wire"]["mean_us"].as_f64().unwrap(),
     );
