@@ -137,7 +137,7 @@ fn cpus_busy(start: &CpuStart) -> Option<f64> {
     (total > 0).then(|| busy as f64 / total as f64)
 }
 
-/// p50 of `metric`, when recorded.
+/// The `q` quantile of `metric` (µs), when it has samples.
 fn quantile(rec: &Recorder, metric: &str, q: f64) -> Option<u64> {
     rec.histograms
         .get(metric)
