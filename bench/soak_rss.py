@@ -17,13 +17,16 @@ arenas), so read the trend, and the live heap beside it.
 
 Usage (from the repository root):  python3 bench/soak_rss.py [--minutes 30]
     [--users 200] [--interval 10s] [--bin OTHER/target/release/chatload]
-    [--samples FILE] [--checkpoint 1m|off]
+    [--samples FILE] [--checkpoint 1m|off] [--goose-report on|off]
 
 Without `--bin` it builds this repository with `--features heap-count`
 (release, into $CARGO_TARGET_DIR or target/). A `--bin` built without the
 feature gets RSS only. `--samples` writes every sample (seconds, RSS KiB,
 live heap bytes) to FILE as it is taken, so a soak cut short can still be
-read.
+read. `--goose-report off` sets `[output] goose_report = false`: goose
+keeps a few numbers per second of the run for its own report's charts,
+growing with the run (steps at 512 s, 1024 s, 2048 s, ... as its per-second
+series double), so the off run shows chatload's own memory alone.
 """
 import argparse
 import json
@@ -39,7 +42,7 @@ SOAK = """version = 1
 name = "bench-soak"
 [output]
 interval = "{interval}"
-{checkpoint}[workload]
+{checkpoint}{goose}[workload]
 users = {users}
 ramp = [{{ to = {users}, over = "10s" }}, {{ hold = "{hold}s" }}]
 [[journey]]
@@ -107,8 +110,9 @@ def soak(a, binary, samples_out):
             scenario = os.path.join(tmp, "soak.toml")
             with open(scenario, "w") as f:
                 ckpt = "" if a.checkpoint == "off" else f'checkpoint = "{a.checkpoint}"\n'
+                goose = "" if a.goose_report == "on" else "goose_report = false\n"
                 f.write(SOAK.format(users=a.users, interval=a.interval, hold=int(a.minutes * 60),
-                                    checkpoint=ckpt))
+                                    checkpoint=ckpt, goose=goose))
             out = os.path.join(tmp, "out")
             heap = HeapLog(os.path.join(tmp, "heap.log"))
             gen = subprocess.Popen([binary, "run", scenario, "--target", f"ws://127.0.0.1:{port}/ws",
@@ -201,6 +205,8 @@ def main():
     ap.add_argument("--users", type=int, default=200)
     ap.add_argument("--checkpoint", default="1m",
                     help='how often the generator writes its checkpoint ("off": never)')
+    ap.add_argument("--goose-report", default="on", choices=["on", "off"],
+                    help="whether goose writes its own report (off: [output] goose_report = false)")
     ap.add_argument("--interval", default="10s", help="the scenario's output.interval")
     ap.add_argument("--bin", help="the chatload binary to measure (default: this repository's "
                                   "release build with --features heap-count)")

@@ -258,6 +258,38 @@ timeout = "10s"
     f
 }
 
+/// `[output] goose_report = false` leaves goose's own report out (a soak of
+/// many hours: goose keeps per-second series for its charts) and changes
+/// nothing else: the run still passes with every chatload report. A wrong
+/// type is a usage error naming the key.
+#[test]
+fn goose_report_false_leaves_out_only_gooses_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = tiny_scenario(dir.path());
+    let body = std::fs::read_to_string(&f).unwrap();
+    std::fs::write(&f, format!("{body}[output]\ngoose_report = false\n")).unwrap();
+    let out = dir.path().join("out");
+    let o = chatload(
+        &["run", f.to_str().unwrap(), "--out", out.to_str().unwrap()],
+        &[("CHATLOAD_JWT_SECRET", "a-test-key")],
+    );
+    let (stdout, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{stdout}{err}");
+    for f in ["snapshot.json", "report.md", "report.html", "junit.xml"] {
+        assert!(out.join(f).exists(), "{f} written");
+    }
+    assert!(!out.join("goose-report.html").exists());
+
+    std::fs::write(&f, format!("{body}[output]\ngoose_report = \"no\"\n")).unwrap();
+    let o = chatload(&["validate", f.to_str().unwrap()], &[]);
+    let (stdout, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{stdout}{err}");
+    assert!(
+        format!("{stdout}{err}").contains("goose_report"),
+        "{stdout}{err}"
+    );
+}
+
 /// A run whose stderr reader went away (`2>&1 | head`, a CI log that stopped
 /// reading) still writes every report and exits with its documented code.
 /// Regression: a message on a closed stderr panicked the run (exit 101); here

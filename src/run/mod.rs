@@ -232,7 +232,8 @@ async fn drive(
         target_url: target.url.clone(),
         secret: req.secret.clone(),
         seed: req.seed,
-        goose_report: req.goose_report.then(|| out.dir.join("goose-report.html")),
+        goose_report: (req.goose_report && req.scenario.goose_report)
+            .then(|| out.dir.join("goose-report.html")),
         shard: req.shard,
         started: Arc::new(started),
         tokens,

@@ -308,6 +308,7 @@ fn read_scenario(o: &Obj<'_>, path: &Path) -> Option<Scenario> {
         output_dir: output.dir,
         interval: output.interval,
         checkpoint: output.checkpoint,
+        goose_report: output.goose_report,
         tags: tags?,
         live: output.live?,
         baseline: baseline?,

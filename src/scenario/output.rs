@@ -14,6 +14,7 @@ pub(super) struct Output {
     pub(super) interval: Option<Duration>,
     pub(super) checkpoint: Duration,
     pub(super) live: Option<LiveOutputs>,
+    pub(super) goose_report: bool,
 }
 
 /// The live outputs of `[output]` (the flags `--remote-write` and
@@ -103,6 +104,7 @@ pub(super) fn read_output(o: &Obj<'_>) -> Output {
     let mut interval = None;
     let mut checkpoint = Duration::from_secs(60);
     let mut live = Some(LiveOutputs::default());
+    let mut goose_report = true;
     let output_dir = match o.obj("output") {
         Some(out) => {
             let d = out.str("dir").map(PathBuf::from);
@@ -120,6 +122,9 @@ pub(super) fn read_output(o: &Obj<'_>) -> Output {
                     None => {}
                 }
             }
+            if let Some(b) = out.get("goose_report").and_then(|n| n.as_bool()) {
+                goose_report = b;
+            }
             live = read_live(&out, interval);
             out.finish();
             d.unwrap_or_else(|| PathBuf::from("reports"))
@@ -131,6 +136,7 @@ pub(super) fn read_output(o: &Obj<'_>) -> Output {
         interval,
         checkpoint,
         live,
+        goose_report,
     }
 }
 
