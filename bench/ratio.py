@@ -21,6 +21,11 @@ the median of the rounds:
 
 Usage (from the repository root):
     python3 bench/ratio.py [--rounds 3] [--duration 30] [--idle-small 1000] [--idle-large 5000]
+        [--full-speed] [--chatload BIN] [--skip-journey] [--skip-idle] [--skip-allocs]
+
+`--full-speed` has the server send each run's five events at once
+(`serve --event-delay 0ms --thinking 1 --tools 1`), the issue's journey;
+without it the server's defaults pace the events 5-25 ms apart.
 """
 import argparse
 import json
@@ -213,15 +218,23 @@ def main():
     ap.add_argument("--idle-hold", type=int, default=20)
     ap.add_argument("--idle-ramp", type=int, default=10, help="chatload's ramp to the idle users; the raw client connects 200 at a time")
     ap.add_argument("--alloc-duration", type=int, default=10)
+    ap.add_argument("--full-speed", action="store_true",
+                    help="the server answers every run with its five events at once "
+                         "(serve --event-delay 0ms --thinking 1 --tools 1), as the issue measured")
+    ap.add_argument("--chatload", help="measure this chatload binary (its `serve` too) "
+                                       "instead of this repository's release build")
     ap.add_argument("--skip-journey", action="store_true")
     ap.add_argument("--skip-idle", action="store_true")
     ap.add_argument("--skip-allocs", action="store_true")
     a = ap.parse_args()
     raise_nofile()
     chatload, raw = build()
+    if a.chatload:
+        chatload = os.path.abspath(a.chatload)
     port = free_port()
     target = f"ws://127.0.0.1:{port}/ws"
-    server = subprocess.Popen(["taskset", "-c", "0", chatload, "serve", "--addr", f"127.0.0.1:{port}"],
+    pace = ["--event-delay", "0ms", "--thinking", "1", "--tools", "1"] if a.full_speed else []
+    server = subprocess.Popen(["taskset", "-c", "0", chatload, "serve", "--addr", f"127.0.0.1:{port}", *pace],
                               env=dict(os.environ, CHATLOAD_JWT_SECRET=SECRET),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     res = {"raw": {"journey": [], "idle": []}, "chatload": {"journey": [], "idle": []}}

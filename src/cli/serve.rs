@@ -14,6 +14,33 @@ fn preset_name(name: &str) -> Result<String, String> {
     preset(name).map(|_| name.to_string())
 }
 
+/// `N` or `MIN-MAX` (MIN <= MAX).
+fn count_range(v: &str) -> Result<(u32, u32), String> {
+    let (a, b) = v.split_once('-').unwrap_or((v, v));
+    let n = |x: &str| {
+        x.trim()
+            .parse::<u32>()
+            .map_err(|_| format!("`{v}`: write N or MIN-MAX, e.g. 1 or 0-2"))
+    };
+    match (n(a)?, n(b)?) {
+        (a, b) if a <= b => Ok((a, b)),
+        _ => Err(format!("`{v}`: MIN must not be above MAX")),
+    }
+}
+
+/// `D` or `MIN-MAX` durations (MIN <= MAX), e.g. `0ms` or `5ms-25ms`.
+fn delay_range(v: &str) -> Result<(std::time::Duration, std::time::Duration), String> {
+    let (a, b) = v.split_once('-').unwrap_or((v, v));
+    let d = |x: &str| {
+        humantime::parse_duration(x.trim())
+            .map_err(|_| format!("`{v}`: write D or MIN-MAX, e.g. 0ms or 5ms-25ms"))
+    };
+    match (d(a)?, d(b)?) {
+        (a, b) if a <= b => Ok((a, b)),
+        _ => Err(format!("`{v}`: MIN must not be above MAX")),
+    }
+}
+
 fn preset(name: &str) -> Result<Preset, String> {
     crate::protocol::platform::preset(name).ok_or_else(|| crate::protocol::platform::unknown(name))
 }
@@ -57,6 +84,17 @@ pub struct ServeArgs {
     /// Number each run's events `seq` = 1, 2, ...
     #[arg(long)]
     pub seq: bool,
+    /// `agent_thinking` events per run, N or MIN-MAX (default 1-2).
+    #[arg(long, value_name = "N|MIN-MAX", value_parser = count_range)]
+    pub thinking: Option<(u32, u32)>,
+    /// Tool pairs (`tool_executing` + `tool_completed`) per run, N or
+    /// MIN-MAX (default 0-2).
+    #[arg(long, value_name = "N|MIN-MAX", value_parser = count_range)]
+    pub tools: Option<(u32, u32)>,
+    /// Delay before each agent event, D or MIN-MAX, uniform (default
+    /// 5ms-25ms); `0ms` sends a run's events at once (a generator at full speed).
+    #[arg(long, value_name = "D|MIN-MAX", value_parser = delay_range)]
+    pub event_delay: Option<(std::time::Duration, std::time::Duration)>,
     /// Fault plan, e.g. "close_1011=0.5%@first_exchange,drop_event=agent_started:1%"
     /// (every class is listed in README.md).
     #[arg(long, default_value = "", value_parser = FaultPlan::parse)]
@@ -117,6 +155,9 @@ pub async fn main(a: ServeArgs) -> u8 {
     if a.socket_as.is_some() {
         cfg.platform.socket_identity = a.socket_as.clone();
     }
+    cfg.thinking = a.thinking.unwrap_or(cfg.thinking);
+    cfg.tools = a.tools.unwrap_or(cfg.tools);
+    cfg.event_delay = a.event_delay.unwrap_or(cfg.event_delay);
     cfg.faults = a.faults;
     cfg.capacity = a.capacity;
     cfg.connect_limit = a.connect_limit;
@@ -145,4 +186,25 @@ pub async fn main(a: ServeArgs) -> u8 {
         serde_json::to_string_pretty(&truth).unwrap_or_default()
     );
     exit::PASS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn ranges_take_one_value_or_min_max_and_refuse_the_rest() {
+        assert_eq!(count_range("1"), Ok((1, 1)));
+        assert_eq!(count_range("0-2"), Ok((0, 2)));
+        assert!(count_range("2-1").unwrap_err().contains("MIN"));
+        assert!(count_range("x").unwrap_err().contains("N or MIN-MAX"));
+        assert_eq!(delay_range("0ms"), Ok((Duration::ZERO, Duration::ZERO)));
+        assert_eq!(
+            delay_range("5ms-25ms"),
+            Ok((Duration::from_millis(5), Duration::from_millis(25)))
+        );
+        assert!(delay_range("25ms-5ms").unwrap_err().contains("MIN"));
+        assert!(delay_range("soon").unwrap_err().contains("D or MIN-MAX"));
+    }
 }
