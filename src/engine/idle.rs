@@ -38,12 +38,15 @@ impl Shared {
                     return reconnected;
                 }
                 reconnected = true;
-                let _ = self.connect(s).await;
+                // Boxed (here and below): a connect's future is large, and
+                // an idle user's future would otherwise hold its size for
+                // the whole idle time (memory per idle socket).
+                let _ = Box::pin(self.connect(s)).await;
                 continue;
             }
-            if self.refresh_if_due(s).await {
+            if Box::pin(self.refresh_if_due(s)).await {
                 reconnected = true;
-                if self.connect(s).await.is_err() {
+                if Box::pin(self.connect(s)).await.is_err() {
                     s.lost = true;
                 }
                 continue;
@@ -67,7 +70,7 @@ impl Shared {
                         self.obs.count("heartbeats.missed");
                         s.ping_pending = None;
                         self.obs.count("connections.closed_missed_heartbeat");
-                        self.close_socket(s, "missed heartbeats").await;
+                        Box::pin(self.close_socket(s, "missed heartbeats")).await;
                         // The server stopped answering: come back as after a drop.
                         s.lost = true;
                         s.dropped_at.get_or_insert_with(Instant::now);

@@ -350,7 +350,7 @@ impl ReadCtx<'_> {
 pub async fn read<S>(
     ws: &mut S,
     cx: &ReadCtx<'_>,
-    active: &mut Option<ActiveRun>,
+    active: &mut Option<Box<ActiveRun>>,
     earlier_runs: &mut Vec<String>,
     want: Want<'_>,
     deadline: Instant,
@@ -367,7 +367,7 @@ where
 async fn read_frames<S>(
     ws: &mut S,
     cx: &ReadCtx<'_>,
-    active: &mut Option<ActiveRun>,
+    active: &mut Option<Box<ActiveRun>>,
     earlier_runs: &mut Vec<String>,
     want: Want<'_>,
     deadline: Instant,
@@ -474,7 +474,7 @@ enum OnText {
 fn on_text(
     text: &str,
     cx: &ReadCtx<'_>,
-    active: &mut Option<ActiveRun>,
+    active: &mut Option<Box<ActiveRun>>,
     earlier_runs: &mut Vec<String>,
     want: Want<'_>,
     who: &Who<'_>,

@@ -409,7 +409,7 @@ impl Shared {
                     if want == Want::Run {
                         return Read::RunEnded(report);
                     }
-                    s.finished = Some(report);
+                    s.finished = Some(Box::new(report));
                 }
                 Read::Violated(class) => self.fail_held(s, class),
                 Read::Closed(code) => {
@@ -442,7 +442,7 @@ impl Shared {
             Some(run) => {
                 let report = run.finish(RunOutcome::Closed { code });
                 let report = self.settle(s, report);
-                s.finished = Some(report);
+                s.finished = Some(Box::new(report));
             }
             None => {
                 self.obs.count(names::close_code(code));
@@ -479,7 +479,7 @@ impl Shared {
             Some(run) => {
                 let class = w.class.name();
                 let report = self.settle(s, run.finish(RunOutcome::Broken { class }));
-                s.finished = Some(report);
+                s.finished = Some(Box::new(report));
             }
             None => self.lost_socket(s, session::ABNORMAL_CLOSE),
         }

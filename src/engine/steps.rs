@@ -45,7 +45,13 @@ pub(super) async fn run_step(
         return Ok(());
     }
     let t0 = Instant::now();
-    let r = run_step_inner(shared, step, user).await;
+    // A think (where an idle user spends its time) runs inline; every other
+    // step's larger future is boxed for as long as the step runs, so an
+    // idle user's future stays small (memory per idle socket).
+    let r = match &step.kind {
+        StepKind::Think { think } => think_inner(shared, step, user, think).await,
+        _ => Box::pin(run_step_inner(shared, step, user)).await,
+    };
     // A send falls due when the step before it ends (a think sets its own
     // intended end): `send_lag` is measured from there.
     if !matches!(step.kind, StepKind::Think { .. } | StepKind::Repeat { .. }) {
@@ -70,6 +76,23 @@ fn own_metric(shared: &Shared, step: &Step, took: Duration) {
     if let Some(name) = step.named_metric() {
         shared.obs.sample(name, took.as_micros() as u64);
     }
+}
+
+/// A `think` step (see [`run_step`]): what [`run_step_inner`] does for one.
+async fn think_inner(
+    shared: &Shared,
+    step: &Step,
+    user: &mut GooseUser,
+    think: &crate::scenario::Think,
+) -> TransactionResult {
+    let Some(handle) = session(user) else {
+        return Ok(());
+    };
+    let mut s = handle.0.lock().await;
+    if skipped(shared, step, &mut s) {
+        return Ok(());
+    }
+    think_step(shared, s, think).await
 }
 
 async fn run_step_inner(shared: &Shared, step: &Step, user: &mut GooseUser) -> TransactionResult {
@@ -389,7 +412,7 @@ impl Shared {
                 };
                 let mut active = ActiveRun::new(run, self.profile).defer_end_samples();
                 active.send_step = Some(step.to_string());
-                s.pending = Some(active);
+                s.pending = Some(Box::new(active));
                 Ok(t0.elapsed())
             }
             Err(e) => {

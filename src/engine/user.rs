@@ -72,11 +72,13 @@ pub(super) struct UserSession {
     pub(super) runs: u64,
     pub(super) iteration: u64,
     pub(super) thread_id: String,
-    /// The run in flight, from its `send` to its end.
-    pub(super) pending: Option<ActiveRun>,
+    /// The run in flight, from its `send` to its end. Boxed, as is
+    /// `finished`: an idle user holds neither, and a session's size is
+    /// memory per idle socket.
+    pub(super) pending: Option<Box<ActiveRun>>,
     /// A run that ended outside its `await` step (already counted), for
     /// that step's goose record.
-    pub(super) finished: Option<RunReport>,
+    pub(super) finished: Option<Box<RunReport>>,
     /// The last run of this socket that ended ok, not yet counted in
     /// `runs.ok` (see [`Shared::settle`]).
     pub(super) held: Option<HeldRun>,
@@ -459,7 +461,7 @@ impl Shared {
         timeout: Duration,
     ) -> Option<RunReport> {
         if let Some(done) = s.finished.take() {
-            return Some(done);
+            return Some(*done);
         }
         self.follow_run(s, timeout).await
     }
@@ -485,7 +487,7 @@ impl Shared {
         let deadline = (sent + timeout).max(Instant::now());
         match self.read(s, Want::Run, deadline, false).await {
             Read::RunEnded(report) => Some(report),
-            Read::Closed(_) | Read::Broken(_) => s.finished.take(),
+            Read::Closed(_) | Read::Broken(_) => s.finished.take().map(|b| *b),
             Read::Got(_)
             | Read::ServerError(_)
             | Read::TimedOut

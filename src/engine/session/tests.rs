@@ -102,7 +102,7 @@ async fn follow(
         auth_refused: &AtomicBool::new(false),
         held: None,
     };
-    let mut active = Some(ActiveRun::new(pending, netra()));
+    let mut active = Some(Box::new(ActiveRun::new(pending, netra())));
     let mut earlier = Vec::new();
     match read(
         ws,
@@ -457,7 +457,7 @@ async fn events_read_while_thinking_belong_to_the_active_run() {
         None,
         true,
     );
-    let mut active = Some(ActiveRun::new(run(), netra()));
+    let mut active = Some(Box::new(ActiveRun::new(run(), netra())));
     let mut earlier = Vec::new();
     let think_until = Instant::now() + Duration::from_secs(5);
     let out = read(
@@ -555,7 +555,7 @@ async fn a_straggler_of_the_held_run_fails_that_run() {
     assert_eq!(out, Read::Violated("duplicate_terminal"));
     // During the next run (r1): the active run stays clean.
     let mut ws = script(&[dup], None, true);
-    let mut active = Some(ActiveRun::new(run(), netra()));
+    let mut active = Some(Box::new(ActiveRun::new(run(), netra())));
     let out = read(
         &mut ws,
         &cx,
