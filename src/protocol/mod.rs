@@ -247,7 +247,7 @@ impl Profile {
         if let Some(a) = self.aliases.get(&name) {
             name = a.clone();
         }
-        let view = merged_view(&root);
+        let view = merged_view(root);
         if self.ready.contains(&name) {
             return Frame::Ready;
         }
@@ -294,8 +294,10 @@ impl Profile {
     /// The user id a ready frame names (the server's own id for the user,
     /// at the profile's `user_id_fields`), if any.
     pub fn ready_user_id(&self, text: &str) -> Option<String> {
-        let root: Value = serde_json::from_str(text).ok()?;
-        self.first_str(&merged_view(root.as_object()?), &self.user_id_fields)
+        let Value::Object(root) = serde_json::from_str(text).ok()? else {
+            return None;
+        };
+        self.first_str(&merged_view(root), &self.user_id_fields)
     }
 
     /// Terminal outcome of an event name, if it ends a run.
@@ -324,27 +326,35 @@ fn value_text(v: &Value) -> String {
 
 /// One view of a frame: root fields, overlaid by `data`, `data.payload` and
 /// `payload` (later wins), so required fields can be looked up in one place
-/// whatever the envelope.
-pub fn merged_view(root: &Map<String, Value>) -> Map<String, Value> {
+/// whatever the envelope. It takes the parsed frame apart rather than
+/// copying it: every key and value moves into the view once.
+pub fn merged_view(root: Map<String, Value>) -> Map<String, Value> {
     let mut view = Map::new();
+    let (mut data, mut payload) = (None, None);
     for (k, v) in root {
-        if k != "data" && k != "payload" {
-            view.insert(k.clone(), v.clone());
-        }
-    }
-    let data = root.get("data").and_then(Value::as_object);
-    if let Some(d) = data {
-        for (k, v) in d {
-            if k != "payload" {
-                view.insert(k.clone(), v.clone());
+        match k.as_str() {
+            "data" => data = Some(v),
+            "payload" => payload = Some(v),
+            _ => {
+                view.insert(k, v);
             }
         }
-        if let Some(p) = d.get("payload").and_then(Value::as_object) {
-            view.extend(p.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    if let Some(Value::Object(d)) = data {
+        let mut inner = None;
+        for (k, v) in d {
+            if k == "payload" {
+                inner = Some(v);
+            } else {
+                view.insert(k, v);
+            }
+        }
+        if let Some(Value::Object(p)) = inner {
+            view.extend(p);
         }
     }
-    if let Some(p) = root.get("payload").and_then(Value::as_object) {
-        view.extend(p.iter().map(|(k, v)| (k.clone(), v.clone())));
+    if let Some(Value::Object(p)) = payload {
+        view.extend(p);
     }
     view
 }
@@ -425,6 +435,30 @@ mod tests {
             r#"{"type":"agent_progress","data":{"event":"tool_executing","tool_name":"search"}}"#,
         ));
         assert_eq!(e.name, "tool_executing");
+    }
+
+    /// The overlay order: root, then `data`, then `data.payload`, then
+    /// `payload`, later winning; `data` and `payload` themselves (and ones
+    /// that are not objects) are not fields of the view.
+    #[test]
+    fn the_view_overlays_data_then_its_payload_then_payload() {
+        let root = serde_json::json!({
+            "a": "root", "b": "root", "c": "root", "d": "root", "only_root": 1,
+            "data": {"b": "data", "c": "data", "d": "data", "payload": {"c": "data.payload", "d": "data.payload"}},
+            "payload": {"d": "payload"}
+        });
+        let Value::Object(root) = root else {
+            unreachable!()
+        };
+        let view = merged_view(root);
+        assert_eq!(
+            serde_json::Value::Object(view),
+            serde_json::json!({"a": "root", "b": "data", "c": "data.payload", "d": "payload", "only_root": 1})
+        );
+        let Value::Object(odd) = serde_json::json!({"x": 1, "data": "text", "payload": [1]}) else {
+            unreachable!()
+        };
+        assert_eq!(Value::Object(merged_view(odd)), serde_json::json!({"x": 1}));
     }
 
     #[test]
