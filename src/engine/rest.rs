@@ -99,7 +99,7 @@ impl Shared {
         // Counted (and named in goose's report through the step's status);
         // the step's own status check decides whether it failed.
         let _ = unfollowed_redirect(&self.obs, status, location.as_ref());
-        self.obs.sample(metric, took.as_micros() as u64);
+        self.obs.sample(metric.to_string(), took.as_micros() as u64);
         self.obs.count(format!("rest.{metric}.{status}"));
         if status >= 400 && !expect.contains(&status) {
             self.obs.count(format!("rest.{metric}.error"));

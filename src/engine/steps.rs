@@ -64,7 +64,7 @@ pub(super) async fn run_step(
         StepKind::Send { .. } | StepKind::Think { .. } | StepKind::Disconnect | StepKind::Reconnect
     ) {
         shared.obs.sample(
-            &format!("step.{}", step.name),
+            names::step_metric(&step.name),
             t0.elapsed().as_micros() as u64,
         );
     }
@@ -74,7 +74,7 @@ pub(super) async fn run_step(
 /// Records `took` under the step's own name when it has one (see [`run_step`]).
 fn own_metric(shared: &Shared, step: &Step, took: Duration) {
     if let Some(name) = step.named_metric() {
-        shared.obs.sample(name, took.as_micros() as u64);
+        shared.obs.sample(name.to_string(), took.as_micros() as u64);
     }
 }
 
@@ -521,11 +521,13 @@ struct TemplateUse {
 
 impl TemplateUse {
     fn of(message: &serde_json::Value) -> Self {
-        let p = template::placeholders(message);
-        TemplateUse {
-            run: p.iter().any(|x| x == "run"),
-            thread: p.iter().any(|x| x == "thread"),
-        }
+        let mut uses = TemplateUse::default();
+        template::each_placeholder(message, &mut |name| match name {
+            "run" => uses.run = true,
+            "thread" => uses.thread = true,
+            _ => {}
+        });
+        uses
     }
 }
 

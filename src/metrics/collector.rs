@@ -9,7 +9,7 @@ use tokio::task::JoinHandle;
 
 use super::encoding::IntervalData;
 use super::interval_store::IntervalStore;
-use super::recorder::{Observation, Recorder};
+use super::recorder::{Name, Observation, Recorder};
 
 enum Msg {
     /// An observation; with a step it belongs to that step's phase whatever
@@ -96,12 +96,12 @@ impl ObsSender {
     }
 
     /// A sample of a run: kept in the run's step (see [`RunStep`]).
-    pub fn sample_for(&self, step: RunStep, metric: &str, us: u64) {
+    pub fn sample_for(&self, step: RunStep, metric: impl Into<Name>, us: u64) {
         self.send_obs(Observation::sample(metric, us), Some(step));
     }
 
     /// A count of a run: kept in the run's step (see [`RunStep`]).
-    pub fn count_for(&self, step: RunStep, counter: impl Into<String>) {
+    pub fn count_for(&self, step: RunStep, counter: impl Into<Name>) {
         self.send_obs(Observation::count(counter), Some(step));
     }
 
@@ -125,13 +125,13 @@ impl ObsSender {
             let _ = tokio::time::timeout(std::time::Duration::from_millis(5), woken).await;
         }
     }
-    pub fn sample(&self, metric: &str, us: u64) {
+    pub fn sample(&self, metric: impl Into<Name>, us: u64) {
         self.emit(Observation::sample(metric, us));
     }
-    pub fn count(&self, counter: impl Into<String>) {
+    pub fn count(&self, counter: impl Into<Name>) {
         self.emit(Observation::count(counter));
     }
-    pub fn count_n(&self, counter: impl Into<String>, n: u64) {
+    pub fn count_n(&self, counter: impl Into<Name>, n: u64) {
         self.emit(Observation::count_n(counter, n));
     }
     /// Why a connect or handshake failed (`stage`: `connect`, `ticket`, `ready`).

@@ -17,13 +17,18 @@ pub fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_US, SIGFIG).expect("fixed histogram bounds are valid")
 }
 
+/// A metric's or counter's name in an observation: constants
+/// (`names::TTFE`) and interned names (`names::events`) are borrowed for
+/// free; a name built at run time is owned.
+pub type Name = std::borrow::Cow<'static, str>;
+
 /// One thing the engine saw.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Observation {
     /// A latency sample in microseconds for a named metric (`ttfe`, `ws_connect`, ...).
-    Sample { metric: String, us: u64 },
+    Sample { metric: Name, us: u64 },
     /// A counter increment (`runs.ok`, `closes.1011`, ...).
-    Count { counter: String, n: u64 },
+    Count { counter: Name, n: u64 },
     /// A frame that broke a rule, kept as a sample (bounded) for debugging.
     Offending(Box<OffendingFrame>),
     /// Why a connect or handshake failed, kept by distinct reason with a count (bounded).
@@ -66,19 +71,19 @@ pub struct OffendingFrame {
 }
 
 impl Observation {
-    pub fn sample(metric: impl Into<String>, us: u64) -> Self {
+    pub fn sample(metric: impl Into<Name>, us: u64) -> Self {
         Observation::Sample {
             metric: metric.into(),
             us,
         }
     }
-    pub fn count(counter: impl Into<String>) -> Self {
+    pub fn count(counter: impl Into<Name>) -> Self {
         Observation::Count {
             counter: counter.into(),
             n: 1,
         }
     }
-    pub fn count_n(counter: impl Into<String>, n: u64) -> Self {
+    pub fn count_n(counter: impl Into<Name>, n: u64) -> Self {
         Observation::Count {
             counter: counter.into(),
             n,
@@ -98,22 +103,33 @@ pub struct Recorder {
 }
 
 impl Recorder {
+    /// Records a sample. A metric already seen is found by its name, not
+    /// by a copy of it: the name is copied once, when first recorded.
     pub fn record(&mut self, metric: &str, us: u64) {
-        let h = self
-            .histograms
-            .entry(metric.to_string())
-            .or_insert_with(new_histogram);
         let v = if us > MAX_US {
-            *self.counters.entry("histogram.clamped".into()).or_insert(0) += 1;
+            self.count("histogram.clamped", 1);
             MAX_US
         } else {
             us
         };
-        h.saturating_record(v);
+        match self.histograms.get_mut(metric) {
+            Some(h) => h.saturating_record(v),
+            None => self
+                .histograms
+                .entry(metric.to_string())
+                .or_insert_with(new_histogram)
+                .saturating_record(v),
+        }
     }
 
+    /// Adds to a counter (its name copied only when first counted).
     pub fn count(&mut self, counter: &str, n: u64) {
-        *self.counters.entry(counter.to_string()).or_insert(0) += n;
+        match self.counters.get_mut(counter) {
+            Some(c) => *c += n,
+            None => {
+                self.counters.insert(counter.to_string(), n);
+            }
+        }
     }
 
     pub fn apply(&mut self, obs: &Observation) {

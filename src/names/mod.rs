@@ -8,6 +8,10 @@
 //! family in [`check_counter`]); a unit test reads the engine's sources and
 //! fails on a literal counter or histogram name this module does not know.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
 /// TCP + TLS + HTTP upgrade, until the 101 response.
 pub const WS_CONNECT: &str = "ws_connect";
 /// Upgrade done until the profile's ready frame.
@@ -79,8 +83,45 @@ pub const STARTS_DROPPED: &str = "starts.dropped";
 pub const STARTS_LATE: &str = "starts.late";
 
 /// Histogram of the first event of one name, from the run's start.
-pub fn event_metric(name: &str) -> String {
-    format!("event_{name}")
+pub fn event_metric(name: &str) -> Cow<'static, str> {
+    static KEPT: Interned = Interned::new();
+    KEPT.get(name, |n| format!("event_{n}"))
+}
+
+/// The histogram of a journey step's own time (`step.<name>`).
+pub fn step_metric(name: &str) -> Cow<'static, str> {
+    static KEPT: Interned = Interned::new();
+    KEPT.get(name, |n| format!("step.{n}"))
+}
+
+/// Most names [`Interned`] keeps per kind; past it a name is built each
+/// time it is used (a hostile server's endless new names cost no memory).
+const INTERNED_MAX: usize = 1024;
+
+/// Names built from a bounded vocabulary (a profile's event names, a
+/// scenario's step names) on the hot path: built once and kept for the
+/// process's life, so recording one allocates nothing.
+struct Interned(OnceLock<Mutex<HashMap<Box<str>, &'static str>>>);
+
+impl Interned {
+    const fn new() -> Self {
+        Interned(OnceLock::new())
+    }
+
+    fn get(&self, base: &str, build: impl FnOnce(&str) -> String) -> Cow<'static, str> {
+        let kept = self.0.get_or_init(Default::default);
+        let mut kept = kept.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(name) = kept.get(base) {
+            return Cow::Borrowed(name);
+        }
+        let name = build(base);
+        if kept.len() >= INTERNED_MAX {
+            return Cow::Owned(name);
+        }
+        let name: &'static str = Box::leak(name.into_boxed_str());
+        kept.insert(base.into(), name);
+        Cow::Borrowed(name)
+    }
 }
 
 pub const CONN_ATTEMPTED: &str = "connections.attempted";
@@ -348,7 +389,12 @@ impl Vocabulary {
         if self.switches_threads != Some(false) {
             v.push(THREAD_SWITCH.into());
         }
-        v.extend(self.events.iter().flatten().map(|e| event_metric(e)));
+        v.extend(
+            self.events
+                .iter()
+                .flatten()
+                .map(|e| event_metric(e).into_owned()),
+        );
         v
     }
 
@@ -357,7 +403,7 @@ impl Vocabulary {
         let mut v: Vec<String> = COUNTERS.iter().map(|s| s.to_string()).collect();
         v.extend(RUN_FAILURES.iter().chain(VIOLATIONS).map(|c| run_failed(c)));
         v.extend(VIOLATIONS.iter().map(|c| format!("violations.{c}")));
-        v.extend(self.events.iter().flatten().map(|e| events(e)));
+        v.extend(self.events.iter().flatten().map(|e| events(e).into_owned()));
         v.extend(CONNECT_FAILURES.iter().map(|k| conn_failed(k)));
         v.extend(LOCAL_ERRNOS.iter().map(|e| conn_local_error(e)));
         v
@@ -544,8 +590,10 @@ pub fn run_failed(class: &str) -> String {
     format!("runs.failed.{class}")
 }
 
-pub fn events(name: &str) -> String {
-    format!("events.{name}")
+/// Events received of one name (`events.<name>`).
+pub fn events(name: &str) -> Cow<'static, str> {
+    static KEPT: Interned = Interned::new();
+    KEPT.get(name, |n| format!("events.{n}"))
 }
 
 #[cfg(test)]

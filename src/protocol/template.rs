@@ -77,6 +77,23 @@ pub fn placeholders(v: &Value) -> Vec<String> {
     out
 }
 
+/// Calls `f` with the name of every complete `{{name}}` placeholder in the
+/// strings of `v` (trimmed, `env.` ones included), allocating nothing: for
+/// checks on the hot path, where [`placeholders`] would build a list per call.
+pub fn each_placeholder(v: &Value, f: &mut impl FnMut(&str)) {
+    walk_strings(v, &mut |s| {
+        let mut rest = s;
+        while let Some(start) = rest.find("{{") {
+            let after = &rest[start + 2..];
+            let Some(end) = after.find("}}") else {
+                return;
+            };
+            f(after[..end].trim());
+            rest = &after[end + 2..];
+        }
+    });
+}
+
 /// Every NAME of an `{{env.NAME}}` placeholder in `v`, in order of appearance.
 pub fn env_names(v: &Value) -> Vec<String> {
     let mut out = Vec::new();
@@ -202,6 +219,19 @@ mod tests {
         assert_eq!(render(&json!("a {{user"), &vars), json!("a {{user"));
         assert!(placeholders(&json!("a {{user")).is_empty());
         assert_eq!(tokens("a {{user"), vec![Token::Unterminated("user".into())]);
+    }
+
+    #[test]
+    fn each_placeholder_sees_what_placeholders_lists() {
+        let v = serde_json::json!({"a": "{{ run }} and {{thread}}", "b": ["{{user}}", "{{env.X}}", "{{open"], "c": 1});
+        let mut seen = Vec::new();
+        each_placeholder(&v, &mut |n| seen.push(n.to_string()));
+        assert_eq!(seen, ["run", "thread", "user", "env.X"]);
+        let vars: Vec<String> = seen
+            .into_iter()
+            .filter(|n| !n.starts_with(ENV_PREFIX))
+            .collect();
+        assert_eq!(vars, placeholders(&v));
     }
 
     #[test]

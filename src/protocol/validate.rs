@@ -348,12 +348,14 @@ impl<'r> RunCheck<'r> {
                 _ => {}
             }
         }
-        if let Some(p) = self.rules.pairing.clone() {
+        // The rules outlive the validator: borrowed, not copied per event.
+        let rules: &'r Rules = self.rules;
+        if let Some(p) = &rules.pairing {
             if ev.name == p.start {
-                let k = self.tool_key(&p, ev);
+                let k = self.tool_key(p, ev);
                 self.open_tools.push(k);
             } else if ev.name == p.end {
-                let k = self.tool_key(&p, ev);
+                let k = self.tool_key(p, ev);
                 match self.open_tools.iter().position(|o| *o == k) {
                     Some(i) => {
                         self.open_tools.remove(i);

@@ -253,7 +253,7 @@ impl ActiveRun {
         }
         t.last = Some(at);
         if t.seen.insert(ev.name.clone()) {
-            obs.sample_for(step, &names::event_metric(&ev.name), at.as_micros() as u64);
+            obs.sample_for(step, names::event_metric(&ev.name), at.as_micros() as u64);
         }
         for v in self.check.on_event(ev, text, at) {
             self.violated(obs, v, text);
