@@ -221,20 +221,24 @@ def main():
     ap.add_argument("--full-speed", action="store_true",
                     help="the server answers every run with its five events at once "
                          "(serve --event-delay 0ms --thinking 1 --tools 1), as the issue measured")
-    ap.add_argument("--chatload", help="measure this chatload binary (its `serve` too) "
-                                       "instead of this repository's release build")
+    ap.add_argument("--chatload", help="measure this chatload binary as the generator instead "
+                                       "of this repository's release build (the server stays this "
+                                       "repository's)")
     ap.add_argument("--skip-journey", action="store_true")
     ap.add_argument("--skip-idle", action="store_true")
     ap.add_argument("--skip-allocs", action="store_true")
     a = ap.parse_args()
     raise_nofile()
     chatload, raw = build()
+    # The server is always this repository's build (an A/B of two
+    # generators loads the same server); --chatload names the generator.
+    serve_bin = chatload
     if a.chatload:
         chatload = os.path.abspath(a.chatload)
     port = free_port()
     target = f"ws://127.0.0.1:{port}/ws"
     pace = ["--event-delay", "0ms", "--thinking", "1", "--tools", "1"] if a.full_speed else []
-    server = subprocess.Popen(["taskset", "-c", "0", chatload, "serve", "--addr", f"127.0.0.1:{port}", *pace],
+    server = subprocess.Popen(["taskset", "-c", "0", serve_bin, "serve", "--addr", f"127.0.0.1:{port}", *pace],
                               env=dict(os.environ, CHATLOAD_JWT_SECRET=SECRET),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     res = {"raw": {"journey": [], "idle": []}, "chatload": {"journey": [], "idle": []}}
