@@ -210,7 +210,7 @@ async fn send(
     message: &serde_json::Value,
 ) -> TransactionResult {
     let r = shared
-        .send(&mut s, &step.name, message, TemplateUse::of(message))
+        .send(&mut s, &step.name, message, template::RunVars::of(message))
         .await;
     drop(s);
     record_ws(user, &step.name, r, None).await
@@ -332,7 +332,7 @@ impl Shared {
         s: &mut UserSession,
         step: &str,
         message: &serde_json::Value,
-        uses: TemplateUse,
+        uses: template::RunVars,
     ) -> Result<Duration, (Option<u16>, String)> {
         let due = s.send_due.take();
         self.drain(s).await;
@@ -508,26 +508,6 @@ impl Shared {
                 ))
             }
         }
-    }
-}
-
-/// Which per-run placeholders a message template uses: the ids the client
-/// chose are checked on every event; ids it did not choose are adopted.
-#[derive(Debug, Clone, Copy, Default)]
-struct TemplateUse {
-    run: bool,
-    thread: bool,
-}
-
-impl TemplateUse {
-    fn of(message: &serde_json::Value) -> Self {
-        let mut uses = TemplateUse::default();
-        template::each_placeholder(message, &mut |name| match name {
-            "run" => uses.run = true,
-            "thread" => uses.thread = true,
-            _ => {}
-        });
-        uses
     }
 }
 

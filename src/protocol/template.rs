@@ -80,7 +80,7 @@ pub fn placeholders(v: &Value) -> Vec<String> {
 /// Calls `f` with the name of every complete `{{name}}` placeholder in the
 /// strings of `v` (trimmed, `env.` ones included), allocating nothing: for
 /// checks on the hot path, where [`placeholders`] would build a list per call.
-pub fn each_placeholder(v: &Value, f: &mut impl FnMut(&str)) {
+fn each_placeholder(v: &Value, f: &mut impl FnMut(&str)) {
     walk_strings(v, &mut |s| {
         let mut rest = s;
         while let Some(start) = rest.find("{{") {
@@ -92,6 +92,27 @@ pub fn each_placeholder(v: &Value, f: &mut impl FnMut(&str)) {
             rest = &after[end + 2..];
         }
     });
+}
+
+/// Which per-run placeholders a message template uses: the ids the client
+/// chose are checked on every event; ids it did not choose are adopted.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RunVars {
+    pub run: bool,
+    pub thread: bool,
+}
+
+impl RunVars {
+    /// Scanned on every send: allocates nothing.
+    pub fn of(message: &Value) -> Self {
+        let mut uses = RunVars::default();
+        each_placeholder(message, &mut |name| match name {
+            "run" => uses.run = true,
+            "thread" => uses.thread = true,
+            _ => {}
+        });
+        uses
+    }
 }
 
 /// Every NAME of an `{{env.NAME}}` placeholder in `v`, in order of appearance.

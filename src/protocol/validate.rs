@@ -348,8 +348,7 @@ impl<'r> RunCheck<'r> {
                 _ => {}
             }
         }
-        // The rules outlive the validator: borrowed, not copied per event.
-        let rules: &'r Rules = self.rules;
+        let rules: &'r Rules = self.rules; // borrowed for 'r: not copied per event
         if let Some(p) = &rules.pairing {
             if ev.name == p.start {
                 let k = self.tool_key(p, ev);

@@ -54,9 +54,7 @@ pub struct Scenario {
     pub interval: Option<Duration>,
     /// How often `snapshot.json` is rewritten during the run.
     pub checkpoint: Duration,
-    /// Whether goose writes its own report, `goose-report.html`
-    /// (`[output] goose_report`): goose keeps a few numbers per second of
-    /// the run for its charts, a cost that grows with the run's length.
+    /// Whether goose writes `goose-report.html` (`[output] goose_report`).
     pub goose_report: bool,
     /// Allowed worsening against a baseline, by metric statistic or rate.
     pub baseline: Vec<super::baseline::Tolerance>,
