@@ -186,3 +186,32 @@ fn every_literal_name_the_engine_records_is_known() {
     }
     assert!(seen > 20, "the scan found only {seen} names");
 }
+
+/// An interned name is built once and then borrowed; past the cap a new
+/// name is still right, only built each time (and never kept).
+#[test]
+fn interned_names_are_built_once_and_capped() {
+    use std::borrow::Cow;
+    let kept = super::Interned::new();
+    let first = kept.get("agent_started", |n| format!("events.{n}"));
+    let again = kept.get("agent_started", |_| unreachable!("built once"));
+    match (&first, &again) {
+        (Cow::Borrowed(a), Cow::Borrowed(b)) => assert!(std::ptr::eq(*a, *b)),
+        other => panic!("not borrowed: {other:?}"),
+    }
+    assert_eq!(first, "events.agent_started");
+    for i in 1..super::INTERNED_MAX {
+        kept.get(&i.to_string(), |n| format!("events.{n}"));
+    }
+    let past = kept.get("one_too_many", |n| format!("events.{n}"));
+    assert!(matches!(past, Cow::Owned(_)));
+    assert_eq!(past, "events.one_too_many");
+    let past_again = kept.get("one_too_many", |n| format!("events.{n}"));
+    assert!(
+        matches!(past_again, Cow::Owned(_)),
+        "never kept past the cap"
+    );
+    assert_eq!(super::events("x"), "events.x");
+    assert_eq!(super::event_metric("x"), "event_x");
+    assert_eq!(super::step_metric("send"), "step.send");
+}
