@@ -44,7 +44,7 @@ impl Shared {
                 let _ = Box::pin(self.connect(s)).await;
                 continue;
             }
-            if Box::pin(self.refresh_if_due(s)).await {
+            if self.refresh_due(s) && Box::pin(self.refresh_if_due(s)).await {
                 reconnected = true;
                 if Box::pin(self.connect(s)).await.is_err() {
                     s.lost = true;

@@ -174,10 +174,7 @@ impl Shared {
     /// socket's token is within `auth.refresh_margin` of its expiry and no
     /// run is in flight (`tokens.refreshed`). Returns whether it refreshed.
     pub(super) async fn refresh_if_due(&self, s: &mut UserSession) -> bool {
-        if s.pending.is_some() || s.ws.is_none() {
-            return false;
-        }
-        if self.refresh_at(s).is_none_or(|at| Instant::now() < at) {
+        if !self.refresh_due(s) {
             return false;
         }
         Self::closing_by_choice(s);
@@ -185,6 +182,14 @@ impl Shared {
         self.close_socket(s, "token refresh").await;
         self.obs.count("tokens.refreshed");
         true
+    }
+
+    /// Whether [`Shared::refresh_if_due`] would close the socket now: a
+    /// socket with no run in flight whose token is due.
+    pub(super) fn refresh_due(&self, s: &UserSession) -> bool {
+        s.pending.is_none()
+            && s.ws.is_some()
+            && self.refresh_at(s).is_some_and(|at| Instant::now() >= at)
     }
 
     /// When the socket's token is due for a refresh.
